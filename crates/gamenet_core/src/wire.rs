@@ -1,0 +1,477 @@
+//! The wire format spoken between two gamenet peers.
+//!
+//! Every packet starts with one type byte. Integers are little endian. Packets on
+//! the unreliable channel ([`UnreliablePacket`]) carry heartbeats, flow-control
+//! acknowledgements and unreliable application data; packets on the reliable,
+//! ordered channel ([`ReliablePacket`]) carry the handshake, the goodbye and
+//! reliable application data, fragmented when larger than one fragment.
+//!
+//! Decoders never panic and never allocate from a length read off the wire: every
+//! payload is a borrowed slice of the input.
+
+use thiserror::Error;
+
+/// Magic number opening a [`ReliablePacket::Hello`]: `"GNET"`.
+pub const HELLO_MAGIC: u32 = u32::from_le_bytes(*b"GNET");
+
+/// Longest application id a hello may carry, in bytes.
+pub const MAX_APP_ID_LEN: usize = 255;
+
+const PING: u8 = 0x01;
+const PONG: u8 = 0x02;
+const UNRELIABLE_DATA: u8 = 0x03;
+const ACK: u8 = 0x04;
+
+const HELLO: u8 = 0x10;
+const GOODBYE: u8 = 0x11;
+const RELIABLE_DATA: u8 = 0x12;
+const FRAGMENT_START: u8 = 0x13;
+const FRAGMENT_CONT: u8 = 0x14;
+
+/// Bytes of header in front of an unreliable data payload.
+pub const UNRELIABLE_DATA_HEADER: usize = 1;
+/// Bytes of header in front of a whole reliable message.
+pub const RELIABLE_DATA_HEADER: usize = 1;
+/// Bytes of header in front of the first fragment of a reliable message.
+pub const FRAGMENT_START_HEADER: usize = 5;
+/// Bytes of header in front of a continuation fragment.
+pub const FRAGMENT_CONT_HEADER: usize = 1;
+
+/// Why a packet could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The packet had no bytes at all.
+    #[error("empty packet")]
+    Empty,
+    /// The type byte names no packet of this channel.
+    #[error("unknown packet type {0:#04x}")]
+    UnknownType(u8),
+    /// The packet ended before a field it must carry.
+    #[error("packet truncated: {0}")]
+    Truncated(&'static str),
+    /// The packet carried bytes after its last field.
+    #[error("{0} trailing bytes")]
+    Trailing(usize),
+    /// A field held a value the protocol does not allow.
+    #[error("invalid field: {0}")]
+    Invalid(&'static str),
+}
+
+/// Why the sender of a [`ReliablePacket::Goodbye`] is leaving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GoodbyeReason {
+    /// The sender is leaving the mesh or dropped this peer on purpose.
+    Leaving,
+    /// The sender found this peer's protocol version or application incompatible.
+    Incompatible,
+    /// The sender received something it could not accept from this peer.
+    ProtocolViolation,
+}
+
+impl GoodbyeReason {
+    fn to_byte(self) -> u8 {
+        match self {
+            GoodbyeReason::Leaving => 0,
+            GoodbyeReason::Incompatible => 1,
+            GoodbyeReason::ProtocolViolation => 2,
+        }
+    }
+
+    fn from_byte(byte: u8) -> Result<Self, DecodeError> {
+        match byte {
+            0 => Ok(GoodbyeReason::Leaving),
+            1 => Ok(GoodbyeReason::Incompatible),
+            2 => Ok(GoodbyeReason::ProtocolViolation),
+            _ => Err(DecodeError::Invalid("goodbye reason")),
+        }
+    }
+}
+
+/// A packet of the unreliable, unordered channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnreliablePacket<'a> {
+    /// A heartbeat asking for a [`UnreliablePacket::Pong`].
+    Ping {
+        /// Sequence number of this ping.
+        seq: u32,
+        /// Reliable bytes the sender has received from the receiver so far.
+        acked: u64,
+    },
+    /// The answer to a ping.
+    Pong {
+        /// Sequence number of the ping answered.
+        seq: u32,
+        /// Reliable bytes the sender has received from the receiver so far.
+        acked: u64,
+    },
+    /// Application data.
+    Data(&'a [u8]),
+    /// A flow-control acknowledgement.
+    Ack {
+        /// Reliable bytes the sender has received from the receiver so far.
+        acked: u64,
+    },
+}
+
+/// A packet of the reliable, ordered channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReliablePacket<'a> {
+    /// The first packet each side sends: who it is and what it speaks.
+    Hello {
+        /// Protocol version of the sender.
+        version: u16,
+        /// Application id of the sender: peers of different applications never talk.
+        app_id: &'a str,
+    },
+    /// The sender stops talking to the receiver.
+    Goodbye(GoodbyeReason),
+    /// A whole application message.
+    Data(&'a [u8]),
+    /// The first fragment of an application message.
+    FragmentStart {
+        /// Length of the whole message.
+        total_len: u32,
+        /// The first bytes of the message.
+        chunk: &'a [u8],
+    },
+    /// A further fragment of the message being reassembled.
+    FragmentCont(&'a [u8]),
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        if self.bytes.len() < n {
+            return Err(DecodeError::Truncated(what));
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N, what)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>(what)?[0])
+    }
+
+    fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.array(what)?))
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.bytes)
+    }
+
+    fn finish<T>(self, value: T) -> Result<T, DecodeError> {
+        if self.bytes.is_empty() {
+            Ok(value)
+        } else {
+            Err(DecodeError::Trailing(self.bytes.len()))
+        }
+    }
+}
+
+fn split_type(bytes: &[u8]) -> Result<(u8, Reader<'_>), DecodeError> {
+    match bytes.split_first() {
+        Some((&kind, rest)) => Ok((kind, Reader { bytes: rest })),
+        None => Err(DecodeError::Empty),
+    }
+}
+
+impl<'a> UnreliablePacket<'a> {
+    /// Decodes a packet received on the unreliable channel.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let (kind, mut r) = split_type(bytes)?;
+        match kind {
+            PING => {
+                let seq = r.u32("ping seq")?;
+                let acked = r.u64("ping ack")?;
+                r.finish(UnreliablePacket::Ping { seq, acked })
+            }
+            PONG => {
+                let seq = r.u32("pong seq")?;
+                let acked = r.u64("pong ack")?;
+                r.finish(UnreliablePacket::Pong { seq, acked })
+            }
+            UNRELIABLE_DATA => Ok(UnreliablePacket::Data(r.rest())),
+            ACK => {
+                let acked = r.u64("ack")?;
+                r.finish(UnreliablePacket::Ack { acked })
+            }
+            other => Err(DecodeError::UnknownType(other)),
+        }
+    }
+
+    /// Encodes the packet into a new buffer.
+    pub fn encode(&self) -> Box<[u8]> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        match *self {
+            UnreliablePacket::Ping { seq, acked } => {
+                out.push(PING);
+                out.extend_from_slice(&seq.to_le_bytes());
+                out.extend_from_slice(&acked.to_le_bytes());
+            }
+            UnreliablePacket::Pong { seq, acked } => {
+                out.push(PONG);
+                out.extend_from_slice(&seq.to_le_bytes());
+                out.extend_from_slice(&acked.to_le_bytes());
+            }
+            UnreliablePacket::Data(payload) => {
+                out.push(UNRELIABLE_DATA);
+                out.extend_from_slice(payload);
+            }
+            UnreliablePacket::Ack { acked } => {
+                out.push(ACK);
+                out.extend_from_slice(&acked.to_le_bytes());
+            }
+        }
+        out.into_boxed_slice()
+    }
+
+    /// Length of the encoded packet in bytes.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            UnreliablePacket::Ping { .. } | UnreliablePacket::Pong { .. } => 13,
+            UnreliablePacket::Data(payload) => UNRELIABLE_DATA_HEADER + payload.len(),
+            UnreliablePacket::Ack { .. } => 9,
+        }
+    }
+}
+
+impl<'a> ReliablePacket<'a> {
+    /// Decodes a packet received on the reliable channel.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let (kind, mut r) = split_type(bytes)?;
+        match kind {
+            HELLO => {
+                if r.u32("hello magic")? != HELLO_MAGIC {
+                    return Err(DecodeError::Invalid("hello magic"));
+                }
+                let version = r.u16("hello version")?;
+                let len = usize::from(r.u8("hello app id length")?);
+                let app_id = std::str::from_utf8(r.take(len, "hello app id")?)
+                    .map_err(|_| DecodeError::Invalid("hello app id is not UTF-8"))?;
+                r.finish(ReliablePacket::Hello { version, app_id })
+            }
+            GOODBYE => {
+                let reason = GoodbyeReason::from_byte(r.u8("goodbye reason")?)?;
+                r.finish(ReliablePacket::Goodbye(reason))
+            }
+            RELIABLE_DATA => Ok(ReliablePacket::Data(r.rest())),
+            FRAGMENT_START => {
+                let total_len = r.u32("fragment total length")?;
+                let chunk = r.rest();
+                if chunk.is_empty() || chunk.len() >= total_len as usize {
+                    return Err(DecodeError::Invalid("fragment start length"));
+                }
+                Ok(ReliablePacket::FragmentStart { total_len, chunk })
+            }
+            FRAGMENT_CONT => {
+                let chunk = r.rest();
+                if chunk.is_empty() {
+                    return Err(DecodeError::Invalid("empty fragment"));
+                }
+                Ok(ReliablePacket::FragmentCont(chunk))
+            }
+            other => Err(DecodeError::UnknownType(other)),
+        }
+    }
+
+    /// Encodes the packet into a new buffer.
+    ///
+    /// An application id longer than [`MAX_APP_ID_LEN`] is cut at a character
+    /// boundary; [`crate::MeshConfig::validate`] rejects such ids before.
+    pub fn encode(&self) -> Box<[u8]> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        match *self {
+            ReliablePacket::Hello { version, app_id } => {
+                let app_id = truncate_str(app_id, MAX_APP_ID_LEN);
+                out.push(HELLO);
+                out.extend_from_slice(&HELLO_MAGIC.to_le_bytes());
+                out.extend_from_slice(&version.to_le_bytes());
+                out.push(app_id.len() as u8);
+                out.extend_from_slice(app_id.as_bytes());
+            }
+            ReliablePacket::Goodbye(reason) => {
+                out.push(GOODBYE);
+                out.push(reason.to_byte());
+            }
+            ReliablePacket::Data(payload) => {
+                out.push(RELIABLE_DATA);
+                out.extend_from_slice(payload);
+            }
+            ReliablePacket::FragmentStart { total_len, chunk } => {
+                out.push(FRAGMENT_START);
+                out.extend_from_slice(&total_len.to_le_bytes());
+                out.extend_from_slice(chunk);
+            }
+            ReliablePacket::FragmentCont(chunk) => {
+                out.push(FRAGMENT_CONT);
+                out.extend_from_slice(chunk);
+            }
+        }
+        out.into_boxed_slice()
+    }
+
+    /// Length of the encoded packet in bytes.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            ReliablePacket::Hello { app_id, .. } => 8 + truncate_str(app_id, MAX_APP_ID_LEN).len(),
+            ReliablePacket::Goodbye(_) => 2,
+            ReliablePacket::Data(payload) => RELIABLE_DATA_HEADER + payload.len(),
+            ReliablePacket::FragmentStart { chunk, .. } => FRAGMENT_START_HEADER + chunk.len(),
+            ReliablePacket::FragmentCont(chunk) => FRAGMENT_CONT_HEADER + chunk.len(),
+        }
+    }
+}
+
+fn truncate_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn unreliable_round_trip() {
+        let packets = [
+            UnreliablePacket::Ping {
+                seq: 7,
+                acked: 1 << 40,
+            },
+            UnreliablePacket::Pong {
+                seq: u32::MAX,
+                acked: 0,
+            },
+            UnreliablePacket::Data(b"hello"),
+            UnreliablePacket::Data(b""),
+            UnreliablePacket::Ack { acked: 99 },
+        ];
+        for packet in packets {
+            let bytes = packet.encode();
+            assert_eq!(bytes.len(), packet.encoded_len());
+            assert_eq!(UnreliablePacket::decode(&bytes), Ok(packet));
+        }
+    }
+
+    #[test]
+    fn reliable_round_trip() {
+        let packets = [
+            ReliablePacket::Hello {
+                version: 3,
+                app_id: "my-game/1.2",
+            },
+            ReliablePacket::Goodbye(GoodbyeReason::Incompatible),
+            ReliablePacket::Data(b"abc"),
+            ReliablePacket::FragmentStart {
+                total_len: 10,
+                chunk: b"abcd",
+            },
+            ReliablePacket::FragmentCont(b"efghij"),
+        ];
+        for packet in packets {
+            let bytes = packet.encode();
+            assert_eq!(bytes.len(), packet.encoded_len());
+            assert_eq!(ReliablePacket::decode(&bytes), Ok(packet));
+        }
+    }
+
+    #[test]
+    fn rejects_bad_packets() {
+        assert_eq!(UnreliablePacket::decode(&[]), Err(DecodeError::Empty));
+        assert_eq!(
+            UnreliablePacket::decode(&[0x7f]),
+            Err(DecodeError::UnknownType(0x7f))
+        );
+        assert!(matches!(
+            UnreliablePacket::decode(&[PING, 1, 2]),
+            Err(DecodeError::Truncated(_))
+        ));
+        let mut ping = UnreliablePacket::Ping { seq: 1, acked: 2 }
+            .encode()
+            .to_vec();
+        ping.push(0);
+        assert_eq!(
+            UnreliablePacket::decode(&ping),
+            Err(DecodeError::Trailing(1))
+        );
+        assert!(matches!(
+            ReliablePacket::decode(&[HELLO, b'X', b'N', b'E', b'T', 0, 0, 0]),
+            Err(DecodeError::Invalid("hello magic"))
+        ));
+        // A fragment start that claims to be the whole message is invalid.
+        let start = ReliablePacket::FragmentStart {
+            total_len: 4,
+            chunk: b"abcd",
+        }
+        .encode();
+        assert!(ReliablePacket::decode(&start).is_err());
+        assert!(ReliablePacket::decode(&[GOODBYE, 9]).is_err());
+        assert!(ReliablePacket::decode(&[HELLO, b'G', b'N', b'E', b'T', 1, 0, 5, b'a']).is_err());
+    }
+
+    #[test]
+    fn long_app_id_is_cut_on_a_char_boundary() {
+        let id = "é".repeat(200);
+        let bytes = ReliablePacket::Hello {
+            version: 1,
+            app_id: &id,
+        }
+        .encode();
+        match ReliablePacket::decode(&bytes) {
+            Ok(ReliablePacket::Hello { app_id, .. }) => assert!(app_id.len() <= MAX_APP_ID_LEN),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn unreliable_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(packet) = UnreliablePacket::decode(&bytes) {
+                prop_assert_eq!(&*packet.encode(), &bytes[..]);
+            }
+        }
+
+        #[test]
+        fn reliable_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(packet) = ReliablePacket::decode(&bytes) {
+                prop_assert_eq!(&*packet.encode(), &bytes[..]);
+            }
+        }
+
+        #[test]
+        fn typed_garbage_never_panics(kind in 0u8..0x20, tail in proptest::collection::vec(any::<u8>(), 0..32)) {
+            let mut bytes = vec![kind];
+            bytes.extend(tail);
+            let _ = UnreliablePacket::decode(&bytes);
+            let _ = ReliablePacket::decode(&bytes);
+        }
+    }
+}
