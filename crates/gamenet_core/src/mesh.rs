@@ -304,7 +304,7 @@ pub struct Transmit {
     /// The channel to send it on.
     pub channel: Channel,
     /// The encoded packet.
-    pub data: Box<[u8]>,
+    pub data: Bytes,
 }
 
 /// How many closed peer ids are remembered so that their stragglers are ignored.
@@ -448,7 +448,7 @@ impl Mesh {
     }
 
     /// A packet arrived from `peer` on `channel`.
-    pub fn handle_packet(&mut self, now: Instant, peer: PeerId, channel: Channel, data: Box<[u8]>) {
+    pub fn handle_packet(&mut self, now: Instant, peer: PeerId, channel: Channel, data: Bytes) {
         if self.closed.contains(&peer) {
             return;
         }
@@ -470,7 +470,7 @@ impl Mesh {
         }
     }
 
-    fn on_reliable(&mut self, now: Instant, peer: PeerId, data: Box<[u8]>) -> Result<(), Fault> {
+    fn on_reliable(&mut self, now: Instant, peer: PeerId, data: Bytes) -> Result<(), Fault> {
         let config = &self.config;
         let Some(link) = self.links.get_mut(&peer) else {
             return Ok(());
@@ -518,7 +518,7 @@ impl Mesh {
                 }
                 let size = data.len() - RELIABLE_DATA_HEADER;
                 check_size(size, config.max_message_size)?;
-                Some(Bytes::from(Vec::from(data)).slice(RELIABLE_DATA_HEADER..))
+                Some(data.slice(RELIABLE_DATA_HEADER..))
             }
             ReliablePacket::FragmentStart { total_len, chunk } => {
                 if link.reassembly.is_some() {
@@ -564,7 +564,7 @@ impl Mesh {
         Ok(())
     }
 
-    fn on_unreliable(&mut self, now: Instant, peer: PeerId, data: Box<[u8]>) -> Result<(), Fault> {
+    fn on_unreliable(&mut self, now: Instant, peer: PeerId, data: Bytes) -> Result<(), Fault> {
         let max_unreliable = self.config.max_unreliable_size;
         let Some(link) = self.links.get_mut(&peer) else {
             return Ok(());
@@ -597,7 +597,7 @@ impl Mesh {
             UnreliablePacket::Data(_) => {
                 let size = data.len() - UNRELIABLE_DATA_HEADER;
                 check_size(size, max_unreliable)?;
-                let payload = Bytes::from(Vec::from(data)).slice(UNRELIABLE_DATA_HEADER..);
+                let payload = data.slice(UNRELIABLE_DATA_HEADER..);
                 self.events.push_back(Event::Message {
                     peer,
                     channel: Channel::Unreliable,
@@ -944,6 +944,7 @@ impl Mesh {
     }
 
     fn push_transmit(&mut self, peer: PeerId, channel: Channel, data: Box<[u8]>) {
+        let data = Bytes::from(data);
         if let Some(link) = self.links.get_mut(&peer) {
             link.stats.bytes_out += data.len() as u64;
             link.stats.packets_out += 1;

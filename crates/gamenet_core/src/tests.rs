@@ -98,7 +98,7 @@ impl Sim {
                 self.seq += 1;
                 let at = self.now + self.latency;
                 self.in_flight
-                    .push(Reverse((at, self.seq, i, to, reliable, t.data.into_vec())));
+                    .push(Reverse((at, self.seq, i, to, reliable, t.data.to_vec())));
             }
             while let Some(e) = self.nodes[i].1.poll_event() {
                 self.events[i].push(e);
@@ -340,7 +340,7 @@ fn version_mismatch_is_reported() {
         version: PROTOCOL_VERSION + 1,
         app_id: "gamenet",
     };
-    a.handle_packet(now, PeerId(2), Channel::Reliable, hello.encode());
+    a.handle_packet(now, PeerId(2), Channel::Reliable, hello.encode().into());
     assert_eq!(
         a.poll_event(),
         Some(Event::HandshakeFailed {
@@ -446,7 +446,7 @@ fn drop_peer_says_goodbye() {
         sim.now,
         b,
         Channel::Reliable,
-        ReliablePacket::Data(b"x").encode(),
+        ReliablePacket::Data(b"x").encode().into(),
     );
     assert_eq!(sim.take_events(0), vec![]);
 }
@@ -461,7 +461,7 @@ fn joined_mesh(config: MeshConfig) -> (Mesh, PeerId, Instant) {
         version: PROTOCOL_VERSION,
         app_id: "gamenet",
     };
-    mesh.handle_packet(now, peer, Channel::Reliable, hello.encode());
+    mesh.handle_packet(now, peer, Channel::Reliable, hello.encode().into());
     assert_eq!(mesh.poll_event(), Some(Event::PeerJoined(peer)));
     (mesh, peer, now)
 }
@@ -483,7 +483,7 @@ fn oversized_announcements_drop_the_peer_before_allocating() {
         total_len: u32::MAX,
         chunk: b"x",
     };
-    mesh.handle_packet(now, peer, Channel::Reliable, start.encode());
+    mesh.handle_packet(now, peer, Channel::Reliable, start.encode().into());
     assert_eq!(
         violation(&mut mesh),
         Some(ProtocolError::MessageTooLarge {
@@ -507,7 +507,7 @@ fn fragments_out_of_sequence_and_false_acks_drop_the_peer() {
         now,
         peer,
         Channel::Reliable,
-        ReliablePacket::FragmentCont(b"abc").encode(),
+        ReliablePacket::FragmentCont(b"abc").encode().into(),
     );
     assert_eq!(violation(&mut mesh), Some(ProtocolError::BadFragment));
 
@@ -516,18 +516,18 @@ fn fragments_out_of_sequence_and_false_acks_drop_the_peer() {
         total_len: 5,
         chunk: b"abc",
     };
-    mesh.handle_packet(now, peer, Channel::Reliable, start.encode());
+    mesh.handle_packet(now, peer, Channel::Reliable, start.encode().into());
     mesh.handle_packet(
         now,
         peer,
         Channel::Reliable,
-        ReliablePacket::FragmentCont(b"defg").encode(),
+        ReliablePacket::FragmentCont(b"defg").encode().into(),
     );
     assert_eq!(violation(&mut mesh), Some(ProtocolError::BadFragment));
 
     let (mut mesh, peer, now) = joined_mesh(MeshConfig::default());
     let ack = UnreliablePacket::Ack { acked: 1 << 40 };
-    mesh.handle_packet(now, peer, Channel::Unreliable, ack.encode());
+    mesh.handle_packet(now, peer, Channel::Unreliable, ack.encode().into());
     assert!(matches!(
         violation(&mut mesh),
         Some(ProtocolError::AckBeyondSent { .. })
@@ -565,10 +565,10 @@ proptest! {
         let other = PeerId(8);
         mesh.handle_connected(now, other);
         let hello = ReliablePacket::Hello { version: PROTOCOL_VERSION, app_id: "gamenet" };
-        mesh.handle_packet(now, other, Channel::Reliable, hello.encode());
+        mesh.handle_packet(now, other, Channel::Reliable, hello.encode().into());
         for (reliable, bytes) in packets {
             let channel = if reliable { Channel::Reliable } else { Channel::Unreliable };
-            mesh.handle_packet(now, peer, channel, bytes.into());
+            mesh.handle_packet(now, peer, channel, Bytes::from(bytes));
         }
         mesh.handle_timeout(now + Duration::from_millis(150));
         while mesh.poll_event().is_some() {}

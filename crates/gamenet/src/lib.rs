@@ -1,0 +1,438 @@
+//! Peer-to-peer multiplayer networking over WebRTC data channels, natively and
+//! in the browser.
+//!
+//! A [`PeerMesh`] joins a room on a signaling server (such as `gamenet-signaling`)
+//! and links to every other peer in it over two data channels, one reliable and
+//! ordered, one unreliable and unordered. On top of the WebRTC connection it
+//! runs gamenet's own protocol ([`gamenet_core`]): a versioned handshake, heartbeats
+//! with per-peer round-trip time, loss and throughput, disconnect detection that
+//! works the same everywhere, flow control, and fragmentation of large messages.
+//!
+//! The runtime is the caller's: [`PeerMeshBuilder::build`] returns the mesh and a
+//! [`MeshDriver`] future to spawn on tokio, smol, or `wasm_bindgen_futures`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use gamenet::{Channel, Event, IceServer, PeerMesh};
+//!
+//! # async fn run() -> Result<(), gamenet::Error> {
+//! let (mut mesh, driver) = PeerMesh::builder("ws://localhost:3000/my-room")
+//!     .app_id("my-game/1")
+//!     .ice_server(IceServer::stun("stun:stun.example.org:3478"))
+//!     .build()?;
+//! tokio::spawn(driver);
+//!
+//! loop {
+//!     match mesh.next_event().await? {
+//!         Event::PeerJoined(peer) => mesh.send(peer, Channel::Reliable, b"hello")?,
+//!         Event::Message { peer, payload, .. } => println!("{peer}: {payload:?}"),
+//!         Event::PeerLeft { peer, reason } => println!("{peer} left: {reason}"),
+//!         other => println!("{other:?}"),
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! A game loop calls [`PeerMesh::update`] once a frame instead and drains
+//! [`PeerMesh::poll_event`].
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use futures_timer::Delay;
+use matchbox_socket::{
+    ChannelConfig, MessageLoopFuture, PeerState, RtcIceServerConfig, WebRtcChannel, WebRtcSocket,
+};
+
+pub use gamenet_core::{
+    Bytes, Channel, ConfigError, Event, GoodbyeReason, HandshakeError, Instant, LeaveReason,
+    MeshConfig, PeerId, PeerStats, ProtocolError, SendError,
+};
+use gamenet_core::{Mesh, Transmit};
+
+/// Longest the async loop sleeps without looking at the clock.
+const MAX_IDLE: Duration = Duration::from_millis(250);
+
+/// An ICE server (STUN or TURN) for WebRTC connection set-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceServer {
+    /// Its URLs, such as `stun:host:3478` or `turn:host:3478?transport=udp`.
+    pub urls: Vec<String>,
+    /// User name, for TURN.
+    pub username: Option<String>,
+    /// Credential, for TURN.
+    pub credential: Option<String>,
+}
+
+impl IceServer {
+    /// A STUN server at `url`.
+    pub fn stun(url: impl Into<String>) -> Self {
+        Self {
+            urls: vec![url.into()],
+            username: None,
+            credential: None,
+        }
+    }
+
+    /// No ICE server: peers gather host candidates only, as on one network.
+    pub fn none() -> Self {
+        Self {
+            urls: Vec::new(),
+            username: None,
+            credential: None,
+        }
+    }
+}
+
+/// Errors of the runtime.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No ICE server was set. gamenet never falls back on public STUN hosts: set one
+    /// with [`PeerMeshBuilder::ice_server`], or [`IceServer::none`] for host candidates.
+    #[error(
+        "no ICE server configured; set one explicitly (IceServer::none() for host candidates only)"
+    )]
+    IceServerNotSet,
+    /// The mesh settings cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A message could not be sent.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The signaling connection failed or was lost.
+    #[error("signaling: {0}")]
+    Signaling(#[from] matchbox_socket::Error),
+    /// The mesh's driver has stopped; nothing more can be sent or received.
+    #[error("the mesh is closed")]
+    Closed,
+}
+
+/// Builds a [`PeerMesh`].
+#[derive(Debug, Clone)]
+pub struct PeerMeshBuilder {
+    room_url: String,
+    ice_server: Option<IceServer>,
+    config: MeshConfig,
+    signaling_attempts: Option<u16>,
+}
+
+impl PeerMeshBuilder {
+    /// Sets the ICE server. Required; see [`Error::IceServerNotSet`].
+    pub fn ice_server(mut self, server: IceServer) -> Self {
+        self.ice_server = Some(server);
+        self
+    }
+
+    /// Sets the application id; peers of other applications are refused in the handshake.
+    pub fn app_id(mut self, app_id: impl Into<String>) -> Self {
+        self.config.app_id = app_id.into();
+        self
+    }
+
+    /// Replaces all protocol settings.
+    pub fn config(mut self, config: MeshConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the disconnect timeout (default 2 s).
+    pub fn disconnect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.disconnect_timeout = timeout;
+        self
+    }
+
+    /// How many times to try reaching the signaling server (`None`: forever). Default 3.
+    pub fn signaling_attempts(mut self, attempts: Option<u16>) -> Self {
+        self.signaling_attempts = attempts;
+        self
+    }
+
+    /// Creates the mesh and the driver future that must be spawned for it to work.
+    pub fn build(self) -> Result<(PeerMesh, MeshDriver), Error> {
+        let ice = self.ice_server.ok_or(Error::IceServerNotSet)?;
+        let core = Mesh::new(self.config)?;
+        // Channel 0 is reliable, channel 1 unreliable: see `Channel::index`.
+        let (mut socket, driver) = WebRtcSocket::builder(self.room_url)
+            .ice_server(RtcIceServerConfig {
+                urls: ice.urls,
+                username: ice.username,
+                credential: ice.credential,
+            })
+            .reconnect_attempts(self.signaling_attempts)
+            .add_channel(ChannelConfig::reliable())
+            .add_channel(ChannelConfig::unreliable())
+            .build();
+        let reliable = socket
+            .take_channel(Channel::Reliable.index())
+            .map_err(|_| Error::Closed)?;
+        let unreliable = socket
+            .take_channel(Channel::Unreliable.index())
+            .map_err(|_| Error::Closed)?;
+        let mesh = PeerMesh {
+            socket,
+            channels: [reliable, unreliable],
+            core,
+            closed: false,
+            timer: None,
+        };
+        Ok((mesh, MeshDriver(driver)))
+    }
+}
+
+/// The future that runs the WebRTC connections and the signaling of a [`PeerMesh`].
+/// Spawn it on the runtime of your choice; it ends when the mesh is closed or the
+/// signaling server is lost.
+#[must_use = "the mesh does nothing unless its driver is spawned"]
+pub struct MeshDriver(MessageLoopFuture);
+
+impl Future for MeshDriver {
+    type Output = Result<(), Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.poll_unpin(cx).map_err(Error::from)
+    }
+}
+
+impl std::fmt::Debug for MeshDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MeshDriver")
+    }
+}
+
+/// What woke the async loop.
+enum Wake {
+    Peer(Option<(matchbox_socket::PeerId, PeerState)>),
+    Packet(Channel, Option<(matchbox_socket::PeerId, Bytes)>),
+    Timer,
+}
+
+/// A mesh of WebRTC links to every other peer of a room.
+#[derive(Debug)]
+pub struct PeerMesh {
+    socket: WebRtcSocket,
+    channels: [WebRtcChannel; 2],
+    core: Mesh,
+    closed: bool,
+    timer: Option<(Instant, Delay)>,
+}
+
+impl PeerMesh {
+    /// Starts building a mesh that joins `room_url`, e.g. `ws://host:3000/room`
+    /// or `ws://host:3000/lobby?next=2` for quick-match.
+    pub fn builder(room_url: impl Into<String>) -> PeerMeshBuilder {
+        PeerMeshBuilder {
+            room_url: room_url.into(),
+            ice_server: None,
+            config: MeshConfig::default(),
+            signaling_attempts: Some(3),
+        }
+    }
+
+    /// This peer's id, once the signaling server has assigned it.
+    pub fn id(&mut self) -> Option<PeerId> {
+        self.socket.id().map(to_core)
+    }
+
+    /// Processes everything that arrived and every timer due. Call once a frame,
+    /// then drain [`PeerMesh::poll_event`].
+    pub fn update(&mut self) {
+        let now = Instant::now();
+        while !self.closed {
+            let Some(change) = self.socket.next().now_or_never() else {
+                break;
+            };
+            self.on_wake(now, Wake::Peer(change));
+        }
+        for channel in [Channel::Reliable, Channel::Unreliable] {
+            while let Some(packet) = self.channels[channel.index()].next().now_or_never() {
+                let end = packet.is_none();
+                self.on_wake(now, Wake::Packet(channel, packet));
+                if end {
+                    break;
+                }
+            }
+        }
+        self.on_wake(now, Wake::Timer);
+    }
+
+    /// The next event, if one is ready. Does not process new input by itself;
+    /// see [`PeerMesh::update`].
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.core.poll_event()
+    }
+
+    /// Waits for the next event. Returns [`Error::Closed`] once the driver has stopped
+    /// and every event was taken.
+    pub async fn next_event(&mut self) -> Result<Event, Error> {
+        loop {
+            if let Some(event) = self.core.poll_event() {
+                return Ok(event);
+            }
+            if self.closed {
+                return Err(Error::Closed);
+            }
+            let now = Instant::now();
+            let deadline = self
+                .core
+                .poll_timeout()
+                .unwrap_or(now + MAX_IDLE)
+                .min(now + MAX_IDLE);
+            let timer = match self.timer.take() {
+                Some((at, delay)) if at == deadline => (at, delay),
+                _ => (
+                    deadline,
+                    Delay::new(deadline.saturating_duration_since(now)),
+                ),
+            };
+            self.timer = Some(timer);
+            let wake = futures::future::poll_fn(|cx| self.poll_wake(cx)).await;
+            self.on_wake(Instant::now(), wake);
+        }
+    }
+
+    fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<Wake> {
+        if let Poll::Ready(change) = self.socket.poll_next_unpin(cx) {
+            return Poll::Ready(Wake::Peer(change));
+        }
+        for channel in [Channel::Reliable, Channel::Unreliable] {
+            if let Poll::Ready(packet) = self.channels[channel.index()].poll_next_unpin(cx) {
+                return Poll::Ready(Wake::Packet(channel, packet));
+            }
+        }
+        match self.timer.as_mut() {
+            Some((_, delay)) => match delay.poll_unpin(cx) {
+                Poll::Ready(()) => {
+                    self.timer = None;
+                    Poll::Ready(Wake::Timer)
+                }
+                Poll::Pending => Poll::Pending,
+            },
+            None => Poll::Ready(Wake::Timer),
+        }
+    }
+
+    fn on_wake(&mut self, now: Instant, wake: Wake) {
+        match wake {
+            Wake::Peer(Some((peer, PeerState::Connected))) => {
+                self.core.handle_connected(now, to_core(peer));
+            }
+            Wake::Peer(Some((peer, PeerState::Disconnected))) => {
+                self.core.handle_disconnected(now, to_core(peer));
+            }
+            Wake::Packet(channel, Some((peer, data))) => {
+                self.core.handle_packet(now, to_core(peer), channel, data);
+            }
+            Wake::Peer(None) | Wake::Packet(_, None) => self.on_closed(now),
+            Wake::Timer => {}
+        }
+        if self.core.poll_timeout().is_some_and(|t| t <= now) {
+            self.core.handle_timeout(now);
+        }
+        self.flush();
+    }
+
+    fn on_closed(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let peers: Vec<PeerId> = self.core.joined_peers().collect();
+        for peer in peers {
+            self.core.handle_disconnected(now, peer);
+        }
+    }
+
+    fn flush(&mut self) {
+        while let Some(Transmit {
+            peer,
+            channel,
+            data,
+        }) = self.core.poll_transmit()
+        {
+            if self.channels[channel.index()]
+                .try_send(data, to_matchbox(peer))
+                .is_err()
+            {
+                self.closed = true;
+            }
+        }
+    }
+
+    /// Sends a message to one joined peer.
+    pub fn send(
+        &mut self,
+        peer: PeerId,
+        channel: Channel,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        let result = self.core.send(peer, channel, payload);
+        self.flush();
+        result
+    }
+
+    /// Sends a message to every joined peer; the first error is returned after all
+    /// peers were tried.
+    pub fn broadcast(&mut self, channel: Channel, payload: &[u8]) -> Result<(), SendError> {
+        let peers: Vec<PeerId> = self.core.joined_peers().collect();
+        let mut result = Ok(());
+        for peer in peers {
+            let sent = self.core.send(peer, channel, payload);
+            if result.is_ok() {
+                result = sent;
+            }
+        }
+        self.flush();
+        result
+    }
+
+    /// Stops talking to `peer` and reports it as left. Returns whether it was linked.
+    pub fn drop_peer(&mut self, peer: PeerId) -> bool {
+        let dropped = self.core.drop_peer(peer);
+        self.flush();
+        dropped
+    }
+
+    /// The peers that completed the handshake.
+    pub fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.core.joined_peers()
+    }
+
+    /// Link statistics of `peer`.
+    pub fn stats(&self, peer: PeerId) -> Option<PeerStats> {
+        self.core.stats(peer)
+    }
+
+    /// The protocol settings in force.
+    pub fn config(&self) -> &MeshConfig {
+        self.core.config()
+    }
+
+    /// Whether the driver has stopped.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Says goodbye to every peer and leaves the room; the driver then ends.
+    pub fn close(&mut self) {
+        self.core.close();
+        self.flush();
+        self.socket.close();
+    }
+}
+
+fn to_core(peer: matchbox_socket::PeerId) -> PeerId {
+    PeerId(peer.0.as_u128())
+}
+
+fn to_matchbox(peer: PeerId) -> matchbox_socket::PeerId {
+    matchbox_socket::PeerId(uuid::Uuid::from_u128(peer.0))
+}
