@@ -1,0 +1,218 @@
+//! The real server over real WebSockets on loopback.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use gamenet_signaling::{Config, Server};
+use matchbox_protocol::{JsonPeerEvent, JsonPeerRequest, PeerId};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn start(
+    config: Config,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..config
+    };
+    let server = Server::bind(&config).unwrap();
+    let addr = server.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server
+            .serve(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    (addr, stop, task)
+}
+
+async fn next_event(ws: &mut Ws) -> JsonPeerEvent {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("no event within 5 s")
+            .expect("stream ended")
+            .expect("websocket error");
+        if let Message::Text(text) = message {
+            return text.parse().unwrap();
+        }
+    }
+}
+
+async fn connect(addr: SocketAddr, path: &str) -> (Ws, PeerId) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/{path}"))
+        .await
+        .unwrap();
+    match next_event(&mut ws).await {
+        JsonPeerEvent::IdAssigned(id) => (ws, id),
+        other => panic!("expected an id, got {other:?}"),
+    }
+}
+
+async fn signal(ws: &mut Ws, to: PeerId, data: &str) {
+    let request = JsonPeerRequest::Signal {
+        receiver: to,
+        data: serde_json::Value::from(data),
+    };
+    ws.send(Message::Text(request.to_string().into()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn rooms_scope_peers_and_signals() {
+    let (addr, _stop, _task) = start(Config::default()).await;
+    let (mut a1, a1_id) = connect(addr, "room-a").await;
+    let (mut a2, a2_id) = connect(addr, "room-a").await;
+    assert_eq!(next_event(&mut a1).await, JsonPeerEvent::NewPeer(a2_id));
+    let (mut b1, b1_id) = connect(addr, "room-b").await;
+    let (mut b2, b2_id) = connect(addr, "room-b").await;
+    assert_eq!(next_event(&mut b1).await, JsonPeerEvent::NewPeer(b2_id));
+
+    // A peer of room b signals into room a: dropped. Its next, legitimate signal
+    // to its own room-mate arrives, so the intruding one was handled before.
+    signal(&mut b1, a1_id, "intrusion").await;
+    signal(&mut b1, b2_id, "legit-b").await;
+    assert_eq!(
+        next_event(&mut b2).await,
+        JsonPeerEvent::Signal {
+            sender: b1_id,
+            data: "legit-b".into()
+        }
+    );
+    signal(&mut a2, a1_id, "legit-a").await;
+    assert_eq!(
+        next_event(&mut a1).await,
+        JsonPeerEvent::Signal {
+            sender: a2_id,
+            data: "legit-a".into()
+        }
+    );
+
+    // Garbage is ignored; the connection keeps working.
+    a2.send(Message::Text("{not json".into())).await.unwrap();
+    a2.send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    signal(&mut a2, a1_id, "still-here").await;
+    assert_eq!(
+        next_event(&mut a1).await,
+        JsonPeerEvent::Signal {
+            sender: a2_id,
+            data: "still-here".into()
+        }
+    );
+
+    // Leaving is told to the room only.
+    a2.close(None).await.unwrap();
+    assert_eq!(next_event(&mut a1).await, JsonPeerEvent::PeerLeft(a2_id));
+    signal(&mut b2, b1_id, "b-after").await;
+    assert_eq!(
+        next_event(&mut b1).await,
+        JsonPeerEvent::Signal {
+            sender: b2_id,
+            data: "b-after".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn quick_match_pairs_the_next_joiners() {
+    let (addr, _stop, _task) = start(Config::default()).await;
+    let (mut p1, _) = connect(addr, "lobby?next=2").await;
+    let (_p2, p2_id) = connect(addr, "lobby?next=2").await;
+    assert_eq!(next_event(&mut p1).await, JsonPeerEvent::NewPeer(p2_id));
+    let (mut p3, p3_id) = connect(addr, "lobby?next=2").await;
+    let (_p4, p4_id) = connect(addr, "lobby?next=2").await;
+    assert_eq!(next_event(&mut p3).await, JsonPeerEvent::NewPeer(p4_id));
+    // p3 is not in p1's room: p1 is not told about p3 or p4, and cannot signal p3.
+    signal(&mut p1, p3_id, "x").await;
+    signal(&mut p1, p2_id, "y").await;
+    let first = tokio::time::timeout(Duration::from_millis(300), p3.next()).await;
+    assert!(first.is_err(), "p3 received {first:?}");
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_with_a_reason_and_health_answers() {
+    let config = Config {
+        max_room_size: 2,
+        ..Config::default()
+    };
+    let (addr, stop, task) = start(config).await;
+    for path in ["r?next=1", "r?next=abc", "r?next=3", "bad%20path"] {
+        let err = tokio_tungstenite::connect_async(format!("ws://{addr}/{path}"))
+            .await
+            .unwrap_err();
+        match err {
+            tokio_tungstenite::tungstenite::Error::Http(response) => {
+                assert_eq!(response.status(), 400, "{path}");
+                let body = String::from_utf8(response.body().clone().unwrap_or_default()).unwrap();
+                assert!(body.contains("invalid"), "{path}: {body}");
+            }
+            other => panic!("{path}: unexpected {other:?}"),
+        }
+    }
+    // A full room closes the newcomer with the reason.
+    let _a = connect(addr, "full").await;
+    let _b = connect(addr, "full").await;
+    let (mut c, _) = connect(addr, "full").await;
+    let close = tokio::time::timeout(Duration::from_secs(5), c.next())
+        .await
+        .unwrap();
+    match close {
+        Some(Ok(Message::Close(Some(frame)))) => assert!(frame.reason.contains("full")),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("ok"), "{response}");
+
+    // Graceful shutdown ends serve().
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn serves_static_files_beside_websockets() {
+    let dir = std::env::temp_dir().join(format!("gamenet-web-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<h1>game</h1>").unwrap();
+    let (addr, _stop, _task) = start(Config {
+        web_dir: Some(dir.clone()),
+        ..Config::default()
+    })
+    .await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("<h1>game</h1>"), "{response}");
+    // WebSockets on the root path still work.
+    let (_ws, _) = connect(addr, "").await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
