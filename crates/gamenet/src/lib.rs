@@ -296,6 +296,10 @@ impl PeerMesh {
             self.timer = Some(timer);
             let wake = futures::future::poll_fn(|cx| self.poll_wake(cx)).await;
             self.on_wake(Instant::now(), wake);
+            // Take in everything else that is ready before timers run, so that a
+            // caller who paused for a while does not time out peers whose packets
+            // are waiting.
+            self.update();
         }
     }
 
@@ -321,6 +325,7 @@ impl PeerMesh {
     }
 
     fn on_wake(&mut self, now: Instant, wake: Wake) {
+        let is_timer = matches!(wake, Wake::Timer);
         match wake {
             Wake::Peer(Some((peer, PeerState::Connected))) => {
                 self.core.handle_connected(now, to_core(peer));
@@ -334,7 +339,7 @@ impl PeerMesh {
             Wake::Peer(None) | Wake::Packet(_, None) => self.on_closed(now),
             Wake::Timer => {}
         }
-        if self.core.poll_timeout().is_some_and(|t| t <= now) {
+        if is_timer && self.core.poll_timeout().is_some_and(|t| t <= now) {
             self.core.handle_timeout(now);
         }
         self.flush();

@@ -89,7 +89,7 @@ impl Default for MeshConfig {
             max_message_size: 16 << 20,
             max_unreliable_size: 16 << 10,
             fragment_size: DEFAULT_FRAGMENT_SIZE,
-            send_window: 4 << 20,
+            send_window: 256 << 10,
             max_queued_bytes: 32 << 20,
         }
     }
@@ -312,7 +312,13 @@ const CLOSED_MEMORY: usize = 1024;
 
 #[derive(Debug)]
 enum Phase {
-    Handshaking { deadline: Instant },
+    Handshaking {
+        deadline: Instant,
+        /// The peer's hello arrived and matched.
+        hello_received: bool,
+        /// The peer acknowledged our hello.
+        ack_received: bool,
+    },
     Joined,
 }
 
@@ -325,6 +331,8 @@ struct Reassembly {
 #[derive(Debug)]
 struct Link {
     phase: Phase,
+    /// Whether the transport reported the connection; nothing is sent before.
+    connected: bool,
     last_recv: Instant,
     next_ping: Instant,
     ping_seq: u32,
@@ -345,11 +353,14 @@ struct Link {
 }
 
 impl Link {
-    fn new(now: Instant, handshake_timeout: Duration) -> Self {
+    fn new(now: Instant, handshake_timeout: Duration, connected: bool) -> Self {
         Self {
             phase: Phase::Handshaking {
                 deadline: now + handshake_timeout,
+                hello_received: false,
+                ack_received: false,
             },
+            connected,
             last_recv: now,
             next_ping: now,
             ping_seq: 0,
@@ -375,7 +386,17 @@ impl Link {
 
     fn next_deadline(&self, config: &MeshConfig) -> Instant {
         match self.phase {
-            Phase::Handshaking { deadline } => deadline,
+            Phase::Handshaking {
+                deadline,
+                ack_received,
+                ..
+            } => {
+                if self.connected && !ack_received {
+                    deadline.min(self.next_ping)
+                } else {
+                    deadline
+                }
+            }
             Phase::Joined => self
                 .next_ping
                 .min(self.last_recv + config.disconnect_timeout),
@@ -420,18 +441,107 @@ impl Mesh {
 
     /// The transport connected a peer: start the handshake.
     pub fn handle_connected(&mut self, now: Instant, peer: PeerId) {
-        if self.closed.contains(&peer) || self.links.contains_key(&peer) {
+        if self.closed.contains(&peer) {
             return;
         }
-        let mut link = Link::new(now, self.config.handshake_timeout);
+        let timeout = self.config.handshake_timeout;
+        let link = self
+            .links
+            .entry(peer)
+            .or_insert_with(|| Link::new(now, timeout, false));
+        if link.connected {
+            return;
+        }
+        link.connected = true;
+        let hello_received = matches!(
+            link.phase,
+            Phase::Handshaking {
+                hello_received: true,
+                ..
+            }
+        );
+        self.send_hello(now, peer);
+        if hello_received {
+            // Its hello came before the transport could carry our answer.
+            self.push_transmit(peer, Channel::Reliable, ReliablePacket::HelloAck.encode());
+        }
+    }
+
+    fn send_hello(&mut self, now: Instant, peer: PeerId) {
         let hello = ReliablePacket::Hello {
             version: PROTOCOL_VERSION,
             app_id: &self.config.app_id,
+        }
+        .encode();
+        if let Some(link) = self.links.get_mut(&peer) {
+            link.next_ping = now + self.config.heartbeat_interval * 2;
+        }
+        self.push_transmit(peer, Channel::Reliable, hello);
+    }
+
+    /// Handles a packet of a peer still in the handshake.
+    fn on_handshake(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        packet: ReliablePacket<'_>,
+    ) -> Result<(), Fault> {
+        let Some(link) = self.links.get_mut(&peer) else {
+            return Ok(());
         };
-        let data = hello.encode();
-        link.sent_reliable += data.len() as u64;
-        self.links.insert(peer, link);
-        self.push_transmit(peer, Channel::Reliable, data);
+        let Phase::Handshaking {
+            hello_received,
+            ack_received,
+            ..
+        } = &mut link.phase
+        else {
+            return Ok(());
+        };
+        match packet {
+            ReliablePacket::Hello { version, app_id } => {
+                if version != PROTOCOL_VERSION {
+                    return Err(Fault::Handshake(HandshakeError::VersionMismatch {
+                        ours: PROTOCOL_VERSION,
+                        theirs: version,
+                    }));
+                }
+                if app_id != self.config.app_id {
+                    return Err(Fault::Handshake(HandshakeError::AppMismatch {
+                        ours: self.config.app_id.clone(),
+                        theirs: app_id.to_owned(),
+                    }));
+                }
+                *hello_received = true;
+                if link.connected {
+                    self.push_transmit(peer, Channel::Reliable, ReliablePacket::HelloAck.encode());
+                }
+            }
+            ReliablePacket::HelloAck => *ack_received = true,
+            ReliablePacket::Goodbye(GoodbyeReason::Incompatible) => {
+                return Err(Fault::Handshake(HandshakeError::Refused));
+            }
+            ReliablePacket::Goodbye(reason) => return Err(Fault::Gone(LeaveReason::Left(reason))),
+            _ => {
+                return Err(Fault::Protocol(ProtocolError::Unexpected(
+                    "data before the handshake",
+                )));
+            }
+        }
+        let Some(link) = self.links.get_mut(&peer) else {
+            return Ok(());
+        };
+        if let Phase::Handshaking {
+            hello_received: true,
+            ack_received: true,
+            ..
+        } = link.phase
+        {
+            link.phase = Phase::Joined;
+            link.next_ping = now;
+            link.last_recv = now;
+            self.events.push_back(Event::PeerJoined(peer));
+        }
+        Ok(())
     }
 
     /// The transport lost a peer.
@@ -453,8 +563,10 @@ impl Mesh {
             return;
         }
         if channel == Channel::Reliable && !self.links.contains_key(&peer) {
-            // The transport delivered data before reporting the connection.
-            self.handle_connected(now, peer);
+            // The transport delivered data before reporting the connection: take
+            // the hello in, and answer it once the connection is reported.
+            let link = Link::new(now, self.config.handshake_timeout, false);
+            self.links.insert(peer, link);
         }
         let Some(link) = self.links.get_mut(&peer) else {
             return;
@@ -475,42 +587,28 @@ impl Mesh {
         let Some(link) = self.links.get_mut(&peer) else {
             return Ok(());
         };
-        link.recv_reliable += data.len() as u64;
         link.last_recv = now;
         let packet = ReliablePacket::decode(&data).map_err(|e| Fault::Protocol(e.into()))?;
         if !link.joined() {
-            return match packet {
-                ReliablePacket::Hello { version, app_id } => {
-                    if version != PROTOCOL_VERSION {
-                        Err(Fault::Handshake(HandshakeError::VersionMismatch {
-                            ours: PROTOCOL_VERSION,
-                            theirs: version,
-                        }))
-                    } else if app_id != config.app_id {
-                        Err(Fault::Handshake(HandshakeError::AppMismatch {
-                            ours: config.app_id.clone(),
-                            theirs: app_id.to_owned(),
-                        }))
-                    } else {
-                        link.phase = Phase::Joined;
-                        link.next_ping = now;
-                        self.events.push_back(Event::PeerJoined(peer));
-                        Ok(())
-                    }
-                }
-                ReliablePacket::Goodbye(GoodbyeReason::Incompatible) => {
-                    Err(Fault::Handshake(HandshakeError::Refused))
-                }
-                ReliablePacket::Goodbye(reason) => Err(Fault::Gone(LeaveReason::Left(reason))),
-                _ => Err(Fault::Protocol(ProtocolError::Unexpected(
-                    "data before hello",
-                ))),
-            };
+            return self.on_handshake(now, peer, packet);
+        }
+        if matches!(
+            packet,
+            ReliablePacket::Data(_)
+                | ReliablePacket::FragmentStart { .. }
+                | ReliablePacket::FragmentCont(_)
+        ) {
+            // Flow control counts application packets only: handshake packets
+            // may be repeated or lost while a channel opens.
+            link.recv_reliable += data.len() as u64;
         }
         let message = match packet {
             ReliablePacket::Hello { .. } => {
-                return Err(Fault::Protocol(ProtocolError::Unexpected("second hello")));
+                // Our acknowledgement crossed a repeated hello: answer it again.
+                self.push_transmit(peer, Channel::Reliable, ReliablePacket::HelloAck.encode());
+                return Ok(());
             }
+            ReliablePacket::HelloAck => return Ok(()),
             ReliablePacket::Goodbye(reason) => return Err(Fault::Gone(LeaveReason::Left(reason))),
             ReliablePacket::Data(_) => {
                 if link.reassembly.is_some() {
@@ -630,11 +728,18 @@ impl Mesh {
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut expired = Vec::new();
         let mut pings = Vec::new();
+        let mut hellos = Vec::new();
         for (&peer, link) in self.links.iter_mut() {
             match link.phase {
-                Phase::Handshaking { deadline } => {
+                Phase::Handshaking {
+                    deadline,
+                    ack_received,
+                    ..
+                } => {
                     if now >= deadline {
                         expired.push((peer, Fault::Handshake(HandshakeError::TimedOut)));
+                    } else if link.connected && !ack_received && now >= link.next_ping {
+                        hellos.push(peer);
                     }
                 }
                 Phase::Joined => {
@@ -652,6 +757,9 @@ impl Mesh {
         }
         for peer in pings {
             self.send_ping(now, peer);
+        }
+        for peer in hellos {
+            self.send_hello(now, peer);
         }
         for (peer, fault) in expired {
             self.close_link(peer, fault);

@@ -416,7 +416,11 @@ fn stats_measure_rtt_loss_and_rates() {
         "{stats:?}"
     );
     let peer_stats = sim.nodes[1].1.stats(sim.id(0)).unwrap();
-    assert!(peer_stats.bytes_in_per_sec > 7_000.0, "{peer_stats:?}");
+    // 80 % of 10 kB/s arrive, give or take a few messages in a one-second window.
+    assert!(
+        peer_stats.bytes_in_per_sec > 4_000.0 && peer_stats.bytes_in_per_sec < 11_000.0,
+        "{peer_stats:?}"
+    );
 }
 
 #[test]
@@ -462,6 +466,12 @@ fn joined_mesh(config: MeshConfig) -> (Mesh, PeerId, Instant) {
         app_id: "gamenet",
     };
     mesh.handle_packet(now, peer, Channel::Reliable, hello.encode().into());
+    mesh.handle_packet(
+        now,
+        peer,
+        Channel::Reliable,
+        ReliablePacket::HelloAck.encode().into(),
+    );
     assert_eq!(mesh.poll_event(), Some(Event::PeerJoined(peer)));
     (mesh, peer, now)
 }
@@ -566,6 +576,7 @@ proptest! {
         mesh.handle_connected(now, other);
         let hello = ReliablePacket::Hello { version: PROTOCOL_VERSION, app_id: "gamenet" };
         mesh.handle_packet(now, other, Channel::Reliable, hello.encode().into());
+        mesh.handle_packet(now, other, Channel::Reliable, ReliablePacket::HelloAck.encode().into());
         for (reliable, bytes) in packets {
             let channel = if reliable { Channel::Reliable } else { Channel::Unreliable };
             mesh.handle_packet(now, peer, channel, Bytes::from(bytes));
@@ -582,4 +593,69 @@ fn peer_id_displays_as_uuid() {
     let id = PeerId(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
     assert_eq!(id.to_string(), "01234567-89ab-cdef-0123-456789abcdef");
     let _ = Sim::new(1, MeshConfig::default()).start;
+}
+
+#[test]
+fn a_hello_before_the_transport_reports_the_connection_waits_for_it() {
+    let now = Instant::now();
+    let mut mesh = Mesh::new(MeshConfig::default()).unwrap();
+    let peer = PeerId(3);
+    let hello = ReliablePacket::Hello {
+        version: PROTOCOL_VERSION,
+        app_id: "gamenet",
+    };
+    mesh.handle_packet(now, peer, Channel::Reliable, hello.encode().into());
+    // Nothing may be sent before the transport can carry it.
+    assert_eq!(mesh.poll_transmit(), None);
+    mesh.handle_connected(now, peer);
+    let sent: Vec<_> = std::iter::from_fn(|| mesh.poll_transmit())
+        .map(|t| ReliablePacket::decode(&t.data).unwrap().encode())
+        .collect();
+    assert_eq!(sent.len(), 2);
+    assert!(matches!(
+        ReliablePacket::decode(&sent[0]),
+        Ok(ReliablePacket::Hello { .. })
+    ));
+    assert_eq!(
+        ReliablePacket::decode(&sent[1]),
+        Ok(ReliablePacket::HelloAck)
+    );
+    assert_eq!(mesh.poll_event(), None);
+    mesh.handle_packet(
+        now,
+        peer,
+        Channel::Reliable,
+        ReliablePacket::HelloAck.encode().into(),
+    );
+    assert_eq!(mesh.poll_event(), Some(Event::PeerJoined(peer)));
+    mesh.handle_connected(now, peer);
+    assert_eq!(mesh.poll_transmit(), None);
+}
+
+#[test]
+fn lost_hellos_are_repeated_until_acknowledged() {
+    let mut sim = Sim::new(2, MeshConfig::default());
+    // Both first hellos vanish, as when sent before the far end of a fresh data
+    // channel is open.
+    for i in 0..2 {
+        let hello = sim.nodes[i].1.poll_transmit().unwrap();
+        assert!(matches!(
+            ReliablePacket::decode(&hello.data),
+            Ok(ReliablePacket::Hello { .. })
+        ));
+    }
+    sim.run_for(Duration::from_millis(500));
+    for i in 0..2 {
+        let events = sim.take_events(i);
+        assert_eq!(events, vec![Event::PeerJoined(sim.id(1 - i))]);
+    }
+    let b = sim.id(1);
+    sim.nodes[0].1.send(b, Channel::Reliable, b"after").unwrap();
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(sim.messages(1).len(), 1);
+    let stats = sim.nodes[0].1.stats(b).unwrap();
+    assert_eq!(
+        stats.reliable_in_flight, 0,
+        "handshake packets must not count as in flight"
+    );
 }

@@ -27,6 +27,7 @@ const GOODBYE: u8 = 0x11;
 const RELIABLE_DATA: u8 = 0x12;
 const FRAGMENT_START: u8 = 0x13;
 const FRAGMENT_CONT: u8 = 0x14;
+const HELLO_ACK: u8 = 0x15;
 
 /// Bytes of header in front of an unreliable data payload.
 pub const UNRELIABLE_DATA_HEADER: usize = 1;
@@ -125,6 +126,10 @@ pub enum ReliablePacket<'a> {
         /// Application id of the sender: peers of different applications never talk.
         app_id: &'a str,
     },
+    /// The sender received the receiver's matching hello. Hellos are repeated until
+    /// acknowledged, since a message sent while the receiver's end of a fresh data
+    /// channel is still opening can be lost.
+    HelloAck,
     /// The sender stops talking to the receiver.
     Goodbye(GoodbyeReason),
     /// A whole application message.
@@ -271,6 +276,7 @@ impl<'a> ReliablePacket<'a> {
                     .map_err(|_| DecodeError::Invalid("hello app id is not UTF-8"))?;
                 r.finish(ReliablePacket::Hello { version, app_id })
             }
+            HELLO_ACK => r.finish(ReliablePacket::HelloAck),
             GOODBYE => {
                 let reason = GoodbyeReason::from_byte(r.u8("goodbye reason")?)?;
                 r.finish(ReliablePacket::Goodbye(reason))
@@ -310,6 +316,7 @@ impl<'a> ReliablePacket<'a> {
                 out.push(app_id.len() as u8);
                 out.extend_from_slice(app_id.as_bytes());
             }
+            ReliablePacket::HelloAck => out.push(HELLO_ACK),
             ReliablePacket::Goodbye(reason) => {
                 out.push(GOODBYE);
                 out.push(reason.to_byte());
@@ -335,6 +342,7 @@ impl<'a> ReliablePacket<'a> {
     pub fn encoded_len(&self) -> usize {
         match self {
             ReliablePacket::Hello { app_id, .. } => 8 + truncate_str(app_id, MAX_APP_ID_LEN).len(),
+            ReliablePacket::HelloAck => 1,
             ReliablePacket::Goodbye(_) => 2,
             ReliablePacket::Data(payload) => RELIABLE_DATA_HEADER + payload.len(),
             ReliablePacket::FragmentStart { chunk, .. } => FRAGMENT_START_HEADER + chunk.len(),
@@ -389,6 +397,7 @@ mod tests {
                 app_id: "my-game/1.2",
             },
             ReliablePacket::Goodbye(GoodbyeReason::Incompatible),
+            ReliablePacket::HelloAck,
             ReliablePacket::Data(b"abc"),
             ReliablePacket::FragmentStart {
                 total_len: 10,

@@ -1,0 +1,68 @@
+//! A scripted native peer for end-to-end tests, run as its own process.
+//!
+//! `e2e-peer <room-url> <app-id> <idle|echo> [lifetime-secs]`
+//!
+//! It prints one line per happening: `id <id>`, `joined <peer>`,
+//! `left <peer> <unix-ms> <reason>`, `handshake-failed <peer> <error>`, and in
+//! echo mode sends every message back on the channel it came on. It exits by
+//! itself after its lifetime (default 120 s).
+
+use std::io::Write;
+use std::time::Duration;
+
+use gamenet::Event;
+use gamenet_e2e::unix_ms;
+
+fn say(line: String) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, url, app, mode, rest @ ..] = args.as_slice() else {
+        anyhow::bail!("usage: e2e-peer <room-url> <app-id> <idle|echo> [lifetime-secs]");
+    };
+    let echo = match mode.as_str() {
+        "idle" => false,
+        "echo" => true,
+        other => anyhow::bail!("unknown mode {other}"),
+    };
+    let lifetime = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(120);
+    let mesh = gamenet_e2e::join(url, app)?;
+    let run = serve(mesh, echo);
+    match tokio::time::timeout(Duration::from_secs(lifetime), run).await {
+        Ok(result) => result,
+        Err(_) => Ok(()),
+    }
+}
+
+async fn serve(mut mesh: gamenet::PeerMesh, echo: bool) -> anyhow::Result<()> {
+    let mut told_id = false;
+    loop {
+        let event = mesh.next_event().await?;
+        if !told_id && let Some(id) = mesh.id() {
+            say(format!("id {id}"));
+            told_id = true;
+        }
+        match event {
+            Event::PeerJoined(peer) => say(format!("joined {peer}")),
+            Event::PeerLeft { peer, reason } => say(format!("left {peer} {} {reason}", unix_ms())),
+            Event::HandshakeFailed { peer, error } => {
+                say(format!("handshake-failed {peer} {error}"))
+            }
+            Event::Message {
+                peer,
+                channel,
+                payload,
+            } => {
+                if echo {
+                    mesh.send(peer, channel, &payload)?;
+                }
+            }
+            _ => {}
+        }
+    }
+}

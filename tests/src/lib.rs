@@ -1,0 +1,212 @@
+//! Helpers of gamenet's end-to-end tests: isolated network namespaces, the real
+//! signaling server, real WebRTC peers and a real browser.
+//!
+//! Every end-to-end test runs inside a network namespace of its own, with one
+//! veth address ([`HOST`]) and a default route that leads nowhere, so that
+//! WebRTC finds a usable interface and no packet can leave the machine.
+//!
+//! ```no_run
+//! gamenet_e2e::isolated("my_test", || async {
+//!     let url = gamenet_e2e::start_server().await;
+//!     let _mesh = gamenet_e2e::join(&format!("{url}/room"), "app").unwrap();
+//! });
+//! ```
+
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gamenet::{Event, IceServer, PeerId, PeerMesh};
+
+/// Set inside the namespace, so the test body knows it is there.
+pub const NETNS_ENV: &str = "GAMENET_E2E_NETNS";
+/// The one address of the namespace.
+pub const HOST: &str = "10.77.0.1";
+/// Port of the signaling server in each namespace.
+pub const PORT: u16 = 3000;
+/// Longest any end-to-end test body may run before it fails.
+pub const TEST_LIMIT: Duration = Duration::from_secs(180);
+
+/// Shell commands that give a fresh network namespace its address and route.
+const SETUP: &str = "ip link set lo up && ip link add v0 type veth peer name v1 && \
+    ip addr add 10.77.0.1/24 dev v0 && ip link set v0 up && ip link set v1 up && \
+    ip route add default via 10.77.0.2 dev v0";
+
+/// Runs `body` on a tokio runtime inside a fresh, isolated network namespace.
+///
+/// Outside one, it re-runs the test binary for exactly `test` under `unshare`
+/// and asserts that it passed; inside, it runs `body` with a time limit.
+pub fn isolated<F, Fut>(test: &str, body: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    if std::env::var_os(NETNS_ENV).is_some() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        runtime.block_on(async {
+            tokio::time::timeout(TEST_LIMIT, body())
+                .await
+                .unwrap_or_else(|_| panic!("{test} did not finish within {TEST_LIMIT:?}"));
+        });
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut unshare = Command::new("unshare");
+    if !is_root() {
+        // An unprivileged user namespace maps us to root inside it.
+        unshare.arg("-r");
+    }
+    let status = unshare
+        .args(["-n", "sh", "-c", &format!("{SETUP} && exec \"$0\" \"$@\"")])
+        .arg(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(NETNS_ENV, "1")
+        .status()
+        .expect("run unshare (util-linux) to create a network namespace");
+    assert!(
+        status.success(),
+        "{test} failed inside its network namespace: {status}"
+    );
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Starts the real signaling server on [`HOST`]:[`PORT`] and returns its `ws://` URL.
+pub async fn start_server() -> String {
+    start_server_with(gamenet_signaling::Config::default()).await
+}
+
+/// Starts the real signaling server with `config` (its listen address is replaced).
+pub async fn start_server_with(config: gamenet_signaling::Config) -> String {
+    let listen = format!("0.0.0.0:{PORT}").parse().expect("address");
+    let server = gamenet_signaling::Server::bind(&gamenet_signaling::Config { listen, ..config })
+        .expect("bind the signaling server");
+    tokio::spawn(server.serve(futures::future::pending()));
+    format!("ws://{HOST}:{PORT}")
+}
+
+/// Joins `room_url` with host candidates only and spawns the mesh's driver.
+pub fn join(room_url: &str, app_id: &str) -> Result<PeerMesh, gamenet::Error> {
+    let (mesh, driver) = PeerMesh::builder(room_url)
+        .app_id(app_id)
+        .ice_server(IceServer::none())
+        .build()?;
+    tokio::spawn(driver);
+    Ok(mesh)
+}
+
+/// The next event of `mesh`, failing the test after `within`.
+pub async fn next_event(mesh: &mut PeerMesh, within: Duration) -> Event {
+    match tokio::time::timeout(within, mesh.next_event()).await {
+        Ok(Ok(event)) => event,
+        Ok(Err(e)) => panic!("mesh failed: {e}"),
+        Err(_) => panic!("no event within {within:?}"),
+    }
+}
+
+/// Waits until `n` peers have joined `mesh` and returns them; any other event fails.
+pub async fn wait_joined(mesh: &mut PeerMesh, n: usize) -> Vec<PeerId> {
+    let mut peers = Vec::new();
+    while peers.len() < n {
+        match next_event(mesh, Duration::from_secs(30)).await {
+            Event::PeerJoined(peer) => peers.push(peer),
+            other => panic!("while joining: unexpected {other:?}"),
+        }
+    }
+    peers
+}
+
+/// Keeps `mesh` running (heartbeats, handshakes) while a test waits on something
+/// else; a peer leaving fails the test. Never returns.
+pub async fn keep_alive(mesh: &mut PeerMesh) {
+    loop {
+        match mesh.next_event().await {
+            Ok(Event::PeerLeft { peer, reason }) => panic!("{peer} left: {reason}"),
+            Ok(_) => {}
+            Err(e) => panic!("mesh failed: {e}"),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, to compare instants across processes.
+pub fn unix_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// A scripted peer (`e2e-peer`) in its own process; its output lines are collected.
+pub struct PeerProcess {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl PeerProcess {
+    /// Starts `e2e-peer` in `mode` (`idle` or `echo`) joining `url` as `app`.
+    pub fn spawn(url: &str, app: &str, mode: &str) -> Self {
+        let exe = std::env::var("GAMENET_E2E_PEER").unwrap_or_else(|_| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|test| Some(test.parent()?.parent()?.join("e2e-peer")))
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "e2e-peer".into())
+        });
+        let mut child = Command::new(exe)
+            .args([url, app, mode, "60"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn e2e-peer");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Sends a signal (`KILL`, `STOP`, …) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// The next output line that starts with `prefix`, failing after `within`.
+    pub fn wait_line(&self, prefix: &str, within: Duration) -> String {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("e2e-peer printed no {prefix:?} line within {within:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for PeerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
