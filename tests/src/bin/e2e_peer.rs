@@ -57,11 +57,7 @@ async fn serve(mut mesh: gamenet::PeerMesh, echo: bool) -> anyhow::Result<()> {
                 peer,
                 channel,
                 payload,
-            } => {
-                if echo {
-                    mesh.send(peer, channel, &payload)?;
-                }
-            }
+            } if echo => mesh.send(peer, channel, &payload)?,
             _ => {}
         }
     }
