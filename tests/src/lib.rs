@@ -56,23 +56,29 @@ where
         });
         return;
     }
-    let exe = std::env::current_exe().expect("test binary path");
+    let status = reexec_isolated(&[test, "--exact", "--nocapture", "--test-threads=1"]);
+    assert!(
+        status.success(),
+        "{test} failed inside its network namespace: {status}"
+    );
+}
+
+/// Runs the current executable again with `args` inside a fresh network namespace
+/// (with [`NETNS_ENV`] set) and returns how it ended.
+pub fn reexec_isolated(args: &[&str]) -> std::process::ExitStatus {
+    let exe = std::env::current_exe().expect("own executable path");
     let mut unshare = Command::new("unshare");
     if !is_root() {
         // An unprivileged user namespace maps us to root inside it.
         unshare.arg("-r");
     }
-    let status = unshare
+    unshare
         .args(["-n", "sh", "-c", &format!("{SETUP} && exec \"$0\" \"$@\"")])
         .arg(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .args(args)
         .env(NETNS_ENV, "1")
         .status()
-        .expect("run unshare (util-linux) to create a network namespace");
-    assert!(
-        status.success(),
-        "{test} failed inside its network namespace: {status}"
-    );
+        .expect("run unshare (util-linux) to create a network namespace")
 }
 
 fn is_root() -> bool {

@@ -1,0 +1,229 @@
+//! `cargo xtask <task>`: the project's set-up, build, test, serve and bench tasks.
+//!
+//! - `setup`: installs what the tests need and is missing: the wasm32 target,
+//!   wasm-bindgen-cli at the version in Cargo.lock, Debian's chromium and
+//!   iproute2, and the npm packages of the browser tests.
+//! - `web-test`: builds the browser test page into `target/web-test`.
+//! - `test`: `setup`, then formatting, clippy (native and wasm32), rustdoc, the web
+//!   page, and every test of the workspace.
+//! - `serve`: builds the web page and runs the signaling server serving it on
+//!   `0.0.0.0:3000` (flags after `--` go to the server).
+//! - `bench`: runs the transport benchmark in an isolated network namespace.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+const WASM_CRATES: [&str; 3] = ["gamenet_core", "gamenet", "gamenet_web_test"];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    let started = Instant::now();
+    match args.first().map(String::as_str) {
+        Some("setup") => setup(&root)?,
+        Some("web-test") => web_test(&root, false)?,
+        Some("test") => test(&root)?,
+        Some("serve") => serve(&root, &args[1..])?,
+        Some("bench") => bench(&root, &args[1..])?,
+        _ => bail!("usage: cargo xtask <setup|web-test|test|serve|bench>"),
+    }
+    eprintln!("xtask: done in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Runs a command, failing with its name when it fails.
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: {cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn found(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn output(cmd: &mut Command) -> String {
+    cmd.output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// The wasm-bindgen version Cargo.lock pins; the CLI must match it exactly.
+fn wasm_bindgen_version(root: &Path) -> Result<String> {
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("read Cargo.lock")?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\"" {
+            if let Some(version) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return Ok(version.trim_end_matches('"').to_owned());
+            }
+        }
+    }
+    bail!("wasm-bindgen is not in Cargo.lock")
+}
+
+fn setup(root: &Path) -> Result<()> {
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]));
+    if !installed.lines().any(|l| l.trim() == WASM_TARGET) {
+        run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
+    }
+    let version = wasm_bindgen_version(root)?;
+    let have = output(Command::new("wasm-bindgen").arg("--version"));
+    if !have.split_whitespace().any(|w| w == version) {
+        // Not --locked: the CLI's own lock file can name a yanked or lagging patch.
+        run(cargo().args(["install", "wasm-bindgen-cli", "--version", &version]))?;
+    }
+    let mut packages = Vec::new();
+    for (program, package) in [
+        ("chromium", "chromium"),
+        ("ip", "iproute2"),
+        ("unshare", "util-linux"),
+        ("node", "nodejs"),
+        ("npm", "npm"),
+    ] {
+        if !found(program) {
+            packages.push(package);
+        }
+    }
+    if !packages.is_empty() {
+        let sudo = if output(Command::new("id").arg("-u")).trim() == "0" {
+            vec![]
+        } else {
+            vec!["sudo"]
+        };
+        let apt = |args: &[&str]| {
+            let mut cmd = Command::new(sudo.first().copied().unwrap_or("apt-get"));
+            if !sudo.is_empty() {
+                cmd.arg("apt-get");
+            }
+            cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+            cmd
+        };
+        run(&mut apt(&["update", "-qq"]))?;
+        let mut install = apt(&["install", "-y", "-qq", "--no-install-recommends"]);
+        run(install.args(&packages))?;
+    }
+    let browser = root.join("tests/browser");
+    if !browser.join("node_modules/playwright-core").exists() {
+        run(Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&browser))?;
+    }
+    Ok(())
+}
+
+/// Builds the browser test page (wasm + bindings + HTML) into `target/web-test`.
+fn web_test(root: &Path, release: bool) -> Result<()> {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--package",
+        "gamenet_web_test",
+        "--target",
+        WASM_TARGET,
+    ]);
+    if release {
+        build.arg("--release");
+    }
+    run(&mut build)?;
+    let profile = if release { "release" } else { "debug" };
+    let wasm = root.join(format!(
+        "target/{WASM_TARGET}/{profile}/gamenet_web_test.wasm"
+    ));
+    let out = root.join("target/web-test");
+    std::fs::create_dir_all(&out)?;
+    run(Command::new("wasm-bindgen")
+        .args(["--target", "web", "--no-typescript", "--out-dir"])
+        .arg(out.join("pkg"))
+        .arg(&wasm))?;
+    std::fs::copy(
+        root.join("tests/web/www/index.html"),
+        out.join("index.html"),
+    )?;
+    Ok(())
+}
+
+fn test(root: &Path) -> Result<()> {
+    setup(root)?;
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let mut wasm_clippy = cargo();
+    wasm_clippy.args(["clippy", "--target", WASM_TARGET]);
+    for krate in WASM_CRATES {
+        wasm_clippy.args(["--package", krate]);
+    }
+    run(wasm_clippy.args(["--", "-D", "warnings"]))?;
+    run(cargo()
+        .args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
+    web_test(root, false)?;
+    run(cargo()
+        .args(["test", "--workspace"])
+        .env("RUST_BACKTRACE", "1"))?;
+    Ok(())
+}
+
+fn serve(root: &Path, extra: &[String]) -> Result<()> {
+    setup(root)?;
+    web_test(root, true)?;
+    let web_dir = root.join("target/web-test");
+    run(cargo()
+        .args([
+            "run",
+            "--release",
+            "--package",
+            "gamenet_signaling",
+            "--bin",
+            "gamenet-signaling",
+            "--",
+            "--web-dir",
+        ])
+        .arg(web_dir)
+        .args(extra))
+}
+
+fn bench(root: &Path, extra: &[String]) -> Result<()> {
+    let _ = root;
+    run(cargo()
+        .args([
+            "bench",
+            "--package",
+            "gamenet_benches",
+            "--bench",
+            "transport",
+            "--",
+        ])
+        .args(extra))
+}

@@ -1,0 +1,115 @@
+//! Headless Chromium (driven by Playwright) against the real server and native
+//! peers, each test in its own isolated network namespace.
+//!
+//! The page is built by `cargo xtask web-test` (the README's test command does it).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use gamenet_e2e::{HOST, PORT, PeerProcess, isolated, start_server_with};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const APP: &str = "e2e";
+
+fn web_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/web-test");
+    assert!(
+        dir.join("pkg/gamenet_web_test_bg.wasm").exists(),
+        "the browser test page is not built: run `cargo xtask web-test` (or the README's test command)"
+    );
+    dir
+}
+
+async fn start() -> String {
+    let config = gamenet_signaling::Config {
+        web_dir: Some(web_dir()),
+        ..Default::default()
+    };
+    start_server_with(config).await;
+    format!("ws://{HOST}:{PORT}")
+}
+
+/// Runs one scenario of `browser/run.mjs`, printing its output; returns its lines.
+async fn scenario(name: &str) -> Vec<String> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let artifacts = dir.join("../target/browser-artifacts");
+    let mut child = tokio::process::Command::new("node")
+        .arg(dir.join("browser/run.mjs"))
+        .arg(name)
+        .arg(format!("http://{HOST}:{PORT}"))
+        .arg(&artifacts)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run node (the README's test command installs it)");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut all = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        println!("  node: {line}");
+        all.push(line);
+    }
+    let status = child.wait().await.expect("node");
+    assert!(status.success(), "browser scenario {name} failed: {status}");
+    assert!(all.iter().any(|l| l == "scenario passed"));
+    all
+}
+
+#[test]
+fn two_tabs_exchange_a_thousand_messages_each_way() {
+    isolated("two_tabs_exchange_a_thousand_messages_each_way", || async {
+        start().await;
+        let lines = scenario("two-tabs").await;
+        assert!(
+            lines
+                .iter()
+                .any(|l| l == "reliable: a->b 1000/1000, b->a 1000/1000")
+        );
+    });
+}
+
+#[test]
+fn a_native_peer_and_a_tab_exchange_messages() {
+    isolated("a_native_peer_and_a_tab_exchange_messages", || async {
+        let url = start().await;
+        let _native = PeerProcess::spawn(&format!("{url}/native"), APP, "echo");
+        let lines = scenario("native-echo").await;
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("echoed back: reliable 500/500"))
+        );
+    });
+}
+
+#[test]
+fn a_closed_tab_is_reported_left_by_the_native_peer() {
+    isolated(
+        "a_closed_tab_is_reported_left_by_the_native_peer",
+        || async {
+            let url = start().await;
+            let native = PeerProcess::spawn(&format!("{url}/close"), APP, "idle");
+            let lines = scenario("tab-close").await;
+            let closed: u128 = lines
+                .iter()
+                .find_map(|l| l.strip_prefix("closed "))
+                .and_then(|t| t.parse().ok())
+                .expect("the scenario prints when it closed the tab");
+            let left = tokio::task::spawn_blocking(move || {
+                native.wait_line("left ", Duration::from_secs(10))
+            })
+            .await
+            .expect("wait");
+            // left <peer> <unix-ms> <reason>
+            let at: u128 = left
+                .split_whitespace()
+                .nth(2)
+                .and_then(|t| t.parse().ok())
+                .expect("time");
+            let after = at.saturating_sub(closed);
+            println!("native peer reported the tab left {after} ms after it closed: {left}");
+            let timeout = gamenet::MeshConfig::default().disconnect_timeout;
+            assert!(after <= (timeout + Duration::from_secs(1)).as_millis());
+        },
+    );
+}
