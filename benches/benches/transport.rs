@@ -280,10 +280,10 @@ async fn raw_run(mut a: RawPeer, mut b: RawPeer, case: Case) -> (RawPeer, RawPee
 
 async fn pace(channel: Channel, i: usize) {
     match channel {
-        Channel::Unreliable if (i + 1) % BURST == 0 => {
+        Channel::Unreliable if (i + 1).is_multiple_of(BURST) => {
             tokio::time::sleep(Duration::from_millis(1)).await
         }
-        Channel::Reliable if (i + 1) % 256 == 0 => tokio::task::yield_now().await,
+        Channel::Reliable if (i + 1).is_multiple_of(256) => tokio::task::yield_now().await,
         _ => {}
     }
 }
@@ -356,7 +356,7 @@ async fn mesh_run(
             }
             Err(e) => panic!("send: {e}"),
         }
-        if i % 64 == 0 {
+        if i.is_multiple_of(64) {
             a.update();
         }
     }
