@@ -182,7 +182,6 @@ impl PeerMeshBuilder {
             channels: [reliable, unreliable],
             core,
             closed: false,
-            timer: None,
         };
         Ok((mesh, MeshDriver(driver)))
     }
@@ -222,7 +221,6 @@ pub struct PeerMesh {
     channels: [WebRtcChannel; 2],
     core: Mesh,
     closed: bool,
-    timer: Option<(Instant, Delay)>,
 }
 
 impl PeerMesh {
@@ -273,6 +271,9 @@ impl PeerMesh {
     /// Waits for the next event. Returns [`Error::Closed`] once the driver has stopped
     /// and every event was taken.
     pub async fn next_event(&mut self) -> Result<Event, Error> {
+        // The timer lives in this future, not in the mesh, so that the mesh stays
+        // `Send` where timers are not (the browser).
+        let mut timer: Option<(Instant, Delay)> = None;
         loop {
             if let Some(event) = self.core.poll_event() {
                 return Ok(event);
@@ -286,15 +287,16 @@ impl PeerMesh {
                 .poll_timeout()
                 .unwrap_or(now + MAX_IDLE)
                 .min(now + MAX_IDLE);
-            let timer = match self.timer.take() {
-                Some((at, delay)) if at == deadline => (at, delay),
-                _ => (
-                    deadline,
-                    Delay::new(deadline.saturating_duration_since(now)),
-                ),
+            let delay = match timer.take() {
+                Some((at, delay)) if at == deadline => delay,
+                _ => Delay::new(deadline.saturating_duration_since(now)),
             };
-            self.timer = Some(timer);
-            let wake = futures::future::poll_fn(|cx| self.poll_wake(cx)).await;
+            let (delay, wake) = {
+                let mut delay = Some(delay);
+                let wake = futures::future::poll_fn(|cx| self.poll_wake(cx, &mut delay)).await;
+                (delay, wake)
+            };
+            timer = delay.map(|d| (deadline, d));
             self.on_wake(Instant::now(), wake);
             // Take in everything else that is ready before timers run, so that a
             // caller who paused for a while does not time out peers whose packets
@@ -303,7 +305,8 @@ impl PeerMesh {
         }
     }
 
-    fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<Wake> {
+    /// Polls the sources of input; a timer that fired is taken out of `timer`.
+    fn poll_wake(&mut self, cx: &mut Context<'_>, timer: &mut Option<Delay>) -> Poll<Wake> {
         if let Poll::Ready(change) = self.socket.poll_next_unpin(cx) {
             return Poll::Ready(Wake::Peer(change));
         }
@@ -312,15 +315,12 @@ impl PeerMesh {
                 return Poll::Ready(Wake::Packet(channel, packet));
             }
         }
-        match self.timer.as_mut() {
-            Some((_, delay)) => match delay.poll_unpin(cx) {
-                Poll::Ready(()) => {
-                    self.timer = None;
-                    Poll::Ready(Wake::Timer)
-                }
-                Poll::Pending => Poll::Pending,
-            },
-            None => Poll::Ready(Wake::Timer),
+        match timer.as_mut().map(|delay| delay.poll_unpin(cx)) {
+            Some(Poll::Pending) => Poll::Pending,
+            Some(Poll::Ready(())) | None => {
+                *timer = None;
+                Poll::Ready(Wake::Timer)
+            }
         }
     }
 

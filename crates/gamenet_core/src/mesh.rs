@@ -89,7 +89,7 @@ impl Default for MeshConfig {
             max_message_size: 16 << 20,
             max_unreliable_size: 16 << 10,
             fragment_size: DEFAULT_FRAGMENT_SIZE,
-            send_window: 256 << 10,
+            send_window: 1 << 20,
             max_queued_bytes: 32 << 20,
         }
     }
@@ -98,7 +98,7 @@ impl Default for MeshConfig {
 /// Default [`MeshConfig::fragment_size`]. Between two native peers the reliable
 /// channel's throughput falls steeply for messages above a few KiB (see the
 /// `transport` benchmark), so large messages travel as fragments of this size.
-pub const DEFAULT_FRAGMENT_SIZE: usize = 8 << 10;
+pub const DEFAULT_FRAGMENT_SIZE: usize = 1152;
 
 /// A setting of [`MeshConfig`] that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

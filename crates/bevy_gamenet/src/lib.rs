@@ -1,0 +1,217 @@
+//! Bevy plugin for [`gamenet`]: peer-to-peer multiplayer over WebRTC data
+//! channels, natively and in the browser.
+//!
+//! [`GamenetPlugin`] drives a [`MeshSocket`] resource once a frame, in
+//! [`PreUpdate`], and turns what happened into Bevy messages: [`PeerJoined`],
+//! [`PeerLeft`], [`HandshakeFailed`] and [`MessageReceived`]. Systems send through
+//! `ResMut<MeshSocket>`, which dereferences to [`gamenet::PeerMesh`].
+//!
+//! # Example
+//!
+//! ```no_run
+//! use bevy_app::{App, Update};
+//! use bevy_ecs::prelude::*;
+//! use bevy_gamenet::{GamenetPlugin, MeshSocket, MessageReceived, PeerJoined};
+//! use gamenet::{Channel, IceServer, PeerMesh};
+//!
+//! fn greet(mut joined: MessageReader<PeerJoined>, mut socket: ResMut<MeshSocket>) {
+//!     for PeerJoined(peer) in joined.read() {
+//!         let _ = socket.send(*peer, Channel::Reliable, b"hello");
+//!     }
+//! }
+//!
+//! fn show(mut received: MessageReader<MessageReceived>) {
+//!     for message in received.read() {
+//!         println!("{}: {:?}", message.peer, message.payload);
+//!     }
+//! }
+//!
+//! let builder = PeerMesh::builder("ws://localhost:3000/room")
+//!     .app_id("my-game/1")
+//!     .ice_server(IceServer::none());
+//! App::new()
+//!     .add_plugins(GamenetPlugin::connect(builder))
+//!     .add_systems(Update, (greet, show))
+//!     .run();
+//! ```
+
+use std::ops::{Deref, DerefMut};
+
+use bevy_app::{App, Plugin, PreUpdate};
+use bevy_ecs::prelude::*;
+use gamenet::{
+    Bytes, Channel, Event, HandshakeError, LeaveReason, MeshDriver, PeerId, PeerMesh,
+    PeerMeshBuilder,
+};
+
+/// Adds the gamenet messages and the system that drives [`MeshSocket`].
+///
+/// With [`GamenetPlugin::connect`] it also builds the mesh, spawns its driver on
+/// Bevy's IO task pool and inserts the resource; with [`GamenetPlugin::default`]
+/// the app inserts a [`MeshSocket`] itself when it wants to connect.
+#[derive(Default)]
+pub struct GamenetPlugin {
+    connect: Option<PeerMeshBuilder>,
+}
+
+impl GamenetPlugin {
+    /// A plugin that connects with `builder` when added.
+    pub fn connect(builder: PeerMeshBuilder) -> Self {
+        Self {
+            connect: Some(builder),
+        }
+    }
+}
+
+impl Plugin for GamenetPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_message::<PeerJoined>()
+            .add_message::<PeerLeft>()
+            .add_message::<HandshakeFailed>()
+            .add_message::<MessageReceived>()
+            .add_systems(PreUpdate, receive);
+        if let Some(builder) = self.connect.clone() {
+            match MeshSocket::connect(builder) {
+                Ok(socket) => {
+                    app.insert_resource(socket);
+                }
+                Err(error) => tracing::error!("gamenet: could not connect: {error}"),
+            }
+        }
+    }
+}
+
+/// The peer mesh as a Bevy resource; dereferences to [`PeerMesh`].
+#[derive(Resource, Debug)]
+pub struct MeshSocket(PeerMesh);
+
+impl MeshSocket {
+    /// Wraps a mesh whose driver the caller has spawned.
+    pub fn new(mesh: PeerMesh) -> Self {
+        Self(mesh)
+    }
+
+    /// Builds a mesh and spawns its driver on Bevy's IO task pool.
+    pub fn connect(builder: PeerMeshBuilder) -> Result<Self, gamenet::Error> {
+        let (mesh, driver) = builder.build()?;
+        spawn_driver(driver);
+        Ok(Self(mesh))
+    }
+}
+
+fn spawn_driver(driver: MeshDriver) {
+    let pool = bevy_tasks::IoTaskPool::get_or_init(bevy_tasks::TaskPool::new);
+    pool.spawn(async move {
+        if let Err(error) = driver.await {
+            tracing::warn!("gamenet: mesh driver ended: {error}");
+        }
+    })
+    .detach();
+}
+
+impl Deref for MeshSocket {
+    type Target = PeerMesh;
+
+    fn deref(&self) -> &PeerMesh {
+        &self.0
+    }
+}
+
+impl DerefMut for MeshSocket {
+    fn deref_mut(&mut self) -> &mut PeerMesh {
+        &mut self.0
+    }
+}
+
+/// A peer completed the handshake.
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerJoined(pub PeerId);
+
+/// A joined peer left.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct PeerLeft {
+    /// The peer.
+    pub peer: PeerId,
+    /// Why.
+    pub reason: LeaveReason,
+}
+
+/// A connected peer failed the handshake (another protocol version or application).
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct HandshakeFailed {
+    /// The peer.
+    pub peer: PeerId,
+    /// Why.
+    pub error: HandshakeError,
+}
+
+/// A message from a joined peer.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct MessageReceived {
+    /// The sender.
+    pub peer: PeerId,
+    /// The channel it came on.
+    pub channel: Channel,
+    /// Its bytes.
+    pub payload: Bytes,
+}
+
+/// Takes in what arrived and turns the mesh's events into messages.
+fn receive(
+    socket: Option<ResMut<MeshSocket>>,
+    mut joined: MessageWriter<PeerJoined>,
+    mut left: MessageWriter<PeerLeft>,
+    mut failed: MessageWriter<HandshakeFailed>,
+    mut received: MessageWriter<MessageReceived>,
+) {
+    let Some(mut socket) = socket else {
+        return;
+    };
+    socket.update();
+    while let Some(event) = socket.poll_event() {
+        match event {
+            Event::PeerJoined(peer) => {
+                joined.write(PeerJoined(peer));
+            }
+            Event::PeerLeft { peer, reason } => {
+                left.write(PeerLeft { peer, reason });
+            }
+            Event::HandshakeFailed { peer, error } => {
+                failed.write(HandshakeFailed { peer, error });
+            }
+            Event::Message {
+                peer,
+                channel,
+                payload,
+            } => {
+                received.write(MessageReceived {
+                    peer,
+                    channel,
+                    payload,
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plugin_runs_without_a_socket() {
+        let mut app = App::new();
+        app.add_plugins(GamenetPlugin::default());
+        app.update();
+        app.update();
+        let messages = app.world().resource::<Messages<PeerJoined>>();
+        assert!(messages.is_empty());
+    }
+
+    #[test]
+    fn the_resource_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<MeshSocket>();
+    }
+}
