@@ -10,8 +10,9 @@
 //!   `0.0.0.0:3000` (flags after `--` go to the server).
 //! - `bench`: runs the transport benchmark in an isolated network namespace.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -32,7 +33,8 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("setup") => setup(&root)?,
         Some("web-test") => web_test(&root, false)?,
-        Some("test") => test(&root)?,
+        // The test summary is the last line printed.
+        Some("test") => return test(&root, started),
         Some("serve") => serve(&root, &args[1..])?,
         Some("bench") => bench(&root, &args[1..])?,
         _ => bail!("usage: cargo xtask <setup|web-test|test|serve|bench>"),
@@ -173,7 +175,7 @@ fn web_test(root: &Path, release: bool) -> Result<()> {
     Ok(())
 }
 
-fn test(root: &Path) -> Result<()> {
+fn test(root: &Path, started: Instant) -> Result<()> {
     setup(root)?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
@@ -194,10 +196,53 @@ fn test(root: &Path) -> Result<()> {
         .args(["doc", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
     web_test(root, false)?;
-    run(cargo()
-        .args(["test", "--workspace"])
-        .env("RUST_BACKTRACE", "1"))?;
+    cargo_test(started)
+}
+
+/// Runs every test of the workspace, passing its output through, and closes with
+/// one summary line over all test binaries.
+fn cargo_test(started: Instant) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace"]).env("RUST_BACKTRACE", "1");
+    eprintln!("xtask: {cmd:?}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("run cargo test")?;
+    let stdout = child.stdout.take().context("cargo test output")?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        // End-to-end tests re-run themselves one at a time inside a network
+        // namespace; those inner runs filter out the rest and are not counted twice.
+        if line.starts_with("test result: ") && line.contains(" 0 filtered out;") {
+            passed += summary_field(&line, "passed");
+            failed += summary_field(&line, "failed");
+            ignored += summary_field(&line, "ignored");
+        }
+    }
+    let status = child.wait()?;
+    eprintln!("xtask: test took {:.0?}", started.elapsed());
+    println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
+    if !status.success() {
+        bail!("cargo test failed: {status}");
+    }
     Ok(())
+}
+
+/// The number before `word` in a libtest summary line such as
+/// `test result: ok. 3 passed; 0 failed; 1 ignored; ...`.
+fn summary_field(line: &str, word: &str) -> u64 {
+    let words: Vec<&str> = line
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty())
+        .collect();
+    words
+        .windows(2)
+        .find(|w| w[1] == word)
+        .and_then(|w| w[0].parse().ok())
+        .unwrap_or(0)
 }
 
 fn serve(root: &Path, extra: &[String]) -> Result<()> {
