@@ -304,4 +304,15 @@ mod tests {
             Err(RoomError::InvalidPath)
         );
     }
+
+    proptest::proptest! {
+        /// Whatever a client puts in its URL, parsing gives a request or an error.
+        #[test]
+        fn any_path_and_next_parse_without_panic(path in ".{0,200}", next in proptest::option::of(".{0,12}")) {
+            if let Ok(request) = RoomRequest::parse(Some(&path), next.as_deref(), 8) {
+                proptest::prop_assert!(request.path.len() <= MAX_ROOM_PATH);
+                proptest::prop_assert!(request.next.is_none_or(|n| (2..=8).contains(&n)));
+            }
+        }
+    }
 }

@@ -29,6 +29,8 @@ pub const PORT: u16 = 3000;
 /// Longest any end-to-end test body may run before it fails.
 pub const TEST_LIMIT: Duration = Duration::from_secs(180);
 
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Shell commands that give a fresh network namespace its address and route.
 const SETUP: &str = "ip link set lo up && ip link add v0 type veth peer name v1 && \
     ip addr add 10.77.0.1/24 dev v0 && ip link set v0 up && ip link set v1 up && \
@@ -56,6 +58,11 @@ where
         });
         return;
     }
+    // One end-to-end test at a time: they measure timings, and on a small machine
+    // two of them at once starve each other's WebRTC stacks of CPU.
+    let _one_at_a_time = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let status = reexec_isolated(&[test, "--exact", "--nocapture", "--test-threads=1"]);
     assert!(
         status.success(),

@@ -63,8 +63,8 @@ pub mod wire;
 
 pub use bytes::Bytes;
 pub use mesh::{
-    Channel, ConfigError, DEFAULT_FRAGMENT_SIZE, Event, HandshakeError, LeaveReason, Mesh,
-    MeshConfig, PROTOCOL_VERSION, PeerId, ProtocolError, SendError, Transmit,
+    Channel, ConfigError, DEFAULT_FRAGMENT_SIZE, DEFAULT_SEND_WINDOW, Event, HandshakeError,
+    LeaveReason, Mesh, MeshConfig, PROTOCOL_VERSION, PeerId, ProtocolError, SendError, Transmit,
 };
 pub use stats::PeerStats;
 pub use wire::{DecodeError, GoodbyeReason};

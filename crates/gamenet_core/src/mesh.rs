@@ -89,16 +89,25 @@ impl Default for MeshConfig {
             max_message_size: 16 << 20,
             max_unreliable_size: 16 << 10,
             fragment_size: DEFAULT_FRAGMENT_SIZE,
-            send_window: 1 << 20,
+            send_window: DEFAULT_SEND_WINDOW,
             max_queued_bytes: 32 << 20,
         }
     }
 }
 
-/// Default [`MeshConfig::fragment_size`]. Between two native peers the reliable
-/// channel's throughput falls steeply for messages above a few KiB (see the
-/// `transport` benchmark), so large messages travel as fragments of this size.
+/// Default [`MeshConfig::fragment_size`]: one fragment fits one SCTP data chunk
+/// (about 1,200 bytes of payload in webrtc-rs and in browsers). Between two native
+/// peers, fragments that span several chunks move large messages about ten times
+/// slower (see the `transport` benchmark).
 pub const DEFAULT_FRAGMENT_SIZE: usize = 1152;
+
+/// Default [`MeshConfig::send_window`]. Heartbeats share the WebRTC association
+/// (SCTP) with reliable data, and an SCTP association that loses a packet at the
+/// tail of a burst, for instance to a full UDP receive buffer, stalls for its
+/// minimum retransmission timeout of one second or more. Keeping the reliable data
+/// in flight small keeps bursts within ordinary socket buffers; 256 KiB still
+/// moves tens of MB/s on a LAN (see the `transport` benchmark).
+pub const DEFAULT_SEND_WINDOW: usize = 256 << 10;
 
 /// A setting of [`MeshConfig`] that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -338,7 +347,7 @@ struct Link {
     ping_seq: u32,
     pings: Vec<Option<PingSlot>>,
     rtt: RttEstimator,
-    // Reliable flow control, in encoded bytes of reliable packets.
+    // Reliable flow control, in encoded bytes of reliable data packets.
     sent_reliable: u64,
     peer_acked: u64,
     recv_reliable: u64,
@@ -353,14 +362,14 @@ struct Link {
 }
 
 impl Link {
-    fn new(now: Instant, handshake_timeout: Duration, connected: bool) -> Self {
+    fn new(now: Instant, handshake_timeout: Duration) -> Self {
         Self {
             phase: Phase::Handshaking {
                 deadline: now + handshake_timeout,
                 hello_received: false,
                 ack_received: false,
             },
-            connected,
+            connected: false,
             last_recv: now,
             next_ping: now,
             ping_seq: 0,
@@ -448,7 +457,7 @@ impl Mesh {
         let link = self
             .links
             .entry(peer)
-            .or_insert_with(|| Link::new(now, timeout, false));
+            .or_insert_with(|| Link::new(now, timeout));
         if link.connected {
             return;
         }
@@ -479,15 +488,16 @@ impl Mesh {
         self.push_transmit(peer, Channel::Reliable, hello);
     }
 
-    /// Handles a packet of a peer still in the handshake.
+    /// Handles a packet of a peer still in the handshake. Returns whether the
+    /// packet is application data that the now joined peer sent, to be taken in.
     fn on_handshake(
         &mut self,
         now: Instant,
         peer: PeerId,
         packet: ReliablePacket<'_>,
-    ) -> Result<(), Fault> {
+    ) -> Result<bool, Fault> {
         let Some(link) = self.links.get_mut(&peer) else {
-            return Ok(());
+            return Ok(false);
         };
         let Phase::Handshaking {
             hello_received,
@@ -495,8 +505,9 @@ impl Mesh {
             ..
         } = &mut link.phase
         else {
-            return Ok(());
+            return Ok(false);
         };
+        let mut is_data = false;
         match packet {
             ReliablePacket::Hello { version, app_id } => {
                 if version != PROTOCOL_VERSION {
@@ -521,6 +532,13 @@ impl Mesh {
                 return Err(Fault::Handshake(HandshakeError::Refused));
             }
             ReliablePacket::Goodbye(reason) => return Err(Fault::Gone(LeaveReason::Left(reason))),
+            _ if *hello_received && link.connected => {
+                // The peer sends data only once it has our acknowledgement of its
+                // hello, so it had our hello too: its own acknowledgement was lost
+                // while our end of the channel opened.
+                *ack_received = true;
+                is_data = true;
+            }
             _ => {
                 return Err(Fault::Protocol(ProtocolError::Unexpected(
                     "data before the handshake",
@@ -528,7 +546,7 @@ impl Mesh {
             }
         }
         let Some(link) = self.links.get_mut(&peer) else {
-            return Ok(());
+            return Ok(false);
         };
         if let Phase::Handshaking {
             hello_received: true,
@@ -541,7 +559,7 @@ impl Mesh {
             link.last_recv = now;
             self.events.push_back(Event::PeerJoined(peer));
         }
-        Ok(())
+        Ok(is_data)
     }
 
     /// The transport lost a peer.
@@ -565,7 +583,7 @@ impl Mesh {
         if channel == Channel::Reliable && !self.links.contains_key(&peer) {
             // The transport delivered data before reporting the connection: take
             // the hello in, and answer it once the connection is reported.
-            let link = Link::new(now, self.config.handshake_timeout, false);
+            let link = Link::new(now, self.config.handshake_timeout);
             self.links.insert(peer, link);
         }
         let Some(link) = self.links.get_mut(&peer) else {
@@ -583,15 +601,18 @@ impl Mesh {
     }
 
     fn on_reliable(&mut self, now: Instant, peer: PeerId, data: Bytes) -> Result<(), Fault> {
-        let config = &self.config;
         let Some(link) = self.links.get_mut(&peer) else {
             return Ok(());
         };
         link.last_recv = now;
         let packet = ReliablePacket::decode(&data).map_err(|e| Fault::Protocol(e.into()))?;
-        if !link.joined() {
-            return self.on_handshake(now, peer, packet);
+        if !link.joined() && !self.on_handshake(now, peer, packet)? {
+            return Ok(());
         }
+        let config = &self.config;
+        let Some(link) = self.links.get_mut(&peer) else {
+            return Ok(());
+        };
         if matches!(
             packet,
             ReliablePacket::Data(_)
@@ -1016,7 +1037,8 @@ impl Mesh {
             }
             _ => Some(GoodbyeReason::Leaving),
         };
-        if let Some(reason) = goodbye {
+        // A peer the transport never connected cannot be told anything.
+        if let Some(reason) = goodbye.filter(|_| link.connected) {
             self.push_transmit(
                 peer,
                 Channel::Reliable,

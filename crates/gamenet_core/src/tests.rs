@@ -659,3 +659,49 @@ fn lost_hellos_are_repeated_until_acknowledged() {
         "handshake packets must not count as in flight"
     );
 }
+
+#[test]
+fn data_after_a_lost_acknowledgement_completes_the_handshake() {
+    let now = Instant::now();
+    let mut mesh = Mesh::new(MeshConfig::default()).unwrap();
+    let peer = PeerId(4);
+    mesh.handle_connected(now, peer);
+    let hello = ReliablePacket::Hello {
+        version: PROTOCOL_VERSION,
+        app_id: "gamenet",
+    };
+    mesh.handle_packet(now, peer, Channel::Reliable, hello.encode().into());
+    // The peer's acknowledgement of our hello was lost; its data says it had it.
+    mesh.handle_packet(
+        now,
+        peer,
+        Channel::Reliable,
+        ReliablePacket::Data(b"first").encode().into(),
+    );
+    assert_eq!(mesh.poll_event(), Some(Event::PeerJoined(peer)));
+    match mesh.poll_event() {
+        Some(Event::Message { payload, .. }) => assert_eq!(&payload[..], b"first"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn data_before_any_hello_fails_the_handshake() {
+    let now = Instant::now();
+    let mut mesh = Mesh::new(MeshConfig::default()).unwrap();
+    let peer = PeerId(5);
+    mesh.handle_connected(now, peer);
+    mesh.handle_packet(
+        now,
+        peer,
+        Channel::Reliable,
+        ReliablePacket::Data(b"x").encode().into(),
+    );
+    assert!(matches!(
+        mesh.poll_event(),
+        Some(Event::HandshakeFailed {
+            error: HandshakeError::Protocol(ProtocolError::Unexpected(_)),
+            ..
+        })
+    ));
+}
