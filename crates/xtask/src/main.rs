@@ -246,6 +246,7 @@ fn summary_field(line: &str, word: &str) -> u64 {
 }
 
 fn serve(root: &Path, extra: &[String]) -> Result<()> {
+    let extra = extra.strip_prefix(&["--".to_owned()]).unwrap_or(extra);
     setup(root)?;
     web_test(root, true)?;
     let web_dir = root.join("target/web-test");
