@@ -234,6 +234,46 @@ fn tagged(data: &[u8], tag: u32) -> bool {
     data.get(..4) == Some(&tag.to_le_bytes()[..])
 }
 
+/// What a receiver counted of one run.
+struct Tally {
+    tag: u32,
+    expected: u64,
+    delivered: u64,
+    bytes: u64,
+    last: Instant,
+}
+
+impl Tally {
+    fn new(tag: u32, expected: usize) -> Self {
+        Self {
+            tag,
+            expected: expected as u64,
+            delivered: 0,
+            bytes: 0,
+            last: Instant::now(),
+        }
+    }
+
+    /// Counts a message of this run; returns whether all have arrived.
+    fn record(&mut self, message: &[u8]) -> bool {
+        if tagged(message, self.tag) {
+            self.delivered += 1;
+            self.bytes += message.len() as u64;
+            self.last = Instant::now();
+        }
+        self.delivered == self.expected
+    }
+
+    fn throughput(&self, start: Instant) -> Throughput {
+        Throughput {
+            delivered: self.delivered,
+            sent: self.expected,
+            bytes: self.bytes,
+            elapsed: self.last.saturating_duration_since(start),
+        }
+    }
+}
+
 static NEXT_TAG: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
 fn next_tag() -> u32 {
@@ -299,22 +339,14 @@ async fn raw_run(mut a: RawPeer, mut b: RawPeer, case: Case) -> (RawPeer, RawPee
     let data = payload(case.size, tag);
     let to = a.peer;
     let receiver = tokio::spawn(async move {
-        let mut delivered = 0u64;
-        let mut bytes = 0u64;
-        let mut last = Instant::now();
+        let mut tally = Tally::new(tag, case.count);
         let channel = b.channel(case.channel);
         while let Ok(Some((_, packet))) = tokio::time::timeout(IDLE, channel.next()).await {
-            if !tagged(&packet, tag) {
-                continue;
-            }
-            delivered += 1;
-            bytes += packet.len() as u64;
-            last = Instant::now();
-            if delivered == case.count as u64 {
+            if tally.record(&packet) {
                 break;
             }
         }
-        (b, delivered, bytes, last)
+        (b, tally)
     });
     let start = Instant::now();
     for (i, _) in (0..case.count).enumerate() {
@@ -324,15 +356,9 @@ async fn raw_run(mut a: RawPeer, mut b: RawPeer, case: Case) -> (RawPeer, RawPee
         }
         pace(case.channel, i).await;
     }
-    let (b, delivered, bytes, last) = receiver.await.expect("receiver");
+    let (b, tally) = receiver.await.expect("receiver");
     let _ = &a.socket;
-    let t = Throughput {
-        delivered,
-        sent: case.count as u64,
-        bytes,
-        elapsed: last - start,
-    };
-    (a, b, t)
+    (a, b, tally.throughput(start))
 }
 
 async fn pace(channel: Channel, i: usize) {
@@ -383,24 +409,16 @@ async fn mesh_run(
     let receiver = {
         let done = done.clone();
         tokio::spawn(async move {
-            let mut delivered = 0u64;
-            let mut bytes = 0u64;
-            let mut last = Instant::now();
+            let mut tally = Tally::new(tag, case.count);
             while let Ok(event) = tokio::time::timeout(IDLE, b.next_event()).await {
-                if let Event::Message { payload, .. } = event.expect("mesh") {
-                    if !tagged(&payload, tag) {
-                        continue;
-                    }
-                    delivered += 1;
-                    bytes += payload.len() as u64;
-                    last = Instant::now();
-                    if delivered == case.count as u64 {
-                        break;
-                    }
+                if let Event::Message { payload, .. } = event.expect("mesh")
+                    && tally.record(&payload)
+                {
+                    break;
                 }
             }
             done.store(true, Ordering::SeqCst);
-            (b, delivered, bytes, last)
+            (b, tally)
         })
     };
     let start = Instant::now();
@@ -425,12 +443,6 @@ async fn mesh_run(
     while !done.load(Ordering::SeqCst) {
         let _ = tokio::time::timeout(Duration::from_millis(5), a.next_event()).await;
     }
-    let (b, delivered, bytes, last) = receiver.await.expect("receiver");
-    let t = Throughput {
-        delivered,
-        sent: case.count as u64,
-        bytes,
-        elapsed: last - start,
-    };
-    (a, b, t)
+    let (b, tally) = receiver.await.expect("receiver");
+    (a, b, tally.throughput(start))
 }

@@ -446,13 +446,13 @@ fn drop_peer_says_goodbye() {
         }]
     );
     // Stragglers from a dropped peer are ignored, not re-joined.
-    sim.nodes[0].1.handle_packet(
-        sim.now,
-        b,
-        Channel::Reliable,
-        ReliablePacket::Data(b"x").encode().into(),
-    );
+    feed(&mut sim.nodes[0].1, sim.now, b, ReliablePacket::Data(b"x"));
     assert_eq!(sim.take_events(0), vec![]);
+}
+
+/// Hands `packet` to `mesh` as if `peer` had sent it on the reliable channel.
+fn feed(mesh: &mut Mesh, now: Instant, peer: PeerId, packet: ReliablePacket<'_>) {
+    mesh.handle_packet(now, peer, Channel::Reliable, packet.encode().into());
 }
 
 /// A joined mesh and the id of its one peer.
@@ -465,13 +465,8 @@ fn joined_mesh(config: MeshConfig) -> (Mesh, PeerId, Instant) {
         version: PROTOCOL_VERSION,
         app_id: "gamenet",
     };
-    mesh.handle_packet(now, peer, Channel::Reliable, hello.encode().into());
-    mesh.handle_packet(
-        now,
-        peer,
-        Channel::Reliable,
-        ReliablePacket::HelloAck.encode().into(),
-    );
+    feed(&mut mesh, now, peer, hello);
+    feed(&mut mesh, now, peer, ReliablePacket::HelloAck);
     assert_eq!(mesh.poll_event(), Some(Event::PeerJoined(peer)));
     (mesh, peer, now)
 }
@@ -513,12 +508,7 @@ fn oversized_announcements_drop_the_peer_before_allocating() {
 #[test]
 fn fragments_out_of_sequence_and_false_acks_drop_the_peer() {
     let (mut mesh, peer, now) = joined_mesh(MeshConfig::default());
-    mesh.handle_packet(
-        now,
-        peer,
-        Channel::Reliable,
-        ReliablePacket::FragmentCont(b"abc").encode().into(),
-    );
+    feed(&mut mesh, now, peer, ReliablePacket::FragmentCont(b"abc"));
     assert_eq!(violation(&mut mesh), Some(ProtocolError::BadFragment));
 
     let (mut mesh, peer, now) = joined_mesh(MeshConfig::default());
@@ -527,12 +517,7 @@ fn fragments_out_of_sequence_and_false_acks_drop_the_peer() {
         chunk: b"abc",
     };
     mesh.handle_packet(now, peer, Channel::Reliable, start.encode().into());
-    mesh.handle_packet(
-        now,
-        peer,
-        Channel::Reliable,
-        ReliablePacket::FragmentCont(b"defg").encode().into(),
-    );
+    feed(&mut mesh, now, peer, ReliablePacket::FragmentCont(b"defg"));
     assert_eq!(violation(&mut mesh), Some(ProtocolError::BadFragment));
 
     let (mut mesh, peer, now) = joined_mesh(MeshConfig::default());
@@ -575,8 +560,8 @@ proptest! {
         let other = PeerId(8);
         mesh.handle_connected(now, other);
         let hello = ReliablePacket::Hello { version: PROTOCOL_VERSION, app_id: "gamenet" };
-        mesh.handle_packet(now, other, Channel::Reliable, hello.encode().into());
-        mesh.handle_packet(now, other, Channel::Reliable, ReliablePacket::HelloAck.encode().into());
+        feed(&mut mesh, now, other, hello);
+        feed(&mut mesh, now, other, ReliablePacket::HelloAck);
         for (reliable, bytes) in packets {
             let channel = if reliable { Channel::Reliable } else { Channel::Unreliable };
             mesh.handle_packet(now, peer, channel, Bytes::from(bytes));
@@ -604,7 +589,7 @@ fn a_hello_before_the_transport_reports_the_connection_waits_for_it() {
         version: PROTOCOL_VERSION,
         app_id: "gamenet",
     };
-    mesh.handle_packet(now, peer, Channel::Reliable, hello.encode().into());
+    feed(&mut mesh, now, peer, hello);
     // Nothing may be sent before the transport can carry it.
     assert_eq!(mesh.poll_transmit(), None);
     mesh.handle_connected(now, peer);
@@ -621,12 +606,7 @@ fn a_hello_before_the_transport_reports_the_connection_waits_for_it() {
         Ok(ReliablePacket::HelloAck)
     );
     assert_eq!(mesh.poll_event(), None);
-    mesh.handle_packet(
-        now,
-        peer,
-        Channel::Reliable,
-        ReliablePacket::HelloAck.encode().into(),
-    );
+    feed(&mut mesh, now, peer, ReliablePacket::HelloAck);
     assert_eq!(mesh.poll_event(), Some(Event::PeerJoined(peer)));
     mesh.handle_connected(now, peer);
     assert_eq!(mesh.poll_transmit(), None);
@@ -670,14 +650,9 @@ fn data_after_a_lost_acknowledgement_completes_the_handshake() {
         version: PROTOCOL_VERSION,
         app_id: "gamenet",
     };
-    mesh.handle_packet(now, peer, Channel::Reliable, hello.encode().into());
+    feed(&mut mesh, now, peer, hello);
     // The peer's acknowledgement of our hello was lost; its data says it had it.
-    mesh.handle_packet(
-        now,
-        peer,
-        Channel::Reliable,
-        ReliablePacket::Data(b"first").encode().into(),
-    );
+    feed(&mut mesh, now, peer, ReliablePacket::Data(b"first"));
     assert_eq!(mesh.poll_event(), Some(Event::PeerJoined(peer)));
     match mesh.poll_event() {
         Some(Event::Message { payload, .. }) => assert_eq!(&payload[..], b"first"),
@@ -691,12 +666,7 @@ fn data_before_any_hello_fails_the_handshake() {
     let mut mesh = Mesh::new(MeshConfig::default()).unwrap();
     let peer = PeerId(5);
     mesh.handle_connected(now, peer);
-    mesh.handle_packet(
-        now,
-        peer,
-        Channel::Reliable,
-        ReliablePacket::Data(b"x").encode().into(),
-    );
+    feed(&mut mesh, now, peer, ReliablePacket::Data(b"x"));
     assert!(matches!(
         mesh.poll_event(),
         Some(Event::HandshakeFailed {
