@@ -60,6 +60,17 @@ async fn connect(addr: SocketAddr, path: &str) -> (Ws, PeerId) {
     }
 }
 
+/// A plain HTTP/1.1 GET over a fresh connection; the whole response as text.
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    response
+}
+
 async fn signal(ws: &mut Ws, to: PeerId, data: &str) {
     let request = JsonPeerRequest::Signal {
         receiver: to,
@@ -175,13 +186,7 @@ async fn bad_requests_are_refused_with_a_reason_and_health_answers() {
         other => panic!("expected a close frame, got {other:?}"),
     }
 
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.unwrap();
+    let response = http_get(addr, "/health").await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("ok"), "{response}");
 
@@ -203,13 +208,7 @@ async fn serves_static_files_beside_websockets() {
         ..Config::default()
     })
     .await;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.unwrap();
+    let response = http_get(addr, "/").await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("<h1>game</h1>"), "{response}");
     // WebSockets on the root path still work.
