@@ -44,9 +44,19 @@ struct Report {
     stats: HashMap<PeerId, gamenet::PeerStats>,
 }
 
-/// One peer of the three: streams to every other peer as it joins, and checks
-/// what arrives.
-async fn stream_peer(mut mesh: PeerMesh, me: u8, send_big: bool, done: Arc<AtomicUsize>) -> Report {
+/// How many of the three peers have passed each phase.
+#[derive(Default)]
+struct Phases {
+    /// Received every reliable message from both others.
+    reliable_done: AtomicUsize,
+    /// Finished everything.
+    done: AtomicUsize,
+}
+
+/// One peer of the three: streams reliably to every other peer as it joins; once
+/// every peer has all its reliable messages, streams unreliably (on a congested
+/// association, unreliable messages are dropped by design); checks what arrives.
+async fn stream_peer(mut mesh: PeerMesh, me: u8, send_big: bool, phases: Arc<Phases>) -> Report {
     let mut report = Report::default();
     let mut peers: Vec<PeerId> = Vec::new();
     let big = big_message();
@@ -62,7 +72,12 @@ async fn stream_peer(mut mesh: PeerMesh, me: u8, send_big: bool, done: Arc<Atomi
                 .all(|&n| n == RELIABLE_COUNT)
             && report.big_received == big_expected
     };
+    let mut marked_reliable = false;
     loop {
+        if !marked_reliable && received_all(&report) {
+            marked_reliable = true;
+            phases.reliable_done.fetch_add(1, Ordering::SeqCst);
+        }
         if peers.len() == 2 && unreliable_sent == UNRELIABLE_COUNT && received_all(&report) {
             break;
         }
@@ -72,7 +87,10 @@ async fn stream_peer(mut mesh: PeerMesh, me: u8, send_big: bool, done: Arc<Atomi
         );
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => panic!("peer {me} timed out: {report:?}"),
-            _ = pace.tick(), if peers.len() == 2 && unreliable_sent < UNRELIABLE_COUNT => {
+            _ = pace.tick() => {
+                if phases.reliable_done.load(Ordering::SeqCst) < 3 || unreliable_sent == UNRELIABLE_COUNT {
+                    continue;
+                }
                 for &peer in &peers {
                     mesh.send(peer, Channel::Unreliable, &message(me, unreliable_sent)).expect("send unreliable");
                 }
@@ -121,8 +139,8 @@ async fn stream_peer(mut mesh: PeerMesh, me: u8, send_big: bool, done: Arc<Atomi
             .insert(peer, mesh.stats(peer).expect("peer still linked"));
     }
     // Keep answering until every peer is done, so that nobody times out.
-    done.fetch_add(1, Ordering::SeqCst);
-    while done.load(Ordering::SeqCst) < 3 {
+    phases.done.fetch_add(1, Ordering::SeqCst);
+    while phases.done.load(Ordering::SeqCst) < 3 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "peer {me} timed out waiting for the others"
@@ -155,11 +173,11 @@ fn three_native_peers_stream_reliably_and_unreliably() {
         "three_native_peers_stream_reliably_and_unreliably",
         || async {
             let url = format!("{}/stream", start_server().await);
-            let done = Arc::new(AtomicUsize::new(0));
+            let phases = Arc::new(Phases::default());
             let tasks: Vec<_> = (0..3u8)
                 .map(|me| {
                     let mesh = join(&url, APP).expect("join");
-                    tokio::spawn(stream_peer(mesh, me, me == 0, done.clone()))
+                    tokio::spawn(stream_peer(mesh, me, me == 0, phases.clone()))
                 })
                 .collect();
             for (me, task) in tasks.into_iter().enumerate() {
