@@ -450,6 +450,12 @@ fn drop_peer_says_goodbye() {
     assert_eq!(sim.take_events(0), vec![]);
 }
 
+/// The hello of a peer of the default application.
+const HELLO: ReliablePacket<'static> = ReliablePacket::Hello {
+    version: PROTOCOL_VERSION,
+    app_id: "gamenet",
+};
+
 /// Hands `packet` to `mesh` as if `peer` had sent it on the reliable channel.
 fn feed(mesh: &mut Mesh, now: Instant, peer: PeerId, packet: ReliablePacket<'_>) {
     mesh.handle_packet(now, peer, Channel::Reliable, packet.encode().into());
@@ -461,11 +467,7 @@ fn joined_mesh(config: MeshConfig) -> (Mesh, PeerId, Instant) {
     let mut mesh = Mesh::new(config).unwrap();
     let peer = PeerId(7);
     mesh.handle_connected(now, peer);
-    let hello = ReliablePacket::Hello {
-        version: PROTOCOL_VERSION,
-        app_id: "gamenet",
-    };
-    feed(&mut mesh, now, peer, hello);
+    feed(&mut mesh, now, peer, HELLO);
     feed(&mut mesh, now, peer, ReliablePacket::HelloAck);
     assert_eq!(mesh.poll_event(), Some(Event::PeerJoined(peer)));
     (mesh, peer, now)
@@ -559,8 +561,7 @@ proptest! {
         let (mut mesh, peer, now) = joined_mesh(MeshConfig::default());
         let other = PeerId(8);
         mesh.handle_connected(now, other);
-        let hello = ReliablePacket::Hello { version: PROTOCOL_VERSION, app_id: "gamenet" };
-        feed(&mut mesh, now, other, hello);
+        feed(&mut mesh, now, other, HELLO);
         feed(&mut mesh, now, other, ReliablePacket::HelloAck);
         for (reliable, bytes) in packets {
             let channel = if reliable { Channel::Reliable } else { Channel::Unreliable };
@@ -585,11 +586,7 @@ fn a_hello_before_the_transport_reports_the_connection_waits_for_it() {
     let now = Instant::now();
     let mut mesh = Mesh::new(MeshConfig::default()).unwrap();
     let peer = PeerId(3);
-    let hello = ReliablePacket::Hello {
-        version: PROTOCOL_VERSION,
-        app_id: "gamenet",
-    };
-    feed(&mut mesh, now, peer, hello);
+    feed(&mut mesh, now, peer, HELLO);
     // Nothing may be sent before the transport can carry it.
     assert_eq!(mesh.poll_transmit(), None);
     mesh.handle_connected(now, peer);
@@ -646,11 +643,7 @@ fn data_after_a_lost_acknowledgement_completes_the_handshake() {
     let mut mesh = Mesh::new(MeshConfig::default()).unwrap();
     let peer = PeerId(4);
     mesh.handle_connected(now, peer);
-    let hello = ReliablePacket::Hello {
-        version: PROTOCOL_VERSION,
-        app_id: "gamenet",
-    };
-    feed(&mut mesh, now, peer, hello);
+    feed(&mut mesh, now, peer, HELLO);
     // The peer's acknowledgement of our hello was lost; its data says it had it.
     feed(&mut mesh, now, peer, ReliablePacket::Data(b"first"));
     assert_eq!(mesh.poll_event(), Some(Event::PeerJoined(peer)));
