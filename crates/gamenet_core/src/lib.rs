@@ -57,7 +57,9 @@
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod conditioner;
 mod mesh;
+pub mod rollback;
 pub mod stats;
 pub mod wire;
 
@@ -66,6 +68,7 @@ pub use mesh::{
     Channel, ConfigError, DEFAULT_FRAGMENT_SIZE, DEFAULT_SEND_WINDOW, Event, HandshakeError,
     LeaveReason, Mesh, MeshConfig, PROTOCOL_VERSION, PeerId, ProtocolError, SendError, Transmit,
 };
+pub use conditioner::{ConditionerConfig, LinkConditioner};
 pub use stats::PeerStats;
 pub use wire::{DecodeError, GoodbyeReason};
 

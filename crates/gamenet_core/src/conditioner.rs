@@ -1,0 +1,212 @@
+//! A seeded link conditioner: adds latency, jitter, loss and duplication to the
+//! packets of one direction of a link, deterministically.
+//!
+//! Tests put one between simulated peers; the runtime can put one between the
+//! mesh and the socket to try a game on a bad network without a bad network.
+//! Reliable packets are delayed but never lost, duplicated or reordered (the
+//! transport under them would not do that either).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Duration;
+
+use crate::Instant;
+
+/// How a conditioned link misbehaves. The default is a perfect link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConditionerConfig {
+    /// Delay added to every packet, one way.
+    pub latency: Duration,
+    /// Up to this much more delay, uniformly random per packet; unreliable
+    /// packets get reordered by it.
+    pub jitter: Duration,
+    /// Probability that an unreliable packet is dropped, 0.0 to 1.0.
+    pub loss: f64,
+    /// Probability that an unreliable packet is delivered twice, 0.0 to 1.0.
+    pub duplicate: f64,
+    /// Seed of the random choices: the same seed and inputs give the same output.
+    pub seed: u64,
+}
+
+impl Default for ConditionerConfig {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            duplicate: 0.0,
+            seed: 0x5eed,
+        }
+    }
+}
+
+/// A small seeded generator (splitmix64): repeatable coin flips.
+#[derive(Debug, Clone)]
+pub struct SplitMix(u64);
+
+impl SplitMix {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A float in `[0, 1)`.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && self.next_f64() < p
+    }
+}
+
+/// One direction of a conditioned link, holding packets of type `T` until due.
+#[derive(Debug)]
+pub struct LinkConditioner<T> {
+    config: ConditionerConfig,
+    rng: SplitMix,
+    queue: BinaryHeap<Reverse<(Instant, u64, Slot<T>)>>,
+    seq: u64,
+    last_reliable: Option<Instant>,
+}
+
+/// A queued packet; ordered by nothing so the heap orders by time and sequence.
+#[derive(Debug)]
+struct Slot<T>(T);
+
+impl<T> PartialEq for Slot<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl<T> Eq for Slot<T> {}
+impl<T> PartialOrd for Slot<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Slot<T> {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl<T: Clone> LinkConditioner<T> {
+    /// A conditioner with the given behaviour.
+    pub fn new(config: ConditionerConfig) -> Self {
+        let rng = SplitMix::new(config.seed);
+        Self {
+            config,
+            rng,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            last_reliable: None,
+        }
+    }
+
+    /// The behaviour.
+    pub fn config(&self) -> &ConditionerConfig {
+        &self.config
+    }
+
+    fn delay(&mut self) -> Duration {
+        let jitter = self.config.jitter.as_secs_f64() * self.rng.next_f64();
+        self.config.latency + Duration::from_secs_f64(jitter)
+    }
+
+    fn push(&mut self, at: Instant, packet: T) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, Slot(packet))));
+    }
+
+    /// Takes a packet sent at `now`; `reliable` packets keep their order and are
+    /// never lost or duplicated.
+    pub fn send(&mut self, now: Instant, packet: T, reliable: bool) {
+        if reliable {
+            let mut at = now + self.delay();
+            if let Some(last) = self.last_reliable {
+                at = at.max(last);
+            }
+            self.last_reliable = Some(at);
+            self.push(at, packet);
+            return;
+        }
+        if self.rng.chance(self.config.loss) {
+            return;
+        }
+        if self.rng.chance(self.config.duplicate) {
+            let at = now + self.delay();
+            self.push(at, packet.clone());
+        }
+        let at = now + self.delay();
+        self.push(at, packet);
+    }
+
+    /// The next packet due at `now`, if any.
+    pub fn poll(&mut self, now: Instant) -> Option<T> {
+        match self.queue.peek() {
+            Some(Reverse((at, _, _))) if *at <= now => {
+                self.queue.pop().map(|Reverse((_, _, Slot(packet)))| packet)
+            }
+            _ => None,
+        }
+    }
+
+    /// When the next packet falls due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.queue.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Packets waiting.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether no packet is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_drops_and_keeps_reliable_order() {
+        let now = Instant::now();
+        let mut c = LinkConditioner::new(ConditionerConfig {
+            latency: Duration::from_millis(50),
+            jitter: Duration::from_millis(20),
+            loss: 0.5,
+            duplicate: 0.0,
+            seed: 7,
+        });
+        for i in 0..1000u32 {
+            c.send(now, (true, i), true);
+            c.send(now, (false, i), false);
+        }
+        assert!(c.poll(now + Duration::from_millis(49)).is_none());
+        let end = now + Duration::from_millis(71);
+        let (mut reliable, mut unreliable) = (Vec::new(), 0);
+        while let Some((r, i)) = c.poll(end) {
+            if r {
+                reliable.push(i);
+            } else {
+                unreliable += 1;
+            }
+        }
+        assert_eq!(reliable, (0..1000).collect::<Vec<_>>());
+        assert!((400..600).contains(&unreliable), "{unreliable}");
+    }
+}

@@ -1,0 +1,713 @@
+//! Rollback sessions over a simulated network: real meshes, seeded link
+//! conditioners (latency, jitter, loss, duplication, reordering) and a small
+//! deterministic game; time jumps from one deadline to the next.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use super::*;
+use crate::conditioner::SplitMix;
+use crate::{ConditionerConfig, Event, LinkConditioner, Mesh, MeshConfig};
+
+/// The toy game: players move on a grid by their inputs; a running score
+/// mixes every position, so any divergence shows in the checksum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct State {
+    frame: Frame,
+    pos: Vec<(i32, i32)>,
+    present: Vec<bool>,
+    score: u64,
+    /// Touched by nothing but the test's non-determinism.
+    sparkle: u32,
+}
+
+impl State {
+    fn new(n: usize) -> Self {
+        Self {
+            frame: 0,
+            pos: vec![(0, 0); n],
+            present: vec![false; n],
+            score: 0,
+            sparkle: 0,
+        }
+    }
+
+    fn advance(&mut self, inputs: &[(u16, InputStatus)]) {
+        for (i, (input, status)) in inputs.iter().enumerate() {
+            if *status == InputStatus::Disconnected {
+                self.present[i] = false;
+                continue;
+            }
+            self.present[i] = true;
+            let dx = (input & 3) as i32 - 1;
+            let dy = ((input >> 2) & 3) as i32 - 1;
+            self.pos[i].0 += dx * 3;
+            self.pos[i].1 += dy * 3;
+        }
+        for (i, p) in self.pos.iter().enumerate() {
+            if self.present[i] {
+                self.score = self
+                    .score
+                    .wrapping_mul(0x100_0000_01b3)
+                    .wrapping_add((p.0 as u64) << 32 ^ p.1 as u64 ^ i as u64);
+            }
+        }
+        self.frame += 1;
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = self.frame.to_le_bytes().to_vec();
+        out.extend(self.sparkle.to_le_bytes());
+        out.extend(self.score.to_le_bytes());
+        for (i, p) in self.pos.iter().enumerate() {
+            out.extend(p.0.to_le_bytes());
+            out.extend(p.1.to_le_bytes());
+            out.push(self.present[i] as u8);
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8], n: usize) -> Self {
+        let mut s = State::new(n);
+        s.frame = u32::from_le_bytes(bytes[0..4].try_into().unwrap());
+        s.sparkle = u32::from_le_bytes(bytes[4..8].try_into().unwrap());
+        s.score = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
+        for i in 0..n {
+            let at = 16 + i * 9;
+            s.pos[i].0 = i32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+            s.pos[i].1 = i32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());
+            s.present[i] = bytes[at + 8] != 0;
+        }
+        s
+    }
+
+    fn checksum(&self) -> Checksum {
+        let pos = part_id(&format!("{:?}", self.pos));
+        let score = self.score;
+        Checksum {
+            total: pos ^ score.rotate_left(17) ^ (self.sparkle as u64).rotate_left(40),
+            parts: vec![
+                ChecksumPart {
+                    name: "Position".into(),
+                    value: pos,
+                },
+                ChecksumPart {
+                    name: "Score".into(),
+                    value: score,
+                },
+                ChecksumPart {
+                    name: "Sparkle".into(),
+                    value: self.sparkle as u64,
+                },
+            ],
+        }
+    }
+}
+
+/// The game side of one peer: state, saved states (only as many as the
+/// session promises to need), and the state at the frame the test compares.
+struct Game {
+    n: usize,
+    state: State,
+    saved: BTreeMap<Frame, State>,
+    keep: u32,
+    target: Frame,
+    at_target: Option<State>,
+    /// Frames whose simulation a non-deterministic bug perturbs, for the
+    /// desync tests: (slot, on every run from this many runs on).
+    perturb: Option<usize>,
+    runs: HashMap<Frame, u32>,
+}
+
+impl Game {
+    fn new(n: usize, window: u32, target: Frame) -> Self {
+        Self {
+            n,
+            state: State::new(n),
+            saved: BTreeMap::new(),
+            keep: window + 2,
+            target,
+            at_target: None,
+            perturb: None,
+            runs: HashMap::new(),
+        }
+    }
+
+    fn handle(&mut self, session: &mut RollbackSession<u16>, requests: Vec<Request<u16>>) {
+        for r in requests {
+            match r {
+                Request::Save { frame } => {
+                    assert_eq!(self.state.frame, frame);
+                    self.saved.insert(frame, self.state.clone());
+                    while self.saved.len() > self.keep as usize {
+                        self.saved.pop_first();
+                    }
+                    if frame == self.target {
+                        self.at_target = Some(self.state.clone());
+                    }
+                    session.set_checksum(frame, self.state.checksum());
+                }
+                Request::Load { frame } => {
+                    self.state = self
+                        .saved
+                        .get(&frame)
+                        .unwrap_or_else(|| panic!("load of frame {frame}, not kept"))
+                        .clone();
+                }
+                Request::Advance { frame, inputs } => {
+                    assert_eq!(self.state.frame, frame);
+                    assert_eq!(inputs.len(), self.n);
+                    self.state.advance(&inputs);
+                    if let Some(slot) = self.perturb {
+                        let runs = self.runs.entry(frame).or_default();
+                        *runs += 1;
+                        if *runs > 1 {
+                            self.state.sparkle += slot as u32 + 1;
+                        }
+                    }
+                }
+                Request::LoadSnapshot { frame, data } => {
+                    self.state = State::decode(&data, self.n);
+                    assert_eq!(self.state.frame, frame);
+                }
+                Request::Snapshot { frame } => {
+                    let data = self.saved[&frame].encode();
+                    session.submit_snapshot(frame, data);
+                }
+            }
+        }
+    }
+}
+
+struct Node {
+    id: PeerId,
+    mesh: Mesh,
+    session: RollbackSession<u16>,
+    game: Game,
+    alive: bool,
+    rng: SplitMix,
+    input: u16,
+    events: Vec<RollbackEvent>,
+    stop_at: Option<Frame>,
+}
+
+type Packet = (Channel, Bytes);
+
+struct Net {
+    now: Instant,
+    start: Instant,
+    config: RollbackConfig,
+    link: ConditionerConfig,
+    nodes: Vec<Node>,
+    links: BTreeMap<(PeerId, PeerId), LinkConditioner<Packet>>,
+    target: Frame,
+    next_id: u128,
+}
+
+impl Net {
+    fn new(players: usize, link: ConditionerConfig, target: Frame) -> Self {
+        Self::with_kinds(players, players, link, target)
+    }
+
+    /// `slots` slots, the first `players` of them played from the start.
+    fn with_kinds(slots: usize, players: usize, link: ConditionerConfig, target: Frame) -> Self {
+        let config = RollbackConfig {
+            num_players: slots,
+            ..RollbackConfig::default()
+        };
+        let now = Instant::now();
+        let mut net = Net {
+            now,
+            start: now,
+            config: config.clone(),
+            link,
+            nodes: Vec::new(),
+            links: BTreeMap::new(),
+            target,
+            next_id: 1,
+        };
+        let ids: Vec<PeerId> = (0..players).map(|i| PeerId(i as u128 + 1)).collect();
+        net.next_id = players as u128 + 1;
+        for (i, &id) in ids.iter().enumerate() {
+            let kinds: Vec<PlayerKind> = (0..slots)
+                .map(|s| match ids.get(s) {
+                    Some(&p) if p == id => PlayerKind::Local,
+                    Some(&p) => PlayerKind::Remote(p),
+                    None => PlayerKind::Open,
+                })
+                .collect();
+            let session =
+                RollbackSession::start(config.clone(), id, 1000 + i as u64, &kinds).unwrap();
+            net.add_node(id, session);
+        }
+        net
+    }
+
+    fn add_node(&mut self, id: PeerId, session: RollbackSession<u16>) {
+        let mesh = Mesh::new(MeshConfig::default()).unwrap();
+        let game = Game::new(
+            self.config.num_players,
+            self.config.prediction_window,
+            self.target,
+        );
+        let seed = id.0 as u64 * 7919;
+        let node = Node {
+            id,
+            mesh,
+            session,
+            game,
+            alive: true,
+            rng: SplitMix::new(seed),
+            input: 0,
+            events: Vec::new(),
+            stop_at: None,
+        };
+        let existing: Vec<PeerId> = self.nodes.iter().filter(|n| n.alive).map(|n| n.id).collect();
+        self.nodes.push(node);
+        let now = self.now;
+        for other in existing {
+            for (a, b) in [(id, other), (other, id)] {
+                let seed = self.link.seed ^ (a.0 as u64) << 16 ^ b.0 as u64;
+                let cfg = ConditionerConfig {
+                    seed,
+                    ..self.link.clone()
+                };
+                self.links.insert((a, b), LinkConditioner::new(cfg));
+                let i = self.index(a);
+                self.nodes[i].mesh.handle_connected(now, b);
+            }
+        }
+    }
+
+    fn index(&self, id: PeerId) -> usize {
+        self.nodes.iter().position(|n| n.id == id).unwrap()
+    }
+
+    fn new_id(&mut self) -> PeerId {
+        self.next_id += 1;
+        PeerId(self.next_id + 100)
+    }
+
+    /// Kills a node. `close` tells the others' transports at once (a closed
+    /// connection); otherwise only their heartbeats find out.
+    fn kill(&mut self, i: usize, close: bool) {
+        self.nodes[i].alive = false;
+        let id = self.nodes[i].id;
+        self.links.retain(|(a, b), _| *a != id && *b != id);
+        if close {
+            let now = self.now;
+            for n in self.nodes.iter_mut().filter(|n| n.alive) {
+                n.mesh.handle_disconnected(now, id);
+            }
+        }
+    }
+
+    /// One pass over every node at `now`.
+    fn pass(&mut self) {
+        let now = self.now;
+        // Deliver due packets.
+        let keys: Vec<(PeerId, PeerId)> = self.links.keys().copied().collect();
+        for (from, to) in keys {
+            while let Some((channel, data)) = self.links.get_mut(&(from, to)).unwrap().poll(now) {
+                let i = self.index(to);
+                self.nodes[i].mesh.handle_packet(now, from, channel, data);
+            }
+        }
+        let target = self.target;
+        for n in self.nodes.iter_mut().filter(|n| n.alive) {
+            if n.mesh.poll_timeout().is_some_and(|t| t <= now) {
+                n.mesh.handle_timeout(now);
+            }
+            while let Some(e) = n.mesh.poll_event() {
+                match e {
+                    Event::PeerJoined(p) => n.session.handle_peer_joined(now, p),
+                    Event::PeerLeft { peer, .. } => n.session.handle_peer_left(now, peer),
+                    Event::Message { peer, payload, .. } => {
+                        n.session.handle_message(now, peer, &payload)
+                    }
+                    other => panic!("mesh event {other:?}"),
+                }
+            }
+            if n.session.poll_timeout().is_some_and(|t| t <= now) {
+                n.session.handle_timeout(now);
+            }
+            let done = n.session.confirmed_checksum(target).is_some();
+            let stop = n.stop_at.unwrap_or(Frame::MAX);
+            while !done && n.session.current_frame() < stop && n.session.frame_due(now) {
+                if n.rng.chance(0.125) {
+                    n.input = (n.rng.next_u64() & 0xf) as u16;
+                }
+                for s in n.session.local_slots() {
+                    n.session.add_local_input(s, n.input).unwrap();
+                }
+                match n.session.advance_frame(now) {
+                    Ok(requests) => n.game.handle(&mut n.session, requests),
+                    Err(RollbackError::Stalled) => break,
+                    Err(e) => panic!("{e}"),
+                }
+                if n.session.confirmed_checksum(target).is_some() {
+                    break;
+                }
+            }
+            while let Some(e) = n.session.poll_event() {
+                if let RollbackEvent::Disconnected { peer, .. } = &e {
+                    n.mesh.drop_peer(*peer);
+                }
+                if let RollbackEvent::PeerMisbehaved { .. } = &e {
+                    panic!("{}: {e:?}", n.id);
+                }
+                n.events.push(e);
+            }
+            while let Some(t) = n.session.poll_transmit() {
+                let _ = n.mesh.send(t.peer, t.channel, &t.data);
+            }
+        }
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].alive {
+                continue;
+            }
+            let from = self.nodes[i].id;
+            while let Some(t) = self.nodes[i].mesh.poll_transmit() {
+                if let Some(link) = self.links.get_mut(&(from, t.peer)) {
+                    link.send(now, (t.channel, t.data), t.channel == Channel::Reliable);
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let links = self.links.values().filter_map(LinkConditioner::poll_timeout);
+        let nodes = self.nodes.iter().filter(|n| n.alive).flat_map(|n| {
+            [n.mesh.poll_timeout(), n.session.poll_timeout()]
+                .into_iter()
+                .flatten()
+        });
+        links.chain(nodes).min()
+    }
+
+    /// Runs until `until` returns true (checked after every pass) or the
+    /// simulated clock passes `limit`.
+    fn run(&mut self, limit: Duration, mut until: impl FnMut(&mut Net) -> bool) {
+        let end = self.start + limit;
+        loop {
+            self.pass();
+            if until(self) {
+                return;
+            }
+            let next = self
+                .next_deadline()
+                .unwrap_or(self.now + Duration::from_millis(1));
+            // Frames are due on the session clock; never stand still.
+            self.now = next.max(self.now + Duration::from_micros(100));
+            assert!(self.now < end, "not done after {limit:?} of simulated time: {}", self.report());
+        }
+    }
+
+    fn all_done(&self) -> bool {
+        self.nodes
+            .iter()
+            .filter(|n| n.alive)
+            .all(|n| n.session.confirmed_checksum(self.target).is_some())
+    }
+
+    fn report(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "\n  {} alive {} {:?} {:?}",
+                    n.id,
+                    n.alive,
+                    n.session.stats(),
+                    n.events.iter().rev().take(3).collect::<Vec<_>>()
+                )
+            })
+            .collect()
+    }
+
+    /// Asserts every live node reached the target with the same state, no
+    /// desync, and that checksums were actually compared.
+    fn assert_in_step(&self) {
+        let live: Vec<&Node> = self.nodes.iter().filter(|n| n.alive).collect();
+        let first = live[0].game.at_target.clone().expect("state at target");
+        for n in &live {
+            let stats = n.session.stats();
+            println!("{}: {stats:?}", n.id);
+            for e in &n.events {
+                assert!(
+                    !matches!(e, RollbackEvent::DesyncDetected { .. }),
+                    "{}: {e:?}",
+                    n.id
+                );
+            }
+            assert_eq!(n.game.at_target.as_ref(), Some(&first), "{} differs", n.id);
+            assert_eq!(
+                n.session.confirmed_checksum(self.target).map(|c| c.total),
+                Some(first.checksum().total)
+            );
+            assert!(stats.checksums_matched > 0, "{}: no checksum compared", n.id);
+        }
+    }
+}
+
+fn bad_link(seed: u64) -> ConditionerConfig {
+    ConditionerConfig {
+        latency: Duration::from_millis(50),
+        jitter: Duration::from_millis(20),
+        loss: 0.10,
+        duplicate: 0.02,
+        seed,
+    }
+}
+
+fn run_in_step(players: usize, seed: u64) {
+    let mut net = Net::new(players, bad_link(seed), 10_000);
+    net.run(Duration::from_secs(400), |n| n.all_done());
+    net.assert_in_step();
+    for n in &net.nodes {
+        assert!(n.session.stats().rollbacks > 0, "a bad link must cause rollbacks");
+    }
+}
+
+#[test]
+fn two_peers_stay_in_step_over_a_bad_link() {
+    run_in_step(2, 1);
+}
+
+#[test]
+fn three_peers_stay_in_step_over_a_bad_link() {
+    run_in_step(3, 2);
+}
+
+#[test]
+fn four_peers_stay_in_step_over_a_bad_link() {
+    run_in_step(4, 3);
+}
+
+#[test]
+fn a_peer_leaves_and_the_rest_finish_in_step() {
+    let mut net = Net::new(3, bad_link(4), 10_000);
+    net.run(Duration::from_secs(100), |n| n.nodes[2].session.current_frame() >= 3_000);
+    net.kill(2, false);
+    let gone = net.nodes[2].id;
+    net.run(Duration::from_secs(400), |n| n.all_done());
+    net.assert_in_step();
+    let mut frames = Vec::new();
+    for n in net.nodes.iter().filter(|n| n.alive) {
+        let e = n
+            .events
+            .iter()
+            .find_map(|e| match e {
+                RollbackEvent::Disconnected { peer, slots, frame } if *peer == gone => {
+                    Some((slots.clone(), *frame))
+                }
+                _ => None,
+            })
+            .expect("disconnect reported");
+        frames.push(e);
+    }
+    assert!(frames.windows(2).all(|w| w[0] == w[1]), "{frames:?}");
+    assert_eq!(frames[0].0, vec![2]);
+    // Its inputs up to about where it died are used, none beyond.
+    let delay = net.config.input_delay;
+    assert!((2_950..=3_001 + delay).contains(&frames[0].1), "{frames:?}");
+    let state = net.nodes[0].game.at_target.as_ref().unwrap();
+    assert!(!state.present[2] && state.present[0] && state.present[1]);
+}
+
+#[test]
+fn a_peer_late_joins_and_ends_in_step() {
+    // Three slots, two players at the start, the third slot open.
+    let mut net = Net::with_kinds(3, 2, bad_link(5), 10_000);
+    net.run(Duration::from_secs(100), |n| n.nodes[0].session.current_frame() >= 5_000);
+    let id = net.new_id();
+    let session = RollbackSession::join(net.config.clone(), id, 77, 1).unwrap();
+    net.add_node(id, session);
+    net.run(Duration::from_secs(400), |n| n.all_done());
+    net.assert_in_step();
+    let joiner = &net.nodes[2];
+    assert_eq!(joiner.session.local_slots(), vec![2]);
+    assert!(joiner
+        .events
+        .iter()
+        .any(|e| matches!(e, RollbackEvent::JoinerSynced { peer } if *peer == id)));
+    for n in &net.nodes[..2] {
+        let joined = n.events.iter().find_map(|e| match e {
+            RollbackEvent::PlayerJoined { peer, slots, frame } if *peer == id => {
+                Some((slots.clone(), *frame))
+            }
+            _ => None,
+        });
+        let (slots, frame) = joined.expect("join reported");
+        assert_eq!(slots, vec![2]);
+        assert!(frame > 5_000, "{frame}");
+    }
+    let state = net.nodes[0].game.at_target.as_ref().unwrap();
+    assert!(state.present.iter().all(|&p| p), "{state:?}");
+}
+
+#[test]
+fn a_dropped_peer_reconnects_into_its_slot() {
+    let mut net = Net::new(3, bad_link(6), 10_000);
+    net.run(Duration::from_secs(100), |n| n.nodes[1].session.current_frame() >= 4_000);
+    let key = net.nodes[1].session.key();
+    let old = net.nodes[1].id;
+    net.kill(1, true);
+    // Back a second later, with a new connection (so a new peer id).
+    let back = net.now + Duration::from_secs(1);
+    net.run(Duration::from_secs(200), |n| n.now >= back);
+    let id = net.new_id();
+    let session = RollbackSession::join(net.config.clone(), id, key, 1).unwrap();
+    net.add_node(id, session);
+    net.run(Duration::from_secs(400), |n| n.all_done());
+    net.assert_in_step();
+    let rejoined = net.nodes.iter().find(|n| n.id == id).unwrap();
+    assert_eq!(rejoined.session.local_slots(), vec![1]);
+    for n in net.nodes.iter().filter(|n| n.alive && n.id != id) {
+        assert!(n.events.iter().any(
+            |e| matches!(e, RollbackEvent::Disconnected { peer, .. } if *peer == old)
+        ));
+        assert!(n.events.iter().any(
+            |e| matches!(e, RollbackEvent::PlayerJoined { peer, slots, .. } if *peer == id && slots == &vec![1])
+        ));
+    }
+    let state = net.nodes[0].game.at_target.as_ref().unwrap();
+    assert!(state.present.iter().all(|&p| p), "{state:?}");
+}
+
+#[test]
+fn a_spectator_follows_the_confirmed_game() {
+    let mut net = Net::new(2, bad_link(7), 3_008);
+    net.run(Duration::from_secs(100), |n| n.nodes[0].session.current_frame() >= 1_000);
+    let id = net.new_id();
+    let session = RollbackSession::join(net.config.clone(), id, 5, 0).unwrap();
+    net.add_node(id, session);
+    net.run(Duration::from_secs(200), |n| n.all_done());
+    net.assert_in_step();
+    assert!(net.nodes[2].session.is_spectator());
+}
+
+#[test]
+fn lockstep_and_a_changed_input_delay_stay_in_step() {
+    let mut net = Net::new(2, bad_link(8), 2_000);
+    for n in &mut net.nodes {
+        n.session.config.prediction_window = 0;
+    }
+    net.run(Duration::from_secs(100), |n| n.nodes[0].session.current_frame() >= 500);
+    net.nodes[0].session.set_input_delay(5);
+    net.nodes[1].session.set_input_delay(0);
+    net.run(Duration::from_secs(300), |n| n.all_done());
+    net.assert_in_step();
+    for n in &net.nodes {
+        assert_eq!(n.session.stats().rollbacks, 0, "lockstep never rolls back");
+    }
+}
+
+#[test]
+fn a_non_deterministic_game_is_a_desync_naming_the_part() {
+    let mut net = Net::new(2, bad_link(9), 1_008);
+    net.nodes[1].game.perturb = Some(0);
+    net.run(Duration::from_secs(100), |n| {
+        n.nodes[0]
+            .events
+            .iter()
+            .any(|e| matches!(e, RollbackEvent::DesyncDetected { .. }))
+    });
+    let desync = net.nodes[0]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            RollbackEvent::DesyncDetected { parts, peer, .. } => Some((parts.clone(), *peer)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(desync.0, vec!["Sparkle".to_string()]);
+    assert_eq!(desync.1, net.nodes[1].id);
+}
+
+#[test]
+fn sync_test_finds_non_determinism_and_names_it() {
+    let config = RollbackConfig {
+        num_players: 2,
+        ..RollbackConfig::default()
+    };
+    let now = Instant::now();
+    let run = |perturb: Option<usize>| {
+        let mut s = RollbackSession::<u16>::sync_test(config.clone(), 7).unwrap();
+        let mut game = Game::new(2, 8, 1_000);
+        game.perturb = perturb;
+        let mut events = Vec::new();
+        for f in 0..200u16 {
+            s.add_local_input(0, f / 10 % 16).unwrap();
+            s.add_local_input(1, f / 7 % 16).unwrap();
+            let r = s.advance_frame(now).unwrap();
+            game.handle(&mut s, r);
+            while let Some(e) = s.poll_event() {
+                events.push(e);
+            }
+        }
+        (events, s.stats())
+    };
+    let (events, stats) = run(None);
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, RollbackEvent::DesyncDetected { .. })),
+        "{events:?}"
+    );
+    assert!(stats.checksums_matched > 1_000, "{stats:?}");
+    let (events, _) = run(Some(1));
+    let parts = events
+        .iter()
+        .find_map(|e| match e {
+            RollbackEvent::DesyncDetected { parts, .. } => Some(parts.clone()),
+            _ => None,
+        })
+        .expect("desync found");
+    assert_eq!(parts, vec!["Sparkle".to_string()]);
+}
+
+#[test]
+fn garbage_from_a_peer_is_reported_not_a_panic() {
+    let now = Instant::now();
+    let kinds = [PlayerKind::Local, PlayerKind::Remote(PeerId(2))];
+    let mut s = RollbackSession::<u16>::start(RollbackConfig::default(), PeerId(1), 1, &kinds)
+        .unwrap();
+    s.handle_peer_joined(now, PeerId(2));
+    s.handle_message(now, PeerId(2), &[0x12, 1, 2]);
+    assert!(matches!(
+        s.poll_event_after_sync(),
+        Some(RollbackEvent::PeerMisbehaved { .. })
+    ));
+}
+
+impl RollbackSession<u16> {
+    fn poll_event_after_sync(&mut self) -> Option<RollbackEvent> {
+        loop {
+            match self.poll_event()? {
+                RollbackEvent::Synchronizing { .. } => continue,
+                e => return Some(e),
+            }
+        }
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_messages_never_panic(msgs in proptest::collection::vec(
+        (proptest::prelude::any::<u8>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)), 0..30)) {
+        let now = Instant::now();
+        let kinds = [PlayerKind::Local, PlayerKind::Remote(PeerId(2))];
+        let mut s = RollbackSession::<u16>::start(RollbackConfig::default(), PeerId(1), 1, &kinds).unwrap();
+        s.handle_peer_joined(now, PeerId(2));
+        s.handle_message(now, PeerId(2), &Msg::<u16>::Intro { key: 2, joiner: false, players: 1, num_players: 2 }.encode());
+        for (kind, tail) in msgs {
+            let mut m = vec![[0x01u8, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15][kind as usize % 7]];
+            m.extend(tail);
+            s.handle_message(now, PeerId(2), &m);
+            s.add_local_input(0, 1).unwrap();
+            let _ = s.advance_frame(now);
+            while s.poll_transmit().is_some() {}
+        }
+    }
+}
