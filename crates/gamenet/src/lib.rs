@@ -53,10 +53,12 @@ use matchbox_socket::{
 };
 
 pub use gamenet_core::{
-    Bytes, Channel, ConfigError, Event, GoodbyeReason, HandshakeError, Instant, LeaveReason,
+    Bytes, Channel, ConditionerConfig, ConfigError, Event, GoodbyeReason, HandshakeError, Instant, LeaveReason,
     MeshConfig, PeerId, PeerStats, ProtocolError, SendError,
 };
-use gamenet_core::{Mesh, Transmit};
+use gamenet_core::{LinkConditioner, Mesh, Transmit};
+
+pub mod rollback;
 
 /// Longest the async loop sleeps without looking at the clock.
 const MAX_IDLE: Duration = Duration::from_millis(250);
@@ -123,6 +125,7 @@ pub struct PeerMeshBuilder {
     ice_server: Option<IceServer>,
     config: MeshConfig,
     signaling_attempts: Option<u16>,
+    conditioner: Option<ConditionerConfig>,
 }
 
 impl PeerMeshBuilder {
@@ -156,6 +159,13 @@ impl PeerMeshBuilder {
         self
     }
 
+    /// Passes every outgoing packet through a link conditioner (latency,
+    /// jitter, loss, duplication), to try a game on a bad network. Off by default.
+    pub fn link_conditioner(mut self, config: ConditionerConfig) -> Self {
+        self.conditioner = Some(config);
+        self
+    }
+
     /// Creates the mesh and the driver future that must be spawned for it to work.
     pub fn build(self) -> Result<(PeerMesh, MeshDriver), Error> {
         let ice = self.ice_server.ok_or(Error::IceServerNotSet)?;
@@ -182,6 +192,7 @@ impl PeerMeshBuilder {
             channels: [reliable, unreliable],
             core,
             closed: false,
+            conditioner: self.conditioner.map(LinkConditioner::new),
         };
         Ok((mesh, MeshDriver(driver)))
     }
@@ -221,6 +232,7 @@ pub struct PeerMesh {
     channels: [WebRtcChannel; 2],
     core: Mesh,
     closed: bool,
+    conditioner: Option<LinkConditioner<Transmit>>,
 }
 
 impl PeerMesh {
@@ -232,6 +244,7 @@ impl PeerMesh {
             ice_server: None,
             config: MeshConfig::default(),
             signaling_attempts: Some(3),
+            conditioner: None,
         }
     }
 
@@ -282,11 +295,7 @@ impl PeerMesh {
                 return Err(Error::Closed);
             }
             let now = Instant::now();
-            let deadline = self
-                .core
-                .poll_timeout()
-                .unwrap_or(now + MAX_IDLE)
-                .min(now + MAX_IDLE);
+            let deadline = self.poll_timeout().unwrap_or(now + MAX_IDLE).min(now + MAX_IDLE);
             let delay = match timer.take() {
                 Some((at, delay)) if at == deadline => delay,
                 _ => Delay::new(deadline.saturating_duration_since(now)),
@@ -356,19 +365,35 @@ impl PeerMesh {
         }
     }
 
+    /// When the mesh next wants [`PeerMesh::update`] called (a timer or a
+    /// conditioned packet falls due).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let conditioned = self.conditioner.as_ref().and_then(|c| c.poll_timeout());
+        [self.core.poll_timeout(), conditioned].into_iter().flatten().min()
+    }
+
     fn flush(&mut self) {
-        while let Some(Transmit {
-            peer,
-            channel,
-            data,
-        }) = self.core.poll_transmit()
-        {
-            if self.channels[channel.index()]
-                .try_send(data, to_matchbox(peer))
-                .is_err()
-            {
-                self.closed = true;
+        let now = Instant::now();
+        while let Some(t) = self.core.poll_transmit() {
+            match &mut self.conditioner {
+                Some(c) => {
+                    let reliable = t.channel == Channel::Reliable;
+                    c.send(now, t, reliable);
+                }
+                None => self.transmit(t),
             }
+        }
+        while let Some(t) = self.conditioner.as_mut().and_then(|c| c.poll(now)) {
+            self.transmit(t);
+        }
+    }
+
+    fn transmit(&mut self, t: Transmit) {
+        if self.channels[t.channel.index()]
+            .try_send(t.data, to_matchbox(t.peer))
+            .is_err()
+        {
+            self.closed = true;
         }
     }
 
@@ -430,6 +455,16 @@ impl PeerMesh {
     pub fn close(&mut self) {
         self.core.close();
         self.flush();
+        // Goodbyes go now, not after the conditioner's delay.
+        let held: Vec<Transmit> = std::iter::from_fn(|| {
+            let c = self.conditioner.as_mut()?;
+            let at = c.poll_timeout()?;
+            c.poll(at)
+        })
+        .collect();
+        for t in held {
+            self.transmit(t);
+        }
         self.socket.close();
     }
 }
