@@ -35,6 +35,9 @@
 //!     .run();
 //! ```
 
+pub mod rollback;
+mod snapshot;
+
 use std::ops::{Deref, DerefMut};
 
 use bevy_app::{App, Plugin, PreUpdate};

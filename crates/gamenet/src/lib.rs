@@ -53,8 +53,8 @@ use matchbox_socket::{
 };
 
 pub use gamenet_core::{
-    Bytes, Channel, ConditionerConfig, ConfigError, Event, GoodbyeReason, HandshakeError, Instant, LeaveReason,
-    MeshConfig, PeerId, PeerStats, ProtocolError, SendError,
+    Bytes, Channel, ConditionerConfig, ConfigError, Event, GoodbyeReason, HandshakeError, Instant,
+    LeaveReason, MeshConfig, PeerId, PeerStats, ProtocolError, SendError,
 };
 use gamenet_core::{LinkConditioner, Mesh, Transmit};
 
@@ -295,7 +295,10 @@ impl PeerMesh {
                 return Err(Error::Closed);
             }
             let now = Instant::now();
-            let deadline = self.poll_timeout().unwrap_or(now + MAX_IDLE).min(now + MAX_IDLE);
+            let deadline = self
+                .poll_timeout()
+                .unwrap_or(now + MAX_IDLE)
+                .min(now + MAX_IDLE);
             let delay = match timer.take() {
                 Some((at, delay)) if at == deadline => delay,
                 _ => Delay::new(deadline.saturating_duration_since(now)),
@@ -369,7 +372,10 @@ impl PeerMesh {
     /// conditioned packet falls due).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let conditioned = self.conditioner.as_ref().and_then(|c| c.poll_timeout());
-        [self.core.poll_timeout(), conditioned].into_iter().flatten().min()
+        [self.core.poll_timeout(), conditioned]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn flush(&mut self) {

@@ -217,7 +217,9 @@ impl<I: Input> RollbackNet<I> {
             Ok(s) => s,
             Err(error) => {
                 tracing::error!("gamenet: cannot start the rollback session: {error}");
-                self.start = RollbackStart::Join { players: usize::MAX };
+                self.start = RollbackStart::Join {
+                    players: usize::MAX,
+                };
                 return;
             }
         };
@@ -271,7 +273,12 @@ impl<I: Input> RollbackNet<I> {
     }
 
     /// Sends an application message.
-    pub fn send(&mut self, peer: PeerId, channel: Channel, payload: &[u8]) -> Result<(), SendError> {
+    pub fn send(
+        &mut self,
+        peer: PeerId,
+        channel: Channel,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
         let mut data = Vec::with_capacity(payload.len() + 1);
         data.push(APP_TAG);
         data.extend_from_slice(payload);
@@ -281,6 +288,9 @@ impl<I: Input> RollbackNet<I> {
     /// When [`RollbackNet::update`] next wants calling, frames aside.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let session = self.session.as_ref().and_then(|s| s.poll_timeout());
-        [self.mesh.poll_timeout(), session].into_iter().flatten().min()
+        [self.mesh.poll_timeout(), session]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }

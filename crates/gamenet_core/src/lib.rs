@@ -64,11 +64,11 @@ pub mod stats;
 pub mod wire;
 
 pub use bytes::Bytes;
+pub use conditioner::{ConditionerConfig, LinkConditioner};
 pub use mesh::{
     Channel, ConfigError, DEFAULT_FRAGMENT_SIZE, DEFAULT_SEND_WINDOW, Event, HandshakeError,
     LeaveReason, Mesh, MeshConfig, PROTOCOL_VERSION, PeerId, ProtocolError, SendError, Transmit,
 };
-pub use conditioner::{ConditionerConfig, LinkConditioner};
 pub use stats::PeerStats;
 pub use wire::{DecodeError, GoodbyeReason};
 

@@ -40,8 +40,8 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::{Channel, Instant, PeerId};
-use wire::{InputRun, MAX_FRAMES_PER_MESSAGE, Msg, SlotEntry};
 pub use wire::MAX_PLAYERS;
+use wire::{InputRun, MAX_FRAMES_PER_MESSAGE, Msg, SlotEntry};
 
 /// A simulation frame number; the first frame is 0.
 pub type Frame = u32;
@@ -754,7 +754,9 @@ impl<I: Input> RollbackSession<I> {
     pub fn sync_test(config: RollbackConfig, distance: u32) -> Result<Self, RollbackError> {
         validate(&config)?;
         if distance == 0 {
-            return Err(RollbackError::InvalidConfig("sync test distance must be positive"));
+            return Err(RollbackError::InvalidConfig(
+                "sync test distance must be positive",
+            ));
         }
         let mut s = Self::empty(config, Mode::SyncTest { distance }, PeerId(0), 0);
         for slot in &mut s.slots {
@@ -810,7 +812,9 @@ impl<I: Input> RollbackSession<I> {
 
     /// The slots played on this peer.
     pub fn local_slots(&self) -> Vec<usize> {
-        (0..self.slots.len()).filter(|&s| self.slots[s].local).collect()
+        (0..self.slots.len())
+            .filter(|&s| self.slots[s].local)
+            .collect()
     }
 
     /// The peer playing a slot, if any, and whether it is active now.
@@ -913,9 +917,10 @@ impl<I: Input> RollbackSession<I> {
     fn local_input_wanted(&self) -> bool {
         let target = self.current + self.config.input_delay;
         self.mode == Mode::Player
-            && self.slots.iter().any(|s| {
-                s.local && s.active_at(target) && s.log.end().max(s.active_from) <= target
-            })
+            && self
+                .slots
+                .iter()
+                .any(|s| s.local && s.active_at(target) && s.log.end().max(s.active_from) <= target)
     }
 
     fn can_advance(&self) -> bool {
@@ -984,7 +989,8 @@ impl<I: Input> RollbackSession<I> {
                 && now >= heard + timeout
             {
                 m.interrupted = true;
-                self.events.push_back(RollbackEvent::PeerInterrupted { peer });
+                self.events
+                    .push_back(RollbackEvent::PeerInterrupted { peer });
             }
         }
     }
@@ -1061,13 +1067,28 @@ impl<I: Input> RollbackSession<I> {
                 echo_hold_ms,
                 feed,
                 run,
-            } => self.on_inputs(now, peer, ack, frame, (time_ms, echo_ms, echo_hold_ms), feed, run),
+            } => self.on_inputs(
+                now,
+                peer,
+                ack,
+                frame,
+                (time_ms, echo_ms, echo_hold_ms),
+                feed,
+                run,
+            ),
             Msg::Intro {
                 key,
                 joiner,
                 players,
                 num_players,
-            } => self.on_intro(now, peer, key, joiner, players as usize, num_players as usize),
+            } => self.on_intro(
+                now,
+                peer,
+                key,
+                joiner,
+                players as usize,
+                num_players as usize,
+            ),
             Msg::Admit {
                 peer: joiner,
                 key,
@@ -1083,7 +1104,9 @@ impl<I: Input> RollbackSession<I> {
                 spectators,
                 runs,
                 data,
-            } => self.on_snapshot(now, peer, frame, from, your_slots, table, spectators, runs, data),
+            } => self.on_snapshot(
+                now, peer, frame, from, your_slots, table, spectators, runs, data,
+            ),
             Msg::Lost { peer: gone, run } => self.on_lost(now, peer, gone, run),
             Msg::Checksum {
                 frame,
@@ -1190,7 +1213,13 @@ impl<I: Input> RollbackSession<I> {
         num_players: usize,
     ) {
         if num_players != self.config.num_players {
-            self.misbehaved(peer, format!("session of {num_players} players, ours has {}", self.config.num_players));
+            self.misbehaved(
+                peer,
+                format!(
+                    "session of {num_players} players, ours has {}",
+                    self.config.num_players
+                ),
+            );
             return;
         }
         if joiner {
@@ -1258,7 +1287,9 @@ impl<I: Input> RollbackSession<I> {
         let slots: Vec<usize> = slots.into_iter().map(usize::from).collect();
         if joiner == self.id
             || self.members.contains_key(&joiner)
-            || slots.iter().any(|&s| s >= self.slots.len() || self.slots[s].state == SlotState::Occupied)
+            || slots
+                .iter()
+                .any(|&s| s >= self.slots.len() || self.slots[s].state == SlotState::Occupied)
             || from < self.sim_base
         {
             self.misbehaved(from_peer, format!("admit of {joiner} cannot apply here"));
@@ -1588,7 +1619,12 @@ impl<I: Input> RollbackSession<I> {
             self.compare(peer, frame, &local, total, &parts);
             return;
         }
-        let oldest = self.local_checksums.keys().next_back().copied().unwrap_or(0);
+        let oldest = self
+            .local_checksums
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0);
         if frame + 1024 < oldest {
             return;
         }
@@ -1663,6 +1699,24 @@ impl<I: Input> RollbackSession<I> {
         self.saved_checksums.insert(frame, checksum);
     }
 
+    /// Turns away the peers waiting for a snapshot of `frame`: the game cannot
+    /// make one. They get [`RollbackEvent::JoinRefused`] with `reason`.
+    pub fn decline_snapshot(&mut self, frame: Frame, reason: &str) {
+        let (declined, rest): (Vec<PendingSnapshot>, Vec<PendingSnapshot>) =
+            std::mem::take(&mut self.pending_snapshots)
+                .into_iter()
+                .partition(|p| p.frame == frame);
+        self.pending_snapshots = rest;
+        for p in declined {
+            self.send_to(
+                p.peer,
+                &Msg::<I>::Refuse {
+                    reason: reason.to_string(),
+                },
+            );
+        }
+    }
+
     /// The serialized state the host's game made for a [`Request::Snapshot`].
     pub fn submit_snapshot(&mut self, frame: Frame, data: Vec<u8>) {
         let ready: Vec<PendingSnapshot> = {
@@ -1690,14 +1744,18 @@ impl<I: Input> RollbackSession<I> {
                 .map(|(q, m)| (*q, m.key))
                 .collect();
             let runs = (0..self.slots.len())
-                .filter(|&s| self.slots[s].state == SlotState::Occupied && self.slots[s].peer != p.peer)
+                .filter(|&s| {
+                    self.slots[s].state == SlotState::Occupied && self.slots[s].peer != p.peer
+                })
                 .map(|s| {
                     let log = &self.slots[s].log;
                     let start = frame.max(log.base);
                     InputRun {
                         start,
                         slots: vec![s as u8],
-                        records: (start..log.end()).map(|f| vec![log.get(f).flatten()]).collect(),
+                        records: (start..log.end())
+                            .map(|f| vec![log.get(f).flatten()])
+                            .collect(),
                     }
                 })
                 .collect();
@@ -1728,7 +1786,10 @@ impl<I: Input> RollbackSession<I> {
                 match known {
                     Some(Some(i)) => (i, InputStatus::Confirmed),
                     Some(None) => (I::default(), InputStatus::Disconnected),
-                    None => ((self.predictor)(slot.log.last_input()), InputStatus::Predicted),
+                    None => (
+                        (self.predictor)(slot.log.last_input()),
+                        InputStatus::Predicted,
+                    ),
                 }
             })
             .collect()
@@ -1736,8 +1797,7 @@ impl<I: Input> RollbackSession<I> {
 
     fn same_inputs(a: &[(I, InputStatus)], b: &[(I, InputStatus)]) -> bool {
         a.iter().zip(b).all(|(x, y)| {
-            x.0 == y.0
-                && (x.1 == InputStatus::Disconnected) == (y.1 == InputStatus::Disconnected)
+            x.0 == y.0 && (x.1 == InputStatus::Disconnected) == (y.1 == InputStatus::Disconnected)
         })
     }
 
@@ -1928,7 +1988,11 @@ impl<I: Input> RollbackSession<I> {
                 let msg = Msg::<I>::Checksum {
                     frame: f,
                     total: c.total,
-                    parts: c.parts.iter().map(|p| (part_id(&p.name), p.value)).collect(),
+                    parts: c
+                        .parts
+                        .iter()
+                        .map(|p| (part_id(&p.name), p.value))
+                        .collect(),
                 };
                 let peers: Vec<PeerId> = self.members.keys().copied().collect();
                 for p in peers {
@@ -2094,28 +2158,72 @@ impl<I: Input> RollbackSession<I> {
                     .unwrap_or(0)
             };
             let (echo_ms, hold) = match m.echo {
-                Some((t, at)) => (t, now.saturating_duration_since(at).as_millis().min(60_000) as u16),
+                Some((t, at)) => (
+                    t,
+                    now.saturating_duration_since(at).as_millis().min(60_000) as u16,
+                ),
                 None => (0, 0),
             };
             let (feed, run) = if m.spectator && is_host {
-                let start = m.acked.max(self.slots.iter().map(|s| s.log.base).max().unwrap_or(0));
+                let start = m
+                    .acked
+                    .max(self.slots.iter().map(|s| s.log.base).max().unwrap_or(0));
                 let end = confirmed.min(start + MAX_FRAMES_PER_MESSAGE as Frame);
                 let records = (start..end)
-                    .map(|f| self.inputs_at(f).into_iter().map(|(i, st)| (st == InputStatus::Confirmed).then_some(i)).collect())
+                    .map(|f| {
+                        self.inputs_at(f)
+                            .into_iter()
+                            .map(|(i, st)| (st == InputStatus::Confirmed).then_some(i))
+                            .collect()
+                    })
                     .collect();
                 let slots = (0..self.slots.len()).map(|s| s as u8).collect();
-                (true, InputRun { start, slots, records })
+                (
+                    true,
+                    InputRun {
+                        start,
+                        slots,
+                        records,
+                    },
+                )
             } else if self.mode == Mode::Player && !local.is_empty() {
-                let end = local.iter().map(|&s| self.slots[s].log.end()).min().unwrap_or(0);
-                let base = local.iter().map(|&s| self.slots[s].log.base).max().unwrap_or(0);
+                let end = local
+                    .iter()
+                    .map(|&s| self.slots[s].log.end())
+                    .min()
+                    .unwrap_or(0);
+                let base = local
+                    .iter()
+                    .map(|&s| self.slots[s].log.base)
+                    .max()
+                    .unwrap_or(0);
                 let start = m.acked.max(base).min(end);
                 let end = end.min(start + MAX_FRAMES_PER_MESSAGE as Frame);
                 let records = (start..end)
-                    .map(|f| local.iter().map(|&s| self.slots[s].log.get(f).flatten()).collect())
+                    .map(|f| {
+                        local
+                            .iter()
+                            .map(|&s| self.slots[s].log.get(f).flatten())
+                            .collect()
+                    })
                     .collect();
-                (false, InputRun { start, slots: local.iter().map(|&s| s as u8).collect(), records })
+                (
+                    false,
+                    InputRun {
+                        start,
+                        slots: local.iter().map(|&s| s as u8).collect(),
+                        records,
+                    },
+                )
             } else {
-                (false, InputRun { start: 0, slots: Vec::new(), records: Vec::new() })
+                (
+                    false,
+                    InputRun {
+                        start: 0,
+                        slots: Vec::new(),
+                        records: Vec::new(),
+                    },
+                )
             };
             let msg = Msg::Inputs {
                 ack,

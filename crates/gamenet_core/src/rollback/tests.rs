@@ -262,7 +262,12 @@ impl Net {
             events: Vec::new(),
             stop_at: None,
         };
-        let existing: Vec<PeerId> = self.nodes.iter().filter(|n| n.alive).map(|n| n.id).collect();
+        let existing: Vec<PeerId> = self
+            .nodes
+            .iter()
+            .filter(|n| n.alive)
+            .map(|n| n.id)
+            .collect();
         self.nodes.push(node);
         let now = self.now;
         for other in existing {
@@ -376,7 +381,10 @@ impl Net {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let links = self.links.values().filter_map(LinkConditioner::poll_timeout);
+        let links = self
+            .links
+            .values()
+            .filter_map(LinkConditioner::poll_timeout);
         let nodes = self.nodes.iter().filter(|n| n.alive).flat_map(|n| {
             [n.mesh.poll_timeout(), n.session.poll_timeout()]
                 .into_iter()
@@ -399,7 +407,11 @@ impl Net {
                 .unwrap_or(self.now + Duration::from_millis(1));
             // Frames are due on the session clock; never stand still.
             self.now = next.max(self.now + Duration::from_micros(100));
-            assert!(self.now < end, "not done after {limit:?} of simulated time: {}", self.report());
+            assert!(
+                self.now < end,
+                "not done after {limit:?} of simulated time: {}",
+                self.report()
+            );
         }
     }
 
@@ -445,7 +457,11 @@ impl Net {
                 n.session.confirmed_checksum(self.target).map(|c| c.total),
                 Some(first.checksum().total)
             );
-            assert!(stats.checksums_matched > 0, "{}: no checksum compared", n.id);
+            assert!(
+                stats.checksums_matched > 0,
+                "{}: no checksum compared",
+                n.id
+            );
         }
     }
 }
@@ -465,7 +481,10 @@ fn run_in_step(players: usize, seed: u64) {
     net.run(Duration::from_secs(400), |n| n.all_done());
     net.assert_in_step();
     for n in &net.nodes {
-        assert!(n.session.stats().rollbacks > 0, "a bad link must cause rollbacks");
+        assert!(
+            n.session.stats().rollbacks > 0,
+            "a bad link must cause rollbacks"
+        );
     }
 }
 
@@ -487,7 +506,9 @@ fn four_peers_stay_in_step_over_a_bad_link() {
 #[test]
 fn a_peer_leaves_and_the_rest_finish_in_step() {
     let mut net = Net::new(3, bad_link(4), 10_000);
-    net.run(Duration::from_secs(100), |n| n.nodes[2].session.current_frame() >= 3_000);
+    net.run(Duration::from_secs(100), |n| {
+        n.nodes[2].session.current_frame() >= 3_000
+    });
     net.kill(2, false);
     let gone = net.nodes[2].id;
     net.run(Duration::from_secs(400), |n| n.all_done());
@@ -519,7 +540,9 @@ fn a_peer_leaves_and_the_rest_finish_in_step() {
 fn a_peer_late_joins_and_ends_in_step() {
     // Three slots, two players at the start, the third slot open.
     let mut net = Net::with_kinds(3, 2, bad_link(5), 10_000);
-    net.run(Duration::from_secs(100), |n| n.nodes[0].session.current_frame() >= 5_000);
+    net.run(Duration::from_secs(100), |n| {
+        n.nodes[0].session.current_frame() >= 5_000
+    });
     let id = net.new_id();
     let session = RollbackSession::join(net.config.clone(), id, 77, 1).unwrap();
     net.add_node(id, session);
@@ -527,10 +550,12 @@ fn a_peer_late_joins_and_ends_in_step() {
     net.assert_in_step();
     let joiner = &net.nodes[2];
     assert_eq!(joiner.session.local_slots(), vec![2]);
-    assert!(joiner
-        .events
-        .iter()
-        .any(|e| matches!(e, RollbackEvent::JoinerSynced { peer } if *peer == id)));
+    assert!(
+        joiner
+            .events
+            .iter()
+            .any(|e| matches!(e, RollbackEvent::JoinerSynced { peer } if *peer == id))
+    );
     for n in &net.nodes[..2] {
         let joined = n.events.iter().find_map(|e| match e {
             RollbackEvent::PlayerJoined { peer, slots, frame } if *peer == id => {
@@ -549,7 +574,9 @@ fn a_peer_late_joins_and_ends_in_step() {
 #[test]
 fn a_dropped_peer_reconnects_into_its_slot() {
     let mut net = Net::new(3, bad_link(6), 10_000);
-    net.run(Duration::from_secs(100), |n| n.nodes[1].session.current_frame() >= 4_000);
+    net.run(Duration::from_secs(100), |n| {
+        n.nodes[1].session.current_frame() >= 4_000
+    });
     let key = net.nodes[1].session.key();
     let old = net.nodes[1].id;
     net.kill(1, true);
@@ -564,9 +591,11 @@ fn a_dropped_peer_reconnects_into_its_slot() {
     let rejoined = net.nodes.iter().find(|n| n.id == id).unwrap();
     assert_eq!(rejoined.session.local_slots(), vec![1]);
     for n in net.nodes.iter().filter(|n| n.alive && n.id != id) {
-        assert!(n.events.iter().any(
-            |e| matches!(e, RollbackEvent::Disconnected { peer, .. } if *peer == old)
-        ));
+        assert!(
+            n.events
+                .iter()
+                .any(|e| matches!(e, RollbackEvent::Disconnected { peer, .. } if *peer == old))
+        );
         assert!(n.events.iter().any(
             |e| matches!(e, RollbackEvent::PlayerJoined { peer, slots, .. } if *peer == id && slots == &vec![1])
         ));
@@ -578,7 +607,9 @@ fn a_dropped_peer_reconnects_into_its_slot() {
 #[test]
 fn a_spectator_follows_the_confirmed_game() {
     let mut net = Net::new(2, bad_link(7), 3_008);
-    net.run(Duration::from_secs(100), |n| n.nodes[0].session.current_frame() >= 1_000);
+    net.run(Duration::from_secs(100), |n| {
+        n.nodes[0].session.current_frame() >= 1_000
+    });
     let id = net.new_id();
     let session = RollbackSession::join(net.config.clone(), id, 5, 0).unwrap();
     net.add_node(id, session);
@@ -593,7 +624,9 @@ fn lockstep_and_a_changed_input_delay_stay_in_step() {
     for n in &mut net.nodes {
         n.session.config.prediction_window = 0;
     }
-    net.run(Duration::from_secs(100), |n| n.nodes[0].session.current_frame() >= 500);
+    net.run(Duration::from_secs(100), |n| {
+        n.nodes[0].session.current_frame() >= 500
+    });
     net.nodes[0].session.set_input_delay(5);
     net.nodes[1].session.set_input_delay(0);
     net.run(Duration::from_secs(300), |n| n.all_done());
@@ -671,8 +704,8 @@ fn sync_test_finds_non_determinism_and_names_it() {
 fn garbage_from_a_peer_is_reported_not_a_panic() {
     let now = Instant::now();
     let kinds = [PlayerKind::Local, PlayerKind::Remote(PeerId(2))];
-    let mut s = RollbackSession::<u16>::start(RollbackConfig::default(), PeerId(1), 1, &kinds)
-        .unwrap();
+    let mut s =
+        RollbackSession::<u16>::start(RollbackConfig::default(), PeerId(1), 1, &kinds).unwrap();
     s.handle_peer_joined(now, PeerId(2));
     s.handle_message(now, PeerId(2), &[0x12, 1, 2]);
     assert!(matches!(

@@ -331,7 +331,10 @@ impl<I: Input> Msg<I> {
                 runs,
                 data,
             } => {
-                w.u8(SNAPSHOT).u32(*frame).u32(*from).u8(your_slots.len() as u8);
+                w.u8(SNAPSHOT)
+                    .u32(*frame)
+                    .u32(*from)
+                    .u8(your_slots.len() as u8);
                 w.0.extend_from_slice(your_slots);
                 w.u8(table.len() as u8);
                 for e in table {
@@ -360,7 +363,10 @@ impl<I: Input> Msg<I> {
                 total,
                 parts,
             } => {
-                w.u8(CHECKSUM).u32(*frame).u64(*total).u16(parts.len() as u16);
+                w.u8(CHECKSUM)
+                    .u32(*frame)
+                    .u64(*total)
+                    .u16(parts.len() as u16);
                 for (id, v) in parts {
                     w.u64(*id).u64(*v);
                 }

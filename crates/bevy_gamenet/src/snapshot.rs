@@ -1,0 +1,495 @@
+//! Per-type snapshot ring buffers: saving, loading and checksumming the
+//! rolled-back part of a Bevy world.
+
+use std::any::type_name;
+use std::hash::{BuildHasher, Hash};
+
+use bevy_ecs::component::Mutable;
+use bevy_ecs::entity::{EntityHashMap, MapEntities};
+use bevy_ecs::prelude::*;
+use bevy_ecs::query::QueryState;
+use gamenet::rollback::Frame;
+
+/// Marks an entity for rollback, with an id that is the same on every peer.
+///
+/// Add it with [`AddRollback::add_rollback`] from systems of the rollback
+/// schedule (ids come from a rolled-back counter, so every peer hands out the
+/// same ones in the same order).
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Rollback(pub u32);
+
+/// The next rollback id; rolled back itself.
+#[derive(Resource, Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct RollbackIds {
+    next: u32,
+}
+
+impl RollbackIds {
+    /// Takes the next id.
+    pub fn take(&mut self) -> Rollback {
+        let id = self.next;
+        self.next = self.next.wrapping_add(1);
+        Rollback(id)
+    }
+}
+
+/// Adds [`Rollback`] to entities being spawned.
+pub trait AddRollback {
+    /// Marks the entity for rollback with the next id.
+    fn add_rollback(&mut self) -> &mut Self;
+}
+
+impl AddRollback for EntityCommands<'_> {
+    fn add_rollback(&mut self) -> &mut Self {
+        self.queue(|mut entity: EntityWorldMut| {
+            let id = entity.world_scope(|world| {
+                world
+                    .get_resource_or_insert_with(RollbackIds::default)
+                    .take()
+            });
+            entity.insert(id);
+        })
+    }
+}
+
+/// A hash that is the same on every peer and every run (no random seed).
+pub fn stable_hash<T: Hash + ?Sized>(value: &T) -> u64 {
+    bevy_platform_hash().hash_one(value)
+}
+
+fn bevy_platform_hash() -> std::hash::BuildHasherDefault<Fnv> {
+    std::hash::BuildHasherDefault::default()
+}
+
+/// FNV-1a: small, stable, good enough to tell states apart.
+#[derive(Default)]
+pub(crate) struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        // A final mix, so that sums of many hashes stay well spread.
+        let mut z = self.0 ^ 0xcbf2_9ce4_8422_2325;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+/// What loading a frame needs to know about entities respawned on the way.
+pub(crate) struct LoadContext<'a> {
+    /// Old entity → the entity that now stands for the same rollback id.
+    pub remap: &'a mut EntityHashMap<Entity>,
+}
+
+/// One rolled-back type's snapshots.
+pub(crate) trait Snapshotter: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Saves the state at `frame` into a ring of `len` snapshots; returns the
+    /// checksum if the type has one.
+    fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64>;
+    fn load(&mut self, world: &mut World, len: usize, frame: Frame, cx: &mut LoadContext<'_>);
+}
+
+/// The ring slot of `frame`, the ring grown to `len` first.
+fn slot_of<T: Default>(ring: &mut Vec<(Frame, T)>, len: usize, frame: Frame) -> usize {
+    if ring.len() != len {
+        ring.clear();
+        ring.resize_with(len.max(1), || (Frame::MAX, T::default()));
+    }
+    frame as usize % ring.len()
+}
+
+type Checksummer<T> = fn(&T) -> u64;
+type Mapper<T> = fn(&mut T, &mut EntityHashMap<Entity>);
+
+/// The set of rollback entities per frame; loading it despawns entities born
+/// after the frame and respawns those that died after it.
+pub(crate) struct EntitySnapshot {
+    ring: Vec<(Frame, Vec<(u32, Entity)>)>,
+    query: Option<QueryState<(Entity, &'static Rollback)>>,
+}
+
+impl EntitySnapshot {
+    pub fn new() -> Self {
+        Self {
+            ring: Vec::new(),
+            query: None,
+        }
+    }
+}
+
+impl Snapshotter for EntitySnapshot {
+    fn name(&self) -> &'static str {
+        "rollback entities"
+    }
+
+    fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {
+        let slot = slot_of(&mut self.ring, len, frame);
+        let query = self.query.get_or_insert_with(|| world.query());
+        let (f, buf) = &mut self.ring[slot];
+        *f = frame;
+        buf.clear();
+        let mut sum = 0u64;
+        for (e, r) in query.iter(world) {
+            buf.push((r.0, e));
+            sum = sum.wrapping_add(stable_hash(&r.0));
+        }
+        Some(sum)
+    }
+
+    fn load(&mut self, world: &mut World, len: usize, frame: Frame, cx: &mut LoadContext<'_>) {
+        let slot = slot_of(&mut self.ring, len, frame);
+        let query = self.query.get_or_insert_with(|| world.query());
+        let (f, saved) = &self.ring[slot];
+        if *f != frame {
+            tracing::error!("rollback: no entity snapshot of frame {frame}");
+            return;
+        }
+        let current: EntityHashMap<u32> = query.iter(world).map(|(e, r)| (e, r.0)).collect();
+        if saved.len() == current.len() && saved.iter().all(|(id, e)| current.get(e) == Some(id)) {
+            return;
+        }
+        let saved_ids: std::collections::HashSet<u32> = saved.iter().map(|(id, _)| *id).collect();
+        let current_ids: std::collections::HashMap<u32, Entity> =
+            current.iter().map(|(e, id)| (*id, *e)).collect();
+        for (e, id) in &current {
+            if !saved_ids.contains(id) {
+                world.despawn(*e);
+            }
+        }
+        for &(id, old) in saved {
+            match current_ids.get(&id) {
+                Some(&now) if now == old => {}
+                Some(&now) => {
+                    cx.remap.insert(old, now);
+                }
+                None => {
+                    let new = world.spawn(Rollback(id)).id();
+                    for target in cx.remap.values_mut() {
+                        if *target == old {
+                            *target = new;
+                        }
+                    }
+                    cx.remap.insert(old, new);
+                }
+            }
+        }
+    }
+}
+
+/// Snapshots of a mutable component, cloned.
+pub(crate) struct ComponentSnapshot<T: Component<Mutability = Mutable> + Clone> {
+    ring: Vec<(Frame, Vec<(u32, T)>)>,
+    save_query: Option<QueryState<(&'static Rollback, &'static T)>>,
+    load_query: Option<QueryState<(Entity, &'static Rollback, Option<&'static mut T>)>>,
+    checksum: Option<Checksummer<T>>,
+    map: Option<Mapper<T>>,
+}
+
+impl<T: Component<Mutability = Mutable> + Clone> ComponentSnapshot<T> {
+    pub fn new() -> Self {
+        Self {
+            ring: Vec::new(),
+            save_query: None,
+            load_query: None,
+            checksum: None,
+            map: None,
+        }
+    }
+}
+
+impl<T: Component<Mutability = Mutable> + Clone> Snapshotter for ComponentSnapshot<T> {
+    fn name(&self) -> &'static str {
+        type_name::<T>()
+    }
+
+    fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {
+        let slot = slot_of(&mut self.ring, len, frame);
+        let query = self.save_query.get_or_insert_with(|| world.query());
+        let (f, buf) = &mut self.ring[slot];
+        *f = frame;
+        buf.clear();
+        let mut sum = 0u64;
+        match self.checksum {
+            Some(hash) => {
+                for (r, t) in query.iter(world) {
+                    sum = sum.wrapping_add(stable_hash(&(r.0, hash(t))));
+                    buf.push((r.0, t.clone()));
+                }
+                Some(sum)
+            }
+            None => {
+                buf.extend(query.iter(world).map(|(r, t)| (r.0, t.clone())));
+                None
+            }
+        }
+    }
+
+    fn load(&mut self, world: &mut World, len: usize, frame: Frame, cx: &mut LoadContext<'_>) {
+        let slot = slot_of(&mut self.ring, len, frame);
+        let query = self.load_query.get_or_insert_with(|| world.query());
+        let (f, saved) = &self.ring[slot];
+        if *f != frame {
+            tracing::error!(
+                "rollback: no snapshot of {} at frame {frame}",
+                type_name::<T>()
+            );
+            return;
+        }
+        let map = self.map.filter(|_| !cx.remap.is_empty());
+        let value = |t: &T, remap: &mut EntityHashMap<Entity>| {
+            let mut t = t.clone();
+            if let Some(map) = map {
+                map(&mut t, remap);
+            }
+            t
+        };
+        // Fast path: entities in the order they were saved in.
+        let mut index: Option<std::collections::HashMap<u32, usize>> = None;
+        let mut seen = 0usize;
+        let mut inserts: Vec<(Entity, T)> = Vec::new();
+        let mut removes: Vec<Entity> = Vec::new();
+        for (k, (e, r, t)) in query.iter_mut(world).enumerate() {
+            let at = match &index {
+                None if saved.get(k).is_some_and(|(id, _)| *id == r.0) => Some(k),
+                _ => {
+                    let index = index.get_or_insert_with(|| {
+                        saved
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (id, _))| (*id, i))
+                            .collect()
+                    });
+                    index.get(&r.0).copied()
+                }
+            };
+            match (at, t) {
+                (Some(i), Some(mut t)) => {
+                    *t = value(&saved[i].1, cx.remap);
+                    seen += 1;
+                }
+                (Some(i), None) => {
+                    inserts.push((e, value(&saved[i].1, cx.remap)));
+                    seen += 1;
+                }
+                (None, Some(_)) => removes.push(e),
+                (None, None) => {}
+            }
+        }
+        if seen != saved.len() {
+            tracing::error!("rollback: {} of {} saved", seen, type_name::<T>());
+        }
+        for (e, t) in inserts {
+            world.entity_mut(e).insert(t);
+        }
+        for e in removes {
+            world.entity_mut(e).remove::<T>();
+        }
+    }
+}
+
+/// Snapshots of an immutable component (such as `ChildOf`): loaded by
+/// re-inserting where the value differs.
+pub(crate) struct ImmutableSnapshot<T: Component + Clone + PartialEq> {
+    ring: Vec<(Frame, Vec<(u32, T)>)>,
+    checksum: Option<Checksummer<T>>,
+    map: Option<Mapper<T>>,
+}
+
+impl<T: Component + Clone + PartialEq> ImmutableSnapshot<T> {
+    pub fn new(map: Option<Mapper<T>>) -> Self {
+        Self {
+            ring: Vec::new(),
+            checksum: None,
+            map,
+        }
+    }
+}
+
+impl<T: Component + Clone + PartialEq> Snapshotter for ImmutableSnapshot<T> {
+    fn name(&self) -> &'static str {
+        type_name::<T>()
+    }
+
+    fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {
+        let slot = slot_of(&mut self.ring, len, frame);
+        let mut query = world.query::<(&Rollback, &T)>();
+        let (f, buf) = &mut self.ring[slot];
+        *f = frame;
+        buf.clear();
+        buf.extend(query.iter(world).map(|(r, t)| (r.0, t.clone())));
+        self.checksum.map(|hash| {
+            buf.iter().fold(0u64, |s, (id, t)| {
+                s.wrapping_add(stable_hash(&(id, hash(t))))
+            })
+        })
+    }
+
+    fn load(&mut self, world: &mut World, len: usize, frame: Frame, cx: &mut LoadContext<'_>) {
+        let slot = slot_of(&mut self.ring, len, frame);
+        let (f, saved) = &self.ring[slot];
+        if *f != frame {
+            tracing::error!(
+                "rollback: no snapshot of {} at frame {frame}",
+                type_name::<T>()
+            );
+            return;
+        }
+        let saved: std::collections::HashMap<u32, &T> =
+            saved.iter().map(|(id, t)| (*id, t)).collect();
+        let mut query = world.query::<(Entity, &Rollback, Option<&T>)>();
+        let mut changes: Vec<(Entity, Option<T>)> = Vec::new();
+        for (e, r, t) in query.iter(world) {
+            match (saved.get(&r.0), t) {
+                (Some(s), current) => {
+                    let mut s = (*s).clone();
+                    if let Some(map) = self.map {
+                        map(&mut s, cx.remap);
+                    }
+                    if current != Some(&s) {
+                        changes.push((e, Some(s)));
+                    }
+                }
+                (None, Some(_)) => changes.push((e, None)),
+                (None, None) => {}
+            }
+        }
+        for (e, t) in changes {
+            match t {
+                Some(t) => {
+                    world.entity_mut(e).insert(t);
+                }
+                None => {
+                    world.entity_mut(e).remove::<T>();
+                }
+            }
+        }
+    }
+}
+
+/// Snapshots of a resource, cloned.
+pub(crate) struct ResourceSnapshot<R: Resource + Clone> {
+    ring: Vec<(Frame, Option<R>)>,
+    checksum: Option<Checksummer<R>>,
+    map: Option<Mapper<R>>,
+}
+
+impl<R: Resource + Clone> ResourceSnapshot<R> {
+    pub fn new() -> Self {
+        Self {
+            ring: Vec::new(),
+            checksum: None,
+            map: None,
+        }
+    }
+}
+
+impl<R: Resource + Clone> Snapshotter for ResourceSnapshot<R> {
+    fn name(&self) -> &'static str {
+        type_name::<R>()
+    }
+
+    fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {
+        let slot = slot_of(&mut self.ring, len, frame);
+        let r = world.get_resource::<R>();
+        let sum = self.checksum.map(|hash| r.map(hash).unwrap_or(0));
+        self.ring[slot] = (frame, r.cloned());
+        sum
+    }
+
+    fn load(&mut self, world: &mut World, len: usize, frame: Frame, cx: &mut LoadContext<'_>) {
+        let slot = slot_of(&mut self.ring, len, frame);
+        let (f, saved) = &self.ring[slot];
+        if *f != frame {
+            tracing::error!(
+                "rollback: no snapshot of {} at frame {frame}",
+                type_name::<R>()
+            );
+            return;
+        }
+        match saved {
+            Some(r) => {
+                let mut r = r.clone();
+                if let Some(map) = self.map.filter(|_| !cx.remap.is_empty()) {
+                    map(&mut r, cx.remap);
+                }
+                world.insert_resource(r);
+            }
+            None => {
+                world.remove_resource::<R>();
+            }
+        }
+    }
+}
+
+/// Checksum and entity mapping set on a registered type after the fact.
+pub(crate) trait Configure: Snapshotter {
+    fn as_any(&mut self) -> &mut dyn std::any::Any;
+}
+
+impl<T: Snapshotter> Configure for T {
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+/// Every rolled-back type, in registration order.
+#[derive(Resource, Default)]
+pub(crate) struct Registry {
+    pub types: Vec<Box<dyn Configure>>,
+    pub remap: EntityHashMap<Entity>,
+}
+
+impl Registry {
+    pub fn find<S: 'static>(&mut self) -> Option<&mut S> {
+        self.types
+            .iter_mut()
+            .find_map(|t| t.as_any().downcast_mut::<S>())
+    }
+
+    /// Sets a component's checksum function, registering it if needed.
+    pub fn component_checksum<T: Component<Mutability = Mutable> + Clone>(
+        &mut self,
+        f: Checksummer<T>,
+    ) {
+        if self.find::<ComponentSnapshot<T>>().is_none() {
+            self.types.push(Box::new(ComponentSnapshot::<T>::new()));
+        }
+        if let Some(s) = self.find::<ComponentSnapshot<T>>() {
+            s.checksum = Some(f);
+        }
+    }
+
+    pub fn component_map<T: Component<Mutability = Mutable> + Clone + MapEntities>(&mut self) {
+        if let Some(s) = self.find::<ComponentSnapshot<T>>() {
+            s.map = Some(|t, m| t.map_entities(m));
+        }
+    }
+
+    pub fn resource_checksum<R: Resource + Clone>(&mut self, f: Checksummer<R>) {
+        if self.find::<ResourceSnapshot<R>>().is_none() {
+            self.types.push(Box::new(ResourceSnapshot::<R>::new()));
+        }
+        if let Some(s) = self.find::<ResourceSnapshot<R>>() {
+            s.checksum = Some(f);
+        }
+    }
+
+    pub fn resource_map<R: Resource + Clone + MapEntities>(&mut self) {
+        if let Some(s) = self.find::<ResourceSnapshot<R>>() {
+            s.map = Some(|t, m| t.map_entities(m));
+        }
+    }
+}
