@@ -2,7 +2,7 @@
 //!
 //! - `setup`: installs what the tests need and is missing: the wasm32 target,
 //!   wasm-bindgen-cli at the version in Cargo.lock, Debian's chromium and
-//!   iproute2, and the npm packages of the browser tests.
+//!   iproute2 and iptables, and the npm packages of the browser tests.
 //! - `web-test`: builds the browser test page into `target/web-test`.
 //! - `test`: `setup`, then formatting, clippy (native and wasm32), rustdoc, the web
 //!   page, and every test of the workspace.
@@ -110,6 +110,7 @@ fn setup(root: &Path) -> Result<()> {
         ("chromium", "chromium"),
         ("ip", "iproute2"),
         ("unshare", "util-linux"),
+        ("iptables", "iptables"),
         ("node", "nodejs"),
         ("npm", "npm"),
     ] {

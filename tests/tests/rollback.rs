@@ -1,0 +1,257 @@
+//! Two Bevy apps play a rollback game over real WebRTC through the real
+//! signaling server, in an isolated network namespace, on a bad link: 5 %
+//! random loss of UDP packets (iptables in the namespace) and 50 ms added
+//! delay each way (gamenet's link conditioner).
+
+use std::process::Command;
+use std::time::Duration;
+
+use bevy_app::{App, Startup};
+use bevy_ecs::message::Messages;
+use bevy_ecs::prelude::*;
+use bevy_gamenet::rollback::{
+    AddRollback, LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, RollbackApp, RollbackFrame,
+    RollbackPlugin, RollbackSchedule, RollbackSocket, SessionEvent,
+};
+use gamenet::rollback::{Frame, RollbackConfig, RollbackEvent, RollbackStart};
+use gamenet::{ConditionerConfig, IceServer, PeerMesh};
+use gamenet_e2e::{isolated, start_server};
+
+#[derive(Component, Clone, Copy, Hash, PartialEq, Eq, Debug)]
+struct Player(usize);
+
+#[derive(Component, Clone, Copy, Hash, PartialEq, Eq, Debug)]
+struct Pos(i64, i64);
+
+/// Differs between the two apps when the test wants a desync.
+#[derive(Component, Clone, Copy, Hash, PartialEq, Eq, Debug)]
+struct Drift(u64);
+
+#[derive(Resource, Clone, Copy)]
+struct Seed(u64);
+
+#[derive(Resource, Clone, Copy)]
+struct DriftStep(u64);
+
+/// Inputs change every few frames, differently on each peer, so remote
+/// predictions often miss and rollbacks happen.
+fn read_inputs(
+    players: Res<LocalPlayers>,
+    frame: Res<RollbackFrame>,
+    seed: Res<Seed>,
+    mut inputs: ResMut<LocalInputs<u8>>,
+) {
+    for &slot in &players.0 {
+        let x = (frame.0 as u64 / 9).wrapping_mul(seed.0 ^ 0x9e37_79b9_7f4a_7c15);
+        inputs.0.insert(slot, (x >> 29) as u8 % 5);
+    }
+}
+
+fn spawn(mut commands: Commands) {
+    for slot in 0..2 {
+        commands.spawn((Player(slot), Pos(0, 0))).add_rollback();
+    }
+    commands.spawn(Drift(0)).add_rollback();
+}
+
+fn simulate(
+    inputs: Res<PlayerInputs<u8>>,
+    step: Res<DriftStep>,
+    mut players: Query<(&Player, &mut Pos)>,
+    mut drift: Query<&mut Drift>,
+) {
+    for (p, mut pos) in &mut players {
+        let (input, _) = inputs.0[p.0];
+        match input {
+            1 => pos.0 += 3,
+            2 => pos.0 -= 3,
+            3 => pos.1 += 5,
+            4 => pos.1 -= 5,
+            _ => pos.0 = pos.0 * 7 / 8,
+        }
+    }
+    for mut d in &mut drift {
+        d.0 += step.0;
+    }
+}
+
+fn app(url: &str, seed: u64, drift: u64) -> App {
+    let config = RollbackConfig {
+        num_players: 2,
+        ..RollbackConfig::default()
+    };
+    let builder = PeerMesh::builder(url)
+        .app_id("rollback-e2e")
+        .ice_server(IceServer::none())
+        .link_conditioner(ConditionerConfig {
+            latency: Duration::from_millis(50),
+            seed,
+            ..ConditionerConfig::default()
+        });
+    let mut app = App::new();
+    app.add_plugins(RollbackPlugin::<u8>::connect(
+        config,
+        builder,
+        RollbackStart::Players(2),
+        seed,
+    ))
+    .insert_resource(Seed(seed))
+    .insert_resource(DriftStep(drift))
+    .rollback_component_with_copy::<Pos>()
+    .checksum_component_with_hash::<Pos>()
+    .rollback_component_with_copy::<Player>()
+    .rollback_component_with_copy::<Drift>()
+    .checksum_component_with_hash::<Drift>()
+    .add_systems(Startup, spawn)
+    .add_systems(ReadInputs, read_inputs)
+    .add_systems(RollbackSchedule, simulate);
+    app
+}
+
+fn events(app: &mut App) -> Vec<RollbackEvent> {
+    app.world_mut()
+        .resource_mut::<Messages<SessionEvent>>()
+        .drain()
+        .map(|e| e.0)
+        .collect()
+}
+
+fn session_frame(app: &App) -> Frame {
+    app.world()
+        .resource::<RollbackSocket<u8>>()
+        .session()
+        .map(|s| s.confirmed_frame())
+        .unwrap_or(0)
+}
+
+fn confirmed_checksum(app: &App, frame: Frame) -> Option<u64> {
+    app.world()
+        .resource::<RollbackSocket<u8>>()
+        .session()?
+        .confirmed_checksum(frame)
+        .map(|c| c.total)
+}
+
+/// Drops 5 % of the UDP packets that reach any socket in the namespace.
+fn lossy_link() {
+    let status = Command::new("iptables")
+        .args([
+            "-A",
+            "INPUT",
+            "-p",
+            "udp",
+            "-m",
+            "statistic",
+            "--mode",
+            "random",
+            "--probability",
+            "0.05",
+            "-j",
+            "DROP",
+        ])
+        .status()
+        .expect("run iptables");
+    assert!(status.success(), "iptables failed: {status}");
+}
+
+fn udp_drops() -> u64 {
+    let out = Command::new("iptables")
+        .args(["-L", "INPUT", "-v", "-x", "-n"])
+        .output()
+        .expect("run iptables");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.contains("statistic"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn two_bevy_peers_roll_back_in_step_over_a_lossy_delayed_link() {
+    isolated(
+        "two_bevy_peers_roll_back_in_step_over_a_lossy_delayed_link",
+        || async {
+            lossy_link();
+            let url = format!("{}/rollback?next=2", start_server().await);
+            let mut a = app(&url, 11, 1);
+            let mut b = app(&url, 22, 1);
+            const TARGET: Frame = 1_008;
+            let mut seen = Vec::new();
+            loop {
+                a.update();
+                b.update();
+                seen.extend(events(&mut a));
+                seen.extend(events(&mut b));
+                if confirmed_checksum(&a, TARGET).is_some()
+                    && confirmed_checksum(&b, TARGET).is_some()
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let desyncs: Vec<_> = seen
+                .iter()
+                .filter(|e| matches!(e, RollbackEvent::DesyncDetected { .. }))
+                .collect();
+            assert!(desyncs.is_empty(), "{desyncs:?}");
+            let (ca, cb) = (
+                confirmed_checksum(&a, TARGET).unwrap(),
+                confirmed_checksum(&b, TARGET).unwrap(),
+            );
+            println!("frame {TARGET}: checksum a {ca:#018x}, b {cb:#018x}");
+            assert_eq!(ca, cb);
+            for (name, app) in [("a", &a), ("b", &b)] {
+                let stats = app
+                    .world()
+                    .resource::<RollbackSocket<u8>>()
+                    .session()
+                    .unwrap()
+                    .stats();
+                println!("{name}: {stats:?}");
+                assert!(stats.checksums_matched >= 50, "{name}: {stats:?}");
+                assert!(
+                    stats.rollbacks > 0,
+                    "{name}: a lossy, delayed link must roll back"
+                );
+                assert!(session_frame(app) >= TARGET);
+            }
+            let drops = udp_drops();
+            println!("iptables dropped {drops} UDP packets");
+            assert!(drops > 0, "the lossy rule dropped nothing");
+        },
+    );
+}
+
+#[test]
+fn a_non_deterministic_component_is_named_in_a_networked_desync() {
+    isolated(
+        "a_non_deterministic_component_is_named_in_a_networked_desync",
+        || async {
+            let url = format!("{}/desync?next=2", start_server().await);
+            let mut a = app(&url, 33, 1);
+            let mut b = app(&url, 44, 2);
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let parts = loop {
+                a.update();
+                b.update();
+                let found =
+                    events(&mut a)
+                        .into_iter()
+                        .chain(events(&mut b))
+                        .find_map(|e| match e {
+                            RollbackEvent::DesyncDetected { parts, frame, .. } => {
+                                Some((parts, frame))
+                            }
+                            _ => None,
+                        });
+                if let Some(found) = found {
+                    break found;
+                }
+                assert!(std::time::Instant::now() < deadline, "no desync reported");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            };
+            println!("desync at frame {}: {:?}", parts.1, parts.0);
+            assert_eq!(parts.0, vec![std::any::type_name::<Drift>().to_string()]);
+        },
+    );
+}
