@@ -156,9 +156,22 @@ enum Setup {
     Manual,
 }
 
+/// Who decides when a rollback frame runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FrameClock {
+    /// The session, at its frame rate, sped up or slowed down to stay in step
+    /// with the other peers (the default).
+    #[default]
+    Session,
+    /// One frame per app update whenever the session allows: for apps that
+    /// run their update on a fixed timestep of their own.
+    EveryUpdate,
+}
+
 /// Rollback for a Bevy app with inputs of type `I`.
 pub struct RollbackPlugin<I: Input> {
     config: RollbackConfig,
+    clock: FrameClock,
     setup: std::sync::Mutex<Option<Setup>>,
     _input: PhantomData<fn() -> I>,
 }
@@ -187,9 +200,16 @@ impl<I: Input> RollbackPlugin<I> {
         Self::with(config, Setup::Manual)
     }
 
+    /// Sets who decides when frames run.
+    pub fn with_clock(mut self, clock: FrameClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     fn with(config: RollbackConfig, setup: Setup) -> Self {
         Self {
             config,
+            clock: FrameClock::Session,
             setup: std::sync::Mutex::new(Some(setup)),
             _input: PhantomData,
         }
@@ -201,6 +221,7 @@ impl<I: Input> RollbackPlugin<I> {
 struct Settings {
     ring: usize,
     step: Duration,
+    clock: FrameClock,
 }
 
 impl<I: Input> Plugin for RollbackPlugin<I> {
@@ -214,6 +235,7 @@ impl<I: Input> Plugin for RollbackPlugin<I> {
         app.insert_resource(Settings {
             ring,
             step: Duration::from_secs_f64(1.0 / self.config.fps.max(1) as f64),
+            clock: self.clock,
         })
         .init_resource::<LocalPlayers>()
         .init_resource::<LocalInputs<I>>()
@@ -483,6 +505,7 @@ fn drive<I: Input>(world: &mut World) {
     if !world.contains_resource::<RollbackSocket<I>>() {
         return;
     }
+    let clock = world.resource::<Settings>().clock;
     world.resource_scope(|world, mut socket: Mut<RollbackSocket<I>>| {
         let now = Instant::now();
         socket.update(now);
@@ -491,7 +514,11 @@ fn drive<I: Input>(world: &mut World) {
             let Some(session) = socket.session_mut() else {
                 break;
             };
-            if !session.frame_due(now) {
+            let due = match clock {
+                FrameClock::Session => session.frame_due(now),
+                FrameClock::EveryUpdate => frames == 0 && session.frame_ready(),
+            };
+            if !due {
                 break;
             }
             let local = session.local_slots();

@@ -8,7 +8,8 @@
 //!   page, and every test of the workspace.
 //! - `serve`: builds the web page and runs the signaling server serving it on
 //!   `0.0.0.0:3000` (flags after `--` go to the server).
-//! - `bench`: runs the transport benchmark in an isolated network namespace.
+//! - `bench [name]`: runs the benchmarks (`transport`, in an isolated network
+//!   namespace, and `rollback`), or the one named; reports go to `benches/results/`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -268,14 +269,14 @@ fn serve(root: &Path, extra: &[String]) -> Result<()> {
 
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
     let _ = root;
-    run(cargo()
-        .args([
-            "bench",
-            "--package",
-            "gamenet_benches",
-            "--bench",
-            "transport",
-            "--",
-        ])
-        .args(extra))
+    let names = ["transport", "rollback"];
+    let chosen: Vec<&str> = match extra.first().map(String::as_str) {
+        Some(name) if names.contains(&name) => vec![name],
+        Some(other) => bail!("unknown benchmark {other}; there are {names:?}"),
+        None => names.to_vec(),
+    };
+    for name in chosen {
+        run(cargo().args(["bench", "--package", "gamenet_benches", "--bench", name]))?;
+    }
+    Ok(())
 }

@@ -935,6 +935,12 @@ impl<I: Input> RollbackSession<I> {
         until == Frame::MAX || self.current < until.saturating_add(window)
     }
 
+    /// Whether a frame can run now, the clock aside: for games that keep
+    /// their own fixed timestep (the session's pacing is then theirs to do).
+    pub fn frame_ready(&self) -> bool {
+        self.phase == Phase::Running && (self.can_advance() || self.local_input_wanted())
+    }
+
     /// Whether the game should run a frame now: the session is running, the
     /// prediction window allows it, and the (time-synced) clock says so. Call
     /// [`RollbackSession::advance_frame`] each time it says yes.
