@@ -13,18 +13,19 @@ use bevy_gamenet::rollback::{
     AddRollback, LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, RollbackApp, RollbackFrame,
     RollbackPlugin, RollbackSchedule, RollbackSocket, SessionEvent,
 };
-use gamenet::rollback::{Frame, RollbackConfig, RollbackEvent, RollbackStart};
+use gamenet::rollback::{Frame, InputStatus, RollbackConfig, RollbackEvent, RollbackStart};
 use gamenet::{ConditionerConfig, IceServer, PeerMesh};
 use gamenet_e2e::{isolated, start_server};
+use serde::{Deserialize, Serialize};
 
-#[derive(Component, Clone, Copy, Hash, PartialEq, Eq, Debug)]
+#[derive(Component, Clone, Copy, Hash, PartialEq, Eq, Debug, Serialize, Deserialize)]
 struct Player(usize);
 
-#[derive(Component, Clone, Copy, Hash, PartialEq, Eq, Debug)]
+#[derive(Component, Clone, Copy, Hash, PartialEq, Eq, Debug, Serialize, Deserialize)]
 struct Pos(i64, i64);
 
 /// Differs between the two apps when the test wants a desync.
-#[derive(Component, Clone, Copy, Hash, PartialEq, Eq, Debug)]
+#[derive(Component, Clone, Copy, Hash, PartialEq, Eq, Debug, Serialize, Deserialize)]
 struct Drift(u64);
 
 #[derive(Resource, Clone, Copy)]
@@ -48,10 +49,28 @@ fn read_inputs(
 }
 
 fn spawn(mut commands: Commands) {
-    for slot in 0..2 {
-        commands.spawn((Player(slot), Pos(0, 0))).add_rollback();
-    }
     commands.spawn(Drift(0)).add_rollback();
+}
+
+/// A player's entity exists while its slot is played: joiners appear,
+/// leavers vanish, the same frame on every peer.
+fn spawn_players(
+    mut commands: Commands,
+    inputs: Res<PlayerInputs<u8>>,
+    players: Query<(Entity, &Player)>,
+) {
+    for (slot, (_, status)) in inputs.0.iter().enumerate() {
+        let entity = players.iter().find(|(_, p)| p.0 == slot).map(|(e, _)| e);
+        match (entity, *status == InputStatus::Disconnected) {
+            (None, false) => {
+                commands
+                    .spawn((Player(slot), Pos(slot as i64 * 100, 0)))
+                    .add_rollback();
+            }
+            (Some(e), true) => commands.entity(e).despawn(),
+            _ => {}
+        }
+    }
 }
 
 fn simulate(
@@ -76,8 +95,12 @@ fn simulate(
 }
 
 fn app(url: &str, seed: u64, drift: u64) -> App {
+    game(url, seed, drift, 2, RollbackStart::Players(2))
+}
+
+fn game(url: &str, seed: u64, drift: u64, slots: usize, start: RollbackStart) -> App {
     let config = RollbackConfig {
-        num_players: 2,
+        num_players: slots,
         ..RollbackConfig::default()
     };
     let builder = PeerMesh::builder(url)
@@ -89,22 +112,18 @@ fn app(url: &str, seed: u64, drift: u64) -> App {
             ..ConditionerConfig::default()
         });
     let mut app = App::new();
-    app.add_plugins(RollbackPlugin::<u8>::connect(
-        config,
-        builder,
-        RollbackStart::Players(2),
-        seed,
-    ))
-    .insert_resource(Seed(seed))
-    .insert_resource(DriftStep(drift))
-    .rollback_component_with_copy::<Pos>()
-    .checksum_component_with_hash::<Pos>()
-    .rollback_component_with_copy::<Player>()
-    .rollback_component_with_copy::<Drift>()
-    .checksum_component_with_hash::<Drift>()
-    .add_systems(Startup, spawn)
-    .add_systems(ReadInputs, read_inputs)
-    .add_systems(RollbackSchedule, simulate);
+    app.add_plugins(RollbackPlugin::<u8>::connect(config, builder, start, seed))
+        .insert_resource(Seed(seed))
+        .insert_resource(DriftStep(drift))
+        .rollback_component_with_serde::<Pos>()
+        .checksum_component_with_hash::<Pos>()
+        .rollback_component_with_serde::<Player>()
+        .checksum_component_with_hash::<Player>()
+        .rollback_component_with_serde::<Drift>()
+        .checksum_component_with_hash::<Drift>()
+        .add_systems(Startup, spawn)
+        .add_systems(ReadInputs, read_inputs)
+        .add_systems(RollbackSchedule, (spawn_players, simulate).chain());
     app
 }
 
@@ -252,6 +271,74 @@ fn a_non_deterministic_component_is_named_in_a_networked_desync() {
             };
             println!("desync at frame {}: {:?}", parts.1, parts.0);
             assert_eq!(parts.0, vec![std::any::type_name::<Drift>().to_string()]);
+        },
+    );
+}
+
+#[test]
+fn a_bevy_peer_late_joins_a_running_game_and_ends_in_step() {
+    isolated(
+        "a_bevy_peer_late_joins_a_running_game_and_ends_in_step",
+        || async {
+            let url = format!("{}/late", start_server().await);
+            let mut a = game(&url, 55, 1, 3, RollbackStart::Players(2));
+            let mut b = game(&url, 66, 1, 3, RollbackStart::Players(2));
+            let mut seen = Vec::new();
+            // The first two play for a while.
+            while session_frame(&a) < 300 || session_frame(&b) < 300 {
+                a.update();
+                b.update();
+                seen.extend(events(&mut a));
+                seen.extend(events(&mut b));
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            // A third joins the running game and takes the open slot.
+            let mut c = game(&url, 77, 1, 3, RollbackStart::Join { players: 1 });
+            const TARGET: Frame = 1_008;
+            let apps = |a: &App, b: &App, c: &App| {
+                [a, b, c]
+                    .iter()
+                    .all(|app| confirmed_checksum(app, TARGET).is_some())
+            };
+            while !apps(&a, &b, &c) {
+                a.update();
+                b.update();
+                c.update();
+                seen.extend(events(&mut a));
+                seen.extend(events(&mut b));
+                seen.extend(events(&mut c));
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let bad: Vec<_> = seen
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e,
+                        RollbackEvent::DesyncDetected { .. } | RollbackEvent::JoinRefused { .. }
+                    )
+                })
+                .collect();
+            assert!(bad.is_empty(), "{bad:?}");
+            let joined = seen.iter().filter(|e| {
+                matches!(e, RollbackEvent::PlayerJoined { slots, frame, .. } if slots == &vec![2] && *frame > 300)
+            });
+            assert_eq!(joined.count(), 2, "both players saw the joiner take slot 2");
+            let sums: Vec<u64> = [&a, &b, &c]
+                .iter()
+                .map(|app| confirmed_checksum(app, TARGET).unwrap())
+                .collect();
+            println!("frame {TARGET}: checksums {sums:x?}");
+            assert!(sums.windows(2).all(|w| w[0] == w[1]), "{sums:x?}");
+            let players = c.world_mut().query::<&Player>().iter(c.world()).count();
+            assert_eq!(players, 3, "the joiner sees all three players");
+            let stats = c
+                .world()
+                .resource::<RollbackSocket<u8>>()
+                .session()
+                .unwrap()
+                .stats();
+            println!("joiner: {stats:?}");
+            assert!(stats.checksums_matched > 0, "{stats:?}");
         },
     );
 }

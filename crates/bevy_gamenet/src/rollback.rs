@@ -27,7 +27,8 @@ use gamenet::{Instant, PeerMeshBuilder};
 
 pub use crate::snapshot::{AddRollback, Rollback, RollbackIds, stable_hash};
 use crate::snapshot::{
-    ComponentSnapshot, EntitySnapshot, ImmutableSnapshot, LoadContext, Registry, ResourceSnapshot,
+    ComponentSnapshot, EntitySnapshot, ImmutableSnapshot, LoadContext, Registry, ResourceSerde,
+    ResourceSnapshot, Serde, decode, encode,
 };
 
 /// The schedule the game's simulation runs in, once per rollback frame.
@@ -257,11 +258,47 @@ impl<I: Input> Plugin for RollbackPlugin<I> {
             let mut registry = app.world_mut().resource_mut::<Registry>();
             registry.types.insert(0, Box::new(EntitySnapshot::new()));
         }
-        app.rollback_resource_with_clone::<RollbackIds>()
-            .rollback_resource_with_clone::<Time<RollbackTime>>()
-            .rollback_immutable_component::<ChildOf>(Some(|c, m| {
-                c.0 = m.get(&c.0).copied().unwrap_or(c.0);
-            }));
+        app.rollback_resource_with_serde::<RollbackIds>()
+            .rollback_resource_with_clone::<Time<RollbackTime>>();
+        {
+            let mut registry = app.world_mut().resource_mut::<Registry>();
+            if let Some(s) = registry.find::<ResourceSnapshot<Time<RollbackTime>>>() {
+                s.serde = Some(ResourceSerde {
+                    ser: |t| encode(&t.as_ref().map(|t| t.elapsed())),
+                    de: |b| {
+                        Ok(decode::<Option<Duration>>(b)?.map(|elapsed| {
+                            let mut t = Time::<RollbackTime>::default();
+                            t.advance_by(elapsed);
+                            t
+                        }))
+                    },
+                });
+            }
+            if registry.find::<ImmutableSnapshot<ChildOf>>().is_none() {
+                registry
+                    .types
+                    .push(Box::new(ImmutableSnapshot::<ChildOf>::new(
+                        Some(|c, m| c.0 = m.get(&c.0).copied().unwrap_or(c.0)),
+                        Some(Serde {
+                            ser: |v| {
+                                let v: Vec<(u32, u64)> =
+                                    v.iter().map(|(id, c)| (*id, c.0.to_bits())).collect();
+                                encode(&v)
+                            },
+                            de: |b| {
+                                decode::<Vec<(u32, u64)>>(b)?
+                                    .into_iter()
+                                    .map(|(id, bits)| {
+                                        Entity::try_from_bits(bits)
+                                            .map(|e| (id, ChildOf(e)))
+                                            .ok_or_else(|| "bad entity in a snapshot".to_string())
+                                    })
+                                    .collect()
+                            },
+                        }),
+                    )));
+            }
+        }
         match setup {
             Some(Setup::SyncTest(distance)) => {
                 match RollbackSession::<I>::sync_test(self.config.clone(), distance) {
@@ -302,6 +339,19 @@ pub trait RollbackApp {
     ) -> &mut Self;
     /// Rolls back a resource by cloning it.
     fn rollback_resource_with_clone<R: Resource + Clone>(&mut self) -> &mut Self;
+    /// Rolls back a component by cloning it, and sends it to late joiners
+    /// with serde. Late join works when every rolled-back type can be sent.
+    fn rollback_component_with_serde<
+        T: Component<Mutability = Mutable> + Clone + serde::Serialize + serde::de::DeserializeOwned,
+    >(
+        &mut self,
+    ) -> &mut Self;
+    /// Rolls back a resource by cloning it, and sends it to late joiners.
+    fn rollback_resource_with_serde<
+        R: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned,
+    >(
+        &mut self,
+    ) -> &mut Self;
     /// Rolls back a `Copy` resource.
     fn rollback_resource_with_copy<R: Resource + Copy>(&mut self) -> &mut Self;
     /// Fixes a rolled-back component's entity references when rollback
@@ -330,8 +380,13 @@ pub trait RollbackApp {
     /// in that frame and are gone before the next one (and on load).
     fn rollback_message<M: Message>(&mut self) -> &mut Self;
     /// Rolls back a state: `State<S>` and `NextState<S>` are restored on load,
-    /// and transitions run at the start of each rollback frame.
-    fn rollback_state<S: FreelyMutableState + Clone>(&mut self) -> &mut Self;
+    /// and transitions run at the start of each rollback frame. The state is
+    /// sent to late joiners with serde.
+    fn rollback_state<
+        S: FreelyMutableState + Clone + serde::Serialize + serde::de::DeserializeOwned,
+    >(
+        &mut self,
+    ) -> &mut Self;
 }
 
 fn registry(app: &mut App) -> Mut<'_, Registry> {
@@ -364,7 +419,8 @@ impl RollbackApp for App {
     ) -> &mut Self {
         let mut r = registry(self);
         if r.find::<ImmutableSnapshot<T>>().is_none() {
-            r.types.push(Box::new(ImmutableSnapshot::<T>::new(map)));
+            r.types
+                .push(Box::new(ImmutableSnapshot::<T>::new(map, None)));
         }
         self
     }
@@ -379,6 +435,26 @@ impl RollbackApp for App {
 
     fn rollback_resource_with_copy<R: Resource + Copy>(&mut self) -> &mut Self {
         self.rollback_resource_with_clone::<R>()
+    }
+
+    fn rollback_component_with_serde<
+        T: Component<Mutability = Mutable> + Clone + serde::Serialize + serde::de::DeserializeOwned,
+    >(
+        &mut self,
+    ) -> &mut Self {
+        self.rollback_component_with_clone::<T>();
+        registry(self).component_serde::<T>();
+        self
+    }
+
+    fn rollback_resource_with_serde<
+        R: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned,
+    >(
+        &mut self,
+    ) -> &mut Self {
+        self.rollback_resource_with_clone::<R>();
+        registry(self).resource_serde::<R>();
+        self
     }
 
     fn rollback_component_map_entities<T: Component<Mutability = Mutable> + Clone + MapEntities>(
@@ -432,8 +508,31 @@ impl RollbackApp for App {
         self
     }
 
-    fn rollback_state<S: FreelyMutableState + Clone>(&mut self) -> &mut Self {
+    fn rollback_state<
+        S: FreelyMutableState + Clone + serde::Serialize + serde::de::DeserializeOwned,
+    >(
+        &mut self,
+    ) -> &mut Self {
         self.rollback_resource_with_clone::<NextState<S>>();
+        if let Some(s) = registry(self).find::<ResourceSnapshot<NextState<S>>>() {
+            s.serde = Some(ResourceSerde {
+                ser: |n| {
+                    let pending = n.as_ref().map(|n| match n {
+                        NextState::Unchanged => None,
+                        NextState::Pending(s) => Some((s.clone(), true)),
+                        NextState::PendingIfNeq(s) => Some((s.clone(), false)),
+                    });
+                    encode(&pending)
+                },
+                de: |b| {
+                    Ok(decode::<Option<Option<(S, bool)>>>(b)?.map(|n| match n {
+                        None => NextState::Unchanged,
+                        Some((s, true)) => NextState::Pending(s),
+                        Some((s, false)) => NextState::PendingIfNeq(s),
+                    }))
+                },
+            });
+        }
         registry(self)
             .types
             .push(Box::new(StateSnapshot::<S>(Vec::new())));
@@ -465,12 +564,46 @@ impl<M: Message> crate::snapshot::Snapshotter for MessageSnapshot<M> {
             m.clear();
         }
     }
+    fn write(&mut self, _: usize, _: Frame) -> Result<Vec<u8>, String> {
+        Ok(Vec::new())
+    }
+    fn read(
+        &mut self,
+        world: &mut World,
+        _: &[u8],
+        cx: &mut LoadContext<'_>,
+    ) -> Result<(), String> {
+        self.load(world, 0, 0, cx);
+        Ok(())
+    }
 }
 
 /// `State<S>` snapshots (it is not `Clone`, so it is rebuilt on load).
 struct StateSnapshot<S: FreelyMutableState + Clone>(Vec<(Frame, Option<S>)>);
 
-impl<S: FreelyMutableState + Clone> crate::snapshot::Snapshotter for StateSnapshot<S> {
+impl<S: FreelyMutableState + Clone + serde::Serialize + serde::de::DeserializeOwned>
+    crate::snapshot::Snapshotter for StateSnapshot<S>
+{
+    fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
+        match self.0.get(frame as usize % len.max(1)) {
+            Some((f, s)) if *f == frame && self.0.len() == len.max(1) => encode(s),
+            _ => Err(format!("no saved {} at frame {frame}", self.name())),
+        }
+    }
+    fn read(
+        &mut self,
+        world: &mut World,
+        bytes: &[u8],
+        _: &mut LoadContext<'_>,
+    ) -> Result<(), String> {
+        match decode::<Option<S>>(bytes)? {
+            Some(s) => world.insert_resource(State::new(s)),
+            None => {
+                world.remove_resource::<State<S>>();
+            }
+        }
+        Ok(())
+    }
     fn name(&self) -> &'static str {
         std::any::type_name::<State<S>>()
     }
@@ -587,14 +720,18 @@ pub fn run_requests<I: Input>(
                     advance(world, settings.step);
                     world.resource_mut::<RollbackFrame>().0 = frame + 1;
                 }
-                Request::Snapshot { frame } => {
-                    session.decline_snapshot(
-                        frame,
-                        "this game does not serialize its state for late joiners",
-                    );
-                }
-                Request::LoadSnapshot { .. } => {
-                    tracing::error!("rollback: a snapshot arrived, but this game cannot load one");
+                Request::Snapshot { frame } => match registry.write_all(settings.ring, frame) {
+                    Ok(data) => session.submit_snapshot(frame, data),
+                    Err(reason) => {
+                        tracing::warn!("rollback: turning a late joiner away: {reason}");
+                        session.decline_snapshot(frame, &reason);
+                    }
+                },
+                Request::LoadSnapshot { frame, data } => {
+                    if let Err(e) = registry.read_all(world, &data) {
+                        tracing::error!("rollback: the host's snapshot does not load: {e}");
+                    }
+                    world.resource_mut::<RollbackFrame>().0 = frame;
                 }
             }
         }

@@ -19,7 +19,9 @@ use gamenet::rollback::Frame;
 pub struct Rollback(pub u32);
 
 /// The next rollback id; rolled back itself.
-#[derive(Resource, Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Resource, Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct RollbackIds {
     next: u32,
 }
@@ -100,6 +102,92 @@ pub(crate) trait Snapshotter: Send + Sync + 'static {
     /// checksum if the type has one.
     fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64>;
     fn load(&mut self, world: &mut World, len: usize, frame: Frame, cx: &mut LoadContext<'_>);
+    /// Serializes the state saved at `frame`, for a late joiner.
+    fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
+        let _ = (len, frame);
+        Err(not_serializable(self.name()))
+    }
+    /// Replaces the world's part of this type with a late-join snapshot.
+    fn read(
+        &mut self,
+        world: &mut World,
+        bytes: &[u8],
+        cx: &mut LoadContext<'_>,
+    ) -> Result<(), String> {
+        let _ = (world, bytes, cx);
+        Err(not_serializable(self.name()))
+    }
+}
+
+fn not_serializable(name: &str) -> String {
+    format!(
+        "{name} is rolled back without serde, so late joiners cannot get it (register it with a `_with_serde` method)"
+    )
+}
+
+/// Largest decoded snapshot part, against hostile sizes.
+const MAX_PART: usize = 64 << 20;
+
+/// Encodes a value for a snapshot.
+pub(crate) fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
+    bitcode::serialize(value).map_err(|e| e.to_string())
+}
+
+/// Decodes a snapshot value from a peer.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    if bytes.len() > MAX_PART {
+        return Err("snapshot part too large".into());
+    }
+    bitcode::deserialize(bytes).map_err(|e| e.to_string())
+}
+
+fn saved<'a, T>(
+    ring: &'a [(Frame, T)],
+    len: usize,
+    frame: Frame,
+    name: &str,
+) -> Result<&'a T, String> {
+    match ring.get(frame as usize % len.max(1)) {
+        Some((f, v)) if *f == frame && ring.len() == len.max(1) => Ok(v),
+        _ => Err(format!("no saved {name} at frame {frame}")),
+    }
+}
+
+/// Serializer and deserializer of a type's saved entries.
+pub(crate) struct Serde<T> {
+    pub ser: Encoder<T>,
+    pub de: Decoder<T>,
+}
+
+/// Encodes a type's saved entries.
+type Encoder<T> = fn(&[(u32, T)]) -> Result<Vec<u8>, String>;
+/// Decodes a type's saved entries: (rollback id, value).
+type Decoder<T> = fn(&[u8]) -> Result<Entries<T>, String>;
+type Entries<T> = Vec<(u32, T)>;
+
+impl<T> Clone for Serde<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Serde<T> {}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Serde<T> {
+    pub fn new() -> Self {
+        Self {
+            ser: |v| encode(v),
+            de: |b| decode(b),
+        }
+    }
+}
+
+/// Rollback entities of the current world, by id.
+fn entities_by_id(world: &mut World) -> std::collections::HashMap<u32, Entity> {
+    world
+        .query::<(Entity, &Rollback)>()
+        .iter(world)
+        .map(|(e, r)| (r.0, e))
+        .collect()
 }
 
 /// The ring slot of `frame`, the ring grown to `len` first.
@@ -133,6 +221,32 @@ impl EntitySnapshot {
 impl Snapshotter for EntitySnapshot {
     fn name(&self) -> &'static str {
         "rollback entities"
+    }
+
+    fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
+        let saved = saved(&self.ring, len, frame, self.name())?;
+        let ids: Vec<(u32, u64)> = saved.iter().map(|(id, e)| (*id, e.to_bits())).collect();
+        encode(&ids)
+    }
+
+    fn read(
+        &mut self,
+        world: &mut World,
+        bytes: &[u8],
+        cx: &mut LoadContext<'_>,
+    ) -> Result<(), String> {
+        let ids: Vec<(u32, u64)> = decode(bytes)?;
+        let current: Vec<Entity> = entities_by_id(world).into_values().collect();
+        for e in current {
+            world.despawn(e);
+        }
+        for (id, theirs) in ids {
+            let ours = world.spawn(Rollback(id)).id();
+            if let Some(theirs) = Entity::try_from_bits(theirs) {
+                cx.remap.insert(theirs, ours);
+            }
+        }
+        Ok(())
     }
 
     fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {
@@ -196,6 +310,7 @@ pub(crate) struct ComponentSnapshot<T: Component<Mutability = Mutable> + Clone> 
     load_query: Option<QueryState<(Entity, &'static Rollback, Option<&'static mut T>)>>,
     checksum: Option<Checksummer<T>>,
     map: Option<Mapper<T>>,
+    pub serde: Option<Serde<T>>,
 }
 
 impl<T: Component<Mutability = Mutable> + Clone> ComponentSnapshot<T> {
@@ -206,13 +321,51 @@ impl<T: Component<Mutability = Mutable> + Clone> ComponentSnapshot<T> {
             load_query: None,
             checksum: None,
             map: None,
+            serde: None,
         }
     }
+}
+
+/// Inserts late-join entries by rollback id, fixing entity references.
+fn insert_entries<T: Component + Clone>(
+    world: &mut World,
+    entries: Vec<(u32, T)>,
+    map: Option<Mapper<T>>,
+    cx: &mut LoadContext<'_>,
+) -> Result<(), String> {
+    let by_id = entities_by_id(world);
+    for (id, mut t) in entries {
+        let Some(&e) = by_id.get(&id) else {
+            return Err(format!(
+                "snapshot names rollback entity {id}, which it does not hold"
+            ));
+        };
+        if let Some(map) = map {
+            map(&mut t, cx.remap);
+        }
+        world.entity_mut(e).insert(t);
+    }
+    Ok(())
 }
 
 impl<T: Component<Mutability = Mutable> + Clone> Snapshotter for ComponentSnapshot<T> {
     fn name(&self) -> &'static str {
         type_name::<T>()
+    }
+
+    fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
+        let serde = self.serde.ok_or_else(|| not_serializable(self.name()))?;
+        (serde.ser)(saved(&self.ring, len, frame, self.name())?)
+    }
+
+    fn read(
+        &mut self,
+        world: &mut World,
+        bytes: &[u8],
+        cx: &mut LoadContext<'_>,
+    ) -> Result<(), String> {
+        let serde = self.serde.ok_or_else(|| not_serializable(self.name()))?;
+        insert_entries(world, (serde.de)(bytes)?, self.map, cx)
     }
 
     fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {
@@ -306,14 +459,16 @@ pub(crate) struct ImmutableSnapshot<T: Component + Clone + PartialEq> {
     ring: Vec<(Frame, Vec<(u32, T)>)>,
     checksum: Option<Checksummer<T>>,
     map: Option<Mapper<T>>,
+    serde: Option<Serde<T>>,
 }
 
 impl<T: Component + Clone + PartialEq> ImmutableSnapshot<T> {
-    pub fn new(map: Option<Mapper<T>>) -> Self {
+    pub fn new(map: Option<Mapper<T>>, serde: Option<Serde<T>>) -> Self {
         Self {
             ring: Vec::new(),
             checksum: None,
             map,
+            serde,
         }
     }
 }
@@ -321,6 +476,21 @@ impl<T: Component + Clone + PartialEq> ImmutableSnapshot<T> {
 impl<T: Component + Clone + PartialEq> Snapshotter for ImmutableSnapshot<T> {
     fn name(&self) -> &'static str {
         type_name::<T>()
+    }
+
+    fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
+        let serde = self.serde.ok_or_else(|| not_serializable(self.name()))?;
+        (serde.ser)(saved(&self.ring, len, frame, self.name())?)
+    }
+
+    fn read(
+        &mut self,
+        world: &mut World,
+        bytes: &[u8],
+        cx: &mut LoadContext<'_>,
+    ) -> Result<(), String> {
+        let serde = self.serde.ok_or_else(|| not_serializable(self.name()))?;
+        insert_entries(world, (serde.de)(bytes)?, self.map, cx)
     }
 
     fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {
@@ -384,6 +554,29 @@ pub(crate) struct ResourceSnapshot<R: Resource + Clone> {
     ring: Vec<(Frame, Option<R>)>,
     checksum: Option<Checksummer<R>>,
     map: Option<Mapper<R>>,
+    pub serde: Option<ResourceSerde<R>>,
+}
+
+/// Serializer and deserializer of a resource.
+pub(crate) struct ResourceSerde<R> {
+    pub ser: fn(&Option<R>) -> Result<Vec<u8>, String>,
+    pub de: fn(&[u8]) -> Result<Option<R>, String>,
+}
+
+impl<R> Clone for ResourceSerde<R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<R> Copy for ResourceSerde<R> {}
+
+impl<R: serde::Serialize + serde::de::DeserializeOwned> ResourceSerde<R> {
+    pub fn new() -> Self {
+        Self {
+            ser: |v| encode(v),
+            de: |b| decode(b),
+        }
+    }
 }
 
 impl<R: Resource + Clone> ResourceSnapshot<R> {
@@ -392,6 +585,7 @@ impl<R: Resource + Clone> ResourceSnapshot<R> {
             ring: Vec::new(),
             checksum: None,
             map: None,
+            serde: None,
         }
     }
 }
@@ -399,6 +593,32 @@ impl<R: Resource + Clone> ResourceSnapshot<R> {
 impl<R: Resource + Clone> Snapshotter for ResourceSnapshot<R> {
     fn name(&self) -> &'static str {
         type_name::<R>()
+    }
+
+    fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
+        let serde = self.serde.ok_or_else(|| not_serializable(self.name()))?;
+        (serde.ser)(saved(&self.ring, len, frame, self.name())?)
+    }
+
+    fn read(
+        &mut self,
+        world: &mut World,
+        bytes: &[u8],
+        cx: &mut LoadContext<'_>,
+    ) -> Result<(), String> {
+        let serde = self.serde.ok_or_else(|| not_serializable(self.name()))?;
+        match (serde.de)(bytes)? {
+            Some(mut r) => {
+                if let Some(map) = self.map {
+                    map(&mut r, cx.remap);
+                }
+                world.insert_resource(r);
+            }
+            None => {
+                world.remove_resource::<R>();
+            }
+        }
+        Ok(())
     }
 
     fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {
@@ -453,6 +673,36 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    /// Serializes every rolled-back type's state at `frame`.
+    pub fn write_all(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
+        let mut parts = Vec::with_capacity(self.types.len());
+        for t in &mut self.types {
+            parts.push((gamenet::rollback::part_id(t.name()), t.write(len, frame)?));
+        }
+        encode(&parts)
+    }
+
+    /// Replaces the rolled-back world with a snapshot from `write_all`.
+    pub fn read_all(&mut self, world: &mut World, bytes: &[u8]) -> Result<(), String> {
+        let parts: Vec<(u64, Vec<u8>)> = decode(bytes)?;
+        if parts.len() != self.types.len() {
+            return Err(format!(
+                "snapshot has {} parts, this game rolls back {} types",
+                parts.len(),
+                self.types.len()
+            ));
+        }
+        let mut remap = EntityHashMap::default();
+        let mut cx = LoadContext { remap: &mut remap };
+        for (t, (id, bytes)) in self.types.iter_mut().zip(parts) {
+            if id != gamenet::rollback::part_id(t.name()) {
+                return Err(format!("snapshot parts differ from ours at {}", t.name()));
+            }
+            t.read(world, &bytes, &mut cx)?;
+        }
+        Ok(())
+    }
+
     pub fn find<S: 'static>(&mut self) -> Option<&mut S> {
         self.types
             .iter_mut()
@@ -469,6 +719,24 @@ impl Registry {
         }
         if let Some(s) = self.find::<ComponentSnapshot<T>>() {
             s.checksum = Some(f);
+        }
+    }
+
+    pub fn component_serde<
+        T: Component<Mutability = Mutable> + Clone + serde::Serialize + serde::de::DeserializeOwned,
+    >(
+        &mut self,
+    ) {
+        if let Some(s) = self.find::<ComponentSnapshot<T>>() {
+            s.serde = Some(Serde::new());
+        }
+    }
+
+    pub fn resource_serde<R: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned>(
+        &mut self,
+    ) {
+        if let Some(s) = self.find::<ResourceSnapshot<R>>() {
+            s.serde = Some(ResourceSerde::new());
         }
     }
 

@@ -45,7 +45,9 @@ struct Score(u64);
 #[derive(Message, Clone, Copy, Debug)]
 struct Hit(u32);
 
-#[derive(States, Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+#[derive(
+    States, Clone, Copy, PartialEq, Eq, Hash, Debug, Default, serde::Serialize, serde::Deserialize,
+)]
 enum Phase {
     #[default]
     Warmup,
