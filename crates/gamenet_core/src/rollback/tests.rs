@@ -744,3 +744,156 @@ proptest::proptest! {
         }
     }
 }
+
+fn arb_run() -> impl proptest::strategy::Strategy<Value = wire::InputRun<u16>> {
+    use proptest::prelude::*;
+    (
+        0..=wire::MAX_FRAME,
+        proptest::collection::vec(0u8..4, 0..3),
+        0usize..5,
+        any::<u16>(),
+    )
+        .prop_map(|(start, slots, count, input)| wire::InputRun {
+            start,
+            records: (0..count)
+                .map(|i| {
+                    slots
+                        .iter()
+                        .map(|_| (i % 3 != 0).then_some(input))
+                        .collect()
+                })
+                .collect(),
+            slots,
+        })
+}
+
+fn arb_msg() -> impl proptest::strategy::Strategy<Value = wire::Msg<u16>> {
+    use proptest::prelude::*;
+    use wire::Msg;
+    let f = 0..=wire::MAX_FRAME;
+    let small = 0u32..400;
+    prop_oneof![
+        (
+            small.clone(),
+            f.clone(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u16>(),
+            any::<bool>(),
+            arb_run()
+        )
+            .prop_map(|(ack, frame, time_ms, echo_ms, echo_hold_ms, feed, run)| {
+                Msg::Inputs {
+                    ack,
+                    frame,
+                    time_ms,
+                    echo_ms,
+                    echo_hold_ms,
+                    feed,
+                    run,
+                }
+            }),
+        (any::<u64>(), any::<bool>(), 0u8..4, 0u8..5).prop_map(
+            |(key, joiner, players, num_players)| {
+                Msg::Intro {
+                    key,
+                    joiner,
+                    players,
+                    num_players,
+                }
+            }
+        ),
+        (
+            1u128..6,
+            proptest::collection::vec(0u8..4, 0..3),
+            small.clone(),
+            small.clone()
+        )
+            .prop_map(|(p, slots, from, snapshot)| Msg::Admit {
+                peer: PeerId(p),
+                key: 1,
+                slots,
+                from,
+                snapshot
+            }),
+        (1u128..6, arb_run()).prop_map(|(p, run)| Msg::Lost {
+            peer: PeerId(p),
+            run
+        }),
+        (small.clone(), any::<u64>()).prop_map(|(frame, total)| Msg::Checksum {
+            frame,
+            total,
+            parts: vec![(part_id("Position"), total)]
+        }),
+        (f, small).prop_map(|(frame, from)| Msg::Snapshot {
+            frame,
+            from,
+            your_slots: vec![2],
+            table: Vec::new(),
+            spectators: Vec::new(),
+            runs: Vec::new(),
+            data: vec![1, 2, 3]
+        }),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    #[test]
+    fn well_formed_hostile_messages_never_panic(msgs in proptest::collection::vec(arb_msg(), 0..40)) {
+        let now = Instant::now();
+        let kinds = [PlayerKind::Local, PlayerKind::Remote(PeerId(2)), PlayerKind::Open];
+        let config = RollbackConfig { num_players: 3, ..RollbackConfig::default() };
+        let mut s = RollbackSession::<u16>::start(config, PeerId(1), 1, &kinds).unwrap();
+        for p in 2..4 {
+            s.handle_peer_joined(now, PeerId(p));
+        }
+        s.handle_message(now, PeerId(2), &wire::Msg::<u16>::Intro { key: 2, joiner: false, players: 1, num_players: 3 }.encode());
+        for (i, m) in msgs.into_iter().enumerate() {
+            let from = PeerId(2 + (i % 2) as u128);
+            s.handle_message(now, from, &m.encode());
+            s.add_local_input(0, i as u16).unwrap();
+            let _ = s.advance_frame(now);
+            s.handle_timeout(now);
+            s.set_checksum(s.current_frame(), Checksum::total(7));
+            if i % 7 == 3 {
+                s.handle_peer_left(now, PeerId(3));
+            }
+            while s.poll_transmit().is_some() {}
+            while s.poll_event().is_some() {}
+        }
+    }
+}
+
+#[test]
+fn time_sync_brings_a_late_starter_into_step() {
+    let mut net = Net::new(2, bad_link(10), 3_008);
+    // Peer 1 starts a second late: peer 0 runs into its prediction window
+    // and waits; then the session must close the gap by itself.
+    net.nodes[1].stop_at = Some(0);
+    let release = net.now + Duration::from_secs(1);
+    net.run(Duration::from_secs(100), |n| n.now >= release);
+    assert_eq!(net.nodes[1].session.current_frame(), 0);
+    net.nodes[1].stop_at = None;
+    let mut widest_late_gap = 0i64;
+    net.run(Duration::from_secs(200), |n| {
+        let (a, b) = (
+            n.nodes[0].session.current_frame() as i64,
+            n.nodes[1].session.current_frame() as i64,
+        );
+        if a.min(b) > 1_000 {
+            widest_late_gap = widest_late_gap.max((a - b).abs());
+        }
+        n.all_done()
+    });
+    net.assert_in_step();
+    println!("widest gap after frame 1000: {widest_late_gap} frames");
+    assert!(
+        widest_late_gap <= 4,
+        "peers stay within 4 frames: {widest_late_gap}"
+    );
+    for n in &net.nodes {
+        let ahead = n.session.stats().frames_ahead;
+        assert!(ahead.abs() < 2.0, "{}: {ahead} frames ahead", n.id);
+    }
+}

@@ -59,6 +59,18 @@ impl Writer {
     }
 }
 
+/// Largest frame number a peer may name: frames never get near it (at 60 fps
+/// it is a year of play), and sums of frames and counts cannot overflow.
+pub(crate) const MAX_FRAME: Frame = Frame::MAX / 2;
+
+fn frame(r: &mut Reader<'_>, what: &'static str) -> Result<Frame, DecodeError> {
+    let f = r.u32(what)?;
+    if f > MAX_FRAME {
+        return Err(DecodeError::Invalid(what));
+    }
+    Ok(f)
+}
+
 fn peer(r: &mut Reader<'_>, what: &'static str) -> Result<PeerId, DecodeError> {
     Ok(PeerId(u128::from_le_bytes(r.array(what)?)))
 }
@@ -193,7 +205,7 @@ impl<I: Input> InputRun<I> {
     }
 
     fn read(r: &mut Reader<'_>, max_frames: usize) -> Result<Self, DecodeError> {
-        let start = r.u32("run start")?;
+        let start = frame(r, "run start")?;
         let slots = slots(r, "run slots")?;
         let count = r.u16("run count")? as usize;
         if count > max_frames {
@@ -385,8 +397,8 @@ impl<I: Input> Msg<I> {
         let mut r = Reader { bytes: rest };
         let msg = match kind {
             INPUTS => Msg::Inputs {
-                ack: r.u32("ack")?,
-                frame: r.u32("frame")?,
+                ack: frame(&mut r, "ack")?,
+                frame: frame(&mut r, "frame")?,
                 time_ms: r.u32("time")?,
                 echo_ms: r.u32("echo")?,
                 echo_hold_ms: r.u16("echo hold")?,
@@ -403,12 +415,12 @@ impl<I: Input> Msg<I> {
                 peer: peer(&mut r, "admit peer")?,
                 key: r.u64("admit key")?,
                 slots: slots(&mut r, "admit slots")?,
-                from: r.u32("admit from")?,
-                snapshot: r.u32("admit snapshot")?,
+                from: frame(&mut r, "admit from")?,
+                snapshot: frame(&mut r, "admit snapshot")?,
             },
             SNAPSHOT => {
-                let frame = r.u32("snapshot frame")?;
-                let from = r.u32("snapshot from")?;
+                let frame_no = frame(&mut r, "snapshot frame")?;
+                let from = frame(&mut r, "snapshot from")?;
                 let your_slots = slots(&mut r, "snapshot slots")?;
                 let n = r.u8("table")? as usize;
                 if n > MAX_PLAYERS {
@@ -424,8 +436,16 @@ impl<I: Input> Msg<I> {
                         state,
                         peer: peer(&mut r, "slot peer")?,
                         key: r.u64("slot key")?,
-                        active_from: r.u32("slot from")?,
-                        until: Some(r.u32("slot until")?).filter(|&u| u != Frame::MAX),
+                        active_from: match r.u32("slot from")? {
+                            Frame::MAX => Frame::MAX,
+                            f if f > MAX_FRAME => return Err(DecodeError::Invalid("slot from")),
+                            f => f,
+                        },
+                        until: match r.u32("slot until")? {
+                            Frame::MAX => None,
+                            f if f > MAX_FRAME => return Err(DecodeError::Invalid("slot until")),
+                            f => Some(f),
+                        },
                     });
                 }
                 let n = r.u8("spectators")? as usize;
@@ -443,7 +463,7 @@ impl<I: Input> Msg<I> {
                 }
                 let data = blob(&mut r, max_snapshot, "snapshot data")?.to_vec();
                 Msg::Snapshot {
-                    frame,
+                    frame: frame_no,
                     from,
                     your_slots,
                     table,
@@ -457,7 +477,7 @@ impl<I: Input> Msg<I> {
                 run: InputRun::read(&mut r, 4096)?,
             },
             CHECKSUM => {
-                let frame = r.u32("checksum frame")?;
+                let frame = frame(&mut r, "checksum frame")?;
                 let total = r.u64("checksum")?;
                 let n = r.u16("parts")? as usize;
                 if n > MAX_PARTS {
