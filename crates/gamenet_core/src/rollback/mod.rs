@@ -55,6 +55,11 @@ const MAX_PENDING_JOINS: usize = 16;
 const MAX_PENDING_RELIABLE: usize = 256;
 /// Confirmed checksums kept, local and remote.
 const CHECKSUM_MEMORY: usize = 64;
+/// Inputs further ahead of this peer's frame than this are not kept (an
+/// honest peer is never that far ahead; the sender repeats them later).
+const MAX_INPUT_LEAD: Frame = 512;
+/// Most spectators a host admits.
+const MAX_SPECTATORS: usize = 32;
 /// Behind the others by more than this many frames, a peer runs frames
 /// without waiting for the clock.
 const CATCH_UP_FRAMES: f64 = 3.0;
@@ -1178,10 +1183,14 @@ impl<I: Input> RollbackSession<I> {
         }
         let first_input = !m.synced;
         let mut got_any = false;
+        let horizon = self.current.saturating_add(MAX_INPUT_LEAD);
         for (k, &s) in slots.iter().enumerate() {
             let slot = &mut self.slots[s];
             for (i, record) in run.records.iter().enumerate() {
                 let f = run.start + i as Frame;
+                if f > horizon {
+                    break;
+                }
                 if !feed && (!slot.active_at(f) || record[k].is_none()) {
                     continue;
                 }
@@ -2052,7 +2061,7 @@ impl<I: Input> RollbackSession<I> {
                 self.send_to(
                     j.peer,
                     &Msg::<I>::Refuse {
-                        reason: "no free player slot".into(),
+                        reason: "the session is full".into(),
                     },
                 );
                 continue;
@@ -2090,7 +2099,8 @@ impl<I: Input> RollbackSession<I> {
 
     fn choose_slots(&self, now: Instant, j: &JoinRequest) -> Option<Vec<usize>> {
         if j.players == 0 {
-            return Some(Vec::new());
+            let spectators = self.members.values().filter(|m| m.spectator).count();
+            return (spectators < MAX_SPECTATORS).then(Vec::new);
         }
         let reclaim = self.config.reclaim_window;
         let reserved = |s: &Slot<I>| {
