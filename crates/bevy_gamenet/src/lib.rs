@@ -6,6 +6,10 @@
 //! [`PeerLeft`], [`HandshakeFailed`] and [`MessageReceived`]. Systems send through
 //! `ResMut<MeshSocket>`, which dereferences to [`gamenet::PeerMesh`].
 //!
+//! For rollback games, [`rollback::RollbackPlugin`] runs a rollback session
+//! instead: game logic in [`rollback::RollbackSchedule`], rolled-back types
+//! registered with [`rollback::RollbackApp`]. See `examples/rollback.rs`.
+//!
 //! # Example
 //!
 //! ```no_run

@@ -6,6 +6,10 @@
 //! simulated network, deterministically and fast; the `gamenet` crate drives it
 //! over WebRTC data channels.
 //!
+//! The same way, [`rollback::RollbackSession`] runs rollback networking
+//! (prediction, time sync, desync detection, late join) as plain requests, and
+//! [`LinkConditioner`] delays, drops and duplicates packets deterministically.
+//!
 //! # Example
 //!
 //! Two meshes wired back to back, the way a test or a custom transport drives them:

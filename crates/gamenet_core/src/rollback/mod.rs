@@ -28,6 +28,44 @@
 //!   input anyone has. No confirmed frame ever changes.
 //! - Checksums of confirmed frames are exchanged on an interval; parts are sent
 //!   as hashes of their names, so a desync names what differs.
+//!
+//! # Example
+//!
+//! A sync test of a one-number game: every frame re-runs the last 4 and
+//! compares checksums.
+//!
+//! ```
+//! use gamenet_core::rollback::{Checksum, Request, RollbackConfig, RollbackSession};
+//! use gamenet_core::Instant;
+//! use std::collections::HashMap;
+//!
+//! let config = RollbackConfig { num_players: 2, ..RollbackConfig::default() };
+//! let mut session = RollbackSession::<u8>::sync_test(config, 4).unwrap();
+//! let (mut state, mut saved) = (0u64, HashMap::new());
+//! for frame in 0..100u8 {
+//!     session.add_local_input(0, frame % 3).unwrap();
+//!     session.add_local_input(1, 1).unwrap();
+//!     for request in session.advance_frame(Instant::now()).unwrap() {
+//!         match request {
+//!             Request::Save { frame } => {
+//!                 saved.insert(frame, state);
+//!                 session.set_checksum(frame, Checksum::total(state));
+//!             }
+//!             Request::Load { frame } => state = saved[&frame],
+//!             Request::Advance { inputs, .. } => {
+//!                 let sum: u64 = inputs.iter().map(|(i, _)| *i as u64).sum();
+//!                 state = state.wrapping_mul(31).wrapping_add(sum);
+//!             }
+//!             _ => {}
+//!         }
+//!     }
+//! }
+//! assert!(session.poll_event().into_iter().all(|e| !matches!(
+//!     e,
+//!     gamenet_core::rollback::RollbackEvent::DesyncDetected { .. }
+//! )));
+//! assert!(session.stats().checksums_matched > 0);
+//! ```
 
 mod wire;
 
