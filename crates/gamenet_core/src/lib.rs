@@ -63,6 +63,7 @@
 
 pub mod conditioner;
 mod mesh;
+pub mod quantize;
 pub mod rollback;
 pub mod stats;
 pub mod wire;

@@ -1,0 +1,466 @@
+//! Bit packing and quantisation: the building blocks of compact state
+//! snapshots.
+//!
+//! [`BitWriter`] and [`BitReader`] pack values of any width up to 64 bits;
+//! the reader checks every read against the bytes it has. The quantisers turn
+//! floats, positions, rotations and bounded integers into as few bits as a
+//! chosen precision needs:
+//!
+//! ```
+//! use gamenet_core::quantize::{BitReader, BitWriter, BoundedFloat, SmallestThree};
+//!
+//! let x = BoundedFloat::with_precision(-256.0, 256.0, 0.001); // 18 bits
+//! let rot = SmallestThree::new(9); // 2 + 3 × 9 = 29 bits
+//! let mut w = BitWriter::new();
+//! x.write(&mut w, 12.3456);
+//! rot.write(&mut w, [0.0, 0.7071068, 0.0, 0.7071068]);
+//! let bytes = w.finish();
+//! assert_eq!(bytes.len(), 6);
+//!
+//! let mut r = BitReader::new(&bytes);
+//! assert!((x.read(&mut r).unwrap() - 12.3456).abs() <= 0.001);
+//! let q = rot.read(&mut r).unwrap();
+//! assert!((q[1] - 0.7071068).abs() < 0.01 && (q[3] - 0.7071068).abs() < 0.01);
+//! ```
+
+use crate::wire::DecodeError;
+
+/// Packs values of 1 to 64 bits, least significant bit first.
+#[derive(Debug, Clone, Default)]
+pub struct BitWriter {
+    bytes: Vec<u8>,
+    acc: u64,
+    filled: u32,
+}
+
+impl BitWriter {
+    /// An empty writer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes the low `bits` bits of `value` (`bits` up to 64; higher bits
+    /// of `value` are ignored).
+    pub fn write(&mut self, value: u64, bits: u32) {
+        debug_assert!(bits <= 64);
+        let bits = bits.min(64);
+        if bits == 0 {
+            return;
+        }
+        let value = if bits == 64 {
+            value
+        } else {
+            value & ((1u64 << bits) - 1)
+        };
+        let room = 64 - self.filled;
+        if bits <= room {
+            self.acc |= value << self.filled;
+            self.filled += bits;
+        } else {
+            self.acc |= value << self.filled;
+            self.flush_full();
+            self.acc = value >> room;
+            self.filled = bits - room;
+        }
+        if self.filled == 64 {
+            self.flush_full();
+            self.acc = 0;
+            self.filled = 0;
+        }
+    }
+
+    fn flush_full(&mut self) {
+        self.bytes.extend_from_slice(&self.acc.to_le_bytes());
+    }
+
+    /// Writes one bit.
+    pub fn write_bool(&mut self, bit: bool) {
+        self.write(bit as u64, 1);
+    }
+
+    /// Bits written so far.
+    pub fn bit_len(&self) -> usize {
+        self.bytes.len() * 8 + self.filled as usize
+    }
+
+    /// The packed bytes (the last one padded with zero bits).
+    pub fn finish(mut self) -> Vec<u8> {
+        let tail = self.filled.div_ceil(8) as usize;
+        self.bytes
+            .extend_from_slice(&self.acc.to_le_bytes()[..tail]);
+        self.bytes
+    }
+}
+
+/// Reads what a [`BitWriter`] packed; never reads past its bytes.
+#[derive(Debug, Clone)]
+pub struct BitReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    /// A reader of `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, pos: 0 }
+    }
+
+    /// Reads `bits` bits (up to 64).
+    pub fn read(&mut self, bits: u32) -> Result<u64, DecodeError> {
+        if bits > 64 {
+            return Err(DecodeError::Invalid("bit width"));
+        }
+        let bits = bits as usize;
+        if self.remaining() < bits {
+            return Err(DecodeError::Truncated("bits"));
+        }
+        let mut value = 0u64;
+        let mut got = 0usize;
+        while got < bits {
+            let byte = self.bytes[self.pos / 8] as u64;
+            let offset = self.pos % 8;
+            let take = (8 - offset).min(bits - got);
+            let chunk = (byte >> offset) & ((1u64 << take) - 1);
+            value |= chunk << got;
+            got += take;
+            self.pos += take;
+        }
+        Ok(value)
+    }
+
+    /// Reads one bit.
+    pub fn read_bool(&mut self) -> Result<bool, DecodeError> {
+        Ok(self.read(1)? == 1)
+    }
+
+    /// Bits left.
+    pub fn remaining(&self) -> usize {
+        self.bytes.len() * 8 - self.pos
+    }
+}
+
+/// Bits needed to tell `count` values apart.
+pub fn bits_for(count: u64) -> u32 {
+    if count <= 1 {
+        0
+    } else {
+        64 - (count - 1).leading_zeros()
+    }
+}
+
+/// A float in `[min, max]`, stored in `bits` bits; values outside are
+/// clamped.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoundedFloat {
+    min: f32,
+    max: f32,
+    bits: u32,
+}
+
+impl BoundedFloat {
+    /// `bits` bits (1 to 32) over `[min, max]`.
+    pub fn new(min: f32, max: f32, bits: u32) -> Self {
+        let (min, max) = if min <= max { (min, max) } else { (max, min) };
+        Self {
+            min,
+            max,
+            bits: bits.clamp(1, 32),
+        }
+    }
+
+    /// As few bits as keep every value within `precision` of the original.
+    pub fn with_precision(min: f32, max: f32, precision: f32) -> Self {
+        let range = (max as f64 - min as f64).abs();
+        let steps = (range / (2.0 * precision.abs().max(f32::MIN_POSITIVE) as f64)).ceil() + 1.0;
+        Self::new(min, max, bits_for(steps.min(u32::MAX as f64) as u64))
+    }
+
+    /// Bits per value.
+    pub fn bits(&self) -> u32 {
+        self.bits
+    }
+
+    /// The largest error of a round trip (half a step).
+    pub fn precision(&self) -> f32 {
+        ((self.max as f64 - self.min as f64) / self.max_step() as f64 / 2.0) as f32
+    }
+
+    fn max_step(&self) -> u64 {
+        (1u64 << self.bits) - 1
+    }
+
+    /// The stored integer of `v`.
+    pub fn quantize(&self, v: f32) -> u32 {
+        let v = if v.is_nan() {
+            self.min
+        } else {
+            v.clamp(self.min, self.max)
+        };
+        let range = self.max as f64 - self.min as f64;
+        if range <= 0.0 {
+            return 0;
+        }
+        let t = (v as f64 - self.min as f64) / range;
+        (t * self.max_step() as f64).round() as u32
+    }
+
+    /// The float a stored integer stands for.
+    pub fn dequantize(&self, q: u32) -> f32 {
+        let q = (q as u64).min(self.max_step());
+        let range = self.max as f64 - self.min as f64;
+        (self.min as f64 + range * q as f64 / self.max_step() as f64) as f32
+    }
+
+    /// Writes `v`.
+    pub fn write(&self, w: &mut BitWriter, v: f32) {
+        w.write(self.quantize(v) as u64, self.bits);
+    }
+
+    /// Reads a value.
+    pub fn read(&self, r: &mut BitReader<'_>) -> Result<f32, DecodeError> {
+        Ok(self.dequantize(r.read(self.bits)? as u32))
+    }
+}
+
+/// An integer in `[min, max]` in as few bits as the range needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoundedInt {
+    min: i64,
+    max: i64,
+}
+
+impl BoundedInt {
+    /// Integers from `min` to `max` inclusive.
+    pub fn new(min: i64, max: i64) -> Self {
+        Self {
+            min: min.min(max),
+            max: max.max(min),
+        }
+    }
+
+    /// Bits per value.
+    pub fn bits(&self) -> u32 {
+        bits_for((self.max as i128 - self.min as i128 + 1).min(u64::MAX as i128) as u64)
+    }
+
+    /// Writes `v`, clamped to the range.
+    pub fn write(&self, w: &mut BitWriter, v: i64) {
+        let v = v.clamp(self.min, self.max);
+        w.write((v as i128 - self.min as i128) as u64, self.bits());
+    }
+
+    /// Reads a value; one outside the range is an error.
+    pub fn read(&self, r: &mut BitReader<'_>) -> Result<i64, DecodeError> {
+        let v = self.min as i128 + r.read(self.bits())? as i128;
+        if v > self.max as i128 {
+            return Err(DecodeError::Invalid("integer out of range"));
+        }
+        Ok(v as i64)
+    }
+}
+
+/// A position: three bounded floats.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Position {
+    /// Per axis: x, y, z.
+    pub axes: [BoundedFloat; 3],
+}
+
+impl Position {
+    /// The same bounds and precision on every axis.
+    pub fn cube(half_extent: f32, precision: f32) -> Self {
+        let axis = BoundedFloat::with_precision(-half_extent, half_extent, precision);
+        Self { axes: [axis; 3] }
+    }
+
+    /// Bits per position.
+    pub fn bits(&self) -> u32 {
+        self.axes.iter().map(BoundedFloat::bits).sum()
+    }
+
+    /// The stored integers of `p`.
+    pub fn quantize(&self, p: [f32; 3]) -> [u32; 3] {
+        [0, 1, 2].map(|i| self.axes[i].quantize(p[i]))
+    }
+
+    /// Writes `p`.
+    pub fn write(&self, w: &mut BitWriter, p: [f32; 3]) {
+        for (axis, v) in self.axes.iter().zip(p) {
+            axis.write(w, v);
+        }
+    }
+
+    /// Reads a position.
+    pub fn read(&self, r: &mut BitReader<'_>) -> Result<[f32; 3], DecodeError> {
+        Ok([
+            self.axes[0].read(r)?,
+            self.axes[1].read(r)?,
+            self.axes[2].read(r)?,
+        ])
+    }
+}
+
+/// A unit quaternion `[x, y, z, w]` in "smallest three" form: the index of
+/// the largest component (2 bits) and the other three, each in
+/// `[-1/√2, 1/√2]`, in `bits` bits; the largest is rebuilt from unit length.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SmallestThree {
+    component: BoundedFloat,
+}
+
+impl SmallestThree {
+    /// `bits` bits per stored component (2 + 3 × `bits` in all).
+    pub fn new(bits: u32) -> Self {
+        let m = std::f32::consts::FRAC_1_SQRT_2;
+        Self {
+            component: BoundedFloat::new(-m, m, bits),
+        }
+    }
+
+    /// Bits per rotation.
+    pub fn bits(&self) -> u32 {
+        2 + 3 * self.component.bits()
+    }
+
+    /// The stored form of `q`: the largest component's index and the
+    /// quantised other three. `q` and `-q` are the same rotation and give the
+    /// same stored form.
+    pub fn quantize(&self, q: [f32; 4]) -> (u8, [u32; 3]) {
+        let norm = q.iter().map(|c| c * c).sum::<f32>().sqrt();
+        let q = if norm.is_finite() && norm > 0.0 {
+            q.map(|c| c / norm)
+        } else {
+            [0.0, 0.0, 0.0, 1.0]
+        };
+        let largest = (0..4)
+            .max_by(|&a, &b| q[a].abs().total_cmp(&q[b].abs()))
+            .unwrap_or(3);
+        let sign = if q[largest] < 0.0 { -1.0 } else { 1.0 };
+        let mut rest = [0u32; 3];
+        let mut k = 0;
+        for (i, c) in q.iter().enumerate() {
+            if i != largest {
+                rest[k] = self.component.quantize(c * sign);
+                k += 1;
+            }
+        }
+        (largest as u8, rest)
+    }
+
+    /// The rotation a stored form stands for.
+    pub fn dequantize(&self, largest: u8, rest: [u32; 3]) -> [f32; 4] {
+        let largest = (largest & 3) as usize;
+        let mut q = [0.0f32; 4];
+        let mut k = 0;
+        let mut sum = 0.0;
+        for (i, c) in q.iter_mut().enumerate() {
+            if i != largest {
+                *c = self.component.dequantize(rest[k]);
+                sum += *c * *c;
+                k += 1;
+            }
+        }
+        q[largest] = (1.0 - sum).max(0.0).sqrt();
+        q
+    }
+
+    /// Writes `q`.
+    pub fn write(&self, w: &mut BitWriter, q: [f32; 4]) {
+        let (largest, rest) = self.quantize(q);
+        w.write(largest as u64, 2);
+        for r in rest {
+            w.write(r as u64, self.component.bits());
+        }
+    }
+
+    /// Reads a rotation.
+    pub fn read(&self, r: &mut BitReader<'_>) -> Result<[f32; 4], DecodeError> {
+        let largest = r.read(2)? as u8;
+        let mut rest = [0u32; 3];
+        for c in &mut rest {
+            *c = r.read(self.component.bits())? as u32;
+        }
+        Ok(self.dequantize(largest, rest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn bits_round_trip(values in proptest::collection::vec((any::<u64>(), 0u32..=64), 0..100)) {
+            let mut w = BitWriter::new();
+            for &(v, b) in &values {
+                w.write(v, b);
+            }
+            let total: u32 = values.iter().map(|v| v.1).sum();
+            prop_assert_eq!(w.bit_len(), total as usize);
+            let bytes = w.finish();
+            prop_assert_eq!(bytes.len(), total.div_ceil(8) as usize);
+            let mut r = BitReader::new(&bytes);
+            for &(v, b) in &values {
+                let mask = if b == 64 { u64::MAX } else { (1u64 << b) - 1 };
+                prop_assert_eq!(r.read(b).unwrap(), v & mask);
+            }
+            prop_assert!(r.remaining() < 8);
+        }
+
+        #[test]
+        fn reader_never_reads_past_the_end(bytes in proptest::collection::vec(any::<u8>(), 0..20), widths in proptest::collection::vec(0u32..70, 0..40)) {
+            let mut r = BitReader::new(&bytes);
+            for b in widths {
+                let before = r.remaining();
+                match r.read(b) {
+                    Ok(_) => prop_assert_eq!(r.remaining(), before - b as usize),
+                    Err(_) => prop_assert_eq!(r.remaining(), before),
+                }
+            }
+        }
+
+        #[test]
+        fn bounded_floats_keep_their_precision(v in -300.0f32..300.0, precision in 0.0001f32..1.0) {
+            let f = BoundedFloat::with_precision(-256.0, 256.0, precision);
+            let back = f.dequantize(f.quantize(v));
+            prop_assert!((back - v.clamp(-256.0, 256.0)).abs() <= precision * 1.0001, "{v} -> {back}");
+            prop_assert!(f.precision() <= precision * 1.0001);
+        }
+
+        #[test]
+        fn smallest_three_keeps_the_rotation(x in -1.0f32..1.0, y in -1.0f32..1.0, z in -1.0f32..1.0, w in -1.0f32..1.0) {
+            let norm = (x * x + y * y + z * z + w * w).sqrt();
+            prop_assume!(norm > 0.01);
+            let q = [x / norm, y / norm, z / norm, w / norm];
+            let s = SmallestThree::new(10);
+            let (l, rest) = s.quantize(q);
+            let back = s.dequantize(l, rest);
+            // Same rotation up to sign: |dot| close to 1.
+            let dot: f32 = q.iter().zip(&back).map(|(a, b)| a * b).sum();
+            prop_assert!(dot.abs() > 0.9999, "{q:?} -> {back:?}");
+        }
+
+        #[test]
+        fn bounded_ints_round_trip(min in -1000i64..1000, span in 0i64..100_000, v in -200_000i64..200_000) {
+            let b = BoundedInt::new(min, min + span);
+            let mut w = BitWriter::new();
+            b.write(&mut w, v);
+            let bytes = w.finish();
+            prop_assert_eq!(b.read(&mut BitReader::new(&bytes)).unwrap(), v.clamp(min, min + span));
+        }
+    }
+
+    #[test]
+    fn widths_are_what_the_precision_needs() {
+        // Gaffer on Games' cube positions: ±256 m at 1 mm.
+        assert_eq!(
+            BoundedFloat::with_precision(-256.0, 256.0, 0.001).bits(),
+            18
+        );
+        assert_eq!(SmallestThree::new(9).bits(), 29);
+        assert_eq!(BoundedInt::new(0, 255).bits(), 8);
+        assert_eq!(BoundedInt::new(5, 5).bits(), 0);
+        assert_eq!(bits_for(2), 1);
+    }
+}
