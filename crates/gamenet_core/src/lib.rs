@@ -64,6 +64,7 @@
 pub mod conditioner;
 mod mesh;
 pub mod quantize;
+pub mod replication;
 pub mod rollback;
 pub mod stats;
 pub mod wire;

@@ -1,0 +1,1010 @@
+//! State replication, sans-IO: entities owned by one peer each, sent to every
+//! other peer that may see them, delta-encoded against the last state that
+//! receiver acknowledged.
+//!
+//! - An entity has a type (its field widths come from the [`Schema`]) and a
+//!   list of quantised fields (see [`crate::quantize`]). Its owner changes it
+//!   with [`Replicator::set`]; every tick, [`Replicator::tick`] packs the
+//!   changes for each peer into one unreliable packet.
+//! - Each entity is encoded against the last state of it the receiver acked
+//!   (a full state when none is acked); lost packets are not resent: the next
+//!   delta covers them. Unchanged entities cost nothing.
+//! - Per peer, priorities accumulate every tick for changed entities and the
+//!   most urgent go first within the peer's byte budget, so none starves.
+//! - The owner decides who sees what ([`Replicator::set_visible`]); entities
+//!   entering a peer's scope are spawned there, leaving it despawned.
+//! - Spawns, despawns, ownership changes and game events travel reliably.
+//! - Ownership can be requested and handed over; when a peer leaves, the peer
+//!   with the lowest id takes over what it owned, on every peer alike.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::quantize::{BitReader, BitWriter};
+use crate::wire::{DecodeError, Reader};
+use crate::{Channel, Instant, PeerId};
+
+/// Field widths in bits, per entity type.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Schema {
+    /// `types[t]` lists the widths (1 to 32 bits) of the fields of type `t`.
+    pub types: Vec<Vec<u8>>,
+}
+
+impl Schema {
+    fn widths(&self, ty: u16) -> Option<&[u8]> {
+        self.types.get(ty as usize).map(Vec::as_slice)
+    }
+}
+
+/// An entity's id, the same on every peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NetId(pub u64);
+
+/// Replication settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicationConfig {
+    /// Bytes per second each peer may be sent, by default.
+    pub budget_bytes_per_sec: u32,
+    /// Largest update packet (fits one SCTP chunk).
+    pub max_packet: usize,
+    /// Most entities one peer may have spawned at others.
+    pub max_entities_per_peer: usize,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            budget_bytes_per_sec: 64_000,
+            max_packet: 1_100,
+            max_entities_per_peer: 65_536,
+        }
+    }
+}
+
+/// What happened to replicated state.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ReplicationEvent {
+    /// A remote entity appeared (entered scope or was created).
+    Spawned {
+        /// The entity.
+        id: NetId,
+        /// Its type.
+        ty: u16,
+        /// Its owner.
+        owner: PeerId,
+    },
+    /// A remote entity's fields changed.
+    Updated {
+        /// The entity.
+        id: NetId,
+    },
+    /// A remote entity is gone (despawned or out of scope).
+    Despawned {
+        /// The entity.
+        id: NetId,
+    },
+    /// An entity has a new owner (hand-over or the owner left).
+    OwnerChanged {
+        /// The entity.
+        id: NetId,
+        /// The new owner.
+        owner: PeerId,
+    },
+    /// A peer asks for an entity this peer owns; grant it with
+    /// [`Replicator::hand_over`].
+    AuthorityRequested {
+        /// The entity.
+        id: NetId,
+        /// Who asks.
+        peer: PeerId,
+    },
+    /// A reliable game event from a peer.
+    Event {
+        /// The sender.
+        peer: PeerId,
+        /// Its bytes.
+        payload: Bytes,
+    },
+    /// A peer sent something malformed; drop it.
+    PeerMisbehaved {
+        /// The peer.
+        peer: PeerId,
+        /// What was wrong.
+        error: String,
+    },
+}
+
+/// A message for the transport to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationTransmit {
+    /// The receiver.
+    pub peer: PeerId,
+    /// The channel.
+    pub channel: Channel,
+    /// The message.
+    pub data: Bytes,
+}
+
+/// An entity as this peer knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entity {
+    /// Its type.
+    pub ty: u16,
+    /// Its owner.
+    pub owner: PeerId,
+    /// Its quantised fields.
+    pub fields: Vec<u32>,
+}
+
+const UPDATE: u8 = 0x01;
+const SPAWN: u8 = 0x10;
+const DESPAWN: u8 = 0x11;
+const OWNER: u8 = 0x12;
+const REQUEST: u8 = 0x13;
+const EVENT: u8 = 0x14;
+
+/// Received states kept per entity, to decode deltas against.
+const HISTORY: usize = 32;
+/// Sent packets remembered per peer, waiting for acks.
+const IN_FLIGHT: usize = 64;
+/// Largest game event.
+const MAX_EVENT: usize = 64 * 1024;
+
+/// What one update packet carried: entity and fields.
+type SentStates = Vec<(NetId, Vec<u32>)>;
+
+#[derive(Debug, Default)]
+struct Outgoing {
+    /// In this peer's scope (spawned there), with the last acked state.
+    scope: BTreeMap<NetId, Option<(u32, Vec<u32>)>>,
+    /// Entities hidden from this peer.
+    hidden: BTreeSet<NetId>,
+    /// Priority accumulators.
+    priority: BTreeMap<NetId, f32>,
+    /// Packets sent and what they carried.
+    in_flight: VecDeque<(u32, SentStates)>,
+    seq: u32,
+    /// Budget bytes carried to the next tick.
+    credit: f64,
+    budget: Option<u32>,
+    /// Bytes sent in the last second, for diagnostics.
+    sent: VecDeque<(Instant, usize)>,
+}
+
+#[derive(Debug, Default)]
+struct Incoming {
+    /// Received states per entity, newest last.
+    history: BTreeMap<NetId, VecDeque<(u32, Vec<u32>)>>,
+    /// Newest update seq received and the 32 before it.
+    latest: Option<u32>,
+    bits: u32,
+}
+
+impl Incoming {
+    fn record(&mut self, seq: u32) {
+        match self.latest {
+            None => {
+                self.latest = Some(seq);
+                self.bits = 0;
+            }
+            Some(l) if seq > l => {
+                let shift = seq - l;
+                self.bits = if shift >= 32 {
+                    0
+                } else {
+                    (self.bits << shift) | (1 << (shift - 1))
+                };
+                self.latest = Some(seq);
+            }
+            Some(l) if seq < l && l - seq <= 32 => self.bits |= 1 << (l - seq - 1),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Link {
+    out: Outgoing,
+    inc: Incoming,
+}
+
+/// One peer's replication: its own entities out, the others' in.
+#[derive(Debug)]
+pub struct Replicator {
+    config: ReplicationConfig,
+    schema: Schema,
+    id: PeerId,
+    next: u32,
+    entities: BTreeMap<NetId, Entity>,
+    priorities: BTreeMap<NetId, f32>,
+    links: BTreeMap<PeerId, Link>,
+    last_tick: Option<Instant>,
+    transmits: VecDeque<ReplicationTransmit>,
+    events: VecDeque<ReplicationEvent>,
+}
+
+fn fold(peer: PeerId) -> u64 {
+    let v = peer.0;
+    ((v >> 64) as u64 ^ v as u64).rotate_left(17) & 0xffff_ffff
+}
+
+impl Replicator {
+    /// A replicator for peer `id`.
+    pub fn new(config: ReplicationConfig, schema: Schema, id: PeerId) -> Self {
+        Self {
+            config,
+            schema,
+            id,
+            next: 0,
+            entities: BTreeMap::new(),
+            priorities: BTreeMap::new(),
+            links: BTreeMap::new(),
+            last_tick: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// This peer's id.
+    pub fn id(&self) -> PeerId {
+        self.id
+    }
+
+    /// The entity, if known here.
+    pub fn entity(&self, id: NetId) -> Option<&Entity> {
+        self.entities.get(&id)
+    }
+
+    /// Every entity known here.
+    pub fn entities(&self) -> impl Iterator<Item = (NetId, &Entity)> + '_ {
+        self.entities.iter().map(|(k, v)| (*k, v))
+    }
+
+    /// Peers replicated with.
+    pub fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.links.keys().copied()
+    }
+
+    /// Creates an entity owned by this peer.
+    pub fn spawn(&mut self, ty: u16, fields: Vec<u32>) -> Option<NetId> {
+        let widths = self.schema.widths(ty)?;
+        if widths.len() != fields.len() {
+            return None;
+        }
+        let id = NetId(fold(self.id) << 32 | self.next as u64);
+        self.next = self.next.wrapping_add(1);
+        let fields = clamp(widths, fields);
+        self.entities.insert(
+            id,
+            Entity {
+                ty,
+                owner: self.id,
+                fields,
+            },
+        );
+        let peers: Vec<PeerId> = self.links.keys().copied().collect();
+        for p in peers {
+            self.enter_scope(p, id);
+        }
+        Some(id)
+    }
+
+    /// Sets an owned entity's fields; false if it is not ours or does not fit.
+    pub fn set(&mut self, id: NetId, fields: Vec<u32>) -> bool {
+        let Some(e) = self.entities.get(&id) else {
+            return false;
+        };
+        let Some(widths) = self.schema.widths(e.ty) else {
+            return false;
+        };
+        if e.owner != self.id || widths.len() != fields.len() {
+            return false;
+        }
+        let fields = clamp(widths, fields);
+        if let Some(e) = self.entities.get_mut(&id) {
+            e.fields = fields;
+        }
+        true
+    }
+
+    /// Removes an owned entity everywhere.
+    pub fn despawn(&mut self, id: NetId) -> bool {
+        if self.entities.get(&id).is_none_or(|e| e.owner != self.id) {
+            return false;
+        }
+        self.entities.remove(&id);
+        self.priorities.remove(&id);
+        let peers: Vec<PeerId> = self.links.keys().copied().collect();
+        for p in peers {
+            self.leave_scope(p, id);
+        }
+        true
+    }
+
+    /// How urgent an owned entity's updates are (default 1).
+    pub fn set_priority(&mut self, id: NetId, priority: f32) {
+        self.priorities.insert(id, priority.max(0.0));
+    }
+
+    /// Shows or hides an owned entity from a peer.
+    pub fn set_visible(&mut self, peer: PeerId, id: NetId, visible: bool) {
+        if self.entities.get(&id).is_none_or(|e| e.owner != self.id) {
+            return;
+        }
+        let Some(link) = self.links.get_mut(&peer) else {
+            return;
+        };
+        if visible {
+            link.out.hidden.remove(&id);
+            self.enter_scope(peer, id);
+        } else {
+            link.out.hidden.insert(id);
+            self.leave_scope(peer, id);
+        }
+    }
+
+    /// Sets a peer's byte budget per second.
+    pub fn set_budget(&mut self, peer: PeerId, bytes_per_sec: u32) {
+        if let Some(link) = self.links.get_mut(&peer) {
+            link.out.budget = Some(bytes_per_sec);
+        }
+    }
+
+    /// Bytes per second sent to a peer over the last second.
+    pub fn bytes_per_sec(&self, peer: PeerId) -> f64 {
+        self.links
+            .get(&peer)
+            .map(|l| l.out.sent.iter().map(|(_, b)| *b).sum::<usize>() as f64)
+            .unwrap_or(0.0)
+    }
+
+    /// Entities of this peer in a peer's scope.
+    pub fn in_scope(&self, peer: PeerId) -> usize {
+        self.links
+            .get(&peer)
+            .map(|l| l.out.scope.len())
+            .unwrap_or(0)
+    }
+
+    /// Asks an entity's owner for it.
+    pub fn request_authority(&mut self, id: NetId) {
+        if let Some(e) = self.entities.get(&id)
+            && e.owner != self.id
+        {
+            let mut m = vec![REQUEST];
+            m.extend_from_slice(&id.0.to_le_bytes());
+            self.reliable(e.owner, m);
+        }
+    }
+
+    /// Gives an owned entity to another peer, with its current state; every
+    /// peer learns the new owner.
+    pub fn hand_over(&mut self, id: NetId, to: PeerId) -> bool {
+        if to == self.id || !self.links.contains_key(&to) {
+            return false;
+        }
+        let Some(e) = self.entities.get_mut(&id).filter(|e| e.owner == self.id) else {
+            return false;
+        };
+        e.owner = to;
+        let e = e.clone();
+        let msg = owner_msg(id, &e, &self.schema);
+        let peers: Vec<PeerId> = self.links.keys().copied().collect();
+        for p in peers {
+            if let Some(link) = self.links.get_mut(&p) {
+                link.out.scope.remove(&id);
+                link.out.priority.remove(&id);
+            }
+            self.reliable(p, msg.clone());
+        }
+        self.events
+            .push_back(ReplicationEvent::OwnerChanged { id, owner: to });
+        true
+    }
+
+    /// Sends a game event reliably.
+    pub fn send_event(&mut self, peer: PeerId, payload: &[u8]) {
+        let mut m = vec![EVENT];
+        m.extend_from_slice(&payload[..payload.len().min(MAX_EVENT)]);
+        self.reliable(peer, m);
+    }
+
+    fn reliable(&mut self, peer: PeerId, data: Vec<u8>) {
+        self.transmits.push_back(ReplicationTransmit {
+            peer,
+            channel: Channel::Reliable,
+            data: Bytes::from(data),
+        });
+    }
+
+    fn enter_scope(&mut self, peer: PeerId, id: NetId) {
+        let Some(e) = self.entities.get(&id) else {
+            return;
+        };
+        let Some(link) = self.links.get_mut(&peer) else {
+            return;
+        };
+        if e.owner != self.id || link.out.hidden.contains(&id) || link.out.scope.contains_key(&id) {
+            return;
+        }
+        link.out.scope.insert(id, None);
+        let msg = spawn_msg(id, e, &self.schema);
+        self.reliable(peer, msg);
+    }
+
+    fn leave_scope(&mut self, peer: PeerId, id: NetId) {
+        let Some(link) = self.links.get_mut(&peer) else {
+            return;
+        };
+        if link.out.scope.remove(&id).is_some() {
+            link.out.priority.remove(&id);
+            let mut m = vec![DESPAWN];
+            m.extend_from_slice(&id.0.to_le_bytes());
+            self.reliable(peer, m);
+        }
+    }
+
+    /// A peer to replicate with joined: it gets every owned entity it may see.
+    pub fn handle_peer_joined(&mut self, peer: PeerId) {
+        if peer == self.id {
+            return;
+        }
+        self.links.entry(peer).or_default();
+        let owned: Vec<NetId> = self
+            .entities
+            .iter()
+            .filter(|(_, e)| e.owner == self.id)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in owned {
+            self.enter_scope(peer, id);
+        }
+    }
+
+    /// A peer left: what it owned passes to the remaining peer with the
+    /// lowest id (this one, perhaps), the same choice on every peer.
+    pub fn handle_peer_left(&mut self, peer: PeerId) {
+        self.links.remove(&peer);
+        let mut successor = self.id;
+        for &p in self.links.keys() {
+            successor = successor.min(p);
+        }
+        let orphans: Vec<NetId> = self
+            .entities
+            .iter()
+            .filter(|(_, e)| e.owner == peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in orphans {
+            if let Some(e) = self.entities.get_mut(&id) {
+                e.owner = successor;
+            }
+            self.events.push_back(ReplicationEvent::OwnerChanged {
+                id,
+                owner: successor,
+            });
+            if successor == self.id {
+                // The others know the entity already: they start from what
+                // they have, and deltas flow once they ack a full state.
+                let peers: Vec<PeerId> = self.links.keys().copied().collect();
+                for p in peers {
+                    if let Some(link) = self.links.get_mut(&p) {
+                        link.out.scope.insert(id, None);
+                    }
+                }
+            }
+        }
+    }
+
+    fn misbehaved(&mut self, peer: PeerId, error: impl Into<String>) {
+        self.events.push_back(ReplicationEvent::PeerMisbehaved {
+            peer,
+            error: error.into(),
+        });
+    }
+
+    /// A message from a peer.
+    pub fn handle_message(&mut self, peer: PeerId, data: &[u8]) {
+        if !self.links.contains_key(&peer) {
+            return;
+        }
+        let Some((&kind, rest)) = data.split_first() else {
+            self.misbehaved(peer, "empty replication message");
+            return;
+        };
+        let result = match kind {
+            UPDATE => self.on_update(peer, rest),
+            SPAWN => self.on_spawn(peer, rest),
+            DESPAWN => self.on_despawn(peer, rest),
+            OWNER => self.on_owner(peer, rest),
+            REQUEST => self.on_request(peer, rest),
+            EVENT => {
+                self.events.push_back(ReplicationEvent::Event {
+                    peer,
+                    payload: Bytes::copy_from_slice(rest),
+                });
+                Ok(())
+            }
+            other => Err(DecodeError::UnknownType(other)),
+        };
+        if let Err(e) = result {
+            self.misbehaved(peer, format!("bad replication message: {e}"));
+        }
+    }
+
+    fn read_fields(&self, ty: u16, r: &mut BitReader<'_>) -> Result<Vec<u32>, DecodeError> {
+        let widths = self
+            .schema
+            .widths(ty)
+            .ok_or(DecodeError::Invalid("entity type"))?;
+        widths
+            .iter()
+            .map(|&w| Ok(r.read(w as u32)? as u32))
+            .collect()
+    }
+
+    fn on_spawn(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), DecodeError> {
+        let mut r = Reader { bytes };
+        let id = NetId(r.u64("id")?);
+        let ty = r.u16("type")?;
+        let fields = self.read_fields(ty, &mut BitReader::new(r.rest()))?;
+        let owned_by_peer = self.entities.values().filter(|e| e.owner == peer).count();
+        if owned_by_peer >= self.config.max_entities_per_peer && !self.entities.contains_key(&id) {
+            return Err(DecodeError::Invalid("too many entities"));
+        }
+        if self.entities.get(&id).is_some_and(|e| e.owner != peer) {
+            return Ok(());
+        }
+        let fresh = !self.entities.contains_key(&id);
+        self.entities.insert(
+            id,
+            Entity {
+                ty,
+                owner: peer,
+                fields: fields.clone(),
+            },
+        );
+        if let Some(link) = self.links.get_mut(&peer) {
+            link.inc.history.insert(id, VecDeque::new());
+        }
+        if fresh {
+            self.events.push_back(ReplicationEvent::Spawned {
+                id,
+                ty,
+                owner: peer,
+            });
+        } else {
+            self.events.push_back(ReplicationEvent::Updated { id });
+        }
+        Ok(())
+    }
+
+    fn on_despawn(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), DecodeError> {
+        let mut r = Reader { bytes };
+        let id = NetId(r.u64("id")?);
+        r.finish(())?;
+        if self.entities.get(&id).is_some_and(|e| e.owner == peer) {
+            self.entities.remove(&id);
+            if let Some(link) = self.links.get_mut(&peer) {
+                link.inc.history.remove(&id);
+            }
+            self.events.push_back(ReplicationEvent::Despawned { id });
+        }
+        Ok(())
+    }
+
+    fn on_owner(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), DecodeError> {
+        let mut r = Reader { bytes };
+        let id = NetId(r.u64("id")?);
+        let owner = PeerId(u128::from_le_bytes(r.array("owner")?));
+        let ty = r.u16("type")?;
+        let fields = self.read_fields(ty, &mut BitReader::new(r.rest()))?;
+        let Some(e) = self.entities.get_mut(&id) else {
+            return Ok(());
+        };
+        if e.owner != peer || e.ty != ty {
+            return Ok(());
+        }
+        e.owner = owner;
+        e.fields = fields;
+        if let Some(link) = self.links.get_mut(&peer) {
+            link.inc.history.remove(&id);
+        }
+        self.events
+            .push_back(ReplicationEvent::OwnerChanged { id, owner });
+        if owner == self.id {
+            let peers: Vec<PeerId> = self.links.keys().copied().collect();
+            for p in peers {
+                if let Some(link) = self.links.get_mut(&p) {
+                    link.out.scope.insert(id, None);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_request(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), DecodeError> {
+        let mut r = Reader { bytes };
+        let id = NetId(r.u64("id")?);
+        r.finish(())?;
+        if self.entities.get(&id).is_some_and(|e| e.owner == self.id) {
+            self.events
+                .push_back(ReplicationEvent::AuthorityRequested { id, peer });
+        }
+        Ok(())
+    }
+
+    fn on_update(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), DecodeError> {
+        let mut r = Reader { bytes };
+        let seq = r.u32("seq")?;
+        let ack = r.u32("ack")?;
+        let ack_bits = r.u32("ack bits")?;
+        let count = r.u16("count")? as usize;
+        self.on_ack(peer, ack, ack_bits);
+        let mut bits = BitReader::new(r.rest());
+        let mut id = 0u64;
+        let mut updates = Vec::new();
+        for k in 0..count {
+            id = read_id(&mut bits, id, k == 0)?;
+            let back = bits.read(5)? as u32;
+            let Some(e) = self.entities.get(&NetId(id)) else {
+                // Its spawn is still on the reliable channel: the rest of the
+                // packet cannot be read, and nothing is acked, so the sender
+                // sends full states again.
+                return Ok(());
+            };
+            let ty = e.ty;
+            let widths = self
+                .schema
+                .widths(ty)
+                .ok_or(DecodeError::Invalid("entity type"))?;
+            let baseline: Option<Vec<u32>> = if back == 0 {
+                None
+            } else {
+                let base_seq = seq.wrapping_sub(back);
+                let found = self
+                    .links
+                    .get(&peer)
+                    .and_then(|l| l.inc.history.get(&NetId(id)))
+                    .and_then(|h| h.iter().find(|(s, _)| *s == base_seq))
+                    .map(|(_, f)| f.clone());
+                match found {
+                    Some(f) => Some(f),
+                    // Its baseline is gone: skip this packet's rest for the
+                    // entity; the sender moves to a newer baseline once acked.
+                    None => return Ok(()),
+                }
+            };
+            let fields = read_delta(&mut bits, widths, baseline.as_deref())?;
+            updates.push((NetId(id), fields, e.owner == peer));
+        }
+        if let Some(link) = self.links.get_mut(&peer) {
+            link.inc.record(seq);
+        }
+        for (id, fields, from_owner) in updates {
+            // Kept in seq order as a baseline; applied only if it is the
+            // newest state of the entity (unreliable packets come reordered).
+            let mut newest = false;
+            if let Some(link) = self.links.get_mut(&peer) {
+                let h = link.inc.history.entry(id).or_default();
+                let at = h.iter().position(|(s, _)| *s >= seq).unwrap_or(h.len());
+                if h.get(at).is_none_or(|(s, _)| *s != seq) {
+                    h.insert(at, (seq, fields.clone()));
+                    newest = at + 1 == h.len();
+                }
+                while h.len() > HISTORY {
+                    h.pop_front();
+                }
+            }
+            // A stale packet from before a hand-over is not applied either.
+            if from_owner
+                && newest
+                && let Some(e) = self.entities.get_mut(&id)
+                && e.fields != fields
+            {
+                e.fields = fields;
+                self.events.push_back(ReplicationEvent::Updated { id });
+            }
+        }
+        Ok(())
+    }
+
+    fn on_ack(&mut self, peer: PeerId, ack: u32, bits: u32) {
+        let Some(link) = self.links.get_mut(&peer) else {
+            return;
+        };
+        let acked = |seq: u32| {
+            seq == ack || (ack > seq && ack - seq <= 32 && bits & (1 << (ack - seq - 1)) != 0)
+        };
+        let out = &mut link.out;
+        while let Some(pos) = out.in_flight.iter().position(|(s, _)| acked(*s)) {
+            let Some((seq, states)) = out.in_flight.remove(pos) else {
+                break;
+            };
+            for (id, fields) in states {
+                if let Some(slot) = out.scope.get_mut(&id)
+                    && slot.as_ref().is_none_or(|(s, _)| *s < seq)
+                {
+                    *slot = Some((seq, fields));
+                }
+            }
+        }
+    }
+
+    /// Builds this tick's update packet for every peer (call at the
+    /// simulation's tick rate).
+    pub fn tick(&mut self, now: Instant) {
+        let dt = self
+            .last_tick
+            .map(|t| now.saturating_duration_since(t))
+            .unwrap_or(Duration::from_millis(16))
+            .min(Duration::from_millis(250));
+        self.last_tick = Some(now);
+        let peers: Vec<PeerId> = self.links.keys().copied().collect();
+        for peer in peers {
+            self.tick_peer(now, peer, dt);
+        }
+    }
+
+    fn tick_peer(&mut self, now: Instant, peer: PeerId, dt: Duration) {
+        let default_budget = self.config.budget_bytes_per_sec;
+        let max_packet = self.config.max_packet;
+        let Some(link) = self.links.get_mut(&peer) else {
+            return;
+        };
+        let out = &mut link.out;
+        let budget = out.budget.unwrap_or(default_budget) as f64;
+        out.credit =
+            (out.credit + budget * dt.as_secs_f64()).min(budget * 0.25 + max_packet as f64);
+        // Entities that differ from what the peer acked gain priority.
+        let mut candidates: Vec<(f32, NetId)> = Vec::new();
+        for (&id, acked) in &out.scope {
+            let Some(e) = self.entities.get(&id) else {
+                continue;
+            };
+            if e.owner != self.id {
+                continue;
+            }
+            let changed = acked.as_ref().is_none_or(|(_, f)| *f != e.fields);
+            let p = out.priority.entry(id).or_insert(0.0);
+            if changed {
+                *p += self.priorities.get(&id).copied().unwrap_or(1.0);
+                candidates.push((*p, id));
+            } else {
+                *p = 0.0;
+            }
+        }
+        candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let limit = (out.credit as usize).min(max_packet);
+        let header = 15;
+        let seq = out.seq.wrapping_add(1);
+        let mut chosen: Vec<(NetId, u32, Vec<u32>)> = Vec::new();
+        let mut bits_used = 0usize;
+        for (_, id) in candidates {
+            let Some(e) = self.entities.get(&id) else {
+                continue;
+            };
+            let Some(widths) = self.schema.widths(e.ty) else {
+                continue;
+            };
+            let baseline = out.scope.get(&id).cloned().flatten();
+            let back = match &baseline {
+                Some((s, _)) if seq.wrapping_sub(*s) < 32 => seq.wrapping_sub(*s),
+                _ => 0,
+            };
+            let base = if back == 0 {
+                None
+            } else {
+                baseline.map(|(_, f)| f)
+            };
+            let mut w = BitWriter::new();
+            // Counted at the full id width: the packet sorts ids afterwards.
+            write_id(&mut w, id.0, None);
+            w.write(back as u64, 5);
+            write_delta(&mut w, widths, base.as_deref(), &e.fields);
+            let cost = w.bit_len();
+            if header * 8 + bits_used + cost > limit * 8 {
+                if chosen.is_empty() && limit >= max_packet {
+                    // Too large for any packet: skip it rather than stall all.
+                    continue;
+                }
+                break;
+            }
+            bits_used += cost;
+            chosen.push((id, back, e.fields.clone()));
+        }
+        let ack = link.inc.latest.unwrap_or(0);
+        let ack_bits = link.inc.bits;
+        let out = &mut link.out;
+        if chosen.is_empty() && link.inc.latest.is_none() {
+            return;
+        }
+        // Encode for real, ids ascending and relative to the previous one.
+        chosen.sort_by_key(|c| c.0);
+        let mut w = BitWriter::new();
+        let mut prev = None;
+        for (id, back, fields) in &chosen {
+            let e = &self.entities[id];
+            let widths = self.schema.widths(e.ty).unwrap_or(&[]);
+            let base = if *back == 0 {
+                None
+            } else {
+                out.scope.get(id).cloned().flatten().map(|(_, f)| f)
+            };
+            write_id(&mut w, id.0, prev);
+            w.write(*back as u64, 5);
+            write_delta(&mut w, widths, base.as_deref(), fields);
+            prev = Some(id.0);
+        }
+        let mut data = vec![UPDATE];
+        data.extend_from_slice(&seq.to_le_bytes());
+        data.extend_from_slice(&ack.to_le_bytes());
+        data.extend_from_slice(&ack_bits.to_le_bytes());
+        data.extend_from_slice(&(chosen.len() as u16).to_le_bytes());
+        data.extend(w.finish());
+        out.seq = seq;
+        out.credit -= data.len() as f64;
+        for (id, _, _) in &chosen {
+            out.priority.insert(*id, 0.0);
+        }
+        out.in_flight
+            .push_back((seq, chosen.into_iter().map(|(id, _, f)| (id, f)).collect()));
+        while out.in_flight.len() > IN_FLIGHT {
+            out.in_flight.pop_front();
+        }
+        out.sent.push_back((now, data.len()));
+        while out
+            .sent
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > Duration::from_secs(1))
+        {
+            out.sent.pop_front();
+        }
+        self.transmits.push_back(ReplicationTransmit {
+            peer,
+            channel: Channel::Unreliable,
+            data: Bytes::from(data),
+        });
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<ReplicationTransmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<ReplicationEvent> {
+        self.events.pop_front()
+    }
+}
+
+fn clamp(widths: &[u8], mut fields: Vec<u32>) -> Vec<u32> {
+    for (f, &w) in fields.iter_mut().zip(widths) {
+        if w < 32 {
+            *f = (*f).min((1u32 << w) - 1);
+        }
+    }
+    fields
+}
+
+fn spawn_msg(id: NetId, e: &Entity, schema: &Schema) -> Vec<u8> {
+    let mut m = vec![SPAWN];
+    m.extend_from_slice(&id.0.to_le_bytes());
+    m.extend_from_slice(&e.ty.to_le_bytes());
+    m.extend(full_fields(e, schema));
+    m
+}
+
+fn owner_msg(id: NetId, e: &Entity, schema: &Schema) -> Vec<u8> {
+    let mut m = vec![OWNER];
+    m.extend_from_slice(&id.0.to_le_bytes());
+    m.extend_from_slice(&e.owner.0.to_le_bytes());
+    m.extend_from_slice(&e.ty.to_le_bytes());
+    m.extend(full_fields(e, schema));
+    m
+}
+
+fn full_fields(e: &Entity, schema: &Schema) -> Vec<u8> {
+    let mut w = BitWriter::new();
+    for (f, &width) in e.fields.iter().zip(schema.widths(e.ty).unwrap_or(&[])) {
+        w.write(*f as u64, width as u32);
+    }
+    w.finish()
+}
+
+/// Ids in a packet ascend: small gaps cost 1 + 6 bits, others 1 + 64.
+fn write_id(w: &mut BitWriter, id: u64, prev: Option<u64>) {
+    match prev
+        .and_then(|p| id.checked_sub(p))
+        .filter(|&g| (1..=64).contains(&g))
+    {
+        Some(gap) => {
+            w.write_bool(true);
+            w.write(gap - 1, 6);
+        }
+        None => {
+            w.write_bool(false);
+            w.write(id, 64);
+        }
+    }
+}
+
+fn read_id(r: &mut BitReader<'_>, prev: u64, first: bool) -> Result<u64, DecodeError> {
+    if r.read_bool()? {
+        if first {
+            return Err(DecodeError::Invalid("relative id first"));
+        }
+        prev.checked_add(r.read(6)? + 1)
+            .ok_or(DecodeError::Invalid("id overflow"))
+    } else {
+        r.read(64)
+    }
+}
+
+/// Per field: without a baseline, the value; with one, a changed bit, then a
+/// small difference (sign + 5 bits) or the value.
+fn write_delta(w: &mut BitWriter, widths: &[u8], base: Option<&[u32]>, fields: &[u32]) {
+    for (i, (&f, &width)) in fields.iter().zip(widths).enumerate() {
+        let width = width as u32;
+        match base.and_then(|b| b.get(i)) {
+            None => w.write(f as u64, width),
+            Some(&b) if b == f => w.write_bool(false),
+            Some(&b) => {
+                w.write_bool(true);
+                let d = f as i64 - b as i64;
+                if width > 6 && d.abs() < 32 {
+                    w.write_bool(true);
+                    w.write_bool(d < 0);
+                    w.write(d.unsigned_abs(), 5);
+                } else {
+                    if width > 6 {
+                        w.write_bool(false);
+                    }
+                    w.write(f as u64, width);
+                }
+            }
+        }
+    }
+}
+
+fn read_delta(
+    r: &mut BitReader<'_>,
+    widths: &[u8],
+    base: Option<&[u32]>,
+) -> Result<Vec<u32>, DecodeError> {
+    let mut out = Vec::with_capacity(widths.len());
+    for (i, &width) in widths.iter().enumerate() {
+        let width = width as u32;
+        let max = if width >= 32 {
+            u32::MAX as i64
+        } else {
+            (1i64 << width) - 1
+        };
+        let v = match base.and_then(|b| b.get(i)) {
+            None => r.read(width)? as i64,
+            Some(&b) => {
+                if !r.read_bool()? {
+                    b as i64
+                } else if width > 6 && r.read_bool()? {
+                    let neg = r.read_bool()?;
+                    let m = r.read(5)? as i64;
+                    b as i64 + if neg { -m } else { m }
+                } else {
+                    r.read(width)? as i64
+                }
+            }
+        };
+        if !(0..=max).contains(&v) {
+            return Err(DecodeError::Invalid("field out of range"));
+        }
+        out.push(v as u32);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,413 @@
+//! Replication over a simulated network: real meshes, seeded link
+//! conditioners, a 60 Hz tick; time jumps between deadlines.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::*;
+use crate::{ConditionerConfig, Event, LinkConditioner, Mesh, MeshConfig};
+
+const TICK: Duration = Duration::from_nanos(16_666_667);
+
+/// Type 0: x, y (16 bits each), angle (9 bits).
+fn schema() -> Schema {
+    Schema {
+        types: vec![vec![16, 16, 9]],
+    }
+}
+
+struct Node {
+    id: PeerId,
+    mesh: Mesh,
+    rep: Replicator,
+    alive: bool,
+    events: Vec<(Instant, ReplicationEvent)>,
+}
+
+struct Net {
+    now: Instant,
+    nodes: Vec<Node>,
+    links: BTreeMap<(PeerId, PeerId), LinkConditioner<(Channel, Bytes)>>,
+    next_tick: Instant,
+}
+
+impl Net {
+    fn new(n: usize, link: ConditionerConfig, config: ReplicationConfig) -> Self {
+        let now = Instant::now();
+        let mut net = Net {
+            now,
+            nodes: Vec::new(),
+            links: BTreeMap::new(),
+            next_tick: now,
+        };
+        for i in 0..n {
+            let id = PeerId(i as u128 + 1);
+            net.nodes.push(Node {
+                id,
+                mesh: Mesh::new(MeshConfig::default()).unwrap(),
+                rep: Replicator::new(config.clone(), schema(), id),
+                alive: true,
+                events: Vec::new(),
+            });
+        }
+        for a in 0..n {
+            for b in 0..n {
+                if a != b {
+                    let (ia, ib) = (net.nodes[a].id, net.nodes[b].id);
+                    let cfg = ConditionerConfig {
+                        seed: link.seed ^ (ia.0 as u64) << 8 ^ ib.0 as u64,
+                        ..link.clone()
+                    };
+                    net.links.insert((ia, ib), LinkConditioner::new(cfg));
+                    net.nodes[a].mesh.handle_connected(now, ib);
+                }
+            }
+        }
+        net
+    }
+
+    fn index(&self, id: PeerId) -> usize {
+        self.nodes.iter().position(|n| n.id == id).unwrap()
+    }
+
+    fn kill(&mut self, i: usize) {
+        self.nodes[i].alive = false;
+        let id = self.nodes[i].id;
+        self.links.retain(|(a, b), _| *a != id && *b != id);
+        let now = self.now;
+        for n in self.nodes.iter_mut().filter(|n| n.alive) {
+            n.mesh.handle_disconnected(now, id);
+        }
+    }
+
+    /// Runs for `d`, calling `each_tick` before every replication tick.
+    fn run(&mut self, d: Duration, mut each_tick: impl FnMut(&mut Net)) {
+        let end = self.now + d;
+        while self.now < end {
+            let now = self.now;
+            let keys: Vec<(PeerId, PeerId)> = self.links.keys().copied().collect();
+            for (from, to) in keys {
+                while let Some((ch, data)) = self.links.get_mut(&(from, to)).unwrap().poll(now) {
+                    let i = self.index(to);
+                    self.nodes[i].mesh.handle_packet(now, from, ch, data);
+                }
+            }
+            let tick = now >= self.next_tick;
+            if tick {
+                each_tick(self);
+                self.next_tick += TICK;
+            }
+            for n in self.nodes.iter_mut().filter(|n| n.alive) {
+                if n.mesh.poll_timeout().is_some_and(|t| t <= now) {
+                    n.mesh.handle_timeout(now);
+                }
+                while let Some(e) = n.mesh.poll_event() {
+                    match e {
+                        Event::PeerJoined(p) => n.rep.handle_peer_joined(p),
+                        Event::PeerLeft { peer, .. } => n.rep.handle_peer_left(peer),
+                        Event::Message { peer, payload, .. } => {
+                            n.rep.handle_message(peer, &payload)
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                }
+                if tick {
+                    n.rep.tick(now);
+                }
+                while let Some(e) = n.rep.poll_event() {
+                    if let ReplicationEvent::PeerMisbehaved { .. } = e {
+                        panic!("{}: {e:?}", n.id);
+                    }
+                    n.events.push((now, e));
+                }
+                while let Some(t) = n.rep.poll_transmit() {
+                    let _ = n.mesh.send(t.peer, t.channel, &t.data);
+                }
+            }
+            for i in 0..self.nodes.len() {
+                if !self.nodes[i].alive {
+                    continue;
+                }
+                let from = self.nodes[i].id;
+                while let Some(t) = self.nodes[i].mesh.poll_transmit() {
+                    if let Some(l) = self.links.get_mut(&(from, t.peer)) {
+                        l.send(now, (t.channel, t.data), t.channel == Channel::Reliable);
+                    }
+                }
+            }
+            let next = self
+                .links
+                .values()
+                .filter_map(LinkConditioner::poll_timeout)
+                .chain(
+                    self.nodes
+                        .iter()
+                        .filter(|n| n.alive)
+                        .filter_map(|n| n.mesh.poll_timeout()),
+                )
+                .chain([self.next_tick])
+                .min()
+                .unwrap_or(self.now + TICK);
+            self.now = next.max(self.now + Duration::from_micros(50)).min(end);
+        }
+    }
+
+    fn same_everywhere(&self, id: NetId) -> bool {
+        let live: Vec<&Node> = self.nodes.iter().filter(|n| n.alive).collect();
+        let first = live[0].rep.entity(id);
+        first.is_some() && live.iter().all(|n| n.rep.entity(id) == first)
+    }
+}
+
+fn link(loss: f64, seed: u64) -> ConditionerConfig {
+    ConditionerConfig {
+        latency: Duration::from_millis(50),
+        jitter: Duration::from_millis(10),
+        loss,
+        duplicate: 0.01,
+        seed,
+    }
+}
+
+fn moving(t: u32, k: u32) -> Vec<u32> {
+    vec![
+        (1000 + t * 3 + k) % 65536,
+        (2000 + t * (k % 5)) % 65536,
+        (t + k) % 512,
+    ]
+}
+
+#[test]
+fn with_20_percent_loss_every_peer_converges_within_3_rtt_of_the_last_move() {
+    let mut net = Net::new(3, link(0.2, 1), ReplicationConfig::default());
+    net.run(Duration::from_secs(1), |_| {});
+    let ids: Vec<NetId> = (0..50)
+        .map(|k| net.nodes[0].rep.spawn(0, moving(0, k)).unwrap())
+        .collect();
+    let mut t = 0;
+    net.run(Duration::from_secs(3), |n| {
+        t += 1;
+        for (k, id) in ids.iter().enumerate() {
+            n.nodes[0].rep.set(*id, moving(t, k as u32));
+        }
+    });
+    let stopped = net.now;
+    let mut converged = None;
+    let rtt = Duration::from_millis(100);
+    net.run(rtt * 3, |n| {
+        if converged.is_none() && ids.iter().all(|id| n.same_everywhere(*id)) {
+            converged = Some(n.now);
+        }
+    });
+    let took = converged.expect("not converged within 3 RTT") - stopped;
+    println!("converged {took:?} after motion stopped (RTT {rtt:?}, 20 % loss)");
+    assert!(took <= rtt * 3);
+}
+
+#[test]
+fn a_tight_budget_starves_no_entity() {
+    let config = ReplicationConfig {
+        budget_bytes_per_sec: 4_000,
+        ..ReplicationConfig::default()
+    };
+    let mut net = Net::new(2, link(0.05, 2), config);
+    net.run(Duration::from_secs(1), |_| {});
+    let ids: Vec<NetId> = (0..200)
+        .map(|k| net.nodes[0].rep.spawn(0, moving(0, k)).unwrap())
+        .collect();
+    // A few entities matter more.
+    for id in &ids[..5] {
+        net.nodes[0].rep.set_priority(*id, 10.0);
+    }
+    let mut t = 0;
+    net.run(Duration::from_secs(10), |n| {
+        t += 1;
+        for (k, id) in ids.iter().enumerate() {
+            n.nodes[0].rep.set(*id, moving(t, k as u32));
+        }
+    });
+    // Gaps between updates of each entity at the receiver, after spawning.
+    let mut last: BTreeMap<NetId, Instant> = BTreeMap::new();
+    let mut widest: BTreeMap<NetId, Duration> = BTreeMap::new();
+    let mut count: BTreeMap<NetId, u32> = BTreeMap::new();
+    let start = net.nodes[1].events.first().map(|e| e.0).unwrap();
+    for (at, e) in &net.nodes[1].events {
+        if let ReplicationEvent::Updated { id } | ReplicationEvent::Spawned { id, .. } = e {
+            let prev = last.insert(*id, *at).unwrap_or(start);
+            let w = widest.entry(*id).or_default();
+            *w = (*w).max(*at - prev);
+            *count.entry(*id).or_default() += 1;
+        }
+    }
+    let worst = widest.values().max().copied().unwrap();
+    let sent = net.nodes[0].rep.bytes_per_sec(net.nodes[1].id);
+    println!(
+        "worst gap {worst:?}; {sent:.0} B/s sent; urgent got {} updates, others {}",
+        count[&ids[0]], count[&ids[100]]
+    );
+    assert_eq!(widest.len(), ids.len(), "every entity was updated");
+    assert!(worst < Duration::from_secs(3), "an entity waited {worst:?}");
+    assert!(sent <= 4_000.0 * 1.3, "{sent} B/s over a 4,000 B/s budget");
+    assert!(count[&ids[0]] > 3 * count[&ids[100]], "priority counts");
+}
+
+#[test]
+fn interest_spawns_and_despawns_on_the_right_peers_only() {
+    let mut net = Net::new(3, link(0.1, 3), ReplicationConfig::default());
+    net.run(Duration::from_secs(1), |_| {});
+    let (b, c) = (net.nodes[1].id, net.nodes[2].id);
+    let id = net.nodes[0].rep.spawn(0, moving(0, 1)).unwrap();
+    net.run(Duration::from_millis(500), |_| {});
+    assert!(net.nodes[1].rep.entity(id).is_some() && net.nodes[2].rep.entity(id).is_some());
+    net.nodes[0].rep.set_visible(b, id, false);
+    net.run(Duration::from_millis(500), |_| {});
+    assert!(net.nodes[1].rep.entity(id).is_none(), "hidden from b");
+    assert!(net.nodes[2].rep.entity(id).is_some(), "still at c");
+    assert!(
+        net.nodes[1]
+            .events
+            .iter()
+            .any(|(_, e)| *e == ReplicationEvent::Despawned { id })
+    );
+    assert!(
+        !net.nodes[2]
+            .events
+            .iter()
+            .any(|(_, e)| *e == ReplicationEvent::Despawned { id })
+    );
+    net.nodes[0].rep.set(id, moving(9, 1));
+    net.nodes[0].rep.set_visible(b, id, true);
+    net.run(Duration::from_millis(500), |_| {});
+    assert!(net.same_everywhere(id));
+    let spawns = |n: &Node| {
+        n.events
+            .iter()
+            .filter(|(_, e)| matches!(e, ReplicationEvent::Spawned { id: i, .. } if *i == id))
+            .count()
+    };
+    assert_eq!(spawns(&net.nodes[1]), 2);
+    assert_eq!(spawns(&net.nodes[2]), 1);
+    let _ = c;
+}
+
+#[test]
+fn authority_hand_off_mid_motion_loses_no_update() {
+    // Wide jitter: updates sent before the hand-over still arrive after it.
+    let jittery = ConditionerConfig {
+        jitter: Duration::from_millis(80),
+        ..link(0.1, 4)
+    };
+    let mut net = Net::new(3, jittery, ReplicationConfig::default());
+    net.run(Duration::from_secs(1), |_| {});
+    let b = net.nodes[1].id;
+    let id = net.nodes[0].rep.spawn(0, vec![0, 0, 0]).unwrap();
+    // Whoever owns it moves it one step a tick.
+    let step = |n: &mut Net| {
+        for node in n.nodes.iter_mut() {
+            if let Some(e) = node.rep.entity(id).cloned()
+                && e.owner == node.id
+            {
+                node.rep.set(id, vec![e.fields[0] + 1, 0, 0]);
+            }
+        }
+    };
+    net.run(Duration::from_secs(1), step);
+    net.nodes[1].rep.request_authority(id);
+    let mut handed = false;
+    let mut seen_at_c: Vec<u32> = Vec::new();
+    net.run(Duration::from_secs(2), |n| {
+        step(n);
+        if let Some(e) = n.nodes[2].rep.entity(id) {
+            seen_at_c.push(e.fields[0]);
+        }
+        if !handed
+            && n.nodes[0].events.iter().any(|(_, e)| {
+                matches!(e, ReplicationEvent::AuthorityRequested { id: i, peer } if *i == id && *peer == b)
+            })
+        {
+            handed = n.nodes[0].rep.hand_over(id, b);
+        }
+    });
+    assert!(handed);
+    assert_eq!(net.nodes[2].rep.entity(id).unwrap().owner, b);
+    // c saw the value only ever grow: no update from the old owner after the
+    // hand-over, and the new owner went on from where the old one stopped.
+    assert!(
+        seen_at_c.windows(2).all(|w| w[0] <= w[1]),
+        "c saw the value go back: no stale update may win after the hand-over"
+    );
+    let moved = seen_at_c.last().copied().unwrap_or(0) - seen_at_c[0];
+    assert!(
+        moved > 100,
+        "c followed the motion across the hand-over: {moved}"
+    );
+    net.run(Duration::from_secs(1), |_| {});
+    assert!(net.same_everywhere(id));
+}
+
+#[test]
+fn the_owner_leaves_and_a_successor_carries_on() {
+    let mut net = Net::new(3, link(0.1, 5), ReplicationConfig::default());
+    net.run(Duration::from_secs(1), |_| {});
+    let ids: Vec<NetId> = (0..20)
+        .map(|k| net.nodes[2].rep.spawn(0, moving(0, k)).unwrap())
+        .collect();
+    net.run(Duration::from_secs(1), |_| {});
+    net.kill(2);
+    net.run(Duration::from_millis(200), |_| {});
+    let successor = net.nodes[0].id.min(net.nodes[1].id);
+    for id in &ids {
+        for n in &net.nodes[..2] {
+            let e = n.rep.entity(*id).expect("still present");
+            assert_eq!(e.owner, successor);
+        }
+    }
+    // The successor moves them; the other peer follows.
+    let mut t = 0;
+    net.run(Duration::from_secs(1), |n| {
+        t += 1;
+        for (k, id) in ids.iter().enumerate() {
+            n.nodes[0].rep.set(*id, moving(t + 100, k as u32));
+        }
+    });
+    net.run(Duration::from_millis(500), |_| {});
+    for id in &ids {
+        assert!(net.same_everywhere(*id));
+        assert_eq!(
+            net.nodes[1].rep.entity(*id).unwrap().fields,
+            moving(t + 100, (id.0 & 0xff) as u32 % 20)
+        );
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn malformed_messages_never_panic(msgs in proptest::collection::vec(
+        (0usize..6, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..60)), 0..40)) {
+        let mut r = Replicator::new(ReplicationConfig::default(), schema(), PeerId(1));
+        r.handle_peer_joined(PeerId(2));
+        // A known entity from peer 2, so updates reach the delta decoder.
+        let mut spawn = vec![SPAWN];
+        spawn.extend_from_slice(&7u64.to_le_bytes());
+        spawn.extend_from_slice(&0u16.to_le_bytes());
+        spawn.extend_from_slice(&[1, 2, 3, 4, 5]);
+        r.handle_message(PeerId(2), &spawn);
+        for (kind, tail) in msgs {
+            let mut m = vec![[UPDATE, SPAWN, DESPAWN, OWNER, REQUEST, EVENT][kind]];
+            if kind == 0 && tail.len() > 14 {
+                // A plausible header pointing at entity 7, then garbage bits.
+                m.extend_from_slice(&tail[..12]);
+                m.extend_from_slice(&1u16.to_le_bytes());
+                m.push(0);
+                m.extend_from_slice(&7u64.to_le_bytes());
+                m.extend_from_slice(&tail[12..]);
+            } else {
+                m.extend(tail);
+            }
+            r.handle_message(PeerId(2), &m);
+            r.tick(Instant::now());
+            while r.poll_transmit().is_some() {}
+            while r.poll_event().is_some() {}
+        }
+    }
+}
