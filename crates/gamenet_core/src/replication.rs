@@ -150,7 +150,9 @@ const EVENT: u8 = 0x14;
 /// Received states kept per entity, to decode deltas against.
 const HISTORY: usize = 32;
 /// Sent packets remembered per peer, waiting for acks.
-const IN_FLIGHT: usize = 64;
+const IN_FLIGHT: usize = 256;
+/// Bits of a baseline distance (in packets).
+const BACK_BITS: u32 = 8;
 /// Largest game event.
 const MAX_EVENT: usize = 64 * 1024;
 
@@ -179,9 +181,9 @@ struct Outgoing {
 struct Incoming {
     /// Received states per entity, newest last.
     history: BTreeMap<NetId, VecDeque<(u32, Vec<u32>)>>,
-    /// Newest update seq received and the 32 before it.
+    /// Newest update seq received and the 64 before it.
     latest: Option<u32>,
-    bits: u32,
+    bits: u64,
 }
 
 impl Incoming {
@@ -193,14 +195,16 @@ impl Incoming {
             }
             Some(l) if seq > l => {
                 let shift = seq - l;
-                self.bits = if shift >= 32 {
+                self.bits = if shift > 64 {
                     0
+                } else if shift == 64 {
+                    1 << 63
                 } else {
                     (self.bits << shift) | (1 << (shift - 1))
                 };
                 self.latest = Some(seq);
             }
-            Some(l) if seq < l && l - seq <= 32 => self.bits |= 1 << (l - seq - 1),
+            Some(l) if seq < l && l - seq <= 64 => self.bits |= 1 << (l - seq - 1),
             _ => {}
         }
     }
@@ -642,15 +646,24 @@ impl Replicator {
         let mut r = Reader { bytes };
         let seq = r.u32("seq")?;
         let ack = r.u32("ack")?;
-        let ack_bits = r.u32("ack bits")?;
+        let ack_bits = r.u64("ack bits")?;
         let count = r.u16("count")? as usize;
         self.on_ack(peer, ack, ack_bits);
         let mut bits = BitReader::new(r.rest());
+        let common = if count > 0 {
+            bits.read(BACK_BITS)? as u32
+        } else {
+            0
+        };
         let mut id = 0u64;
         let mut updates = Vec::new();
         for k in 0..count {
             id = read_id(&mut bits, id, k == 0)?;
-            let back = bits.read(5)? as u32;
+            let back = if bits.read_bool()? {
+                common
+            } else {
+                bits.read(BACK_BITS)? as u32
+            };
             let Some(e) = self.entities.get(&NetId(id)) else {
                 // Its spawn is still on the reliable channel: the rest of the
                 // packet cannot be read, and nothing is acked, so the sender
@@ -713,12 +726,12 @@ impl Replicator {
         Ok(())
     }
 
-    fn on_ack(&mut self, peer: PeerId, ack: u32, bits: u32) {
+    fn on_ack(&mut self, peer: PeerId, ack: u32, bits: u64) {
         let Some(link) = self.links.get_mut(&peer) else {
             return;
         };
         let acked = |seq: u32| {
-            seq == ack || (ack > seq && ack - seq <= 32 && bits & (1 << (ack - seq - 1)) != 0)
+            seq == ack || (ack > seq && ack - seq <= 64 && bits & (1 << (ack - seq - 1)) != 0)
         };
         let out = &mut link.out;
         while let Some(pos) = out.in_flight.iter().position(|(s, _)| acked(*s)) {
@@ -753,24 +766,26 @@ impl Replicator {
     fn tick_peer(&mut self, now: Instant, peer: PeerId, dt: Duration) {
         let default_budget = self.config.budget_bytes_per_sec;
         let max_packet = self.config.max_packet;
+        let entities = &self.entities;
+        let schema = &self.schema;
+        let transmits = &mut self.transmits;
         let Some(link) = self.links.get_mut(&peer) else {
             return;
         };
-        let out = &mut link.out;
-        let budget = out.budget.unwrap_or(default_budget) as f64;
-        out.credit =
-            (out.credit + budget * dt.as_secs_f64()).min(budget * 0.25 + max_packet as f64);
+        let budget = link.out.budget.unwrap_or(default_budget) as f64;
+        link.out.credit =
+            (link.out.credit + budget * dt.as_secs_f64()).min(budget * 0.25 + max_packet as f64);
         // Entities that differ from what the peer acked gain priority.
         let mut candidates: Vec<(f32, NetId)> = Vec::new();
-        for (&id, acked) in &out.scope {
-            let Some(e) = self.entities.get(&id) else {
+        for (&id, acked) in &link.out.scope {
+            let Some(e) = entities.get(&id) else {
                 continue;
             };
             if e.owner != self.id {
                 continue;
             }
             let changed = acked.as_ref().is_none_or(|(_, f)| *f != e.fields);
-            let p = out.priority.entry(id).or_insert(0.0);
+            let p = link.out.priority.entry(id).or_insert(0.0);
             if changed {
                 *p += self.priorities.get(&id).copied().unwrap_or(1.0);
                 candidates.push((*p, id));
@@ -779,96 +794,49 @@ impl Replicator {
             }
         }
         candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let limit = (out.credit as usize).min(max_packet);
-        let header = 15;
-        let seq = out.seq.wrapping_add(1);
-        let mut chosen: Vec<(NetId, u32, Vec<u32>)> = Vec::new();
-        let mut bits_used = 0usize;
-        for (_, id) in candidates {
-            let Some(e) = self.entities.get(&id) else {
-                continue;
-            };
-            let Some(widths) = self.schema.widths(e.ty) else {
-                continue;
-            };
-            let baseline = out.scope.get(&id).cloned().flatten();
-            let back = match &baseline {
-                Some((s, _)) if seq.wrapping_sub(*s) < 32 => seq.wrapping_sub(*s),
-                _ => 0,
-            };
-            let base = if back == 0 {
-                None
-            } else {
-                baseline.map(|(_, f)| f)
-            };
-            let mut w = BitWriter::new();
-            // Counted at the full id width: the packet sorts ids afterwards.
-            write_id(&mut w, id.0, None);
-            w.write(back as u64, 5);
-            write_delta(&mut w, widths, base.as_deref(), &e.fields);
-            let cost = w.bit_len();
-            if header * 8 + bits_used + cost > limit * 8 {
-                if chosen.is_empty() && limit >= max_packet {
-                    // Too large for any packet: skip it rather than stall all.
+        let mut next = 0;
+        let mut sent_any = false;
+        // As many packets as the budget allows, most urgent entities first.
+        while next < candidates.len() && link.out.credit >= (HEADER + 16) as f64 {
+            let limit = (link.out.credit as usize).min(max_packet);
+            let seq = link.out.seq.wrapping_add(1);
+            let mut chosen: Vec<Chosen> = Vec::new();
+            let mut estimate = HEADER * 8 + BACK_BITS as usize;
+            while next < candidates.len() {
+                let id = candidates[next].1;
+                let Some(c) = chosen_entry(entities, schema, &link.out, id, seq) else {
+                    next += 1;
                     continue;
+                };
+                // Sorted ids and a shared baseline cost a few bits each.
+                let cost = 8 + c.bits;
+                if estimate + cost > limit * 8 && !chosen.is_empty() {
+                    break;
                 }
-                break;
+                estimate += cost;
+                chosen.push(c);
+                next += 1;
             }
-            bits_used += cost;
-            chosen.push((id, back, e.fields.clone()));
+            let mut data = encode_update(entities, schema, seq, &link.inc, &chosen);
+            // The estimate was short: give back the least urgent until it fits.
+            while data.len() > limit && chosen.len() > 1 {
+                chosen.pop();
+                next -= 1;
+                data = encode_update(entities, schema, seq, &link.inc, &chosen);
+            }
+            if data.len() > max_packet {
+                // One entity too large for any packet: skipped.
+                continue;
+            }
+            finish_packet(link, transmits, now, peer, seq, data, chosen);
+            sent_any = true;
         }
-        let ack = link.inc.latest.unwrap_or(0);
-        let ack_bits = link.inc.bits;
-        let out = &mut link.out;
-        if chosen.is_empty() && link.inc.latest.is_none() {
-            return;
+        if !sent_any && link.inc.latest.is_some() {
+            // Nothing to send: the acks go anyway.
+            let seq = link.out.seq.wrapping_add(1);
+            let data = encode_update(entities, schema, seq, &link.inc, &[]);
+            finish_packet(link, transmits, now, peer, seq, data, Vec::new());
         }
-        // Encode for real, ids ascending and relative to the previous one.
-        chosen.sort_by_key(|c| c.0);
-        let mut w = BitWriter::new();
-        let mut prev = None;
-        for (id, back, fields) in &chosen {
-            let e = &self.entities[id];
-            let widths = self.schema.widths(e.ty).unwrap_or(&[]);
-            let base = if *back == 0 {
-                None
-            } else {
-                out.scope.get(id).cloned().flatten().map(|(_, f)| f)
-            };
-            write_id(&mut w, id.0, prev);
-            w.write(*back as u64, 5);
-            write_delta(&mut w, widths, base.as_deref(), fields);
-            prev = Some(id.0);
-        }
-        let mut data = vec![UPDATE];
-        data.extend_from_slice(&seq.to_le_bytes());
-        data.extend_from_slice(&ack.to_le_bytes());
-        data.extend_from_slice(&ack_bits.to_le_bytes());
-        data.extend_from_slice(&(chosen.len() as u16).to_le_bytes());
-        data.extend(w.finish());
-        out.seq = seq;
-        out.credit -= data.len() as f64;
-        for (id, _, _) in &chosen {
-            out.priority.insert(*id, 0.0);
-        }
-        out.in_flight
-            .push_back((seq, chosen.into_iter().map(|(id, _, f)| (id, f)).collect()));
-        while out.in_flight.len() > IN_FLIGHT {
-            out.in_flight.pop_front();
-        }
-        out.sent.push_back((now, data.len()));
-        while out
-            .sent
-            .front()
-            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > Duration::from_secs(1))
-        {
-            out.sent.pop_front();
-        }
-        self.transmits.push_back(ReplicationTransmit {
-            peer,
-            channel: Channel::Unreliable,
-            data: Bytes::from(data),
-        });
     }
 
     /// The next message to send.
@@ -880,6 +848,127 @@ impl Replicator {
     pub fn poll_event(&mut self) -> Option<ReplicationEvent> {
         self.events.pop_front()
     }
+}
+
+/// Bytes of an update packet's header.
+const HEADER: usize = 19;
+
+/// An entity picked for a packet: its id, baseline distance, fields, and its
+/// cost in bits apart from id and baseline.
+#[derive(Clone)]
+struct Chosen {
+    id: NetId,
+    back: u32,
+    fields: Vec<u32>,
+    base: Option<Vec<u32>>,
+    bits: usize,
+}
+
+fn chosen_entry(
+    entities: &BTreeMap<NetId, Entity>,
+    schema: &Schema,
+    out: &Outgoing,
+    id: NetId,
+    seq: u32,
+) -> Option<Chosen> {
+    let e = entities.get(&id)?;
+    let widths = schema.widths(e.ty)?;
+    let baseline = out.scope.get(&id).cloned().flatten();
+    let (back, base) = match baseline {
+        Some((s, f)) if seq.wrapping_sub(s) < 1 << BACK_BITS => (seq.wrapping_sub(s), Some(f)),
+        _ => (0, None),
+    };
+    let mut w = BitWriter::new();
+    write_delta(&mut w, widths, base.as_deref(), &e.fields);
+    Some(Chosen {
+        id,
+        back,
+        fields: e.fields.clone(),
+        base,
+        bits: w.bit_len(),
+    })
+}
+
+/// An update packet: header (seq, ack, ack bits, count), then the entities
+/// in id order: a shared baseline distance, and per entity its id gap, a
+/// baseline bit (or distance) and its fields.
+fn encode_update(
+    entities: &BTreeMap<NetId, Entity>,
+    schema: &Schema,
+    seq: u32,
+    inc: &Incoming,
+    chosen: &[Chosen],
+) -> Vec<u8> {
+    let mut sorted: Vec<&Chosen> = chosen.iter().collect();
+    sorted.sort_by_key(|c| c.id);
+    let mut counts = [0usize; 1 << BACK_BITS];
+    for c in &sorted {
+        counts[c.back as usize % counts.len()] += 1;
+    }
+    let common = (0..counts.len()).max_by_key(|&b| counts[b]).unwrap_or(0) as u32;
+    let mut w = BitWriter::new();
+    if !sorted.is_empty() {
+        w.write(common as u64, BACK_BITS);
+    }
+    let mut prev = None;
+    for c in &sorted {
+        let widths = entities
+            .get(&c.id)
+            .and_then(|e| schema.widths(e.ty))
+            .unwrap_or(&[]);
+        write_id(&mut w, c.id.0, prev);
+        if c.back == common {
+            w.write_bool(true);
+        } else {
+            w.write_bool(false);
+            w.write(c.back as u64, BACK_BITS);
+        }
+        write_delta(&mut w, widths, c.base.as_deref(), &c.fields);
+        prev = Some(c.id.0);
+    }
+    let mut data = Vec::with_capacity(HEADER + w.bit_len() / 8 + 1);
+    data.push(UPDATE);
+    data.extend_from_slice(&seq.to_le_bytes());
+    data.extend_from_slice(&inc.latest.unwrap_or(0).to_le_bytes());
+    data.extend_from_slice(&inc.bits.to_le_bytes());
+    data.extend_from_slice(&(sorted.len() as u16).to_le_bytes());
+    data.extend(w.finish());
+    data
+}
+
+fn finish_packet(
+    link: &mut Link,
+    transmits: &mut VecDeque<ReplicationTransmit>,
+    now: Instant,
+    peer: PeerId,
+    seq: u32,
+    data: Vec<u8>,
+    chosen: Vec<Chosen>,
+) {
+    let out = &mut link.out;
+    out.seq = seq;
+    out.credit -= data.len() as f64;
+    for c in &chosen {
+        out.priority.insert(c.id, 0.0);
+    }
+    out.in_flight
+        .push_back((seq, chosen.into_iter().map(|c| (c.id, c.fields)).collect()));
+    while out.in_flight.len() > IN_FLIGHT {
+        out.in_flight.pop_front();
+    }
+    out.sent.push_back((now, data.len()));
+    while out
+        .sent
+        .front()
+        .is_some_and(|(t, _)| now.saturating_duration_since(*t) > Duration::from_secs(1))
+    {
+        out.sent.pop_front();
+    }
+    transmits.push_back(ReplicationTransmit {
+        peer,
+        channel: Channel::Unreliable,
+        data: Bytes::from(data),
+    });
 }
 
 fn clamp(widths: &[u8], mut fields: Vec<u32>) -> Vec<u32> {
@@ -916,37 +1005,47 @@ fn full_fields(e: &Entity, schema: &Schema) -> Vec<u8> {
     w.finish()
 }
 
-/// Ids in a packet ascend: small gaps cost 1 + 6 bits, others 1 + 64.
+/// Ids in a packet ascend, so each is sent as the gap from the one before:
+/// `0` for a gap of 1, `10` + 2 bits for 2 to 5, `110` + 5 bits for 6 to 37,
+/// `111` + 64 bits for the id itself (and for the first id).
 fn write_id(w: &mut BitWriter, id: u64, prev: Option<u64>) {
-    match prev
-        .and_then(|p| id.checked_sub(p))
-        .filter(|&g| (1..=64).contains(&g))
-    {
-        Some(gap) => {
-            w.write_bool(true);
-            w.write(gap - 1, 6);
+    match prev.and_then(|p| id.checked_sub(p)) {
+        Some(1) => w.write_bool(false),
+        Some(g @ 2..=5) => {
+            w.write(0b01, 2);
+            w.write(g - 2, 2);
         }
-        None => {
-            w.write_bool(false);
+        Some(g @ 6..=37) => {
+            w.write(0b011, 3);
+            w.write(g - 6, 5);
+        }
+        _ => {
+            w.write(0b111, 3);
             w.write(id, 64);
         }
     }
 }
 
 fn read_id(r: &mut BitReader<'_>, prev: u64, first: bool) -> Result<u64, DecodeError> {
-    if r.read_bool()? {
-        if first {
-            return Err(DecodeError::Invalid("relative id first"));
-        }
-        prev.checked_add(r.read(6)? + 1)
-            .ok_or(DecodeError::Invalid("id overflow"))
+    let gap = if !r.read_bool()? {
+        1
+    } else if !r.read_bool()? {
+        2 + r.read(2)?
+    } else if !r.read_bool()? {
+        6 + r.read(5)?
     } else {
-        r.read(64)
+        return r.read(64);
+    };
+    if first {
+        return Err(DecodeError::Invalid("relative id first"));
     }
+    prev.checked_add(gap)
+        .ok_or(DecodeError::Invalid("id overflow"))
 }
 
-/// Per field: without a baseline, the value; with one, a changed bit, then a
-/// small difference (sign + 5 bits) or the value.
+/// Per field: without a baseline, the value; with one, a changed bit, then
+/// for fields wider than 12 bits a difference of sign + 5 bits (`0`), sign +
+/// 10 bits (`10`) or the value (`11`); narrower fields send the value.
 fn write_delta(w: &mut BitWriter, widths: &[u8], base: Option<&[u32]>, fields: &[u32]) {
     for (i, (&f, &width)) in fields.iter().zip(widths).enumerate() {
         let width = width as u32;
@@ -956,14 +1055,18 @@ fn write_delta(w: &mut BitWriter, widths: &[u8], base: Option<&[u32]>, fields: &
             Some(&b) => {
                 w.write_bool(true);
                 let d = f as i64 - b as i64;
-                if width > 6 && d.abs() < 32 {
-                    w.write_bool(true);
+                if width <= 12 {
+                    w.write(f as u64, width);
+                } else if d.abs() < 1 << 5 {
+                    w.write_bool(false);
                     w.write_bool(d < 0);
                     w.write(d.unsigned_abs(), 5);
+                } else if d.abs() < 1 << 10 {
+                    w.write(0b01, 2);
+                    w.write_bool(d < 0);
+                    w.write(d.unsigned_abs(), 10);
                 } else {
-                    if width > 6 {
-                        w.write_bool(false);
-                    }
+                    w.write(0b11, 2);
                     w.write(f as u64, width);
                 }
             }
@@ -989,12 +1092,18 @@ fn read_delta(
             Some(&b) => {
                 if !r.read_bool()? {
                     b as i64
-                } else if width > 6 && r.read_bool()? {
-                    let neg = r.read_bool()?;
-                    let m = r.read(5)? as i64;
-                    b as i64 + if neg { -m } else { m }
-                } else {
+                } else if width <= 12 {
                     r.read(width)? as i64
+                } else {
+                    let small = !r.read_bool()?;
+                    let medium = !small && !r.read_bool()?;
+                    if small || medium {
+                        let neg = r.read_bool()?;
+                        let m = r.read(if small { 5 } else { 10 })? as i64;
+                        b as i64 + if neg { -m } else { m }
+                    } else {
+                        r.read(width)? as i64
+                    }
                 }
             }
         };

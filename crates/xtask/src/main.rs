@@ -9,7 +9,8 @@
 //! - `serve`: builds the web page and runs the signaling server serving it on
 //!   `0.0.0.0:3000` (flags after `--` go to the server).
 //! - `bench [name]`: runs the benchmarks (`transport`, in an isolated network
-//!   namespace, and `rollback`), or the one named; reports go to `benches/results/`.
+//!   namespace, `rollback` and `statesync`), or the one named; reports go to
+//!   `benches/results/`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -269,7 +270,7 @@ fn serve(root: &Path, extra: &[String]) -> Result<()> {
 
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
     let _ = root;
-    let names = ["transport", "rollback"];
+    let names = ["transport", "rollback", "statesync"];
     let chosen: Vec<&str> = match extra.first().map(String::as_str) {
         Some(name) if names.contains(&name) => vec![name],
         Some(other) => bail!("unknown benchmark {other}; there are {names:?}"),
