@@ -58,6 +58,7 @@ pub use gamenet_core::{
 };
 use gamenet_core::{LinkConditioner, Mesh, Transmit};
 
+pub mod replication;
 pub mod rollback;
 
 /// Longest the async loop sleeps without looking at the clock.
