@@ -201,3 +201,140 @@ fn three_peers_replicate_and_survive_the_owner_leaving() {
         },
     );
 }
+
+mod bevy {
+    use super::*;
+    use bevy_app::{App, Update};
+    use bevy_diagnostic::DiagnosticsStore;
+    use bevy_ecs::prelude::*;
+    use bevy_gamenet::replication::{
+        BYTES_PER_SEC, NetState, Remote, Replicated, ReplicationApp, ReplicationPlugin,
+        ReplicationSettings,
+    };
+    use gamenet::IceServer;
+
+    #[derive(Component, Clone, PartialEq, Debug)]
+    struct Ball {
+        x: f32,
+    }
+
+    impl NetState for Ball {
+        const WIDTHS: &'static [u8] = &[20];
+        fn to_fields(&self) -> Vec<u32> {
+            vec![(self.x * 100.0).round().clamp(0.0, 1_048_575.0) as u32]
+        }
+        fn from_fields(f: &[u32]) -> Self {
+            Ball {
+                x: f[0] as f32 / 100.0,
+            }
+        }
+        fn interpolate(&self, next: &Self, t: f32) -> Self {
+            Ball {
+                x: self.x + (next.x - self.x) * t,
+            }
+        }
+    }
+
+    fn roll(mut q: Query<&mut Ball, (With<Replicated>, Without<Remote>)>) {
+        for mut b in &mut q {
+            b.x += 0.5;
+        }
+    }
+
+    fn app(url: &str) -> App {
+        let builder = PeerMesh::builder(url)
+            .app_id("bevy-replication-e2e")
+            .ice_server(IceServer::none());
+        let mut app = App::new();
+        app.add_plugins(ReplicationPlugin::connect(
+            builder,
+            ReplicationConfig::default(),
+        ))
+        .replicate::<Ball>()
+        .insert_resource(ReplicationSettings {
+            tick_hz: 60,
+            interpolation_delay: Duration::from_millis(50),
+        })
+        .add_systems(Update, roll);
+        app.finish();
+        app.cleanup();
+        app
+    }
+
+    fn balls(app: &mut App) -> Vec<(Ball, bool)> {
+        let world = app.world_mut();
+        world
+            .query::<(&Ball, Option<&Remote>)>()
+            .iter(world)
+            .map(|(b, r)| (b.clone(), r.is_some()))
+            .collect()
+    }
+
+    #[test]
+    fn two_bevy_apps_replicate_and_interpolate_a_ball_and_b_takes_over() {
+        isolated(
+            "bevy::two_bevy_apps_replicate_and_interpolate_a_ball_and_b_takes_over",
+            || async {
+                let url = format!("{}/bevy-replicate?next=2", start_server().await);
+                let mut a = app(&url);
+                let mut b = app(&url);
+                a.world_mut().spawn((Ball { x: 10.0 }, Replicated));
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                let mut seen = Vec::new();
+                loop {
+                    a.update();
+                    b.update();
+                    if let Some((ball, true)) = balls(&mut b).first().cloned() {
+                        seen.push(ball.x);
+                        if seen.len() > 120 {
+                            break;
+                        }
+                    }
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "b never saw the ball"
+                    );
+                    tokio::time::sleep(TICK).await;
+                }
+                // Interpolated: it moves on at b in small, steady steps.
+                let steps: Vec<f32> = seen.windows(2).map(|w| w[1] - w[0]).collect();
+                assert!(steps.iter().all(|s| *s >= -0.01), "went back: {steps:?}");
+                assert!(seen.last().unwrap() - seen[0] > 20.0, "{seen:?}");
+                let a_x = balls(&mut a)[0].0.x;
+                let b_x = seen.last().copied().unwrap();
+                println!("a at {a_x:.2}, b shows {b_x:.2} (interpolation delay + link)");
+                let sent = a
+                    .world()
+                    .resource::<DiagnosticsStore>()
+                    .get(&BYTES_PER_SEC)
+                    .and_then(|d| d.value())
+                    .unwrap_or(0.0);
+                println!("a's diagnostic {BYTES_PER_SEC}: {sent:.0}");
+                assert!(sent > 0.0);
+
+                // a leaves: b owns the ball now and moves it itself.
+                drop(a);
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                loop {
+                    b.update();
+                    if let Some((_, false)) = balls(&mut b).first() {
+                        break;
+                    }
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "b never took the ball over"
+                    );
+                    tokio::time::sleep(TICK).await;
+                }
+                let before = balls(&mut b)[0].0.x;
+                for _ in 0..10 {
+                    b.update();
+                }
+                assert!(
+                    balls(&mut b)[0].0.x > before,
+                    "b moves the ball it took over"
+                );
+            },
+        );
+    }
+}

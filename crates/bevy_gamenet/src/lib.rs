@@ -39,6 +39,7 @@
 //!     .run();
 //! ```
 
+pub mod replication;
 pub mod rollback;
 mod snapshot;
 
