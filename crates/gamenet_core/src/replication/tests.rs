@@ -411,3 +411,36 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_truncated_update_is_reported_and_changes_nothing() {
+    let (a_id, b_id) = (PeerId(1), PeerId(2));
+    let mut a = Replicator::new(ReplicationConfig::default(), schema(), a_id);
+    let mut b = Replicator::new(ReplicationConfig::default(), schema(), b_id);
+    a.handle_peer_joined(b_id);
+    b.handle_peer_joined(a_id);
+    let id = a.spawn(0, vec![1, 2, 3]).unwrap();
+    let now = Instant::now();
+    a.set(id, vec![40_000, 2, 3]);
+    a.tick(now);
+    let mut update = None;
+    while let Some(t) = a.poll_transmit() {
+        if t.channel == Channel::Reliable {
+            b.handle_message(a_id, &t.data);
+        } else {
+            update = Some(t.data);
+        }
+    }
+    while b.poll_event().is_some() {}
+    let update = update.expect("an update");
+    for cut in 1..update.len() {
+        b.handle_message(a_id, &update[..cut]);
+        assert_eq!(b.entity(id).unwrap().fields, vec![1, 2, 3], "cut at {cut}");
+        match b.poll_event() {
+            Some(ReplicationEvent::PeerMisbehaved { peer, .. }) => assert_eq!(peer, a_id),
+            other => panic!("cut at {cut}: {other:?}"),
+        }
+    }
+    b.handle_message(a_id, &update);
+    assert_eq!(b.entity(id).unwrap().fields, vec![40_000, 2, 3]);
+}
