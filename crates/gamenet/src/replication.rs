@@ -1,6 +1,6 @@
 //! State replication over a mesh: [`ReplicationNet`] runs a [`Replicator`] on
 //! a [`Transport`] — a [`PeerMesh`], or the application channel of a
-//! [`RollbackNet`](crate::rollback::RollbackNet) so one game can mix rollback
+//! [`RollbackNet`] so one game can mix rollback
 //! and replicated state.
 //!
 //! Replication messages start with [`REPLICATION_TAG`]; other messages pass
