@@ -288,12 +288,7 @@ fn in_process_report() -> String {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is taken.
-    if std::env::var_os(gamenet_e2e::NETNS_ENV).is_none() {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let status = gamenet_e2e::reexec_isolated(&args);
-        std::process::exit(status.code().unwrap_or(1));
-    }
+    gamenet_benches::ensure_isolated();
     let mut report = in_process_report();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

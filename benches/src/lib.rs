@@ -5,6 +5,17 @@
 
 use std::time::Duration;
 
+/// Outside an isolated network namespace, runs this benchmark again inside a
+/// fresh one and exits with its status; inside, returns.
+pub fn ensure_isolated() {
+    if std::env::var_os(gamenet_e2e::NETNS_ENV).is_none() {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let status = gamenet_e2e::reexec_isolated(&args);
+        std::process::exit(status.code().unwrap_or(1));
+    }
+}
+
 /// Throughput of one run.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Throughput {

@@ -585,10 +585,7 @@ impl<S: FreelyMutableState + Clone + serde::Serialize + serde::de::DeserializeOw
     crate::snapshot::Snapshotter for StateSnapshot<S>
 {
     fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
-        match self.0.get(frame as usize % len.max(1)) {
-            Some((f, s)) if *f == frame && self.0.len() == len.max(1) => encode(s),
-            _ => Err(format!("no saved {} at frame {frame}", self.name())),
-        }
+        encode(crate::snapshot::saved(&self.0, len, frame, self.name())?)
     }
     fn read(
         &mut self,

@@ -141,7 +141,7 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, 
     bitcode::deserialize(bytes).map_err(|e| e.to_string())
 }
 
-fn saved<'a, T>(
+pub(crate) fn saved<'a, T>(
     ring: &'a [(Frame, T)],
     len: usize,
     frame: Frame,
@@ -326,6 +326,30 @@ impl<T: Component<Mutability = Mutable> + Clone> ComponentSnapshot<T> {
     }
 }
 
+/// Serializes the entries of a component type saved at `frame`.
+fn write_entries<T>(
+    serde: Option<Serde<T>>,
+    ring: &[(Frame, Vec<(u32, T)>)],
+    len: usize,
+    frame: Frame,
+) -> Result<Vec<u8>, String> {
+    let name = type_name::<T>();
+    let serde = serde.ok_or_else(|| not_serializable(name))?;
+    (serde.ser)(saved(ring, len, frame, name)?)
+}
+
+/// Inserts a component type's entries from a late-join snapshot.
+fn read_entries<T: Component + Clone>(
+    serde: Option<Serde<T>>,
+    world: &mut World,
+    bytes: &[u8],
+    map: Option<Mapper<T>>,
+    cx: &mut LoadContext<'_>,
+) -> Result<(), String> {
+    let serde = serde.ok_or_else(|| not_serializable(type_name::<T>()))?;
+    insert_entries(world, (serde.de)(bytes)?, map, cx)
+}
+
 /// Inserts late-join entries by rollback id, fixing entity references.
 fn insert_entries<T: Component + Clone>(
     world: &mut World,
@@ -354,8 +378,7 @@ impl<T: Component<Mutability = Mutable> + Clone> Snapshotter for ComponentSnapsh
     }
 
     fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
-        let serde = self.serde.ok_or_else(|| not_serializable(self.name()))?;
-        (serde.ser)(saved(&self.ring, len, frame, self.name())?)
+        write_entries(self.serde, &self.ring, len, frame)
     }
 
     fn read(
@@ -364,8 +387,7 @@ impl<T: Component<Mutability = Mutable> + Clone> Snapshotter for ComponentSnapsh
         bytes: &[u8],
         cx: &mut LoadContext<'_>,
     ) -> Result<(), String> {
-        let serde = self.serde.ok_or_else(|| not_serializable(self.name()))?;
-        insert_entries(world, (serde.de)(bytes)?, self.map, cx)
+        read_entries(self.serde, world, bytes, self.map, cx)
     }
 
     fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {
@@ -479,8 +501,7 @@ impl<T: Component + Clone + PartialEq> Snapshotter for ImmutableSnapshot<T> {
     }
 
     fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
-        let serde = self.serde.ok_or_else(|| not_serializable(self.name()))?;
-        (serde.ser)(saved(&self.ring, len, frame, self.name())?)
+        write_entries(self.serde, &self.ring, len, frame)
     }
 
     fn read(
@@ -489,8 +510,7 @@ impl<T: Component + Clone + PartialEq> Snapshotter for ImmutableSnapshot<T> {
         bytes: &[u8],
         cx: &mut LoadContext<'_>,
     ) -> Result<(), String> {
-        let serde = self.serde.ok_or_else(|| not_serializable(self.name()))?;
-        insert_entries(world, (serde.de)(bytes)?, self.map, cx)
+        read_entries(self.serde, world, bytes, self.map, cx)
     }
 
     fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {

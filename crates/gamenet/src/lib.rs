@@ -476,6 +476,14 @@ impl PeerMesh {
     }
 }
 
+/// `payload` behind a one-byte tag, for layers that share a mesh.
+fn tagged(tag: u8, payload: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(payload.len() + 1);
+    data.push(tag);
+    data.extend_from_slice(payload);
+    data
+}
+
 fn to_core(peer: matchbox_socket::PeerId) -> PeerId {
     PeerId(peer.0.as_u128())
 }

@@ -218,9 +218,7 @@ impl<T: Transport> ReplicationNet<T> {
             return;
         };
         while let Some(t) = r.poll_transmit() {
-            let mut data = Vec::with_capacity(t.data.len() + 1);
-            data.push(REPLICATION_TAG);
-            data.extend_from_slice(&t.data);
+            let data = crate::tagged(REPLICATION_TAG, &t.data);
             let _ = self.transport.send(t.peer, t.channel, &data);
         }
         while let Some(e) = r.poll_event() {

@@ -240,9 +240,7 @@ impl<I: Input> RollbackNet<I> {
             return;
         };
         while let Some(t) = s.poll_transmit() {
-            let mut data = Vec::with_capacity(t.data.len() + 1);
-            data.push(ROLLBACK_TAG);
-            data.extend_from_slice(&t.data);
+            let data = crate::tagged(ROLLBACK_TAG, &t.data);
             // A peer that is gone is the session's to notice; full queues show
             // up as a stalled peer.
             let _ = self.mesh.send(t.peer, t.channel, &data);
@@ -279,9 +277,7 @@ impl<I: Input> RollbackNet<I> {
         channel: Channel,
         payload: &[u8],
     ) -> Result<(), SendError> {
-        let mut data = Vec::with_capacity(payload.len() + 1);
-        data.push(APP_TAG);
-        data.extend_from_slice(payload);
+        let data = crate::tagged(APP_TAG, payload);
         self.mesh.send(peer, channel, &data)
     }
 

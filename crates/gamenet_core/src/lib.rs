@@ -84,4 +84,6 @@ pub use wire::{DecodeError, GoodbyeReason};
 pub use web_time::Instant;
 
 #[cfg(test)]
+mod simnet;
+#[cfg(test)]
 mod tests;

@@ -73,6 +73,16 @@ impl BitWriter {
         self.bytes.extend_from_slice(&self.acc.to_le_bytes());
     }
 
+    /// Appends every bit another writer holds.
+    pub fn append(&mut self, other: &BitWriter) {
+        for chunk in other.bytes.chunks_exact(8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.write(u64::from_le_bytes(word), 64);
+        }
+        self.write(other.acc, other.filled);
+    }
+
     /// Writes one bit.
     pub fn write_bool(&mut self, bit: bool) {
         self.write(bit as u64, 1);
@@ -398,7 +408,15 @@ mod tests {
             }
             let total: u32 = values.iter().map(|v| v.1).sum();
             prop_assert_eq!(w.bit_len(), total as usize);
+            // The same bits written in two halves and appended.
+            let mut halves = (BitWriter::new(), BitWriter::new());
+            for (i, &(v, b)) in values.iter().enumerate() {
+                let half = if i < values.len() / 2 { &mut halves.0 } else { &mut halves.1 };
+                half.write(v, b);
+            }
+            halves.0.append(&halves.1);
             let bytes = w.finish();
+            prop_assert_eq!(&halves.0.finish(), &bytes);
             prop_assert_eq!(bytes.len(), total.div_ceil(8) as usize);
             let mut r = BitReader::new(&bytes);
             for &(v, b) in &values {

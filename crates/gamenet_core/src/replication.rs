@@ -809,7 +809,7 @@ impl Replicator {
                     continue;
                 };
                 // Sorted ids and a shared baseline cost a few bits each.
-                let cost = 8 + c.bits;
+                let cost = 8 + c.delta.bit_len();
                 if estimate + cost > limit * 8 && !chosen.is_empty() {
                     break;
                 }
@@ -817,12 +817,12 @@ impl Replicator {
                 chosen.push(c);
                 next += 1;
             }
-            let mut data = encode_update(entities, schema, seq, &link.inc, &chosen);
+            let mut data = encode_update(seq, &link.inc, &chosen);
             // The estimate was short: give back the least urgent until it fits.
             while data.len() > limit && chosen.len() > 1 {
                 chosen.pop();
                 next -= 1;
-                data = encode_update(entities, schema, seq, &link.inc, &chosen);
+                data = encode_update(seq, &link.inc, &chosen);
             }
             if data.len() > max_packet {
                 // One entity too large for any packet: skipped.
@@ -834,7 +834,7 @@ impl Replicator {
         if !sent_any && link.inc.latest.is_some() {
             // Nothing to send: the acks go anyway.
             let seq = link.out.seq.wrapping_add(1);
-            let data = encode_update(entities, schema, seq, &link.inc, &[]);
+            let data = encode_update(seq, &link.inc, &[]);
             finish_packet(link, transmits, now, peer, seq, data, Vec::new());
         }
     }
@@ -854,14 +854,12 @@ impl Replicator {
 const HEADER: usize = 19;
 
 /// An entity picked for a packet: its id, baseline distance, fields, and its
-/// cost in bits apart from id and baseline.
-#[derive(Clone)]
+/// fields delta-encoded (once; the packet appends the bits).
 struct Chosen {
     id: NetId,
     back: u32,
     fields: Vec<u32>,
-    base: Option<Vec<u32>>,
-    bits: usize,
+    delta: BitWriter,
 }
 
 fn chosen_entry(
@@ -878,27 +876,20 @@ fn chosen_entry(
         Some((s, f)) if seq.wrapping_sub(s) < 1 << BACK_BITS => (seq.wrapping_sub(s), Some(f)),
         _ => (0, None),
     };
-    let mut w = BitWriter::new();
-    write_delta(&mut w, widths, base.as_deref(), &e.fields);
+    let mut delta = BitWriter::new();
+    write_delta(&mut delta, widths, base.as_deref(), &e.fields);
     Some(Chosen {
         id,
         back,
         fields: e.fields.clone(),
-        base,
-        bits: w.bit_len(),
+        delta,
     })
 }
 
 /// An update packet: header (seq, ack, ack bits, count), then the entities
 /// in id order: a shared baseline distance, and per entity its id gap, a
 /// baseline bit (or distance) and its fields.
-fn encode_update(
-    entities: &BTreeMap<NetId, Entity>,
-    schema: &Schema,
-    seq: u32,
-    inc: &Incoming,
-    chosen: &[Chosen],
-) -> Vec<u8> {
+fn encode_update(seq: u32, inc: &Incoming, chosen: &[Chosen]) -> Vec<u8> {
     let mut sorted: Vec<&Chosen> = chosen.iter().collect();
     sorted.sort_by_key(|c| c.id);
     let mut counts = [0usize; 1 << BACK_BITS];
@@ -912,10 +903,6 @@ fn encode_update(
     }
     let mut prev = None;
     for c in &sorted {
-        let widths = entities
-            .get(&c.id)
-            .and_then(|e| schema.widths(e.ty))
-            .unwrap_or(&[]);
         write_id(&mut w, c.id.0, prev);
         if c.back == common {
             w.write_bool(true);
@@ -923,7 +910,7 @@ fn encode_update(
             w.write_bool(false);
             w.write(c.back as u64, BACK_BITS);
         }
-        write_delta(&mut w, widths, c.base.as_deref(), &c.fields);
+        w.append(&c.delta);
         prev = Some(c.id.0);
     }
     let mut data = Vec::with_capacity(HEADER + w.bit_len() / 8 + 1);

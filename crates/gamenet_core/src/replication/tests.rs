@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
-use crate::{ConditionerConfig, Event, LinkConditioner, Mesh, MeshConfig};
+use crate::simnet::SimLinks;
+use crate::{ConditionerConfig, Event, Mesh, MeshConfig};
 
 const TICK: Duration = Duration::from_nanos(16_666_667);
 
@@ -27,7 +28,7 @@ struct Node {
 struct Net {
     now: Instant,
     nodes: Vec<Node>,
-    links: BTreeMap<(PeerId, PeerId), LinkConditioner<(Channel, Bytes)>>,
+    links: SimLinks,
     next_tick: Instant,
 }
 
@@ -37,7 +38,7 @@ impl Net {
         let mut net = Net {
             now,
             nodes: Vec::new(),
-            links: BTreeMap::new(),
+            links: SimLinks::default(),
             next_tick: now,
         };
         for i in 0..n {
@@ -52,13 +53,11 @@ impl Net {
         }
         for a in 0..n {
             for b in 0..n {
+                let (ia, ib) = (net.nodes[a].id, net.nodes[b].id);
+                if a < b {
+                    net.links.connect(ia, ib, &link);
+                }
                 if a != b {
-                    let (ia, ib) = (net.nodes[a].id, net.nodes[b].id);
-                    let cfg = ConditionerConfig {
-                        seed: link.seed ^ (ia.0 as u64) << 8 ^ ib.0 as u64,
-                        ..link.clone()
-                    };
-                    net.links.insert((ia, ib), LinkConditioner::new(cfg));
                     net.nodes[a].mesh.handle_connected(now, ib);
                 }
             }
@@ -73,7 +72,7 @@ impl Net {
     fn kill(&mut self, i: usize) {
         self.nodes[i].alive = false;
         let id = self.nodes[i].id;
-        self.links.retain(|(a, b), _| *a != id && *b != id);
+        self.links.cut(id);
         let now = self.now;
         for n in self.nodes.iter_mut().filter(|n| n.alive) {
             n.mesh.handle_disconnected(now, id);
@@ -85,12 +84,9 @@ impl Net {
         let end = self.now + d;
         while self.now < end {
             let now = self.now;
-            let keys: Vec<(PeerId, PeerId)> = self.links.keys().copied().collect();
-            for (from, to) in keys {
-                while let Some((ch, data)) = self.links.get_mut(&(from, to)).unwrap().poll(now) {
-                    let i = self.index(to);
-                    self.nodes[i].mesh.handle_packet(now, from, ch, data);
-                }
+            for (from, to, ch, data) in self.links.due(now) {
+                let i = self.index(to);
+                self.nodes[i].mesh.handle_packet(now, from, ch, data);
             }
             let tick = now >= self.next_tick;
             if tick {
@@ -124,21 +120,13 @@ impl Net {
                     let _ = n.mesh.send(t.peer, t.channel, &t.data);
                 }
             }
-            for i in 0..self.nodes.len() {
-                if !self.nodes[i].alive {
-                    continue;
-                }
-                let from = self.nodes[i].id;
-                while let Some(t) = self.nodes[i].mesh.poll_transmit() {
-                    if let Some(l) = self.links.get_mut(&(from, t.peer)) {
-                        l.send(now, (t.channel, t.data), t.channel == Channel::Reliable);
-                    }
-                }
+            for n in self.nodes.iter_mut().filter(|n| n.alive) {
+                self.links.send_from(now, n.id, &mut n.mesh);
             }
             let next = self
                 .links
-                .values()
-                .filter_map(LinkConditioner::poll_timeout)
+                .poll_timeout()
+                .into_iter()
                 .chain(
                     self.nodes
                         .iter()

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::*;
 use crate::conditioner::SplitMix;
-use crate::{ConditionerConfig, Event, LinkConditioner, Mesh, MeshConfig};
+use crate::simnet::SimLinks;
+use crate::{ConditionerConfig, Event, Mesh, MeshConfig};
 
 /// The toy game: players move on a grid by their inputs; a running score
 /// mixes every position, so any divergence shows in the checksum.
@@ -191,15 +192,13 @@ struct Node {
     stop_at: Option<Frame>,
 }
 
-type Packet = (Channel, Bytes);
-
 struct Net {
     now: Instant,
     start: Instant,
     config: RollbackConfig,
     link: ConditionerConfig,
     nodes: Vec<Node>,
-    links: BTreeMap<(PeerId, PeerId), LinkConditioner<Packet>>,
+    links: SimLinks,
     target: Frame,
     next_id: u128,
 }
@@ -222,7 +221,7 @@ impl Net {
             config: config.clone(),
             link,
             nodes: Vec::new(),
-            links: BTreeMap::new(),
+            links: SimLinks::default(),
             target,
             next_id: 1,
         };
@@ -271,13 +270,8 @@ impl Net {
         self.nodes.push(node);
         let now = self.now;
         for other in existing {
+            self.links.connect(id, other, &self.link);
             for (a, b) in [(id, other), (other, id)] {
-                let seed = self.link.seed ^ (a.0 as u64) << 16 ^ b.0 as u64;
-                let cfg = ConditionerConfig {
-                    seed,
-                    ..self.link.clone()
-                };
-                self.links.insert((a, b), LinkConditioner::new(cfg));
                 let i = self.index(a);
                 self.nodes[i].mesh.handle_connected(now, b);
             }
@@ -298,7 +292,7 @@ impl Net {
     fn kill(&mut self, i: usize, close: bool) {
         self.nodes[i].alive = false;
         let id = self.nodes[i].id;
-        self.links.retain(|(a, b), _| *a != id && *b != id);
+        self.links.cut(id);
         if close {
             let now = self.now;
             for n in self.nodes.iter_mut().filter(|n| n.alive) {
@@ -311,12 +305,9 @@ impl Net {
     fn pass(&mut self) {
         let now = self.now;
         // Deliver due packets.
-        let keys: Vec<(PeerId, PeerId)> = self.links.keys().copied().collect();
-        for (from, to) in keys {
-            while let Some((channel, data)) = self.links.get_mut(&(from, to)).unwrap().poll(now) {
-                let i = self.index(to);
-                self.nodes[i].mesh.handle_packet(now, from, channel, data);
-            }
+        for (from, to, channel, data) in self.links.due(now) {
+            let i = self.index(to);
+            self.nodes[i].mesh.handle_packet(now, from, channel, data);
         }
         let target = self.target;
         for n in self.nodes.iter_mut().filter(|n| n.alive) {
@@ -367,30 +358,19 @@ impl Net {
                 let _ = n.mesh.send(t.peer, t.channel, &t.data);
             }
         }
-        for i in 0..self.nodes.len() {
-            if !self.nodes[i].alive {
-                continue;
-            }
-            let from = self.nodes[i].id;
-            while let Some(t) = self.nodes[i].mesh.poll_transmit() {
-                if let Some(link) = self.links.get_mut(&(from, t.peer)) {
-                    link.send(now, (t.channel, t.data), t.channel == Channel::Reliable);
-                }
-            }
+        for n in self.nodes.iter_mut().filter(|n| n.alive) {
+            self.links.send_from(now, n.id, &mut n.mesh);
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let links = self
-            .links
-            .values()
-            .filter_map(LinkConditioner::poll_timeout);
+        let links = self.links.poll_timeout();
         let nodes = self.nodes.iter().filter(|n| n.alive).flat_map(|n| {
             [n.mesh.poll_timeout(), n.session.poll_timeout()]
                 .into_iter()
                 .flatten()
         });
-        links.chain(nodes).min()
+        links.into_iter().chain(nodes).min()
     }
 
     /// Runs until `until` returns true (checked after every pass) or the
