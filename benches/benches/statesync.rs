@@ -113,10 +113,10 @@ impl Codec {
         }
     }
 
-    fn fields(&self, c: &Cube) -> Vec<u32> {
+    fn fields(&self, c: &Cube) -> [u32; 7] {
         let p = self.pos.quantize(c.pos);
         let (largest, rest) = self.rot.quantize(c.rot);
-        vec![p[0], p[1], p[2], largest as u32, rest[0], rest[1], rest[2]]
+        [p[0], p[1], p[2], largest as u32, rest[0], rest[1], rest[2]]
     }
 }
 
@@ -153,7 +153,7 @@ fn replicate(seed: u64, budget: u32) -> Run {
     let mut cubes = scenario(seed);
     let ids: Vec<NetId> = cubes
         .iter()
-        .map(|c| a.spawn(0, codec.fields(c)).expect("spawn"))
+        .map(|c| a.spawn(0, &codec.fields(c)).expect("spawn"))
         .collect();
     let start = Instant::now();
     let tick = Duration::from_nanos(1_000_000_000 / HZ as u64);
@@ -167,24 +167,20 @@ fn replicate(seed: u64, budget: u32) -> Run {
         decode: Duration::ZERO,
         max_lag_ticks: 0,
     };
-    let mut history: Vec<Vec<Vec<u32>>> = Vec::new();
+    let mut history: Vec<Vec<[u32; 7]>> = Vec::new();
     for n in 0..warmup + measured {
         let now = start + tick * n as u32;
-        let before: Vec<Vec<u32>> = cubes.iter().map(|c| codec.fields(c)).collect();
+        let before: Vec<[u32; 7]> = cubes.iter().map(|c| codec.fields(c)).collect();
         step(&mut cubes, n as f32 / HZ as f32);
         let mut moving = 0;
-        for (c, id) in cubes.iter().zip(&ids) {
-            let f = codec.fields(c);
-            if f != before[ids.iter().position(|i| i == id).unwrap_or(0)] {
+        let fields: Vec<[u32; 7]> = cubes.iter().map(|c| codec.fields(c)).collect();
+        for ((f, was), id) in fields.iter().zip(&before).zip(&ids) {
+            if f != was {
                 moving += 1;
             }
             a.set(*id, f);
         }
-        history.push(
-            ids.iter()
-                .map(|id| a.entity(*id).map(|e| e.fields.clone()).unwrap_or_default())
-                .collect(),
-        );
+        history.push(fields);
         let t0 = Instant::now();
         a.tick(now);
         let encode = t0.elapsed();
@@ -219,10 +215,10 @@ fn replicate(seed: u64, budget: u32) -> Run {
                 .iter()
                 .enumerate()
                 .map(|(k, id)| {
-                    let seen = b.entity(*id).map(|e| &e.fields);
+                    let seen = b.entity(*id).map(|e| &e.fields[..]);
                     (0..history.len())
                         .rev()
-                        .position(|h| Some(&history[h][k]) == seen)
+                        .position(|h| Some(&history[h][k][..]) == seen)
                         .unwrap_or(history.len()) as u64
                 })
                 .max()
@@ -289,25 +285,49 @@ fn in_process_report() -> String {
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is taken.
     gamenet_benches::ensure_isolated();
+    if std::env::var("PLOTTEST").is_ok() {
+        let g = [(901, 17000.0, 20.0), (1802, 33000.0, 20.0), (3604, 65000.0, 25.0), (7208, 129000.0, 18.0), (14416, 119000.0, 300.0)];
+        let n = [(901, 17000.0, 18.0), (1802, 33000.0, 18.0), (3604, 65000.0, 18.0), (7208, 31000.0, 3700.0)];
+        let pts = |v: &[(usize, f64, f64)]| v.iter().map(|&(cubes, updates_per_sec, p99_ms)| webrtc::Point { cubes, updates_per_sec, p99_ms }).collect::<Vec<_>>();
+        plot::sweep(std::path::Path::new("/tmp/plot.svg"), &pts(&g), &pts(&n), Duration::from_millis(250)).unwrap();
+        return;
+    }
+    if std::env::var("INPROC").is_ok() {
+        println!("{}", in_process_report());
+        return;
+    }
+    if let Ok(scale) = std::env::var("PROFILE_SCALE") {
+        let scale: usize = scale.parse().unwrap_or(8);
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let url = gamenet_e2e::start_server().await;
+            let o = webrtc::gamenet(&format!("{url}/p?next=2"), 2, scale, 8).await;
+            println!("updates/s {:.0} enc {:?} dec {:?} proc {:?} p99 {:?} deliv {:.2}", o.updates_per_sec, o.encode_cpu, o.decode_cpu, o.process_cpu, o.p99, o.delivered);
+        });
+        return;
+    }
     let mut report = in_process_report();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    report.push_str(&runtime.block_on(webrtc::report()));
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/results/statesync.md");
+    let results = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/results"));
+    report.push_str(&runtime.block_on(webrtc::report(&results.join("statesync.svg"))));
+    let path = results.join("statesync.md");
     std::fs::write(path, &report).expect("write the report");
-    println!("{report}\nwritten to benches/results/statesync.md");
+    println!("{report}\nwritten to benches/results/statesync.md and statesync.svg");
 }
 
 /// The WebRTC half: one owner replicates the cubes to 1, 3 or 7 peers, all in
 /// this process, through the real signaling server; the naive baseline sends
 /// the bincode snapshot reliably to the same peers over the same meshes.
 mod webrtc {
-    use std::collections::{BTreeMap, HashMap, VecDeque};
+    use std::collections::{HashMap, VecDeque};
     use std::fmt::Write as _;
+    use std::sync::{Arc, Mutex};
 
+    use cpu_time::{ProcessTime, ThreadTime};
     use gamenet::replication::{ReplicationEvent, ReplicationNet};
     use gamenet::{Event, PeerMesh};
 
@@ -319,10 +339,22 @@ mod webrtc {
     pub struct Outcome {
         pub updates_per_sec: f64,
         pub bytes_per_sec: f64,
-        pub cpu_per_tick: Duration,
+        /// The owner's calls (set, tick, update) on the bench thread.
+        pub encode_cpu: Duration,
+        /// The receivers' calls (update, tick), all of them together.
+        pub decode_cpu: Duration,
+        /// Everything in the process: every peer's WebRTC stack, the
+        /// signaling server, the bench's bookkeeping.
+        pub process_cpu: Duration,
         pub p50: Duration,
         pub p99: Duration,
         pub delivered: f64,
+    }
+
+    impl Outcome {
+        fn sustained(&self) -> bool {
+            self.p99 <= SUSTAINED_P99 && self.delivered >= 0.9
+        }
     }
 
     fn percentile(v: &mut [Duration], p: f64) -> Duration {
@@ -355,125 +387,215 @@ mod webrtc {
         (0..scale).flat_map(|s| scenario(901 + s as u64)).collect()
     }
 
+    /// Steps the cubes and requantises the ones that move; returns which
+    /// changed.
+    fn advance(codec: &Codec, cubes: &mut [Cube], fields: &mut [[u32; 7]], n: u64) -> Vec<usize> {
+        step(cubes, n as f32 / HZ as f32);
+        let mut changed = Vec::new();
+        for (k, c) in cubes.iter().enumerate() {
+            if matches!(c.motion, Motion::Resting) {
+                continue;
+            }
+            let f = codec.fields(c);
+            if f != fields[k] {
+                fields[k] = f;
+                changed.push(k);
+            }
+        }
+        changed
+    }
+
+    /// Sleeps until tick `n` is over (every thread paces on the same start).
+    fn pace(start: Instant, n: u64) {
+        let next = start + TICK * (n as u32 + 1);
+        if let Some(d) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+    }
+
+    const TICK: Duration = Duration::from_nanos(1_000_000_000 / HZ as u64);
+    const WARMUP: u64 = 2 * HZ as u64;
+
+    /// What the owner's thread measured.
+    struct OwnerSide {
+        encode: Duration,
+        process: Duration,
+        ticks: u32,
+        generated: u64,
+        bytes: f64,
+        wall: f64,
+    }
+
+    /// What the receivers' thread measured.
+    struct ReceiverSide {
+        decode: Duration,
+        latencies: Vec<Duration>,
+        delivered: u64,
+    }
+
+    fn outcome(o: OwnerSide, mut r: ReceiverSide) -> Outcome {
+        let ticks = o.ticks.max(1);
+        Outcome {
+            updates_per_sec: r.delivered as f64 / o.wall,
+            bytes_per_sec: o.bytes / o.wall,
+            encode_cpu: o.encode / ticks,
+            decode_cpu: r.decode / ticks,
+            process_cpu: o.process / ticks,
+            p50: percentile(&mut r.latencies, 0.5),
+            p99: percentile(&mut r.latencies, 0.99),
+            delivered: r.delivered as f64 / o.generated.max(1) as f64,
+        }
+    }
+
     /// gamenet replication of `scale` × 901 cubes from peer 0 to the others.
+    /// The owner and the receivers each run their own 60 Hz loop on a thread
+    /// of their own, as separate machines would.
     pub async fn gamenet(url: &str, peers: usize, scale: usize, secs: u64) -> Outcome {
         let codec = Codec::new();
         let config = ReplicationConfig {
-            budget_bytes_per_sec: 4_000_000,
+            budget_bytes_per_sec: 16_000_000,
             ..ReplicationConfig::default()
         };
-        let mut nets: Vec<ReplicationNet<PeerMesh>> = meshes(url, peers)
+        let mut receivers: Vec<ReplicationNet<PeerMesh>> = meshes(url, peers)
             .await
             .into_iter()
             .map(|m| ReplicationNet::new(m, config.clone(), codec.schema()))
             .collect();
-        while nets.iter().any(|n| !n.ready()) {
-            for n in &mut nets {
+        while receivers.iter().any(|n| !n.ready()) {
+            for n in &mut receivers {
                 n.update();
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        let mut owner = receivers.remove(0);
         let mut cubes = scaled(scale);
-        let ids: Vec<NetId> = cubes
+        let mut fields: Vec<[u32; 7]> = cubes.iter().map(|c| codec.fields(c)).collect();
+        let ids: Vec<NetId> = fields
             .iter()
-            .map(|c| {
-                nets[0]
+            .map(|f| {
+                owner
                     .replicator_mut()
-                    .and_then(|r| r.spawn(0, codec.fields(c)))
+                    .and_then(|r| r.spawn(0, f))
                     .expect("spawn")
             })
             .collect();
         let index: HashMap<NetId, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        // Per cube, the states the owner set lately and when.
-        let mut history: Vec<VecDeque<(Vec<u32>, Instant)>> = vec![VecDeque::new(); cubes.len()];
-        let tick = Duration::from_nanos(1_000_000_000 / HZ as u64);
-        let warmup = 2 * HZ as u64;
-        let total = warmup + secs * HZ as u64;
-        let mut latencies = Vec::new();
-        let mut generated = 0u64;
-        let mut delivered = 0u64;
-        let mut cpu = Duration::ZERO;
         let start = Instant::now();
-        let mut bytes_at_warmup = 0.0;
-        let mut measured_from = start;
-        for n in 0..total {
-            let measuring = n >= warmup;
-            if n == warmup {
-                measured_from = Instant::now();
-            }
-            step(&mut cubes, n as f32 / HZ as f32);
-            let now = Instant::now();
-            let fields: Vec<Vec<u32>> = cubes.iter().map(|c| codec.fields(c)).collect();
-            for (k, f) in fields.iter().enumerate() {
-                let h = &mut history[k];
-                if h.back().is_none_or(|(last, _)| last != f) {
-                    if measuring {
-                        generated += (peers - 1) as u64;
-                    }
-                    h.push_back((f.clone(), now));
-                    if h.len() > 240 {
-                        h.pop_front();
-                    }
+        // Per cube, the states the owner set lately and when.
+        let history: Arc<Mutex<Vec<VecDeque<([u32; 7], Instant)>>>> = Arc::new(Mutex::new(
+            fields.iter().map(|f| VecDeque::from([(*f, start)])).collect(),
+        ));
+        let total = WARMUP + secs * HZ as u64;
+
+        let owner_history = history.clone();
+        let owner_side = tokio::task::spawn_blocking(move || {
+            let mut side = OwnerSide {
+                encode: Duration::ZERO,
+                process: Duration::ZERO,
+                ticks: 0,
+                generated: 0,
+                bytes: 0.0,
+                wall: 0.0,
+            };
+            let mut process_from = None;
+            let mut bytes_from = 0.0;
+            let mut wall_from = start;
+            for n in 0..total {
+                let measuring = n >= WARMUP;
+                if n == WARMUP {
+                    process_from = Some(ProcessTime::now());
+                    bytes_from = sent_bytes(&owner);
+                    wall_from = Instant::now();
                 }
-            }
-            // CPU counted: the replication calls only, not this bench's
-            // bookkeeping.
-            let t0 = Instant::now();
-            if let Some(r) = nets[0].replicator_mut() {
-                for (k, f) in fields.into_iter().enumerate() {
-                    r.set(ids[k], f);
-                }
-            }
-            nets[0].tick(now);
-            cpu += t0.elapsed();
-            for net in nets.iter_mut() {
-                let t1 = Instant::now();
-                net.update();
-                net.tick(Instant::now());
-                while net.poll_event().is_some() {}
-                cpu += t1.elapsed();
-                let arrived = Instant::now();
-                let mut events = Vec::new();
-                while let Some(e) = net.poll_replication_event() {
-                    events.push(e);
-                }
-                if let Some(r) = net.replicator() {
-                    for e in events {
-                        if let ReplicationEvent::Updated { id }
-                        | ReplicationEvent::Spawned { id, .. } = e
-                            && let (Some(&k), Some(ent)) = (index.get(&id), r.entity(id))
-                            && let Some((_, at)) =
-                                history[k].iter().rev().find(|(f, _)| *f == ent.fields)
-                            && measuring
-                        {
-                            latencies.push(arrived.saturating_duration_since(*at));
-                            delivered += 1;
+                let changed = advance(&codec, &mut cubes, &mut fields, n);
+                let now = Instant::now();
+                if let Ok(mut history) = owner_history.lock() {
+                    for &k in &changed {
+                        let h = &mut history[k];
+                        h.push_back((fields[k], now));
+                        if h.len() > 240 {
+                            h.pop_front();
                         }
                     }
                 }
+                // Acks in, every cube set (as a game would), one tick.
+                let t0 = ThreadTime::now();
+                owner.update();
+                if let Some(r) = owner.replicator_mut() {
+                    for (id, f) in ids.iter().zip(&fields) {
+                        r.set(*id, f);
+                    }
+                }
+                owner.tick(now);
+                while owner.poll_event().is_some() {}
+                while owner.poll_replication_event().is_some() {}
+                if measuring {
+                    side.encode += t0.elapsed();
+                    side.ticks += 1;
+                    side.generated += (changed.len() * (peers - 1)) as u64;
+                }
+                pace(start, n);
             }
-            if n == warmup {
-                bytes_at_warmup = sent_bytes(&nets[0]);
+            // Wall time: a loop that cannot keep 60 Hz runs fewer ticks a second.
+            side.wall = wall_from.elapsed().as_secs_f64();
+            side.process = process_from.map(|p| p.elapsed()).unwrap_or_default();
+            side.bytes = sent_bytes(&owner) - bytes_from;
+            (owner, side)
+        });
+        let receiver_side = tokio::task::spawn_blocking(move || {
+            let mut side = ReceiverSide {
+                decode: Duration::ZERO,
+                latencies: Vec::new(),
+                delivered: 0,
+            };
+            let mut seen: Vec<(usize, [u32; 7], Instant)> = Vec::new();
+            for n in 0..total {
+                let measuring = n >= WARMUP;
+                for net in receivers.iter_mut() {
+                    let t1 = ThreadTime::now();
+                    net.update();
+                    net.tick(Instant::now());
+                    while net.poll_event().is_some() {}
+                    let mut events = Vec::new();
+                    while let Some(e) = net.poll_replication_event() {
+                        events.push(e);
+                    }
+                    if measuring {
+                        side.decode += t1.elapsed();
+                    }
+                    let arrived = Instant::now();
+                    if let Some(r) = net.replicator()
+                        && measuring
+                    {
+                        for e in events {
+                            if let ReplicationEvent::Updated { id } = e
+                                && let (Some(&k), Some(ent)) = (index.get(&id), r.entity(id))
+                                && let Ok(f) = <[u32; 7]>::try_from(&ent.fields[..])
+                            {
+                                seen.push((k, f, arrived));
+                            }
+                        }
+                    }
+                }
+                if let Ok(history) = history.lock() {
+                    for (k, f, arrived) in seen.drain(..) {
+                        if let Some((_, at)) = history[k].iter().rev().find(|(h, _)| *h == f) {
+                            side.latencies.push(arrived.saturating_duration_since(*at));
+                            side.delivered += 1;
+                        }
+                    }
+                }
+                pace(start, n);
             }
-            let next = start + tick * (n as u32 + 1);
-            tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
-        }
-        // Wall time: a loop that cannot keep 60 Hz runs fewer ticks a second.
-        let measured = measured_from.elapsed().as_secs_f64();
-        let bytes = sent_bytes(&nets[0]) - bytes_at_warmup;
-        for n in &mut nets {
+            (receivers, side)
+        });
+        let (mut owner, o) = owner_side.await.expect("owner thread");
+        let (receivers, r) = receiver_side.await.expect("receivers' thread");
+        owner.transport_mut().close();
+        for mut n in receivers {
             n.transport_mut().close();
         }
-        let p50 = percentile(&mut latencies, 0.5);
-        let p99 = percentile(&mut latencies, 0.99);
-        Outcome {
-            updates_per_sec: delivered as f64 / measured,
-            bytes_per_sec: bytes / measured,
-            cpu_per_tick: cpu / (total as u32),
-            p50,
-            p99,
-            delivered: delivered as f64 / generated.max(1) as f64,
-        }
+        outcome(o, r)
     }
 
     fn sent_bytes(net: &ReplicationNet<PeerMesh>) -> f64 {
@@ -484,104 +606,145 @@ mod webrtc {
             .sum()
     }
 
-    /// The naive baseline: the whole bincode snapshot, reliably, every tick.
+    /// The naive baseline: the whole bincode snapshot, reliably, every tick;
+    /// each message carries its tick, when it was sent and how many cubes
+    /// moved in it.
     pub async fn naive(url: &str, peers: usize, scale: usize, secs: u64) -> Outcome {
-        let mut meshes = meshes(url, peers).await;
+        let mut receivers = meshes(url, peers).await;
+        let mut owner = receivers.remove(0);
         let mut cubes = scaled(scale);
         let codec = Codec::new();
-        let tick = Duration::from_nanos(1_000_000_000 / HZ as u64);
-        let warmup = 2 * HZ as u64;
-        let total = warmup + secs * HZ as u64;
-        let mut sent_at: BTreeMap<u32, (Instant, u64)> = BTreeMap::new();
-        let mut latencies = Vec::new();
-        let mut generated = 0u64;
-        let mut delivered = 0u64;
-        let mut cpu = Duration::ZERO;
+        let mut fields: Vec<[u32; 7]> = cubes.iter().map(|c| codec.fields(c)).collect();
+        let total = WARMUP + secs * HZ as u64;
         let start = Instant::now();
-        let targets: Vec<PeerId> = meshes[0].peers().collect();
-        let mut bytes = 0u64;
-        let mut measured_from = start;
-        let mut prev: Vec<Vec<u32>> = cubes.iter().map(|c| codec.fields(c)).collect();
-        for n in 0..total {
-            let measuring = n >= warmup;
-            if n == warmup {
-                measured_from = Instant::now();
-            }
-            step(&mut cubes, n as f32 / HZ as f32);
-            let t0 = Instant::now();
-            let now_fields: Vec<Vec<u32>> = cubes.iter().map(|c| codec.fields(c)).collect();
-            let moving = now_fields.iter().zip(&prev).filter(|(a, b)| a != b).count() as u64;
-            prev = now_fields;
-            let snapshot: Vec<([f32; 3], [f32; 4])> =
-                cubes.iter().map(|c| (c.pos, c.rot)).collect();
-            let mut data = (n as u32).to_le_bytes().to_vec();
-            data.extend(bincode::serialize(&snapshot).unwrap_or_default());
-            sent_at.insert(n as u32, (Instant::now(), moving));
-            for p in &targets {
-                if meshes[0].send(*p, Channel::Reliable, &data).is_ok() && measuring {
-                    bytes += data.len() as u64;
-                    generated += moving;
+        let targets: Vec<PeerId> = owner.peers().collect();
+        let owner_side = tokio::task::spawn_blocking(move || {
+            let mut side = OwnerSide {
+                encode: Duration::ZERO,
+                process: Duration::ZERO,
+                ticks: 0,
+                generated: 0,
+                bytes: 0.0,
+                wall: 0.0,
+            };
+            let mut process_from = None;
+            let mut wall_from = start;
+            for n in 0..total {
+                let measuring = n >= WARMUP;
+                if n == WARMUP {
+                    process_from = Some(ProcessTime::now());
+                    wall_from = Instant::now();
                 }
-            }
-            cpu += t0.elapsed();
-            for m in meshes.iter_mut() {
-                let t1 = Instant::now();
-                m.update();
-                while let Some(e) = m.poll_event() {
-                    if let Event::Message { payload, .. } = e
-                        && payload.len() > 4
-                    {
-                        let tick_no =
-                            u32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]);
-                        let decoded: Vec<([f32; 3], [f32; 4])> =
-                            bincode::deserialize(&payload[4..]).unwrap_or_default();
-                        if let Some((at, moving)) = sent_at.get(&tick_no)
-                            && tick_no as u64 >= warmup
-                            && !decoded.is_empty()
-                        {
-                            latencies.push(at.elapsed());
-                            delivered += moving;
-                        }
+                let moving = advance(&codec, &mut cubes, &mut fields, n).len() as u32;
+                let t0 = ThreadTime::now();
+                let snapshot: Vec<([f32; 3], [f32; 4])> =
+                    cubes.iter().map(|c| (c.pos, c.rot)).collect();
+                let mut data = (n as u32).to_le_bytes().to_vec();
+                let sent = start.elapsed().as_nanos() as u64;
+                data.extend_from_slice(&sent.to_le_bytes());
+                data.extend_from_slice(&moving.to_le_bytes());
+                data.extend(bincode::serialize(&snapshot).unwrap_or_default());
+                for p in &targets {
+                    if owner.send(*p, Channel::Reliable, &data).is_ok() && measuring {
+                        side.bytes += data.len() as f64;
+                        side.generated += moving as u64;
                     }
                 }
-                cpu += t1.elapsed();
+                owner.update();
+                while owner.poll_event().is_some() {}
+                if measuring {
+                    side.encode += t0.elapsed();
+                    side.ticks += 1;
+                }
+                pace(start, n);
             }
-            let next = start + tick * (n as u32 + 1);
-            tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
-        }
-        let measured = measured_from.elapsed().as_secs_f64();
-        let _ = secs;
-        for m in &mut meshes {
+            side.wall = wall_from.elapsed().as_secs_f64();
+            side.process = process_from.map(|p| p.elapsed()).unwrap_or_default();
+            (owner, side)
+        });
+        let receiver_side = tokio::task::spawn_blocking(move || {
+            let mut side = ReceiverSide {
+                decode: Duration::ZERO,
+                latencies: Vec::new(),
+                delivered: 0,
+            };
+            for n in 0..total {
+                for m in receivers.iter_mut() {
+                    let t1 = ThreadTime::now();
+                    m.update();
+                    let mut got = Vec::new();
+                    while let Some(e) = m.poll_event() {
+                        if let Event::Message { payload, .. } = e
+                            && payload.len() > 16
+                        {
+                            let word = |at: usize, len: usize| {
+                                let mut b = [0u8; 8];
+                                b[..len].copy_from_slice(&payload[at..at + len]);
+                                u64::from_le_bytes(b)
+                            };
+                            let (tick_no, sent, moving) = (word(0, 4), word(4, 8), word(12, 4));
+                            let decoded: Vec<([f32; 3], [f32; 4])> =
+                                bincode::deserialize(&payload[16..]).unwrap_or_default();
+                            if !decoded.is_empty() && tick_no >= WARMUP {
+                                got.push((sent, moving));
+                            }
+                        }
+                    }
+                    if n >= WARMUP {
+                        side.decode += t1.elapsed();
+                    }
+                    let arrived = start.elapsed();
+                    for (sent, moving) in got {
+                        side.latencies
+                            .push(arrived.saturating_sub(Duration::from_nanos(sent)));
+                        side.delivered += moving;
+                    }
+                }
+                pace(start, n);
+            }
+            (receivers, side)
+        });
+        let (mut owner, o) = owner_side.await.expect("owner thread");
+        let (receivers, r) = receiver_side.await.expect("receivers' thread");
+        owner.close();
+        for mut m in receivers {
             m.close();
         }
-        Outcome {
-            updates_per_sec: delivered as f64 / measured,
-            bytes_per_sec: bytes as f64 / measured,
-            cpu_per_tick: cpu / (total as u32),
-            p50: percentile(&mut latencies, 0.5),
-            p99: percentile(&mut latencies, 0.99),
-            delivered: delivered as f64 / generated.max(1) as f64,
-        }
+        outcome(o, r)
     }
 
+    const HEADER: &str = "| sender | peers | cubes | updates/s | kB/s out | encode CPU ms/tick | decode CPU ms/tick | process CPU ms/tick | p50 ms | p99 ms | delivered |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+
     fn row(report: &mut String, what: &str, peers: usize, cubes: usize, o: &Outcome) {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let _ = writeln!(
             report,
-            "| {what} | {peers} | {cubes} | {:.0} | {:.0} | {:.2} | {:.1} | {:.1} | {:.0} % |",
+            "| {what} | {peers} | {cubes} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} % |",
             o.updates_per_sec,
             o.bytes_per_sec / 1000.0,
-            o.cpu_per_tick.as_secs_f64() * 1e3,
-            o.p50.as_secs_f64() * 1e3,
-            o.p99.as_secs_f64() * 1e3,
+            ms(o.encode_cpu),
+            ms(o.decode_cpu),
+            ms(o.process_cpu),
+            ms(o.p50),
+            ms(o.p99),
             o.delivered * 100.0,
+        );
+        println!(
+            "{what} {peers} peers {cubes} cubes: {:.0} updates/s, p99 {:.1} ms, {:.0} %",
+            o.updates_per_sec,
+            ms(o.p99),
+            o.delivered * 100.0
         );
     }
 
-    fn sustained(o: &Outcome) -> bool {
-        o.p99 <= SUSTAINED_P99 && o.delivered >= 0.9
+    /// One point of the load sweep.
+    pub struct Point {
+        pub cubes: usize,
+        pub updates_per_sec: f64,
+        pub p99_ms: f64,
     }
 
-    pub async fn report() -> String {
+    pub async fn report(plot_path: &std::path::Path) -> String {
         let url = gamenet_e2e::start_server().await;
         let mut report = String::new();
         let _ = writeln!(
@@ -590,33 +753,26 @@ mod webrtc {
         );
         let _ = writeln!(
             report,
-            "Peer 0 owns the cubes and replicates them to the others at 60 Hz (gamenet \
-             budget 4 MB/s per peer); the naive baseline sends the bincode snapshot \
-             reliably every tick to the same peers. Moving-cube updates delivered per \
-             second (all receivers), owner's bytes/s, CPU per tick (the owner's and the \
-             receivers' work, one process), update latency from the owner's change to \
-             the receiver having it, and the share of moving-cube updates delivered. \
-             2 s warm-up, 5 s measured.\n"
+            "Peer 0 owns the cubes, sets every one of them every tick and replicates \
+             them to the others at 60 Hz (gamenet budget 16 MB/s per peer); the naive \
+             baseline sends the bincode snapshot reliably every tick to the same peers. \
+             Moving-cube updates delivered per second (all receivers), owner's bytes/s, \
+             CPU per tick as thread CPU time of the owner's calls (encode: `set` of \
+             every cube, `tick`, `update`; naive: serialize and send) and of the \
+             receivers' calls (decode: `update` and `tick` of all receivers; naive: \
+             receive and deserialize), the whole process's CPU per tick (every peer's \
+             WebRTC stack, the signaling server, the bench), update latency from the \
+             owner's change to the receiver having it, and the share of moving-cube \
+             updates delivered. 2 s warm-up, 5 s measured. All peers share the \
+             machine's 2 cores.\n"
         );
-        let _ = writeln!(
-            report,
-            "| sender | peers | cubes | updates/s | kB/s out | CPU ms/tick | p50 ms | p99 ms | delivered |"
-        );
-        let _ = writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(report, "{HEADER}");
         for (i, peers) in [2usize, 4, 8].into_iter().enumerate() {
             let room = |what: &str| format!("{url}/{what}-{i}?next={peers}");
             let o = gamenet(&room("g"), peers, 1, 5).await;
             row(&mut report, "gamenet", peers, CUBES, &o);
-            println!(
-                "gamenet {peers} peers: {:.0} updates/s, p99 {:?}",
-                o.updates_per_sec, o.p99
-            );
             let o = naive(&room("n"), peers, 1, 5).await;
             row(&mut report, "naive", peers, CUBES, &o);
-            println!(
-                "naive {peers} peers: {:.0} updates/s, p99 {:?}",
-                o.updates_per_sec, o.p99
-            );
         }
         // More and more cubes between two peers until latency runs away.
         let _ = writeln!(
@@ -625,14 +781,14 @@ mod webrtc {
              (updates/s over wall time: a loop that cannot keep 60 Hz counts fewer)\n",
             SUSTAINED_P99.as_millis()
         );
-        let _ = writeln!(
-            report,
-            "| sender | peers | cubes | updates/s | kB/s out | CPU ms/tick | p50 ms | p99 ms | delivered |"
-        );
-        let _ = writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(report, "{HEADER}");
         let mut best = [0.0f64; 2];
+        let mut points: [Vec<Point>; 2] = [Vec::new(), Vec::new()];
         for (s, what) in ["gamenet", "naive"].into_iter().enumerate() {
-            for (j, scale) in [1usize, 2, 4, 8, 16, 32, 64].into_iter().enumerate() {
+            for (j, scale) in [1usize, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64]
+                .into_iter()
+                .enumerate()
+            {
                 let room = format!("{url}/sweep-{what}-{j}?next=2");
                 let o = if s == 0 {
                     gamenet(&room, 2, scale, 5).await
@@ -640,13 +796,12 @@ mod webrtc {
                     naive(&room, 2, scale, 5).await
                 };
                 row(&mut report, what, 2, CUBES * scale, &o);
-                println!(
-                    "{what} ×{scale}: {:.0} updates/s, p99 {:?}, {:.0} %",
-                    o.updates_per_sec,
-                    o.p99,
-                    o.delivered * 100.0
-                );
-                if sustained(&o) {
+                points[s].push(Point {
+                    cubes: CUBES * scale,
+                    updates_per_sec: o.updates_per_sec,
+                    p99_ms: o.p99.as_secs_f64() * 1e3,
+                });
+                if o.sustained() {
                     best[s] = best[s].max(o.updates_per_sec);
                 } else {
                     break;
@@ -660,6 +815,126 @@ mod webrtc {
             best[1],
             best[0] / best[1].max(1.0)
         );
+        match crate::plot::sweep(plot_path, &points[0], &points[1], SUSTAINED_P99) {
+            Ok(()) => {
+                let _ = writeln!(report, "\n![load sweep](statesync.svg)");
+            }
+            Err(e) => println!("no plot: {e}"),
+        }
         report
+    }
+}
+
+/// The SVG plot of the load sweep: updates delivered and p99 latency by the
+/// number of cubes, gamenet against the naive snapshot.
+mod plot {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use plotters::prelude::*;
+
+    use super::webrtc::Point;
+
+    type Result = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    const SERIES: [(&str, RGBColor); 2] = [
+        ("gamenet", RGBColor(31, 119, 180)),
+        ("naive bincode snapshot", RGBColor(214, 39, 40)),
+    ];
+
+    pub fn sweep(path: &Path, gamenet: &[Point], naive: &[Point], limit: Duration) -> Result {
+        let root = SVGBackend::new(path, (1100, 460)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (left, right) = root.split_horizontally(550);
+        let all = || gamenet.iter().chain(naive);
+        let max_cubes = all().map(|p| p.cubes).max().unwrap_or(1000) as f64 * 1.2;
+        let max_rate = all().map(|p| p.updates_per_sec).fold(1.0, f64::max) * 1.15;
+        let max_p99 = all().map(|p| p.p99_ms).fold(1.0, f64::max) * 2.0;
+        let series = [gamenet, naive];
+
+        let mut chart = ChartBuilder::on(&left)
+            .caption("Moving-cube updates delivered per second", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(72)
+            .build_cartesian_2d((700f64..max_cubes).log_scale(), 0f64..max_rate)?;
+        chart
+            .configure_mesh()
+            .x_desc("cubes (2 peers, 60 Hz, 30 % moving)")
+            .x_labels(6)
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .light_line_style(WHITE)
+            .y_desc("updates/s")
+            .y_label_formatter(&|v| format!("{:.0}k", v / 1000.0))
+            .draw()?;
+        for (points, (name, color)) in series.iter().zip(SERIES) {
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().map(|p| (p.cubes as f64, p.updates_per_sec)),
+                    color.stroke_width(2),
+                ))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            chart.draw_series(
+                points
+                    .iter()
+                    .map(|p| Circle::new((p.cubes as f64, p.updates_per_sec), 3, color.filled())),
+            )?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .draw()?;
+
+        let mut chart = ChartBuilder::on(&right)
+            .caption("p99 update latency", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(72)
+            .build_cartesian_2d(
+                (700f64..max_cubes).log_scale(),
+                (1f64..max_p99.max(500.0)).log_scale(),
+            )?;
+        chart
+            .configure_mesh()
+            .x_desc("cubes (2 peers, 60 Hz, 30 % moving)")
+            .x_labels(6)
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .light_line_style(WHITE)
+            .y_desc("ms")
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .draw()?;
+        let limit = limit.as_secs_f64() * 1e3;
+        chart
+            .draw_series(LineSeries::new(
+                [(700.0, limit), (max_cubes, limit)],
+                BLACK.mix(0.5).stroke_width(2),
+            ))?
+            .label(format!("{limit:.0} ms: no longer keeping up"))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
+        for (points, (name, color)) in series.iter().zip(SERIES) {
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().map(|p| (p.cubes as f64, p.p99_ms.max(1.0))),
+                    color.stroke_width(2),
+                ))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            chart.draw_series(
+                points
+                    .iter()
+                    .map(|p| Circle::new((p.cubes as f64, p.p99_ms.max(1.0)), 3, color.filled())),
+            )?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .draw()?;
+        root.present()?;
+        Ok(())
     }
 }

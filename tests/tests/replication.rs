@@ -89,7 +89,7 @@ fn three_peers_replicate_and_survive_the_owner_leaving() {
                     nets[0]
                         .as_mut()
                         .and_then(|n| n.replicator_mut())
-                        .and_then(|r| r.spawn(0, fields(0, k)))
+                        .and_then(|r| r.spawn(0, &fields(0, k)))
                         .expect("spawn")
                 })
                 .collect();
@@ -98,7 +98,7 @@ fn three_peers_replicate_and_survive_the_owner_leaving() {
                 t += 1;
                 if let Some(r) = nets[0].as_mut().and_then(|n| n.replicator_mut()) {
                     for (k, id) in ids.iter().enumerate() {
-                        r.set(*id, fields(t, k as u32));
+                        r.set(*id, &fields(t, k as u32));
                     }
                 }
             })
@@ -172,7 +172,7 @@ fn three_peers_replicate_and_survive_the_owner_leaving() {
                 for n in nets.iter_mut().flatten() {
                     if let Some(r) = n.replicator_mut().filter(|r| r.id() == successor) {
                         for (k, id) in ids.iter().enumerate() {
-                            r.set(*id, fields(t, k as u32));
+                            r.set(*id, &fields(t, k as u32));
                         }
                     }
                 }

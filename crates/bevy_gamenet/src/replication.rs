@@ -43,7 +43,7 @@ use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
 use bevy_diagnostic::{Diagnostic, DiagnosticPath, Diagnostics, RegisterDiagnostic};
 use bevy_ecs::prelude::*;
 use gamenet::replication::{
-    NetId, ReplicationConfig, ReplicationEvent, ReplicationNet, Replicator, Schema,
+    Fields, NetId, ReplicationConfig, ReplicationEvent, ReplicationNet, Replicator, Schema,
 };
 use gamenet::{Instant, PeerId, PeerMesh, PeerMeshBuilder};
 
@@ -116,7 +116,7 @@ struct Types {
 
 /// Received states of a remote entity, for interpolation.
 #[derive(Component, Default)]
-struct Buffer(VecDeque<(Instant, Vec<u32>)>);
+struct Buffer(VecDeque<(Instant, Fields)>);
 
 /// Entities by replication id.
 #[derive(Resource, Default)]
@@ -300,7 +300,7 @@ fn apply_remote<T: NetState>(
     }
 }
 
-fn sample<T: NetState>(buffer: &VecDeque<(Instant, Vec<u32>)>, at: Instant) -> Option<T> {
+fn sample<T: NetState>(buffer: &VecDeque<(Instant, Fields)>, at: Instant) -> Option<T> {
     let after = buffer.iter().position(|(t, _)| *t > at);
     match after {
         Some(0) => buffer.front().map(|(_, f)| T::from_fields(f)),
@@ -338,10 +338,10 @@ fn publish<T: NetState>(
             let fields = state.to_fields();
             match net {
                 Some(net) => {
-                    r.set(net.0, fields);
+                    r.set(net.0, &fields);
                 }
                 None => {
-                    if let Some(id) = r.spawn(ty, fields) {
+                    if let Some(id) = r.spawn(ty, &fields) {
                         commands.entity(entity).insert(NetEntity(id));
                         index.0.insert(id, entity);
                     }

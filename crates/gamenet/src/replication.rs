@@ -24,10 +24,10 @@
 //! loop {
 //!     net.update();
 //!     if ball.is_none() && net.ready() {
-//!         ball = net.replicator_mut().and_then(|r| r.spawn(0, vec![100, 200]));
+//!         ball = net.replicator_mut().and_then(|r| r.spawn(0, &[100, 200]));
 //!     }
 //!     if let (Some(id), Some(r)) = (ball, net.replicator_mut()) {
-//!         r.set(id, vec![101, 200]);
+//!         r.set(id, &[101, 200]);
 //!     }
 //!     net.tick(Instant::now()); // at the game's tick rate
 //! #   break;

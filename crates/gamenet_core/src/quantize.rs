@@ -83,6 +83,18 @@ impl BitWriter {
         self.write(other.acc, other.filled);
     }
 
+    /// Appends `len` bits of packed `bytes` (as [`BitWriter::finish`] gives
+    /// them) from bit `start`; bits past the end of `bytes` are zeros.
+    pub fn append_bits(&mut self, bytes: &[u8], start: usize, len: usize) {
+        let mut r = BitReader { bytes, pos: start };
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(64);
+            self.write(r.read(n as u32).unwrap_or(0), n as u32);
+            left -= n;
+        }
+    }
+
     /// Writes one bit.
     pub fn write_bool(&mut self, bit: bool) {
         self.write(bit as u64, 1);
@@ -123,6 +135,21 @@ impl<'a> BitReader<'a> {
         let bits = bits as usize;
         if self.remaining() < bits {
             return Err(DecodeError::Truncated("bits"));
+        }
+        let (byte, offset) = (self.pos / 8, self.pos % 8);
+        // Fast path: one unaligned 8-byte load holds the bits.
+        if bits + offset <= 64
+            && let Some(chunk) = self.bytes.get(byte..byte + 8)
+        {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let value = u64::from_le_bytes(word) >> offset;
+            self.pos += bits;
+            return Ok(if bits == 64 {
+                value
+            } else {
+                value & ((1u64 << bits) - 1)
+            });
         }
         let mut value = 0u64;
         let mut got = 0usize;

@@ -17,7 +17,8 @@
 //! - Ownership can be requested and handed over; when a peer leaves, the peer
 //!   with the lowest id takes over what it owned, on every peer alike.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -129,6 +130,10 @@ pub struct ReplicationTransmit {
     pub data: Bytes,
 }
 
+/// An entity's quantised fields, shared (not copied) between the entity,
+/// the packets that carried it and the baselines deltas refer to.
+pub type Fields = Arc<[u32]>;
+
 /// An entity as this peer knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entity {
@@ -137,7 +142,7 @@ pub struct Entity {
     /// Its owner.
     pub owner: PeerId,
     /// Its quantised fields.
-    pub fields: Vec<u32>,
+    pub fields: Fields,
 }
 
 const UPDATE: u8 = 0x01;
@@ -157,16 +162,26 @@ const BACK_BITS: u32 = 8;
 const MAX_EVENT: usize = 64 * 1024;
 
 /// What one update packet carried: entity and fields.
-type SentStates = Vec<(NetId, Vec<u32>)>;
+type SentStates = Vec<(NetId, Fields)>;
+
+/// An owned entity in a peer's scope.
+#[derive(Debug, Default)]
+struct Scoped {
+    /// The newest state the peer acked, and the packet that carried it.
+    acked: Option<(u32, Fields)>,
+    /// Accumulated priority.
+    priority: f32,
+}
 
 #[derive(Debug, Default)]
 struct Outgoing {
-    /// In this peer's scope (spawned there), with the last acked state.
-    scope: BTreeMap<NetId, Option<(u32, Vec<u32>)>>,
+    /// In this peer's scope (spawned there).
+    scope: HashMap<NetId, Scoped>,
+    /// In scope and not acked as they are now: what a tick looks at, so
+    /// entities at rest cost nothing.
+    dirty: HashSet<NetId>,
     /// Entities hidden from this peer.
     hidden: BTreeSet<NetId>,
-    /// Priority accumulators.
-    priority: BTreeMap<NetId, f32>,
     /// Packets sent and what they carried.
     in_flight: VecDeque<(u32, SentStates)>,
     seq: u32,
@@ -179,8 +194,9 @@ struct Outgoing {
 
 #[derive(Debug, Default)]
 struct Incoming {
-    /// Received states per entity, newest last.
-    history: BTreeMap<NetId, VecDeque<(u32, Vec<u32>)>>,
+    /// Received states per entity, oldest first (also bounds how many
+    /// entities this peer has spawned here).
+    history: HashMap<NetId, VecDeque<(u32, Fields)>>,
     /// Newest update seq received and the 64 before it.
     latest: Option<u32>,
     bits: u64,
@@ -223,8 +239,10 @@ pub struct Replicator {
     schema: Schema,
     id: PeerId,
     next: u32,
-    entities: BTreeMap<NetId, Entity>,
-    priorities: BTreeMap<NetId, f32>,
+    /// Hashed (with std's keyed hasher: ids come from peers) for the hot
+    /// paths; iterated in sorted order wherever the order shows.
+    entities: HashMap<NetId, Entity>,
+    priorities: HashMap<NetId, f32>,
     links: BTreeMap<PeerId, Link>,
     last_tick: Option<Instant>,
     transmits: VecDeque<ReplicationTransmit>,
@@ -244,8 +262,8 @@ impl Replicator {
             schema,
             id,
             next: 0,
-            entities: BTreeMap::new(),
-            priorities: BTreeMap::new(),
+            entities: HashMap::new(),
+            priorities: HashMap::new(),
             links: BTreeMap::new(),
             last_tick: None,
             transmits: VecDeque::new(),
@@ -263,7 +281,7 @@ impl Replicator {
         self.entities.get(&id)
     }
 
-    /// Every entity known here.
+    /// Every entity known here, in no particular order.
     pub fn entities(&self) -> impl Iterator<Item = (NetId, &Entity)> + '_ {
         self.entities.iter().map(|(k, v)| (*k, v))
     }
@@ -274,7 +292,7 @@ impl Replicator {
     }
 
     /// Creates an entity owned by this peer.
-    pub fn spawn(&mut self, ty: u16, fields: Vec<u32>) -> Option<NetId> {
+    pub fn spawn(&mut self, ty: u16, fields: &[u32]) -> Option<NetId> {
         let widths = self.schema.widths(ty)?;
         if widths.len() != fields.len() {
             return None;
@@ -297,9 +315,10 @@ impl Replicator {
         Some(id)
     }
 
-    /// Sets an owned entity's fields; false if it is not ours or does not fit.
-    pub fn set(&mut self, id: NetId, fields: Vec<u32>) -> bool {
-        let Some(e) = self.entities.get(&id) else {
+    /// Sets an owned entity's fields (values too wide for a field are
+    /// clamped); false if it is not ours or the count does not fit its type.
+    pub fn set(&mut self, id: NetId, fields: &[u32]) -> bool {
+        let Some(e) = self.entities.get_mut(&id) else {
             return false;
         };
         let Some(widths) = self.schema.widths(e.ty) else {
@@ -308,9 +327,19 @@ impl Replicator {
         if e.owner != self.id || widths.len() != fields.len() {
             return false;
         }
-        let fields = clamp(widths, fields);
-        if let Some(e) = self.entities.get_mut(&id) {
-            e.fields = fields;
+        let unchanged = e
+            .fields
+            .iter()
+            .zip(widths.iter().zip(fields))
+            .all(|(&now, (&w, &f))| now == clamp_one(f, w));
+        if unchanged {
+            return true;
+        }
+        e.fields = clamp(widths, fields);
+        for link in self.links.values_mut() {
+            if link.out.scope.contains_key(&id) {
+                link.out.dirty.insert(id);
+            }
         }
         true
     }
@@ -401,7 +430,7 @@ impl Replicator {
         for p in peers {
             if let Some(link) = self.links.get_mut(&p) {
                 link.out.scope.remove(&id);
-                link.out.priority.remove(&id);
+                link.out.dirty.remove(&id);
             }
             self.reliable(p, msg.clone());
         }
@@ -435,7 +464,8 @@ impl Replicator {
         if e.owner != self.id || link.out.hidden.contains(&id) || link.out.scope.contains_key(&id) {
             return;
         }
-        link.out.scope.insert(id, None);
+        link.out.scope.insert(id, Scoped::default());
+        link.out.dirty.insert(id);
         let msg = spawn_msg(id, e, &self.schema);
         self.reliable(peer, msg);
     }
@@ -445,7 +475,7 @@ impl Replicator {
             return;
         };
         if link.out.scope.remove(&id).is_some() {
-            link.out.priority.remove(&id);
+            link.out.dirty.remove(&id);
             let mut m = vec![DESPAWN];
             m.extend_from_slice(&id.0.to_le_bytes());
             self.reliable(peer, m);
@@ -458,12 +488,13 @@ impl Replicator {
             return;
         }
         self.links.entry(peer).or_default();
-        let owned: Vec<NetId> = self
+        let mut owned: Vec<NetId> = self
             .entities
             .iter()
             .filter(|(_, e)| e.owner == self.id)
             .map(|(id, _)| *id)
             .collect();
+        owned.sort_unstable();
         for id in owned {
             self.enter_scope(peer, id);
         }
@@ -477,12 +508,13 @@ impl Replicator {
         for &p in self.links.keys() {
             successor = successor.min(p);
         }
-        let orphans: Vec<NetId> = self
+        let mut orphans: Vec<NetId> = self
             .entities
             .iter()
             .filter(|(_, e)| e.owner == peer)
             .map(|(id, _)| *id)
             .collect();
+        orphans.sort_unstable();
         for id in orphans {
             if let Some(e) = self.entities.get_mut(&id) {
                 e.owner = successor;
@@ -492,15 +524,17 @@ impl Replicator {
                 owner: successor,
             });
             if successor == self.id {
-                // The others know the entity already: they start from what
-                // they have, and deltas flow once they ack a full state.
-                let peers: Vec<PeerId> = self.links.keys().copied().collect();
-                for p in peers {
-                    if let Some(link) = self.links.get_mut(&p) {
-                        link.out.scope.insert(id, None);
-                    }
-                }
+                self.take_over(id);
             }
+        }
+    }
+
+    /// This peer now owns an entity every peer knows: they start from what
+    /// they have, and deltas flow once they ack a full state.
+    fn take_over(&mut self, id: NetId) {
+        for link in self.links.values_mut() {
+            link.out.scope.insert(id, Scoped::default());
+            link.out.dirty.insert(id);
         }
     }
 
@@ -540,7 +574,7 @@ impl Replicator {
         }
     }
 
-    fn read_fields(&self, ty: u16, r: &mut BitReader<'_>) -> Result<Vec<u32>, DecodeError> {
+    fn read_fields(&self, ty: u16, r: &mut BitReader<'_>) -> Result<Fields, DecodeError> {
         let widths = self
             .schema
             .widths(ty)
@@ -556,7 +590,7 @@ impl Replicator {
         let id = NetId(r.u64("id")?);
         let ty = r.u16("type")?;
         let fields = self.read_fields(ty, &mut BitReader::new(r.rest()))?;
-        let owned_by_peer = self.entities.values().filter(|e| e.owner == peer).count();
+        let owned_by_peer = self.links.get(&peer).map_or(0, |l| l.inc.history.len());
         if owned_by_peer >= self.config.max_entities_per_peer && !self.entities.contains_key(&id) {
             return Err(DecodeError::Invalid("too many entities"));
         }
@@ -569,7 +603,7 @@ impl Replicator {
             Entity {
                 ty,
                 owner: peer,
-                fields: fields.clone(),
+                fields,
             },
         );
         if let Some(link) = self.links.get_mut(&peer) {
@@ -621,12 +655,7 @@ impl Replicator {
         self.events
             .push_back(ReplicationEvent::OwnerChanged { id, owner });
         if owner == self.id {
-            let peers: Vec<PeerId> = self.links.keys().copied().collect();
-            for p in peers {
-                if let Some(link) = self.links.get_mut(&p) {
-                    link.out.scope.insert(id, None);
-                }
-            }
+            self.take_over(id);
         }
         Ok(())
     }
@@ -649,6 +678,16 @@ impl Replicator {
         let ack_bits = r.u64("ack bits")?;
         let count = r.u16("count")? as usize;
         self.on_ack(peer, ack, ack_bits);
+        let Self {
+            entities,
+            links,
+            schema,
+            events,
+            ..
+        } = self;
+        let Some(inc) = links.get_mut(&peer).map(|l| &mut l.inc) else {
+            return Ok(());
+        };
         let mut bits = BitReader::new(r.rest());
         let common = if count > 0 {
             bits.read(BACK_BITS)? as u32
@@ -656,7 +695,8 @@ impl Replicator {
             0
         };
         let mut id = 0u64;
-        let mut updates = Vec::new();
+        let mut updates: Vec<(NetId, Fields, bool)> = Vec::with_capacity(count);
+        let mut scratch = Vec::new();
         for k in 0..count {
             id = read_id(&mut bits, id, k == 0)?;
             let back = if bits.read_bool()? {
@@ -664,69 +704,62 @@ impl Replicator {
             } else {
                 bits.read(BACK_BITS)? as u32
             };
-            let Some(e) = self.entities.get(&NetId(id)) else {
+            let Some(e) = entities.get(&NetId(id)) else {
                 // Its spawn is still on the reliable channel: the rest of the
                 // packet cannot be read, and nothing is acked, so the sender
                 // sends full states again.
                 return Ok(());
             };
-            let ty = e.ty;
-            let widths = self
-                .schema
-                .widths(ty)
+            let widths = schema
+                .widths(e.ty)
                 .ok_or(DecodeError::Invalid("entity type"))?;
-            let baseline: Option<Vec<u32>> = if back == 0 {
+            let baseline = if back == 0 {
                 None
             } else {
                 let base_seq = seq.wrapping_sub(back);
-                let found = self
-                    .links
-                    .get(&peer)
-                    .and_then(|l| l.inc.history.get(&NetId(id)))
-                    .and_then(|h| h.iter().find(|(s, _)| *s == base_seq))
-                    .map(|(_, f)| f.clone());
+                let found = inc
+                    .history
+                    .get(&NetId(id))
+                    .and_then(|h| h.iter().rev().find(|(s, _)| *s == base_seq));
                 match found {
-                    Some(f) => Some(f),
-                    // Its baseline is gone: skip this packet's rest for the
-                    // entity; the sender moves to a newer baseline once acked.
+                    Some((_, f)) => Some(&f[..]),
+                    // Its baseline is gone: skip this packet's rest; the
+                    // sender moves to a newer baseline once acked.
                     None => return Ok(()),
                 }
             };
-            let fields = read_delta(&mut bits, widths, baseline.as_deref())?;
-            updates.push((NetId(id), fields, e.owner == peer));
+            read_delta(&mut bits, widths, baseline, &mut scratch)?;
+            updates.push((NetId(id), Fields::from(&scratch[..]), e.owner == peer));
         }
-        if let Some(link) = self.links.get_mut(&peer) {
-            link.inc.record(seq);
-        }
+        inc.record(seq);
         for (id, fields, from_owner) in updates {
             // Kept in seq order as a baseline; applied only if it is the
             // newest state of the entity (unreliable packets come reordered).
-            let mut newest = false;
-            if let Some(link) = self.links.get_mut(&peer) {
-                let h = link.inc.history.entry(id).or_default();
-                let at = h.iter().position(|(s, _)| *s >= seq).unwrap_or(h.len());
-                if h.get(at).is_none_or(|(s, _)| *s != seq) {
-                    h.insert(at, (seq, fields.clone()));
-                    newest = at + 1 == h.len();
-                }
-                while h.len() > HISTORY {
-                    h.pop_front();
-                }
+            let h = inc.history.entry(id).or_default();
+            let at = h.iter().rposition(|(s, _)| *s < seq).map_or(0, |p| p + 1);
+            if h.get(at).is_some_and(|(s, _)| *s == seq) {
+                continue;
+            }
+            h.insert(at, (seq, fields.clone()));
+            let newest = at + 1 == h.len();
+            while h.len() > HISTORY {
+                h.pop_front();
             }
             // A stale packet from before a hand-over is not applied either.
             if from_owner
                 && newest
-                && let Some(e) = self.entities.get_mut(&id)
+                && let Some(e) = entities.get_mut(&id)
                 && e.fields != fields
             {
                 e.fields = fields;
-                self.events.push_back(ReplicationEvent::Updated { id });
+                events.push_back(ReplicationEvent::Updated { id });
             }
         }
         Ok(())
     }
 
     fn on_ack(&mut self, peer: PeerId, ack: u32, bits: u64) {
+        let entities = &self.entities;
         let Some(link) = self.links.get_mut(&peer) else {
             return;
         };
@@ -734,18 +767,24 @@ impl Replicator {
             seq == ack || (ack > seq && ack - seq <= 64 && bits & (1 << (ack - seq - 1)) != 0)
         };
         let out = &mut link.out;
-        while let Some(pos) = out.in_flight.iter().position(|(s, _)| acked(*s)) {
-            let Some((seq, states)) = out.in_flight.remove(pos) else {
-                break;
-            };
-            for (id, fields) in states {
-                if let Some(slot) = out.scope.get_mut(&id)
-                    && slot.as_ref().is_none_or(|(s, _)| *s < seq)
+        let (scope, dirty) = (&mut out.scope, &mut out.dirty);
+        out.in_flight.retain_mut(|(seq, states)| {
+            if !acked(*seq) {
+                return true;
+            }
+            for (id, fields) in std::mem::take(states) {
+                if let Some(slot) = scope.get_mut(&id)
+                    && slot.acked.as_ref().is_none_or(|(s, _)| *s < *seq)
                 {
-                    *slot = Some((seq, fields));
+                    if entities.get(&id).is_some_and(|e| e.fields == fields) {
+                        dirty.remove(&id);
+                        slot.priority = 0.0;
+                    }
+                    slot.acked = Some((*seq, fields));
                 }
             }
-        }
+            false
+        });
     }
 
     /// Builds this tick's update packet for every peer (call at the
@@ -776,22 +815,24 @@ impl Replicator {
         link.out.credit =
             (link.out.credit + budget * dt.as_secs_f64()).min(budget * 0.25 + max_packet as f64);
         // Entities that differ from what the peer acked gain priority.
-        let mut candidates: Vec<(f32, NetId)> = Vec::new();
-        for (&id, acked) in &link.out.scope {
-            let Some(e) = entities.get(&id) else {
+        let out = &mut link.out;
+        let mut candidates: Vec<(f32, NetId)> = Vec::with_capacity(out.dirty.len());
+        let mut clean = Vec::new();
+        for &id in &out.dirty {
+            let (Some(e), Some(slot)) = (entities.get(&id), out.scope.get_mut(&id)) else {
+                clean.push(id);
                 continue;
             };
-            if e.owner != self.id {
+            if e.owner != self.id || slot.acked.as_ref().is_some_and(|(_, f)| *f == e.fields) {
+                slot.priority = 0.0;
+                clean.push(id);
                 continue;
             }
-            let changed = acked.as_ref().is_none_or(|(_, f)| *f != e.fields);
-            let p = link.out.priority.entry(id).or_insert(0.0);
-            if changed {
-                *p += self.priorities.get(&id).copied().unwrap_or(1.0);
-                candidates.push((*p, id));
-            } else {
-                *p = 0.0;
-            }
+            slot.priority += self.priorities.get(&id).copied().unwrap_or(1.0);
+            candidates.push((slot.priority, id));
+        }
+        for id in clean {
+            out.dirty.remove(&id);
         }
         candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let mut next = 0;
@@ -801,15 +842,17 @@ impl Replicator {
             let limit = (link.out.credit as usize).min(max_packet);
             let seq = link.out.seq.wrapping_add(1);
             let mut chosen: Vec<Chosen> = Vec::new();
+            let mut deltas = BitWriter::new();
             let mut estimate = HEADER * 8 + BACK_BITS as usize;
             while next < candidates.len() {
                 let id = candidates[next].1;
-                let Some(c) = chosen_entry(entities, schema, &link.out, id, seq) else {
+                let Some(c) = chosen_entry(entities, schema, &link.out, id, seq, &mut deltas)
+                else {
                     next += 1;
                     continue;
                 };
                 // Sorted ids and a shared baseline cost a few bits each.
-                let cost = 8 + c.delta.bit_len();
+                let cost = 8 + c.len;
                 if estimate + cost > limit * 8 && !chosen.is_empty() {
                     break;
                 }
@@ -817,12 +860,13 @@ impl Replicator {
                 chosen.push(c);
                 next += 1;
             }
-            let mut data = encode_update(seq, &link.inc, &chosen);
+            let deltas = deltas.finish();
+            let mut data = encode_update(seq, &link.inc, &chosen, &deltas);
             // The estimate was short: give back the least urgent until it fits.
             while data.len() > limit && chosen.len() > 1 {
                 chosen.pop();
                 next -= 1;
-                data = encode_update(seq, &link.inc, &chosen);
+                data = encode_update(seq, &link.inc, &chosen, &deltas);
             }
             if data.len() > max_packet {
                 // One entity too large for any packet: skipped.
@@ -834,7 +878,7 @@ impl Replicator {
         if !sent_any && link.inc.latest.is_some() {
             // Nothing to send: the acks go anyway.
             let seq = link.out.seq.wrapping_add(1);
-            let data = encode_update(seq, &link.inc, &[]);
+            let data = encode_update(seq, &link.inc, &[], &[]);
             finish_packet(link, transmits, now, peer, seq, data, Vec::new());
         }
     }
@@ -853,43 +897,47 @@ impl Replicator {
 /// Bytes of an update packet's header.
 const HEADER: usize = 19;
 
-/// An entity picked for a packet: its id, baseline distance, fields, and its
-/// fields delta-encoded (once; the packet appends the bits).
+/// An entity picked for a packet: its id, baseline distance and fields, and
+/// where its delta-encoded fields sit in the packet's delta bits (encoded
+/// once; the packet copies the bits in id order).
 struct Chosen {
     id: NetId,
     back: u32,
-    fields: Vec<u32>,
-    delta: BitWriter,
+    fields: Fields,
+    start: usize,
+    len: usize,
 }
 
 fn chosen_entry(
-    entities: &BTreeMap<NetId, Entity>,
+    entities: &HashMap<NetId, Entity>,
     schema: &Schema,
     out: &Outgoing,
     id: NetId,
     seq: u32,
+    deltas: &mut BitWriter,
 ) -> Option<Chosen> {
     let e = entities.get(&id)?;
     let widths = schema.widths(e.ty)?;
-    let baseline = out.scope.get(&id).cloned().flatten();
-    let (back, base) = match baseline {
-        Some((s, f)) if seq.wrapping_sub(s) < 1 << BACK_BITS => (seq.wrapping_sub(s), Some(f)),
+    let acked = out.scope.get(&id).and_then(|s| s.acked.as_ref());
+    let (back, base) = match acked {
+        Some((s, f)) if seq.wrapping_sub(*s) < 1 << BACK_BITS => (seq.wrapping_sub(*s), Some(&f[..])),
         _ => (0, None),
     };
-    let mut delta = BitWriter::new();
-    write_delta(&mut delta, widths, base.as_deref(), &e.fields);
+    let start = deltas.bit_len();
+    write_delta(deltas, widths, base, &e.fields);
     Some(Chosen {
         id,
         back,
         fields: e.fields.clone(),
-        delta,
+        start,
+        len: deltas.bit_len() - start,
     })
 }
 
 /// An update packet: header (seq, ack, ack bits, count), then the entities
 /// in id order: a shared baseline distance, and per entity its id gap, a
 /// baseline bit (or distance) and its fields.
-fn encode_update(seq: u32, inc: &Incoming, chosen: &[Chosen]) -> Vec<u8> {
+fn encode_update(seq: u32, inc: &Incoming, chosen: &[Chosen], deltas: &[u8]) -> Vec<u8> {
     let mut sorted: Vec<&Chosen> = chosen.iter().collect();
     sorted.sort_by_key(|c| c.id);
     let mut counts = [0usize; 1 << BACK_BITS];
@@ -910,7 +958,7 @@ fn encode_update(seq: u32, inc: &Incoming, chosen: &[Chosen]) -> Vec<u8> {
             w.write_bool(false);
             w.write(c.back as u64, BACK_BITS);
         }
-        w.append(&c.delta);
+        w.append_bits(deltas, c.start, c.len);
         prev = Some(c.id.0);
     }
     let mut data = Vec::with_capacity(HEADER + w.bit_len() / 8 + 1);
@@ -936,7 +984,9 @@ fn finish_packet(
     out.seq = seq;
     out.credit -= data.len() as f64;
     for c in &chosen {
-        out.priority.insert(c.id, 0.0);
+        if let Some(slot) = out.scope.get_mut(&c.id) {
+            slot.priority = 0.0;
+        }
     }
     out.in_flight
         .push_back((seq, chosen.into_iter().map(|c| (c.id, c.fields)).collect()));
@@ -958,13 +1008,20 @@ fn finish_packet(
     });
 }
 
-fn clamp(widths: &[u8], mut fields: Vec<u32>) -> Vec<u32> {
-    for (f, &w) in fields.iter_mut().zip(widths) {
-        if w < 32 {
-            *f = (*f).min((1u32 << w) - 1);
-        }
+fn clamp_one(f: u32, width: u8) -> u32 {
+    if width < 32 {
+        f.min((1u32 << width) - 1)
+    } else {
+        f
     }
+}
+
+fn clamp(widths: &[u8], fields: &[u32]) -> Fields {
     fields
+        .iter()
+        .zip(widths)
+        .map(|(&f, &w)| clamp_one(f, w))
+        .collect()
 }
 
 fn spawn_msg(id: NetId, e: &Entity, schema: &Schema) -> Vec<u8> {
@@ -1061,12 +1118,14 @@ fn write_delta(w: &mut BitWriter, widths: &[u8], base: Option<&[u32]>, fields: &
     }
 }
 
+/// Reads one entity's fields (see [`write_delta`]) into `out`.
 fn read_delta(
     r: &mut BitReader<'_>,
     widths: &[u8],
     base: Option<&[u32]>,
-) -> Result<Vec<u32>, DecodeError> {
-    let mut out = Vec::with_capacity(widths.len());
+    out: &mut Vec<u32>,
+) -> Result<(), DecodeError> {
+    out.clear();
     for (i, &width) in widths.iter().enumerate() {
         let width = width as u32;
         let max = if width >= 32 {
@@ -1099,7 +1158,7 @@ fn read_delta(
         }
         out.push(v as u32);
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -170,13 +170,13 @@ fn with_20_percent_loss_every_peer_converges_within_3_rtt_of_the_last_move() {
     let mut net = Net::new(3, link(0.2, 1), ReplicationConfig::default());
     net.run(Duration::from_secs(1), |_| {});
     let ids: Vec<NetId> = (0..50)
-        .map(|k| net.nodes[0].rep.spawn(0, moving(0, k)).unwrap())
+        .map(|k| net.nodes[0].rep.spawn(0, &moving(0, k)).unwrap())
         .collect();
     let mut t = 0;
     net.run(Duration::from_secs(3), |n| {
         t += 1;
         for (k, id) in ids.iter().enumerate() {
-            n.nodes[0].rep.set(*id, moving(t, k as u32));
+            n.nodes[0].rep.set(*id, &moving(t, k as u32));
         }
     });
     let stopped = net.now;
@@ -201,7 +201,7 @@ fn a_tight_budget_starves_no_entity() {
     let mut net = Net::new(2, link(0.05, 2), config);
     net.run(Duration::from_secs(1), |_| {});
     let ids: Vec<NetId> = (0..200)
-        .map(|k| net.nodes[0].rep.spawn(0, moving(0, k)).unwrap())
+        .map(|k| net.nodes[0].rep.spawn(0, &moving(0, k)).unwrap())
         .collect();
     // A few entities matter more.
     for id in &ids[..5] {
@@ -211,7 +211,7 @@ fn a_tight_budget_starves_no_entity() {
     net.run(Duration::from_secs(10), |n| {
         t += 1;
         for (k, id) in ids.iter().enumerate() {
-            n.nodes[0].rep.set(*id, moving(t, k as u32));
+            n.nodes[0].rep.set(*id, &moving(t, k as u32));
         }
     });
     // Gaps between updates of each entity at the receiver, after spawning.
@@ -244,7 +244,7 @@ fn interest_spawns_and_despawns_on_the_right_peers_only() {
     let mut net = Net::new(3, link(0.1, 3), ReplicationConfig::default());
     net.run(Duration::from_secs(1), |_| {});
     let (b, c) = (net.nodes[1].id, net.nodes[2].id);
-    let id = net.nodes[0].rep.spawn(0, moving(0, 1)).unwrap();
+    let id = net.nodes[0].rep.spawn(0, &moving(0, 1)).unwrap();
     net.run(Duration::from_millis(500), |_| {});
     assert!(net.nodes[1].rep.entity(id).is_some() && net.nodes[2].rep.entity(id).is_some());
     net.nodes[0].rep.set_visible(b, id, false);
@@ -263,7 +263,7 @@ fn interest_spawns_and_despawns_on_the_right_peers_only() {
             .iter()
             .any(|(_, e)| *e == ReplicationEvent::Despawned { id })
     );
-    net.nodes[0].rep.set(id, moving(9, 1));
+    net.nodes[0].rep.set(id, &moving(9, 1));
     net.nodes[0].rep.set_visible(b, id, true);
     net.run(Duration::from_millis(500), |_| {});
     assert!(net.same_everywhere(id));
@@ -288,14 +288,14 @@ fn authority_hand_off_mid_motion_loses_no_update() {
     let mut net = Net::new(3, jittery, ReplicationConfig::default());
     net.run(Duration::from_secs(1), |_| {});
     let b = net.nodes[1].id;
-    let id = net.nodes[0].rep.spawn(0, vec![0, 0, 0]).unwrap();
+    let id = net.nodes[0].rep.spawn(0, &vec![0, 0, 0]).unwrap();
     // Whoever owns it moves it one step a tick.
     let step = |n: &mut Net| {
         for node in n.nodes.iter_mut() {
             if let Some(e) = node.rep.entity(id).cloned()
                 && e.owner == node.id
             {
-                node.rep.set(id, vec![e.fields[0] + 1, 0, 0]);
+                node.rep.set(id, &[e.fields[0] + 1, 0, 0]);
             }
         }
     };
@@ -338,7 +338,7 @@ fn the_owner_leaves_and_a_successor_carries_on() {
     let mut net = Net::new(3, link(0.1, 5), ReplicationConfig::default());
     net.run(Duration::from_secs(1), |_| {});
     let ids: Vec<NetId> = (0..20)
-        .map(|k| net.nodes[2].rep.spawn(0, moving(0, k)).unwrap())
+        .map(|k| net.nodes[2].rep.spawn(0, &moving(0, k)).unwrap())
         .collect();
     net.run(Duration::from_secs(1), |_| {});
     net.kill(2);
@@ -355,15 +355,15 @@ fn the_owner_leaves_and_a_successor_carries_on() {
     net.run(Duration::from_secs(1), |n| {
         t += 1;
         for (k, id) in ids.iter().enumerate() {
-            n.nodes[0].rep.set(*id, moving(t + 100, k as u32));
+            n.nodes[0].rep.set(*id, &moving(t + 100, k as u32));
         }
     });
     net.run(Duration::from_millis(500), |_| {});
     for id in &ids {
         assert!(net.same_everywhere(*id));
         assert_eq!(
-            net.nodes[1].rep.entity(*id).unwrap().fields,
-            moving(t + 100, (id.0 & 0xff) as u32 % 20)
+            &net.nodes[1].rep.entity(*id).unwrap().fields[..],
+            &moving(t + 100, (id.0 & 0xff) as u32 % 20)[..]
         );
     }
 }
@@ -407,9 +407,9 @@ fn a_truncated_update_is_reported_and_changes_nothing() {
     let mut b = Replicator::new(ReplicationConfig::default(), schema(), b_id);
     a.handle_peer_joined(b_id);
     b.handle_peer_joined(a_id);
-    let id = a.spawn(0, vec![1, 2, 3]).unwrap();
+    let id = a.spawn(0, &[1, 2, 3]).unwrap();
     let now = Instant::now();
-    a.set(id, vec![40_000, 2, 3]);
+    a.set(id, &[40_000, 2, 3]);
     a.tick(now);
     let mut update = None;
     while let Some(t) = a.poll_transmit() {
@@ -423,12 +423,12 @@ fn a_truncated_update_is_reported_and_changes_nothing() {
     let update = update.expect("an update");
     for cut in 1..update.len() {
         b.handle_message(a_id, &update[..cut]);
-        assert_eq!(b.entity(id).unwrap().fields, vec![1, 2, 3], "cut at {cut}");
+        assert_eq!(&b.entity(id).unwrap().fields[..], &[1, 2, 3], "cut at {cut}");
         match b.poll_event() {
             Some(ReplicationEvent::PeerMisbehaved { peer, .. }) => assert_eq!(peer, a_id),
             other => panic!("cut at {cut}: {other:?}"),
         }
     }
     b.handle_message(a_id, &update);
-    assert_eq!(b.entity(id).unwrap().fields, vec![40_000, 2, 3]);
+    assert_eq!(&b.entity(id).unwrap().fields[..], &[40_000, 2, 3]);
 }
