@@ -286,10 +286,35 @@ fn main() {
     // `cargo bench` passes `--bench`; nothing else is taken.
     gamenet_benches::ensure_isolated();
     if std::env::var("PLOTTEST").is_ok() {
-        let g = [(901, 17000.0, 20.0), (1802, 33000.0, 20.0), (3604, 65000.0, 25.0), (7208, 129000.0, 18.0), (14416, 119000.0, 300.0)];
-        let n = [(901, 17000.0, 18.0), (1802, 33000.0, 18.0), (3604, 65000.0, 18.0), (7208, 31000.0, 3700.0)];
-        let pts = |v: &[(usize, f64, f64)]| v.iter().map(|&(cubes, updates_per_sec, p99_ms)| webrtc::Point { cubes, updates_per_sec, p99_ms }).collect::<Vec<_>>();
-        plot::sweep(std::path::Path::new("/tmp/plot.svg"), &pts(&g), &pts(&n), Duration::from_millis(250)).unwrap();
+        let g = [
+            (901, 17000.0, 20.0),
+            (1802, 33000.0, 20.0),
+            (3604, 65000.0, 25.0),
+            (7208, 129000.0, 18.0),
+            (14416, 119000.0, 300.0),
+        ];
+        let n = [
+            (901, 17000.0, 18.0),
+            (1802, 33000.0, 18.0),
+            (3604, 65000.0, 18.0),
+            (7208, 31000.0, 3700.0),
+        ];
+        let pts = |v: &[(usize, f64, f64)]| {
+            v.iter()
+                .map(|&(cubes, updates_per_sec, p99_ms)| webrtc::Point {
+                    cubes,
+                    updates_per_sec,
+                    p99_ms,
+                })
+                .collect::<Vec<_>>()
+        };
+        plot::sweep(
+            std::path::Path::new("/tmp/plot.svg"),
+            &pts(&g),
+            &pts(&n),
+            Duration::from_millis(250),
+        )
+        .unwrap();
         return;
     }
     if std::env::var("INPROC").is_ok() {
@@ -298,11 +323,18 @@ fn main() {
     }
     if let Ok(scale) = std::env::var("PROFILE_SCALE") {
         let scale: usize = scale.parse().unwrap_or(8);
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let url = gamenet_e2e::start_server().await;
             let o = webrtc::gamenet(&format!("{url}/p?next=2"), 2, scale, 8).await;
-            println!("updates/s {:.0} enc {:?} dec {:?} proc {:?} p99 {:?} deliv {:.2}", o.updates_per_sec, o.encode_cpu, o.decode_cpu, o.process_cpu, o.p99, o.delivered);
+            println!(
+                "updates/s {:.0} enc {:?} dec {:?} proc {:?} p99 {:?} deliv {:.2}",
+                o.updates_per_sec, o.encode_cpu, o.decode_cpu, o.process_cpu, o.p99, o.delivered
+            );
         });
         return;
     }
@@ -483,7 +515,10 @@ mod webrtc {
         let start = Instant::now();
         // Per cube, the states the owner set lately and when.
         let history: Arc<Mutex<Vec<VecDeque<([u32; 7], Instant)>>>> = Arc::new(Mutex::new(
-            fields.iter().map(|f| VecDeque::from([(*f, start)])).collect(),
+            fields
+                .iter()
+                .map(|f| VecDeque::from([(*f, start)]))
+                .collect(),
         ));
         let total = WARMUP + secs * HZ as u64;
 
@@ -853,7 +888,10 @@ mod plot {
         let series = [gamenet, naive];
 
         let mut chart = ChartBuilder::on(&left)
-            .caption("Moving-cube updates delivered per second", ("sans-serif", 18))
+            .caption(
+                "Moving-cube updates delivered per second",
+                ("sans-serif", 18),
+            )
             .margin(12)
             .x_label_area_size(42)
             .y_label_area_size(72)

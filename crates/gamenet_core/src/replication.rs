@@ -17,7 +17,7 @@
 //! - Ownership can be requested and handed over; when a peer leaves, the peer
 //!   with the lowest id takes over what it owned, on every peer alike.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -151,35 +151,64 @@ const DESPAWN: u8 = 0x11;
 const OWNER: u8 = 0x12;
 const REQUEST: u8 = 0x13;
 const EVENT: u8 = 0x14;
+const RESYNC: u8 = 0x15;
 
 /// Received states kept per entity, to decode deltas against.
 const HISTORY: usize = 32;
 /// Sent packets remembered per peer, waiting for acks.
-const IN_FLIGHT: usize = 256;
-/// Bits of a baseline distance (in packets).
-const BACK_BITS: u32 = 8;
+const IN_FLIGHT: usize = 4096;
+/// Farthest baseline (in packets) a delta may refer to: a fast sender sends
+/// hundreds of packets a round trip.
+const MAX_BACK: u32 = u16::MAX as u32;
 /// Largest game event.
 const MAX_EVENT: usize = 64 * 1024;
+/// Update packets taken from a peer before acks go back at once rather than
+/// with the next tick: a sender of many packets a tick would otherwise
+/// outrun the 64-packet ack window.
+const ACK_EVERY: u32 = 24;
 
-/// What one update packet carried: entity and fields.
-type SentStates = Vec<(NetId, Fields)>;
+/// An index into the entity table; ids map to slots, which are reused.
+type Slot = u32;
+
+/// What one update packet carried: slot, entity and fields.
+type SentStates = Vec<(Slot, NetId, Fields)>;
+
+/// An entity in the table.
+#[derive(Debug)]
+struct Record {
+    id: NetId,
+    entity: Entity,
+    /// How urgent its updates are, when this peer owns it.
+    priority: f32,
+}
 
 /// An owned entity in a peer's scope.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Scoped {
+    /// The last packet sent before it entered scope: acks of that one and
+    /// older say nothing about it.
+    since: u32,
     /// The newest state the peer acked, and the packet that carried it.
     acked: Option<(u32, Fields)>,
     /// Accumulated priority.
     priority: f32,
+    /// Differs from what the peer acked (and is in the dirty list).
+    dirty: bool,
+    /// The tick that last looked at it: a reused slot can be listed twice.
+    pass: u32,
 }
 
 #[derive(Debug, Default)]
 struct Outgoing {
-    /// In this peer's scope (spawned there).
-    scope: HashMap<NetId, Scoped>,
-    /// In scope and not acked as they are now: what a tick looks at, so
-    /// entities at rest cost nothing.
-    dirty: HashSet<NetId>,
+    /// Per slot: the entity, if it is in this peer's scope (spawned there).
+    scope: Vec<Option<Scoped>>,
+    in_scope: usize,
+    /// Slots that may be dirty: what a tick looks at, so entities at rest
+    /// cost nothing. Cleaned ones leave it at the next tick.
+    dirty: Vec<Slot>,
+    /// The dirty list's spare allocation.
+    spare: Vec<Slot>,
+    pass: u32,
     /// Entities hidden from this peer.
     hidden: BTreeSet<NetId>,
     /// Packets sent and what they carried.
@@ -192,18 +221,101 @@ struct Outgoing {
     sent: VecDeque<(Instant, usize)>,
 }
 
+impl Outgoing {
+    fn mark_dirty(&mut self, slot: Slot) {
+        if let Some(s) = self.scope.get_mut(slot as usize).and_then(Option::as_mut)
+            && !s.dirty
+        {
+            s.dirty = true;
+            self.dirty.push(slot);
+        }
+    }
+
+    /// Puts an entity in scope; false if it was.
+    fn enter(&mut self, slot: Slot) -> bool {
+        let i = slot as usize;
+        if self.scope.len() <= i {
+            self.scope.resize_with(i + 1, || None);
+        }
+        if self.scope[i].is_some() {
+            return false;
+        }
+        self.scope[i] = Some(Scoped {
+            since: self.seq,
+            acked: None,
+            priority: 0.0,
+            dirty: false,
+            pass: 0,
+        });
+        self.in_scope += 1;
+        self.mark_dirty(slot);
+        true
+    }
+
+    /// Takes an entity out of scope; false if it was not in it.
+    fn leave(&mut self, slot: Slot) -> bool {
+        let left = self
+            .scope
+            .get_mut(slot as usize)
+            .and_then(Option::take)
+            .is_some();
+        if left {
+            self.in_scope -= 1;
+        }
+        left
+    }
+}
+
 #[derive(Debug, Default)]
 struct Incoming {
-    /// Received states per entity, oldest first (also bounds how many
-    /// entities this peer has spawned here).
-    history: HashMap<NetId, VecDeque<(u32, Fields)>>,
+    /// Per slot: received states of the entity, oldest first.
+    history: Vec<Option<VecDeque<(u32, Fields)>>>,
+    /// Entities with a history here (bounds what this peer may spawn).
+    tracked: usize,
     /// Newest update seq received and the 64 before it.
     latest: Option<u32>,
     bits: u64,
+    /// Update packets received since acks last went back.
+    unacked: u32,
+    /// Entities whose baseline was gone, asked to be sent whole.
+    resync: BTreeSet<NetId>,
 }
 
 impl Incoming {
+    fn history(&self, slot: Slot) -> Option<&VecDeque<(u32, Fields)>> {
+        self.history.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    fn history_mut(&mut self, slot: Slot) -> &mut VecDeque<(u32, Fields)> {
+        let i = slot as usize;
+        if self.history.len() <= i {
+            self.history.resize_with(i + 1, || None);
+        }
+        if self.history[i].is_none() {
+            self.tracked += 1;
+        }
+        self.history[i].get_or_insert_with(VecDeque::new)
+    }
+
+    /// Starts the entity's history afresh.
+    fn reset(&mut self, slot: Slot) {
+        self.forget(slot);
+        self.history_mut(slot);
+    }
+
+    fn forget(&mut self, slot: Slot) {
+        if self
+            .history
+            .get_mut(slot as usize)
+            .and_then(Option::take)
+            .is_some()
+        {
+            self.tracked -= 1;
+        }
+    }
+
     fn record(&mut self, seq: u32) {
+        self.unacked += 1;
         match self.latest {
             None => {
                 self.latest = Some(seq);
@@ -239,10 +351,12 @@ pub struct Replicator {
     schema: Schema,
     id: PeerId,
     next: u32,
-    /// Hashed (with std's keyed hasher: ids come from peers) for the hot
-    /// paths; iterated in sorted order wherever the order shows.
-    entities: HashMap<NetId, Entity>,
-    priorities: HashMap<NetId, f32>,
+    /// The entity table. Per-peer state is kept by slot too, so the paths
+    /// that run for every update index arrays instead of looking ids up.
+    records: Vec<Option<Record>>,
+    free: Vec<Slot>,
+    /// Slots by id (std's keyed hasher: ids come from peers).
+    index: HashMap<NetId, Slot>,
     links: BTreeMap<PeerId, Link>,
     last_tick: Option<Instant>,
     transmits: VecDeque<ReplicationTransmit>,
@@ -262,8 +376,9 @@ impl Replicator {
             schema,
             id,
             next: 0,
-            entities: HashMap::new(),
-            priorities: HashMap::new(),
+            records: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
             links: BTreeMap::new(),
             last_tick: None,
             transmits: VecDeque::new(),
@@ -276,19 +391,79 @@ impl Replicator {
         self.id
     }
 
+    fn record(&self, slot: Slot) -> Option<&Record> {
+        self.records.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    fn record_mut(&mut self, slot: Slot) -> Option<&mut Record> {
+        self.records.get_mut(slot as usize).and_then(Option::as_mut)
+    }
+
+    fn slot_of(&self, id: NetId) -> Option<Slot> {
+        self.index.get(&id).copied()
+    }
+
     /// The entity, if known here.
     pub fn entity(&self, id: NetId) -> Option<&Entity> {
-        self.entities.get(&id)
+        self.slot_of(id)
+            .and_then(|s| self.record(s))
+            .map(|r| &r.entity)
     }
 
     /// Every entity known here, in no particular order.
     pub fn entities(&self) -> impl Iterator<Item = (NetId, &Entity)> + '_ {
-        self.entities.iter().map(|(k, v)| (*k, v))
+        self.records.iter().flatten().map(|r| (r.id, &r.entity))
     }
 
     /// Peers replicated with.
     pub fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
         self.links.keys().copied()
+    }
+
+    fn insert(&mut self, id: NetId, entity: Entity) -> Slot {
+        let record = Record {
+            id,
+            entity,
+            priority: 1.0,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.records[slot as usize] = Some(record);
+                slot
+            }
+            None => {
+                self.records.push(Some(record));
+                (self.records.len() - 1) as Slot
+            }
+        };
+        self.index.insert(id, slot);
+        slot
+    }
+
+    fn remove(&mut self, slot: Slot) {
+        let Some(record) = self.records.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        self.index.remove(&record.id);
+        self.free.push(slot);
+        for link in self.links.values_mut() {
+            link.out.leave(slot);
+            link.inc.forget(slot);
+        }
+    }
+
+    /// Ids of entities matching `keep`, in id order.
+    fn sorted_ids(&self, keep: impl Fn(&Entity) -> bool) -> Vec<(NetId, Slot)> {
+        let mut ids: Vec<(NetId, Slot)> = self
+            .records
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, r)| r.as_ref().map(|r| (r, slot as Slot)))
+            .filter(|(r, _)| keep(&r.entity))
+            .map(|(r, slot)| (r.id, slot))
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// Creates an entity owned by this peer.
@@ -298,19 +473,20 @@ impl Replicator {
             return None;
         }
         let id = NetId(fold(self.id) << 32 | self.next as u64);
+        if self.index.contains_key(&id) {
+            // The counter wrapped onto an entity still alive.
+            return None;
+        }
         self.next = self.next.wrapping_add(1);
-        let fields = clamp(widths, fields);
-        self.entities.insert(
-            id,
-            Entity {
-                ty,
-                owner: self.id,
-                fields,
-            },
-        );
+        let entity = Entity {
+            ty,
+            owner: self.id,
+            fields: clamp(widths, fields),
+        };
+        let slot = self.insert(id, entity);
         let peers: Vec<PeerId> = self.links.keys().copied().collect();
         for p in peers {
-            self.enter_scope(p, id);
+            self.enter_scope(p, slot);
         }
         Some(id)
     }
@@ -318,9 +494,13 @@ impl Replicator {
     /// Sets an owned entity's fields (values too wide for a field are
     /// clamped); false if it is not ours or the count does not fit its type.
     pub fn set(&mut self, id: NetId, fields: &[u32]) -> bool {
-        let Some(e) = self.entities.get_mut(&id) else {
+        let Some(slot) = self.slot_of(id) else {
             return false;
         };
+        let Some(r) = self.records.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return false;
+        };
+        let e = &mut r.entity;
         let Some(widths) = self.schema.widths(e.ty) else {
             return false;
         };
@@ -337,35 +517,42 @@ impl Replicator {
         }
         e.fields = clamp(widths, fields);
         for link in self.links.values_mut() {
-            if link.out.scope.contains_key(&id) {
-                link.out.dirty.insert(id);
-            }
+            link.out.mark_dirty(slot);
         }
         true
     }
 
     /// Removes an owned entity everywhere.
     pub fn despawn(&mut self, id: NetId) -> bool {
-        if self.entities.get(&id).is_none_or(|e| e.owner != self.id) {
+        let Some(slot) = self.slot_of(id) else {
+            return false;
+        };
+        if self.record(slot).is_none_or(|r| r.entity.owner != self.id) {
             return false;
         }
-        self.entities.remove(&id);
-        self.priorities.remove(&id);
         let peers: Vec<PeerId> = self.links.keys().copied().collect();
         for p in peers {
-            self.leave_scope(p, id);
+            self.leave_scope(p, slot);
         }
+        self.remove(slot);
         true
     }
 
     /// How urgent an owned entity's updates are (default 1).
     pub fn set_priority(&mut self, id: NetId, priority: f32) {
-        self.priorities.insert(id, priority.max(0.0));
+        if let Some(slot) = self.slot_of(id)
+            && let Some(r) = self.record_mut(slot)
+        {
+            r.priority = priority.max(0.0);
+        }
     }
 
     /// Shows or hides an owned entity from a peer.
     pub fn set_visible(&mut self, peer: PeerId, id: NetId, visible: bool) {
-        if self.entities.get(&id).is_none_or(|e| e.owner != self.id) {
+        let Some(slot) = self.slot_of(id) else {
+            return;
+        };
+        if self.record(slot).is_none_or(|r| r.entity.owner != self.id) {
             return;
         }
         let Some(link) = self.links.get_mut(&peer) else {
@@ -373,10 +560,10 @@ impl Replicator {
         };
         if visible {
             link.out.hidden.remove(&id);
-            self.enter_scope(peer, id);
+            self.enter_scope(peer, slot);
         } else {
             link.out.hidden.insert(id);
-            self.leave_scope(peer, id);
+            self.leave_scope(peer, slot);
         }
     }
 
@@ -397,20 +584,18 @@ impl Replicator {
 
     /// Entities of this peer in a peer's scope.
     pub fn in_scope(&self, peer: PeerId) -> usize {
-        self.links
-            .get(&peer)
-            .map(|l| l.out.scope.len())
-            .unwrap_or(0)
+        self.links.get(&peer).map_or(0, |l| l.out.in_scope)
     }
 
     /// Asks an entity's owner for it.
     pub fn request_authority(&mut self, id: NetId) {
-        if let Some(e) = self.entities.get(&id)
+        if let Some(e) = self.entity(id)
             && e.owner != self.id
         {
+            let owner = e.owner;
             let mut m = vec![REQUEST];
             m.extend_from_slice(&id.0.to_le_bytes());
-            self.reliable(e.owner, m);
+            self.reliable(owner, m);
         }
     }
 
@@ -420,17 +605,24 @@ impl Replicator {
         if to == self.id || !self.links.contains_key(&to) {
             return false;
         }
-        let Some(e) = self.entities.get_mut(&id).filter(|e| e.owner == self.id) else {
+        let Some(slot) = self.slot_of(id) else {
             return false;
         };
-        e.owner = to;
-        let e = e.clone();
-        let msg = owner_msg(id, &e, &self.schema);
+        let me = self.id;
+        let Some(r) = self
+            .records
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+            .filter(|r| r.entity.owner == me)
+        else {
+            return false;
+        };
+        r.entity.owner = to;
+        let msg = owner_msg(id, &r.entity, &self.schema);
         let peers: Vec<PeerId> = self.links.keys().copied().collect();
         for p in peers {
             if let Some(link) = self.links.get_mut(&p) {
-                link.out.scope.remove(&id);
-                link.out.dirty.remove(&id);
+                link.out.leave(slot);
             }
             self.reliable(p, msg.clone());
         }
@@ -454,28 +646,28 @@ impl Replicator {
         });
     }
 
-    fn enter_scope(&mut self, peer: PeerId, id: NetId) {
-        let Some(e) = self.entities.get(&id) else {
+    fn enter_scope(&mut self, peer: PeerId, slot: Slot) {
+        let Some(r) = self.records.get(slot as usize).and_then(Option::as_ref) else {
             return;
         };
         let Some(link) = self.links.get_mut(&peer) else {
             return;
         };
-        if e.owner != self.id || link.out.hidden.contains(&id) || link.out.scope.contains_key(&id) {
+        if r.entity.owner != self.id || link.out.hidden.contains(&r.id) || !link.out.enter(slot) {
             return;
         }
-        link.out.scope.insert(id, Scoped::default());
-        link.out.dirty.insert(id);
-        let msg = spawn_msg(id, e, &self.schema);
+        let msg = spawn_msg(r.id, &r.entity, &self.schema);
         self.reliable(peer, msg);
     }
 
-    fn leave_scope(&mut self, peer: PeerId, id: NetId) {
+    fn leave_scope(&mut self, peer: PeerId, slot: Slot) {
+        let Some(id) = self.record(slot).map(|r| r.id) else {
+            return;
+        };
         let Some(link) = self.links.get_mut(&peer) else {
             return;
         };
-        if link.out.scope.remove(&id).is_some() {
-            link.out.dirty.remove(&id);
+        if link.out.leave(slot) {
             let mut m = vec![DESPAWN];
             m.extend_from_slice(&id.0.to_le_bytes());
             self.reliable(peer, m);
@@ -488,15 +680,9 @@ impl Replicator {
             return;
         }
         self.links.entry(peer).or_default();
-        let mut owned: Vec<NetId> = self
-            .entities
-            .iter()
-            .filter(|(_, e)| e.owner == self.id)
-            .map(|(id, _)| *id)
-            .collect();
-        owned.sort_unstable();
-        for id in owned {
-            self.enter_scope(peer, id);
+        let me = self.id;
+        for (_, slot) in self.sorted_ids(|e| e.owner == me) {
+            self.enter_scope(peer, slot);
         }
     }
 
@@ -508,33 +694,25 @@ impl Replicator {
         for &p in self.links.keys() {
             successor = successor.min(p);
         }
-        let mut orphans: Vec<NetId> = self
-            .entities
-            .iter()
-            .filter(|(_, e)| e.owner == peer)
-            .map(|(id, _)| *id)
-            .collect();
-        orphans.sort_unstable();
-        for id in orphans {
-            if let Some(e) = self.entities.get_mut(&id) {
-                e.owner = successor;
+        for (id, slot) in self.sorted_ids(|e| e.owner == peer) {
+            if let Some(r) = self.record_mut(slot) {
+                r.entity.owner = successor;
             }
             self.events.push_back(ReplicationEvent::OwnerChanged {
                 id,
                 owner: successor,
             });
             if successor == self.id {
-                self.take_over(id);
+                self.take_over(slot);
             }
         }
     }
 
     /// This peer now owns an entity every peer knows: they start from what
     /// they have, and deltas flow once they ack a full state.
-    fn take_over(&mut self, id: NetId) {
+    fn take_over(&mut self, slot: Slot) {
         for link in self.links.values_mut() {
-            link.out.scope.insert(id, Scoped::default());
-            link.out.dirty.insert(id);
+            link.out.enter(slot);
         }
     }
 
@@ -560,6 +738,7 @@ impl Replicator {
             DESPAWN => self.on_despawn(peer, rest),
             OWNER => self.on_owner(peer, rest),
             REQUEST => self.on_request(peer, rest),
+            RESYNC => self.on_resync(peer, rest),
             EVENT => {
                 self.events.push_back(ReplicationEvent::Event {
                     peer,
@@ -590,33 +769,40 @@ impl Replicator {
         let id = NetId(r.u64("id")?);
         let ty = r.u16("type")?;
         let fields = self.read_fields(ty, &mut BitReader::new(r.rest()))?;
-        let owned_by_peer = self.links.get(&peer).map_or(0, |l| l.inc.history.len());
-        if owned_by_peer >= self.config.max_entities_per_peer && !self.entities.contains_key(&id) {
+        let existing = self.slot_of(id);
+        let tracked = self.links.get(&peer).map_or(0, |l| l.inc.tracked);
+        if existing.is_none() && tracked >= self.config.max_entities_per_peer {
             return Err(DecodeError::Invalid("too many entities"));
         }
-        if self.entities.get(&id).is_some_and(|e| e.owner != peer) {
-            return Ok(());
-        }
-        let fresh = !self.entities.contains_key(&id);
-        self.entities.insert(
-            id,
-            Entity {
-                ty,
-                owner: peer,
-                fields,
-            },
-        );
+        let entity = Entity {
+            ty,
+            owner: peer,
+            fields,
+        };
+        let slot = match existing {
+            // Only its owner may send it again (it left and re-entered scope).
+            Some(slot) => {
+                let Some(r) = self.record_mut(slot).filter(|r| r.entity.owner == peer) else {
+                    return Ok(());
+                };
+                r.entity = entity;
+                self.events.push_back(ReplicationEvent::Updated { id });
+                slot
+            }
+            // An id of this peer's own that it does not have is not news.
+            None if id.0 >> 32 == fold(self.id) => return Ok(()),
+            None => {
+                let slot = self.insert(id, entity);
+                self.events.push_back(ReplicationEvent::Spawned {
+                    id,
+                    ty,
+                    owner: peer,
+                });
+                slot
+            }
+        };
         if let Some(link) = self.links.get_mut(&peer) {
-            link.inc.history.insert(id, VecDeque::new());
-        }
-        if fresh {
-            self.events.push_back(ReplicationEvent::Spawned {
-                id,
-                ty,
-                owner: peer,
-            });
-        } else {
-            self.events.push_back(ReplicationEvent::Updated { id });
+            link.inc.reset(slot);
         }
         Ok(())
     }
@@ -625,11 +811,10 @@ impl Replicator {
         let mut r = Reader { bytes };
         let id = NetId(r.u64("id")?);
         r.finish(())?;
-        if self.entities.get(&id).is_some_and(|e| e.owner == peer) {
-            self.entities.remove(&id);
-            if let Some(link) = self.links.get_mut(&peer) {
-                link.inc.history.remove(&id);
-            }
+        if let Some(slot) = self.slot_of(id)
+            && self.record(slot).is_some_and(|r| r.entity.owner == peer)
+        {
+            self.remove(slot);
             self.events.push_back(ReplicationEvent::Despawned { id });
         }
         Ok(())
@@ -641,21 +826,24 @@ impl Replicator {
         let owner = PeerId(u128::from_le_bytes(r.array("owner")?));
         let ty = r.u16("type")?;
         let fields = self.read_fields(ty, &mut BitReader::new(r.rest()))?;
-        let Some(e) = self.entities.get_mut(&id) else {
+        let Some(slot) = self.slot_of(id) else {
             return Ok(());
         };
-        if e.owner != peer || e.ty != ty {
+        let Some(rec) = self.record_mut(slot) else {
+            return Ok(());
+        };
+        if rec.entity.owner != peer || rec.entity.ty != ty {
             return Ok(());
         }
-        e.owner = owner;
-        e.fields = fields;
+        rec.entity.owner = owner;
+        rec.entity.fields = fields;
         if let Some(link) = self.links.get_mut(&peer) {
-            link.inc.history.remove(&id);
+            link.inc.forget(slot);
         }
         self.events
             .push_back(ReplicationEvent::OwnerChanged { id, owner });
         if owner == self.id {
-            self.take_over(id);
+            self.take_over(slot);
         }
         Ok(())
     }
@@ -664,9 +852,30 @@ impl Replicator {
         let mut r = Reader { bytes };
         let id = NetId(r.u64("id")?);
         r.finish(())?;
-        if self.entities.get(&id).is_some_and(|e| e.owner == self.id) {
+        if self.entity(id).is_some_and(|e| e.owner == self.id) {
             self.events
                 .push_back(ReplicationEvent::AuthorityRequested { id, peer });
+        }
+        Ok(())
+    }
+
+    /// The peer lacks the baseline of an entity of ours: the next update
+    /// sends it whole, and acks of packets sent before now do not count.
+    fn on_resync(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), DecodeError> {
+        let mut r = Reader { bytes };
+        let id = NetId(r.u64("id")?);
+        r.finish(())?;
+        if let Some(slot) = self.slot_of(id)
+            && let Some(link) = self.links.get_mut(&peer)
+            && let Some(s) = link
+                .out
+                .scope
+                .get_mut(slot as usize)
+                .and_then(Option::as_mut)
+        {
+            s.acked = None;
+            s.since = link.out.seq;
+            link.out.mark_dirty(slot);
         }
         Ok(())
     }
@@ -679,7 +888,8 @@ impl Replicator {
         let count = r.u16("count")? as usize;
         self.on_ack(peer, ack, ack_bits);
         let Self {
-            entities,
+            records,
+            index,
             links,
             schema,
             events,
@@ -689,53 +899,60 @@ impl Replicator {
             return Ok(());
         };
         let mut bits = BitReader::new(r.rest());
-        let common = if count > 0 {
-            bits.read(BACK_BITS)? as u32
-        } else {
-            0
-        };
+        let common = if count > 0 { read_back(&mut bits)? } else { 0 };
         let mut id = 0u64;
-        let mut updates: Vec<(NetId, Fields, bool)> = Vec::with_capacity(count);
+        let mut updates: Vec<(Slot, Fields, bool)> = Vec::with_capacity(count);
         let mut scratch = Vec::new();
+        let mut resync = Vec::new();
         for k in 0..count {
             id = read_id(&mut bits, id, k == 0)?;
             let back = if bits.read_bool()? {
                 common
             } else {
-                bits.read(BACK_BITS)? as u32
+                read_back(&mut bits)?
             };
-            let Some(e) = entities.get(&NetId(id)) else {
+            let found = index
+                .get(&NetId(id))
+                .and_then(|&s| Some((s, records.get(s as usize)?.as_ref()?)));
+            let Some((slot, rec)) = found else {
                 // Its spawn is still on the reliable channel: the rest of the
                 // packet cannot be read, and nothing is acked, so the sender
                 // sends full states again.
                 return Ok(());
             };
             let widths = schema
-                .widths(e.ty)
+                .widths(rec.entity.ty)
                 .ok_or(DecodeError::Invalid("entity type"))?;
             let baseline = if back == 0 {
+                inc.resync.remove(&NetId(id));
                 None
             } else {
                 let base_seq = seq.wrapping_sub(back);
                 let found = inc
-                    .history
-                    .get(&NetId(id))
+                    .history(slot)
                     .and_then(|h| h.iter().rev().find(|(s, _)| *s == base_seq));
                 match found {
                     Some((_, f)) => Some(&f[..]),
-                    // Its baseline is gone: skip this packet's rest; the
-                    // sender moves to a newer baseline once acked.
-                    None => return Ok(()),
+                    None => {
+                        // Its baseline is gone (acks lost for longer than
+                        // the history reaches): read past it and ask for it
+                        // whole, once until a whole state comes.
+                        skip_delta(&mut bits, widths)?;
+                        if inc.resync.insert(NetId(id)) {
+                            resync.push(NetId(id));
+                        }
+                        continue;
+                    }
                 }
             };
             read_delta(&mut bits, widths, baseline, &mut scratch)?;
-            updates.push((NetId(id), Fields::from(&scratch[..]), e.owner == peer));
+            updates.push((slot, Fields::from(&scratch[..]), rec.entity.owner == peer));
         }
         inc.record(seq);
-        for (id, fields, from_owner) in updates {
+        for (slot, fields, from_owner) in updates {
             // Kept in seq order as a baseline; applied only if it is the
             // newest state of the entity (unreliable packets come reordered).
-            let h = inc.history.entry(id).or_default();
+            let h = inc.history_mut(slot);
             let at = h.iter().rposition(|(s, _)| *s < seq).map_or(0, |p| p + 1);
             if h.get(at).is_some_and(|(s, _)| *s == seq) {
                 continue;
@@ -748,18 +965,32 @@ impl Replicator {
             // A stale packet from before a hand-over is not applied either.
             if from_owner
                 && newest
-                && let Some(e) = entities.get_mut(&id)
-                && e.fields != fields
+                && let Some(rec) = records.get_mut(slot as usize).and_then(Option::as_mut)
+                && rec.entity.fields != fields
             {
-                e.fields = fields;
-                events.push_back(ReplicationEvent::Updated { id });
+                rec.entity.fields = fields;
+                events.push_back(ReplicationEvent::Updated { id: rec.id });
             }
+        }
+        let ack_now = inc.unacked >= ACK_EVERY;
+        for id in resync {
+            let mut m = vec![RESYNC];
+            m.extend_from_slice(&id.0.to_le_bytes());
+            self.reliable(peer, m);
+        }
+        if ack_now
+            && let Some(now) = self.last_tick
+            && let Some(link) = self.links.get_mut(&peer)
+        {
+            let seq = link.out.seq.wrapping_add(1);
+            let data = encode_update(seq, &link.inc, &[], &[]);
+            finish_packet(link, &mut self.transmits, now, peer, seq, data, Vec::new());
         }
         Ok(())
     }
 
     fn on_ack(&mut self, peer: PeerId, ack: u32, bits: u64) {
-        let entities = &self.entities;
+        let records = &self.records;
         let Some(link) = self.links.get_mut(&peer) else {
             return;
         };
@@ -767,24 +998,38 @@ impl Replicator {
             seq == ack || (ack > seq && ack - seq <= 64 && bits & (1 << (ack - seq - 1)) != 0)
         };
         let out = &mut link.out;
-        let (scope, dirty) = (&mut out.scope, &mut out.dirty);
-        out.in_flight.retain_mut(|(seq, states)| {
+        // Only the 65 packets up to `ack` can be acked by this message.
+        let oldest = ack.saturating_sub(64);
+        let from = out.in_flight.partition_point(|(s, _)| *s < oldest);
+        let scope = &mut out.scope;
+        for (seq, states) in out.in_flight.range_mut(from..) {
+            if *seq > ack {
+                break;
+            }
             if !acked(*seq) {
-                return true;
+                continue;
             }
-            for (id, fields) in std::mem::take(states) {
-                if let Some(slot) = scope.get_mut(&id)
-                    && slot.acked.as_ref().is_none_or(|(s, _)| *s < *seq)
+            for (slot, id, fields) in std::mem::take(states) {
+                let Some(rec) = records.get(slot as usize).and_then(Option::as_ref) else {
+                    continue;
+                };
+                let Some(s) = scope.get_mut(slot as usize).and_then(Option::as_mut) else {
+                    continue;
+                };
+                // A reused slot, or a packet from before it entered scope.
+                if rec.id != id
+                    || *seq <= s.since
+                    || s.acked.as_ref().is_some_and(|(a, _)| *a >= *seq)
                 {
-                    if entities.get(&id).is_some_and(|e| e.fields == fields) {
-                        dirty.remove(&id);
-                        slot.priority = 0.0;
-                    }
-                    slot.acked = Some((*seq, fields));
+                    continue;
                 }
+                if rec.entity.fields == fields {
+                    s.dirty = false;
+                    s.priority = 0.0;
+                }
+                s.acked = Some((*seq, fields));
             }
-            false
-        });
+        }
     }
 
     /// Builds this tick's update packet for every peer (call at the
@@ -805,7 +1050,8 @@ impl Replicator {
     fn tick_peer(&mut self, now: Instant, peer: PeerId, dt: Duration) {
         let default_budget = self.config.budget_bytes_per_sec;
         let max_packet = self.config.max_packet;
-        let entities = &self.entities;
+        let me = self.id;
+        let records = &self.records;
         let schema = &self.schema;
         let transmits = &mut self.transmits;
         let Some(link) = self.links.get_mut(&peer) else {
@@ -816,24 +1062,38 @@ impl Replicator {
             (link.out.credit + budget * dt.as_secs_f64()).min(budget * 0.25 + max_packet as f64);
         // Entities that differ from what the peer acked gain priority.
         let out = &mut link.out;
-        let mut candidates: Vec<(f32, NetId)> = Vec::with_capacity(out.dirty.len());
-        let mut clean = Vec::new();
-        for &id in &out.dirty {
-            let (Some(e), Some(slot)) = (entities.get(&id), out.scope.get_mut(&id)) else {
-                clean.push(id);
+        out.pass = out.pass.wrapping_add(1);
+        let pass = out.pass;
+        let spare = std::mem::take(&mut out.spare);
+        let mut listed = std::mem::replace(&mut out.dirty, spare);
+        let mut candidates: Vec<(f32, NetId, Slot)> = Vec::with_capacity(listed.len());
+        for &slot in &listed {
+            let Some(s) = out.scope.get_mut(slot as usize).and_then(Option::as_mut) else {
                 continue;
             };
-            if e.owner != self.id || slot.acked.as_ref().is_some_and(|(_, f)| *f == e.fields) {
-                slot.priority = 0.0;
-                clean.push(id);
+            if !s.dirty || s.pass == pass {
                 continue;
             }
-            slot.priority += self.priorities.get(&id).copied().unwrap_or(1.0);
-            candidates.push((slot.priority, id));
+            s.pass = pass;
+            let Some(rec) = records.get(slot as usize).and_then(Option::as_ref) else {
+                s.dirty = false;
+                continue;
+            };
+            if rec.entity.owner != me
+                || s.acked
+                    .as_ref()
+                    .is_some_and(|(_, f)| *f == rec.entity.fields)
+            {
+                s.dirty = false;
+                s.priority = 0.0;
+                continue;
+            }
+            s.priority += rec.priority;
+            candidates.push((s.priority, rec.id, slot));
+            out.dirty.push(slot);
         }
-        for id in clean {
-            out.dirty.remove(&id);
-        }
+        listed.clear();
+        out.spare = listed;
         candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let mut next = 0;
         let mut sent_any = false;
@@ -843,10 +1103,10 @@ impl Replicator {
             let seq = link.out.seq.wrapping_add(1);
             let mut chosen: Vec<Chosen> = Vec::new();
             let mut deltas = BitWriter::new();
-            let mut estimate = HEADER * 8 + BACK_BITS as usize;
+            let mut estimate = HEADER * 8 + 17;
             while next < candidates.len() {
-                let id = candidates[next].1;
-                let Some(c) = chosen_entry(entities, schema, &link.out, id, seq, &mut deltas)
+                let slot = candidates[next].2;
+                let Some(c) = chosen_entry(records, schema, &link.out, slot, seq, &mut deltas)
                 else {
                     next += 1;
                     continue;
@@ -897,10 +1157,11 @@ impl Replicator {
 /// Bytes of an update packet's header.
 const HEADER: usize = 19;
 
-/// An entity picked for a packet: its id, baseline distance and fields, and
-/// where its delta-encoded fields sit in the packet's delta bits (encoded
-/// once; the packet copies the bits in id order).
+/// An entity picked for a packet: its slot, id, baseline distance and
+/// fields, and where its delta-encoded fields sit in the packet's delta bits
+/// (encoded once; the packet copies the bits in id order).
 struct Chosen {
+    slot: Slot,
     id: NetId,
     back: u32,
     fields: Fields,
@@ -909,29 +1170,68 @@ struct Chosen {
 }
 
 fn chosen_entry(
-    entities: &HashMap<NetId, Entity>,
+    records: &[Option<Record>],
     schema: &Schema,
     out: &Outgoing,
-    id: NetId,
+    slot: Slot,
     seq: u32,
     deltas: &mut BitWriter,
 ) -> Option<Chosen> {
-    let e = entities.get(&id)?;
-    let widths = schema.widths(e.ty)?;
-    let acked = out.scope.get(&id).and_then(|s| s.acked.as_ref());
+    let rec = records.get(slot as usize)?.as_ref()?;
+    let widths = schema.widths(rec.entity.ty)?;
+    let acked = out
+        .scope
+        .get(slot as usize)
+        .and_then(Option::as_ref)
+        .and_then(|s| s.acked.as_ref());
     let (back, base) = match acked {
-        Some((s, f)) if seq.wrapping_sub(*s) < 1 << BACK_BITS => (seq.wrapping_sub(*s), Some(&f[..])),
+        Some((s, f)) if seq.wrapping_sub(*s) <= MAX_BACK => (seq.wrapping_sub(*s), Some(&f[..])),
         _ => (0, None),
     };
     let start = deltas.bit_len();
-    write_delta(deltas, widths, base, &e.fields);
+    write_delta(deltas, widths, base, &rec.entity.fields);
     Some(Chosen {
-        id,
+        slot,
+        id: rec.id,
         back,
-        fields: e.fields.clone(),
+        fields: rec.entity.fields.clone(),
         start,
         len: deltas.bit_len() - start,
     })
+}
+
+/// A baseline distance in packets (0: none): `0` + 7 bits, or `1` + 16.
+fn write_back(w: &mut BitWriter, back: u32) {
+    if back < 1 << 7 {
+        w.write_bool(false);
+        w.write(back as u64, 7);
+    } else {
+        w.write_bool(true);
+        w.write(back.min(MAX_BACK) as u64, 16);
+    }
+}
+
+fn read_back(r: &mut BitReader<'_>) -> Result<u32, DecodeError> {
+    let long = r.read_bool()?;
+    Ok(r.read(if long { 16 } else { 7 })? as u32)
+}
+
+/// The most frequent baseline distance.
+fn common_back(chosen: &[&Chosen]) -> u32 {
+    let mut backs: Vec<u32> = chosen.iter().map(|c| c.back).collect();
+    backs.sort_unstable();
+    let (mut best, mut best_run, mut run) = (0, 0, 0);
+    for (i, &b) in backs.iter().enumerate() {
+        run = if i > 0 && backs[i - 1] == b {
+            run + 1
+        } else {
+            1
+        };
+        if run > best_run {
+            (best, best_run) = (b, run);
+        }
+    }
+    best
 }
 
 /// An update packet: header (seq, ack, ack bits, count), then the entities
@@ -940,14 +1240,10 @@ fn chosen_entry(
 fn encode_update(seq: u32, inc: &Incoming, chosen: &[Chosen], deltas: &[u8]) -> Vec<u8> {
     let mut sorted: Vec<&Chosen> = chosen.iter().collect();
     sorted.sort_by_key(|c| c.id);
-    let mut counts = [0usize; 1 << BACK_BITS];
-    for c in &sorted {
-        counts[c.back as usize % counts.len()] += 1;
-    }
-    let common = (0..counts.len()).max_by_key(|&b| counts[b]).unwrap_or(0) as u32;
+    let common = common_back(&sorted);
     let mut w = BitWriter::new();
     if !sorted.is_empty() {
-        w.write(common as u64, BACK_BITS);
+        write_back(&mut w, common);
     }
     let mut prev = None;
     for c in &sorted {
@@ -956,7 +1252,7 @@ fn encode_update(seq: u32, inc: &Incoming, chosen: &[Chosen], deltas: &[u8]) -> 
             w.write_bool(true);
         } else {
             w.write_bool(false);
-            w.write(c.back as u64, BACK_BITS);
+            write_back(&mut w, c.back);
         }
         w.append_bits(deltas, c.start, c.len);
         prev = Some(c.id.0);
@@ -984,12 +1280,19 @@ fn finish_packet(
     out.seq = seq;
     out.credit -= data.len() as f64;
     for c in &chosen {
-        if let Some(slot) = out.scope.get_mut(&c.id) {
-            slot.priority = 0.0;
+        if let Some(s) = out.scope.get_mut(c.slot as usize).and_then(Option::as_mut) {
+            s.priority = 0.0;
         }
     }
-    out.in_flight
-        .push_back((seq, chosen.into_iter().map(|c| (c.id, c.fields)).collect()));
+    out.in_flight.push_back((
+        seq,
+        chosen
+            .into_iter()
+            .map(|c| (c.slot, c.id, c.fields))
+            .collect(),
+    ));
+    // Every update packet carries the acks.
+    link.inc.unacked = 0;
     while out.in_flight.len() > IN_FLIGHT {
         out.in_flight.pop_front();
     }
@@ -1116,6 +1419,27 @@ fn write_delta(w: &mut BitWriter, widths: &[u8], base: Option<&[u32]>, fields: &
             }
         }
     }
+}
+
+/// Reads past one entity's fields delta-encoded against a baseline that is
+/// not at hand.
+fn skip_delta(r: &mut BitReader<'_>, widths: &[u8]) -> Result<(), DecodeError> {
+    for &width in widths {
+        let width = width as u32;
+        if !r.read_bool()? {
+            continue;
+        }
+        if width <= 12 {
+            r.read(width)?;
+        } else if !r.read_bool()? {
+            r.read(6)?;
+        } else if !r.read_bool()? {
+            r.read(11)?;
+        } else {
+            r.read(width)?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads one entity's fields (see [`write_delta`]) into `out`.

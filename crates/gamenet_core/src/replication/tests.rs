@@ -279,6 +279,75 @@ fn interest_spawns_and_despawns_on_the_right_peers_only() {
 }
 
 #[test]
+fn hiding_and_showing_within_a_round_trip_does_not_stall_the_stream() {
+    // Updates sent before the hide are acked after the show: those acks
+    // must not become baselines the receiver (which despawned and respawned
+    // the entity) no longer has.
+    let mut net = Net::new(2, link(0.0, 9), ReplicationConfig::default());
+    net.run(Duration::from_secs(1), |_| {});
+    let b = net.nodes[1].id;
+    let ids: Vec<NetId> = (0..4)
+        .map(|k| net.nodes[0].rep.spawn(0, &moving(0, k)).unwrap())
+        .collect();
+    let mut t = 0;
+    let mut step = |n: &mut Net| {
+        t += 1;
+        for (k, id) in ids.iter().enumerate() {
+            n.nodes[0].rep.set(*id, &moving(t, k as u32));
+        }
+    };
+    net.run(Duration::from_millis(500), &mut step);
+    for _ in 0..5 {
+        net.nodes[0].rep.set_visible(b, ids[0], false);
+        net.run(Duration::from_millis(20), &mut step);
+        net.nodes[0].rep.set_visible(b, ids[0], true);
+        net.run(Duration::from_millis(300), &mut step);
+    }
+    net.run(Duration::from_millis(500), |_| {});
+    for id in &ids {
+        assert!(net.same_everywhere(*id), "{id:?} stalled at b");
+    }
+}
+
+#[test]
+fn two_hundred_packets_a_tick_still_get_acked_and_stay_deltas() {
+    // Far more packets a tick than the 64-packet ack window: the receiver
+    // acks as they come, so baselines keep moving and updates stay deltas.
+    let config = ReplicationConfig {
+        budget_bytes_per_sec: 50_000_000,
+        max_packet: 200,
+        ..ReplicationConfig::default()
+    };
+    let mut net = Net::new(2, link(0.0, 10), config);
+    net.run(Duration::from_secs(1), |_| {});
+    let ids: Vec<NetId> = (0..6000)
+        .map(|k| net.nodes[0].rep.spawn(0, &moving(0, k)).unwrap())
+        .collect();
+    let mut t = 0;
+    let mut step = |n: &mut Net| {
+        t += 1;
+        for (k, id) in ids.iter().enumerate() {
+            n.nodes[0].rep.set(*id, &moving(t, k as u32));
+        }
+    };
+    net.run(Duration::from_millis(500), &mut step);
+    let b = net.nodes[1].id;
+    let before = net.nodes[0].mesh.stats(b).unwrap().bytes_out;
+    net.run(Duration::from_millis(500), &mut step);
+    let bytes = net.nodes[0].mesh.stats(b).unwrap().bytes_out - before;
+    let per_update = bytes as f64 / (30.0 * ids.len() as f64);
+    println!("{per_update:.2} B per entity update at ~200 packets a tick");
+    // Baselines are about 1,300 packets back here; were they limited to
+    // 255 (or the acks to 64 packets a tick), every update would be a whole
+    // state: 6.4 B with packet overhead. Deltas against them: about 5.6 B.
+    assert!(per_update < 6.0, "{per_update:.2} B per update");
+    net.run(Duration::from_millis(500), |_| {});
+    for id in &ids {
+        assert!(net.same_everywhere(*id));
+    }
+}
+
+#[test]
 fn authority_hand_off_mid_motion_loses_no_update() {
     // Wide jitter: updates sent before the hand-over still arrive after it.
     let jittery = ConditionerConfig {
@@ -423,7 +492,11 @@ fn a_truncated_update_is_reported_and_changes_nothing() {
     let update = update.expect("an update");
     for cut in 1..update.len() {
         b.handle_message(a_id, &update[..cut]);
-        assert_eq!(&b.entity(id).unwrap().fields[..], &[1, 2, 3], "cut at {cut}");
+        assert_eq!(
+            &b.entity(id).unwrap().fields[..],
+            &[1, 2, 3],
+            "cut at {cut}"
+        );
         match b.poll_event() {
             Some(ReplicationEvent::PeerMisbehaved { peer, .. }) => assert_eq!(peer, a_id),
             other => panic!("cut at {cut}: {other:?}"),
@@ -431,4 +504,62 @@ fn a_truncated_update_is_reported_and_changes_nothing() {
     }
     b.handle_message(a_id, &update);
     assert_eq!(&b.entity(id).unwrap().fields[..], &[40_000, 2, 3]);
+}
+
+#[test]
+fn a_lost_baseline_is_asked_for_whole_and_the_rest_of_the_packet_still_lands() {
+    let (a_id, b_id) = (PeerId(1), PeerId(2));
+    let mut a = Replicator::new(ReplicationConfig::default(), schema(), a_id);
+    let mut b = Replicator::new(ReplicationConfig::default(), schema(), b_id);
+    a.handle_peer_joined(b_id);
+    b.handle_peer_joined(a_id);
+    let x = a.spawn(0, &moving(0, 1)).unwrap();
+    let start = Instant::now();
+    let resyncs = std::cell::Cell::new(0);
+    // One tick both ways; b's unreliable packets (its acks) reach a only if
+    // `acks`.
+    let tick = |a: &mut Replicator, b: &mut Replicator, t: u32, acks: bool| {
+        let now = start + TICK * t;
+        a.tick(now);
+        while let Some(m) = a.poll_transmit() {
+            b.handle_message(a_id, &m.data);
+        }
+        b.tick(now);
+        while let Some(m) = b.poll_transmit() {
+            if m.data[0] == RESYNC {
+                resyncs.set(resyncs.get() + 1);
+            }
+            if acks || m.channel == Channel::Reliable {
+                a.handle_message(b_id, &m.data);
+            }
+        }
+        for e in [a.poll_event(), b.poll_event()].into_iter().flatten() {
+            assert!(
+                !matches!(e, ReplicationEvent::PeerMisbehaved { .. }),
+                "{e:?}"
+            );
+        }
+    };
+    for t in 0..5 {
+        a.set(x, &moving(t, 1));
+        tick(&mut a, &mut b, t, true);
+    }
+    // Acks lost for longer than b keeps x's history: a's baseline for x
+    // falls out of it. y, new, travels whole in the same packets.
+    let y = a.spawn(0, &moving(0, 2)).unwrap();
+    for t in 5..5 + HISTORY as u32 + 8 {
+        a.set(x, &moving(t, 1));
+        a.set(y, &moving(t, 2));
+        tick(&mut a, &mut b, t, false);
+    }
+    assert_eq!(b.entity(y), a.entity(y), "the rest of the packets landed");
+    assert_eq!(resyncs.get(), 1, "asked for x once");
+    assert_eq!(b.entity(x), a.entity(x), "x came whole");
+    // Acks flow again: deltas resume.
+    for t in 100..104 {
+        a.set(x, &moving(t, 1));
+        tick(&mut a, &mut b, t, true);
+    }
+    assert_eq!(b.entity(x), a.entity(x));
+    assert_eq!(resyncs.get(), 1);
 }
