@@ -285,59 +285,6 @@ fn in_process_report() -> String {
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is taken.
     gamenet_benches::ensure_isolated();
-    if std::env::var("PLOTTEST").is_ok() {
-        let g = [
-            (901, 17000.0, 20.0),
-            (1802, 33000.0, 20.0),
-            (3604, 65000.0, 25.0),
-            (7208, 129000.0, 18.0),
-            (14416, 119000.0, 300.0),
-        ];
-        let n = [
-            (901, 17000.0, 18.0),
-            (1802, 33000.0, 18.0),
-            (3604, 65000.0, 18.0),
-            (7208, 31000.0, 3700.0),
-        ];
-        let pts = |v: &[(usize, f64, f64)]| {
-            v.iter()
-                .map(|&(cubes, updates_per_sec, p99_ms)| webrtc::Point {
-                    cubes,
-                    updates_per_sec,
-                    p99_ms,
-                })
-                .collect::<Vec<_>>()
-        };
-        plot::sweep(
-            std::path::Path::new("/tmp/plot.svg"),
-            &pts(&g),
-            &pts(&n),
-            Duration::from_millis(250),
-        )
-        .unwrap();
-        return;
-    }
-    if std::env::var("INPROC").is_ok() {
-        println!("{}", in_process_report());
-        return;
-    }
-    if let Ok(scale) = std::env::var("PROFILE_SCALE") {
-        let scale: usize = scale.parse().unwrap_or(8);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let url = gamenet_e2e::start_server().await;
-            let o = webrtc::gamenet(&format!("{url}/p?next=2"), 2, scale, 8).await;
-            println!(
-                "updates/s {:.0} enc {:?} dec {:?} proc {:?} p99 {:?} deliv {:.2}",
-                o.updates_per_sec, o.encode_cpu, o.decode_cpu, o.process_cpu, o.p99, o.delivered
-            );
-        });
-        return;
-    }
     let mut report = in_process_report();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -447,6 +394,12 @@ mod webrtc {
 
     const TICK: Duration = Duration::from_nanos(1_000_000_000 / HZ as u64);
     const WARMUP: u64 = 2 * HZ as u64;
+    /// A cube's states lately: fields, when the owner set them, and in
+    /// which tick.
+    type History = VecDeque<([u32; 7], Instant, u64)>;
+
+    /// Ticks the receivers run on after the owner stops.
+    const DRAIN: u64 = HZ as u64 / 2;
 
     /// What the owner's thread measured.
     struct OwnerSide {
@@ -513,11 +466,11 @@ mod webrtc {
             .collect();
         let index: HashMap<NetId, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         let start = Instant::now();
-        // Per cube, the states the owner set lately and when.
-        let history: Arc<Mutex<Vec<VecDeque<([u32; 7], Instant)>>>> = Arc::new(Mutex::new(
+        // Per cube, the states the owner set lately, when, and in which tick.
+        let history: Arc<Mutex<Vec<History>>> = Arc::new(Mutex::new(
             fields
                 .iter()
-                .map(|f| VecDeque::from([(*f, start)]))
+                .map(|f| VecDeque::from([(*f, start, 0)]))
                 .collect(),
         ));
         let total = WARMUP + secs * HZ as u64;
@@ -533,21 +486,21 @@ mod webrtc {
                 wall: 0.0,
             };
             let mut process_from = None;
-            let mut bytes_from = 0.0;
             let mut wall_from = start;
+            let mut bytes = BytesOut::default();
             for n in 0..total {
                 let measuring = n >= WARMUP;
                 if n == WARMUP {
                     process_from = Some(ProcessTime::now());
-                    bytes_from = sent_bytes(&owner);
                     wall_from = Instant::now();
                 }
+                bytes.count(owner.transport(), measuring);
                 let changed = advance(&codec, &mut cubes, &mut fields, n);
                 let now = Instant::now();
                 if let Ok(mut history) = owner_history.lock() {
                     for &k in &changed {
                         let h = &mut history[k];
-                        h.push_back((fields[k], now));
+                        h.push_back((fields[k], now, n));
                         if h.len() > 240 {
                             h.pop_front();
                         }
@@ -574,7 +527,8 @@ mod webrtc {
             // Wall time: a loop that cannot keep 60 Hz runs fewer ticks a second.
             side.wall = wall_from.elapsed().as_secs_f64();
             side.process = process_from.map(|p| p.elapsed()).unwrap_or_default();
-            side.bytes = sent_bytes(&owner) - bytes_from;
+            bytes.count(owner.transport(), true);
+            side.bytes = bytes.total as f64;
             (owner, side)
         });
         let receiver_side = tokio::task::spawn_blocking(move || {
@@ -584,7 +538,8 @@ mod webrtc {
                 delivered: 0,
             };
             let mut seen: Vec<(usize, [u32; 7], Instant)> = Vec::new();
-            for n in 0..total {
+            // A few ticks more than the owner runs, for what is on its way.
+            for n in 0..total + DRAIN {
                 let measuring = n >= WARMUP;
                 for net in receivers.iter_mut() {
                     let t1 = ThreadTime::now();
@@ -595,7 +550,7 @@ mod webrtc {
                     while let Some(e) = net.poll_replication_event() {
                         events.push(e);
                     }
-                    if measuring {
+                    if measuring && n < total {
                         side.decode += t1.elapsed();
                     }
                     let arrived = Instant::now();
@@ -614,7 +569,12 @@ mod webrtc {
                 }
                 if let Ok(history) = history.lock() {
                     for (k, f, arrived) in seen.drain(..) {
-                        if let Some((_, at)) = history[k].iter().rev().find(|(h, _)| *h == f) {
+                        // Counted if the owner set it in a measured tick.
+                        if let Some((_, at, _)) = history[k]
+                            .iter()
+                            .rev()
+                            .find(|(h, _, n)| *h == f && (WARMUP..total).contains(n))
+                        {
                             side.latencies.push(arrived.saturating_duration_since(*at));
                             side.delivered += 1;
                         }
@@ -633,12 +593,25 @@ mod webrtc {
         outcome(o, r)
     }
 
-    fn sent_bytes(net: &ReplicationNet<PeerMesh>) -> f64 {
-        let mesh = net.transport();
-        mesh.peers()
-            .filter_map(|p| mesh.stats(p))
-            .map(|s| s.bytes_out as f64)
-            .sum()
+    /// Bytes the owner's mesh sent, summed tick by tick (a peer that drops
+    /// out takes its counter with it).
+    #[derive(Default)]
+    struct BytesOut {
+        last: HashMap<PeerId, u64>,
+        total: u64,
+    }
+
+    impl BytesOut {
+        fn count(&mut self, mesh: &PeerMesh, measuring: bool) {
+            for p in mesh.peers() {
+                if let Some(s) = mesh.stats(p) {
+                    let last = self.last.insert(p, s.bytes_out).unwrap_or(s.bytes_out);
+                    if measuring {
+                        self.total += s.bytes_out.saturating_sub(last);
+                    }
+                }
+            }
+        }
     }
 
     /// The naive baseline: the whole bincode snapshot, reliably, every tick;
@@ -703,7 +676,7 @@ mod webrtc {
                 latencies: Vec::new(),
                 delivered: 0,
             };
-            for n in 0..total {
+            for n in 0..total + DRAIN {
                 for m in receivers.iter_mut() {
                     let t1 = ThreadTime::now();
                     m.update();
@@ -720,12 +693,12 @@ mod webrtc {
                             let (tick_no, sent, moving) = (word(0, 4), word(4, 8), word(12, 4));
                             let decoded: Vec<([f32; 3], [f32; 4])> =
                                 bincode::deserialize(&payload[16..]).unwrap_or_default();
-                            if !decoded.is_empty() && tick_no >= WARMUP {
+                            if !decoded.is_empty() && (WARMUP..total).contains(&tick_no) {
                                 got.push((sent, moving));
                             }
                         }
                     }
-                    if n >= WARMUP {
+                    if (WARMUP..total).contains(&n) {
                         side.decode += t1.elapsed();
                     }
                     let arrived = start.elapsed();

@@ -8,18 +8,22 @@
 //! use bevy_ecs::prelude::*;
 //! use bevy_gamenet::replication::{NetState, Replicated, ReplicationApp, ReplicationPlugin};
 //! use gamenet::replication::ReplicationConfig;
+//! use gamenet::replication::quantize::BoundedFloat;
 //! use gamenet::{IceServer, PeerMesh};
 //!
 //! #[derive(Component, Clone, PartialEq, Debug)]
 //! struct Ball { x: f32, y: f32 }
 //!
+//! /// ±100 m in 16 bits (steps of 3 mm).
+//! const AXIS: BoundedFloat = BoundedFloat::new(-100.0, 100.0, 16);
+//!
 //! impl NetState for Ball {
-//!     const WIDTHS: &'static [u8] = &[16, 16];
+//!     const WIDTHS: &'static [u8] = &[AXIS.bits() as u8, AXIS.bits() as u8];
 //!     fn to_fields(&self) -> Vec<u32> {
-//!         vec![(self.x * 100.0) as u32, (self.y * 100.0) as u32]
+//!         vec![AXIS.quantize(self.x), AXIS.quantize(self.y)]
 //!     }
 //!     fn from_fields(f: &[u32]) -> Self {
-//!         Ball { x: f[0] as f32 / 100.0, y: f[1] as f32 / 100.0 }
+//!         Ball { x: AXIS.dequantize(f[0]), y: AXIS.dequantize(f[1]) }
 //!     }
 //!     fn interpolate(&self, next: &Self, t: f32) -> Self {
 //!         Ball { x: self.x + (next.x - self.x) * t, y: self.y + (next.y - self.y) * t }
@@ -47,7 +51,10 @@ use gamenet::replication::{
 };
 use gamenet::{Instant, PeerId, PeerMesh, PeerMeshBuilder};
 
-/// A component whose state is replicated, as quantised fields.
+/// A component whose state is replicated, as quantised fields: choose each
+/// field's width and precision with the types of
+/// [`gamenet::replication::quantize`] (bounded floats, positions,
+/// smallest-three rotations, bounded integers).
 pub trait NetState: Component<Mutability = bevy_ecs::component::Mutable> + Clone {
     /// Width in bits (1 to 32) of each field.
     const WIDTHS: &'static [u8];

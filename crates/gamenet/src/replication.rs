@@ -38,6 +38,7 @@
 
 use std::collections::VecDeque;
 
+pub use gamenet_core::quantize;
 pub use gamenet_core::replication::*;
 
 use crate::rollback::RollbackNet;

@@ -195,14 +195,17 @@ pub struct BoundedFloat {
 }
 
 impl BoundedFloat {
-    /// `bits` bits (1 to 32) over `[min, max]`.
-    pub fn new(min: f32, max: f32, bits: u32) -> Self {
+    /// `bits` bits (1 to 32) over `[min, max]`; usable in a `const`.
+    pub const fn new(min: f32, max: f32, bits: u32) -> Self {
         let (min, max) = if min <= max { (min, max) } else { (max, min) };
-        Self {
-            min,
-            max,
-            bits: bits.clamp(1, 32),
-        }
+        let bits = if bits < 1 {
+            1
+        } else if bits > 32 {
+            32
+        } else {
+            bits
+        };
+        Self { min, max, bits }
     }
 
     /// As few bits as keep every value within `precision` of the original.
@@ -213,7 +216,7 @@ impl BoundedFloat {
     }
 
     /// Bits per value.
-    pub fn bits(&self) -> u32 {
+    pub const fn bits(&self) -> u32 {
         self.bits
     }
 
