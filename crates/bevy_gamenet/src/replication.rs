@@ -325,13 +325,14 @@ fn sample<T: NetState>(buffer: &VecDeque<(Instant, Fields)>, at: Instant) -> Opt
 /// Entities this peer replicates.
 type Owned = (With<Replicated>, Without<Remote>);
 
-/// Spawns or updates this peer's replicated entities of type `T`.
+/// Spawns this peer's new replicated entities of type `T` and updates the
+/// ones whose state changed (entities at rest cost nothing).
 fn publish<T: NetState>(
     mut commands: Commands,
     socket: Option<ResMut<ReplicationSocket>>,
     mut index: ResMut<Index>,
     ty: Res<TypeIndex<T>>,
-    q: Query<(Entity, &T, Option<&NetEntity>), Owned>,
+    q: Query<(Entity, &T, Option<&NetEntity>), (Owned, Or<(Changed<T>, Without<NetEntity>)>)>,
 ) {
     let ty = ty.0;
     {
