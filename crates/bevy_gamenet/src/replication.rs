@@ -325,6 +325,9 @@ fn sample<T: NetState>(buffer: &VecDeque<(Instant, Fields)>, at: Instant) -> Opt
 /// Entities this peer replicates.
 type Owned = (With<Replicated>, Without<Remote>);
 
+/// This peer's new entities, and its ones whose state changed.
+type ToPublish<T> = (Owned, Or<(Changed<T>, Without<NetEntity>)>);
+
 /// Spawns this peer's new replicated entities of type `T` and updates the
 /// ones whose state changed (entities at rest cost nothing).
 fn publish<T: NetState>(
@@ -332,7 +335,7 @@ fn publish<T: NetState>(
     socket: Option<ResMut<ReplicationSocket>>,
     mut index: ResMut<Index>,
     ty: Res<TypeIndex<T>>,
-    q: Query<(Entity, &T, Option<&NetEntity>), (Owned, Or<(Changed<T>, Without<NetEntity>)>)>,
+    q: Query<(Entity, &T, Option<&NetEntity>), ToPublish<T>>,
 ) {
     let ty = ty.0;
     {

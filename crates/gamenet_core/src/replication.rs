@@ -1023,7 +1023,9 @@ impl Replicator {
                 {
                     continue;
                 }
-                if rec.entity.fields == fields {
+                // `set` replaces the fields only when they change, so the
+                // same allocation means the same state (no read of it).
+                if Arc::ptr_eq(&rec.entity.fields, &fields) {
                     s.dirty = false;
                     s.priority = 0.0;
                 }
@@ -1082,7 +1084,7 @@ impl Replicator {
             if rec.entity.owner != me
                 || s.acked
                     .as_ref()
-                    .is_some_and(|(_, f)| *f == rec.entity.fields)
+                    .is_some_and(|(_, f)| Arc::ptr_eq(f, &rec.entity.fields))
             {
                 s.dirty = false;
                 s.priority = 0.0;

@@ -357,7 +357,7 @@ fn authority_hand_off_mid_motion_loses_no_update() {
     let mut net = Net::new(3, jittery, ReplicationConfig::default());
     net.run(Duration::from_secs(1), |_| {});
     let b = net.nodes[1].id;
-    let id = net.nodes[0].rep.spawn(0, &vec![0, 0, 0]).unwrap();
+    let id = net.nodes[0].rep.spawn(0, &[0, 0, 0]).unwrap();
     // Whoever owns it moves it one step a tick.
     let step = |n: &mut Net| {
         for node in n.nodes.iter_mut() {
