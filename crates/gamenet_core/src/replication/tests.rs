@@ -440,7 +440,7 @@ fn the_owner_leaves_and_a_successor_carries_on() {
 proptest::proptest! {
     #[test]
     fn malformed_messages_never_panic(msgs in proptest::collection::vec(
-        (0usize..6, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..60)), 0..40)) {
+        (0usize..7, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..60)), 0..40)) {
         let mut r = Replicator::new(ReplicationConfig::default(), schema(), PeerId(1));
         r.handle_peer_joined(PeerId(2));
         // A known entity from peer 2, so updates reach the delta decoder.
@@ -450,7 +450,7 @@ proptest::proptest! {
         spawn.extend_from_slice(&[1, 2, 3, 4, 5]);
         r.handle_message(PeerId(2), &spawn);
         for (kind, tail) in msgs {
-            let mut m = vec![[UPDATE, SPAWN, DESPAWN, OWNER, REQUEST, EVENT][kind]];
+            let mut m = vec![[UPDATE, SPAWN, DESPAWN, OWNER, REQUEST, EVENT, RESYNC][kind]];
             if kind == 0 && tail.len() > 14 {
                 // A plausible header pointing at entity 7, then garbage bits.
                 m.extend_from_slice(&tail[..12]);
