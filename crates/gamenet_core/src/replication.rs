@@ -472,12 +472,13 @@ impl Replicator {
         if widths.len() != fields.len() {
             return None;
         }
-        let id = NetId(fold(self.id) << 32 | self.next as u64);
-        if self.index.contains_key(&id) {
-            // The counter wrapped onto an entity still alive.
-            return None;
-        }
+        // The next id not in use (a wrapped counter, or ids a peer spawned).
+        let mut id = NetId(fold(self.id) << 32 | self.next as u64);
         self.next = self.next.wrapping_add(1);
+        while self.index.contains_key(&id) {
+            id = NetId(fold(self.id) << 32 | self.next as u64);
+            self.next = self.next.wrapping_add(1);
+        }
         let entity = Entity {
             ty,
             owner: self.id,
@@ -789,8 +790,6 @@ impl Replicator {
                 self.events.push_back(ReplicationEvent::Updated { id });
                 slot
             }
-            // An id of this peer's own that it does not have is not news.
-            None if id.0 >> 32 == fold(self.id) => return Ok(()),
             None => {
                 let slot = self.insert(id, entity);
                 self.events.push_back(ReplicationEvent::Spawned {

@@ -279,6 +279,30 @@ fn interest_spawns_and_despawns_on_the_right_peers_only() {
 }
 
 #[test]
+fn a_new_owner_can_hide_and_show_an_entity_to_the_peer_that_made_it() {
+    let mut net = Net::new(2, link(0.0, 11), ReplicationConfig::default());
+    net.run(Duration::from_secs(1), |_| {});
+    let (a, b) = (net.nodes[0].id, net.nodes[1].id);
+    let id = net.nodes[0].rep.spawn(0, &moving(0, 1)).unwrap();
+    net.run(Duration::from_millis(300), |_| {});
+    assert!(net.nodes[0].rep.hand_over(id, b));
+    net.run(Duration::from_millis(300), |_| {});
+    net.nodes[1].rep.set_visible(a, id, false);
+    net.run(Duration::from_millis(300), |_| {});
+    assert!(
+        net.nodes[0].rep.entity(id).is_none(),
+        "hidden from its maker"
+    );
+    net.nodes[1].rep.set(id, &moving(5, 1));
+    net.nodes[1].rep.set_visible(a, id, true);
+    net.run(Duration::from_millis(300), |_| {});
+    assert!(net.same_everywhere(id), "shown to its maker again");
+    // Its maker's next own entity still gets an id of its own.
+    let next = net.nodes[0].rep.spawn(0, &moving(0, 2)).unwrap();
+    assert_ne!(next, id);
+}
+
+#[test]
 fn hiding_and_showing_within_a_round_trip_does_not_stall_the_stream() {
     // Updates sent before the hide are acked after the show: those acks
     // must not become baselines the receiver (which despawned and respawned
