@@ -449,6 +449,7 @@ impl Replicator {
         for link in self.links.values_mut() {
             link.out.leave(slot);
             link.inc.forget(slot);
+            link.inc.resync.remove(&record.id);
         }
     }
 
@@ -838,6 +839,7 @@ impl Replicator {
         rec.entity.fields = fields;
         if let Some(link) = self.links.get_mut(&peer) {
             link.inc.forget(slot);
+            link.inc.resync.remove(&id);
         }
         self.events
             .push_back(ReplicationEvent::OwnerChanged { id, owner });
