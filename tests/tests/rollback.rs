@@ -9,12 +9,13 @@ use std::time::Duration;
 use bevy_app::{App, Startup};
 use bevy_ecs::message::Messages;
 use bevy_ecs::prelude::*;
+use bevy_gamenet::MessageReceived;
 use bevy_gamenet::rollback::{
     AddRollback, LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, RollbackApp, RollbackFrame,
     RollbackPlugin, RollbackSchedule, RollbackSocket, SessionEvent,
 };
 use gamenet::rollback::{Frame, InputStatus, RollbackConfig, RollbackEvent, RollbackStart};
-use gamenet::{ConditionerConfig, IceServer, PeerMesh};
+use gamenet::{Channel, ConditionerConfig, IceServer, PeerMesh};
 use gamenet_e2e::{isolated, start_server};
 use serde::{Deserialize, Serialize};
 
@@ -237,6 +238,40 @@ fn two_bevy_peers_roll_back_in_step_over_a_lossy_delayed_link() {
             let drops = udp_drops();
             println!("iptables dropped {drops} UDP packets");
             assert!(drops > 0, "the lossy rule dropped nothing");
+            // Application messages ride the same mesh and reach the other
+            // app as `MessageReceived`.
+            let b_id = {
+                let mut socket = b.world_mut().resource_mut::<RollbackSocket<u8>>();
+                socket
+                    .net_mut()
+                    .and_then(|n| n.mesh_mut().id())
+                    .expect("b's id")
+            };
+            a.world_mut()
+                .resource_mut::<RollbackSocket<u8>>()
+                .net_mut()
+                .expect("networked")
+                .send(b_id, Channel::Reliable, b"score 3")
+                .expect("send");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let got = loop {
+                a.update();
+                b.update();
+                let got: Vec<MessageReceived> = b
+                    .world_mut()
+                    .resource_mut::<Messages<MessageReceived>>()
+                    .drain()
+                    .collect();
+                if let Some(m) = got.into_iter().find(|m| &m.payload[..] == b"score 3") {
+                    break m;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the message never came"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            assert_eq!(got.channel, Channel::Reliable);
         },
     );
 }

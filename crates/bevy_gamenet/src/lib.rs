@@ -73,11 +73,8 @@ impl GamenetPlugin {
 
 impl Plugin for GamenetPlugin {
     fn build(&self, app: &mut App) {
-        app.add_message::<PeerJoined>()
-            .add_message::<PeerLeft>()
-            .add_message::<HandshakeFailed>()
-            .add_message::<MessageReceived>()
-            .add_systems(PreUpdate, receive);
+        add_mesh_messages(app);
+        app.add_systems(PreUpdate, receive);
         if let Some(builder) = self.connect.clone() {
             match MeshSocket::connect(builder) {
                 Ok(socket) => {
@@ -165,42 +162,50 @@ pub struct MessageReceived {
 }
 
 /// Takes in what arrived and turns the mesh's events into messages.
-fn receive(
-    socket: Option<ResMut<MeshSocket>>,
-    mut joined: MessageWriter<PeerJoined>,
-    mut left: MessageWriter<PeerLeft>,
-    mut failed: MessageWriter<HandshakeFailed>,
-    mut received: MessageWriter<MessageReceived>,
-) {
-    let Some(mut socket) = socket else {
+fn receive(world: &mut World) {
+    let Some(mut socket) = world.get_resource_mut::<MeshSocket>() else {
         return;
     };
     socket.update();
-    while let Some(event) = socket.poll_event() {
-        match event {
-            Event::PeerJoined(peer) => {
-                joined.write(PeerJoined(peer));
-            }
-            Event::PeerLeft { peer, reason } => {
-                left.write(PeerLeft { peer, reason });
-            }
-            Event::HandshakeFailed { peer, error } => {
-                failed.write(HandshakeFailed { peer, error });
-            }
-            Event::Message {
+    let events: Vec<Event> = std::iter::from_fn(|| socket.poll_event()).collect();
+    for event in events {
+        write_event(world, event);
+    }
+}
+
+/// Writes a mesh event as its Bevy message.
+pub(crate) fn write_event(world: &mut World, event: Event) {
+    match event {
+        Event::PeerJoined(peer) => {
+            world.write_message(PeerJoined(peer));
+        }
+        Event::PeerLeft { peer, reason } => {
+            world.write_message(PeerLeft { peer, reason });
+        }
+        Event::HandshakeFailed { peer, error } => {
+            world.write_message(HandshakeFailed { peer, error });
+        }
+        Event::Message {
+            peer,
+            channel,
+            payload,
+        } => {
+            world.write_message(MessageReceived {
                 peer,
                 channel,
                 payload,
-            } => {
-                received.write(MessageReceived {
-                    peer,
-                    channel,
-                    payload,
-                });
-            }
-            _ => {}
+            });
         }
+        _ => {}
     }
+}
+
+/// Registers the mesh's messages.
+pub(crate) fn add_mesh_messages(app: &mut App) {
+    app.add_message::<PeerJoined>()
+        .add_message::<PeerLeft>()
+        .add_message::<HandshakeFailed>()
+        .add_message::<MessageReceived>();
 }
 
 #[cfg(test)]

@@ -4,7 +4,10 @@
 //!
 //! Register what is rolled back with [`RollbackApp`]; give each frame's local
 //! inputs from systems in [`ReadInputs`] by filling [`LocalInputs`]; read every
-//! player's input in the rollback schedule from [`PlayerInputs`].
+//! player's input in the rollback schedule from [`PlayerInputs`]. Over a
+//! network, peers joining and leaving and application messages (sent with
+//! [`RollbackNet::send`]) arrive as the mesh plugin's messages:
+//! [`crate::PeerJoined`], [`crate::PeerLeft`], [`crate::MessageReceived`].
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -227,6 +230,7 @@ struct Settings {
 
 impl<I: Input> Plugin for RollbackPlugin<I> {
     fn build(&self, app: &mut App) {
+        crate::add_mesh_messages(app);
         let setup = self.setup.lock().ok().and_then(|mut s| s.take());
         let ring = self.config.prediction_window as usize + 2;
         let ring = match &setup {
@@ -673,6 +677,14 @@ fn drive<I: Input>(world: &mut World) {
         socket.flush();
         while let Some(event) = socket.poll_event() {
             world.write_message(SessionEvent(event));
+        }
+        // Peers and application messages, as the mesh plugin's messages
+        // (read every frame, so what peers send cannot pile up).
+        if let Some(net) = socket.net_mut() {
+            let events: Vec<gamenet::Event> = std::iter::from_fn(|| net.poll_event()).collect();
+            for event in events {
+                crate::write_event(world, event);
+            }
         }
     });
 }
