@@ -6,14 +6,16 @@
 use std::process::Command;
 use std::time::Duration;
 
-use bevy_app::{App, Startup};
+use bevy_app::{App, Startup, Update};
 use bevy_ecs::message::Messages;
 use bevy_ecs::prelude::*;
 use bevy_gamenet::MessageReceived;
+use bevy_gamenet::replication::{NetState, Remote, Replicated, ReplicationApp, ReplicationPlugin};
 use bevy_gamenet::rollback::{
     AddRollback, LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, RollbackApp, RollbackFrame,
     RollbackPlugin, RollbackSchedule, RollbackSocket, SessionEvent,
 };
+use gamenet::replication::ReplicationConfig;
 use gamenet::rollback::{Frame, InputStatus, RollbackConfig, RollbackEvent, RollbackStart};
 use gamenet::{Channel, ConditionerConfig, IceServer, PeerMesh};
 use gamenet_e2e::{isolated, start_server};
@@ -376,4 +378,80 @@ fn a_bevy_peer_late_joins_a_running_game_and_ends_in_step() {
             assert!(stats.checksums_matched > 0, "{stats:?}");
         },
     );
+}
+
+/// A replicated score, owned by one app and counted up there.
+#[derive(Component, Clone, PartialEq, Debug)]
+struct Score(u32);
+
+impl NetState for Score {
+    const WIDTHS: &'static [u8] = &[16];
+    fn to_fields(&self) -> Vec<u32> {
+        vec![self.0]
+    }
+    fn from_fields(f: &[u32]) -> Self {
+        Score(f[0])
+    }
+}
+
+fn count_up(mut q: Query<&mut Score, (With<Replicated>, Without<Remote>)>) {
+    for mut s in &mut q {
+        s.0 += 1;
+    }
+}
+
+#[test]
+fn rollback_and_replication_share_one_mesh() {
+    isolated("rollback_and_replication_share_one_mesh", || async {
+        let url = format!("{}/both?next=2", start_server().await);
+        let mut apps = [app(&url, 55, 0), app(&url, 66, 0)];
+        for app in &mut apps {
+            app.add_plugins(ReplicationPlugin::over_rollback::<u8>(
+                ReplicationConfig::default(),
+            ))
+            .replicate::<Score>()
+            .add_systems(Update, count_up);
+            app.finish();
+            app.cleanup();
+        }
+        let [mut a, mut b] = apps;
+        a.world_mut().spawn((Score(0), Replicated));
+        const TARGET: Frame = 304;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let score_at_b = loop {
+            a.update();
+            b.update();
+            let world = b.world_mut();
+            let score = world
+                .query_filtered::<&Score, With<Remote>>()
+                .iter(world)
+                .next()
+                .map(|s| s.0);
+            if let Some(score) = score
+                && score > 100
+                && confirmed_checksum(&a, TARGET).is_some()
+                && confirmed_checksum(&b, TARGET).is_some()
+            {
+                break score;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "b's score {score:?}, frames {} / {}",
+                session_frame(&a),
+                session_frame(&b)
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let (ca, cb) = (
+            confirmed_checksum(&a, TARGET).unwrap(),
+            confirmed_checksum(&b, TARGET).unwrap(),
+        );
+        println!("frame {TARGET}: checksums {ca:#018x} / {cb:#018x}; b sees score {score_at_b}");
+        assert_eq!(ca, cb);
+        assert!(
+            events(&mut a)
+                .iter()
+                .all(|e| !matches!(e, RollbackEvent::DesyncDetected { .. }))
+        );
+    });
 }

@@ -1,7 +1,10 @@
 //! The replication plugin: entities marked [`Replicated`] with a registered
 //! [`NetState`] component are sent to every peer; remote ones appear with a
 //! [`Remote`] marker, their state interpolated from a snapshot buffer a little
-//! in the past.
+//! in the past. It connects a mesh of its own
+//! ([`ReplicationPlugin::connect`]) or shares the app's rollback session's
+//! ([`ReplicationPlugin::over_rollback`]): players under rollback, shared
+//! objects replicated, one connection.
 //!
 //! ```no_run
 //! use bevy_app::App;
@@ -41,15 +44,20 @@
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
 use bevy_diagnostic::{Diagnostic, DiagnosticPath, Diagnostics, RegisterDiagnostic};
 use bevy_ecs::prelude::*;
 use gamenet::replication::{
-    Fields, NetId, ReplicationConfig, ReplicationEvent, ReplicationNet, Replicator, Schema,
+    Fields, NetId, REPLICATION_TAG, ReplicationConfig, ReplicationEvent, ReplicationNet,
+    Replicator, Schema, Transport,
 };
-use gamenet::{Instant, PeerId, PeerMesh, PeerMeshBuilder};
+use gamenet::rollback::{Input, RollbackNet};
+use gamenet::{Channel, Event, Instant, PeerId, PeerMesh, PeerMeshBuilder, SendError};
+
+use crate::rollback::RollbackSocket;
 
 /// A component whose state is replicated, as quantised fields: choose each
 /// field's width and precision with the types of
@@ -112,7 +120,114 @@ pub const ENTITIES_IN_SCOPE: DiagnosticPath =
 
 /// The replication network.
 #[derive(Resource)]
-pub struct ReplicationSocket(pub ReplicationNet<PeerMesh>);
+pub struct ReplicationSocket(pub ReplicationNet<AppTransport>);
+
+/// What replication runs on in a Bevy app.
+#[derive(Debug)]
+pub enum AppTransport {
+    /// A mesh of its own ([`ReplicationPlugin::connect`]).
+    Mesh(Box<PeerMesh>),
+    /// The mesh of the app's rollback session
+    /// ([`ReplicationPlugin::over_rollback`]).
+    Rollback(SharedMesh),
+}
+
+impl Transport for AppTransport {
+    fn update(&mut self) {
+        match self {
+            Self::Mesh(m) => Transport::update(&mut **m),
+            Self::Rollback(_) => {}
+        }
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        match self {
+            Self::Mesh(m) => Transport::poll_event(&mut **m),
+            Self::Rollback(s) => s.lock().inbox.pop_front(),
+        }
+    }
+    fn send(&mut self, peer: PeerId, channel: Channel, payload: &[u8]) -> Result<(), SendError> {
+        match self {
+            Self::Mesh(m) => Transport::send(&mut **m, peer, channel, payload),
+            Self::Rollback(s) => {
+                s.lock().outbox.push((peer, channel, payload.to_vec()));
+                Ok(())
+            }
+        }
+    }
+    fn drop_peer(&mut self, peer: PeerId) -> bool {
+        match self {
+            Self::Mesh(m) => Transport::drop_peer(&mut **m, peer),
+            Self::Rollback(s) => {
+                s.lock().drops.push(peer);
+                true
+            }
+        }
+    }
+    fn local_id(&mut self) -> Option<PeerId> {
+        match self {
+            Self::Mesh(m) => Transport::local_id(&mut **m),
+            Self::Rollback(s) => s.lock().id,
+        }
+    }
+    fn linked_peers(&self) -> Vec<PeerId> {
+        match self {
+            Self::Mesh(m) => Transport::linked_peers(&**m),
+            Self::Rollback(s) => s.lock().peers.clone(),
+        }
+    }
+}
+
+/// The rollback session's mesh as replication sees it: what the rollback
+/// plugin took in for replication, and what replication wants sent.
+#[derive(Debug, Clone, Default, Resource)]
+pub struct SharedMesh(Arc<Mutex<Shared>>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    inbox: VecDeque<Event>,
+    outbox: Vec<(PeerId, Channel, Vec<u8>)>,
+    drops: Vec<PeerId>,
+    id: Option<PeerId>,
+    peers: Vec<PeerId>,
+}
+
+/// Events a rollback mesh may queue for replication before it reads them
+/// (a frame's worth in practice; a flood is cut here).
+const MAX_INBOX: usize = 65_536;
+
+impl SharedMesh {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes what replication wants from a mesh event; true if the event
+    /// was replication's alone.
+    pub(crate) fn take(&self, event: &Event) -> bool {
+        let ours = matches!(event, Event::Message { payload, .. }
+            if payload.first() == Some(&REPLICATION_TAG));
+        let shared = matches!(event, Event::PeerJoined(_) | Event::PeerLeft { .. });
+        if ours || shared {
+            let mut q = self.lock();
+            if q.inbox.len() < MAX_INBOX {
+                q.inbox.push_back(event.clone());
+            }
+        }
+        ours
+    }
+
+    /// Sends what replication queued and tells it who is linked.
+    pub(crate) fn pump<I: Input>(&self, net: &mut RollbackNet<I>) {
+        let mut q = self.lock();
+        q.id = net.mesh_mut().id();
+        q.peers = net.mesh().peers().collect();
+        for (peer, channel, data) in q.outbox.drain(..) {
+            let _ = net.send(peer, channel, &data);
+        }
+        for peer in q.drops.drain(..) {
+            net.mesh_mut().drop_peer(peer);
+        }
+    }
+}
 
 /// Registered state types, in registration order (the type index on the wire).
 #[derive(Resource, Default)]
@@ -131,23 +246,59 @@ struct Index(BTreeMap<NetId, Entity>);
 
 /// Replicates marked entities over a mesh.
 pub struct ReplicationPlugin {
-    builder: std::sync::Mutex<Option<PeerMeshBuilder>>,
+    on: Mutex<Option<On>>,
     config: ReplicationConfig,
+}
+
+/// Where replication runs.
+enum On {
+    Mesh(Box<PeerMeshBuilder>),
+    /// The rollback session's mesh; adds the systems that carry messages.
+    Rollback(fn(&mut App)),
 }
 
 impl ReplicationPlugin {
     /// Connects with `builder` and replicates with `config`.
     pub fn connect(builder: PeerMeshBuilder, config: ReplicationConfig) -> Self {
         Self {
-            builder: std::sync::Mutex::new(Some(builder)),
+            on: Mutex::new(Some(On::Mesh(Box::new(builder)))),
+            config,
+        }
+    }
+
+    /// Replicates over the mesh of the app's
+    /// [`RollbackPlugin`](crate::rollback::RollbackPlugin) with inputs `I`
+    /// (add that plugin too): players under rollback and shared objects
+    /// replicated, on one connection.
+    pub fn over_rollback<I: Input>(config: ReplicationConfig) -> Self {
+        Self {
+            on: Mutex::new(Some(On::Rollback(carry::<I>))),
             config,
         }
     }
 }
 
+/// Adds the systems that carry replication over a rollback session's mesh.
+fn carry<I: Input>(app: &mut App) {
+    app.init_resource::<SharedMesh>()
+        .configure_sets(PreUpdate, Receiving.after(crate::rollback::drive::<I>))
+        .add_systems(PostUpdate, pump::<I>.after(send));
+}
+
+/// Sends what replication queued over the rollback session's mesh.
+fn pump<I: Input>(shared: Res<SharedMesh>, socket: Option<ResMut<RollbackSocket<I>>>) {
+    if let Some(net) = socket.and_then(|s| s.into_inner().net_mut()) {
+        shared.pump(net);
+    }
+}
+
+/// The system that takes in what arrived.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+struct Receiving;
+
 /// Connects once the app is built, when every state type is registered.
 #[derive(Resource)]
-struct Pending(PeerMeshBuilder, ReplicationConfig);
+struct Pending(On, ReplicationConfig);
 
 impl Plugin for ReplicationPlugin {
     fn build(&self, app: &mut App) {
@@ -156,27 +307,44 @@ impl Plugin for ReplicationPlugin {
             .init_resource::<Index>()
             .register_diagnostic(Diagnostic::new(BYTES_PER_SEC))
             .register_diagnostic(Diagnostic::new(ENTITIES_IN_SCOPE))
-            .add_systems(PreUpdate, receive)
+            .add_systems(PreUpdate, receive.in_set(Receiving))
             .add_systems(PostUpdate, (send, diagnostics).chain());
-        if let Some(builder) = self.builder.lock().ok().and_then(|mut b| b.take()) {
-            app.insert_resource(Pending(builder, self.config.clone()));
+        crate::add_mesh_messages(app);
+        match self.on.lock().ok().and_then(|mut on| on.take()) {
+            Some(On::Rollback(carry)) => {
+                carry(app);
+                app.insert_resource(Pending(On::Rollback(carry), self.config.clone()));
+            }
+            Some(on) => {
+                app.insert_resource(Pending(on, self.config.clone()));
+            }
+            None => {}
         }
     }
 
     fn finish(&self, app: &mut App) {
-        let Some(Pending(builder, config)) = app.world_mut().remove_resource::<Pending>() else {
+        let Some(Pending(on, config)) = app.world_mut().remove_resource::<Pending>() else {
             return;
         };
         let schema = Schema {
             types: app.world().resource::<Types>().widths.clone(),
         };
-        match builder.build() {
-            Ok((mesh, driver)) => {
-                crate::spawn_driver(driver);
-                app.insert_resource(ReplicationSocket(ReplicationNet::new(mesh, config, schema)));
-            }
-            Err(e) => tracing::error!("replication: could not connect: {e}"),
-        }
+        let transport = match on {
+            On::Mesh(builder) => match builder.build() {
+                Ok((mesh, driver)) => {
+                    crate::spawn_driver(driver);
+                    AppTransport::Mesh(Box::new(mesh))
+                }
+                Err(e) => {
+                    tracing::error!("replication: could not connect: {e}");
+                    return;
+                }
+            },
+            On::Rollback(_) => AppTransport::Rollback(app.world().resource::<SharedMesh>().clone()),
+        };
+        app.insert_resource(ReplicationSocket(ReplicationNet::new(
+            transport, config, schema,
+        )));
     }
 }
 
@@ -214,7 +382,13 @@ fn receive(
     };
     let net = &mut socket.0;
     net.update();
-    while net.poll_event().is_some() {}
+    // Peers and application messages of a mesh of its own, as the mesh
+    // plugin's messages (over rollback, the rollback plugin writes them).
+    while let Some(event) = net.poll_event() {
+        if matches!(net.transport(), AppTransport::Mesh(_)) {
+            commands.queue(move |world: &mut World| crate::write_event(world, event));
+        }
+    }
     let now = Instant::now();
     let mut events = Vec::new();
     while let Some(e) = net.poll_replication_event() {

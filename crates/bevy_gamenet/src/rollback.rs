@@ -635,7 +635,7 @@ impl<S: FreelyMutableState + Clone + serde::Serialize + serde::de::DeserializeOw
 
 /// Runs due frames: reads inputs, advances the session, carries out its
 /// requests, and forwards its events.
-fn drive<I: Input>(world: &mut World) {
+pub(crate) fn drive<I: Input>(world: &mut World) {
     if !world.contains_resource::<RollbackSocket<I>>() {
         return;
     }
@@ -680,9 +680,19 @@ fn drive<I: Input>(world: &mut World) {
         }
         // Peers and application messages, as the mesh plugin's messages
         // (read every frame, so what peers send cannot pile up).
+        // Replication over this mesh takes its messages, and its sends go out.
         if let Some(net) = socket.net_mut() {
             let events: Vec<gamenet::Event> = std::iter::from_fn(|| net.poll_event()).collect();
+            let shared = world
+                .get_resource::<crate::replication::SharedMesh>()
+                .cloned();
+            if let Some(shared) = &shared {
+                shared.pump(net);
+            }
             for event in events {
+                if shared.as_ref().is_some_and(|s| s.take(&event)) {
+                    continue;
+                }
                 crate::write_event(world, event);
             }
         }
