@@ -29,6 +29,9 @@ use gamenet::rollback::{Frame, InputStatus, RollbackConfig, RollbackStart};
 use gamenet::{IceServer, PeerMesh};
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "window")]
+pub mod window;
+
 /// Arena width in pixels.
 pub const WIDTH: i32 = 800;
 /// Arena height in pixels.
@@ -189,9 +192,13 @@ impl Plugin for ArenaPlugin {
             .replicate::<Ball>()
             .replicate::<Score>()
             .add_systems(RollbackSchedule, (spawn_players, move_players).chain())
-            .add_systems(Update, (kick_off, move_ball).chain());
+            .add_systems(Update, (kick_off, move_ball).chain().in_set(MoveBall));
     }
 }
+
+/// The systems that put the ball on the field and move it.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MoveBall;
 
 /// A player's entity exists while its slot is played: the same frame on
 /// every peer.

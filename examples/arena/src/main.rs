@@ -1,9 +1,10 @@
-//! Arena from the command line. For now it plays headless: scripted inputs,
-//! a status line every second (confirmed frame, checksum of the rolled-back
-//! state, ball, score), and it stops after `--frames` if given.
+//! Arena from the command line: in a window, or with `--headless` without
+//! one (scripted inputs, a status line every second with the confirmed frame,
+//! the checksum of the rolled-back state, the ball and the score; it stops
+//! after `--frames` if given).
 //!
 //! ```text
-//! cargo run -p arena -- --room NAME [--server ws://localhost:3000] [--players 2]
+//! cargo run -p arena -- --room NAME [--server ws://localhost:3000] [--players 2] [--headless]
 //! ```
 
 use std::time::{Duration, Instant};
@@ -34,9 +35,12 @@ struct Args {
     /// Seed of the scripted inputs.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Stop once this frame is confirmed, printing its checksum.
+    /// Stop once this frame is confirmed, printing its checksum (headless).
     #[arg(long)]
     frames: Option<u32>,
+    /// No window: scripted inputs and status lines.
+    #[arg(long)]
+    headless: bool,
 }
 
 /// When to stop, and when the last status line went out.
@@ -78,13 +82,6 @@ fn report(world: &mut World) {
 }
 
 fn main() -> AppExit {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "warn,rtc_ice=error,rtc_dtls=error,matchbox_socket=error".into()
-            }),
-        )
-        .init();
     let args = Args::parse();
     let players = args.players.clamp(2, arena::MAX_PLAYERS);
     let url = format!(
@@ -96,12 +93,39 @@ fn main() -> AppExit {
         Some(stun) => IceServer::stun(stun),
         None => IceServer::none(),
     };
+    println!("arena: {url}");
+    if args.headless {
+        headless(&args, &url, players, ice)
+    } else {
+        windowed(&args, &url, players, ice)
+    }
+}
+
+#[cfg(feature = "window")]
+fn windowed(args: &Args, url: &str, players: usize, ice: IceServer) -> AppExit {
+    arena::window::window_app(url, &args.room, players, ice, args.seed).run()
+}
+
+#[cfg(not(feature = "window"))]
+fn windowed(_: &Args, _: &str, _: usize, _: IceServer) -> AppExit {
+    eprintln!("arena was built without its window (feature `window`): pass --headless");
+    AppExit::error()
+}
+
+fn headless(args: &Args, url: &str, players: usize, ice: IceServer) -> AppExit {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "warn,rtc_ice=error,rtc_dtls=error,matchbox_socket=error".into()
+            }),
+        )
+        .init();
     let mut app = App::new();
     app.add_plugins((
         bevy_time::TimePlugin,
         bevy_app::ScheduleRunnerPlugin::run_loop(Duration::from_secs_f64(1.0 / 60.0)),
     ));
-    arena::add_network(&mut app, &url, players, ice, args.seed);
+    arena::add_network(&mut app, url, players, ice, args.seed);
     app.add_plugins(arena::ArenaPlugin)
         .insert_resource(arena::Wander(args.seed))
         .add_systems(bevy_gamenet::rollback::ReadInputs, arena::wander)
@@ -110,6 +134,5 @@ fn main() -> AppExit {
             last: Instant::now(),
         })
         .add_systems(Update, report);
-    println!("arena: {url}");
     app.run()
 }
