@@ -440,6 +440,7 @@ mod webrtc {
     const DRAIN: u64 = HZ as u64 / 2;
 
     /// What the owner's thread measured.
+    #[derive(Default)]
     struct OwnerSide {
         encode: Duration,
         process: Duration,
@@ -450,9 +451,27 @@ mod webrtc {
         sampled: u64,
         bytes: f64,
         wall: f64,
+        /// Where the measured ticks began.
+        from: Option<(ProcessTime, Instant)>,
+    }
+
+    impl OwnerSide {
+        /// The warm-up is over.
+        fn begin(&mut self) {
+            self.from = Some((ProcessTime::now(), Instant::now()));
+        }
+
+        /// The measured ticks are over.
+        fn end(&mut self) {
+            if let Some((process, wall)) = self.from {
+                self.process = process.elapsed();
+                self.wall = wall.elapsed().as_secs_f64();
+            }
+        }
     }
 
     /// What the receivers' thread measured.
+    #[derive(Default)]
     struct ReceiverSide {
         decode: Duration,
         latencies: Vec<Duration>,
@@ -514,23 +533,12 @@ mod webrtc {
 
         let owner_history = history.clone();
         let owner_side = tokio::task::spawn_blocking(move || {
-            let mut side = OwnerSide {
-                encode: Duration::ZERO,
-                process: Duration::ZERO,
-                ticks: 0,
-                generated: 0,
-                sampled: 0,
-                bytes: 0.0,
-                wall: 0.0,
-            };
-            let mut process_from = None;
-            let mut wall_from = start;
+            let mut side = OwnerSide::default();
             let mut bytes = BytesOut::default();
             for n in 0..total {
                 let measuring = n >= WARMUP;
                 if n == WARMUP {
-                    process_from = Some(ProcessTime::now());
-                    wall_from = Instant::now();
+                    side.begin();
                 }
                 bytes.count(owner.transport(), measuring);
                 let changed = advance(&codec, &mut cubes, &mut fields, n);
@@ -564,18 +572,13 @@ mod webrtc {
                 pace(start, n);
             }
             // Wall time: a loop that cannot keep 60 Hz runs fewer ticks a second.
-            side.wall = wall_from.elapsed().as_secs_f64();
-            side.process = process_from.map(|p| p.elapsed()).unwrap_or_default();
+            side.end();
             bytes.count(owner.transport(), true);
             side.bytes = bytes.total as f64;
             (owner, side)
         });
         let receiver_side = tokio::task::spawn_blocking(move || {
-            let mut side = ReceiverSide {
-                decode: Duration::ZERO,
-                latencies: Vec::new(),
-                delivered: 0,
-            };
+            let mut side = ReceiverSide::default();
             let mut seen: Vec<(usize, [u32; 7], Instant)> = Vec::new();
             // A few ticks more than the owner runs, for what is on its way.
             for n in 0..total + DRAIN {
@@ -666,22 +669,11 @@ mod webrtc {
         let start = Instant::now();
         let targets: Vec<PeerId> = owner.peers().collect();
         let owner_side = tokio::task::spawn_blocking(move || {
-            let mut side = OwnerSide {
-                encode: Duration::ZERO,
-                process: Duration::ZERO,
-                ticks: 0,
-                generated: 0,
-                sampled: 0,
-                bytes: 0.0,
-                wall: 0.0,
-            };
-            let mut process_from = None;
-            let mut wall_from = start;
+            let mut side = OwnerSide::default();
             for n in 0..total {
                 let measuring = n >= WARMUP;
                 if n == WARMUP {
-                    process_from = Some(ProcessTime::now());
-                    wall_from = Instant::now();
+                    side.begin();
                 }
                 let moving = advance(&codec, &mut cubes, &mut fields, n).len() as u32;
                 let t0 = ThreadTime::now();
@@ -707,16 +699,11 @@ mod webrtc {
                 }
                 pace(start, n);
             }
-            side.wall = wall_from.elapsed().as_secs_f64();
-            side.process = process_from.map(|p| p.elapsed()).unwrap_or_default();
+            side.end();
             (owner, side)
         });
         let receiver_side = tokio::task::spawn_blocking(move || {
-            let mut side = ReceiverSide {
-                decode: Duration::ZERO,
-                latencies: Vec::new(),
-                delivered: 0,
-            };
+            let mut side = ReceiverSide::default();
             for n in 0..total + DRAIN {
                 for m in receivers.iter_mut() {
                     let t1 = ThreadTime::now();
