@@ -117,6 +117,11 @@ pub enum Error {
     /// The mesh's driver has stopped; nothing more can be sent or received.
     #[error("the mesh is closed")]
     Closed,
+    /// The WebRTC stack under the mesh failed inside its driver (matchbox_socket
+    /// 0.15 panics when a data channel closes before it opened, as a handshake
+    /// that fails on a lossy link does). The mesh is closed.
+    #[error("the WebRTC driver failed: {0}")]
+    Driver(String),
 }
 
 /// Builds a [`PeerMesh`].
@@ -195,21 +200,48 @@ impl PeerMeshBuilder {
             closed: false,
             conditioner: self.conditioner.map(LinkConditioner::new),
         };
-        Ok((mesh, MeshDriver(driver)))
+        Ok((mesh, MeshDriver(Some(driver))))
     }
 }
 
 /// The future that runs the WebRTC connections and the signaling of a [`PeerMesh`].
 /// Spawn it on the runtime of your choice; it ends when the mesh is closed or the
 /// signaling server is lost.
+///
+/// A panic inside the WebRTC stack does not unwind into the runtime that polls
+/// the driver: the driver ends with [`Error::Driver`] instead, and the mesh
+/// reports itself closed (no peer is left connected).
 #[must_use = "the mesh does nothing unless its driver is spawned"]
-pub struct MeshDriver(MessageLoopFuture);
+pub struct MeshDriver(Option<MessageLoopFuture>);
 
 impl Future for MeshDriver {
     type Output = Result<(), Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.0.poll_unpin(cx).map_err(Error::from)
+        let Some(driver) = self.0.as_mut() else {
+            return Poll::Ready(Err(Error::Closed));
+        };
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.poll_unpin(cx)));
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(result)) => {
+                self.0 = None;
+                Poll::Ready(result.map_err(Error::from))
+            }
+            Err(panic) => {
+                // A future that panicked must not be polled again: drop it, which
+                // closes every channel of the socket.
+                self.0 = None;
+                let reason = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".to_owned());
+                tracing::error!("gamenet: the WebRTC driver failed: {reason}");
+                Poll::Ready(Err(Error::Driver(reason)))
+            }
+        }
     }
 }
 
@@ -490,4 +522,29 @@ fn to_core(peer: matchbox_socket::PeerId) -> PeerId {
 
 fn to_matchbox(peer: PeerId) -> matchbox_socket::PeerId {
     matchbox_socket::PeerId(uuid::Uuid::from_u128(peer.0))
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_the_webrtc_driver_ends_the_driver_with_an_error() {
+        let failing: MessageLoopFuture = Box::pin(async {
+            panic!("Sender closed before channel was ready");
+        });
+        let mut driver = MeshDriver(Some(failing));
+        let ended = futures::executor::block_on(&mut driver);
+        match ended {
+            Err(Error::Driver(reason)) => {
+                assert_eq!(reason, "Sender closed before channel was ready")
+            }
+            other => panic!("expected Error::Driver, got {other:?}"),
+        }
+        // Polled again, it stays ended instead of touching the broken future.
+        assert!(matches!(
+            futures::executor::block_on(&mut driver),
+            Err(Error::Closed)
+        ));
+    }
 }
