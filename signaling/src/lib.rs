@@ -248,7 +248,7 @@ impl Server {
                 let router = router.route("/health", get(|| async { "ok" }));
                 match web_dir {
                     Some(dir) => router.layer(middleware::from_fn(move |req, next| {
-                        serve_static(ServeDir::new(dir.clone()), req, next)
+                        serve_static(ServeDir::new(dir.clone()).precompressed_gzip(), req, next)
                     })),
                     None => router,
                 }
@@ -284,7 +284,8 @@ impl Server {
 }
 
 /// Plain GET and HEAD requests (not WebSocket upgrades, not `/health`) are served
-/// from the web directory.
+/// from the web directory; a file with a `.gz` beside it goes gzipped to clients
+/// that accept it.
 async fn serve_static(dir: ServeDir, req: Request, next: Next) -> Response {
     let is_upgrade = req.headers().contains_key(header::UPGRADE);
     let is_read = req.method() == Method::GET || req.method() == Method::HEAD;

@@ -62,9 +62,14 @@ async fn connect(addr: SocketAddr, path: &str) -> (Ws, PeerId) {
 
 /// A plain HTTP/1.1 GET over a fresh connection; the whole response as text.
 async fn http_get(addr: SocketAddr, path: &str) -> String {
+    http_get_with(addr, path, "").await
+}
+
+/// A GET with extra header lines (each ending in `\r\n`).
+async fn http_get_with(addr: SocketAddr, path: &str, headers: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n");
     tcp.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     tcp.read_to_string(&mut response).await.unwrap();
@@ -203,6 +208,8 @@ async fn serves_static_files_beside_websockets() {
     let dir = std::env::temp_dir().join(format!("gamenet-web-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("index.html"), "<h1>game</h1>").unwrap();
+    std::fs::write(dir.join("game.wasm"), "plain").unwrap();
+    std::fs::write(dir.join("game.wasm.gz"), "zipped").unwrap();
     let (addr, _stop, _task) = start(Config {
         web_dir: Some(dir.clone()),
         ..Config::default()
@@ -211,6 +218,17 @@ async fn serves_static_files_beside_websockets() {
     let response = http_get(addr, "/").await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("<h1>game</h1>"), "{response}");
+    // A file with a `.gz` beside it goes gzipped to clients that accept it.
+    let plain = http_get(addr, "/game.wasm").await;
+    assert!(plain.ends_with("plain"), "{plain}");
+    assert!(plain.contains("application/wasm"), "{plain}");
+    let zipped = http_get_with(addr, "/game.wasm", "Accept-Encoding: gzip\r\n").await;
+    assert!(zipped.ends_with("zipped"), "{zipped}");
+    assert!(
+        zipped.to_lowercase().contains("content-encoding: gzip"),
+        "{zipped}"
+    );
+    assert!(zipped.contains("application/wasm"), "{zipped}");
     // WebSockets on the root path still work.
     let (_ws, _) = connect(addr, "").await;
     std::fs::remove_dir_all(dir).unwrap();

@@ -223,3 +223,59 @@ impl Drop for PeerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// One browser scenario: `node tests/browser/<script> <name> <server> <artifacts>`,
+/// driving Debian's Chromium against the server at [`HOST`]:[`PORT`]. Its
+/// output lines are printed and kept; screenshots go to `target/browser-artifacts`.
+pub struct Scenario {
+    name: String,
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    seen: Vec<String>,
+}
+
+impl Scenario {
+    /// Starts scenario `name` of `script`.
+    pub fn start(script: &str, name: &str) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let mut child = tokio::process::Command::new("node")
+            .arg(dir.join("browser").join(script))
+            .arg(name)
+            .arg(format!("http://{HOST}:{PORT}"))
+            .arg(dir.join("../target/browser-artifacts"))
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run node (the README's test command installs it)");
+        let stdout = child.stdout.take().expect("stdout");
+        Self {
+            name: name.to_owned(),
+            child,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next line the scenario printed; `None` once it ended.
+    pub async fn next_line(&mut self) -> Option<String> {
+        let line = self.lines.next_line().await.ok().flatten()?;
+        println!("  node: {line}");
+        self.seen.push(line.clone());
+        Some(line)
+    }
+
+    /// Waits for the scenario to end, asserts that it passed and returns every
+    /// line it printed.
+    pub async fn finish(mut self) -> Vec<String> {
+        while self.next_line().await.is_some() {}
+        let status = self.child.wait().await.expect("node");
+        assert!(
+            status.success(),
+            "browser scenario {} failed: {status}",
+            self.name
+        );
+        assert!(self.seen.iter().any(|l| l == "scenario passed"));
+        self.seen
+    }
+}

@@ -4,11 +4,9 @@
 //! The page is built by `cargo xtask web-test` (the README's test command does it).
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
-use gamenet_e2e::{HOST, PORT, PeerProcess, isolated, start_server_with};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use gamenet_e2e::{HOST, PORT, PeerProcess, Scenario, isolated, start_server_with};
 
 const APP: &str = "e2e";
 
@@ -30,29 +28,9 @@ async fn start() -> String {
     format!("ws://{HOST}:{PORT}")
 }
 
-/// Runs one scenario of `browser/run.mjs`, printing its output; returns its lines.
+/// Runs one scenario of `browser/run.mjs`; returns its lines.
 async fn scenario(name: &str) -> Vec<String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let artifacts = dir.join("../target/browser-artifacts");
-    let mut child = tokio::process::Command::new("node")
-        .arg(dir.join("browser/run.mjs"))
-        .arg(name)
-        .arg(format!("http://{HOST}:{PORT}"))
-        .arg(&artifacts)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run node (the README's test command installs it)");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut all = Vec::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        println!("  node: {line}");
-        all.push(line);
-    }
-    let status = child.wait().await.expect("node");
-    assert!(status.success(), "browser scenario {name} failed: {status}");
-    assert!(all.iter().any(|l| l == "scenario passed"));
-    all
+    Scenario::start("run.mjs", name).finish().await
 }
 
 #[test]

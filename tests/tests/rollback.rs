@@ -7,13 +7,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use bevy_app::{App, Startup, Update};
+use bevy_diagnostic::DiagnosticsStore;
 use bevy_ecs::message::Messages;
 use bevy_ecs::prelude::*;
 use bevy_gamenet::MessageReceived;
 use bevy_gamenet::replication::{NetState, Remote, Replicated, ReplicationApp, ReplicationPlugin};
 use bevy_gamenet::rollback::{
-    AddRollback, LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, RollbackApp, RollbackFrame,
-    RollbackPlugin, RollbackSchedule, RollbackSocket, SessionEvent,
+    self, AddRollback, LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, RollbackApp,
+    RollbackFrame, RollbackPlugin, RollbackSchedule, RollbackSocket, SessionEvent,
 };
 use gamenet::replication::ReplicationConfig;
 use gamenet::rollback::{Frame, InputStatus, RollbackConfig, RollbackEvent, RollbackStart};
@@ -244,6 +245,26 @@ fn two_bevy_peers_roll_back_in_step_over_a_lossy_delayed_link() {
                     "{name}: a lossy, delayed link must roll back"
                 );
                 assert!(session_frame(app) >= TARGET);
+            }
+            // The plugin's diagnostics see the same link.
+            for (name, app) in [("a", &a), ("b", &b)] {
+                let store = app.world().resource::<DiagnosticsStore>();
+                let value = |path| store.get(path).and_then(|d| d.value()).unwrap_or(f64::NAN);
+                let (peers, rtt, fps, bytes_in, desyncs) = (
+                    value(&rollback::PEERS),
+                    value(&rollback::RTT_MS),
+                    value(&rollback::FRAMES_PER_SEC),
+                    value(&rollback::BYTES_IN_PER_SEC),
+                    value(&rollback::DESYNCS),
+                );
+                println!(
+                    "{name}: diagnostics: {peers} peer, rtt {rtt:.0} ms, {fps:.0} frames/s, {bytes_in:.0} B/s in, {desyncs} desyncs"
+                );
+                assert_eq!(peers, 1.0);
+                assert!((90.0..400.0).contains(&rtt), "{name}: rtt {rtt}");
+                assert!((30.0..90.0).contains(&fps), "{name}: {fps} frames/s");
+                assert!(bytes_in > 0.0);
+                assert_eq!(desyncs, 0.0);
             }
             let drops = udp_drops();
             println!("iptables dropped {drops} UDP packets");

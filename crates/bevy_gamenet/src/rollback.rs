@@ -8,13 +8,20 @@
 //! network, peers joining and leaving and application messages (sent with
 //! [`RollbackNet::send`]) arrive as the mesh plugin's messages:
 //! [`crate::PeerJoined`], [`crate::PeerLeft`], [`crate::MessageReceived`].
+//!
+//! The plugin keeps Bevy diagnostics for an overlay or a log: frames and
+//! re-simulated frames per second ([`FRAMES_PER_SEC`], [`RESIMULATED_PER_SEC`]),
+//! the mesh's peers, worst RTT and loss, bytes/s in and out ([`PEERS`],
+//! [`RTT_MS`], [`LOSS_PERCENT`], [`BYTES_IN_PER_SEC`], [`BYTES_OUT_PER_SEC`]) and
+//! desyncs detected ([`DESYNCS`]).
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use bevy_app::{App, Plugin, PreUpdate};
+use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
+use bevy_diagnostic::{Diagnostic, DiagnosticPath, Diagnostics, RegisterDiagnostic};
 use bevy_ecs::component::Mutable;
 use bevy_ecs::entity::MapEntities;
 use bevy_ecs::hierarchy::ChildOf;
@@ -75,6 +82,27 @@ pub struct RollbackFrame(pub Frame);
 #[derive(Message, Debug, Clone, PartialEq)]
 pub struct SessionEvent(pub RollbackEvent);
 
+/// Diagnostic: frames simulated per second, not counting re-simulation.
+pub const FRAMES_PER_SEC: DiagnosticPath =
+    DiagnosticPath::const_new("gamenet/rollback/frames_per_sec");
+/// Diagnostic: frames re-simulated per second by rollbacks.
+pub const RESIMULATED_PER_SEC: DiagnosticPath =
+    DiagnosticPath::const_new("gamenet/rollback/resimulated_per_sec");
+/// Diagnostic: peers linked on the session's mesh.
+pub const PEERS: DiagnosticPath = DiagnosticPath::const_new("gamenet/mesh/peers");
+/// Diagnostic: the worst smoothed round-trip time among the peers, in ms.
+pub const RTT_MS: DiagnosticPath = DiagnosticPath::const_new("gamenet/mesh/rtt_ms");
+/// Diagnostic: the worst heartbeat loss among the peers, in percent.
+pub const LOSS_PERCENT: DiagnosticPath = DiagnosticPath::const_new("gamenet/mesh/loss_percent");
+/// Diagnostic: bytes per second received from all peers (every layer).
+pub const BYTES_IN_PER_SEC: DiagnosticPath =
+    DiagnosticPath::const_new("gamenet/mesh/bytes_in_per_sec");
+/// Diagnostic: bytes per second sent to all peers (every layer).
+pub const BYTES_OUT_PER_SEC: DiagnosticPath =
+    DiagnosticPath::const_new("gamenet/mesh/bytes_out_per_sec");
+/// Diagnostic: desyncs detected since the session started.
+pub const DESYNCS: DiagnosticPath = DiagnosticPath::const_new("gamenet/rollback/desyncs");
+
 /// Most frames run in one app update (catching up after a hitch).
 const MAX_FRAMES_PER_UPDATE: usize = 32;
 
@@ -117,6 +145,14 @@ impl<I: Input> RollbackSocket<I> {
         match &mut self.inner {
             Inner::Local(s) => Some(s),
             Inner::Net(n) => n.session_mut(),
+        }
+    }
+
+    /// The network side, for networked play.
+    pub fn net_ref(&self) -> Option<&RollbackNet<I>> {
+        match &self.inner {
+            Inner::Local(_) => None,
+            Inner::Net(n) => Some(n),
         }
     }
 
@@ -254,7 +290,16 @@ impl<I: Input> Plugin for RollbackPlugin<I> {
             // One order of systems on every peer and every re-run.
             s.set_executor(SingleThreadedExecutor::new());
         })
-        .add_systems(PreUpdate, drive::<I>);
+        .register_diagnostic(Diagnostic::new(FRAMES_PER_SEC))
+        .register_diagnostic(Diagnostic::new(RESIMULATED_PER_SEC))
+        .register_diagnostic(Diagnostic::new(PEERS))
+        .register_diagnostic(Diagnostic::new(RTT_MS))
+        .register_diagnostic(Diagnostic::new(LOSS_PERCENT))
+        .register_diagnostic(Diagnostic::new(BYTES_IN_PER_SEC))
+        .register_diagnostic(Diagnostic::new(BYTES_OUT_PER_SEC))
+        .register_diagnostic(Diagnostic::new(DESYNCS))
+        .add_systems(PreUpdate, drive::<I>)
+        .add_systems(PostUpdate, diagnostics::<I>);
         if !app.world().contains_resource::<Registry>() {
             app.init_resource::<Registry>();
         }
@@ -790,5 +835,76 @@ struct MessageClears(Vec<fn(&mut World)>);
 fn clear_messages<M: Message>(world: &mut World) {
     if let Some(mut m) = world.get_resource_mut::<Messages<M>>() {
         m.clear();
+    }
+}
+
+/// What the last rate measurement started from.
+#[derive(Default)]
+struct RateMark {
+    at: Option<Instant>,
+    frame: Frame,
+    resimulated: u64,
+    desyncs: u64,
+}
+
+/// How often rates are measured.
+const RATE_PERIOD: Duration = Duration::from_millis(250);
+
+fn diagnostics<I: Input>(
+    socket: Option<Res<RollbackSocket<I>>>,
+    mut events: MessageReader<SessionEvent>,
+    mut mark: Local<RateMark>,
+    mut diagnostics: Diagnostics,
+) {
+    let desyncs = events
+        .read()
+        .filter(|e| matches!(e.0, RollbackEvent::DesyncDetected { .. }))
+        .count() as u64;
+    mark.desyncs += desyncs;
+    let Some(socket) = socket else {
+        return;
+    };
+    if let Some(net) = socket.net_ref() {
+        let mesh = net.mesh();
+        let stats: Vec<_> = mesh.peers().filter_map(|p| mesh.stats(p)).collect();
+        diagnostics.add_measurement(&PEERS, || stats.len() as f64);
+        if let Some(rtt) = stats.iter().filter_map(|s| s.rtt).max() {
+            diagnostics.add_measurement(&RTT_MS, || rtt.as_secs_f64() * 1e3);
+        }
+        diagnostics.add_measurement(&LOSS_PERCENT, || {
+            stats
+                .iter()
+                .map(|s| s.loss as f64 * 100.0)
+                .fold(0.0, f64::max)
+        });
+        diagnostics.add_measurement(&BYTES_IN_PER_SEC, || {
+            stats.iter().map(|s| s.bytes_in_per_sec).sum()
+        });
+        diagnostics.add_measurement(&BYTES_OUT_PER_SEC, || {
+            stats.iter().map(|s| s.bytes_out_per_sec).sum()
+        });
+    }
+    let total_desyncs = mark.desyncs;
+    diagnostics.add_measurement(&DESYNCS, || total_desyncs as f64);
+    let Some(stats) = socket.session().map(|s| s.stats()) else {
+        return;
+    };
+    let now = Instant::now();
+    match mark.at {
+        Some(at) if now.duration_since(at) < RATE_PERIOD => {}
+        Some(at) => {
+            let secs = now.duration_since(at).as_secs_f64();
+            let frames = stats.frame.saturating_sub(mark.frame) as f64 / secs;
+            let resimulated =
+                stats.resimulated_frames.saturating_sub(mark.resimulated) as f64 / secs;
+            diagnostics.add_measurement(&FRAMES_PER_SEC, || frames);
+            diagnostics.add_measurement(&RESIMULATED_PER_SEC, || resimulated);
+            (mark.at, mark.frame, mark.resimulated) =
+                (Some(now), stats.frame, stats.resimulated_frames);
+        }
+        None => {
+            (mark.at, mark.frame, mark.resimulated) =
+                (Some(now), stats.frame, stats.resimulated_frames);
+        }
     }
 }

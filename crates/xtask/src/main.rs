@@ -4,9 +4,11 @@
 //!   wasm-bindgen-cli at the version in Cargo.lock, Debian's chromium and
 //!   iproute2 and iptables, and the npm packages of the browser tests.
 //! - `web-test`: builds the browser test page into `target/web-test`.
+//! - `web-game`: builds the example game for the web (profile `web`: release,
+//!   size-optimised) into `target/web-game`, when missing or stale.
 //! - `test`: `setup`, then formatting, clippy (native and wasm32), rustdoc, the web
-//!   page, and every test of the workspace.
-//! - `serve`: builds the web page and runs the signaling server serving it on
+//!   pages, and every test of the workspace.
+//! - `serve`: builds the web game and runs the signaling server serving it on
 //!   `0.0.0.0:3000` (flags after `--` go to the server).
 //! - `bench [name]`: runs the benchmarks (`transport`, in an isolated network
 //!   namespace, `rollback` and `statesync`), or the one named; reports go to
@@ -20,11 +22,12 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
-const WASM_CRATES: [&str; 4] = [
+const WASM_CRATES: [&str; 5] = [
     "gamenet_core",
     "gamenet",
     "bevy_gamenet",
     "gamenet_web_test",
+    "arena",
 ];
 
 fn main() -> Result<()> {
@@ -35,11 +38,12 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("setup") => setup(&root)?,
         Some("web-test") => web_test(&root, false)?,
+        Some("web-game") => web_game(&root)?,
         // The test summary is the last line printed.
         Some("test") => return test(&root, started),
         Some("serve") => serve(&root, &args[1..])?,
         Some("bench") => bench(&root, &args[1..])?,
-        _ => bail!("usage: cargo xtask <setup|web-test|test|serve|bench>"),
+        _ => bail!("usage: cargo xtask <setup|web-test|web-game|test|serve|bench>"),
     }
     eprintln!("xtask: done in {:.0?}", started.elapsed());
     Ok(())
@@ -178,6 +182,51 @@ fn web_test(root: &Path, release: bool) -> Result<()> {
     Ok(())
 }
 
+/// Builds the example game for the browser into `target/web-game`: cargo
+/// rebuilds the wasm only when a source changed, and the bindings are made
+/// again only when the wasm is newer than them.
+fn web_game(root: &Path) -> Result<()> {
+    run(cargo().args([
+        "build",
+        "--package",
+        "arena",
+        "--bin",
+        "arena",
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        "web",
+    ]))?;
+    let wasm = root.join(format!("target/{WASM_TARGET}/web/arena.wasm"));
+    let out = root.join("target/web-game");
+    let bound = out.join("pkg/arena_bg.wasm");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if modified(&bound) < modified(&wasm) {
+        std::fs::create_dir_all(&out)?;
+        run(Command::new("wasm-bindgen")
+            .args(["--target", "web", "--no-typescript", "--out-dir"])
+            .arg(out.join("pkg"))
+            .arg(&wasm))?;
+    }
+    std::fs::copy(
+        root.join("examples/arena/www/index.html"),
+        out.join("index.html"),
+    )?;
+    let gz = out.join("pkg/arena_bg.wasm.gz");
+    if modified(&gz) < modified(&bound) {
+        // Served as is to browsers that accept gzip (the server looks for `.gz`).
+        run(Command::new("gzip").args(["-9", "-k", "-f"]).arg(&bound))?;
+    }
+    let mib =
+        |p: &Path| -> Result<f64> { Ok(std::fs::metadata(p)?.len() as f64 / (1 << 20) as f64) };
+    eprintln!(
+        "xtask: web game: {:.1} MiB of wasm, {:.1} MiB gzipped",
+        mib(&bound)?,
+        mib(&gz)?
+    );
+    Ok(())
+}
+
 fn test(root: &Path, started: Instant) -> Result<()> {
     setup(root)?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -199,6 +248,7 @@ fn test(root: &Path, started: Instant) -> Result<()> {
         .args(["doc", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
     web_test(root, false)?;
+    web_game(root)?;
     cargo_test(started)
 }
 
@@ -251,8 +301,8 @@ fn summary_field(line: &str, word: &str) -> u64 {
 fn serve(root: &Path, extra: &[String]) -> Result<()> {
     let extra = extra.strip_prefix(&["--".to_owned()]).unwrap_or(extra);
     setup(root)?;
-    web_test(root, true)?;
-    let web_dir = root.join("target/web-test");
+    web_game(root)?;
+    let web_dir = root.join("target/web-game");
     run(cargo()
         .args([
             "run",

@@ -32,6 +32,9 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "window")]
 pub mod window;
 
+#[cfg(all(feature = "window", target_arch = "wasm32"))]
+pub mod web;
+
 /// Arena width in pixels.
 pub const WIDTH: i32 = 800;
 /// Arena height in pixels.

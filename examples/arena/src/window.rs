@@ -1,30 +1,45 @@
 //! The game in a window (native) or a canvas (web): the field, players as
-//! coloured squares, the ball, the score, and a lobby line until the game
-//! starts. Arrow keys or WASD move your player.
+//! coloured squares, the ball and the score; a lobby screen until the game
+//! starts (the room, who is connected, how to invite); a network overlay on
+//! F3 built on the plugins' diagnostics. Arrow keys or WASD move your player.
 
+use std::time::Duration;
+
+use bevy::diagnostic::{DiagnosticPath, DiagnosticsStore};
 use bevy::log::LogPlugin;
 use bevy::prelude::*;
-use bevy_gamenet::rollback::{LocalInputs, LocalPlayers, ReadInputs, RollbackSocket};
+use bevy_gamenet::replication::BYTES_PER_SEC as REPLICATION_BYTES_PER_SEC;
+use bevy_gamenet::rollback::{
+    BYTES_IN_PER_SEC, BYTES_OUT_PER_SEC, DESYNCS, FRAMES_PER_SEC, LOSS_PERCENT, LocalInputs,
+    LocalPlayers, PEERS, RESIMULATED_PER_SEC, RTT_MS, ReadInputs, RollbackSocket,
+};
 use gamenet::IceServer;
 
 use crate::{
     ArenaPlugin, BALL_RADIUS, Ball, GOAL, HEIGHT, PLAYER_SIZE, Player, Score, WIDTH, keys,
 };
 
-/// Room and size of the game, for the lobby line.
+/// Room and size of the game, for the lobby screen.
 #[derive(Resource, Debug, Clone)]
 pub struct Lobby {
-    /// The room's name.
+    /// The room's name (the join code).
     pub room: String,
     /// Players the game waits for.
     pub players: usize,
+    /// How another player joins: a link on the web, a command natively.
+    pub invite: String,
 }
+
+/// The key that shows and hides the network overlay.
+pub const OVERLAY_KEY: KeyCode = KeyCode::F3;
 
 /// Space around the field, in pixels.
 const MARGIN: f32 = 40.0;
 
-/// A game in a window at `url`, in `room`, for `players`.
-pub fn window_app(url: &str, room: &str, players: usize, ice: IceServer, seed: u64) -> App {
+/// A game in a window (or the canvas `#arena` on the web) at `url`, waiting
+/// in the lobby described by `lobby`.
+pub fn window_app(url: &str, lobby: Lobby, ice: IceServer, seed: u64) -> App {
+    let (room, players) = (lobby.room.clone(), lobby.players);
     let mut app = App::new();
     app.add_plugins(
         DefaultPlugins
@@ -50,15 +65,20 @@ pub fn window_app(url: &str, room: &str, players: usize, ice: IceServer, seed: u
     crate::add_network(&mut app, url, players, ice, seed);
     app.add_plugins(ArenaPlugin)
         .insert_resource(ClearColor(Color::srgb(0.06, 0.07, 0.09)))
-        .insert_resource(Lobby {
-            room: room.into(),
-            players,
-        })
+        .insert_resource(lobby)
         .add_systems(ReadInputs, keyboard)
         .add_systems(Startup, setup)
         .add_systems(
             Update,
-            (show_players, show_ball, show_status).after(crate::MoveBall),
+            (
+                show_players,
+                show_ball,
+                show_status,
+                show_lobby,
+                toggle_overlay,
+                show_overlay,
+            )
+                .after(crate::MoveBall),
         );
     app
 }
@@ -117,6 +137,207 @@ fn setup(mut commands: Commands) {
             ..default()
         },
     ));
+    // The lobby screen, over everything until the game starts.
+    commands
+        .spawn((
+            LobbyScreen,
+            Node {
+                position_type: PositionType::Absolute,
+                width: Val::Percent(100.0),
+                height: Val::Percent(100.0),
+                justify_content: JustifyContent::Center,
+                align_items: AlignItems::Center,
+                ..default()
+            },
+            BackgroundColor(Color::srgba(0.03, 0.04, 0.05, 0.9)),
+            GlobalZIndex(10),
+        ))
+        .with_children(|screen| {
+            screen.spawn((
+                LobbyText,
+                Text::new(""),
+                TextFont {
+                    font_size: FontSize::Px(22.0),
+                    ..default()
+                },
+                TextLayout::justify(Justify::Center),
+            ));
+        });
+    // The network overlay, hidden until F3.
+    commands.spawn((
+        Overlay,
+        Text::new(""),
+        TextFont {
+            font_size: FontSize::Px(15.0),
+            ..default()
+        },
+        TextColor(Color::srgb(0.75, 1.0, 0.75)),
+        Node {
+            position_type: PositionType::Absolute,
+            top: Val::Px(40.0),
+            right: Val::Px(12.0),
+            padding: UiRect::all(Val::Px(8.0)),
+            ..default()
+        },
+        BackgroundColor(Color::srgba(0.0, 0.0, 0.0, 0.75)),
+        Visibility::Hidden,
+        GlobalZIndex(20),
+    ));
+}
+
+/// The lobby screen and its text.
+#[derive(Component)]
+struct LobbyScreen;
+
+#[derive(Component)]
+struct LobbyText;
+
+/// The network overlay.
+#[derive(Component)]
+struct Overlay;
+
+/// Whether the game runs (every player is in).
+fn running(socket: &RollbackSocket<u8>) -> bool {
+    socket.session().is_some_and(|s| s.is_running())
+}
+
+/// Peer ids, shortened for people.
+fn short(peer: gamenet::PeerId) -> String {
+    format!("{:08x}", (peer.0 >> 96) as u32)
+}
+
+fn show_lobby(
+    lobby: Res<Lobby>,
+    socket: Option<ResMut<RollbackSocket<u8>>>,
+    mut screen: Query<&mut Visibility, With<LobbyScreen>>,
+    mut text: Query<&mut Text, With<LobbyText>>,
+) {
+    let (Ok(mut visibility), Ok(mut text)) = (screen.single_mut(), text.single_mut()) else {
+        return;
+    };
+    let Some(mut socket) = socket else {
+        return;
+    };
+    let shown = if running(&socket) {
+        Visibility::Hidden
+    } else {
+        Visibility::Inherited
+    };
+    visibility.set_if_neq(shown);
+    if shown == Visibility::Hidden {
+        return;
+    }
+    let mut lines = vec![
+        "gamenet arena".to_owned(),
+        String::new(),
+        format!("Room {}", lobby.room),
+    ];
+    match socket.net_mut() {
+        Some(net) => {
+            let mesh = net.mesh_mut();
+            let me = mesh.id();
+            let peers: Vec<_> = mesh.peers().collect();
+            lines.push(format!(
+                "{} of {} players connected",
+                peers.len() + 1,
+                lobby.players
+            ));
+            lines.push(match me {
+                Some(me) => format!("you: {}", short(me)),
+                None => "reaching the server...".to_owned(),
+            });
+            for peer in peers {
+                let rtt = mesh
+                    .stats(peer)
+                    .and_then(|s| s.rtt)
+                    .map(|r| format!(" ({} ms)", r.as_millis()))
+                    .unwrap_or_default();
+                lines.push(format!("{}{rtt}", short(peer)));
+            }
+            if mesh.is_closed() {
+                lines.push("The connection to the server was lost.".to_owned());
+            }
+        }
+        None => lines.push("playing locally".to_owned()),
+    }
+    lines.push(String::new());
+    lines.push("Invite a friend:".to_owned());
+    lines.push(lobby.invite.clone());
+    lines.push(String::new());
+    lines.push("Arrow keys or WASD move. F3: network overlay.".to_owned());
+    let new = lines.join("\n");
+    if text.0 != new {
+        text.0 = new;
+    }
+}
+
+fn toggle_overlay(
+    keys: Res<ButtonInput<KeyCode>>,
+    mut overlay: Query<&mut Visibility, With<Overlay>>,
+) {
+    if !keys.just_pressed(OVERLAY_KEY) {
+        return;
+    }
+    for mut visibility in &mut overlay {
+        *visibility = match *visibility {
+            Visibility::Hidden => Visibility::Inherited,
+            _ => Visibility::Hidden,
+        };
+    }
+}
+
+/// Refreshed four times a second while shown.
+fn show_overlay(
+    time: Res<Time<Real>>,
+    mut last: Local<Duration>,
+    store: Res<DiagnosticsStore>,
+    socket: Option<Res<RollbackSocket<u8>>>,
+    mut overlay: Query<(&mut Text, &Visibility), With<Overlay>>,
+) {
+    let Ok((mut text, visibility)) = overlay.single_mut() else {
+        return;
+    };
+    if *visibility == Visibility::Hidden || time.elapsed() < *last + Duration::from_millis(250) {
+        return;
+    }
+    *last = time.elapsed();
+    let value = |path: &DiagnosticPath| store.get(path).and_then(|d| d.smoothed()).unwrap_or(0.0);
+    let mut lines = vec![
+        format!("peers        {:.0}", value(&PEERS)),
+        format!("rtt (worst)  {:.0} ms", value(&RTT_MS)),
+        format!("loss (worst) {:.1} %", value(&LOSS_PERCENT)),
+        format!(
+            "in / out     {:.1} / {:.1} kB/s",
+            value(&BYTES_IN_PER_SEC) / 1e3,
+            value(&BYTES_OUT_PER_SEC) / 1e3
+        ),
+        format!(
+            "state sync   {:.1} kB/s",
+            value(&REPLICATION_BYTES_PER_SEC) / 1e3
+        ),
+        format!("frames       {:.0} /s", value(&FRAMES_PER_SEC)),
+        format!("rollback     {:.0} frames/s", value(&RESIMULATED_PER_SEC)),
+    ];
+    let desyncs = store.get(&DESYNCS).and_then(|d| d.value()).unwrap_or(0.0);
+    lines.push(if desyncs > 0.0 {
+        format!("DESYNC       {desyncs:.0} detected!")
+    } else {
+        "desyncs      none".to_owned()
+    });
+    if let Some(net) = socket.as_ref().and_then(|s| s.net_ref()) {
+        let mesh = net.mesh();
+        for peer in mesh.peers() {
+            if let Some(s) = mesh.stats(peer) {
+                lines.push(format!(
+                    "{}  {} ms  {:.0} % loss",
+                    short(peer),
+                    s.rtt.map(|r| r.as_millis()).unwrap_or(0),
+                    s.loss * 100.0
+                ));
+            }
+        }
+    }
+    text.0 = lines.join("\n");
 }
 
 /// Arrow keys or WASD, for every local player.
@@ -196,10 +417,9 @@ fn show_status(
         .net_mut()
         .map(|n| n.mesh().peers().count() + 1)
         .unwrap_or(1);
-    let running = socket.session().is_some_and(|s| s.is_running());
-    let line = if !running {
+    let line = if !running(&socket) {
         format!(
-            "Room \"{}\": {linked} of {} players connected. Share the room name to play.",
+            "Room {}: {linked} of {} players connected",
             lobby.room, lobby.players
         )
     } else {
@@ -216,7 +436,7 @@ fn show_status(
             .next()
             .map(|s| format!("{} : {}", s.left, s.right))
             .unwrap_or_else(|| "- : -".into());
-        format!("{me}   |   left {score} right   |   {linked} players connected")
+        format!("{me}   |   left {score} right   |   {linked} players connected   |   F3: network")
     };
     if text.0 != line {
         text.0 = line;

@@ -1,0 +1,198 @@
+//! The game in the browser: the room, the players and the server come from
+//! the page's URL (`?room=CODE&players=2&server=ws://host:port`; without a
+//! room a join code is made up and put in the address bar, so the link can be
+//! shared), the game draws into the canvas `#arena` with WebGL2, and a small
+//! JS hook reports its state (`arena_state()`, `arena_checksum(frame)`).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use bevy::prelude::*;
+use bevy_gamenet::replication::Remote;
+use bevy_gamenet::rollback::RollbackSocket;
+use gamenet::IceServer;
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::window::{Lobby, window_app};
+use crate::{Ball, MAX_PLAYERS, Player, Score};
+
+/// Confirmed checksums kept for [`arena_checksum`].
+const CHECKSUMS_KEPT: usize = 512;
+
+/// What the page can read about the game.
+#[derive(Default, Serialize)]
+struct Shared {
+    room: String,
+    link: String,
+    players: usize,
+    connected: usize,
+    running: bool,
+    slot: Option<usize>,
+    frame: Option<u32>,
+    checksum: Option<String>,
+    /// Every player's centre, by slot.
+    positions: Vec<(usize, f32, f32)>,
+    ball: Option<(f32, f32)>,
+    /// Whether this tab owns (simulates and sends) the ball.
+    ball_owned: bool,
+    score: Option<(u16, u16)>,
+    #[serde(skip)]
+    checksums: BTreeMap<u32, u64>,
+}
+
+thread_local! {
+    static SHARED: RefCell<Shared> = RefCell::new(Shared::default());
+}
+
+/// The game's state as JSON: room, link, players, connected, running, slot,
+/// the newest confirmed frame with a checksum, positions, ball, score.
+#[wasm_bindgen]
+pub fn arena_state() -> String {
+    SHARED.with(|s| serde_json::to_string(&*s.borrow()).unwrap_or_default())
+}
+
+/// The checksum of the rolled-back state at a confirmed `frame` (hex), if this
+/// tab recorded one.
+#[wasm_bindgen]
+pub fn arena_checksum(frame: u32) -> Option<String> {
+    SHARED.with(|s| {
+        s.borrow()
+            .checksums
+            .get(&frame)
+            .map(|c| format!("{c:#018x}"))
+    })
+}
+
+/// A join code: six letters and digits that do not look alike.
+fn make_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    (0..6)
+        .map(|_| {
+            let i = (js_sys::Math::random() * ALPHABET.len() as f64) as usize;
+            ALPHABET[i.min(ALPHABET.len() - 1)] as char
+        })
+        .collect()
+}
+
+/// Keeps what a room name may hold: letters, digits, `-` and `_`.
+fn clean(room: &str) -> String {
+    room.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(32)
+        .collect()
+}
+
+/// Starts the game in the page.
+pub fn start() {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let location = window.location();
+    let search = location.search().unwrap_or_default();
+    let params = web_sys::UrlSearchParams::new_with_str(&search).ok();
+    let param = |name: &str| params.as_ref().and_then(|p| p.get(name));
+    let mut room = clean(&param("room").unwrap_or_default());
+    let players = param("players")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(2)
+        .clamp(2, MAX_PLAYERS);
+    let origin = location.origin().unwrap_or_default();
+    let path = location.pathname().unwrap_or_default();
+    if room.is_empty() {
+        room = make_code();
+        let query = format!("?room={room}&players={players}");
+        if let Ok(history) = window.history() {
+            let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&query));
+        }
+    }
+    let link = format!("{origin}{path}?room={room}&players={players}");
+    let server = param("server").unwrap_or_else(|| {
+        let host = location.host().unwrap_or_default();
+        let scheme = if location.protocol().unwrap_or_default() == "https:" {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{host}")
+    });
+    // Peers of one machine or one network link directly; issue a STUN server
+    // with `stun=stun:host:port` to cross NATs.
+    let ice = match param("stun") {
+        Some(stun) => IceServer::stun(&stun),
+        None => IceServer::none(),
+    };
+    let url = format!("{}/{room}?next={players}", server.trim_end_matches('/'));
+    SHARED.with(|s| {
+        let mut s = s.borrow_mut();
+        s.room = room.clone();
+        s.link = link.clone();
+        s.players = players;
+    });
+    let lobby = Lobby {
+        room,
+        players,
+        invite: link,
+    };
+    let seed = (js_sys::Math::random() * u32::MAX as f64) as u64;
+    let mut app = window_app(&url, lobby, ice, seed);
+    app.add_systems(Last, publish);
+    app.run();
+}
+
+/// Copies the game's state for the page.
+fn publish(world: &mut World) {
+    let confirmed = crate::confirmed_checksum(world);
+    let (connected, running, slot) = match world.get_resource_mut::<RollbackSocket<u8>>() {
+        Some(mut socket) => {
+            let running = socket.session().is_some_and(|s| s.is_running());
+            let slot = socket
+                .session()
+                .and_then(|s| s.local_slots().first().copied());
+            let connected = socket
+                .net_mut()
+                .map(|n| n.mesh().peers().count() + 1)
+                .unwrap_or(1);
+            (connected, running, slot)
+        }
+        None => (1, false, None),
+    };
+    let positions: Vec<_> = world
+        .query::<&Player>()
+        .iter(world)
+        .map(|p| {
+            let (x, y) = p.centre();
+            (p.slot as usize, x, y)
+        })
+        .collect();
+    let ball = world
+        .query::<(&Ball, Has<Remote>)>()
+        .iter(world)
+        .next()
+        .map(|(b, remote)| ((b.x, b.y), !remote));
+    let score = world
+        .query::<&Score>()
+        .iter(world)
+        .next()
+        .map(|s| (s.left, s.right));
+    SHARED.with(|s| {
+        let mut s = s.borrow_mut();
+        s.connected = connected;
+        s.running = running;
+        s.slot = slot;
+        let mut positions = positions;
+        positions.sort_by_key(|p| p.0);
+        s.positions = positions;
+        s.ball = ball.map(|b| b.0);
+        s.ball_owned = ball.is_some_and(|b| b.1);
+        s.score = score;
+        if let Some((frame, checksum)) = confirmed {
+            s.frame = Some(frame);
+            s.checksum = Some(format!("{checksum:#018x}"));
+            s.checksums.insert(frame, checksum);
+            while s.checksums.len() > CHECKSUMS_KEPT {
+                s.checksums.pop_first();
+            }
+        }
+    });
+}

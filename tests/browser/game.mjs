@@ -1,0 +1,179 @@
+// Drives Debian's Chromium through one scenario of the example game (arena)
+// served by a running gamenet-signaling server.
+//
+//   node game.mjs <two-tabs|host-leaves|cross-play> <http://host:port> [artifact-dir]
+//
+// Prints progress lines and exits non-zero when an expectation fails.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+
+const [scenario, base, artifacts = 'artifacts'] = process.argv.slice(2);
+const log = (...a) => console.log(...a);
+
+function expect(cond, message) {
+  if (!cond) throw new Error(`expectation failed: ${message}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--no-sandbox', '--disable-background-networking', '--disable-component-update',
+    '--disable-sync', '--no-first-run', '--disable-quic',
+    '--disable-features=WebRtcHideLocalIpsWithMdns',
+    // WebGL2 without a GPU: ANGLE on SwiftShader.
+    '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--ignore-gpu-blocklist',
+    // Tabs in the background keep their frame rate.
+    '--disable-renderer-backgrounding', '--disable-background-timer-throttling',
+    '--disable-backgrounding-occluded-windows',
+  ],
+});
+
+async function openTab(name, room) {
+  // One context per tab, as two players on two machines.
+  const context = await browser.newContext({ viewport: { width: 960, height: 640 } });
+  const page = await context.newPage();
+  page.on('console', m => {
+    if (m.type() === 'error' || m.type() === 'warning') log(`[${name}] ${m.text()}`);
+  });
+  page.on('pageerror', e => log(`[${name}] page error: ${e}`));
+  await page.goto(`${base}/index.html?room=${room}&players=2`);
+  await page.waitForFunction(() => window.arena !== undefined, null, { timeout: 60_000 });
+  return page;
+}
+
+const state = page => page.evaluate(() => window.arena.state());
+
+async function waitState(page, test, what, timeout = 60_000) {
+  const until = Date.now() + timeout;
+  for (;;) {
+    const s = await state(page);
+    if (test(s)) return s;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(s)}`);
+    await new Promise(r => setTimeout(r, 100));
+  }
+}
+
+// Saves a screenshot and returns how many distinct colours it has (a blank or
+// single-colour page has one or two).
+async function screenshot(page, name) {
+  mkdirSync(artifacts, { recursive: true });
+  const png = await page.screenshot({ path: `${artifacts}/${name}.png` });
+  return page.evaluate(async b64 => {
+    const blob = await (await fetch(`data:image/png;base64,${b64}`)).blob();
+    const bitmap = await createImageBitmap(blob);
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    const ctx = canvas.getContext('2d');
+    ctx.drawImage(bitmap, 0, 0);
+    const data = ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+    const colours = new Set();
+    for (let i = 0; i < data.length; i += 4 * 7) {
+      colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
+    }
+    return colours.size;
+  }, png.toString('base64'));
+}
+
+// Both tabs hold the same confirmed checksum for a frame both passed.
+async function sameChecksum(a, b) {
+  const { frame } = await waitState(a, s => s.frame !== null && s.frame > 120, 'a confirmed frame');
+  const until = Date.now() + 30_000;
+  for (;;) {
+    const [ca, cb] = await Promise.all([
+      a.evaluate(f => window.arena.checksum(f), frame),
+      b.evaluate(f => window.arena.checksum(f), frame),
+    ]);
+    if (ca !== null && cb !== null) {
+      log(`frame ${frame}: checksum a ${ca}, b ${cb}`);
+      expect(ca === cb, 'both tabs hold the same checksum');
+      return;
+    }
+    expect(Date.now() < until, `both tabs reach frame ${frame}`);
+    await new Promise(r => setTimeout(r, 100));
+  }
+}
+
+const running = s => s.running && s.connected >= 2;
+
+try {
+  if (scenario === 'two-tabs') {
+    const a = await openTab('a', 'duel');
+    const b = await openTab('b', 'duel');
+    const [sa, sb] = await Promise.all([
+      waitState(a, running, 'tab a: 2 players connected'),
+      waitState(b, running, 'tab b: 2 players connected'),
+    ]);
+    log(`a: ${sa.connected} players connected, slot ${sa.slot}`);
+    log(`b: ${sb.connected} players connected, slot ${sb.slot}`);
+    expect(sa.slot !== sb.slot, 'the tabs play different slots');
+    // A holds a key; B sees A's player move that way.
+    const slot = sa.slot;
+    const at = s => s.positions.find(p => p[0] === slot);
+    const before = at(await state(b));
+    const key = slot % 2 === 0 ? 'ArrowRight' : 'ArrowLeft';
+    await a.locator('#arena').click();
+    await a.keyboard.down(key);
+    await new Promise(r => setTimeout(r, 800));
+    await a.keyboard.up(key);
+    await new Promise(r => setTimeout(r, 500));
+    const after = at(await state(b));
+    const moved = (after[1] - before[1]) * (slot % 2 === 0 ? 1 : -1);
+    log(`b sees a's player (slot ${slot}) move ${moved.toFixed(0)} px after ${key}`);
+    expect(moved > 50, "a's key press moves a's player as b sees it");
+    await sameChecksum(a, b);
+    // The overlay, in a's screenshot.
+    await a.keyboard.press('F3');
+    await new Promise(r => setTimeout(r, 700));
+    const colours = [await screenshot(a, 'arena-tab-a'), await screenshot(b, 'arena-tab-b')];
+    log(`screenshots: ${colours[0]} and ${colours[1]} colours`);
+    expect(colours.every(c => c > 8), 'screenshots are not blank');
+  } else if (scenario === 'host-leaves') {
+    const a = await openTab('a', 'host');
+    const b = await openTab('b', 'host');
+    await Promise.all([waitState(a, running, 'a running'), waitState(b, running, 'b running')]);
+    await waitState(a, s => s.ball !== null, 'a has the ball');
+    await waitState(b, s => s.ball !== null, 'b has the ball');
+    const [sa, sb] = [await state(a), await state(b)];
+    expect(sa.ball_owned !== sb.ball_owned, 'one tab owns the ball');
+    const [owner, other] = sa.ball_owned ? [a, b] : [b, a];
+    const score = (await state(other)).score;
+    log(`the ball's owner leaves; the other tab had score ${JSON.stringify(score)}`);
+    await owner.close();
+    const took = await waitState(other, s => s.ball_owned && s.ball !== null,
+      'the other tab takes the ball over', 15_000);
+    const first = took.ball;
+    await new Promise(r => setTimeout(r, 1000));
+    const later = await state(other);
+    log(`the other tab owns the ball: ${JSON.stringify(first)} -> ${JSON.stringify(later.ball)}, ` +
+      `score ${JSON.stringify(later.score)}, ${later.connected} connected`);
+    expect(later.ball !== null, 'the ball is still there');
+    expect(later.score !== null, 'the score is still there');
+    expect(later.connected === 1, 'the owner is gone');
+    const colours = await screenshot(other, 'arena-host-left');
+    expect(colours > 8, 'the screenshot is not blank');
+  } else if (scenario === 'cross-play') {
+    // The native peer is run by the Rust test, which compares checksums.
+    const tab = await openTab('tab', 'cross');
+    await waitState(tab, running, 'the tab plays the native peer', 90_000);
+    const until = Date.now() + 12_000;
+    let last = null;
+    while (Date.now() < until) {
+      const s = await state(tab);
+      if (s.frame !== null && s.frame !== last) {
+        log(`tab frame ${s.frame} checksum ${s.checksum}`);
+        last = s.frame;
+      }
+      await new Promise(r => setTimeout(r, 250));
+    }
+    const colours = await screenshot(tab, 'arena-cross-play');
+    expect(colours > 8, 'the screenshot is not blank');
+  } else {
+    throw new Error(`unknown scenario ${scenario}`);
+  }
+  log('scenario passed');
+  await browser.close();
+} catch (e) {
+  log(`scenario failed: ${e.stack ?? e}`);
+  await browser.close();
+  process.exit(1);
+}

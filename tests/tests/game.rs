@@ -1,0 +1,116 @@
+//! The example game (arena) in headless Chromium, served by the real signaling
+//! server, each test in its own isolated network namespace: two tabs play each
+//! other, a tab plays a native game, and the tab that owns the ball leaves.
+//!
+//! The web build is made by `cargo xtask web-game` (the README's test command
+//! does it); screenshots go to `target/browser-artifacts`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gamenet_e2e::{HOST, PORT, Scenario, isolated, start_server_with};
+
+fn web_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/web-game");
+    assert!(
+        dir.join("pkg/arena_bg.wasm").exists(),
+        "the web game is not built: run `cargo xtask web-game` (or the README's test command)"
+    );
+    dir
+}
+
+async fn start() -> String {
+    let config = gamenet_signaling::Config {
+        web_dir: Some(web_dir()),
+        ..Default::default()
+    };
+    start_server_with(config).await;
+    format!("ws://{HOST}:{PORT}")
+}
+
+#[test]
+fn two_tabs_play_each_other() {
+    isolated("two_tabs_play_each_other", || async {
+        start().await;
+        let lines = Scenario::start("game.mjs", "two-tabs").finish().await;
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("a: 2 players connected"))
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("b: 2 players connected"))
+        );
+        assert!(lines.iter().any(|l| l.starts_with("b sees a's player")));
+    });
+}
+
+#[test]
+fn the_tab_that_owns_the_ball_leaves_and_the_other_carries_on() {
+    isolated(
+        "the_tab_that_owns_the_ball_leaves_and_the_other_carries_on",
+        || async {
+            start().await;
+            let lines = Scenario::start("game.mjs", "host-leaves").finish().await;
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with("the other tab owns the ball"))
+            );
+        },
+    );
+}
+
+#[test]
+fn a_native_game_and_a_tab_play_to_the_same_checksum() {
+    isolated(
+        "a_native_game_and_a_tab_play_to_the_same_checksum",
+        || async {
+            let url = start().await;
+            let mut native = arena::headless_app(&format!("{url}/cross?next=2"), 2, 7);
+            let mut scenario = Scenario::start("game.mjs", "cross-play");
+            // The native game's confirmed checksums, as the tab's are: the
+            // newest confirmed frame with one, each update.
+            let mut ours = BTreeMap::new();
+            let mut compared = 0;
+            let mut tick = tokio::time::interval(Duration::from_millis(16));
+            loop {
+                tokio::select! {
+                    line = scenario.next_line() => {
+                        let Some(line) = line else { break };
+                        // tab frame <F> checksum <C>
+                        let Some(rest) = line.strip_prefix("tab frame ") else { continue };
+                        let mut words = rest.split_whitespace();
+                        let frame: u32 = words.next().and_then(|f| f.parse().ok()).expect("frame");
+                        let theirs = words.nth(1).expect("checksum").to_owned();
+                        // The native game may be a little behind the tab.
+                        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                        while !ours.contains_key(&frame) && std::time::Instant::now() < deadline {
+                            native.update();
+                            if let Some((f, c)) = arena::confirmed_checksum(native.world()) {
+                                ours.insert(f, format!("{c:#018x}"));
+                            }
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        let mine = ours.get(&frame).expect("the native game reached the frame");
+                        println!("frame {frame}: tab {theirs}, native {mine}");
+                        assert_eq!(&theirs, mine, "frame {frame}");
+                        compared += 1;
+                    }
+                    _ = tick.tick() => {
+                        native.update();
+                        if let Some((f, c)) = arena::confirmed_checksum(native.world()) {
+                            ours.insert(f, format!("{c:#018x}"));
+                        }
+                    }
+                }
+            }
+            scenario.finish().await;
+            println!("{compared} checksums compared");
+            assert!(compared >= 5, "only {compared} checksums compared");
+        },
+    );
+}
