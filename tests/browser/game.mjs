@@ -98,6 +98,12 @@ const running = s => s.running && s.connected >= 2;
 try {
   if (scenario === 'two-tabs') {
     const a = await openTab('a', 'duel');
+    // Alone in the room, a shows the lobby.
+    const lobby = await waitState(a, s => s.connected === 1 && s.room === 'duel', 'a in the lobby');
+    await new Promise(r => setTimeout(r, 1000));
+    const lobbyColours = await screenshot(a, 'arena-lobby');
+    log(`a waits in the lobby of room ${lobby.room} (${lobby.link}), ${lobbyColours} colours`);
+    expect(lobbyColours > 8, 'the lobby screenshot is not blank');
     const b = await openTab('b', 'duel');
     const [sa, sb] = await Promise.all([
       waitState(a, running, 'tab a: 2 players connected'),
@@ -147,6 +153,9 @@ try {
     log(`the other tab owns the ball: ${JSON.stringify(first)} -> ${JSON.stringify(later.ball)}, ` +
       `score ${JSON.stringify(later.score)}, ${later.connected} connected`);
     expect(later.ball !== null, 'the ball is still there');
+    const moved = Math.hypot(later.ball[0] - first[0], later.ball[1] - first[1]);
+    expect(moved > 1, 'the ball moves under its new owner');
+    expect(later.frame > took.frame, 'the game goes on');
     expect(later.score !== null, 'the score is still there');
     expect(later.connected === 1, 'the owner is gone');
     const colours = await screenshot(other, 'arena-host-left');

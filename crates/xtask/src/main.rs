@@ -5,7 +5,8 @@
 //!   iproute2 and iptables, and the npm packages of the browser tests.
 //! - `web-test`: builds the browser test page into `target/web-test`.
 //! - `web-game`: builds the example game for the web (profile `web`: release,
-//!   size-optimised) into `target/web-game`, when missing or stale.
+//!   size-optimised) into `target/web-game`, when missing or stale, installing
+//!   the wasm32 target and wasm-bindgen-cli first if missing.
 //! - `test`: `setup`, then formatting, clippy (native and wasm32), rustdoc, the web
 //!   pages, and every test of the workspace.
 //! - `serve`: builds the web game and runs the signaling server serving it on
@@ -38,7 +39,10 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("setup") => setup(&root)?,
         Some("web-test") => web_test(&root, false)?,
-        Some("web-game") => web_game(&root)?,
+        Some("web-game") => {
+            setup_web(&root)?;
+            web_game(&root)?
+        }
         // The test summary is the last line printed.
         Some("test") => return test(&root, started),
         Some("serve") => serve(&root, &args[1..])?,
@@ -100,7 +104,8 @@ fn wasm_bindgen_version(root: &Path) -> Result<String> {
     bail!("wasm-bindgen is not in Cargo.lock")
 }
 
-fn setup(root: &Path) -> Result<()> {
+/// What building for the web needs: the wasm32 target and wasm-bindgen-cli.
+fn setup_web(root: &Path) -> Result<()> {
     let installed = output(Command::new("rustup").args(["target", "list", "--installed"]));
     if !installed.lines().any(|l| l.trim() == WASM_TARGET) {
         run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
@@ -111,6 +116,11 @@ fn setup(root: &Path) -> Result<()> {
         // Not --locked: the CLI's own lock file can name a yanked or lagging patch.
         run(cargo().args(["install", "wasm-bindgen-cli", "--version", &version]))?;
     }
+    Ok(())
+}
+
+fn setup(root: &Path) -> Result<()> {
+    setup_web(root)?;
     let mut packages = Vec::new();
     for (program, package) in [
         ("chromium", "chromium"),
@@ -204,7 +214,15 @@ fn web_game(root: &Path) -> Result<()> {
     if modified(&bound) < modified(&wasm) {
         std::fs::create_dir_all(&out)?;
         run(Command::new("wasm-bindgen")
-            .args(["--target", "web", "--no-typescript", "--out-dir"])
+            .args([
+                "--target",
+                "web",
+                "--no-typescript",
+                // Function names are a third of the file; panics still say where.
+                "--remove-name-section",
+                "--remove-producers-section",
+                "--out-dir",
+            ])
             .arg(out.join("pkg"))
             .arg(&wasm))?;
     }
@@ -300,7 +318,7 @@ fn summary_field(line: &str, word: &str) -> u64 {
 
 fn serve(root: &Path, extra: &[String]) -> Result<()> {
     let extra = extra.strip_prefix(&["--".to_owned()]).unwrap_or(extra);
-    setup(root)?;
+    setup_web(root)?;
     web_game(root)?;
     let web_dir = root.join("target/web-game");
     run(cargo()

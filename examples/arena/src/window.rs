@@ -127,7 +127,7 @@ fn setup(mut commands: Commands) {
         Status,
         Text::new(""),
         TextFont {
-            font_size: FontSize::Px(18.0),
+            font_size: FontSize::Px(16.0),
             ..default()
         },
         Node {
