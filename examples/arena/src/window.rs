@@ -1,7 +1,8 @@
 //! The game in a window (native) or a canvas (web): the field, players as
 //! coloured squares, the ball and the score; a lobby screen until the game
 //! starts (the room, who is connected, how to invite); a network overlay on
-//! F3 built on the plugins' diagnostics. Arrow keys or WASD move your player.
+//! F3 built on the plugins' diagnostics. Arrow keys or WASD move your player,
+//! Space (or left Shift) dashes.
 
 use std::time::Duration;
 
@@ -264,7 +265,7 @@ fn show_lobby(
     lines.push("Invite a friend:".to_owned());
     lines.push(lobby.invite.clone());
     lines.push(String::new());
-    lines.push("Arrow keys or WASD move. F3: network overlay.".to_owned());
+    lines.push("Arrow keys or WASD move, Space dashes. F3: network overlay.".to_owned());
     let new = lines.join("\n");
     if text.0 != new {
         text.0 = new;
@@ -360,6 +361,9 @@ fn keyboard(
     if held(KeyCode::ArrowRight, KeyCode::KeyD) {
         bits |= keys::RIGHT;
     }
+    if held(KeyCode::Space, KeyCode::ShiftLeft) {
+        bits |= keys::DASH;
+    }
     for &slot in &players.0 {
         inputs.0.insert(slot, bits);
     }
@@ -373,8 +377,13 @@ fn show_players(
     for (entity, p, transform) in &mut players {
         let (x, y) = p.centre();
         let at = world(x, y).extend(1.0);
+        // A dashing player looks bigger.
+        let scale = Vec3::splat(if p.dashing() { 1.25 } else { 1.0 });
         match transform {
-            Some(mut t) => t.translation = at,
+            Some(mut t) => {
+                t.translation = at;
+                t.scale = scale;
+            }
             None => {
                 commands.entity(entity).insert((
                     Sprite::from_color(colour(p.slot), Vec2::splat(PLAYER_SIZE as f32)),
