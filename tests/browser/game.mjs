@@ -38,11 +38,11 @@ async function openTab(name, room) {
   });
   page.on('pageerror', e => log(`[${name}] page error: ${e}`));
   await page.goto(`${base}/index.html?room=${room}&players=2`);
-  await page.waitForFunction(() => window.arena !== undefined, null, { timeout: 60_000 });
+  await page.waitForFunction(() => window.game !== undefined, null, { timeout: 60_000 });
   return page;
 }
 
-const state = page => page.evaluate(() => window.arena.state());
+const state = page => page.evaluate(() => window.game.state());
 
 async function waitState(page, test, what, timeout = 60_000) {
   const until = Date.now() + timeout;
@@ -80,8 +80,8 @@ async function sameChecksum(a, b) {
   const until = Date.now() + 30_000;
   for (;;) {
     const [ca, cb] = await Promise.all([
-      a.evaluate(f => window.arena.checksum(f), frame),
-      b.evaluate(f => window.arena.checksum(f), frame),
+      a.evaluate(f => window.game.checksum(f), frame),
+      b.evaluate(f => window.game.checksum(f), frame),
     ]);
     if (ca !== null && cb !== null) {
       log(`frame ${frame}: checksum a ${ca}, b ${cb}`);
