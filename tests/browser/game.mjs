@@ -117,14 +117,22 @@ try {
     const at = s => s.positions.find(p => p[0] === slot);
     const before = at(await state(b));
     const key = slot % 2 === 0 ? 'ArrowRight' : 'ArrowLeft';
+    const sign = slot % 2 === 0 ? 1 : -1;
     await a.locator('#arena').click();
+    await a.focus('#arena');
+    // Held until b sees the move (inputs cross a link whose RTT is hundreds of
+    // ms when two tabs render in software on a small machine), at most 15 s.
+    const pressed = Date.now();
     await a.keyboard.down(key);
-    await new Promise(r => setTimeout(r, 800));
+    let moved = 0;
+    while (moved <= 50 && Date.now() - pressed < 15_000) {
+      await new Promise(r => setTimeout(r, 100));
+      moved = (at(await state(b))[1] - before[1]) * sign;
+    }
     await a.keyboard.up(key);
-    await new Promise(r => setTimeout(r, 500));
-    const after = at(await state(b));
-    const moved = (after[1] - before[1]) * (slot % 2 === 0 ? 1 : -1);
-    log(`b sees a's player (slot ${slot}) move ${moved.toFixed(0)} px after ${key}`);
+    const mine = (at(await state(a))[1] - before[1]) * sign;
+    log(`b sees a's player (slot ${slot}) move ${moved.toFixed(0)} px ` +
+      `${Date.now() - pressed} ms after ${key} went down (a: ${mine.toFixed(0)} px)`);
     expect(moved > 50, "a's key press moves a's player as b sees it");
     await sameChecksum(a, b);
     // The overlay, in a's screenshot.
