@@ -145,8 +145,9 @@ try {
     const a = await openTab('a', 'host');
     const b = await openTab('b', 'host');
     await Promise.all([waitState(a, running, 'a running'), waitState(b, running, 'b running')]);
-    await waitState(a, s => s.ball !== null, 'a has the ball');
-    await waitState(b, s => s.ball !== null, 'b has the ball');
+    // Mid-game: a couple of seconds in, the ball on both.
+    await waitState(a, s => s.ball !== null && s.frame >= 120, 'a has the ball, frame 120');
+    await waitState(b, s => s.ball !== null && s.frame >= 120, 'b has the ball, frame 120');
     const [sa, sb] = [await state(a), await state(b)];
     expect(sa.ball_owned !== sb.ball_owned, 'one tab owns the ball');
     const [owner, other] = sa.ball_owned ? [a, b] : [b, a];
@@ -163,7 +164,10 @@ try {
     expect(later.ball !== null, 'the ball is still there');
     const moved = Math.hypot(later.ball[0] - first[0], later.ball[1] - first[1]);
     expect(moved > 1, 'the ball moves under its new owner');
-    expect(later.frame > took.frame, 'the game goes on');
+    // The rollback game goes on for the one left: its confirmed frame moves
+    // (once the leaver's disconnect is settled).
+    const on = await waitState(other, s => s.frame > took.frame, 'the game goes on', 10_000);
+    log(`confirmed frame ${took.frame} -> ${on.frame}`);
     expect(later.score !== null, 'the score is still there');
     expect(later.connected === 1, 'the owner is gone');
     const colours = await screenshot(other, 'arena-host-left');
