@@ -279,3 +279,21 @@ impl Scenario {
         self.seen
     }
 }
+
+/// Starts the real signaling server serving `target/<dir>` (built by `cargo
+/// xtask <dir>`, which the README's test command runs) and returns its `ws://`
+/// URL; fails the test if `target/<dir>/<built>` is missing.
+pub async fn start_server_serving(dir: &str, built: &str) -> String {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target")
+        .join(dir);
+    assert!(
+        path.join(built).exists(),
+        "target/{dir} is not built: run `cargo xtask {dir}` (or the README's test command)"
+    );
+    start_server_with(gamenet_signaling::Config {
+        web_dir: Some(path),
+        ..Default::default()
+    })
+    .await
+}

@@ -3,29 +3,14 @@
 //!
 //! The page is built by `cargo xtask web-test` (the README's test command does it).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use gamenet_e2e::{HOST, PORT, PeerProcess, Scenario, isolated, start_server_with};
+use gamenet_e2e::{PeerProcess, Scenario, isolated, start_server_serving};
 
 const APP: &str = "e2e";
 
-fn web_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/web-test");
-    assert!(
-        dir.join("pkg/gamenet_web_test_bg.wasm").exists(),
-        "the browser test page is not built: run `cargo xtask web-test` (or the README's test command)"
-    );
-    dir
-}
-
 async fn start() -> String {
-    let config = gamenet_signaling::Config {
-        web_dir: Some(web_dir()),
-        ..Default::default()
-    };
-    start_server_with(config).await;
-    format!("ws://{HOST}:{PORT}")
+    start_server_serving("web-test", "pkg/gamenet_web_test_bg.wasm").await
 }
 
 /// Runs one scenario of `browser/run.mjs`; returns its lines.

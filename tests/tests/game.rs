@@ -6,27 +6,21 @@
 //! does it); screenshots go to `target/browser-artifacts`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use gamenet_e2e::{HOST, PORT, Scenario, isolated, start_server_with};
-
-fn web_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/web-game");
-    assert!(
-        dir.join("pkg/arena_bg.wasm").exists(),
-        "the web game is not built: run `cargo xtask web-game` (or the README's test command)"
-    );
-    dir
-}
+use gamenet_e2e::{Scenario, isolated, start_server_serving};
 
 async fn start() -> String {
-    let config = gamenet_signaling::Config {
-        web_dir: Some(web_dir()),
-        ..Default::default()
-    };
-    start_server_with(config).await;
-    format!("ws://{HOST}:{PORT}")
+    start_server_serving("web-game", "pkg/arena_bg.wasm").await
+}
+
+/// Steps the native game and notes its newest confirmed checksum, as the tab
+/// does.
+fn step(native: &mut bevy_app::App, ours: &mut BTreeMap<u32, String>) {
+    native.update();
+    if let Some((f, c)) = arena::confirmed_checksum(native.world()) {
+        ours.insert(f, format!("{c:#018x}"));
+    }
 }
 
 #[test]
@@ -89,10 +83,7 @@ fn a_native_game_and_a_tab_play_to_the_same_checksum() {
                         // The native game may be a little behind the tab.
                         let deadline = std::time::Instant::now() + Duration::from_secs(5);
                         while !ours.contains_key(&frame) && std::time::Instant::now() < deadline {
-                            native.update();
-                            if let Some((f, c)) = arena::confirmed_checksum(native.world()) {
-                                ours.insert(f, format!("{c:#018x}"));
-                            }
+                            step(&mut native, &mut ours);
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
                         let mine = ours.get(&frame).expect("the native game reached the frame");
@@ -100,12 +91,7 @@ fn a_native_game_and_a_tab_play_to_the_same_checksum() {
                         assert_eq!(&theirs, mine, "frame {frame}");
                         compared += 1;
                     }
-                    _ = tick.tick() => {
-                        native.update();
-                        if let Some((f, c)) = arena::confirmed_checksum(native.world()) {
-                            ours.insert(f, format!("{c:#018x}"));
-                        }
-                    }
+                    _ = tick.tick() => step(&mut native, &mut ours),
                 }
             }
             scenario.finish().await;
