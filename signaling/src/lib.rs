@@ -1,11 +1,24 @@
-//! `gamenet-signaling`: the signaling and matchmaking server of gamenet, built on
-//! `matchbox_signaling`.
+//! `gamenet-signaling`: the signaling and matchmaking server of gamenet.
 //!
-//! Peers connect over WebSocket to `ws://host:port/<room>`; everyone on one path
-//! shares a room, and `?next=N` puts the next `N` joiners of a path in a closed
-//! room of their own (quick-match). Signals pass only between peers of one room.
-//! The server also answers `/health` and can serve a directory of static files
-//! (the web build of a game) to plain HTTP requests.
+//! It speaks matchbox's signaling protocol (`matchbox_protocol`), so any
+//! `matchbox_socket` client, native or in a browser, can use it:
+//!
+//! - `ws://host/<room>`: everyone on one path shares a room;
+//! - `ws://host/<room>?next=N&mode=M`: quick-match, the next `N` joiners of that
+//!   path and mode form a closed room (`mode` is optional);
+//! - `ws://host/join/<CODE>`: a lobby, created with `POST /api/lobbies`.
+//!
+//! Signals pass only between peers of one room. Around that: an HTTP JSON API for
+//! lobbies (`/api/lobbies`) and ICE servers (`/api/ice`: this server's own STUN
+//! responder and TURN servers with time-limited credentials), optional token
+//! auth and an origin allow-list, per-address connection rate limits, message
+//! size and idle limits, `/metrics` (Prometheus), `/health` and `/ready`, and
+//! static files (the web build of a game) for plain HTTP requests.
+//!
+//! The WebSocket handling is this crate's own rather than
+//! `matchbox_signaling`'s server builder: its handler has no message size or
+//! buffer settings, no bounded send queues and no way to close a client with a
+//! reason, all of which the limits above need.
 //!
 //! # Example
 //!
@@ -20,58 +33,150 @@
 //! # }
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
-// matchbox_signaling's connection callback returns an HTTP response as its error.
-#![allow(clippy::result_large_err)]
 
+pub mod auth;
+pub mod limits;
+pub mod metrics;
 pub mod rooms;
+pub mod stun;
+
+mod api;
+mod ws;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
-use async_trait::async_trait;
+use axum::Router;
 use axum::extract::Request;
-use axum::extract::ws::{CloseFrame, Message};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures::StreamExt;
-use matchbox_protocol::{JsonPeerEvent, PeerId, PeerRequest};
-use matchbox_signaling::common_logic::{SignalingChannel, parse_request};
-use matchbox_signaling::{
-    ClientRequestError, NoCallbacks, SignalingServer, SignalingServerBuilder, SignalingState,
-    SignalingTopology, WsStateMeta,
-};
+use matchbox_protocol::PeerId;
+use tokio::sync::{Notify, mpsc, watch};
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::rooms::{RoomRequest, Rooms};
+use crate::auth::{OriginPolicy, TokenError};
+use crate::limits::RateLimiter;
+use crate::metrics::Metrics;
+use crate::rooms::{RoomLimits, Rooms};
 
 /// Server settings, from flags or environment variables.
-#[derive(Debug, Clone, clap::Parser)]
-#[command(name = "gamenet-signaling", version, about)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Config {
-    /// Address to listen on.
+    /// Address to listen on (HTTP and WebSocket).
     #[arg(long, env = "GAMENET_LISTEN", default_value = "0.0.0.0:3000")]
     pub listen: SocketAddr,
     /// Directory of static files (a web build) served to plain HTTP requests.
     #[arg(long, env = "GAMENET_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
-    /// Most peers in one room.
+    /// Most peers in one room (any kind).
     #[arg(long, env = "GAMENET_MAX_ROOM_SIZE", default_value_t = 16)]
     pub max_room_size: usize,
+    /// Most lobbies at once.
+    #[arg(long, env = "GAMENET_MAX_LOBBIES", default_value_t = 10_000)]
+    pub max_lobbies: usize,
+    /// Seconds an empty lobby lives on before it is removed.
+    #[arg(long, env = "GAMENET_LOBBY_TTL", default_value = "600", value_parser = parse_seconds)]
+    pub lobby_ttl: Duration,
+    /// Most WebSocket clients at once.
+    #[arg(long, env = "GAMENET_MAX_CLIENTS", default_value_t = 50_000)]
+    pub max_clients: usize,
+    /// New connections and API writes per second from one address (0: no limit).
+    #[arg(long, env = "GAMENET_RATE", default_value_t = 5.0)]
+    pub rate: f64,
+    /// How many of those one address may make at once.
+    #[arg(long, env = "GAMENET_RATE_BURST", default_value_t = 20)]
+    pub rate_burst: u32,
+    /// Largest WebSocket message accepted from a client, in bytes.
+    #[arg(long, env = "GAMENET_MAX_MESSAGE", default_value_t = 64 * 1024)]
+    pub max_message: usize,
+    /// Seconds a WebSocket may stay silent before it is closed (matchbox
+    /// clients send a keep-alive every 10 s).
+    #[arg(long, env = "GAMENET_IDLE_TIMEOUT", default_value = "60", value_parser = parse_seconds)]
+    pub idle_timeout: Duration,
+    /// Messages queued for one client before further signals to it are dropped.
+    #[arg(long, env = "GAMENET_SEND_QUEUE", default_value_t = 256)]
+    pub send_queue: usize,
+    /// Shared secret for access tokens; when set, WebSocket connections and API
+    /// requests need a valid token (`?token=` or `Authorization: Bearer`).
+    #[arg(long, env = "GAMENET_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+    /// Web origins allowed to connect, comma-separated (`https://game.example.com`);
+    /// none allows all. Requests without an `Origin` header (native clients) are
+    /// always allowed.
+    #[arg(long, env = "GAMENET_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Take the client address from the last `X-Forwarded-For` entry (behind a
+    /// reverse proxy you trust; otherwise clients could pick their address).
+    #[arg(long, env = "GAMENET_TRUST_PROXY")]
+    pub trust_proxy: bool,
+    /// UDP address of the STUN responder, or `off`.
+    #[arg(long, env = "GAMENET_STUN_LISTEN", default_value = "0.0.0.0:3478", value_parser = parse_optional_addr)]
+    pub stun_listen: Option<SocketAddr>,
+    /// Host name or address clients reach this server's STUN port at (default:
+    /// the host of each `/api/ice` request).
+    #[arg(long, env = "GAMENET_PUBLIC_HOST")]
+    pub public_host: Option<String>,
+    /// TURN server URLs handed to clients, comma-separated
+    /// (`turn:turn.example.com:3478?transport=udp`).
+    #[arg(long, env = "GAMENET_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Vec<String>,
+    /// coturn's `static-auth-secret`, to hand out TURN credentials in its REST scheme.
+    #[arg(long, env = "GAMENET_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// Seconds TURN credentials stay valid.
+    #[arg(long, env = "GAMENET_TURN_TTL", default_value = "3600", value_parser = parse_seconds)]
+    pub turn_ttl: Duration,
+}
+
+/// Parses whole or fractional seconds.
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("not a number of seconds: {s}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+/// Parses a socket address, or `off` for none.
+fn parse_optional_addr(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|e| format!("{s}: {e}"))
 }
 
 impl Default for Config {
+    /// The binary's defaults, except that no STUN port is opened (`stun_listen`
+    /// is `None`), so that several servers can be embedded side by side.
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 3000)),
             web_dir: None,
             max_room_size: 16,
+            max_lobbies: 10_000,
+            lobby_ttl: Duration::from_secs(600),
+            max_clients: 50_000,
+            rate: 5.0,
+            rate_burst: 20,
+            max_message: 64 * 1024,
+            idle_timeout: Duration::from_secs(60),
+            send_queue: 256,
+            auth_secret: None,
+            allowed_origins: Vec::new(),
+            trust_proxy: false,
+            stun_listen: None,
+            public_host: None,
+            turn_urls: Vec::new(),
+            turn_secret: None,
+            turn_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -80,182 +185,217 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Binding or serving failed.
-    #[error(transparent)]
-    Signaling(#[from] matchbox_signaling::Error),
+    /// The HTTP listening socket could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The STUN socket could not be bound.
+    #[error("binding the STUN port {addr}: {source}")]
+    BindStun {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
 }
 
-/// Shared state of all connections.
-#[derive(Clone)]
-struct State(Arc<Mutex<Inner>>);
-
-struct Inner {
+/// Rooms and the send queues of the peers in them.
+struct Hub {
     rooms: Rooms,
-    senders: HashMap<PeerId, SignalingChannel>,
-    /// Requests parsed at the HTTP upgrade, by client address, until an id is assigned.
-    by_addr: HashMap<SocketAddr, RoomRequest>,
-    /// Requests with an id, until the WebSocket state machine starts.
-    by_peer: HashMap<PeerId, RoomRequest>,
+    peers: HashMap<PeerId, mpsc::Sender<axum::extract::ws::Message>>,
 }
 
-impl SignalingState for State {}
+/// What every request handler shares.
+struct App {
+    config: Config,
+    hub: Mutex<Hub>,
+    limiter: Mutex<RateLimiter>,
+    metrics: Metrics,
+    origins: OriginPolicy,
+    /// WebSocket clients connected now, and a wake-up when one leaves.
+    clients: AtomicUsize,
+    client_left: Notify,
+    shutting_down: AtomicBool,
+    shutdown: watch::Receiver<bool>,
+    stun_addr: Option<SocketAddr>,
+}
 
-impl State {
-    fn new(max_room_size: usize) -> Self {
-        State(Arc::new(Mutex::new(Inner {
-            rooms: Rooms::new(max_room_size),
-            senders: HashMap::new(),
-            by_addr: HashMap::new(),
-            by_peer: HashMap::new(),
-        })))
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl App {
+    fn hub(&self) -> MutexGuard<'_, Hub> {
+        lock(&self.hub)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-fn event_message(event: JsonPeerEvent) -> Message {
-    Message::Text(event.to_string().into())
-}
-
-/// Sends `message` to each of `peers` that is still connected.
-fn send_to(inner: &Inner, peers: &[PeerId], message: &Message) {
-    for peer in peers {
-        if let Some(sender) = inner.senders.get(peer) {
-            // A closed sender means that peer is on its way out; its own task cleans up.
-            let _ = sender.send(Ok(message.clone()));
-        }
-    }
-}
-
-/// Room-scoped full mesh: each peer is linked to every other peer of its room only.
-struct RoomTopology;
-
-#[async_trait]
-impl SignalingTopology<NoCallbacks, State> for RoomTopology {
-    async fn state_machine(upgrade: WsStateMeta<NoCallbacks, State>) {
-        let WsStateMeta {
-            peer_id,
-            sender,
-            mut receiver,
-            state,
-            ..
-        } = upgrade;
+    /// The client's address: the connection's, or behind a trusted proxy the
+    /// last `X-Forwarded-For` entry.
+    fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        if self.config.trust_proxy
+            && let Some(ip) = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
+                .next_back()
         {
-            let mut inner = state.lock();
-            let Some(request) = inner.by_peer.remove(&peer_id) else {
-                warn!(%peer_id, "no room request recorded");
-                return;
-            };
-            let room = request.path.clone();
-            match inner.rooms.join(peer_id, request) {
-                Ok(others) => {
-                    info!(%peer_id, room, peers = others.len() + 1, "joined");
-                    inner.senders.insert(peer_id, sender.clone());
-                    send_to(
-                        &inner,
-                        &others,
-                        &event_message(JsonPeerEvent::NewPeer(peer_id)),
-                    );
-                }
-                Err(error) => {
-                    info!(%peer_id, room, %error, "refused");
-                    let close = CloseFrame {
-                        code: 4000,
-                        reason: error.to_string().into(),
-                    };
-                    let _ = sender.send(Ok(Message::Close(Some(close))));
-                    return;
-                }
-            }
+            return ip;
         }
+        peer.ip()
+    }
 
-        while let Some(message) = receiver.next().await {
-            match parse_request(message) {
-                Ok(PeerRequest::Signal { receiver: to, data }) => {
-                    let inner = state.lock();
-                    if inner.rooms.can_signal(peer_id, to) {
-                        let event = JsonPeerEvent::Signal {
-                            sender: peer_id,
-                            data,
-                        };
-                        send_to(&inner, &[to], &event_message(event));
-                    } else {
-                        warn!(%peer_id, %to, "signal to a peer outside the room dropped");
-                    }
-                }
-                Ok(PeerRequest::KeepAlive) => {}
-                Err(ClientRequestError::Close) | Err(ClientRequestError::Axum(_)) => break,
-                Err(error) => warn!(%peer_id, ?error, "malformed request ignored"),
-            }
+    /// Takes a token from `ip`'s rate limit.
+    fn check_rate(&self, ip: IpAddr) -> Result<(), Refusal> {
+        lock(&self.limiter)
+            .check(ip, Instant::now())
+            .map_err(|retry| Refusal {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                reason: "rate_limit",
+                message: format!(
+                    "too many requests from {ip}; retry in {:.1} s",
+                    retry.0.as_secs_f64()
+                ),
+                retry_after: Some(retry.0),
+            })
+    }
+
+    fn check_origin(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        if self.origins.allows(origin) {
+            Ok(())
+        } else {
+            Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "origin",
+                format!("origin {} is not allowed", origin.unwrap_or_default()),
+            ))
         }
+    }
 
-        let mut inner = state.lock();
-        inner.senders.remove(&peer_id);
-        let others = inner.rooms.leave(peer_id);
-        info!(%peer_id, "left");
-        send_to(
-            &inner,
-            &others,
-            &event_message(JsonPeerEvent::PeerLeft(peer_id)),
-        );
+    /// Checks the access token when auth is on; returns its subject.
+    fn check_token(
+        &self,
+        headers: &HeaderMap,
+        query: &HashMap<String, String>,
+    ) -> Result<String, Refusal> {
+        let Some(secret) = &self.config.auth_secret else {
+            return Ok(String::new());
+        };
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let token = bearer.or(query.get("token").map(String::as_str));
+        let checked = match token {
+            None => Err(TokenError::Missing),
+            Some(token) => auth::verify_token(secret.as_bytes(), token, SystemTime::now()),
+        };
+        checked.map_err(|e| Refusal::new(StatusCode::UNAUTHORIZED, "token", e.to_string()))
+    }
+}
+
+/// A refused request: status, a metric reason and a message for the client.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    reason: &'static str,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Counts it and turns it into a JSON error response.
+    fn respond(self, app: &App) -> Response {
+        app.metrics.refuse(self.reason);
+        tracing::debug!(reason = self.reason, "{}", self.message);
+        let mut response = (
+            self.status,
+            axum::Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response();
+        if let Some(retry) = self.retry_after
+            && let Ok(value) = (retry.as_secs() + 1).to_string().parse()
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
     }
 }
 
 /// A bound server, ready to serve.
 pub struct Server {
-    inner: SignalingServer,
+    app: Arc<App>,
+    listener: std::net::TcpListener,
+    stun: Option<std::net::UdpSocket>,
     addr: SocketAddr,
-    shutdown: tokio::sync::oneshot::Sender<()>,
+    shutdown: watch::Sender<bool>,
 }
 
 impl Server {
-    /// Binds the listening socket.
+    /// Binds the listening socket and, if configured, the STUN port.
     pub fn bind(config: &Config) -> Result<Self, Error> {
-        let state = State::new(config.max_room_size);
-        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel();
-        let max_room_size = config.max_room_size;
-        let web_dir = config.web_dir.clone();
-        let mut inner = SignalingServerBuilder::new(config.listen, RoomTopology, state.clone())
-            .on_connection_request({
-                let state = state.clone();
-                move |request| {
-                    let next = request.query_params.get("next").map(String::as_str);
-                    match RoomRequest::parse(request.path.as_deref(), next, max_room_size) {
-                        Ok(room) => {
-                            state.lock().by_addr.insert(request.origin, room);
-                            Ok(true)
-                        }
-                        Err(error) => {
-                            debug!(origin = %request.origin, %error, "room request refused");
-                            Err((StatusCode::BAD_REQUEST, error.to_string()).into_response())
-                        }
-                    }
-                }
-            })
-            .on_id_assignment({
-                let state = state.clone();
-                move |(origin, peer_id)| {
-                    let mut inner = state.lock();
-                    if let Some(room) = inner.by_addr.remove(&origin) {
-                        inner.by_peer.insert(peer_id, room);
-                    }
-                }
-            })
-            .with_shutdown(shutdown_rx)
-            .build_with(move |router| {
-                let router = router.route("/health", get(|| async { "ok" }));
-                match web_dir {
-                    Some(dir) => router.layer(middleware::from_fn(move |req, next| {
-                        serve_static(ServeDir::new(dir.clone()).precompressed_gzip(), req, next)
-                    })),
-                    None => router,
-                }
-            });
-        let addr = inner.bind()?;
+        let bind_error = |source| Error::Bind {
+            addr: config.listen,
+            source,
+        };
+        let listener = std::net::TcpListener::bind(config.listen).map_err(bind_error)?;
+        listener.set_nonblocking(true).map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        let stun = match config.stun_listen {
+            None => None,
+            Some(stun_addr) => {
+                let stun_error = |source| Error::BindStun {
+                    addr: stun_addr,
+                    source,
+                };
+                let socket = std::net::UdpSocket::bind(stun_addr).map_err(stun_error)?;
+                socket.set_nonblocking(true).map_err(stun_error)?;
+                Some(socket)
+            }
+        };
+        let stun_addr = stun.as_ref().and_then(|s| s.local_addr().ok());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let app = Arc::new(App {
+            hub: Mutex::new(Hub {
+                rooms: Rooms::new(RoomLimits {
+                    max_room_size: config.max_room_size,
+                    max_lobbies: config.max_lobbies,
+                    lobby_ttl: config.lobby_ttl,
+                }),
+                peers: HashMap::new(),
+            }),
+            limiter: Mutex::new(RateLimiter::new(config.rate, config.rate_burst, 100_000)),
+            metrics: Metrics::default(),
+            origins: OriginPolicy::new(config.allowed_origins.iter().cloned()),
+            clients: AtomicUsize::new(0),
+            client_left: Notify::new(),
+            shutting_down: AtomicBool::new(false),
+            shutdown: shutdown_rx,
+            stun_addr,
+            config: config.clone(),
+        });
         Ok(Self {
-            inner,
+            app,
+            listener,
+            stun,
             addr,
             shutdown,
         })
@@ -266,30 +406,156 @@ impl Server {
         self.addr
     }
 
-    /// Serves until `shutdown` completes, then closes every connection and returns.
+    /// The UDP address of the STUN responder, if one is bound.
+    pub fn stun_addr(&self) -> Option<SocketAddr> {
+        self.app.stun_addr
+    }
+
+    /// Serves until `shutdown` completes, then closes every connection (waiting
+    /// up to 5 s for clients to answer the close) and returns.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let trigger = self.shutdown;
-        tokio::spawn(async move {
-            shutdown.await;
-            info!("shutting down");
-            let _ = trigger.send(());
-        });
-        info!(addr = %self.addr, "listening");
-        self.inner.serve().await?;
-        Ok(())
+        let Self {
+            app,
+            listener,
+            stun,
+            addr,
+            shutdown: shutdown_tx,
+        } = self;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(Error::Serve)?;
+        if let Some(socket) = stun {
+            let socket = tokio::net::UdpSocket::from_std(socket).map_err(Error::Serve)?;
+            tokio::spawn(run_stun(socket, app.clone()));
+        }
+        tokio::spawn(expire_lobbies(app.clone()));
+        let router = router(app.clone());
+        info!(%addr, stun = ?app.stun_addr, "listening");
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown({
+            let app = app.clone();
+            async move {
+                shutdown.await;
+                info!("shutting down");
+                app.shutting_down.store(true, Ordering::SeqCst);
+            }
+        })
+        .await;
+        // Tell every WebSocket to close, and wait for them to go.
+        app.shutting_down.store(true, Ordering::SeqCst);
+        let _ = shutdown_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let left = app.client_left.notified();
+                if app.clients.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                left.await;
+            }
+        })
+        .await;
+        served.map_err(Error::Serve)
     }
 }
 
-/// Plain GET and HEAD requests (not WebSocket upgrades, not `/health`) are served
-/// from the web directory; a file with a `.gz` beside it goes gzipped to clients
-/// that accept it.
+fn router(app: Arc<App>) -> Router {
+    let web_dir = app.config.web_dir.clone();
+    let router = Router::new()
+        .route("/", get(ws::open_room))
+        .route("/{room}", get(ws::open_room))
+        .route("/join/{code}", get(ws::lobby))
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .nest("/api", api::router(&app))
+        .with_state(app);
+    match web_dir {
+        Some(dir) => router.layer(middleware::from_fn(move |req, next| {
+            serve_static(ServeDir::new(dir.clone()).precompressed_gzip(), req, next)
+        })),
+        None => router,
+    }
+}
+
+/// Ready while serving and not shutting down.
+async fn ready(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
+    if app.shutting_down.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    } else {
+        "ready".into_response()
+    }
+}
+
+async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
+    {
+        let hub = app.hub();
+        app.metrics.rooms.set(hub.rooms.room_count() as i64);
+        app.metrics.lobbies.set(hub.rooms.lobby_count() as i64);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Answers STUN Binding requests until the server shuts down.
+async fn run_stun(socket: tokio::net::UdpSocket, app: Arc<App>) {
+    let mut shutdown = app.shutdown.clone();
+    let mut buf = vec![0u8; 1500];
+    loop {
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => match received {
+                Ok((len, from)) => {
+                    if let Some(reply) = stun::answer(&buf[..len], from) {
+                        app.metrics.stun_requests.inc();
+                        let _ = socket.send_to(&reply, from).await;
+                    }
+                }
+                // ICMP errors from earlier replies surface here on some systems.
+                Err(e) => tracing::debug!("stun: {e}"),
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Removes lobbies that stayed empty too long.
+async fn expire_lobbies(app: Arc<App>) {
+    let mut shutdown = app.shutdown.clone();
+    let period =
+        (app.config.lobby_ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let expired = app.hub().rooms.expire_lobbies(Instant::now());
+                if expired > 0 {
+                    tracing::debug!(expired, "lobbies expired");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Plain GET and HEAD requests (not WebSocket upgrades, not the API, metrics or
+/// health) are served from the web directory; a file with a `.gz` beside it goes
+/// gzipped to clients that accept it.
 async fn serve_static(dir: ServeDir, req: Request, next: Next) -> Response {
     let is_upgrade = req.headers().contains_key(header::UPGRADE);
     let is_read = req.method() == Method::GET || req.method() == Method::HEAD;
-    if is_upgrade || !is_read || req.uri().path() == "/health" {
+    let path = req.uri().path();
+    let reserved =
+        path.starts_with("/api/") || ["/api", "/health", "/ready", "/metrics"].contains(&path);
+    if is_upgrade || !is_read || reserved {
         return next.run(req).await;
     }
     match dir.oneshot(req).await {
@@ -309,7 +575,10 @@ pub async fn shutdown_signal() {
             Ok(mut signal) => {
                 signal.recv().await;
             }
-            Err(_) => futures::future::pending::<()>().await,
+            Err(e) => {
+                warn!("no SIGTERM handler: {e}");
+                futures::future::pending::<()>().await
+            }
         }
     };
     #[cfg(not(unix))]

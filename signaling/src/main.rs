@@ -1,11 +1,61 @@
-//! The `gamenet-signaling` binary: parses flags and environment, then serves.
+//! The `gamenet-signaling` binary: parses flags and environment, then serves;
+//! `gamenet-signaling token` prints an access token.
 
-use clap::Parser;
-use gamenet_signaling::{Config, Server, shutdown_signal};
+use std::time::{Duration, SystemTime};
+
+use clap::{Parser, Subcommand};
+use gamenet_signaling::{Config, Server, auth, shutdown_signal};
 use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "gamenet-signaling", version, about)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Prints an access token signed with the auth secret (`--auth-secret` or
+    /// `GAMENET_AUTH_SECRET`), for scripts and tests; game backends issue them
+    /// with `gamenet_signaling::auth::issue_token`.
+    Token {
+        /// Who the token is for: up to 64 characters of [A-Za-z0-9_-].
+        #[arg(long, default_value = "")]
+        subject: String,
+        /// Seconds the token stays valid.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Token { subject, ttl }) = cli.command {
+        let Some(secret) = cli.config.auth_secret else {
+            eprintln!("no auth secret: set --auth-secret or GAMENET_AUTH_SECRET");
+            return std::process::ExitCode::FAILURE;
+        };
+        let token = auth::issue_token(
+            secret.as_bytes(),
+            &subject,
+            Duration::from_secs(ttl),
+            SystemTime::now(),
+        );
+        return match token {
+            Some(token) => {
+                println!("{token}");
+                std::process::ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("invalid subject: up to 64 characters of [A-Za-z0-9_-]");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env()
@@ -13,8 +63,7 @@ async fn main() -> std::process::ExitCode {
         )
         .compact()
         .init();
-    let config = Config::parse();
-    let result = match Server::bind(&config) {
+    let result = match Server::bind(&cli.config) {
         Ok(server) => server.serve(shutdown_signal()).await,
         Err(e) => Err(e),
     };

@@ -1,90 +1,15 @@
-//! The real server over real WebSockets on loopback.
+//! The real server over real WebSockets on loopback: rooms, quick-match,
+//! refusals, static files.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::time::Duration;
 
+use common::*;
 use futures::{SinkExt, StreamExt};
-use gamenet_signaling::{Config, Server};
-use matchbox_protocol::{JsonPeerEvent, JsonPeerRequest, PeerId};
-use tokio::net::TcpStream;
+use gamenet_signaling::Config;
+use matchbox_protocol::JsonPeerEvent;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-async fn start(
-    config: Config,
-) -> (
-    SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..config
-    };
-    let server = Server::bind(&config).unwrap();
-    let addr = server.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .serve(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
-    (addr, stop, task)
-}
-
-async fn next_event(ws: &mut Ws) -> JsonPeerEvent {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("no event within 5 s")
-            .expect("stream ended")
-            .expect("websocket error");
-        if let Message::Text(text) = message {
-            return text.parse().unwrap();
-        }
-    }
-}
-
-async fn connect(addr: SocketAddr, path: &str) -> (Ws, PeerId) {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/{path}"))
-        .await
-        .unwrap();
-    match next_event(&mut ws).await {
-        JsonPeerEvent::IdAssigned(id) => (ws, id),
-        other => panic!("expected an id, got {other:?}"),
-    }
-}
-
-/// A plain HTTP/1.1 GET over a fresh connection; the whole response as text.
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    http_get_with(addr, path, "").await
-}
-
-/// A GET with extra header lines (each ending in `\r\n`).
-async fn http_get_with(addr: SocketAddr, path: &str, headers: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n");
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.unwrap();
-    response
-}
-
-async fn signal(ws: &mut Ws, to: PeerId, data: &str) {
-    let request = JsonPeerRequest::Signal {
-        receiver: to,
-        data: serde_json::Value::from(data),
-    };
-    ws.send(Message::Text(request.to_string().into()))
-        .await
-        .unwrap();
-}
 
 #[tokio::test]
 async fn rooms_scope_peers_and_signals() {
@@ -116,31 +41,19 @@ async fn rooms_scope_peers_and_signals() {
         }
     );
 
-    // Garbage is ignored; the connection keeps working.
+    // Garbage closes that client with a reason; its room-mate is told it left.
     a2.send(Message::Text("{not json".into())).await.unwrap();
-    a2.send(Message::Binary(vec![1, 2, 3].into()))
-        .await
-        .unwrap();
-    signal(&mut a2, a1_id, "still-here").await;
-    assert_eq!(
-        next_event(&mut a1).await,
-        JsonPeerEvent::Signal {
-            sender: a2_id,
-            data: "still-here".into()
-        }
-    );
+    let (code, reason) = expect_close(&mut a2).await;
+    assert_eq!(code, 1003);
+    assert!(reason.contains("malformed"), "{reason}");
+    assert_eq!(next_event(&mut a1).await, JsonPeerEvent::PeerLeft(a2_id));
 
     // Leaving is told to the room only.
-    a2.close(None).await.unwrap();
-    assert_eq!(next_event(&mut a1).await, JsonPeerEvent::PeerLeft(a2_id));
-    signal(&mut b2, b1_id, "b-after").await;
-    assert_eq!(
-        next_event(&mut b1).await,
-        JsonPeerEvent::Signal {
-            sender: b2_id,
-            data: "b-after".into()
-        }
-    );
+    drop(a2);
+    let (_a3, a3_id) = connect(addr, "room-a").await;
+    b1.close(None).await.unwrap();
+    assert_eq!(next_event(&mut b2).await, JsonPeerEvent::PeerLeft(b1_id));
+    assert_eq!(next_event(&mut a1).await, JsonPeerEvent::NewPeer(a3_id));
 }
 
 #[tokio::test]

@@ -1,0 +1,155 @@
+//! Per-address rate limiting, with no I/O: a token bucket per client address,
+//! in a table of bounded size.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Token buckets by client address: each address may make `burst` requests at
+/// once, refilled at `rate` per second. Addresses whose bucket is full again are
+/// forgotten, so the table only holds recently active addresses; past
+/// `max_addresses` of those, new addresses are refused until some are forgotten.
+#[derive(Debug)]
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    max_addresses: usize,
+    buckets: HashMap<IpAddr, Bucket>,
+    last_sweep: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// A refused request: when the next one from that address would be allowed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryAfter(pub Duration);
+
+impl RateLimiter {
+    /// `rate` requests per second per address, `burst` at once; a `rate` of 0
+    /// turns the limit off.
+    pub fn new(rate: f64, burst: u32, max_addresses: usize) -> Self {
+        Self {
+            rate: rate.max(0.0),
+            burst: f64::from(burst.max(1)),
+            max_addresses: max_addresses.max(1),
+            buckets: HashMap::new(),
+            last_sweep: None,
+        }
+    }
+
+    /// Whether a limit is in force.
+    pub fn is_enabled(&self) -> bool {
+        self.rate > 0.0
+    }
+
+    /// Takes a token for `addr`, or says how long until one is free.
+    pub fn check(&mut self, addr: IpAddr, now: Instant) -> Result<(), RetryAfter> {
+        if !self.is_enabled() {
+            return Ok(());
+        }
+        self.sweep(now);
+        let (rate, burst) = (self.rate, self.burst);
+        let refill = |b: &mut Bucket| {
+            let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+            b.tokens = (b.tokens + elapsed * rate).min(burst);
+            b.at = now;
+        };
+        let full = self.buckets.len() >= self.max_addresses;
+        let bucket = match self.buckets.get_mut(&addr) {
+            Some(bucket) => {
+                refill(bucket);
+                bucket
+            }
+            None if full => return Err(RetryAfter(Duration::from_secs_f64(burst / rate))),
+            None => self.buckets.entry(addr).or_insert(Bucket {
+                tokens: burst,
+                at: now,
+            }),
+        };
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(RetryAfter(Duration::from_secs_f64(
+                (1.0 - bucket.tokens) / rate,
+            )))
+        }
+    }
+
+    /// Forgets addresses whose bucket has refilled, at most once a second.
+    fn sweep(&mut self, now: Instant) {
+        if self
+            .last_sweep
+            .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
+        let refill_time = Duration::from_secs_f64(self.burst / self.rate);
+        self.buckets
+            .retain(|_, b| now.saturating_duration_since(b.at) < refill_time);
+    }
+
+    /// Addresses remembered now.
+    pub fn tracked(&self) -> usize {
+        self.buckets.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, n])
+    }
+
+    #[test]
+    fn a_burst_then_the_rate() {
+        let mut limiter = RateLimiter::new(2.0, 3, 100);
+        let t = Instant::now();
+        for _ in 0..3 {
+            assert!(limiter.check(ip(1), t).is_ok());
+        }
+        let Err(RetryAfter(wait)) = limiter.check(ip(1), t) else {
+            panic!("the fourth at once must be refused");
+        };
+        assert_eq!(wait, Duration::from_millis(500));
+        // Another address is not affected.
+        assert!(limiter.check(ip(2), t).is_ok());
+        // Half a second later one more token has come.
+        let later = t + Duration::from_millis(500);
+        assert!(limiter.check(ip(1), later).is_ok());
+        assert!(limiter.check(ip(1), later).is_err());
+    }
+
+    #[test]
+    fn the_table_stays_bounded() {
+        let mut limiter = RateLimiter::new(1.0, 2, 4);
+        let t = Instant::now();
+        for n in 0..4 {
+            assert!(limiter.check(ip(n), t).is_ok());
+        }
+        // A fifth address while four are active is refused, not remembered.
+        assert!(limiter.check(ip(9), t).is_err());
+        assert_eq!(limiter.tracked(), 4);
+        // Once their buckets refill they are forgotten and there is room again.
+        let later = t + Duration::from_secs(3);
+        assert!(limiter.check(ip(9), later).is_ok());
+        assert_eq!(limiter.tracked(), 1);
+    }
+
+    #[test]
+    fn a_zero_rate_is_off() {
+        let mut limiter = RateLimiter::new(0.0, 1, 1);
+        let t = Instant::now();
+        for n in 0..100 {
+            assert!(limiter.check(ip(n), t).is_ok());
+        }
+        assert_eq!(limiter.tracked(), 0);
+    }
+}

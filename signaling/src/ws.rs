@@ -1,0 +1,371 @@
+//! WebSocket clients: the checks at the upgrade, then one task per client that
+//! joins its room, routes its signals, and enforces the message and idle limits.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+use matchbox_protocol::{JsonPeerEvent, JsonPeerRequest, PeerId, PeerRequest};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tracing::{debug, info};
+
+use crate::rooms::{RoomError, RoomRequest};
+use crate::{App, Refusal};
+
+/// Close codes sent to clients, with the reason as text.
+pub mod close {
+    /// The server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A message that is not part of the protocol (binary, malformed, unknown type).
+    pub const UNSUPPORTED: u16 = 1003;
+    /// A frame or message over the size limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// The room could not be joined (full, or the lobby is gone).
+    pub const ROOM_REFUSED: u16 = 4000;
+    /// Nothing received for the idle timeout.
+    pub const IDLE: u16 = 4001;
+}
+
+/// `GET /` and `GET /<room>`, with `?next=N&mode=M` for quick-match.
+pub(crate) async fn open_room(
+    State(app): State<Arc<App>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    room: Option<Path<String>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let request = RoomRequest::parse(
+        room.as_deref().map(String::as_str),
+        query.get("next").map(String::as_str),
+        query.get("mode").map(String::as_str),
+        app.config.max_room_size,
+    );
+    admit(app, addr, headers, query, upgrade, request)
+}
+
+/// `GET /join/<CODE>`: a lobby.
+pub(crate) async fn lobby(
+    State(app): State<Arc<App>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    Path(code): Path<String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let request = RoomRequest::lobby(&code).and_then(|request| match &request {
+        RoomRequest::Lobby(code) if app.hub().rooms.lobby(*code).is_none() => {
+            Err(RoomError::UnknownLobby(*code))
+        }
+        _ => Ok(request),
+    });
+    admit(app, addr, headers, query, upgrade, request)
+}
+
+/// The checks before a WebSocket is accepted, cheapest and most telling first;
+/// each refusal is an HTTP status with a JSON reason, counted in the metrics.
+fn admit(
+    app: Arc<App>,
+    addr: SocketAddr,
+    headers: HeaderMap,
+    query: HashMap<String, String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Result<RoomRequest, RoomError>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            app.metrics.refuse("not_websocket");
+            return rejection.into_response();
+        }
+    };
+    let ip = app.client_ip(addr, &headers);
+    let checked = (|| {
+        if app.shutting_down.load(Ordering::SeqCst) {
+            return Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the server is shutting down",
+            ));
+        }
+        if app.clients.load(Ordering::SeqCst) >= app.config.max_clients {
+            return Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "max_clients",
+                format!("the server is full ({} clients)", app.config.max_clients),
+            ));
+        }
+        app.check_rate(ip)?;
+        app.check_origin(&headers)?;
+        app.check_token(&headers, &query)?;
+        request.map_err(|e| {
+            let (status, reason) = match e {
+                RoomError::UnknownLobby(_) => (StatusCode::NOT_FOUND, "unknown_lobby"),
+                _ => (StatusCode::BAD_REQUEST, "bad_room"),
+            };
+            Refusal::new(status, reason, e.to_string())
+        })
+    })();
+    let request = match checked {
+        Ok(request) => request,
+        Err(refusal) => return refusal.respond(&app),
+    };
+    let max = app.config.max_message;
+    upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        // Small buffers: most clients only ever send a few signals.
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| Client::run(app, socket, request, ip))
+}
+
+/// Resolves once the server shuts down.
+async fn shutting_down(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    if shutdown.wait_for(|&down| down).await.is_err() {
+        // The server is gone without a word: nothing will ever come.
+        std::future::pending::<()>().await;
+    }
+}
+
+fn event(event: JsonPeerEvent) -> Message {
+    Message::Text(event.to_string().into())
+}
+
+/// A close frame; WebSocket close reasons are at most 123 bytes.
+fn close_frame(code: u16, reason: &str) -> Message {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason[..end].into(),
+    }))
+}
+
+/// One connected client.
+struct Client {
+    app: Arc<App>,
+    id: PeerId,
+}
+
+impl Client {
+    async fn run(app: Arc<App>, socket: WebSocket, request: RoomRequest, ip: IpAddr) {
+        app.clients.fetch_add(1, Ordering::SeqCst);
+        app.metrics.clients.inc();
+        app.metrics.connections.inc();
+        let client = Client {
+            app,
+            id: PeerId(uuid::Uuid::new_v4()),
+        };
+        client.serve(socket, request, ip).await;
+    }
+
+    async fn serve(&self, socket: WebSocket, request: RoomRequest, ip: IpAddr) {
+        let app = &self.app;
+        let id = self.id;
+        let (mut sink, mut stream) = socket.split();
+        if sink
+            .send(event(JsonPeerEvent::IdAssigned(id)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let (outbox, mut inbox) = mpsc::channel(app.config.send_queue.max(1));
+        let joined = {
+            let mut hub = app.hub();
+            let joined = hub.rooms.join(id, request, Instant::now());
+            if let Ok(joined) = &joined {
+                hub.peers.insert(id, outbox);
+                let new_peer = event(JsonPeerEvent::NewPeer(id));
+                for other in &joined.others {
+                    if let Some(queue) = hub.peers.get(other) {
+                        // A full queue belongs to a client that is not reading; it
+                        // is closed by its own idle or write failure.
+                        let _ = queue.try_send(new_peer.clone());
+                    }
+                }
+            }
+            joined
+        };
+        let joined = match joined {
+            Ok(joined) => joined,
+            Err(error) => {
+                let reason = match error {
+                    RoomError::RoomFull(_) => "room_full",
+                    RoomError::UnknownLobby(_) => "unknown_lobby",
+                    _ => "bad_room",
+                };
+                app.metrics.refuse(reason);
+                info!(%id, %ip, %error, "refused");
+                let _ = sink
+                    .send(close_frame(close::ROOM_REFUSED, &error.to_string()))
+                    .await;
+                return;
+            }
+        };
+        let kind = joined.room.kind();
+        app.metrics
+            .joins
+            .get_or_create(&crate::metrics::Kind { kind })
+            .inc();
+        if !joined.matched.is_empty() {
+            app.metrics.matches.inc();
+            for wait in &joined.matched {
+                app.metrics.matchmaking_seconds.observe(wait.as_secs_f64());
+            }
+        }
+        debug!(%id, %ip, kind, peers = joined.others.len() + 1, "joined");
+
+        let idle = app.config.idle_timeout;
+        let mut deadline = tokio::time::Instant::now() + idle;
+        let mut shutdown = app.shutdown.clone();
+        let closing = loop {
+            tokio::select! {
+                message = stream.next() => {
+                    deadline = tokio::time::Instant::now() + idle;
+                    match message {
+                        None | Some(Ok(Message::Close(_))) => break None,
+                        Some(Ok(Message::Text(text))) => {
+                            if let Err(close) = self.on_request(&text) {
+                                break Some(close);
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            app.metrics.refuse("bad_message");
+                            break Some(close_frame(
+                                close::UNSUPPORTED,
+                                "binary messages are not part of the signaling protocol",
+                            ));
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Err(error)) => break self.on_read_error(error),
+                    }
+                }
+                queued = inbox.recv() => match queued {
+                    Some(message) => {
+                        if sink.send(message).await.is_err() {
+                            break None;
+                        }
+                    }
+                    None => break None,
+                },
+                () = tokio::time::sleep_until(deadline) => {
+                    app.metrics.refuse("idle");
+                    break Some(close_frame(
+                        close::IDLE,
+                        &format!("idle: nothing received for {} s", idle.as_secs_f64()),
+                    ));
+                }
+                () = shutting_down(&mut shutdown) => {
+                    break Some(close_frame(close::GOING_AWAY, "the server is shutting down"));
+                }
+            }
+        };
+        self.leave();
+        if let Some(close) = closing {
+            let _ = sink.send(close).await;
+            // Give the client a moment to read the close before the socket drops.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+                while let Some(Ok(message)) = stream.next().await {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
+    /// Handles one text message; an error is the close frame to end with.
+    fn on_request(&self, text: &str) -> Result<(), Message> {
+        let app = &self.app;
+        match JsonPeerRequest::from_str(text) {
+            Ok(PeerRequest::Signal { receiver, data }) => {
+                let message = event(JsonPeerEvent::Signal {
+                    sender: self.id,
+                    data,
+                });
+                let hub = app.hub();
+                if !hub.rooms.can_signal(self.id, receiver) {
+                    app.metrics.drop_signal("outside_room");
+                    return Ok(());
+                }
+                match hub.peers.get(&receiver).map(|q| q.try_send(message)) {
+                    Some(Ok(())) => {
+                        app.metrics.signals.inc();
+                    }
+                    Some(Err(TrySendError::Full(_))) => app.metrics.drop_signal("queue_full"),
+                    Some(Err(TrySendError::Closed(_))) | None => app.metrics.drop_signal("gone"),
+                };
+                Ok(())
+            }
+            Ok(PeerRequest::KeepAlive) => Ok(()),
+            Err(error) => {
+                app.metrics.refuse("bad_message");
+                debug!(id = %self.id, %error, "malformed or unknown message");
+                Err(close_frame(
+                    close::UNSUPPORTED,
+                    &format!("malformed or unknown message: {error}"),
+                ))
+            }
+        }
+    }
+
+    /// A read failed: over the size limit gets a close with a reason, anything
+    /// else (a broken connection) just ends.
+    fn on_read_error(&self, error: axum::Error) -> Option<Message> {
+        let inner = error.into_inner();
+        let too_big = matches!(
+            inner.downcast_ref::<tungstenite::Error>(),
+            Some(tungstenite::Error::Capacity(_))
+        );
+        if too_big {
+            self.app.metrics.refuse("message_too_big");
+            Some(close_frame(
+                close::TOO_BIG,
+                &format!(
+                    "message too big: the limit is {} bytes",
+                    self.app.config.max_message
+                ),
+            ))
+        } else {
+            debug!(id = %self.id, "read failed: {inner}");
+            None
+        }
+    }
+
+    fn leave(&self) {
+        let app = &self.app;
+        let left = event(JsonPeerEvent::PeerLeft(self.id));
+        let mut hub = app.hub();
+        hub.peers.remove(&self.id);
+        for other in hub.rooms.leave(self.id, Instant::now()) {
+            if let Some(queue) = hub.peers.get(&other) {
+                let _ = queue.try_send(left.clone());
+            }
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // Already done on the way out, unless the task was cancelled.
+        self.leave();
+        self.app.metrics.clients.dec();
+        self.app.clients.fetch_sub(1, Ordering::SeqCst);
+        self.app.client_left.notify_waiters();
+    }
+}

@@ -1,0 +1,183 @@
+//! Bad input against the real server: each kind is refused or closed with a
+//! reason, counted in the metrics, and a well-behaved pair of clients in the
+//! same server keeps being served throughout.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::SinkExt;
+use gamenet_signaling::Config;
+use matchbox_protocol::JsonPeerEvent;
+use tokio_tungstenite::tungstenite::Message;
+
+const GOOD: [u8; 4] = [127, 0, 0, 1];
+const FLOOD: [u8; 4] = [127, 0, 0, 2];
+
+async fn refused(addr: std::net::SocketAddr, reason: &str) -> f64 {
+    metric(
+        addr,
+        &format!("gamenet_signaling_refused_total{{reason=\"{reason}\"}}"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_good_clients_are_still_served() {
+    let (addr, _stop, _task) = start(Config {
+        max_message: 1024,
+        rate: 5.0,
+        rate_burst: 10,
+        ..Config::default()
+    })
+    .await;
+    let (mut a, a_id) = connect_from(GOOD, addr, "good").await;
+    let (mut b, b_id) = connect_from(GOOD, addr, "good").await;
+    assert_eq!(next_event(&mut a).await, JsonPeerEvent::NewPeer(b_id));
+    signal_passes(&mut a, a_id, &mut b, b_id, "start").await;
+
+    // Malformed JSON, an unknown message type, a binary message: each closes
+    // that client with 1003 and the reason.
+    for (bad, why) in [
+        (
+            Message::Text("{\"Signal\": {\"receiver\": 3".into()),
+            "malformed",
+        ),
+        (
+            Message::Text("{\"Teleport\": {\"to\": \"moon\"}}".into()),
+            "unknown variant",
+        ),
+        (Message::Binary(vec![0xff; 16].into()), "binary"),
+    ] {
+        let (mut bad_client, _) = connect_from(GOOD, addr, "elsewhere").await;
+        bad_client.send(bad).await.unwrap();
+        let (code, reason) = expect_close(&mut bad_client).await;
+        assert_eq!(code, 1003, "{reason}");
+        assert!(reason.contains(why), "{reason}");
+        signal_passes(&mut a, a_id, &mut b, b_id, why).await;
+    }
+    assert_eq!(refused(addr, "bad_message").await, 3.0);
+
+    // An oversized message closes its sender with 1009; a good signal just
+    // under the limit still passes.
+    let (mut big, _) = connect_from(GOOD, addr, "elsewhere").await;
+    big.send(Message::Text("x".repeat(4000).into()))
+        .await
+        .unwrap();
+    let (code, reason) = expect_close(&mut big).await;
+    assert_eq!(code, 1009, "{reason}");
+    assert!(reason.contains("1024 bytes"), "{reason}");
+    signal_passes(&mut a, a_id, &mut b, b_id, &"y".repeat(900)).await;
+    assert_eq!(refused(addr, "message_too_big").await, 1.0);
+
+    // Malformed JSON and oversized bodies to the API.
+    let (status, body) = api(
+        addr,
+        "POST",
+        "/api/lobbies",
+        "",
+        "{\"max_players\": \"four\"",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid lobby request"),
+        "{body}"
+    );
+    let (status, body) = api(addr, "POST", "/api/lobbies", "", r#"{"max_players": 1000}"#).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("max_players"),
+        "{body}"
+    );
+    let (status, body) = api(addr, "POST", "/api/lobbies", "", r#"{"colour": "red"}"#).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("unknown field"),
+        "{body}"
+    );
+    let (status, _) = http(addr, "POST", "/api/lobbies", "", &"z".repeat(10_000)).await;
+    assert_eq!(status, 413);
+    let (status, body) = api(addr, "GET", "/api/nothing", "", "").await;
+    assert_eq!(status, 404, "{body}");
+    signal_passes(&mut a, a_id, &mut b, b_id, "after-api").await;
+
+    // A flood of connections from one address: the first ten (the burst) get
+    // in, the rest are refused with 429 and a reason, and other addresses
+    // are not affected.
+    let mut accepted = Vec::new();
+    let mut refusals = 0;
+    let flood_start = std::time::Instant::now();
+    for _ in 0..40 {
+        match try_connect_from(FLOOD, addr, "flood", &[]).await {
+            Ok(ws) => accepted.push(ws),
+            Err(error) => {
+                let (status, body) = refusal(Err(error));
+                assert_eq!(status, 429, "{body}");
+                assert!(body.contains("too many requests from 127.0.0.2"), "{body}");
+                refusals += 1;
+            }
+        }
+    }
+    // The burst, plus what the rate refilled while the flood went on.
+    let refilled = (5.0 * flood_start.elapsed().as_secs_f64()).ceil() as usize;
+    assert!(
+        (10..=10 + refilled).contains(&accepted.len()),
+        "{} accepted in {:?}",
+        accepted.len(),
+        flood_start.elapsed()
+    );
+    assert_eq!(refusals, 40 - accepted.len());
+    assert_eq!(refused(addr, "rate_limit").await, refusals as f64);
+    signal_passes(&mut a, a_id, &mut b, b_id, "during-flood").await;
+    let (_c, c_id) = connect_from([127, 0, 0, 3], addr, "good").await;
+    assert_eq!(next_event(&mut a).await, JsonPeerEvent::NewPeer(c_id));
+    signal_passes(&mut b, b_id, &mut a, a_id, "after-flood").await;
+}
+
+#[tokio::test]
+async fn silent_clients_are_closed_and_talking_ones_stay() {
+    let (addr, _stop, _task) = start(Config {
+        idle_timeout: Duration::from_millis(800),
+        ..Config::default()
+    })
+    .await;
+    let (mut a, a_id) = connect(addr, "r").await;
+    let (mut b, b_id) = connect(addr, "r").await;
+    assert_eq!(next_event(&mut a).await, JsonPeerEvent::NewPeer(b_id));
+    let (mut silent, _) = connect(addr, "other").await;
+    // a and b keep talking (a keep-alive every 200 ms) for 2 s.
+    let keep_alive = Message::Text("\"KeepAlive\"".into());
+    for _ in 0..10 {
+        a.send(keep_alive.clone()).await.unwrap();
+        b.send(keep_alive.clone()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (code, reason) = expect_close(&mut silent).await;
+    assert_eq!(code, 4001);
+    assert!(reason.contains("idle"), "{reason}");
+    signal_passes(&mut a, a_id, &mut b, b_id, "still-talking").await;
+    assert_eq!(refused(addr, "idle").await, 1.0);
+}
+
+#[tokio::test]
+async fn a_full_server_refuses_newcomers_and_keeps_its_clients() {
+    let (addr, _stop, _task) = start(Config {
+        max_clients: 3,
+        ..Config::default()
+    })
+    .await;
+    let (mut a, a_id) = connect(addr, "r").await;
+    let (mut b, b_id) = connect(addr, "r").await;
+    assert_eq!(next_event(&mut a).await, JsonPeerEvent::NewPeer(b_id));
+    let (_c, _) = connect(addr, "s").await;
+    let (status, body) = refusal(try_connect_from(GOOD, addr, "r", &[]).await);
+    assert_eq!(status, 503);
+    assert!(body.contains("full"), "{body}");
+    signal_passes(&mut a, a_id, &mut b, b_id, "still-served").await;
+    assert_eq!(refused(addr, "max_clients").await, 1.0);
+}
