@@ -85,6 +85,55 @@ impl IceServer {
         }
     }
 
+    /// A TURN server at `url` (`turn:host:3478?transport=udp`) with its credentials.
+    pub fn turn(
+        url: impl Into<String>,
+        username: impl Into<String>,
+        credential: impl Into<String>,
+    ) -> Self {
+        Self {
+            urls: vec![url.into()],
+            username: Some(username.into()),
+            credential: Some(credential.into()),
+        }
+    }
+
+    /// The ICE servers of a `gamenet-signaling` server's `/api/ice` answer (or
+    /// any JSON with an `iceServers` list in `RTCIceServer` form).
+    pub fn list_from_json(json: &str) -> Result<Vec<Self>, Error> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            #[serde(rename = "iceServers")]
+            ice_servers: Vec<Entry>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Urls {
+            One(String),
+            Many(Vec<String>),
+        }
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            urls: Urls,
+            username: Option<String>,
+            credential: Option<String>,
+        }
+        let answer: Answer =
+            serde_json::from_str(json).map_err(|e| Error::IceServers(e.to_string()))?;
+        Ok(answer
+            .ice_servers
+            .into_iter()
+            .map(|entry| Self {
+                urls: match entry.urls {
+                    Urls::One(url) => vec![url],
+                    Urls::Many(urls) => urls,
+                },
+                username: entry.username,
+                credential: entry.credential,
+            })
+            .collect())
+    }
+
     /// No ICE server: peers gather host candidates only, as on one network.
     pub fn none() -> Self {
         Self {
@@ -114,6 +163,12 @@ pub enum Error {
     /// The signaling connection failed or was lost.
     #[error("signaling: {0}")]
     Signaling(#[from] matchbox_socket::Error),
+    /// The ICE servers cannot be used together: matchbox_socket takes one set of
+    /// credentials for all of them (one `RTCIceServer`), so TURN servers must
+    /// share theirs (as servers on one coturn shared secret do).
+    /// An ICE server list could not be read either.
+    #[error("ICE servers: {0}")]
+    IceServers(String),
     /// The mesh's driver has stopped; nothing more can be sent or received.
     #[error("the mesh is closed")]
     Closed,
@@ -128,16 +183,25 @@ pub enum Error {
 #[derive(Debug, Clone)]
 pub struct PeerMeshBuilder {
     room_url: String,
-    ice_server: Option<IceServer>,
+    ice_servers: Option<Vec<IceServer>>,
     config: MeshConfig,
     signaling_attempts: Option<u16>,
     conditioner: Option<ConditionerConfig>,
 }
 
 impl PeerMeshBuilder {
-    /// Sets the ICE server. Required; see [`Error::IceServerNotSet`].
-    pub fn ice_server(mut self, server: IceServer) -> Self {
-        self.ice_server = Some(server);
+    /// Sets the ICE server. This or [`ice_servers`](Self::ice_servers) is
+    /// required; see [`Error::IceServerNotSet`].
+    pub fn ice_server(self, server: IceServer) -> Self {
+        self.ice_servers([server])
+    }
+
+    /// Sets several ICE servers, such as the STUN and TURN servers a
+    /// `gamenet-signaling` server lists at `/api/ice` (see
+    /// [`IceServer::list_from_json`]). TURN servers must share one set of
+    /// credentials ([`Error::IceServers`]).
+    pub fn ice_servers(mut self, servers: impl IntoIterator<Item = IceServer>) -> Self {
+        self.ice_servers = Some(servers.into_iter().collect());
         self
     }
 
@@ -174,15 +238,11 @@ impl PeerMeshBuilder {
 
     /// Creates the mesh and the driver future that must be spawned for it to work.
     pub fn build(self) -> Result<(PeerMesh, MeshDriver), Error> {
-        let ice = self.ice_server.ok_or(Error::IceServerNotSet)?;
+        let ice = merge_ice_servers(self.ice_servers.ok_or(Error::IceServerNotSet)?)?;
         let core = Mesh::new(self.config)?;
         // Channel 0 is reliable, channel 1 unreliable: see `Channel::index`.
         let (mut socket, driver) = WebRtcSocket::builder(self.room_url)
-            .ice_server(RtcIceServerConfig {
-                urls: ice.urls,
-                username: ice.username,
-                credential: ice.credential,
-            })
+            .ice_server(ice)
             .reconnect_attempts(self.signaling_attempts)
             .add_channel(ChannelConfig::reliable())
             .add_channel(ChannelConfig::unreliable())
@@ -201,6 +261,57 @@ impl PeerMeshBuilder {
             conditioner: self.conditioner.map(LinkConditioner::new),
         };
         Ok((mesh, MeshDriver(Some(driver))))
+    }
+}
+
+/// One `RTCIceServer` for matchbox_socket: every URL, and the one set of
+/// credentials the servers that have any share.
+fn merge_ice_servers(servers: Vec<IceServer>) -> Result<RtcIceServerConfig, Error> {
+    let mut merged = RtcIceServerConfig {
+        urls: Vec::new(),
+        username: None,
+        credential: None,
+    };
+    for server in servers {
+        if server.username.is_some() || server.credential.is_some() {
+            let theirs = (server.username, server.credential);
+            match (&merged.username, &merged.credential) {
+                (None, None) => (merged.username, merged.credential) = theirs,
+                ours if (ours.0, ours.1) == (&theirs.0, &theirs.1) => {}
+                _ => {
+                    return Err(Error::IceServers(format!(
+                        "{:?} has other credentials than the servers before it",
+                        server.urls
+                    )));
+                }
+            }
+        }
+        merged.urls.extend(server.urls);
+    }
+    Ok(merged)
+}
+
+/// How a link to a peer runs, from the candidate pair ICE selected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Route {
+    /// Straight between the two ends' own addresses (one network).
+    Direct,
+    /// Through a NAT's public address (learned from STUN), without a relay.
+    NatTraversed,
+    /// Through a TURN relay.
+    Relayed,
+}
+
+impl Route {
+    fn from_pair(pair: matchbox_socket::CandidatePair) -> Self {
+        use matchbox_socket::CandidateType::{Host, Relay};
+        match (pair.local, pair.remote) {
+            (Relay, _) | (_, Relay) => Self::Relayed,
+            // How the peer is reached decides; the local type varies by platform.
+            (_, Host) => Self::Direct,
+            _ => Self::NatTraversed,
+        }
     }
 }
 
@@ -274,7 +385,7 @@ impl PeerMesh {
     pub fn builder(room_url: impl Into<String>) -> PeerMeshBuilder {
         PeerMeshBuilder {
             room_url: room_url.into(),
-            ice_server: None,
+            ice_servers: None,
             config: MeshConfig::default(),
             signaling_attempts: Some(3),
             conditioner: None,
@@ -480,6 +591,14 @@ impl PeerMesh {
         self.core.stats(peer)
     }
 
+    /// How the WebRTC link to `peer` runs: directly, through NATs, or relayed
+    /// by a TURN server; `None` until ICE has selected a candidate pair.
+    pub fn route(&self, peer: PeerId) -> Option<Route> {
+        self.socket
+            .candidate_pair(to_matchbox(peer))
+            .map(Route::from_pair)
+    }
+
     /// The protocol settings in force.
     pub fn config(&self) -> &MeshConfig {
         self.core.config()
@@ -527,6 +646,32 @@ fn to_matchbox(peer: PeerId) -> matchbox_socket::PeerId {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ice_servers_merge_into_one_entry_when_credentials_agree() {
+        let json = r#"{"iceServers": [
+            {"urls": ["stun:10.0.0.1:3478"]},
+            {"urls": "turn:10.0.0.1:3478?transport=udp", "username": "99:u", "credential": "pw"}
+        ], "ttl": 3600}"#;
+        let servers = IceServer::list_from_json(json).unwrap();
+        assert_eq!(
+            servers,
+            [
+                IceServer::stun("stun:10.0.0.1:3478"),
+                IceServer::turn("turn:10.0.0.1:3478?transport=udp", "99:u", "pw")
+            ]
+        );
+        let mut more = servers.clone();
+        more.push(IceServer::turn("turn:10.0.0.2:3478", "99:u", "pw"));
+        let merged = merge_ice_servers(more.clone()).unwrap();
+        assert_eq!(merged.urls.len(), 3);
+        assert_eq!(merged.username.as_deref(), Some("99:u"));
+        assert_eq!(merged.credential.as_deref(), Some("pw"));
+        more.push(IceServer::turn("turn:10.0.0.3:3478", "other", "pw"));
+        assert!(matches!(merge_ice_servers(more), Err(Error::IceServers(_))));
+        assert!(IceServer::list_from_json("{\"iceServers\": 3}").is_err());
+        assert!(merge_ice_servers(Vec::new()).unwrap().urls.is_empty());
+    }
 
     #[test]
     fn a_panic_in_the_webrtc_driver_ends_the_driver_with_an_error() {
