@@ -734,7 +734,10 @@ mod tests {
         assert_eq!(public.players, 0);
         // Only public lobbies are listed, filtered by mode.
         assert_eq!(r.public_lobbies(None, 10), std::slice::from_ref(&public));
-        assert_eq!(r.public_lobbies(Some("ctf"), 10), std::slice::from_ref(&public));
+        assert_eq!(
+            r.public_lobbies(Some("ctf"), 10),
+            std::slice::from_ref(&public)
+        );
         assert!(r.public_lobbies(Some("duel"), 10).is_empty());
         // Both are joinable by code; codes ignore case.
         let code = RoomRequest::lobby(&public.code.as_str().to_lowercase()).unwrap();

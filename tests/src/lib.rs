@@ -20,6 +20,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gamenet::{Event, IceServer, PeerId, PeerMesh};
 
+pub mod nat;
+
 /// Set inside the namespace, so the test body knows it is there.
 pub const NETNS_ENV: &str = "GAMENET_E2E_NETNS";
 /// The one address of the namespace.
@@ -153,6 +155,26 @@ pub async fn keep_alive(mesh: &mut PeerMesh) {
     }
 }
 
+/// The body of a plain HTTP/1.1 GET of `url` (`http://host:port/path`), which
+/// must answer 200.
+pub async fn http_get_body(url: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("not an http:// URL: {url}"))?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut tcp = tokio::net::TcpStream::connect(host).await?;
+    let request = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("no HTTP response from {url}"))?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{url}: {head}");
+    Ok(body.to_owned())
+}
+
 /// Milliseconds since the Unix epoch, to compare instants across processes.
 pub fn unix_ms() -> u128 {
     SystemTime::now()
@@ -168,16 +190,26 @@ pub struct PeerProcess {
 }
 
 impl PeerProcess {
-    /// Starts `e2e-peer` in `mode` (`idle` or `echo`) joining `url` as `app`.
-    pub fn spawn(url: &str, app: &str, mode: &str) -> Self {
-        let exe = std::env::var("GAMENET_E2E_PEER").unwrap_or_else(|_| {
+    /// The `e2e-peer` executable beside the test binary.
+    pub fn executable() -> String {
+        std::env::var("GAMENET_E2E_PEER").unwrap_or_else(|_| {
             std::env::current_exe()
                 .ok()
                 .and_then(|test| Some(test.parent()?.parent()?.join("e2e-peer")))
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "e2e-peer".into())
-        });
-        let mut child = Command::new(exe)
+        })
+    }
+
+    /// Starts `e2e-peer` in `mode` (`idle` or `echo`) joining `url` as `app`.
+    pub fn spawn(url: &str, app: &str, mode: &str) -> Self {
+        Self::spawn_with(Command::new(Self::executable()), url, app, mode)
+    }
+
+    /// Starts `e2e-peer` through `command` (its program and first arguments
+    /// set, e.g. `nsenter … e2e-peer`), with its environment.
+    pub fn spawn_with(mut command: Command, url: &str, app: &str, mode: &str) -> Self {
+        let mut child = command
             .args([url, app, mode, "60"])
             .stdout(Stdio::piped())
             .spawn()
@@ -205,13 +237,19 @@ impl PeerProcess {
 
     /// The next output line that starts with `prefix`, failing after `within`.
     pub fn wait_line(&self, prefix: &str, within: Duration) -> String {
+        self.try_wait_line(prefix, within)
+            .unwrap_or_else(|| panic!("e2e-peer printed no {prefix:?} line within {within:?}"))
+    }
+
+    /// The next output line that starts with `prefix`, or `None` after `within`.
+    pub fn try_wait_line(&self, prefix: &str, within: Duration) -> Option<String> {
         let deadline = std::time::Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(line) if line.starts_with(prefix) => return Some(line),
                 Ok(_) => {}
-                Err(_) => panic!("e2e-peer printed no {prefix:?} line within {within:?}"),
+                Err(_) => return None,
             }
         }
     }

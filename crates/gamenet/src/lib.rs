@@ -364,6 +364,9 @@ impl std::fmt::Debug for MeshDriver {
 
 /// What woke the async loop.
 enum Wake {
+    /// Peer changes, in order.
+    Peers(Vec<(matchbox_socket::PeerId, PeerState)>),
+    /// One peer change, or `None`: the socket closed.
     Peer(Option<(matchbox_socket::PeerId, PeerState)>),
     Packet(Channel, Option<(matchbox_socket::PeerId, Bytes)>),
     Timer,
@@ -401,11 +404,9 @@ impl PeerMesh {
     /// then drain [`PeerMesh::poll_event`].
     pub fn update(&mut self) {
         let now = Instant::now();
-        while !self.closed {
-            let Some(change) = self.socket.next().now_or_never() else {
-                break;
-            };
-            self.on_wake(now, Wake::Peer(change));
+        if !self.closed {
+            let changes = self.peer_changes();
+            self.on_wake(now, changes);
         }
         for channel in [Channel::Reliable, Channel::Unreliable] {
             while let Some(packet) = self.channels[channel.index()].next().now_or_never() {
@@ -461,8 +462,25 @@ impl PeerMesh {
         }
     }
 
+    /// Peers that connected or disconnected since last asked, through
+    /// matchbox's `try_update_peers`, which also keeps the socket's own peer
+    /// table (and with it the candidate pairs behind [`PeerMesh::route`]).
+    fn peer_changes(&mut self) -> Wake {
+        match self.socket.try_update_peers() {
+            Ok(changes) => Wake::Peers(changes),
+            Err(_) => Wake::Peer(None),
+        }
+    }
+
     /// Polls the sources of input; a timer that fired is taken out of `timer`.
     fn poll_wake(&mut self, cx: &mut Context<'_>, timer: &mut Option<Delay>) -> Poll<Wake> {
+        match self.peer_changes() {
+            Wake::Peers(changes) if changes.is_empty() => {}
+            changes => return Poll::Ready(changes),
+        }
+        // Nothing pending: register for the next change. One that arrives between
+        // the two calls is taken here, past the socket's peer table (its route
+        // then stays unknown); the window is a few instructions wide.
         if let Poll::Ready(change) = self.socket.poll_next_unpin(cx) {
             return Poll::Ready(Wake::Peer(change));
         }
@@ -483,6 +501,11 @@ impl PeerMesh {
     fn on_wake(&mut self, now: Instant, wake: Wake) {
         let is_timer = matches!(wake, Wake::Timer);
         match wake {
+            Wake::Peers(changes) => {
+                for change in changes {
+                    self.on_wake(now, Wake::Peer(Some(change)));
+                }
+            }
             Wake::Peer(Some((peer, PeerState::Connected))) => {
                 self.core.handle_connected(now, to_core(peer));
             }

@@ -1,8 +1,9 @@
 //! `cargo xtask <task>`: the project's set-up, build, test, serve and bench tasks.
 //!
 //! - `setup`: installs what the tests need and is missing: the wasm32 target,
-//!   wasm-bindgen-cli at the version in Cargo.lock, Debian's chromium and
-//!   iproute2 and iptables, and the npm packages of the browser tests.
+//!   wasm-bindgen-cli at the version in Cargo.lock, Debian's chromium, coturn
+//!   (the NAT test's TURN server), iproute2 and iptables, and the npm packages
+//!   of the browser tests.
 //! - `web-test`: builds the browser test page into `target/web-test`.
 //! - `web-game`: builds the example game for the web (profile `web`: release,
 //!   size-optimised) into `target/web-game`, when missing or stale, installing
@@ -127,6 +128,8 @@ fn setup(root: &Path) -> Result<()> {
         ("ip", "iproute2"),
         ("unshare", "util-linux"),
         ("iptables", "iptables"),
+        ("turnserver", "coturn"),
+        ("nsenter", "util-linux"),
         ("node", "nodejs"),
         ("npm", "npm"),
     ] {

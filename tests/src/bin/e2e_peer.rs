@@ -3,9 +3,14 @@
 //! `e2e-peer <room-url> <app-id> <idle|echo> [lifetime-secs]`
 //!
 //! It prints one line per happening: `id <id>`, `joined <peer>`,
+//! `route <peer> <Direct|NatTraversed|Relayed>` (once ICE has chosen),
 //! `left <peer> <unix-ms> <reason>`, `handshake-failed <peer> <error>`, and in
 //! echo mode sends every message back on the channel it came on. It exits by
 //! itself after its lifetime (default 120 s).
+//!
+//! ICE servers: none (host candidates only), unless `GAMENET_E2E_ICE` is set to
+//! a `stun:` URL, or to an `http://` URL of a signaling server's `/api/ice`,
+//! which is fetched (that is how a game gets STUN and TURN credentials).
 
 use std::io::Write;
 use std::time::Duration;
@@ -31,7 +36,20 @@ async fn main() -> anyhow::Result<()> {
         other => anyhow::bail!("unknown mode {other}"),
     };
     let lifetime = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(120);
-    let mesh = gamenet_e2e::join(url, app)?;
+    let ice = match std::env::var("GAMENET_E2E_ICE") {
+        Err(_) => vec![gamenet::IceServer::none()],
+        Ok(url) if url.starts_with("http://") => {
+            let json = gamenet_e2e::http_get_body(&url).await?;
+            say(format!("ice {json}"));
+            gamenet::IceServer::list_from_json(&json)?
+        }
+        Ok(url) => vec![gamenet::IceServer::stun(url)],
+    };
+    let (mesh, driver) = gamenet::PeerMesh::builder(url.as_str())
+        .app_id(app.as_str())
+        .ice_servers(ice)
+        .build()?;
+    tokio::spawn(driver);
     let run = serve(mesh, echo);
     match tokio::time::timeout(Duration::from_secs(lifetime), run).await {
         Ok(result) => result,
@@ -41,14 +59,31 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(mut mesh: gamenet::PeerMesh, echo: bool) -> anyhow::Result<()> {
     let mut told_id = false;
+    let mut unrouted = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
-        let event = mesh.next_event().await?;
+        let event = tokio::select! {
+            event = mesh.next_event() => event?,
+            _ = tick.tick() => {
+                unrouted.retain(|&peer| match mesh.route(peer) {
+                    Some(route) => {
+                        say(format!("route {peer} {route:?}"));
+                        false
+                    }
+                    None => true,
+                });
+                continue;
+            }
+        };
         if !told_id && let Some(id) = mesh.id() {
             say(format!("id {id}"));
             told_id = true;
         }
         match event {
-            Event::PeerJoined(peer) => say(format!("joined {peer}")),
+            Event::PeerJoined(peer) => {
+                say(format!("joined {peer}"));
+                unrouted.push(peer);
+            }
             Event::PeerLeft { peer, reason } => say(format!("left {peer} {} {reason}", unix_ms())),
             Event::HandshakeFailed { peer, error } => {
                 say(format!("handshake-failed {peer} {error}"))
