@@ -120,7 +120,7 @@ pub struct Config {
     pub trust_proxy: bool,
     /// UDP address of the STUN responder, or `off`.
     #[arg(long, env = "GAMENET_STUN_LISTEN", default_value = "0.0.0.0:3478", value_parser = parse_optional_addr)]
-    pub stun_listen: Option<SocketAddr>,
+    pub stun_listen: OptionalAddr,
     /// Host name or address clients reach this server's STUN port at (default:
     /// the host of each `/api/ice` request).
     #[arg(long, env = "GAMENET_PUBLIC_HOST")]
@@ -144,6 +144,10 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
         .map_err(|_| format!("not a number of seconds: {s}"))?;
     Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
 }
+
+/// An address or none. An alias, so that clap's derive takes the whole
+/// `Option` from [`parse_optional_addr`] instead of making the flag optional.
+type OptionalAddr = Option<SocketAddr>;
 
 /// Parses a socket address, or `off` for none.
 fn parse_optional_addr(s: &str) -> Result<Option<SocketAddr>, String> {
@@ -425,6 +429,11 @@ impl Server {
             shutdown: shutdown_tx,
         } = self;
         let listener = tokio::net::TcpListener::from_std(listener).map_err(Error::Serve)?;
+        // Signals are small writes that should go out at once, not wait for the
+        // ACK of the one before (Nagle).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         if let Some(socket) = stun {
             let socket = tokio::net::UdpSocket::from_std(socket).map_err(Error::Serve)?;
             tokio::spawn(run_stun(socket, app.clone()));
@@ -586,5 +595,44 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn flags_parse_into_a_config() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "gamenet-signaling",
+            "--stun-listen",
+            "off",
+            "--idle-timeout",
+            "0.5",
+            "--allowed-origins",
+            "https://a.example,https://b.example",
+            "--turn-urls",
+            "turn:t.example:3478",
+        ])
+        .unwrap();
+        assert_eq!(cli.config.stun_listen, None);
+        assert_eq!(cli.config.idle_timeout, Duration::from_millis(500));
+        assert_eq!(cli.config.allowed_origins.len(), 2);
+        assert_eq!(cli.config.turn_urls, ["turn:t.example:3478"]);
+        let defaults = Cli::try_parse_from(["gamenet-signaling"]).unwrap().config;
+        assert_eq!(defaults.stun_listen, Some("0.0.0.0:3478".parse().unwrap()));
+        assert_eq!(defaults.lobby_ttl, Duration::from_secs(600));
+        assert!(Cli::try_parse_from(["gamenet-signaling", "--stun-listen", "nowhere"]).is_err());
+        assert!(Cli::try_parse_from(["gamenet-signaling", "--idle-timeout", "-1"]).is_err());
     }
 }

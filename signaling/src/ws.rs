@@ -229,13 +229,19 @@ impl Client {
         }
         debug!(%id, %ip, kind, peers = joined.others.len() + 1, "joined");
 
+        // One timer for the idle limit, moved only when it fires: messages just
+        // note when they came, so that they cost no timer work.
         let idle = app.config.idle_timeout;
-        let mut deadline = tokio::time::Instant::now() + idle;
+        let mut last_heard = tokio::time::Instant::now();
+        let idle_timer = tokio::time::sleep_until(last_heard + idle);
+        tokio::pin!(idle_timer);
         let mut shutdown = app.shutdown.clone();
+        let shutdown = shutting_down(&mut shutdown);
+        tokio::pin!(shutdown);
         let closing = loop {
             tokio::select! {
                 message = stream.next() => {
-                    deadline = tokio::time::Instant::now() + idle;
+                    last_heard = tokio::time::Instant::now();
                     match message {
                         None | Some(Ok(Message::Close(_))) => break None,
                         Some(Ok(Message::Text(text))) => {
@@ -262,14 +268,18 @@ impl Client {
                     }
                     None => break None,
                 },
-                () = tokio::time::sleep_until(deadline) => {
+                () = &mut idle_timer => {
+                    if last_heard + idle > tokio::time::Instant::now() {
+                        idle_timer.as_mut().reset(last_heard + idle);
+                        continue;
+                    }
                     app.metrics.refuse("idle");
                     break Some(close_frame(
                         close::IDLE,
                         &format!("idle: nothing received for {} s", idle.as_secs_f64()),
                     ));
                 }
-                () = shutting_down(&mut shutdown) => {
+                () = &mut shutdown => {
                     break Some(close_frame(close::GOING_AWAY, "the server is shutting down"));
                 }
             }

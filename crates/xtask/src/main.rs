@@ -13,8 +13,9 @@
 //! - `serve`: builds the web game and runs the signaling server serving it on
 //!   `0.0.0.0:3000` (flags after `--` go to the server).
 //! - `bench [name]`: runs the benchmarks (`transport`, in an isolated network
-//!   namespace, `rollback` and `statesync`), or the one named; reports go to
-//!   `benches/results/`.
+//!   namespace, `rollback`, `statesync` and `signaling`, which installs
+//!   matchbox_server 0.15 under `target/bench-tools` to compare with), or the
+//!   one named; reports go to `benches/results/`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -340,15 +341,41 @@ fn serve(root: &Path, extra: &[String]) -> Result<()> {
 }
 
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
-    let _ = root;
-    let names = ["transport", "rollback", "statesync"];
+    let names = ["transport", "rollback", "statesync", "signaling"];
     let chosen: Vec<&str> = match extra.first().map(String::as_str) {
         Some(name) if names.contains(&name) => vec![name],
         Some(other) => bail!("unknown benchmark {other}; there are {names:?}"),
         None => names.to_vec(),
     };
     for name in chosen {
-        run(cargo().args(["bench", "--package", "gamenet_benches", "--bench", name]))?;
+        let mut bench = cargo();
+        bench.args(["bench", "--package", "gamenet_benches", "--bench", name]);
+        if name == "signaling" {
+            // Both servers as release-built processes: ours from the workspace,
+            // matchbox_server 0.15 from crates.io (bench-only, under target/).
+            run(cargo().args(["build", "--release", "--package", "gamenet_signaling"]))?;
+            let tools = root.join("target/bench-tools");
+            let matchbox = tools.join("bin/matchbox_server");
+            if !matchbox.exists() {
+                run(cargo()
+                    .args([
+                        "install",
+                        "matchbox_server",
+                        "--version",
+                        "=0.15.0",
+                        "--locked",
+                    ])
+                    .arg("--root")
+                    .arg(&tools))?;
+            }
+            bench
+                .env(
+                    "GAMENET_SIGNALING_BIN",
+                    root.join("target/release/gamenet-signaling"),
+                )
+                .env("MATCHBOX_SERVER_BIN", matchbox);
+        }
+        run(&mut bench)?;
     }
     Ok(())
 }

@@ -1,0 +1,367 @@
+//! Signaling load: `N` WebSocket clients connect at once to `/bench?next=2`,
+//! form 2-player quick-match rooms and exchange one offer and one answer
+//! through the server, then stay connected until every client is through.
+//! gamenet-signaling against matchbox_server 0.15 (what matchbox users run),
+//! each a separate release-built process, in the same run on the same machine.
+//!
+//! Reported per server and client count (median of the rounds): joins per
+//! second (clients matched and signaled / time from the first connect to the
+//! last answer), the clients held at the end, and the server's peak resident
+//! memory (`VmHWM`) with the part per client over its idle footprint.
+//!
+//! `cargo xtask bench signaling` builds both servers and runs this; it needs
+//! `GAMENET_SIGNALING_BIN` and `MATCHBOX_SERVER_BIN`. Writes
+//! `benches/results/signaling.md`.
+
+use std::fmt::Write as _;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use matchbox_protocol::{JsonPeerEvent, JsonPeerRequest};
+use tokio::sync::{Semaphore, watch};
+use tokio_tungstenite::tungstenite::Message;
+
+const COUNTS: [usize; 2] = [1000, 5000];
+const ROUNDS: usize = 5;
+/// Connection attempts in flight at once (both servers' listen backlogs hold it).
+const CONNECTING: usize = 128;
+const ROUND_LIMIT: Duration = Duration::from_secs(120);
+
+struct ServerProcess {
+    child: Child,
+    port: u16,
+}
+
+impl ServerProcess {
+    fn start(kind: Kind, port: u16) -> Self {
+        let mut command = match kind {
+            Kind::Gamenet => {
+                let mut c = Command::new(env_path("GAMENET_SIGNALING_BIN"));
+                c.args([
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--stun-listen",
+                    "off",
+                    // The load comes from one address; per-address limits off.
+                    "--rate",
+                    "0",
+                    "--max-clients",
+                    "100000",
+                ]);
+                c
+            }
+            Kind::Matchbox => {
+                let mut c = Command::new(env_path("MATCHBOX_SERVER_BIN"));
+                c.arg(format!("127.0.0.1:{port}"));
+                c
+            }
+        };
+        // Both quiet: per-connection logging is not what is measured.
+        let child = command
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {kind:?}: {e}"));
+        let server = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{kind:?} did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// CPU time the server has used, user and system.
+    fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which is in parentheses): utime and
+        // stime are the 12th and 13th, in clock ticks (100 per second on Linux).
+        let ticks: u64 = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|t| t.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0);
+        Duration::from_millis(ticks * 10)
+    }
+
+    /// Resident and peak resident memory, in bytes.
+    fn memory(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn env_path(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run this benchmark with `cargo xtask bench signaling`")
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Gamenet,
+    Matchbox,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Gamenet => "gamenet-signaling",
+            Kind::Matchbox => "matchbox_server 0.15",
+        }
+    }
+}
+
+struct Round {
+    joins_per_sec: f64,
+    /// Server CPU time per client through.
+    cpu_per_join: Duration,
+    held: usize,
+    idle_rss: u64,
+    peak_rss: u64,
+}
+
+fn send(request: JsonPeerRequest) -> Message {
+    Message::Text(request.to_string().into())
+}
+
+/// One client: connect, get an id, get matched, pass an offer and an answer,
+/// then hold the connection until `release`. Returns whether it was still
+/// connected when released.
+async fn client(
+    url: String,
+    connecting: Arc<Semaphore>,
+    done: tokio::sync::mpsc::UnboundedSender<Instant>,
+    mut release: watch::Receiver<bool>,
+) -> Result<bool, String> {
+    let permit = connecting.acquire().await.map_err(|e| e.to_string())?;
+    // A lean client, so that the servers' work shows: small buffers.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&url, Some(config), true)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    drop(permit);
+    let mut through = false;
+    while !through {
+        let message = ws
+            .next()
+            .await
+            .ok_or("closed before matched")?
+            .map_err(|e| e.to_string())?;
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let event: JsonPeerEvent = text.parse().map_err(|e| format!("{e:?}"))?;
+        match event {
+            JsonPeerEvent::IdAssigned(_) => {}
+            // The first of a pair is told of the second, and offers.
+            JsonPeerEvent::NewPeer(other) => {
+                let offer = JsonPeerRequest::Signal {
+                    receiver: other,
+                    data: "offer".into(),
+                };
+                ws.send(send(offer)).await.map_err(|e| e.to_string())?;
+            }
+            JsonPeerEvent::Signal { sender, data } => {
+                if data == "offer" {
+                    let answer = JsonPeerRequest::Signal {
+                        receiver: sender,
+                        data: "answer".into(),
+                    };
+                    ws.send(send(answer)).await.map_err(|e| e.to_string())?;
+                }
+                through = true;
+            }
+            JsonPeerEvent::PeerLeft(_) => return Err("peer left".into()),
+        }
+    }
+    let _ = done.send(Instant::now());
+    let _ = release.wait_for(|&r| r).await;
+    // Still connected if the server has not closed on us.
+    let held = matches!(
+        tokio::time::timeout(Duration::from_millis(1), ws.next()).await,
+        Err(_) | Ok(Some(Ok(_)))
+    );
+    let _ = ws.close(None).await;
+    Ok(held)
+}
+
+async fn round(kind: Kind, clients: usize, port: u16) -> Round {
+    let server = ServerProcess::start(kind, port);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (idle_rss, _) = server.memory();
+    let cpu_before = server.cpu();
+    let connecting = Arc::new(Semaphore::new(CONNECTING));
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (release, released) = watch::channel(false);
+    let url = format!("ws://127.0.0.1:{}/bench?next=2", server.port);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            tokio::spawn(client(
+                url.clone(),
+                connecting.clone(),
+                done_tx.clone(),
+                released.clone(),
+            ))
+        })
+        .collect();
+    drop(done_tx);
+    let mut last = start;
+    let mut through = 0;
+    let deadline = tokio::time::Instant::now() + ROUND_LIMIT;
+    while through < clients {
+        match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+            Ok(Some(at)) => {
+                last = last.max(at);
+                through += 1;
+            }
+            Ok(None) => break,
+            Err(_) => panic!("{kind:?}: only {through} of {clients} through in {ROUND_LIMIT:?}"),
+        }
+    }
+    let elapsed = last - start;
+    let (_, peak_rss) = server.memory();
+    let cpu_per_join = server.cpu().saturating_sub(cpu_before) / clients as u32;
+    let _ = release.send(true);
+    let mut held = 0;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(true)) => held += 1,
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => panic!("{kind:?}: a client failed: {e}"),
+            Err(e) => panic!("{kind:?}: {e}"),
+        }
+    }
+    assert_eq!(through, clients, "{kind:?}: clients failed");
+    Round {
+        joins_per_sec: clients as f64 / elapsed.as_secs_f64(),
+        cpu_per_join,
+        held,
+        idle_rss,
+        peak_rss,
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn mib(bytes: f64) -> f64 {
+    bytes / (1024.0 * 1024.0)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "# Signaling load: gamenet-signaling vs matchbox_server 0.15\n\n\
+         `cargo xtask bench signaling`. N WebSocket clients connect at once ({CONNECTING} \
+         connection attempts in flight) to `/bench?next=2`, form 2-player quick-match \
+         rooms and pass one offer and one answer through the server, then all stay \
+         connected until the last is through. Servers are separate release-built \
+         processes with `RUST_LOG=warn`; the clients run in the benchmark's process on \
+         the same {} CPUs. Median of {ROUNDS} rounds, each with a fresh server; \
+         memory is the server's peak resident set (`VmHWM`) and, per client, the \
+         peak over its idle resident set.\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let _ = writeln!(
+        report,
+        "| server | clients | joins/s | server CPU µs/join | held | peak RSS (MiB) | per client (KiB) |\n|---|---:|---:|---:|---:|---:|---:|"
+    );
+    // Below the ephemeral range, which the clients' own ports come from.
+    let mut port = 21_000;
+    let mut summary = Vec::new();
+    for clients in COUNTS {
+        let mut rows = Vec::new();
+        for kind in [Kind::Gamenet, Kind::Matchbox] {
+            let rounds: Vec<Round> = (0..ROUNDS)
+                .map(|_| {
+                    port += 1;
+                    let r = runtime.block_on(round(kind, clients, port));
+                    println!(
+                        "{} {clients}: {:.0} joins/s, {:.0} µs server CPU per join, {} held, peak {:.1} MiB (idle {:.1} MiB)",
+                        kind.name(),
+                        r.joins_per_sec,
+                        r.cpu_per_join.as_secs_f64() * 1e6,
+                        r.held,
+                        mib(r.peak_rss as f64),
+                        mib(r.idle_rss as f64)
+                    );
+                    r
+                })
+                .collect();
+            let joins = median(rounds.iter().map(|r| r.joins_per_sec).collect());
+            let cpu = median(
+                rounds
+                    .iter()
+                    .map(|r| r.cpu_per_join.as_secs_f64() * 1e6)
+                    .collect(),
+            );
+            let held = rounds.iter().map(|r| r.held).min().unwrap_or(0);
+            let peak = median(rounds.iter().map(|r| r.peak_rss as f64).collect());
+            let per_client = median(
+                rounds
+                    .iter()
+                    .map(|r| r.peak_rss.saturating_sub(r.idle_rss) as f64 / clients as f64)
+                    .collect(),
+            );
+            let _ = writeln!(
+                report,
+                "| {} | {clients} | {joins:.0} | {cpu:.0} | {held} | {:.1} | {:.1} |",
+                kind.name(),
+                mib(peak),
+                per_client / 1024.0
+            );
+            rows.push((joins, per_client, cpu));
+        }
+        let (ours, theirs) = (rows[0], rows[1]);
+        summary.push(format!(
+            "- {clients} clients: **{:.2}x** the joins/s of matchbox_server, {:.2}x its server CPU per join, **{:.2}x** its memory per client.",
+            ours.0 / theirs.0,
+            ours.2 / theirs.2,
+            ours.1 / theirs.1
+        ));
+    }
+    let _ = writeln!(report, "\n{}", summary.join("\n"));
+    println!("{report}");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/signaling.md");
+    std::fs::write(&path, report).expect("write the report");
+    println!("written to {}", path.display());
+}
