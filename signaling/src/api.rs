@@ -8,7 +8,8 @@
 //! - `GET /api/ice` → `{"iceServers": [..], "ttl": 3600}` in `RTCIceServer` form.
 //!
 //! Errors are `{"error": "why"}` with a fitting status. With auth on, every
-//! endpoint needs a token; creating a lobby counts against the address's rate.
+//! endpoint needs a token; creating and listing lobbies count against the
+//! address's rate.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -154,10 +155,14 @@ async fn create_lobby(
 
 async fn list_lobbies(
     State(app): State<Arc<App>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(refusal) = check(&app, &headers, &query) {
+    // A listing sorts every public lobby: it counts against the rate too.
+    let checked =
+        check(&app, &headers, &query).and_then(|_| app.check_rate(app.client_ip(addr, &headers)));
+    if let Err(refusal) = checked {
         return refusal.respond(&app);
     }
     let limit = query

@@ -89,7 +89,8 @@ pub struct Config {
     /// Most WebSocket clients at once.
     #[arg(long, env = "GAMENET_MAX_CLIENTS", default_value_t = 50_000)]
     pub max_clients: usize,
-    /// New connections and API writes per second from one address (0: no limit).
+    /// New connections, lobby creations and listings per second from one
+    /// address (0: no limit).
     #[arg(long, env = "GAMENET_RATE", default_value_t = 5.0)]
     pub rate: f64,
     /// How many of those one address may make at once.

@@ -163,10 +163,9 @@ pub enum Error {
     /// The signaling connection failed or was lost.
     #[error("signaling: {0}")]
     Signaling(#[from] matchbox_socket::Error),
-    /// The ICE servers cannot be used together: matchbox_socket takes one set of
-    /// credentials for all of them (one `RTCIceServer`), so TURN servers must
-    /// share theirs (as servers on one coturn shared secret do).
-    /// An ICE server list could not be read either.
+    /// An ICE server list cannot be used: its JSON is unreadable, or its TURN
+    /// servers have different credentials (matchbox_socket takes one
+    /// `RTCIceServer`, so one set for all; servers on one coturn secret share it).
     #[error("ICE servers: {0}")]
     IceServers(String),
     /// The mesh's driver has stopped; nothing more can be sent or received.
