@@ -100,6 +100,10 @@ try {
     const a = await openTab('a', 'duel');
     // Alone in the room, a shows the lobby.
     const lobby = await waitState(a, s => s.connected === 1 && s.room === 'duel', 'a in the lobby');
+    // The page asked its server for ICE servers and uses the server's own STUN.
+    log(`a uses ICE servers ${JSON.stringify(lobby.ice)}`);
+    expect(lobby.ice.some(url => url === `stun:${new URL(base).hostname}:3478`),
+      'the STUN server from /api/ice');
     await new Promise(r => setTimeout(r, 1000));
     const lobbyColours = await screenshot(a, 'arena-lobby');
     log(`a waits in the lobby of room ${lobby.room} (${lobby.link}), ${lobbyColours} colours`);

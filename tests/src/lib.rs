@@ -331,6 +331,8 @@ pub async fn start_server_serving(dir: &str, built: &str) -> String {
     );
     start_server_with(gamenet_signaling::Config {
         web_dir: Some(path),
+        // Pages ask the server for ICE servers (`/api/ice`): its own STUN.
+        stun_listen: Some(format!("{HOST}:3478").parse().expect("address")),
         ..Default::default()
     })
     .await

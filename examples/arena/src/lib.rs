@@ -357,14 +357,14 @@ pub fn wander(
 
 /// The networking plugins for a game at `url` (`…/room?next=N`) with
 /// `players` slots.
-pub fn add_network(app: &mut App, url: &str, players: usize, ice: IceServer, seed: u64) {
+pub fn add_network(app: &mut App, url: &str, players: usize, ice: Vec<IceServer>, seed: u64) {
     let config = RollbackConfig {
         num_players: players.clamp(2, MAX_PLAYERS),
         ..RollbackConfig::default()
     };
     let builder = PeerMesh::builder(url)
         .app_id("gamenet-arena")
-        .ice_server(ice);
+        .ice_servers(ice);
     app.add_plugins(RollbackPlugin::<u8>::connect(
         config,
         builder,
@@ -388,7 +388,7 @@ pub fn headless_app(url: &str, players: usize, seed: u64) -> App {
         TimePlugin,
         ScheduleRunnerPlugin::run_loop(Duration::from_secs_f64(1.0 / 60.0)),
     ));
-    add_network(&mut app, url, players, IceServer::none(), seed);
+    add_network(&mut app, url, players, Vec::new(), seed);
     app.add_plugins(ArenaPlugin)
         .insert_resource(Wander(seed))
         .add_systems(ReadInputs, wander);

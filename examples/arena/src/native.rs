@@ -82,10 +82,7 @@ pub fn main() -> AppExit {
         args.server.trim_end_matches('/'),
         args.room
     );
-    let ice = match &args.stun {
-        Some(stun) => IceServer::stun(stun),
-        None => IceServer::none(),
-    };
+    let ice: Vec<IceServer> = args.stun.iter().map(IceServer::stun).collect();
     println!("arena: {url}");
     if args.headless {
         headless(&args, &url, players, ice)
@@ -95,7 +92,7 @@ pub fn main() -> AppExit {
 }
 
 #[cfg(feature = "window")]
-fn windowed(args: &Args, url: &str, players: usize, ice: IceServer) -> AppExit {
+fn windowed(args: &Args, url: &str, players: usize, ice: Vec<IceServer>) -> AppExit {
     let lobby = arena::window::Lobby {
         room: args.room.clone(),
         players,
@@ -105,12 +102,12 @@ fn windowed(args: &Args, url: &str, players: usize, ice: IceServer) -> AppExit {
 }
 
 #[cfg(not(feature = "window"))]
-fn windowed(_: &Args, _: &str, _: usize, _: IceServer) -> AppExit {
+fn windowed(_: &Args, _: &str, _: usize, _: Vec<IceServer>) -> AppExit {
     eprintln!("arena was built without its window (feature `window`): pass --headless");
     AppExit::error()
 }
 
-fn headless(args: &Args, url: &str, players: usize, ice: IceServer) -> AppExit {
+fn headless(args: &Args, url: &str, players: usize, ice: Vec<IceServer>) -> AppExit {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {

@@ -1,8 +1,10 @@
 //! The game in the browser: the room, the players and the server come from
 //! the page's URL (`?room=CODE&players=2&server=ws://host:port`; without a
 //! room a join code is made up and put in the address bar, so the link can be
-//! shared), the game draws into the canvas `#arena` with WebGL2, and a small
-//! JS hook reports its state (`arena_state()`, `arena_checksum(frame)`).
+//! shared), the ICE servers from the server's `/api/ice` (its STUN responder,
+//! TURN with fresh credentials) unless `&stun=stun:host:port` names one, the
+//! game draws into the canvas `#arena` with WebGL2, and a small JS hook reports
+//! its state (`arena_state()`, `arena_checksum(frame)`).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -25,6 +27,8 @@ const CHECKSUMS_KEPT: usize = 512;
 struct Shared {
     room: String,
     link: String,
+    /// The URLs of the ICE servers in use.
+    ice: Vec<String>,
     players: usize,
     connected: usize,
     running: bool,
@@ -45,7 +49,7 @@ thread_local! {
     static SHARED: RefCell<Shared> = RefCell::new(Shared::default());
 }
 
-/// The game's state as JSON: room, link, players, connected, running, slot,
+/// The game's state as JSON: room, link, ICE server URLs, players, connected, running, slot,
 /// the newest confirmed frame with a checksum, positions, ball, score.
 #[wasm_bindgen]
 pub fn arena_state() -> String {
@@ -116,12 +120,7 @@ pub fn start() {
         };
         format!("{scheme}://{host}")
     });
-    // Peers of one machine or one network link directly; issue a STUN server
-    // with `stun=stun:host:port` to cross NATs.
-    let ice = match param("stun") {
-        Some(stun) => IceServer::stun(&stun),
-        None => IceServer::none(),
-    };
+    let stun = param("stun");
     let url = format!("{}/{room}?next={players}", server.trim_end_matches('/'));
     SHARED.with(|s| {
         let mut s = s.borrow_mut();
@@ -135,9 +134,45 @@ pub fn start() {
         invite: link,
     };
     let seed = (js_sys::Math::random() * u32::MAX as f64) as u64;
-    let mut app = window_app(&url, lobby, ice, seed);
-    app.add_systems(Last, publish);
-    app.run();
+    wasm_bindgen_futures::spawn_local(async move {
+        let ice = match stun {
+            Some(stun) => vec![IceServer::stun(stun)],
+            None => server_ice(&server).await,
+        };
+        SHARED.with(|s| s.borrow_mut().ice = ice.iter().flat_map(|i| i.urls.clone()).collect());
+        let mut app = window_app(&url, lobby, ice, seed);
+        app.add_systems(Last, publish);
+        app.run();
+    });
+}
+
+/// The ICE servers the signaling server hands out at `/api/ice`; none (host
+/// candidates only, enough on one network) if it has none or cannot say.
+async fn server_ice(server: &str) -> Vec<IceServer> {
+    use wasm_bindgen_futures::JsFuture;
+    let http = server.trim_end_matches('/').replacen("ws", "http", 1);
+    let url = format!("{http}/api/ice");
+    let fetched = async {
+        let window = web_sys::window()?;
+        let response: web_sys::Response = JsFuture::from(window.fetch_with_str(&url))
+            .await
+            .ok()?
+            .dyn_into()
+            .ok()?;
+        if !response.ok() {
+            return None;
+        }
+        let text = JsFuture::from(response.text().ok()?)
+            .await
+            .ok()?
+            .as_string()?;
+        IceServer::list_from_json(&text).ok()
+    };
+    let servers = fetched.await;
+    if servers.is_none() {
+        warn!("no ICE servers from {url}: host candidates only");
+    }
+    servers.unwrap_or_default()
 }
 
 /// Copies the game's state for the page.

@@ -39,7 +39,7 @@ const MARGIN: f32 = 40.0;
 
 /// A game in a window (or the canvas `#arena` on the web) at `url`, waiting
 /// in the lobby described by `lobby`.
-pub fn window_app(url: &str, lobby: Lobby, ice: IceServer, seed: u64) -> App {
+pub fn window_app(url: &str, lobby: Lobby, ice: Vec<IceServer>, seed: u64) -> App {
     let (room, players) = (lobby.room.clone(), lobby.players);
     let mut app = App::new();
     app.add_plugins(
