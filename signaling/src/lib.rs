@@ -224,7 +224,8 @@ struct App {
     limiter: Mutex<RateLimiter>,
     metrics: Metrics,
     origins: OriginPolicy,
-    /// WebSocket clients connected now, and a wake-up when one leaves.
+    /// WebSocket clients connected or being upgraded now (seats taken), and a
+    /// wake-up when one leaves.
     clients: AtomicUsize,
     client_left: Notify,
     shutting_down: AtomicBool,

@@ -98,26 +98,27 @@ fn admit(
                 "the server is shutting down",
             ));
         }
-        if app.clients.load(Ordering::SeqCst) >= app.config.max_clients {
-            return Err(Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "max_clients",
-                format!("the server is full ({} clients)", app.config.max_clients),
-            ));
-        }
         app.check_rate(ip)?;
         app.check_origin(&headers)?;
         app.check_token(&headers, &query)?;
-        request.map_err(|e| {
+        let request = request.map_err(|e| {
             let (status, reason) = match e {
                 RoomError::UnknownLobby(_) => (StatusCode::NOT_FOUND, "unknown_lobby"),
                 _ => (StatusCode::BAD_REQUEST, "bad_room"),
             };
             Refusal::new(status, reason, e.to_string())
-        })
+        })?;
+        let seat = Seat::take(&app).ok_or_else(|| {
+            Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "max_clients",
+                format!("the server is full ({} clients)", app.config.max_clients),
+            )
+        })?;
+        Ok((request, seat))
     })();
-    let request = match checked {
-        Ok(request) => request,
+    let (request, seat) = match checked {
+        Ok(checked) => checked,
         Err(refusal) => return refusal.respond(&app),
     };
     let max = app.config.max_message;
@@ -127,7 +128,28 @@ fn admit(
         // Small buffers: most clients only ever send a few signals.
         .read_buffer_size(4096)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| Client::run(app, socket, request, ip))
+        .on_upgrade(move |socket| Client::run(app, seat, socket, request, ip))
+}
+
+/// A place among `--max-clients`, taken before the upgrade so that upgrades in
+/// flight count too, and given back when dropped: when its client leaves, or
+/// when the upgrade never happens.
+struct Seat(Arc<App>);
+
+impl Seat {
+    fn take(app: &Arc<App>) -> Option<Self> {
+        let seat = Seat(app.clone());
+        let taken = app.clients.fetch_add(1, Ordering::SeqCst);
+        // Dropping the seat gives the place back.
+        (taken < app.config.max_clients).then_some(seat)
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::SeqCst);
+        self.0.client_left.notify_waiters();
+    }
 }
 
 /// Resolves once the server shuts down.
@@ -158,16 +180,17 @@ fn close_frame(code: u16, reason: &str) -> Message {
 struct Client {
     app: Arc<App>,
     id: PeerId,
+    _seat: Seat,
 }
 
 impl Client {
-    async fn run(app: Arc<App>, socket: WebSocket, request: RoomRequest, ip: IpAddr) {
-        app.clients.fetch_add(1, Ordering::SeqCst);
+    async fn run(app: Arc<App>, seat: Seat, socket: WebSocket, request: RoomRequest, ip: IpAddr) {
         app.metrics.clients.inc();
         app.metrics.connections.inc();
         let client = Client {
             app,
             id: PeerId(uuid::Uuid::new_v4()),
+            _seat: seat,
         };
         client.serve(socket, request, ip).await;
     }
@@ -375,7 +398,6 @@ impl Drop for Client {
         // Already done on the way out, unless the task was cancelled.
         self.leave();
         self.app.metrics.clients.dec();
-        self.app.clients.fetch_sub(1, Ordering::SeqCst);
-        self.app.client_left.notify_waiters();
+        // The seat goes back when the fields drop, after this.
     }
 }
