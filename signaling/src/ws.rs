@@ -72,7 +72,8 @@ pub(crate) async fn lobby(
     admit(app, addr, headers, query, upgrade, request)
 }
 
-/// The checks before a WebSocket is accepted, cheapest and most telling first;
+/// The checks before a WebSocket is accepted, cheapest and most telling first,
+/// the seat among `--max-clients` last (so that refused requests hold none);
 /// each refusal is an HTTP status with a JSON reason, counted in the metrics.
 fn admit(
     app: Arc<App>,
