@@ -103,6 +103,13 @@ pub struct Config {
     /// clients send a keep-alive every 10 s).
     #[arg(long, env = "GAMENET_IDLE_TIMEOUT", default_value = "60", value_parser = parse_seconds)]
     pub idle_timeout: Duration,
+    /// Signals per second one client may send (0: no limit); past it, and past
+    /// `--signal-burst` at once, the client is closed (1008).
+    #[arg(long, env = "GAMENET_SIGNAL_RATE", default_value_t = 20.0)]
+    pub signal_rate: f64,
+    /// How many signals one client may send at once.
+    #[arg(long, env = "GAMENET_SIGNAL_BURST", default_value_t = 200)]
+    pub signal_burst: u32,
     /// Messages queued for one client before further signals to it are dropped.
     #[arg(long, env = "GAMENET_SEND_QUEUE", default_value_t = 256)]
     pub send_queue: usize,
@@ -173,6 +180,8 @@ impl Default for Config {
             rate_burst: 20,
             max_message: 64 * 1024,
             idle_timeout: Duration::from_secs(60),
+            signal_rate: 20.0,
+            signal_burst: 200,
             send_queue: 256,
             auth_secret: None,
             allowed_origins: Vec::new(),
@@ -517,14 +526,26 @@ async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> R
         .into_response()
 }
 
-/// Answers STUN Binding requests until the server shuts down.
+/// STUN requests per second one address may make. ICE sends a few per peer
+/// connection, and players behind one NAT share an address.
+const STUN_RATE: f64 = 50.0;
+/// STUN requests one address may make at once.
+const STUN_BURST: u32 = 200;
+
+/// Answers STUN Binding requests until the server shuts down; an address past
+/// its rate gets no answer, so the port cannot be turned on someone in volume.
 async fn run_stun(socket: tokio::net::UdpSocket, app: Arc<App>) {
     let mut shutdown = app.shutdown.clone();
+    let mut limiter = RateLimiter::new(STUN_RATE, STUN_BURST, 100_000);
     let mut buf = vec![0u8; 1500];
     loop {
         tokio::select! {
             received = socket.recv_from(&mut buf) => match received {
                 Ok((len, from)) => {
+                    if limiter.check(from.ip(), Instant::now()).is_err() {
+                        app.metrics.refuse("stun_rate");
+                        continue;
+                    }
                     if let Some(reply) = stun::answer(&buf[..len], from) {
                         app.metrics.stun_requests.inc();
                         let _ = socket.send_to(&reply, from).await;

@@ -1,5 +1,5 @@
-//! Per-address rate limiting, with no I/O: a token bucket per client address,
-//! in a table of bounded size.
+//! Rate limiting, with no I/O: a token bucket, and a token bucket per client
+//! address in a table of bounded size.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,19 +14,46 @@ pub struct RateLimiter {
     rate: f64,
     burst: f64,
     max_addresses: usize,
-    buckets: HashMap<IpAddr, Bucket>,
+    buckets: HashMap<IpAddr, TokenBucket>,
     last_sweep: Option<Instant>,
 }
 
+/// A refused request: when the next one would be allowed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryAfter(pub Duration);
+
+/// `burst` tokens at most, refilled at `rate` a second; each request takes one.
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
+pub struct TokenBucket {
     tokens: f64,
     at: Instant,
 }
 
-/// A refused request: when the next one from that address would be allowed.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryAfter(pub Duration);
+impl TokenBucket {
+    /// A full bucket of `burst` tokens at `now`.
+    pub fn full(burst: u32, now: Instant) -> Self {
+        Self {
+            tokens: f64::from(burst.max(1)),
+            at: now,
+        }
+    }
+
+    /// Refills for the time since last asked, then takes a token, or says how
+    /// long until one is there. `rate` must be above 0.
+    pub fn take(&mut self, rate: f64, burst: u32, now: Instant) -> Result<(), RetryAfter> {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(f64::from(burst.max(1)));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(RetryAfter(Duration::from_secs_f64(
+                (1.0 - self.tokens) / rate,
+            )))
+        }
+    }
+}
 
 impl RateLimiter {
     /// `rate` requests per second per address, `burst` at once; a `rate` of 0
@@ -52,32 +79,20 @@ impl RateLimiter {
             return Ok(());
         }
         self.sweep(now);
-        let (rate, burst) = (self.rate, self.burst);
-        let refill = |b: &mut Bucket| {
-            let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-            b.tokens = (b.tokens + elapsed * rate).min(burst);
-            b.at = now;
-        };
+        // `burst` came in as a u32.
+        let burst = self.burst as u32;
         let full = self.buckets.len() >= self.max_addresses;
         let bucket = match self.buckets.get_mut(&addr) {
-            Some(bucket) => {
-                refill(bucket);
-                bucket
+            Some(bucket) => bucket,
+            None if full => {
+                return Err(RetryAfter(Duration::from_secs_f64(self.burst / self.rate)));
             }
-            None if full => return Err(RetryAfter(Duration::from_secs_f64(burst / rate))),
-            None => self.buckets.entry(addr).or_insert(Bucket {
-                tokens: burst,
-                at: now,
-            }),
+            None => self
+                .buckets
+                .entry(addr)
+                .or_insert(TokenBucket::full(burst, now)),
         };
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(RetryAfter(Duration::from_secs_f64(
-                (1.0 - bucket.tokens) / rate,
-            )))
-        }
+        bucket.take(self.rate, burst, now)
     }
 
     /// Forgets addresses whose bucket has refilled, at most once a second.
@@ -141,6 +156,24 @@ mod tests {
         let later = t + Duration::from_secs(3);
         assert!(limiter.check(ip(9), later).is_ok());
         assert_eq!(limiter.tracked(), 1);
+    }
+
+    #[test]
+    fn a_bucket_refills_at_its_rate_up_to_its_burst() {
+        let t = Instant::now();
+        let mut bucket = TokenBucket::full(2, t);
+        assert!(bucket.take(10.0, 2, t).is_ok());
+        assert!(bucket.take(10.0, 2, t).is_ok());
+        assert_eq!(
+            bucket.take(10.0, 2, t),
+            Err(RetryAfter(Duration::from_millis(100)))
+        );
+        // A long pause refills it to the burst, not beyond.
+        let later = t + Duration::from_secs(60);
+        for _ in 0..2 {
+            assert!(bucket.take(10.0, 2, later).is_ok());
+        }
+        assert!(bucket.take(10.0, 2, later).is_err());
     }
 
     #[test]

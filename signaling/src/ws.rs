@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tracing::{debug, info};
 
+use crate::limits::TokenBucket;
 use crate::rooms::{RoomError, RoomRequest};
 use crate::{App, Refusal};
 
@@ -28,6 +29,8 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     /// A message that is not part of the protocol (binary, malformed, unknown type).
     pub const UNSUPPORTED: u16 = 1003;
+    /// Too many signals.
+    pub const POLICY: u16 = 1008;
     /// A frame or message over the size limit.
     pub const TOO_BIG: u16 = 1009;
     /// The room could not be joined (full, or the lobby is gone).
@@ -181,6 +184,8 @@ fn close_frame(code: u16, reason: &str) -> Message {
 struct Client {
     app: Arc<App>,
     id: PeerId,
+    /// Its signal rate.
+    signals: TokenBucket,
     _seat: Seat,
 }
 
@@ -188,16 +193,18 @@ impl Client {
     async fn run(app: Arc<App>, seat: Seat, socket: WebSocket, request: RoomRequest, ip: IpAddr) {
         app.metrics.clients.inc();
         app.metrics.connections.inc();
-        let client = Client {
+        let signals = TokenBucket::full(app.config.signal_burst, Instant::now());
+        let mut client = Client {
             app,
             id: PeerId(uuid::Uuid::new_v4()),
+            signals,
             _seat: seat,
         };
         client.serve(socket, request, ip).await;
     }
 
-    async fn serve(&self, socket: WebSocket, request: RoomRequest, ip: IpAddr) {
-        let app = &self.app;
+    async fn serve(&mut self, socket: WebSocket, request: RoomRequest, ip: IpAddr) {
+        let app = self.app.clone();
         let id = self.id;
         let (mut sink, mut stream) = socket.split();
         if sink
@@ -324,10 +331,18 @@ impl Client {
     }
 
     /// Handles one text message; an error is the close frame to end with.
-    fn on_request(&self, text: &str) -> Result<(), Message> {
+    fn on_request(&mut self, text: &str) -> Result<(), Message> {
         let app = &self.app;
         match JsonPeerRequest::from_str(text) {
             Ok(PeerRequest::Signal { receiver, data }) => {
+                let (rate, burst) = (app.config.signal_rate, app.config.signal_burst);
+                if rate > 0.0 && self.signals.take(rate, burst, Instant::now()).is_err() {
+                    app.metrics.refuse("signal_rate");
+                    return Err(close_frame(
+                        close::POLICY,
+                        &format!("too many signals: over {burst} at once or {rate} a second"),
+                    ));
+                }
                 let message = event(JsonPeerEvent::Signal {
                     sender: self.id,
                     data,

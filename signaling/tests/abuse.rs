@@ -71,6 +71,38 @@ async fn bad_input_is_refused_and_good_clients_are_still_served() {
     signal_passes(&mut a, a_id, &mut b, b_id, &"y".repeat(900)).await;
     assert_eq!(refused(addr, "message_too_big").await, 1.0);
 
+    // A flood of signals: past the burst (200 by default) the sender is closed
+    // with 1008 and the reason.
+    let (mut flooder, _) = connect_from([127, 0, 0, 4], addr, "flooded").await;
+    let (mut target, target_id) = connect_from([127, 0, 0, 4], addr, "flooded").await;
+    assert!(matches!(
+        next_event(&mut flooder).await,
+        JsonPeerEvent::NewPeer(_)
+    ));
+    for n in 0..250 {
+        let request = matchbox_protocol::JsonPeerRequest::Signal {
+            receiver: target_id,
+            data: format!("candidate {n}").into(),
+        };
+        if flooder
+            .send(Message::Text(request.to_string().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let (code, reason) = expect_close(&mut flooder).await;
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("too many signals"), "{reason}");
+    assert_eq!(refused(addr, "signal_rate").await, 1.0);
+    // The target got the first ones, then was told the flooder left.
+    assert!(matches!(
+        next_event(&mut target).await,
+        JsonPeerEvent::Signal { .. }
+    ));
+    signal_passes(&mut a, a_id, &mut b, b_id, "after-signal-flood").await;
+
     // Malformed JSON and oversized bodies to the API.
     let (status, body) = api(
         addr,
