@@ -347,7 +347,7 @@ impl Refusal {
         )
             .into_response();
         if let Some(retry) = self.retry_after
-            && let Ok(value) = (retry.as_secs() + 1).to_string().parse()
+            && let Ok(value) = retry.as_secs().saturating_add(1).to_string().parse()
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }

@@ -48,11 +48,15 @@ impl TokenBucket {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(RetryAfter(Duration::from_secs_f64(
-                (1.0 - self.tokens) / rate,
-            )))
+            Err(RetryAfter(seconds((1.0 - self.tokens) / rate)))
         }
     }
+}
+
+/// Seconds as a duration, saturating: a rate so small that a refill takes
+/// longer than `Duration` holds means never.
+fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
 }
 
 impl RateLimiter {
@@ -85,7 +89,7 @@ impl RateLimiter {
         let bucket = match self.buckets.get_mut(&addr) {
             Some(bucket) => bucket,
             None if full => {
-                return Err(RetryAfter(Duration::from_secs_f64(self.burst / self.rate)));
+                return Err(RetryAfter(seconds(self.burst / self.rate)));
             }
             None => self
                 .buckets
@@ -104,7 +108,7 @@ impl RateLimiter {
             return;
         }
         self.last_sweep = Some(now);
-        let refill_time = Duration::from_secs_f64(self.burst / self.rate);
+        let refill_time = seconds(self.burst / self.rate);
         self.buckets
             .retain(|_, b| now.saturating_duration_since(b.at) < refill_time);
     }
@@ -184,5 +188,17 @@ mod tests {
             assert!(limiter.check(ip(n), t).is_ok());
         }
         assert_eq!(limiter.tracked(), 0);
+    }
+
+    #[test]
+    fn a_rate_too_small_to_refill_refuses_without_panicking() {
+        let mut limiter = RateLimiter::new(1e-300, 1, 1);
+        let t = Instant::now();
+        assert!(limiter.check(ip(1), t).is_ok());
+        assert_eq!(limiter.check(ip(1), t), Err(RetryAfter(Duration::MAX)));
+        // A second address finds the table full.
+        assert_eq!(limiter.check(ip(2), t), Err(RetryAfter(Duration::MAX)));
+        let later = t + Duration::from_secs(2);
+        assert!(limiter.check(ip(1), later).is_err());
     }
 }
