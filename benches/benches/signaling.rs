@@ -151,6 +151,19 @@ struct Round {
     peak_rss: u64,
 }
 
+/// One server at one client count, over its rounds.
+struct Summary {
+    /// Median joins/s.
+    joins: f64,
+    /// The slowest and fastest round's joins/s.
+    slowest: f64,
+    fastest: f64,
+    /// Median server CPU per join, µs.
+    cpu: f64,
+    /// Median peak memory per client over the idle footprint, bytes.
+    per_client: f64,
+}
+
 fn send(request: JsonPeerRequest) -> Message {
     Message::Text(request.to_string().into())
 }
@@ -355,16 +368,22 @@ fn main() {
                 mib(peak),
                 per_client / 1024.0
             );
-            rows.push((joins, per_client, cpu, slowest, fastest));
+            rows.push(Summary {
+                joins,
+                slowest,
+                fastest,
+                cpu,
+                per_client,
+            });
         }
-        let (ours, theirs) = (rows[0], rows[1]);
+        let (ours, theirs) = (&rows[0], &rows[1]);
         summary.push(format!(
             "- {clients} clients: **{:.2}x** the joins/s of matchbox_server ({:.2}x–{:.2}x from our slowest round against its fastest to the reverse), {:.2}x its server CPU per join, **{:.2}x** its memory per client.",
-            ours.0 / theirs.0,
-            ours.3 / theirs.4,
-            ours.4 / theirs.3,
-            ours.2 / theirs.2,
-            ours.1 / theirs.1
+            ours.joins / theirs.joins,
+            ours.slowest / theirs.fastest,
+            ours.fastest / theirs.slowest,
+            ours.cpu / theirs.cpu,
+            ours.per_client / theirs.per_client
         ));
     }
     let _ = writeln!(report, "\n{}", summary.join("\n"));
