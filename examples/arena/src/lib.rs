@@ -406,3 +406,26 @@ pub fn confirmed_checksum(world: &World) -> Option<(Frame, u64)> {
         .filter_map(|back| confirmed.checked_sub(back))
         .find_map(|f| session.confirmed_checksum(f).map(|c| (f, c.total)))
 }
+
+/// Every confirmed frame after `after` that has a checksum of the rolled-back
+/// state, oldest first, with that checksum; frames older than the session's
+/// checksum memory (its newest 64 checksums, one every 16 frames by default)
+/// are not looked for. A reader that polls now and then misses none, however
+/// far the confirmed frame moved in between.
+pub fn confirmed_checksums_after(world: &World, after: Option<Frame>) -> Vec<(Frame, u64)> {
+    /// Frames looked back at most: 64 checksums at the default interval.
+    const LOOK_BACK: Frame = 64 * 16;
+    let Some(session) = world
+        .get_resource::<RollbackSocket<u8>>()
+        .and_then(|socket| socket.session())
+    else {
+        return Vec::new();
+    };
+    let confirmed = session.confirmed_frame();
+    let first = after
+        .map_or(0, |f| f.saturating_add(1))
+        .max(confirmed.saturating_sub(LOOK_BACK));
+    (first..=confirmed)
+        .filter_map(|f| session.confirmed_checksum(f).map(|c| (f, c.total)))
+        .collect()
+}

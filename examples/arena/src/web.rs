@@ -177,7 +177,10 @@ async fn server_ice(server: &str) -> Vec<IceServer> {
 
 /// Copies the game's state for the page.
 fn publish(world: &mut World) {
-    let confirmed = crate::confirmed_checksum(world);
+    // Every checksum since the last one recorded, so that the page can compare
+    // any frame it saw with another tab's, even when this tab renders slowly.
+    let after = SHARED.with(|s| s.borrow().checksums.last_key_value().map(|(&f, _)| f));
+    let confirmed = crate::confirmed_checksums_after(world, after);
     let (connected, running, slot) = match world.get_resource_mut::<RollbackSocket<u8>>() {
         Some(mut socket) => {
             let running = socket.session().is_some_and(|s| s.is_running());
@@ -221,13 +224,13 @@ fn publish(world: &mut World) {
         s.ball = ball.map(|b| b.0);
         s.ball_owned = ball.is_some_and(|b| b.1);
         s.score = score;
-        if let Some((frame, checksum)) = confirmed {
+        if let Some(&(frame, checksum)) = confirmed.last() {
             s.frame = Some(frame);
             s.checksum = Some(format!("{checksum:#018x}"));
-            s.checksums.insert(frame, checksum);
-            while s.checksums.len() > CHECKSUMS_KEPT {
-                s.checksums.pop_first();
-            }
+        }
+        s.checksums.extend(confirmed);
+        while s.checksums.len() > CHECKSUMS_KEPT {
+            s.checksums.pop_first();
         }
     });
 }
