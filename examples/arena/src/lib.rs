@@ -400,11 +400,7 @@ pub fn headless_app(url: &str, players: usize, seed: u64) -> App {
 /// The confirmed frame and the checksum of the rolled-back state there, at
 /// the newest confirmed frame that has one.
 pub fn confirmed_checksum(world: &World) -> Option<(Frame, u64)> {
-    let session = world.get_resource::<RollbackSocket<u8>>()?.session()?;
-    let confirmed = session.confirmed_frame();
-    (0..64)
-        .filter_map(|back| confirmed.checked_sub(back))
-        .find_map(|f| session.confirmed_checksum(f).map(|c| (f, c.total)))
+    confirmed_checksums_after(world, None).pop()
 }
 
 /// Every confirmed frame after `after` that has a checksum of the rolled-back
