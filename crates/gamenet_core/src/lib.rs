@@ -84,6 +84,8 @@ pub use wire::{DecodeError, GoodbyeReason};
 pub use web_time::Instant;
 
 #[cfg(test)]
+mod golden;
+#[cfg(test)]
 mod simnet;
 #[cfg(test)]
 mod tests;

@@ -67,7 +67,7 @@
 //! assert!(session.stats().checksums_matched > 0);
 //! ```
 
-mod wire;
+pub(crate) mod wire;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
