@@ -56,37 +56,7 @@ impl AddRollback for EntityCommands<'_> {
 
 /// A hash that is the same on every peer and every run (no random seed).
 pub fn stable_hash<T: Hash + ?Sized>(value: &T) -> u64 {
-    bevy_platform_hash().hash_one(value)
-}
-
-fn bevy_platform_hash() -> std::hash::BuildHasherDefault<Fnv> {
-    std::hash::BuildHasherDefault::default()
-}
-
-/// FNV-1a: small, stable, good enough to tell states apart.
-#[derive(Default)]
-pub(crate) struct Fnv(u64);
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        // A final mix, so that sums of many hashes stay well spread.
-        let mut z = self.0 ^ 0xcbf2_9ce4_8422_2325;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = h;
-    }
+    gamenet::hash::StableState::default().hash_one(value)
 }
 
 /// What loading a frame needs to know about entities respawned on the way.

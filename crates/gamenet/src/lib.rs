@@ -58,6 +58,8 @@ pub use gamenet_core::{
 };
 use gamenet_core::{LinkConditioner, Mesh, Transmit};
 
+pub use gamenet_core::hash;
+
 pub mod replication;
 pub mod rollback;
 

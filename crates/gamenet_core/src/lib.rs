@@ -61,8 +61,12 @@
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod bits;
+pub mod codec;
 pub mod conditioner;
+pub mod hash;
 mod mesh;
+mod peer;
 pub mod quantize;
 pub mod replication;
 pub mod rollback;
@@ -72,9 +76,10 @@ pub mod wire;
 pub use bytes::Bytes;
 pub use conditioner::{ConditionerConfig, LinkConditioner};
 pub use mesh::{
-    Channel, ConfigError, DEFAULT_FRAGMENT_SIZE, DEFAULT_SEND_WINDOW, Event, HandshakeError,
-    LeaveReason, Mesh, MeshConfig, PROTOCOL_VERSION, PeerId, ProtocolError, SendError, Transmit,
+    ConfigError, DEFAULT_FRAGMENT_SIZE, DEFAULT_SEND_WINDOW, Event, HandshakeError, LeaveReason,
+    Mesh, MeshConfig, PROTOCOL_VERSION, ProtocolError, SendError,
 };
+pub use peer::{Channel, PeerId, Transmit};
 pub use stats::PeerStats;
 pub use wire::{DecodeError, GoodbyeReason};
 

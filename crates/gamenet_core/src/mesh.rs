@@ -8,6 +8,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::Instant;
+use crate::peer::{Channel, PeerId, Transmit};
 use crate::stats::{PING_SLOTS, PeerStats, PingSlot, RateMeter, RttEstimator, loss_estimate};
 use crate::wire::{
     self, DecodeError, FRAGMENT_CONT_HEADER, FRAGMENT_START_HEADER, GoodbyeReason,
@@ -16,44 +17,6 @@ use crate::wire::{
 
 /// Version of the gamenet wire protocol this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
-
-/// Identifies a peer in the mesh; assigned by the signaling server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PeerId(pub u128);
-
-impl fmt::Display for PeerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let v = self.0;
-        write!(
-            f,
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            (v >> 96) as u32,
-            (v >> 80) as u16,
-            (v >> 64) as u16,
-            (v >> 48) as u16,
-            v & 0xffff_ffff_ffff
-        )
-    }
-}
-
-/// Which data channel a packet or message travels on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Channel {
-    /// Ordered and retransmitted until delivered; messages of any size up to the cap.
-    Reliable,
-    /// Unordered, never retransmitted; one message per packet.
-    Unreliable,
-}
-
-impl Channel {
-    /// The index of this channel in the transport's channel list.
-    pub fn index(self) -> usize {
-        match self {
-            Channel::Reliable => 0,
-            Channel::Unreliable => 1,
-        }
-    }
-}
 
 /// Settings of a [`Mesh`].
 #[derive(Debug, Clone, PartialEq)]
@@ -303,17 +266,6 @@ pub enum SendError {
         /// The cap, [`MeshConfig::max_queued_bytes`].
         capacity: usize,
     },
-}
-
-/// A packet for the transport to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transmit {
-    /// The receiver.
-    pub peer: PeerId,
-    /// The channel to send it on.
-    pub channel: Channel,
-    /// The encoded packet.
-    pub data: Bytes,
 }
 
 /// How many closed peer ids are remembered so that their stragglers are ignored.

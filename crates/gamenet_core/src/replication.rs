@@ -23,9 +23,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::quantize::{BitReader, BitWriter};
-use crate::wire::{DecodeError, Reader};
-use crate::{Channel, Instant, PeerId};
+use crate::bits::{BitReader, BitWriter};
+use crate::codec::{DecodeError, Reader};
+use crate::{Channel, Instant, PeerId, Transmit};
 
 /// Field widths in bits, per entity type.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -117,17 +117,6 @@ pub enum ReplicationEvent {
         /// What was wrong.
         error: String,
     },
-}
-
-/// A message for the transport to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplicationTransmit {
-    /// The receiver.
-    pub peer: PeerId,
-    /// The channel.
-    pub channel: Channel,
-    /// The message.
-    pub data: Bytes,
 }
 
 /// An entity's quantised fields, shared (not copied) between the entity,
@@ -359,7 +348,7 @@ pub struct Replicator {
     index: HashMap<NetId, Slot>,
     links: BTreeMap<PeerId, Link>,
     last_tick: Option<Instant>,
-    transmits: VecDeque<ReplicationTransmit>,
+    transmits: VecDeque<Transmit>,
     events: VecDeque<ReplicationEvent>,
 }
 
@@ -641,7 +630,7 @@ impl Replicator {
     }
 
     fn reliable(&mut self, peer: PeerId, data: Vec<u8>) {
-        self.transmits.push_back(ReplicationTransmit {
+        self.transmits.push_back(Transmit {
             peer,
             channel: Channel::Reliable,
             data: Bytes::from(data),
@@ -1147,7 +1136,7 @@ impl Replicator {
     }
 
     /// The next message to send.
-    pub fn poll_transmit(&mut self) -> Option<ReplicationTransmit> {
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
@@ -1272,7 +1261,7 @@ fn encode_update(seq: u32, inc: &Incoming, chosen: &[Chosen], deltas: &[u8]) -> 
 
 fn finish_packet(
     link: &mut Link,
-    transmits: &mut VecDeque<ReplicationTransmit>,
+    transmits: &mut VecDeque<Transmit>,
     now: Instant,
     peer: PeerId,
     seq: u32,
@@ -1307,7 +1296,7 @@ fn finish_packet(
     {
         out.sent.pop_front();
     }
-    transmits.push_back(ReplicationTransmit {
+    transmits.push_back(Transmit {
         peer,
         channel: Channel::Unreliable,
         data: Bytes::from(data),

@@ -9,7 +9,8 @@
 //! Decoders never panic and never allocate from a length read off the wire: every
 //! payload is a borrowed slice of the input.
 
-use thiserror::Error;
+pub use crate::codec::DecodeError;
+use crate::codec::Reader;
 
 /// Magic number opening a [`ReliablePacket::Hello`]: `"GNET"`.
 pub const HELLO_MAGIC: u32 = u32::from_le_bytes(*b"GNET");
@@ -37,27 +38,6 @@ pub const RELIABLE_DATA_HEADER: usize = 1;
 pub const FRAGMENT_START_HEADER: usize = 5;
 /// Bytes of header in front of a continuation fragment.
 pub const FRAGMENT_CONT_HEADER: usize = 1;
-
-/// Why a packet could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum DecodeError {
-    /// The packet had no bytes at all.
-    #[error("empty packet")]
-    Empty,
-    /// The type byte names no packet of this channel.
-    #[error("unknown packet type {0:#04x}")]
-    UnknownType(u8),
-    /// The packet ended before a field it must carry.
-    #[error("packet truncated: {0}")]
-    Truncated(&'static str),
-    /// The packet carried bytes after its last field.
-    #[error("{0} trailing bytes")]
-    Trailing(usize),
-    /// A field held a value the protocol does not allow.
-    #[error("invalid field: {0}")]
-    Invalid(&'static str),
-}
 
 /// Why the sender of a [`ReliablePacket::Goodbye`] is leaving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -143,58 +123,6 @@ pub enum ReliablePacket<'a> {
     },
     /// A further fragment of the message being reassembled.
     FragmentCont(&'a [u8]),
-}
-
-pub(crate) struct Reader<'a> {
-    pub(crate) bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
-        if self.bytes.len() < n {
-            return Err(DecodeError::Truncated(what));
-        }
-        let (head, tail) = self.bytes.split_at(n);
-        self.bytes = tail;
-        Ok(head)
-    }
-
-    pub(crate) fn array<const N: usize>(
-        &mut self,
-        what: &'static str,
-    ) -> Result<[u8; N], DecodeError> {
-        let mut out = [0; N];
-        out.copy_from_slice(self.take(N, what)?);
-        Ok(out)
-    }
-
-    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
-        Ok(self.array::<1>(what)?[0])
-    }
-
-    pub(crate) fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
-        Ok(u16::from_le_bytes(self.array(what)?))
-    }
-
-    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
-        Ok(u32::from_le_bytes(self.array(what)?))
-    }
-
-    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
-        Ok(u64::from_le_bytes(self.array(what)?))
-    }
-
-    pub(crate) fn rest(&mut self) -> &'a [u8] {
-        std::mem::take(&mut self.bytes)
-    }
-
-    pub(crate) fn finish<T>(self, value: T) -> Result<T, DecodeError> {
-        if self.bytes.is_empty() {
-            Ok(value)
-        } else {
-            Err(DecodeError::Trailing(self.bytes.len()))
-        }
-    }
 }
 
 fn split_type(bytes: &[u8]) -> Result<(u8, Reader<'_>), DecodeError> {

@@ -77,7 +77,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::{Channel, Instant, PeerId};
+pub use crate::hash::part_id;
+use crate::{Channel, Instant, PeerId, Transmit};
 pub use wire::MAX_PLAYERS;
 use wire::{InputRun, MAX_FRAMES_PER_MESSAGE, Msg, SlotEntry};
 
@@ -380,17 +381,6 @@ pub enum RollbackError {
     InvalidConfig(&'static str),
 }
 
-/// A message for the transport to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RollbackTransmit {
-    /// The receiver.
-    pub peer: PeerId,
-    /// The channel.
-    pub channel: Channel,
-    /// The message.
-    pub data: Bytes,
-}
-
 /// Counters of a session.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RollbackStats {
@@ -628,7 +618,7 @@ pub struct RollbackSession<I: Input> {
     synctest_checksums: BTreeMap<Frame, Checksum>,
     joined_at: Option<Frame>,
     predictor: Predictor<I>,
-    transmits: VecDeque<RollbackTransmit>,
+    transmits: VecDeque<Transmit>,
     events: VecDeque<RollbackEvent>,
     stats: RollbackStats,
 }
@@ -657,17 +647,6 @@ fn validate(config: &RollbackConfig) -> Result<(), RollbackError> {
         ));
     }
     Ok(())
-}
-
-/// A stable 64-bit hash of a part name (FNV-1a), so peers can name parts
-/// without sending the names.
-pub fn part_id(name: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 impl<I: Input> RollbackSession<I> {
@@ -1052,7 +1031,7 @@ impl<I: Input> RollbackSession<I> {
             m.connected = true;
             let pending = std::mem::take(&mut m.pending);
             for data in pending {
-                self.transmits.push_back(RollbackTransmit {
+                self.transmits.push_back(Transmit {
                     peer,
                     channel: Channel::Reliable,
                     data,
@@ -2174,7 +2153,7 @@ impl<I: Input> RollbackSession<I> {
             }
             return;
         }
-        self.transmits.push_back(RollbackTransmit {
+        self.transmits.push_back(Transmit {
             peer,
             channel: if reliable {
                 Channel::Reliable
@@ -2293,7 +2272,7 @@ impl<I: Input> RollbackSession<I> {
     }
 
     /// The next message to send.
-    pub fn poll_transmit(&mut self) -> Option<RollbackTransmit> {
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 

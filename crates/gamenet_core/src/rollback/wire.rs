@@ -7,7 +7,7 @@
 //! few bytes.
 
 use crate::PeerId;
-use crate::wire::{DecodeError, Reader};
+use crate::codec::{DecodeError, Reader, Writer};
 
 use super::{Frame, Input};
 
@@ -27,37 +27,6 @@ const REFUSE: u8 = 0x15;
 /// A frame-major block of slot inputs: `records[frame][slot]`, `None` meaning
 /// disconnected.
 pub(crate) type Records<I> = Vec<Vec<Option<I>>>;
-
-#[derive(Default)]
-pub(crate) struct Writer(pub Vec<u8>);
-
-impl Writer {
-    pub fn u8(&mut self, v: u8) -> &mut Self {
-        self.0.push(v);
-        self
-    }
-    pub fn u16(&mut self, v: u16) -> &mut Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-    pub fn u32(&mut self, v: u32) -> &mut Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-    pub fn u64(&mut self, v: u64) -> &mut Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-    pub fn peer(&mut self, p: PeerId) -> &mut Self {
-        self.0.extend_from_slice(&p.0.to_le_bytes());
-        self
-    }
-    pub fn blob(&mut self, b: &[u8]) -> &mut Self {
-        self.u32(b.len() as u32);
-        self.0.extend_from_slice(b);
-        self
-    }
-}
 
 /// Largest frame number a peer may name: frames never get near it (at 60 fps
 /// it is a year of play), and sums of frames and counts cannot overflow.
