@@ -70,6 +70,8 @@ mod peer;
 pub mod quantize;
 pub mod replication;
 pub mod rollback;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 pub mod stats;
 pub mod wire;
 
@@ -90,7 +92,5 @@ pub use web_time::Instant;
 
 #[cfg(test)]
 mod golden;
-#[cfg(test)]
-mod simnet;
 #[cfg(test)]
 mod tests;

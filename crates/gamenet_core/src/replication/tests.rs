@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
-use crate::simnet::SimLinks;
+use crate::sim::SimLinks;
 use crate::{ConditionerConfig, Event, Mesh, MeshConfig};
 
 const TICK: Duration = Duration::from_nanos(16_666_667);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::conditioner::SplitMix;
-use crate::simnet::SimLinks;
+use crate::sim::SimLinks;
 use crate::{ConditionerConfig, Event, Mesh, MeshConfig};
 
 /// The toy game: players move on a grid by their inputs; a running score
