@@ -66,6 +66,7 @@ pub mod codec;
 pub mod conditioner;
 pub mod hash;
 mod mesh;
+mod misbehavior;
 mod peer;
 pub mod quantize;
 pub mod replication;
@@ -81,6 +82,7 @@ pub use mesh::{
     ConfigError, DEFAULT_FRAGMENT_SIZE, DEFAULT_SEND_WINDOW, Event, HandshakeError, LeaveReason,
     Mesh, MeshConfig, PROTOCOL_VERSION, ProtocolError, SendError,
 };
+pub use misbehavior::Misbehavior;
 pub use peer::{Channel, PeerId, Transmit};
 pub use stats::PeerStats;
 pub use wire::{DecodeError, GoodbyeReason};
