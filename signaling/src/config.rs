@@ -1,0 +1,171 @@
+//! Server settings: every flag, its environment variable and its default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Server settings, from flags or environment variables.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address to listen on (HTTP and WebSocket).
+    #[arg(long, env = "GAMENET_LISTEN", default_value = "0.0.0.0:3000")]
+    pub listen: SocketAddr,
+    /// Directory of static files (a web build) served to plain HTTP requests.
+    #[arg(long, env = "GAMENET_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+    /// Most peers in one room (any kind).
+    #[arg(long, env = "GAMENET_MAX_ROOM_SIZE", default_value_t = 16)]
+    pub max_room_size: usize,
+    /// Most lobbies at once.
+    #[arg(long, env = "GAMENET_MAX_LOBBIES", default_value_t = 10_000)]
+    pub max_lobbies: usize,
+    /// Seconds an empty lobby lives on before it is removed.
+    #[arg(long, env = "GAMENET_LOBBY_TTL", default_value = "600", value_parser = parse_seconds)]
+    pub lobby_ttl: Duration,
+    /// Most WebSocket clients at once.
+    #[arg(long, env = "GAMENET_MAX_CLIENTS", default_value_t = 50_000)]
+    pub max_clients: usize,
+    /// New connections, lobby creations and listings per second from one
+    /// address (0: no limit).
+    #[arg(long, env = "GAMENET_RATE", default_value_t = 5.0)]
+    pub rate: f64,
+    /// How many of those one address may make at once.
+    #[arg(long, env = "GAMENET_RATE_BURST", default_value_t = 20)]
+    pub rate_burst: u32,
+    /// Largest WebSocket message accepted from a client, in bytes.
+    #[arg(long, env = "GAMENET_MAX_MESSAGE", default_value_t = 64 * 1024)]
+    pub max_message: usize,
+    /// Seconds a WebSocket may stay silent before it is closed (matchbox
+    /// clients send a keep-alive every 10 s).
+    #[arg(long, env = "GAMENET_IDLE_TIMEOUT", default_value = "60", value_parser = parse_seconds)]
+    pub idle_timeout: Duration,
+    /// Signals per second one client may send (0: no limit); past it, and past
+    /// `--signal-burst` at once, the client is closed (1008).
+    #[arg(long, env = "GAMENET_SIGNAL_RATE", default_value_t = 20.0)]
+    pub signal_rate: f64,
+    /// How many signals one client may send at once.
+    #[arg(long, env = "GAMENET_SIGNAL_BURST", default_value_t = 200)]
+    pub signal_burst: u32,
+    /// Messages queued for one client before further signals to it are dropped.
+    #[arg(long, env = "GAMENET_SEND_QUEUE", default_value_t = 256)]
+    pub send_queue: usize,
+    /// Shared secret for access tokens; when set, WebSocket connections and API
+    /// requests need a valid token (`?token=` or `Authorization: Bearer`).
+    #[arg(long, env = "GAMENET_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+    /// Web origins allowed to connect, comma-separated (`https://game.example.com`);
+    /// none allows all. Requests without an `Origin` header (native clients) are
+    /// always allowed.
+    #[arg(long, env = "GAMENET_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Take the client address from the last `X-Forwarded-For` entry (behind a
+    /// reverse proxy you trust; otherwise clients could pick their address).
+    #[arg(long, env = "GAMENET_TRUST_PROXY")]
+    pub trust_proxy: bool,
+    /// UDP address of the STUN responder, or `off`.
+    #[arg(long, env = "GAMENET_STUN_LISTEN", default_value = "0.0.0.0:3478", value_parser = parse_optional_addr)]
+    pub stun_listen: OptionalAddr,
+    /// Host name or address clients reach this server's STUN port at (default:
+    /// the host of each `/api/ice` request).
+    #[arg(long, env = "GAMENET_PUBLIC_HOST")]
+    pub public_host: Option<String>,
+    /// TURN server URLs handed to clients, comma-separated
+    /// (`turn:turn.example.com:3478?transport=udp`).
+    #[arg(long, env = "GAMENET_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Vec<String>,
+    /// coturn's `static-auth-secret`, to hand out TURN credentials in its REST scheme.
+    #[arg(long, env = "GAMENET_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// Seconds TURN credentials stay valid.
+    #[arg(long, env = "GAMENET_TURN_TTL", default_value = "3600", value_parser = parse_seconds)]
+    pub turn_ttl: Duration,
+}
+
+/// Parses whole or fractional seconds.
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("not a number of seconds: {s}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+/// An address or none. An alias, so that clap's derive takes the whole
+/// `Option` from [`parse_optional_addr`] instead of making the flag optional.
+type OptionalAddr = Option<SocketAddr>;
+
+/// Parses a socket address, or `off` for none.
+fn parse_optional_addr(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|e| format!("{s}: {e}"))
+}
+
+impl Default for Config {
+    /// The binary's defaults, except that no STUN port is opened (`stun_listen`
+    /// is `None`), so that several servers can be embedded side by side.
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 3000)),
+            web_dir: None,
+            max_room_size: 16,
+            max_lobbies: 10_000,
+            lobby_ttl: Duration::from_secs(600),
+            max_clients: 50_000,
+            rate: 5.0,
+            rate_burst: 20,
+            max_message: 64 * 1024,
+            idle_timeout: Duration::from_secs(60),
+            signal_rate: 20.0,
+            signal_burst: 200,
+            send_queue: 256,
+            auth_secret: None,
+            allowed_origins: Vec::new(),
+            trust_proxy: false,
+            stun_listen: None,
+            public_host: None,
+            turn_urls: Vec::new(),
+            turn_secret: None,
+            turn_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn flags_parse_into_a_config() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "gamenet-signaling",
+            "--stun-listen",
+            "off",
+            "--idle-timeout",
+            "0.5",
+            "--allowed-origins",
+            "https://a.example,https://b.example",
+            "--turn-urls",
+            "turn:t.example:3478",
+        ])
+        .unwrap();
+        assert_eq!(cli.config.stun_listen, None);
+        assert_eq!(cli.config.idle_timeout, Duration::from_millis(500));
+        assert_eq!(cli.config.allowed_origins.len(), 2);
+        assert_eq!(cli.config.turn_urls, ["turn:t.example:3478"]);
+        let defaults = Cli::try_parse_from(["gamenet-signaling"]).unwrap().config;
+        assert_eq!(defaults.stun_listen, Some("0.0.0.0:3478".parse().unwrap()));
+        assert_eq!(defaults.lobby_ttl, Duration::from_secs(600));
+        assert!(Cli::try_parse_from(["gamenet-signaling", "--stun-listen", "nowhere"]).is_err());
+        assert!(Cli::try_parse_from(["gamenet-signaling", "--idle-timeout", "-1"]).is_err());
+    }
+}
