@@ -28,7 +28,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::{IceServerEntry, turn_credentials};
 use crate::rooms::{JoinCode, LobbyInfo, LobbySpec};
-use crate::{App, Refusal};
+use crate::state::{App, Refusal};
 
 /// Largest request body, in bytes.
 const MAX_BODY: usize = 4096;

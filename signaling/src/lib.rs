@@ -42,33 +42,30 @@ pub mod stun;
 
 mod api;
 mod config;
+mod state;
 mod ws;
 
 pub use config::Config;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use matchbox_protocol::PeerId;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::watch;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
 use tracing::{info, warn};
 
-use crate::auth::{OriginPolicy, TokenError};
 use crate::limits::RateLimiter;
-use crate::metrics::Metrics;
-use crate::rooms::{RoomLimits, Rooms};
+use crate::state::App;
 
 /// Errors of the server.
 #[derive(Debug, thiserror::Error)]
@@ -93,141 +90,6 @@ pub enum Error {
     /// Serving failed.
     #[error("serving: {0}")]
     Serve(std::io::Error),
-}
-
-/// Rooms and the send queues of the peers in them.
-struct Hub {
-    rooms: Rooms,
-    peers: HashMap<PeerId, mpsc::Sender<axum::extract::ws::Message>>,
-}
-
-/// What every request handler shares.
-struct App {
-    config: Config,
-    hub: Mutex<Hub>,
-    limiter: Mutex<RateLimiter>,
-    metrics: Metrics,
-    origins: OriginPolicy,
-    /// WebSocket clients connected or being upgraded now (seats taken), and a
-    /// wake-up when one leaves.
-    clients: AtomicUsize,
-    client_left: Notify,
-    shutting_down: AtomicBool,
-    shutdown: watch::Receiver<bool>,
-    stun_addr: Option<SocketAddr>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl App {
-    fn hub(&self) -> MutexGuard<'_, Hub> {
-        lock(&self.hub)
-    }
-
-    /// The client's address: the connection's, or behind a trusted proxy the
-    /// last `X-Forwarded-For` entry.
-    fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-        if self.config.trust_proxy
-            && let Some(ip) = headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
-                .next_back()
-        {
-            return ip;
-        }
-        peer.ip()
-    }
-
-    /// Takes a token from `ip`'s rate limit.
-    fn check_rate(&self, ip: IpAddr) -> Result<(), Refusal> {
-        lock(&self.limiter)
-            .check(ip, Instant::now())
-            .map_err(|retry| Refusal {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                reason: "rate_limit",
-                message: format!(
-                    "too many requests from {ip}; retry in {:.1} s",
-                    retry.0.as_secs_f64()
-                ),
-                retry_after: Some(retry.0),
-            })
-    }
-
-    fn check_origin(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-        if self.origins.allows(origin) {
-            Ok(())
-        } else {
-            Err(Refusal::new(
-                StatusCode::FORBIDDEN,
-                "origin",
-                format!("origin {} is not allowed", origin.unwrap_or_default()),
-            ))
-        }
-    }
-
-    /// Checks the access token when auth is on; returns its subject.
-    fn check_token(
-        &self,
-        headers: &HeaderMap,
-        query: &HashMap<String, String>,
-    ) -> Result<String, Refusal> {
-        let Some(secret) = &self.config.auth_secret else {
-            return Ok(String::new());
-        };
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let token = bearer.or(query.get("token").map(String::as_str));
-        let checked = match token {
-            None => Err(TokenError::Missing),
-            Some(token) => auth::verify_token(secret.as_bytes(), token, SystemTime::now()),
-        };
-        checked.map_err(|e| Refusal::new(StatusCode::UNAUTHORIZED, "token", e.to_string()))
-    }
-}
-
-/// A refused request: status, a metric reason and a message for the client.
-#[derive(Debug)]
-struct Refusal {
-    status: StatusCode,
-    reason: &'static str,
-    message: String,
-    retry_after: Option<Duration>,
-}
-
-impl Refusal {
-    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            reason,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    /// Counts it and turns it into a JSON error response.
-    fn respond(self, app: &App) -> Response {
-        app.metrics.refuse(self.reason);
-        tracing::debug!(reason = self.reason, "{}", self.message);
-        let mut response = (
-            self.status,
-            axum::Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response();
-        if let Some(retry) = self.retry_after
-            && let Ok(value) = retry.as_secs().saturating_add(1).to_string().parse()
-        {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        response
-    }
 }
 
 /// A bound server, ready to serve.
@@ -263,25 +125,7 @@ impl Server {
         };
         let stun_addr = stun.as_ref().and_then(|s| s.local_addr().ok());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let app = Arc::new(App {
-            hub: Mutex::new(Hub {
-                rooms: Rooms::new(RoomLimits {
-                    max_room_size: config.max_room_size,
-                    max_lobbies: config.max_lobbies,
-                    lobby_ttl: config.lobby_ttl,
-                }),
-                peers: HashMap::new(),
-            }),
-            limiter: Mutex::new(RateLimiter::new(config.rate, config.rate_burst, 100_000)),
-            metrics: Metrics::default(),
-            origins: OriginPolicy::new(config.allowed_origins.iter().cloned()),
-            clients: AtomicUsize::new(0),
-            client_left: Notify::new(),
-            shutting_down: AtomicBool::new(false),
-            shutdown: shutdown_rx,
-            stun_addr,
-            config: config.clone(),
-        });
+        let app = Arc::new(App::new(config, shutdown_rx, stun_addr));
         Ok(Self {
             app,
             listener,

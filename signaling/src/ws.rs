@@ -21,7 +21,7 @@ use tracing::{debug, info};
 
 use crate::limits::TokenBucket;
 use crate::rooms::{RoomError, RoomRequest};
-use crate::{App, Refusal};
+use crate::state::{App, Refusal};
 
 /// Close codes sent to clients, with the reason as text.
 pub mod close {

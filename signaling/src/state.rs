@@ -1,0 +1,211 @@
+//! What the request handlers share: the rooms and the peers' send queues, the
+//! limits and counters around them, and the admission checks every WebSocket
+//! and API request passes (client address, rate, origin, token).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use matchbox_protocol::PeerId;
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::Config;
+use crate::auth::{self, OriginPolicy, TokenError};
+use crate::limits::RateLimiter;
+use crate::metrics::Metrics;
+use crate::rooms::{RoomLimits, Rooms};
+
+/// Rooms and the send queues of the peers in them.
+pub(crate) struct Hub {
+    /// Every room and lobby, and who is in which.
+    pub(crate) rooms: Rooms,
+    /// The send queue of each connected peer.
+    pub(crate) peers: HashMap<PeerId, mpsc::Sender<axum::extract::ws::Message>>,
+}
+
+impl Hub {
+    /// No rooms and no peers yet.
+    fn new(config: &Config) -> Self {
+        Self {
+            rooms: Rooms::new(RoomLimits {
+                max_room_size: config.max_room_size,
+                max_lobbies: config.max_lobbies,
+                lobby_ttl: config.lobby_ttl,
+            }),
+            peers: HashMap::new(),
+        }
+    }
+}
+
+/// What every request handler shares.
+pub(crate) struct App {
+    /// The settings the server was bound with.
+    pub(crate) config: Config,
+    /// Rooms and peers, behind one lock.
+    hub: Mutex<Hub>,
+    /// Connection, lobby creation and listing rates per address.
+    limiter: Mutex<RateLimiter>,
+    /// Counters and gauges served at `/metrics`.
+    pub(crate) metrics: Metrics,
+    /// The web origins allowed to connect.
+    pub(crate) origins: OriginPolicy,
+    /// WebSocket clients connected or being upgraded now (seats taken).
+    pub(crate) clients: AtomicUsize,
+    /// A wake-up when a client leaves.
+    pub(crate) client_left: Notify,
+    /// Set once shutdown begins: `/ready` answers 503 and new clients are refused.
+    pub(crate) shutting_down: AtomicBool,
+    /// Becomes `true` when every connection and task is to close.
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// The bound UDP address of the STUN responder, if any.
+    pub(crate) stun_addr: Option<SocketAddr>,
+}
+
+/// Locks `mutex`, also when a panic elsewhere poisoned it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl App {
+    /// The shared state of a server with `config`, told to close by `shutdown`.
+    pub(crate) fn new(
+        config: &Config,
+        shutdown: watch::Receiver<bool>,
+        stun_addr: Option<SocketAddr>,
+    ) -> Self {
+        Self {
+            hub: Mutex::new(Hub::new(config)),
+            limiter: Mutex::new(RateLimiter::new(config.rate, config.rate_burst, 100_000)),
+            metrics: Metrics::default(),
+            origins: OriginPolicy::new(config.allowed_origins.iter().cloned()),
+            clients: AtomicUsize::new(0),
+            client_left: Notify::new(),
+            shutting_down: AtomicBool::new(false),
+            shutdown,
+            stun_addr,
+            config: config.clone(),
+        }
+    }
+
+    /// Locks the rooms and peers.
+    pub(crate) fn hub(&self) -> MutexGuard<'_, Hub> {
+        lock(&self.hub)
+    }
+
+    /// The client's address: the connection's, or behind a trusted proxy the
+    /// last `X-Forwarded-For` entry.
+    pub(crate) fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        if self.config.trust_proxy
+            && let Some(ip) = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
+                .next_back()
+        {
+            return ip;
+        }
+        peer.ip()
+    }
+
+    /// Takes a token from `ip`'s rate limit.
+    pub(crate) fn check_rate(&self, ip: IpAddr) -> Result<(), Refusal> {
+        lock(&self.limiter)
+            .check(ip, Instant::now())
+            .map_err(|retry| Refusal {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                reason: "rate_limit",
+                message: format!(
+                    "too many requests from {ip}; retry in {:.1} s",
+                    retry.0.as_secs_f64()
+                ),
+                retry_after: Some(retry.0),
+            })
+    }
+
+    /// Checks the request's `Origin` against the allow-list.
+    pub(crate) fn check_origin(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        if self.origins.allows(origin) {
+            Ok(())
+        } else {
+            Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "origin",
+                format!("origin {} is not allowed", origin.unwrap_or_default()),
+            ))
+        }
+    }
+
+    /// Checks the access token when auth is on; returns its subject.
+    pub(crate) fn check_token(
+        &self,
+        headers: &HeaderMap,
+        query: &HashMap<String, String>,
+    ) -> Result<String, Refusal> {
+        let Some(secret) = &self.config.auth_secret else {
+            return Ok(String::new());
+        };
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let token = bearer.or(query.get("token").map(String::as_str));
+        let checked = match token {
+            None => Err(TokenError::Missing),
+            Some(token) => auth::verify_token(secret.as_bytes(), token, SystemTime::now()),
+        };
+        checked.map_err(|e| Refusal::new(StatusCode::UNAUTHORIZED, "token", e.to_string()))
+    }
+}
+
+/// A refused request: status, a metric reason and a message for the client.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    /// The HTTP status.
+    status: StatusCode,
+    /// The `reason` label of the refusal counter.
+    reason: &'static str,
+    /// Why, for the client.
+    message: String,
+    /// How long to wait before asking again (`Retry-After`), if it is a rate limit.
+    retry_after: Option<Duration>,
+}
+
+impl Refusal {
+    /// A refusal without `Retry-After`.
+    pub(crate) fn new(
+        status: StatusCode,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            reason,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Counts it and turns it into a JSON error response.
+    pub(crate) fn respond(self, app: &App) -> Response {
+        app.metrics.refuse(self.reason);
+        tracing::debug!(reason = self.reason, "{}", self.message);
+        let mut response = (
+            self.status,
+            axum::Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response();
+        if let Some(retry) = self.retry_after
+            && let Ok(value) = retry.as_secs().saturating_add(1).to_string().parse()
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
