@@ -43,6 +43,7 @@ pub mod stun;
 mod api;
 mod config;
 mod state;
+mod tasks;
 mod ws;
 
 pub use config::Config;
@@ -51,7 +52,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
@@ -64,8 +65,8 @@ use tower::ServiceExt;
 use tower_http::services::ServeDir;
 use tracing::{info, warn};
 
-use crate::limits::RateLimiter;
 use crate::state::App;
+use crate::tasks::{expire_lobbies, run_stun};
 
 /// Errors of the server.
 #[derive(Debug, thiserror::Error)]
@@ -243,58 +244,6 @@ async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> R
         app.metrics.encode(),
     )
         .into_response()
-}
-
-/// STUN requests per second one address may make. ICE sends a few per peer
-/// connection, and players behind one NAT share an address.
-const STUN_RATE: f64 = 50.0;
-/// STUN requests one address may make at once.
-const STUN_BURST: u32 = 200;
-
-/// Answers STUN Binding requests until the server shuts down; an address past
-/// its rate gets no answer, so the port cannot be turned on someone in volume.
-async fn run_stun(socket: tokio::net::UdpSocket, app: Arc<App>) {
-    let mut shutdown = app.shutdown.clone();
-    let mut limiter = RateLimiter::new(STUN_RATE, STUN_BURST, 100_000);
-    let mut buf = vec![0u8; 1500];
-    loop {
-        tokio::select! {
-            received = socket.recv_from(&mut buf) => match received {
-                Ok((len, from)) => {
-                    if limiter.check(from.ip(), Instant::now()).is_err() {
-                        app.metrics.refuse("stun_rate");
-                        continue;
-                    }
-                    if let Some(reply) = stun::answer(&buf[..len], from) {
-                        app.metrics.stun_requests.inc();
-                        let _ = socket.send_to(&reply, from).await;
-                    }
-                }
-                // ICMP errors from earlier replies surface here on some systems.
-                Err(e) => tracing::debug!("stun: {e}"),
-            },
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// Removes lobbies that stayed empty too long.
-async fn expire_lobbies(app: Arc<App>) {
-    let mut shutdown = app.shutdown.clone();
-    let period =
-        (app.config.lobby_ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
-    let mut tick = tokio::time::interval(period);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                let expired = app.hub().rooms.expire_lobbies(Instant::now());
-                if expired > 0 {
-                    tracing::debug!(expired, "lobbies expired");
-                }
-            }
-            _ = shutdown.changed() => return,
-        }
-    }
 }
 
 /// Plain GET and HEAD requests (not WebSocket upgrades, not the API, metrics or

@@ -1,0 +1,61 @@
+//! The loops a server runs beside its HTTP handlers until it shuts down: the
+//! STUN responder and lobby expiry.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::limits::RateLimiter;
+use crate::state::App;
+use crate::stun;
+
+/// STUN requests per second one address may make. ICE sends a few per peer
+/// connection, and players behind one NAT share an address.
+const STUN_RATE: f64 = 50.0;
+/// STUN requests one address may make at once.
+const STUN_BURST: u32 = 200;
+
+/// Answers STUN Binding requests until the server shuts down; an address past
+/// its rate gets no answer, so the port cannot be turned on someone in volume.
+pub(crate) async fn run_stun(socket: tokio::net::UdpSocket, app: Arc<App>) {
+    let mut shutdown = app.shutdown.clone();
+    let mut limiter = RateLimiter::new(STUN_RATE, STUN_BURST, 100_000);
+    let mut buf = vec![0u8; 1500];
+    loop {
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => match received {
+                Ok((len, from)) => {
+                    if limiter.check(from.ip(), Instant::now()).is_err() {
+                        app.metrics.refuse("stun_rate");
+                        continue;
+                    }
+                    if let Some(reply) = stun::answer(&buf[..len], from) {
+                        app.metrics.stun_requests.inc();
+                        let _ = socket.send_to(&reply, from).await;
+                    }
+                }
+                // ICMP errors from earlier replies surface here on some systems.
+                Err(e) => tracing::debug!("stun: {e}"),
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Removes lobbies that stayed empty too long.
+pub(crate) async fn expire_lobbies(app: Arc<App>) {
+    let mut shutdown = app.shutdown.clone();
+    let period =
+        (app.config.lobby_ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let expired = app.hub().rooms.expire_lobbies(Instant::now());
+                if expired > 0 {
+                    tracing::debug!(expired, "lobbies expired");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
