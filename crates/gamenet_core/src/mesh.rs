@@ -1,5 +1,7 @@
 //! The sans-IO mesh: every link to another peer, driven by time and packets.
 
+pub mod wire;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::time::Duration;
@@ -7,13 +9,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use thiserror::Error;
 
+use self::wire::{
+    DecodeError, FRAGMENT_CONT_HEADER, FRAGMENT_START_HEADER, GoodbyeReason, RELIABLE_DATA_HEADER,
+    ReliablePacket, UNRELIABLE_DATA_HEADER, UnreliablePacket,
+};
 use crate::Instant;
 use crate::peer::{Channel, PeerId, Transmit};
 use crate::stats::{PING_SLOTS, PeerStats, PingSlot, RateMeter, RttEstimator, loss_estimate};
-use crate::wire::{
-    self, DecodeError, FRAGMENT_CONT_HEADER, FRAGMENT_START_HEADER, GoodbyeReason,
-    RELIABLE_DATA_HEADER, ReliablePacket, UNRELIABLE_DATA_HEADER, UnreliablePacket,
-};
 
 /// Version of the gamenet wire protocol this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
