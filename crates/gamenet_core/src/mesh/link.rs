@@ -1,0 +1,128 @@
+//! The state of the mesh's link to one peer: where its handshake stands, its
+//! heartbeats and round-trip times, its reliable stream and its statistics.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::MeshConfig;
+use super::reliable::Reassembly;
+use crate::Instant;
+use crate::stats::{PING_SLOTS, PeerStats, PingSlot, RateMeter, RttEstimator};
+
+/// Where a link stands in its life.
+#[derive(Debug)]
+pub(super) enum Phase {
+    /// Hellos are being exchanged; nothing of the application flows yet.
+    Handshaking {
+        /// The handshake fails with a time-out at this instant.
+        deadline: Instant,
+        /// The peer's hello arrived and matched.
+        hello_received: bool,
+        /// The peer acknowledged our hello.
+        ack_received: bool,
+    },
+    /// Both hellos were acknowledged: messages flow both ways.
+    Joined,
+}
+
+/// The mesh's link to one peer.
+#[derive(Debug)]
+pub(super) struct Link {
+    /// Where the link stands: handshaking or joined.
+    pub(super) phase: Phase,
+    /// Whether the transport reported the connection; nothing is sent before.
+    pub(super) connected: bool,
+    /// When a packet last arrived from the peer; silence past
+    /// [`MeshConfig::disconnect_timeout`] ends a joined link.
+    pub(super) last_recv: Instant,
+    /// When the next heartbeat is due (while handshaking: the next repeated hello).
+    pub(super) next_ping: Instant,
+    /// Sequence number of the next heartbeat.
+    pub(super) ping_seq: u32,
+    /// The last [`PING_SLOTS`] heartbeats, by sequence number modulo their count,
+    /// for round-trip times and the loss estimate.
+    pub(super) pings: Vec<Option<PingSlot>>,
+    /// Round-trip times of the answered heartbeats.
+    pub(super) rtt: RttEstimator,
+    /// Encoded bytes of reliable data packets sent to the peer in all.
+    pub(super) sent_reliable: u64,
+    /// Of [`Link::sent_reliable`], the bytes the peer acknowledged; the
+    /// difference is in flight and bounded by [`MeshConfig::send_window`].
+    pub(super) peer_acked: u64,
+    /// Encoded bytes of reliable data packets received from the peer in all.
+    pub(super) recv_reliable: u64,
+    /// The value of [`Link::recv_reliable`] the peer was last told.
+    pub(super) last_ack_sent: u64,
+    /// Reliable messages waiting for send window, oldest first; the front one
+    /// may be partly sent.
+    pub(super) queue: VecDeque<Vec<u8>>,
+    /// Bytes of the messages in [`Link::queue`], the sent part of the front one
+    /// included.
+    pub(super) queued_bytes: usize,
+    /// How many bytes of the front queued message are already sent.
+    pub(super) front_offset: usize,
+    /// The fragmented message being received, if any.
+    pub(super) reassembly: Option<Reassembly>,
+    /// Rate of the bytes received, sampled on every heartbeat.
+    pub(super) meter_in: RateMeter,
+    /// Rate of the bytes sent, sampled on every heartbeat.
+    pub(super) meter_out: RateMeter,
+    /// Counters, and the statistics as of the last heartbeat.
+    pub(super) stats: PeerStats,
+}
+
+impl Link {
+    /// A link whose handshake starts at `now`.
+    pub(super) fn new(now: Instant, handshake_timeout: Duration) -> Self {
+        Self {
+            phase: Phase::Handshaking {
+                deadline: now + handshake_timeout,
+                hello_received: false,
+                ack_received: false,
+            },
+            connected: false,
+            last_recv: now,
+            next_ping: now,
+            ping_seq: 0,
+            pings: vec![None; PING_SLOTS],
+            rtt: RttEstimator::default(),
+            sent_reliable: 0,
+            peer_acked: 0,
+            recv_reliable: 0,
+            last_ack_sent: 0,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            front_offset: 0,
+            reassembly: None,
+            meter_in: RateMeter::default(),
+            meter_out: RateMeter::default(),
+            stats: PeerStats::default(),
+        }
+    }
+
+    /// Whether the handshake completed.
+    pub(super) fn joined(&self) -> bool {
+        matches!(self.phase, Phase::Joined)
+    }
+
+    /// When the link next needs [`Mesh::handle_timeout`](super::Mesh::handle_timeout):
+    /// a repeated hello or the handshake's end, or a heartbeat or the silence limit.
+    pub(super) fn next_deadline(&self, config: &MeshConfig) -> Instant {
+        match self.phase {
+            Phase::Handshaking {
+                deadline,
+                ack_received,
+                ..
+            } => {
+                if self.connected && !ack_received {
+                    deadline.min(self.next_ping)
+                } else {
+                    deadline
+                }
+            }
+            Phase::Joined => self
+                .next_ping
+                .min(self.last_recv + config.disconnect_timeout),
+        }
+    }
+}
