@@ -94,5 +94,3 @@ pub use web_time::Instant;
 
 #[cfg(test)]
 mod golden;
-#[cfg(test)]
-mod tests;

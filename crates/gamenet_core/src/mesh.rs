@@ -12,6 +12,8 @@ mod event;
 mod handshake;
 mod link;
 mod reliable;
+#[cfg(test)]
+mod tests;
 pub mod wire;
 
 pub use config::{ConfigError, DEFAULT_FRAGMENT_SIZE, DEFAULT_SEND_WINDOW, MeshConfig};
