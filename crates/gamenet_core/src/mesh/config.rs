@@ -108,3 +108,26 @@ impl MeshConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Mesh;
+
+    #[test]
+    fn config_is_validated() {
+        let bad = MeshConfig {
+            fragment_size: 10,
+            ..MeshConfig::default()
+        };
+        assert_eq!(
+            Mesh::new(bad).err(),
+            Some(ConfigError::FragmentTooSmall(10))
+        );
+        let bad = MeshConfig {
+            app_id: "x".repeat(300),
+            ..MeshConfig::default()
+        };
+        assert_eq!(Mesh::new(bad).err(), Some(ConfigError::AppIdTooLong(300)));
+    }
+}
