@@ -26,7 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use self::event::{Fault, check_size};
-use self::link::{Link, Phase};
+use self::link::{Link, LinkPhase};
 use self::wire::{GoodbyeReason, ReliablePacket, UNRELIABLE_DATA_HEADER, UnreliablePacket};
 use crate::Instant;
 use crate::peer::{Channel, PeerId, Transmit};
@@ -86,7 +86,7 @@ impl Mesh {
         link.connected = true;
         let hello_received = matches!(
             link.phase,
-            Phase::Handshaking {
+            LinkPhase::Handshaking {
                 hello_received: true,
                 ..
             }
@@ -215,7 +215,7 @@ impl Mesh {
         let mut hellos = Vec::new();
         for (&peer, link) in self.links.iter_mut() {
             match link.phase {
-                Phase::Handshaking {
+                LinkPhase::Handshaking {
                     deadline,
                     ack_received,
                     ..
@@ -226,7 +226,7 @@ impl Mesh {
                         hellos.push(peer);
                     }
                 }
-                Phase::Joined => {
+                LinkPhase::Joined => {
                     if now >= link.last_recv + self.config.disconnect_timeout {
                         expired.push((peer, Fault::Gone(LeaveReason::TimedOut)));
                         continue;

@@ -2,7 +2,7 @@
 //! acknowledges it; a link joins once both hellos are acknowledged.
 
 use super::event::{Fault, HandshakeError, LeaveReason, ProtocolError};
-use super::link::Phase;
+use super::link::LinkPhase;
 use super::wire::{GoodbyeReason, ReliablePacket};
 use super::{Event, Mesh};
 use crate::Instant;
@@ -36,7 +36,7 @@ impl Mesh {
         let Some(link) = self.links.get_mut(&peer) else {
             return Ok(false);
         };
-        let Phase::Handshaking {
+        let LinkPhase::Handshaking {
             hello_received,
             ack_received,
             ..
@@ -85,13 +85,13 @@ impl Mesh {
         let Some(link) = self.links.get_mut(&peer) else {
             return Ok(false);
         };
-        if let Phase::Handshaking {
+        if let LinkPhase::Handshaking {
             hello_received: true,
             ack_received: true,
             ..
         } = link.phase
         {
-            link.phase = Phase::Joined;
+            link.phase = LinkPhase::Joined;
             link.next_ping = now;
             link.last_recv = now;
             self.events.push_back(Event::PeerJoined(peer));

@@ -11,7 +11,7 @@ use crate::stats::{PING_SLOTS, PeerStats, PingSlot, RateMeter, RttEstimator};
 
 /// Where a link stands in its life.
 #[derive(Debug)]
-pub(super) enum Phase {
+pub(super) enum LinkPhase {
     /// Hellos are being exchanged; nothing of the application flows yet.
     Handshaking {
         /// The handshake fails with a time-out at this instant.
@@ -29,7 +29,7 @@ pub(super) enum Phase {
 #[derive(Debug)]
 pub(super) struct Link {
     /// Where the link stands: handshaking or joined.
-    pub(super) phase: Phase,
+    pub(super) phase: LinkPhase,
     /// Whether the transport reported the connection; nothing is sent before.
     pub(super) connected: bool,
     /// When a packet last arrived from the peer; silence past
@@ -75,7 +75,7 @@ impl Link {
     /// A link whose handshake starts at `now`.
     pub(super) fn new(now: Instant, handshake_timeout: Duration) -> Self {
         Self {
-            phase: Phase::Handshaking {
+            phase: LinkPhase::Handshaking {
                 deadline: now + handshake_timeout,
                 hello_received: false,
                 ack_received: false,
@@ -102,14 +102,14 @@ impl Link {
 
     /// Whether the handshake completed.
     pub(super) fn joined(&self) -> bool {
-        matches!(self.phase, Phase::Joined)
+        matches!(self.phase, LinkPhase::Joined)
     }
 
     /// When the link next needs [`Mesh::handle_timeout`](super::Mesh::handle_timeout):
     /// a repeated hello or the handshake's end, or a heartbeat or the silence limit.
     pub(super) fn next_deadline(&self, config: &MeshConfig) -> Instant {
         match self.phase {
-            Phase::Handshaking {
+            LinkPhase::Handshaking {
                 deadline,
                 ack_received,
                 ..
@@ -120,7 +120,7 @@ impl Link {
                     deadline
                 }
             }
-            Phase::Joined => self
+            LinkPhase::Joined => self
                 .next_ping
                 .min(self.last_recv + config.disconnect_timeout),
         }
