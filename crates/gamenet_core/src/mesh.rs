@@ -43,11 +43,18 @@ const CLOSED_MEMORY: usize = 1024;
 /// wants to be woken ([`Mesh::poll_timeout`]).
 #[derive(Debug)]
 pub struct Mesh {
+    /// The settings, validated.
     config: MeshConfig,
+    /// Every peer handshaking or joined, by id.
     links: HashMap<PeerId, Link>,
+    /// The last [`CLOSED_MEMORY`] peers whose link ended: what they still send
+    /// is ignored, and they cannot join again.
     closed: HashSet<PeerId>,
+    /// The peers of [`Mesh::closed`], oldest first, to forget the oldest.
     closed_order: VecDeque<PeerId>,
+    /// Packets waiting for [`Mesh::poll_transmit`].
     transmits: VecDeque<Transmit>,
+    /// Events waiting for [`Mesh::poll_event`].
     events: VecDeque<Event>,
 }
 
