@@ -182,10 +182,9 @@ impl Mesh {
         link.last_recv = now;
         let acked = match UnreliablePacket::decode(&data).map_err(|e| Fault::Protocol(e.into()))? {
             UnreliablePacket::Ping { seq, acked } => {
-                link.last_ack_sent = link.recv_reliable;
                 let pong = UnreliablePacket::Pong {
                     seq,
-                    acked: link.recv_reliable,
+                    acked: link.reliable.ack_now(),
                 }
                 .encode();
                 self.push_transmit(peer, Channel::Unreliable, pong);
@@ -268,10 +267,9 @@ impl Mesh {
             sent_at: now,
             answered: false,
         });
-        link.last_ack_sent = link.recv_reliable;
         let ping = UnreliablePacket::Ping {
             seq,
-            acked: link.recv_reliable,
+            acked: link.reliable.ack_now(),
         }
         .encode();
         // Refresh the statistics on the heartbeat's beat.
@@ -373,8 +371,8 @@ impl Mesh {
         self.links.get(&peer).map(|link| {
             let mut stats = link.stats.clone();
             stats.rtt = link.rtt.smoothed();
-            stats.reliable_in_flight = link.sent_reliable - link.peer_acked;
-            stats.reliable_queued = link.queued_bytes - link.front_offset;
+            stats.reliable_in_flight = link.reliable.in_flight();
+            stats.reliable_queued = link.reliable.queued_unsent();
             stats
         })
     }

@@ -1,11 +1,11 @@
 //! The state of the mesh's link to one peer: where its handshake stands, its
-//! heartbeats and round-trip times, its reliable stream and its statistics.
+//! heartbeats and round-trip times, its statistics, and its reliable stream
+//! (whose state [`reliable`](super::reliable) owns).
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::MeshConfig;
-use super::reliable::Reassembly;
+use super::reliable::ReliableStream;
 use crate::Instant;
 use crate::stats::{PING_SLOTS, PeerStats, PingSlot, RateMeter, RttEstimator};
 
@@ -44,25 +44,8 @@ pub(super) struct Link {
     pub(super) pings: Vec<Option<PingSlot>>,
     /// Round-trip times of the answered heartbeats.
     pub(super) rtt: RttEstimator,
-    /// Encoded bytes of reliable data packets sent to the peer in all.
-    pub(super) sent_reliable: u64,
-    /// Of [`Link::sent_reliable`], the bytes the peer acknowledged; the
-    /// difference is in flight and bounded by [`MeshConfig::send_window`].
-    pub(super) peer_acked: u64,
-    /// Encoded bytes of reliable data packets received from the peer in all.
-    pub(super) recv_reliable: u64,
-    /// The value of [`Link::recv_reliable`] the peer was last told.
-    pub(super) last_ack_sent: u64,
-    /// Reliable messages waiting for send window, oldest first; the front one
-    /// may be partly sent.
-    pub(super) queue: VecDeque<Vec<u8>>,
-    /// Bytes of the messages in [`Link::queue`], the sent part of the front one
-    /// included.
-    pub(super) queued_bytes: usize,
-    /// How many bytes of the front queued message are already sent.
-    pub(super) front_offset: usize,
-    /// The fragmented message being received, if any.
-    pub(super) reassembly: Option<Reassembly>,
+    /// The reliable stream: flow control, send queue and reassembly.
+    pub(super) reliable: ReliableStream,
     /// Rate of the bytes received, sampled on every heartbeat.
     pub(super) meter_in: RateMeter,
     /// Rate of the bytes sent, sampled on every heartbeat.
@@ -86,14 +69,7 @@ impl Link {
             ping_seq: 0,
             pings: vec![None; PING_SLOTS],
             rtt: RttEstimator::default(),
-            sent_reliable: 0,
-            peer_acked: 0,
-            recv_reliable: 0,
-            last_ack_sent: 0,
-            queue: VecDeque::new(),
-            queued_bytes: 0,
-            front_offset: 0,
-            reassembly: None,
+            reliable: ReliableStream::default(),
             meter_in: RateMeter::default(),
             meter_out: RateMeter::default(),
             stats: PeerStats::default(),

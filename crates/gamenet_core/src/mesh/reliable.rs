@@ -1,7 +1,14 @@
 //! The reliable stream of a link: messages split into fragments no larger than
-//! [`MeshConfig::fragment_size`](super::MeshConfig::fragment_size), a send
-//! window of bytes in flight that the peer's acknowledgements open, the queue of
-//! what waits for it, and the reassembly of fragmented messages on the way in.
+//! [`MeshConfig::fragment_size`], a send window of bytes in flight that the
+//! peer's acknowledgements open, the queue of what waits for it, and the
+//! reassembly of fragmented messages on the way in.
+//!
+//! Flow control counts the encoded bytes of reliable data packets only
+//! (whole messages and fragments): handshake packets may be repeated or lost
+//! while a channel opens. Each side tells the other how many it received in
+//! its heartbeats and, every quarter window, in an acknowledgement of its own.
+
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 
@@ -10,16 +17,176 @@ use super::wire::{
     FRAGMENT_CONT_HEADER, FRAGMENT_START_HEADER, RELIABLE_DATA_HEADER, ReliablePacket,
     UnreliablePacket,
 };
-use super::{Event, Mesh};
+use super::{Event, Mesh, MeshConfig};
 use crate::peer::{Channel, PeerId};
+
+/// One link's reliable stream, both ways.
+#[derive(Debug, Default)]
+pub(super) struct ReliableStream {
+    /// Encoded bytes of reliable data packets sent to the peer in all.
+    sent: u64,
+    /// Of [`ReliableStream::sent`], the bytes the peer acknowledged; the
+    /// difference is in flight and bounded by [`MeshConfig::send_window`].
+    peer_acked: u64,
+    /// Encoded bytes of reliable data packets received from the peer in all.
+    received: u64,
+    /// The value of [`ReliableStream::received`] the peer was last told.
+    last_ack_sent: u64,
+    /// Messages waiting for send window, oldest first; the front one may be
+    /// partly sent.
+    queue: VecDeque<Vec<u8>>,
+    /// Bytes of the messages in [`ReliableStream::queue`], the sent part of the
+    /// front one included.
+    queued_bytes: usize,
+    /// How many bytes of the front queued message are already sent.
+    front_offset: usize,
+    /// The fragmented message being received, if any.
+    reassembly: Option<Reassembly>,
+}
 
 /// A fragmented message being received.
 #[derive(Debug)]
-pub(super) struct Reassembly {
+struct Reassembly {
     /// Length of the whole message, as its first fragment announced.
     total: usize,
     /// The bytes received so far.
     buf: Vec<u8>,
+}
+
+impl ReliableStream {
+    /// Reliable bytes sent and not yet acknowledged.
+    pub(super) fn in_flight(&self) -> u64 {
+        self.sent - self.peer_acked
+    }
+
+    /// Reliable bytes queued and not yet sent.
+    pub(super) fn queued_unsent(&self) -> usize {
+        self.queued_bytes - self.front_offset
+    }
+
+    /// The acknowledgement to put in a heartbeat now: every reliable byte
+    /// received so far, which the peer is then taken to know.
+    pub(super) fn ack_now(&mut self) -> u64 {
+        self.last_ack_sent = self.received;
+        self.received
+    }
+
+    /// Takes the peer's acknowledgement of `acked` bytes. Returns whether it
+    /// opened send window; one lower than an earlier one changes nothing.
+    fn acknowledge(&mut self, acked: u64) -> Result<bool, Fault> {
+        if acked > self.sent {
+            return Err(Fault::Protocol(ProtocolError::AckBeyondSent {
+                acked,
+                sent: self.sent,
+            }));
+        }
+        if acked > self.peer_acked {
+            self.peer_acked = acked;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Takes in one received data packet, `data` its encoded bytes. Returns
+    /// the message it completes, if any.
+    fn receive(
+        &mut self,
+        packet: ReliablePacket<'_>,
+        data: &Bytes,
+        max_message: usize,
+    ) -> Result<Option<Bytes>, Fault> {
+        self.received += data.len() as u64;
+        match packet {
+            ReliablePacket::Data(_) => {
+                if self.reassembly.is_some() {
+                    return Err(Fault::Protocol(ProtocolError::BadFragment));
+                }
+                let size = data.len() - RELIABLE_DATA_HEADER;
+                check_size(size, max_message)?;
+                Ok(Some(data.slice(RELIABLE_DATA_HEADER..)))
+            }
+            ReliablePacket::FragmentStart { total_len, chunk } => {
+                if self.reassembly.is_some() {
+                    return Err(Fault::Protocol(ProtocolError::BadFragment));
+                }
+                let total = total_len as usize;
+                check_size(total, max_message)?;
+                let mut buf = Vec::with_capacity(total.min(1 << 20));
+                buf.extend_from_slice(chunk);
+                self.reassembly = Some(Reassembly { total, buf });
+                Ok(None)
+            }
+            ReliablePacket::FragmentCont(chunk) => {
+                let Some(re) = self.reassembly.as_mut() else {
+                    return Err(Fault::Protocol(ProtocolError::BadFragment));
+                };
+                if re.buf.len() + chunk.len() > re.total {
+                    return Err(Fault::Protocol(ProtocolError::BadFragment));
+                }
+                re.buf.extend_from_slice(chunk);
+                if re.buf.len() == re.total {
+                    Ok(self.reassembly.take().map(|re| Bytes::from(re.buf)))
+                } else {
+                    Ok(None)
+                }
+            }
+            ReliablePacket::Hello { .. }
+            | ReliablePacket::HelloAck
+            | ReliablePacket::Goodbye(_) => Ok(None),
+        }
+    }
+
+    /// The acknowledgement due once a quarter of `send_window` arrived since
+    /// the peer was last told, if it is due.
+    fn ack_due(&mut self, send_window: usize) -> Option<u64> {
+        if self.received - self.last_ack_sent >= (send_window / 4) as u64 {
+            Some(self.ack_now())
+        } else {
+            None
+        }
+    }
+
+    /// Whether a whole message of `len` bytes fits the send window now.
+    fn fits_window(&self, len: usize, config: &MeshConfig) -> bool {
+        // Generous upper bound on the encoded size of all fragments.
+        let encoded = len + FRAGMENT_START_HEADER + len / (config.fragment_size - 8) + 1;
+        self.in_flight() + encoded as u64 <= config.send_window as u64
+    }
+
+    /// The next packet of `payload[offset..]`, counted as sent, and the offset
+    /// it reaches; `None` when it does not fit the send window.
+    fn next_packet(
+        &mut self,
+        payload: &[u8],
+        offset: usize,
+        config: &MeshConfig,
+    ) -> Option<(Box<[u8]>, usize)> {
+        let fragment = config.fragment_size;
+        let rest = &payload[offset..];
+        let packet = if offset == 0 && payload.len() + RELIABLE_DATA_HEADER <= fragment {
+            ReliablePacket::Data(payload)
+        } else if offset == 0 {
+            ReliablePacket::FragmentStart {
+                total_len: payload.len() as u32,
+                chunk: &payload[..fragment - FRAGMENT_START_HEADER],
+            }
+        } else {
+            ReliablePacket::FragmentCont(&rest[..rest.len().min(fragment - FRAGMENT_CONT_HEADER)])
+        };
+        let len = packet.encoded_len() as u64;
+        if self.in_flight() + len > config.send_window as u64 {
+            return None;
+        }
+        let reached = offset
+            + match packet {
+                ReliablePacket::Data(p) => p.len(),
+                ReliablePacket::FragmentStart { chunk, .. }
+                | ReliablePacket::FragmentCont(chunk) => chunk.len(),
+                _ => 0,
+            };
+        self.sent += len;
+        Some((packet.encode(), reached))
+    }
 }
 
 impl Mesh {
@@ -37,15 +204,16 @@ impl Mesh {
                 max: max_message,
             });
         }
-        if link.queued_bytes + payload.len() > max_queued {
+        let stream = &link.reliable;
+        if stream.queued_bytes + payload.len() > max_queued {
             return Err(SendError::QueueFull {
-                queued: link.queued_bytes,
+                queued: stream.queued_bytes,
                 capacity: max_queued,
             });
         }
-        let queue_empty = link.queue.is_empty();
+        let queue_empty = stream.queue.is_empty();
         let mut reached = 0;
-        if queue_empty && self.fits_window(peer, payload.len()) {
+        if queue_empty && stream.fits_window(payload.len(), &self.config) {
             // Fast path: nothing waits, so the message goes out whole or as
             // fragments straight from the caller's buffer.
             reached = self.emit_reliable(peer, payload, 0);
@@ -54,11 +222,12 @@ impl Mesh {
             }
         }
         if let Some(link) = self.links.get_mut(&peer) {
-            link.queued_bytes += payload.len();
+            let stream = &mut link.reliable;
+            stream.queued_bytes += payload.len();
             if queue_empty {
-                link.front_offset = reached;
+                stream.front_offset = reached;
             }
-            link.queue.push_back(payload.to_vec());
+            stream.queue.push_back(payload.to_vec());
         }
         self.pump(peer);
         Ok(())
@@ -85,55 +254,11 @@ impl Mesh {
         ) {
             return Ok(());
         }
-        // Flow control counts application packets only: handshake packets
-        // may be repeated or lost while a channel opens.
-        link.recv_reliable += data.len() as u64;
-        let message = match packet {
-            ReliablePacket::Data(_) => {
-                if link.reassembly.is_some() {
-                    return Err(Fault::Protocol(ProtocolError::BadFragment));
-                }
-                let size = data.len() - RELIABLE_DATA_HEADER;
-                check_size(size, config.max_message_size)?;
-                Some(data.slice(RELIABLE_DATA_HEADER..))
-            }
-            ReliablePacket::FragmentStart { total_len, chunk } => {
-                if link.reassembly.is_some() {
-                    return Err(Fault::Protocol(ProtocolError::BadFragment));
-                }
-                let total = total_len as usize;
-                check_size(total, config.max_message_size)?;
-                let mut buf = Vec::with_capacity(total.min(1 << 20));
-                buf.extend_from_slice(chunk);
-                link.reassembly = Some(Reassembly { total, buf });
-                None
-            }
-            ReliablePacket::FragmentCont(chunk) => {
-                let Some(re) = link.reassembly.as_mut() else {
-                    return Err(Fault::Protocol(ProtocolError::BadFragment));
-                };
-                if re.buf.len() + chunk.len() > re.total {
-                    return Err(Fault::Protocol(ProtocolError::BadFragment));
-                }
-                re.buf.extend_from_slice(chunk);
-                if re.buf.len() == re.total {
-                    link.reassembly.take().map(|re| Bytes::from(re.buf))
-                } else {
-                    None
-                }
-            }
-            ReliablePacket::Hello { .. }
-            | ReliablePacket::HelloAck
-            | ReliablePacket::Goodbye(_) => {
-                return Ok(());
-            }
-        };
-        if link.recv_reliable - link.last_ack_sent >= (config.send_window / 4) as u64 {
-            link.last_ack_sent = link.recv_reliable;
-            let ack = UnreliablePacket::Ack {
-                acked: link.recv_reliable,
-            }
-            .encode();
+        let message = link
+            .reliable
+            .receive(packet, data, config.max_message_size)?;
+        if let Some(acked) = link.reliable.ack_due(config.send_window) {
+            let ack = UnreliablePacket::Ack { acked }.encode();
             self.push_transmit(peer, Channel::Unreliable, ack);
         }
         if let Some(payload) = message {
@@ -151,64 +276,24 @@ impl Mesh {
         let Some(link) = self.links.get_mut(&peer) else {
             return Ok(());
         };
-        if acked > link.sent_reliable {
-            return Err(Fault::Protocol(ProtocolError::AckBeyondSent {
-                acked,
-                sent: link.sent_reliable,
-            }));
-        }
-        if acked > link.peer_acked {
-            link.peer_acked = acked;
+        if link.reliable.acknowledge(acked)? {
             self.pump(peer);
         }
         Ok(())
     }
 
-    /// Whether a whole message of `len` bytes fits the send window now.
-    fn fits_window(&self, peer: PeerId, len: usize) -> bool {
-        let Some(link) = self.links.get(&peer) else {
-            return false;
-        };
-        let in_flight = link.sent_reliable - link.peer_acked;
-        // Generous upper bound on the encoded size of all fragments.
-        let encoded = len + FRAGMENT_START_HEADER + len / (self.config.fragment_size - 8) + 1;
-        in_flight + encoded as u64 <= self.config.send_window as u64
-    }
-
     /// Emits `payload[offset..]` as reliable packets, as far as the window allows,
     /// and returns the offset reached.
     fn emit_reliable(&mut self, peer: PeerId, payload: &[u8], mut offset: usize) -> usize {
-        let fragment = self.config.fragment_size;
-        let window = self.config.send_window as u64;
         loop {
             let Some(link) = self.links.get_mut(&peer) else {
                 return offset;
             };
-            let rest = &payload[offset..];
-            let packet = if offset == 0 && payload.len() + RELIABLE_DATA_HEADER <= fragment {
-                ReliablePacket::Data(payload)
-            } else if offset == 0 {
-                ReliablePacket::FragmentStart {
-                    total_len: payload.len() as u32,
-                    chunk: &payload[..fragment - FRAGMENT_START_HEADER],
-                }
-            } else {
-                ReliablePacket::FragmentCont(
-                    &rest[..rest.len().min(fragment - FRAGMENT_CONT_HEADER)],
-                )
-            };
-            let len = packet.encoded_len() as u64;
-            if link.sent_reliable - link.peer_acked + len > window {
+            let Some((data, reached)) = link.reliable.next_packet(payload, offset, &self.config)
+            else {
                 return offset;
-            }
-            offset += match packet {
-                ReliablePacket::Data(p) => p.len(),
-                ReliablePacket::FragmentStart { chunk, .. }
-                | ReliablePacket::FragmentCont(chunk) => chunk.len(),
-                _ => 0,
             };
-            link.sent_reliable += len;
-            let data = packet.encode();
+            offset = reached;
             self.push_transmit(peer, Channel::Reliable, data);
             if offset >= payload.len() {
                 return payload.len();
@@ -217,25 +302,26 @@ impl Mesh {
     }
 
     /// Moves queued reliable messages out as far as the send window allows.
-    pub(super) fn pump(&mut self, peer: PeerId) {
+    fn pump(&mut self, peer: PeerId) {
         loop {
             let Some(link) = self.links.get_mut(&peer) else {
                 return;
             };
-            let Some(front) = link.queue.pop_front() else {
+            let Some(front) = link.reliable.queue.pop_front() else {
                 return;
             };
-            let start = link.front_offset;
+            let start = link.reliable.front_offset;
             let reached = self.emit_reliable(peer, &front, start);
             let Some(link) = self.links.get_mut(&peer) else {
                 return;
             };
+            let stream = &mut link.reliable;
             if reached >= front.len() {
-                link.front_offset = 0;
-                link.queued_bytes -= front.len();
+                stream.front_offset = 0;
+                stream.queued_bytes -= front.len();
             } else {
-                link.front_offset = reached;
-                link.queue.push_front(front);
+                stream.front_offset = reached;
+                stream.queue.push_front(front);
                 return;
             }
         }
