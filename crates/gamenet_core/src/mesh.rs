@@ -3,13 +3,14 @@
 //! [`Mesh`] only orchestrates: it routes what the transport hands in to the
 //! link it concerns and runs the heartbeats. The rest lives in one file per
 //! concept: the settings ([`config`]), what it reports ([`event`]), the state of
-//! one link ([`link`]), the [`handshake`], the [`reliable`] stream (flow
-//! control, fragmentation, reassembly, send queue) and the packet format
-//! ([`wire`]).
+//! one link ([`link`]), the [`handshake`], the [`heartbeat`]s, the
+//! [`reliable`] stream (flow control, fragmentation, reassembly, send queue)
+//! and the packet format ([`wire`]).
 
 mod config;
 mod event;
 mod handshake;
+mod heartbeat;
 mod link;
 mod reliable;
 #[cfg(test)]
@@ -21,7 +22,6 @@ pub use event::{Event, HandshakeError, LeaveReason, ProtocolError, SendError};
 pub use handshake::PROTOCOL_VERSION;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -30,7 +30,7 @@ use self::link::{Link, LinkPhase};
 use self::wire::{GoodbyeReason, ReliablePacket, UNRELIABLE_DATA_HEADER, UnreliablePacket};
 use crate::Instant;
 use crate::peer::{Channel, PeerId, Transmit};
-use crate::stats::{PING_SLOTS, PeerStats, PingSlot, loss_estimate};
+use crate::stats::PeerStats;
 
 /// How many closed peer ids are remembered so that their stragglers are ignored.
 const CLOSED_MEMORY: usize = 1024;
@@ -191,11 +191,7 @@ impl Mesh {
                 acked
             }
             UnreliablePacket::Pong { seq, acked } => {
-                let slot = &mut link.pings[seq as usize % PING_SLOTS];
-                if let Some(slot) = slot.as_mut().filter(|s| s.seq == seq && !s.answered) {
-                    slot.answered = true;
-                    link.rtt.sample(now.saturating_duration_since(slot.sent_at));
-                }
+                link.heartbeats.pong(seq, now);
                 acked
             }
             UnreliablePacket::Ack { acked } => acked,
@@ -254,40 +250,6 @@ impl Mesh {
         for (peer, fault) in expired {
             self.close_link(peer, fault);
         }
-    }
-
-    fn send_ping(&mut self, now: Instant, peer: PeerId) {
-        let Some(link) = self.links.get_mut(&peer) else {
-            return;
-        };
-        let seq = link.ping_seq;
-        link.ping_seq = seq.wrapping_add(1);
-        link.pings[seq as usize % PING_SLOTS] = Some(PingSlot {
-            seq,
-            sent_at: now,
-            answered: false,
-        });
-        let ping = UnreliablePacket::Ping {
-            seq,
-            acked: link.reliable.ack_now(),
-        }
-        .encode();
-        // Refresh the statistics on the heartbeat's beat.
-        let grace = link
-            .rtt
-            .smoothed()
-            .map_or(Duration::from_millis(500), |srtt| {
-                srtt * 2 + Duration::from_millis(100)
-            })
-            .min(self.config.disconnect_timeout);
-        let stats = &mut link.stats;
-        stats.rtt = link.rtt.smoothed();
-        stats.rtt_var = link.rtt.var();
-        stats.rtt_p99 = link.rtt.p99();
-        stats.loss = loss_estimate(&link.pings, now, grace);
-        stats.bytes_in_per_sec = link.meter_in.record(now, stats.bytes_in);
-        stats.bytes_out_per_sec = link.meter_out.record(now, stats.bytes_out);
-        self.push_transmit(peer, Channel::Unreliable, ping);
     }
 
     /// When [`Mesh::handle_timeout`] wants to be called next, if any peer is linked.
@@ -370,7 +332,7 @@ impl Mesh {
     pub fn stats(&self, peer: PeerId) -> Option<PeerStats> {
         self.links.get(&peer).map(|link| {
             let mut stats = link.stats.clone();
-            stats.rtt = link.rtt.smoothed();
+            stats.rtt = link.heartbeats.rtt();
             stats.reliable_in_flight = link.reliable.in_flight();
             stats.reliable_queued = link.reliable.queued_unsent();
             stats

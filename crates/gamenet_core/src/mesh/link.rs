@@ -1,13 +1,15 @@
-//! The state of the mesh's link to one peer: where its handshake stands, its
-//! heartbeats and round-trip times, its statistics, and its reliable stream
-//! (whose state [`reliable`](super::reliable) owns).
+//! The state of the mesh's link to one peer: where its handshake stands, when
+//! it last heard from the peer, its statistics, its heartbeats and its reliable
+//! stream (whose states [`heartbeat`](super::heartbeat) and
+//! [`reliable`](super::reliable) own).
 
 use std::time::Duration;
 
 use super::MeshConfig;
+use super::heartbeat::Heartbeats;
 use super::reliable::ReliableStream;
 use crate::Instant;
-use crate::stats::{PING_SLOTS, PeerStats, PingSlot, RateMeter, RttEstimator};
+use crate::stats::PeerStats;
 
 /// Where a link stands in its life.
 #[derive(Debug)]
@@ -37,19 +39,10 @@ pub(super) struct Link {
     pub(super) last_recv: Instant,
     /// When the next heartbeat is due (while handshaking: the next repeated hello).
     pub(super) next_ping: Instant,
-    /// Sequence number of the next heartbeat.
-    pub(super) ping_seq: u32,
-    /// The last [`PING_SLOTS`] heartbeats, by sequence number modulo their count,
-    /// for round-trip times and the loss estimate.
-    pub(super) pings: Vec<Option<PingSlot>>,
-    /// Round-trip times of the answered heartbeats.
-    pub(super) rtt: RttEstimator,
+    /// The heartbeats: pings sent, round-trip times, rates.
+    pub(super) heartbeats: Heartbeats,
     /// The reliable stream: flow control, send queue and reassembly.
     pub(super) reliable: ReliableStream,
-    /// Rate of the bytes received, sampled on every heartbeat.
-    pub(super) meter_in: RateMeter,
-    /// Rate of the bytes sent, sampled on every heartbeat.
-    pub(super) meter_out: RateMeter,
     /// Counters, and the statistics as of the last heartbeat.
     pub(super) stats: PeerStats,
 }
@@ -66,12 +59,8 @@ impl Link {
             connected: false,
             last_recv: now,
             next_ping: now,
-            ping_seq: 0,
-            pings: vec![None; PING_SLOTS],
-            rtt: RttEstimator::default(),
+            heartbeats: Heartbeats::default(),
             reliable: ReliableStream::default(),
-            meter_in: RateMeter::default(),
-            meter_out: RateMeter::default(),
             stats: PeerStats::default(),
         }
     }
