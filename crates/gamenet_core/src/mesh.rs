@@ -27,7 +27,7 @@ use bytes::Bytes;
 
 use self::event::{Fault, check_size};
 use self::link::{Link, LinkPhase};
-use self::wire::{GoodbyeReason, ReliablePacket, UNRELIABLE_DATA_HEADER, UnreliablePacket};
+use self::wire::{ReliablePacket, UNRELIABLE_DATA_HEADER, UnreliablePacket};
 use crate::Instant;
 use crate::peer::{Channel, PeerId, Transmit};
 use crate::stats::PeerStats;
@@ -339,46 +339,25 @@ impl Mesh {
         })
     }
 
+    /// Ends the link to `peer` for `fault`: tells the peer why when it should
+    /// hear it, reports the end, and remembers the peer as closed.
     fn close_link(&mut self, peer: PeerId, fault: Fault) {
         let Some(link) = self.links.remove(&peer) else {
             return;
         };
-        let goodbye = match &fault {
-            Fault::Handshake(HandshakeError::Refused) | Fault::Gone(LeaveReason::Left(_)) => None,
-            Fault::Handshake(HandshakeError::VersionMismatch { .. })
-            | Fault::Handshake(HandshakeError::AppMismatch { .. }) => {
-                Some(GoodbyeReason::Incompatible)
-            }
-            Fault::Protocol(_) | Fault::Handshake(HandshakeError::Protocol(_)) => {
-                Some(GoodbyeReason::ProtocolViolation)
-            }
-            _ => Some(GoodbyeReason::Leaving),
-        };
         // A peer the transport never connected cannot be told anything.
-        if let Some(reason) = goodbye.filter(|_| link.connected) {
+        if let Some(reason) = fault.goodbye().filter(|_| link.connected) {
             self.push_transmit(
                 peer,
                 Channel::Reliable,
                 ReliablePacket::Goodbye(reason).encode(),
             );
         }
-        let event = match (link.joined(), fault) {
-            (true, Fault::Gone(reason)) => Some(Event::PeerLeft { peer, reason }),
-            (true, Fault::Protocol(e)) => Some(Event::PeerLeft {
-                peer,
-                reason: LeaveReason::ProtocolViolation(e),
-            }),
-            (false, Fault::Handshake(error)) => Some(Event::HandshakeFailed { peer, error }),
-            (false, Fault::Protocol(e)) => Some(Event::HandshakeFailed {
-                peer,
-                error: HandshakeError::Protocol(e),
-            }),
-            _ => None,
-        };
-        self.events.extend(event);
+        self.events.extend(fault.into_event(peer, link.joined()));
         self.remember_closed(peer);
     }
 
+    /// Remembers `peer` as closed, forgetting the oldest beyond [`CLOSED_MEMORY`].
     fn remember_closed(&mut self, peer: PeerId) {
         if self.closed.insert(peer) {
             self.closed_order.push_back(peer);
@@ -390,6 +369,7 @@ impl Mesh {
         }
     }
 
+    /// Queues `data` for the transport and counts it in the peer's statistics.
     fn push_transmit(&mut self, peer: PeerId, channel: Channel, data: Box<[u8]>) {
         let data = Bytes::from(data);
         if let Some(link) = self.links.get_mut(&peer) {

@@ -182,3 +182,39 @@ pub(super) enum Fault {
     /// The peer is gone: reported as [`Event::PeerLeft`] if it was joined.
     Gone(LeaveReason),
 }
+
+impl Fault {
+    /// What the peer is told as the link ends, if anything: nothing when it
+    /// said goodbye or refused us itself.
+    pub(super) fn goodbye(&self) -> Option<GoodbyeReason> {
+        match self {
+            Fault::Handshake(HandshakeError::Refused) | Fault::Gone(LeaveReason::Left(_)) => None,
+            Fault::Handshake(HandshakeError::VersionMismatch { .. })
+            | Fault::Handshake(HandshakeError::AppMismatch { .. }) => {
+                Some(GoodbyeReason::Incompatible)
+            }
+            Fault::Protocol(_) | Fault::Handshake(HandshakeError::Protocol(_)) => {
+                Some(GoodbyeReason::ProtocolViolation)
+            }
+            _ => Some(GoodbyeReason::Leaving),
+        }
+    }
+
+    /// What the application hears of the end of the link to `peer`, `joined`
+    /// or still handshaking: nothing when a handshaking peer is gone.
+    pub(super) fn into_event(self, peer: PeerId, joined: bool) -> Option<Event> {
+        match (joined, self) {
+            (true, Fault::Gone(reason)) => Some(Event::PeerLeft { peer, reason }),
+            (true, Fault::Protocol(e)) => Some(Event::PeerLeft {
+                peer,
+                reason: LeaveReason::ProtocolViolation(e),
+            }),
+            (false, Fault::Handshake(error)) => Some(Event::HandshakeFailed { peer, error }),
+            (false, Fault::Protocol(e)) => Some(Event::HandshakeFailed {
+                peer,
+                error: HandshakeError::Protocol(e),
+            }),
+            _ => None,
+        }
+    }
+}
