@@ -73,29 +73,35 @@ impl SplitMix {
 /// One direction of a conditioned link, holding packets of type `T` until due.
 #[derive(Debug)]
 pub struct LinkConditioner<T> {
+    /// How the link misbehaves.
     config: ConditionerConfig,
+    /// The random choices, seeded from [`ConditionerConfig::seed`].
     rng: SplitMix,
-    queue: BinaryHeap<Reverse<(Instant, u64, Slot<T>)>>,
+    /// The packets on their way, earliest due first, ties in the order sent.
+    queue: BinaryHeap<Reverse<(Instant, u64, Scheduled<T>)>>,
+    /// Sequence number of the last packet queued: the tie-break of the queue.
     seq: u64,
+    /// When the last reliable packet falls due: no later one may overtake it.
     last_reliable: Option<Instant>,
 }
 
-/// A queued packet; ordered by nothing so the heap orders by time and sequence.
+/// A packet scheduled for delivery; ordered by nothing so the heap orders by
+/// time and sequence.
 #[derive(Debug)]
-struct Slot<T>(T);
+struct Scheduled<T>(T);
 
-impl<T> PartialEq for Slot<T> {
+impl<T> PartialEq for Scheduled<T> {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
-impl<T> Eq for Slot<T> {}
-impl<T> PartialOrd for Slot<T> {
+impl<T> Eq for Scheduled<T> {}
+impl<T> PartialOrd for Scheduled<T> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl<T> Ord for Slot<T> {
+impl<T> Ord for Scheduled<T> {
     fn cmp(&self, _: &Self) -> std::cmp::Ordering {
         std::cmp::Ordering::Equal
     }
@@ -126,7 +132,7 @@ impl<T: Clone> LinkConditioner<T> {
 
     fn push(&mut self, at: Instant, packet: T) {
         self.seq += 1;
-        self.queue.push(Reverse((at, self.seq, Slot(packet))));
+        self.queue.push(Reverse((at, self.seq, Scheduled(packet))));
     }
 
     /// Takes a packet sent at `now`; `reliable` packets keep their order and are
@@ -155,9 +161,10 @@ impl<T: Clone> LinkConditioner<T> {
     /// The next packet due at `now`, if any.
     pub fn poll(&mut self, now: Instant) -> Option<T> {
         match self.queue.peek() {
-            Some(Reverse((at, _, _))) if *at <= now => {
-                self.queue.pop().map(|Reverse((_, _, Slot(packet)))| packet)
-            }
+            Some(Reverse((at, _, _))) if *at <= now => self
+                .queue
+                .pop()
+                .map(|Reverse((_, _, Scheduled(packet)))| packet),
             _ => None,
         }
     }

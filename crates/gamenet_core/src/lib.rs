@@ -74,10 +74,10 @@ pub mod rollback;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod stats;
-pub mod wire;
 
 pub use bytes::Bytes;
 pub use conditioner::{ConditionerConfig, LinkConditioner};
+pub use mesh::wire;
 pub use mesh::{
     ConfigError, DEFAULT_FRAGMENT_SIZE, DEFAULT_SEND_WINDOW, Event, HandshakeError, LeaveReason,
     Mesh, MeshConfig, PROTOCOL_VERSION, ProtocolError, SendError,
@@ -94,5 +94,3 @@ pub use web_time::Instant;
 
 #[cfg(test)]
 mod golden;
-#[cfg(test)]
-mod tests;

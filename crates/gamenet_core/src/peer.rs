@@ -54,3 +54,14 @@ pub struct Transmit {
     /// The encoded packet.
     pub data: Bytes,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_id_displays_as_uuid() {
+        let id = PeerId(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        assert_eq!(id.to_string(), "01234567-89ab-cdef-0123-456789abcdef");
+    }
+}

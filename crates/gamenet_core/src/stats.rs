@@ -40,14 +40,21 @@ const RTT_SAMPLES: usize = 128;
 pub(crate) const PING_SLOTS: usize = 128;
 
 /// RFC 6298 smoothing plus a window of raw samples for percentiles.
+///
+/// The one round-trip smoother of the crate: the mesh keeps one per link, and
+/// any layer that measures its own round trips can keep one the same way.
 #[derive(Debug, Default)]
 pub(crate) struct RttEstimator {
+    /// The smoothed round-trip time, once a sample arrived.
     srtt: Option<Duration>,
+    /// The round-trip time variation.
     rttvar: Duration,
+    /// The last [`RTT_SAMPLES`] raw samples, oldest first.
     samples: VecDeque<Duration>,
 }
 
 impl RttEstimator {
+    /// Takes in one measured round trip.
     pub(crate) fn sample(&mut self, rtt: Duration) {
         match self.srtt {
             None => {
@@ -66,14 +73,17 @@ impl RttEstimator {
         self.samples.push_back(rtt);
     }
 
+    /// The smoothed round-trip time, once a sample arrived.
     pub(crate) fn smoothed(&self) -> Option<Duration> {
         self.srtt
     }
 
+    /// The round-trip time variation, once a sample arrived.
     pub(crate) fn var(&self) -> Option<Duration> {
         self.srtt.map(|_| self.rttvar)
     }
 
+    /// The 99th percentile of the recent samples, once a sample arrived.
     pub(crate) fn p99(&self) -> Option<Duration> {
         if self.samples.is_empty() {
             return None;
@@ -88,8 +98,11 @@ impl RttEstimator {
 /// One heartbeat sent, waiting for its answer.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PingSlot {
+    /// Sequence number of the heartbeat.
     pub(crate) seq: u32,
+    /// When it was sent.
     pub(crate) sent_at: Instant,
+    /// Whether its answer arrived.
     pub(crate) answered: bool,
 }
 
@@ -115,10 +128,13 @@ pub(crate) fn loss_estimate(slots: &[Option<PingSlot>], now: Instant, grace: Dur
 /// Bytes per second over a sliding window of about one second.
 #[derive(Debug, Default)]
 pub(crate) struct RateMeter {
+    /// Running totals and when they were recorded, oldest first, spanning
+    /// about [`RateMeter::WINDOW`].
     samples: VecDeque<(Instant, u64)>,
 }
 
 impl RateMeter {
+    /// How far back the rate looks.
     const WINDOW: Duration = Duration::from_secs(1);
 
     /// Records the running total at `now` and returns the rate over the window.

@@ -8,6 +8,15 @@
 //!
 //! Decoders never panic and never allocate from a length read off the wire: every
 //! payload is a borrowed slice of the input.
+//!
+//! The protocol is symmetric: either peer of a link may send every packet kind.
+//! What each kind may be sent in which phase of the link, and what the
+//! receiving [`Mesh`](crate::Mesh) does with one out of place, is written on
+//! the variant. Whatever the kind, bytes from a peer whose link ended (one of
+//! the last 1,024) are ignored, and a peer whose packet does not decode is
+//! dropped for a protocol violation (the unreliable channel is only decoded
+//! once the peer joined). A goodbye is sent only to a peer the transport
+//! reported connected.
 
 pub use crate::codec::DecodeError;
 use crate::codec::Reader;
@@ -40,10 +49,14 @@ pub const FRAGMENT_START_HEADER: usize = 5;
 pub const FRAGMENT_CONT_HEADER: usize = 1;
 
 /// Why the sender of a [`ReliablePacket::Goodbye`] is leaving.
+///
+/// A byte of another value does not decode: the goodbye's sender is dropped for
+/// a protocol violation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum GoodbyeReason {
-    /// The sender is leaving the mesh or dropped this peer on purpose.
+    /// The sender is leaving the mesh, dropped this peer on purpose, or gave up
+    /// on it (handshake or heartbeat timed out).
     Leaving,
     /// The sender found this peer's protocol version or application incompatible.
     Incompatible,
@@ -71,25 +84,36 @@ impl GoodbyeReason {
 }
 
 /// A packet of the unreliable, unordered channel.
+///
+/// Sent only once the link joined; until the receiver has joined the sender,
+/// it ignores whatever arrives on this channel, since heartbeats may overtake
+/// the hello. Every kind but [`UnreliablePacket::Data`] carries a flow-control
+/// acknowledgement; one of more reliable bytes than were sent drops the sender
+/// for a protocol violation, one lower than an earlier one is ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnreliablePacket<'a> {
-    /// A heartbeat asking for a [`UnreliablePacket::Pong`].
+    /// A heartbeat asking for a [`UnreliablePacket::Pong`]: either peer of a
+    /// joined link, once per heartbeat interval. Always answered.
     Ping {
         /// Sequence number of this ping.
         seq: u32,
         /// Reliable bytes the sender has received from the receiver so far.
         acked: u64,
     },
-    /// The answer to a ping.
+    /// The answer to a ping, by the peer that received it. One that matches no
+    /// unanswered ping of the last ones is taken for its acknowledgement only.
     Pong {
         /// Sequence number of the ping answered.
         seq: u32,
         /// Reliable bytes the sender has received from the receiver so far.
         acked: u64,
     },
-    /// Application data.
+    /// Application data, from either peer of a joined link. Longer than the
+    /// receiver's [`MeshConfig::max_unreliable_size`](crate::MeshConfig::max_unreliable_size),
+    /// it drops the sender for a protocol violation.
     Data(&'a [u8]),
-    /// A flow-control acknowledgement.
+    /// A flow-control acknowledgement, by the receiver of reliable data every
+    /// quarter send window (pings and pongs acknowledge too).
     Ack {
         /// Reliable bytes the sender has received from the receiver so far.
         acked: u64,
@@ -97,9 +121,16 @@ pub enum UnreliablePacket<'a> {
 }
 
 /// A packet of the reliable, ordered channel.
+///
+/// The first packet from a peer unknown to the receiver opens a link in the
+/// handshake, even before the transport reported the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReliablePacket<'a> {
-    /// The first packet each side sends: who it is and what it speaks.
+    /// The first packet each side sends: who it is and what it speaks. Repeated
+    /// every two heartbeat intervals until acknowledged. One of another version
+    /// or application fails the handshake, and the receiver answers
+    /// [`GoodbyeReason::Incompatible`]; a repeated hello is acknowledged again,
+    /// after the join without its contents being checked.
     Hello {
         /// Protocol version of the sender.
         version: u16,
@@ -108,20 +139,39 @@ pub enum ReliablePacket<'a> {
     },
     /// The sender received the receiver's matching hello. Hellos are repeated until
     /// acknowledged, since a message sent while the receiver's end of a fresh data
-    /// channel is still opening can be lost.
+    /// channel is still opening can be lost. Taken as it comes during the
+    /// handshake, even unasked; ignored after the join.
     HelloAck,
-    /// The sender stops talking to the receiver.
+    /// The sender stops talking to the receiver; either peer, in any phase, as
+    /// its last packet on the link. Not answered. A joined receiver reports the
+    /// peer left; during the handshake [`GoodbyeReason::Incompatible`] fails the
+    /// handshake as refused, and any other reason ends the link unreported.
     Goodbye(GoodbyeReason),
-    /// A whole application message.
+    /// A whole application message, from either peer once it has the other's
+    /// acknowledgement of its hello. Before the receiver had the sender's hello
+    /// and the transport's report of the connection, it fails the handshake for
+    /// a protocol violation; after both, it stands for a lost acknowledgement
+    /// and completes the join. Sent while a fragmented
+    /// message is incomplete, or longer than the receiver's
+    /// [`MeshConfig::max_message_size`](crate::MeshConfig::max_message_size), it
+    /// drops the sender for a protocol violation.
     Data(&'a [u8]),
-    /// The first fragment of an application message.
+    /// The first fragment of an application message, sent like
+    /// [`ReliablePacket::Data`] when the message is longer than one fragment.
+    /// Sent while another fragmented message is incomplete, or announcing more
+    /// than the receiver's
+    /// [`MeshConfig::max_message_size`](crate::MeshConfig::max_message_size), it
+    /// drops the sender for a protocol violation before anything is allocated.
     FragmentStart {
         /// Length of the whole message.
         total_len: u32,
         /// The first bytes of the message.
         chunk: &'a [u8],
     },
-    /// A further fragment of the message being reassembled.
+    /// A further fragment of the message being reassembled, sent like
+    /// [`ReliablePacket::Data`]. Without a fragment start before it, or carrying
+    /// more bytes than the start announced, it drops the sender for a protocol
+    /// violation.
     FragmentCont(&'a [u8]),
 }
 

@@ -1,0 +1,133 @@
+//! The settings of a [`Mesh`](super::Mesh) and the checks they pass.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use super::wire;
+
+/// Settings of a [`Mesh`](super::Mesh).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeshConfig {
+    /// Application id exchanged in the handshake; peers with another id are refused.
+    pub app_id: String,
+    /// Interval between heartbeats to each peer.
+    pub heartbeat_interval: Duration,
+    /// A joined peer that sends nothing for this long is reported as left.
+    pub disconnect_timeout: Duration,
+    /// A connected peer that has not completed the handshake after this long is refused.
+    pub handshake_timeout: Duration,
+    /// Largest reliable message, in bytes, either side may send. Larger ones are
+    /// refused to the sender, and a peer that sends one is dropped.
+    pub max_message_size: usize,
+    /// Largest unreliable message, in bytes.
+    pub max_unreliable_size: usize,
+    /// Largest reliable packet handed to the transport; longer messages are fragmented.
+    pub fragment_size: usize,
+    /// Reliable bytes that may be in flight to one peer before its acknowledgement.
+    pub send_window: usize,
+    /// Reliable bytes that may wait for send window per peer before sends fail.
+    pub max_queued_bytes: usize,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        Self {
+            app_id: String::from("gamenet"),
+            heartbeat_interval: Duration::from_millis(100),
+            disconnect_timeout: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(10),
+            max_message_size: 16 << 20,
+            max_unreliable_size: 16 << 10,
+            fragment_size: DEFAULT_FRAGMENT_SIZE,
+            send_window: DEFAULT_SEND_WINDOW,
+            max_queued_bytes: 32 << 20,
+        }
+    }
+}
+
+/// Default [`MeshConfig::fragment_size`]: one fragment fits one SCTP data chunk
+/// (about 1,200 bytes of payload in webrtc-rs and in browsers). Between two native
+/// peers, fragments that span several chunks move large messages about ten times
+/// slower (see the `transport` benchmark).
+pub const DEFAULT_FRAGMENT_SIZE: usize = 1152;
+
+/// Default [`MeshConfig::send_window`]. Heartbeats share the WebRTC association
+/// (SCTP) with reliable data, and an SCTP association that loses a packet at the
+/// tail of a burst, for instance to a full UDP receive buffer, stalls for its
+/// minimum retransmission timeout of one second or more. Keeping the reliable data
+/// in flight small keeps bursts within ordinary socket buffers; 256 KiB still
+/// moves tens of MB/s on a LAN (see the `transport` benchmark).
+pub const DEFAULT_SEND_WINDOW: usize = 256 << 10;
+
+/// A setting of [`MeshConfig`] that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The application id is longer than the handshake can carry.
+    #[error("app id is {0} bytes, at most {max} allowed", max = wire::MAX_APP_ID_LEN)]
+    AppIdTooLong(usize),
+    /// A duration that must be positive is zero.
+    #[error("{0} must be greater than zero")]
+    ZeroDuration(&'static str),
+    /// The fragment size leaves no room for payload.
+    #[error("fragment size must be at least 64 bytes, not {0}")]
+    FragmentTooSmall(usize),
+    /// The send window is smaller than one fragment.
+    #[error("send window must hold at least one fragment")]
+    WindowTooSmall,
+    /// The queue cannot hold one message of the largest size.
+    #[error("max queued bytes must be at least max message size")]
+    QueueTooSmall,
+}
+
+impl MeshConfig {
+    /// Checks that the settings can work together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.app_id.len() > wire::MAX_APP_ID_LEN {
+            return Err(ConfigError::AppIdTooLong(self.app_id.len()));
+        }
+        for (name, d) in [
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("disconnect_timeout", self.disconnect_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::ZeroDuration(name));
+            }
+        }
+        if self.fragment_size < 64 {
+            return Err(ConfigError::FragmentTooSmall(self.fragment_size));
+        }
+        if self.send_window < self.fragment_size {
+            return Err(ConfigError::WindowTooSmall);
+        }
+        if self.max_queued_bytes < self.max_message_size {
+            return Err(ConfigError::QueueTooSmall);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Mesh;
+
+    #[test]
+    fn config_is_validated() {
+        let bad = MeshConfig {
+            fragment_size: 10,
+            ..MeshConfig::default()
+        };
+        assert_eq!(
+            Mesh::new(bad).err(),
+            Some(ConfigError::FragmentTooSmall(10))
+        );
+        let bad = MeshConfig {
+            app_id: "x".repeat(300),
+            ..MeshConfig::default()
+        };
+        assert_eq!(Mesh::new(bad).err(), Some(ConfigError::AppIdTooLong(300)));
+    }
+}
