@@ -8,7 +8,9 @@
 //! - `web-game`: builds the example game for the web (profile `web`: release,
 //!   size-optimised) into `target/web-game`, when missing or stale, installing
 //!   the wasm32 target and wasm-bindgen-cli first if missing.
-//! - `test`: `setup`, then formatting, clippy (native and wasm32), rustdoc, the web
+//! - `layout`: checks that no source file holds more than 700 lines before its
+//!   tests and that no two files of a crate import each other (round a loop).
+//! - `test`: `setup`, then formatting, the layout check, clippy (native and wasm32), rustdoc, the web
 //!   pages, and every test of the workspace.
 //! - `serve`: builds the web game and runs the signaling server serving it on
 //!   `0.0.0.0:3000` (flags after `--` go to the server).
@@ -23,6 +25,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+
+mod layout;
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const WASM_CRATES: [&str; 5] = [
@@ -49,7 +53,8 @@ fn main() -> Result<()> {
         Some("test") => return test(&root, started),
         Some("serve") => serve(&root, &args[1..])?,
         Some("bench") => bench(&root, &args[1..])?,
-        _ => bail!("usage: cargo xtask <setup|web-test|web-game|test|serve|bench>"),
+        Some("layout") => layout::check(&root)?,
+        _ => bail!("usage: cargo xtask <setup|web-test|web-game|layout|test|serve|bench>"),
     }
     eprintln!("xtask: done in {:.0?}", started.elapsed());
     Ok(())
@@ -254,6 +259,7 @@ fn test(root: &Path, started: Instant) -> Result<()> {
     timed("fmt", || {
         run(cargo().args(["fmt", "--all", "--", "--check"]))
     })?;
+    timed("layout", || layout::check(root))?;
     timed("clippy", || {
         run(cargo().args([
             "clippy",
