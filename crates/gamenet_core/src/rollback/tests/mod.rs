@@ -5,10 +5,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use super::wire::Msg;
 use super::*;
 use crate::conditioner::SplitMix;
 use crate::sim::SimLinks;
-use crate::{ConditionerConfig, Event, Mesh, MeshConfig};
+use crate::{ConditionerConfig, Event, Instant, Mesh, MeshConfig, PeerId};
 
 /// The toy game: players move on a grid by their inputs; a running score
 /// mixes every position, so any divergence shows in the checksum.
@@ -134,7 +135,7 @@ impl Game {
         }
     }
 
-    fn handle(&mut self, session: &mut RollbackSession<u16>, requests: Vec<Request<u16>>) {
+    fn handle(&mut self, session: &mut impl GameSession, requests: Vec<Request<u16>>) {
         for r in requests {
             match r {
                 Request::Save { frame } => {
@@ -177,6 +178,30 @@ impl Game {
                 }
             }
         }
+    }
+}
+
+/// What the toy game calls back on a session while carrying out requests.
+trait GameSession {
+    fn set_checksum(&mut self, frame: Frame, checksum: Checksum);
+    fn submit_snapshot(&mut self, frame: Frame, data: Vec<u8>);
+}
+
+impl GameSession for RollbackSession<u16> {
+    fn set_checksum(&mut self, frame: Frame, checksum: Checksum) {
+        RollbackSession::set_checksum(self, frame, checksum);
+    }
+    fn submit_snapshot(&mut self, frame: Frame, data: Vec<u8>) {
+        RollbackSession::submit_snapshot(self, frame, data);
+    }
+}
+
+impl GameSession for SyncTestSession<u16> {
+    fn set_checksum(&mut self, frame: Frame, checksum: Checksum) {
+        SyncTestSession::set_checksum(self, frame, checksum);
+    }
+    fn submit_snapshot(&mut self, _frame: Frame, _data: Vec<u8>) {
+        panic!("a sync test asks for no snapshot");
     }
 }
 
@@ -646,7 +671,7 @@ fn sync_test_finds_non_determinism_and_names_it() {
     };
     let now = Instant::now();
     let run = |perturb: Option<usize>| {
-        let mut s = RollbackSession::<u16>::sync_test(config.clone(), 7).unwrap();
+        let mut s = SyncTestSession::<u16>::new(config.clone(), 7).unwrap();
         let mut game = Game::new(2, 8, 1_000);
         game.perturb = perturb;
         let mut events = Vec::new();
@@ -713,7 +738,7 @@ proptest::proptest! {
         let kinds = [PlayerKind::Local, PlayerKind::Remote(PeerId(2))];
         let mut s = RollbackSession::<u16>::start(RollbackConfig::default(), PeerId(1), 1, &kinds).unwrap();
         s.handle_peer_joined(now, PeerId(2));
-        s.handle_message(now, PeerId(2), &Msg::<u16>::Intro { key: 2, joiner: false, players: 1, num_players: 2 }.encode());
+        s.handle_message(now, PeerId(2), &Msg::<u16>::Intro(wire::IntroMsg { key: 2, joiner: false, players: 1, num_players: 2 }).encode());
         for (kind, tail) in msgs {
             let mut m = vec![[0x01u8, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15][kind as usize % 7]];
             m.extend(tail);
@@ -763,7 +788,7 @@ fn arb_msg() -> impl proptest::strategy::Strategy<Value = wire::Msg<u16>> {
             arb_run()
         )
             .prop_map(|(ack, frame, time_ms, echo_ms, echo_hold_ms, feed, run)| {
-                Msg::Inputs {
+                Msg::Inputs(wire::InputsMsg {
                     ack,
                     frame,
                     time_ms,
@@ -771,16 +796,16 @@ fn arb_msg() -> impl proptest::strategy::Strategy<Value = wire::Msg<u16>> {
                     echo_hold_ms,
                     feed,
                     run,
-                }
+                })
             }),
         (any::<u64>(), any::<bool>(), 0u8..4, 0u8..5).prop_map(
             |(key, joiner, players, num_players)| {
-                Msg::Intro {
+                Msg::Intro(wire::IntroMsg {
                     key,
                     joiner,
                     players,
                     num_players,
-                }
+                })
             }
         ),
         (
@@ -789,23 +814,23 @@ fn arb_msg() -> impl proptest::strategy::Strategy<Value = wire::Msg<u16>> {
             small.clone(),
             small.clone()
         )
-            .prop_map(|(p, slots, from, snapshot)| Msg::Admit {
+            .prop_map(|(p, slots, from, snapshot)| Msg::Admit(wire::AdmitMsg {
                 peer: PeerId(p),
                 key: 1,
                 slots,
                 from,
                 snapshot
-            }),
-        (1u128..6, arb_run()).prop_map(|(p, run)| Msg::Lost {
+            })),
+        (1u128..6, arb_run()).prop_map(|(p, run)| Msg::Lost(wire::LostMsg {
             peer: PeerId(p),
             run
-        }),
-        (small.clone(), any::<u64>()).prop_map(|(frame, total)| Msg::Checksum {
+        })),
+        (small.clone(), any::<u64>()).prop_map(|(frame, total)| Msg::Checksum(wire::ChecksumMsg {
             frame,
             total,
             parts: vec![(part_id("Position"), total)]
-        }),
-        (f, small).prop_map(|(frame, from)| Msg::Snapshot {
+        })),
+        (f, small).prop_map(|(frame, from)| Msg::Snapshot(wire::SnapshotMsg {
             frame,
             from,
             your_slots: vec![2],
@@ -813,7 +838,7 @@ fn arb_msg() -> impl proptest::strategy::Strategy<Value = wire::Msg<u16>> {
             spectators: Vec::new(),
             runs: Vec::new(),
             data: vec![1, 2, 3]
-        }),
+        })),
     ]
 }
 
@@ -828,7 +853,7 @@ proptest::proptest! {
         for p in 2..4 {
             s.handle_peer_joined(now, PeerId(p));
         }
-        s.handle_message(now, PeerId(2), &wire::Msg::<u16>::Intro { key: 2, joiner: false, players: 1, num_players: 3 }.encode());
+        s.handle_message(now, PeerId(2), &wire::Msg::<u16>::Intro(wire::IntroMsg { key: 2, joiner: false, players: 1, num_players: 3 }).encode());
         for (i, m) in msgs.into_iter().enumerate() {
             let from = PeerId(2 + (i % 2) as u128);
             s.handle_message(now, from, &m.encode());
