@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 
 use super::wire::ChecksumMsg;
-use super::{Frame, MAX_PLAYERS, RollbackEvent, part_id};
-use crate::PeerId;
+use super::{Frame, Input, MAX_PLAYERS, RollbackEvent, RollbackSession, part_id};
+use crate::{Instant, PeerId};
 
 /// Confirmed checksums kept, local and remote.
 pub(crate) const CHECKSUM_MEMORY: usize = 64;
@@ -198,6 +198,15 @@ impl Checksums {
         }
         while self.remote.len() > 4 * CHECKSUM_MEMORY {
             self.remote.pop_first();
+        }
+    }
+}
+
+impl<I: Input> RollbackSession<I> {
+    /// A peer's checksum of a confirmed frame; only a member's counts.
+    pub(super) fn on_checksum(&mut self, _now: Instant, peer: PeerId, body: ChecksumMsg) {
+        if self.peers.members.contains_key(&peer) {
+            self.checksums.on_remote(peer, body, &mut self.events);
         }
     }
 }

@@ -158,8 +158,11 @@ pub(crate) fn decode_records<I: Input>(
 /// A run of inputs of some slots from a start frame.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct InputRun<I> {
+    /// The frame of the first record.
     pub start: Frame,
+    /// The slots, in the order of each record's entries.
     pub slots: Vec<u8>,
+    /// One record per frame from `start` on.
     pub records: Records<I>,
 }
 
@@ -195,9 +198,13 @@ impl<I: Input> InputRun<I> {
 pub(crate) struct SlotEntry {
     /// 0 free, 1 occupied, 2 vacant (its player left; reclaimable by key).
     pub state: u8,
+    /// The peer playing it (or that last played it).
     pub peer: PeerId,
+    /// That player's key.
     pub key: u64,
+    /// Its player's first frame (`Frame::MAX`: never played).
     pub active_from: Frame,
+    /// The first frame without its player, once it left.
     pub until: Option<Frame>,
 }
 
@@ -345,10 +352,12 @@ pub(crate) enum Msg<I> {
 const MAX_PARTS: usize = 1024;
 
 impl<I: Input> Msg<I> {
+    /// Whether it goes on the reliable channel (all but inputs).
     pub fn is_reliable(&self) -> bool {
         !matches!(self, Msg::Inputs(_))
     }
 
+    /// The message's bytes: a type byte, then the body.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
         match self {
