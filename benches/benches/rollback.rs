@@ -213,8 +213,7 @@ fn main() {
             let stats = app
                 .world()
                 .resource::<RollbackSocket<u8>>()
-                .session()
-                .map(|s| s.stats());
+                .stats();
             ours.push(t);
             let mut app = theirs::app(n);
             let (g, gper) = measure(&mut app, 20, frames);

@@ -31,7 +31,7 @@ use bevy_state::state::{FreelyMutableState, NextState, State, StateTransition};
 use bevy_time::Time;
 use gamenet::rollback::{
     Checksum, ChecksumPart, Frame, Input, InputStatus, Request, RollbackConfig, RollbackError,
-    RollbackEvent, RollbackNet, RollbackSession, RollbackStart,
+    RollbackEvent, RollbackNet, RollbackSession, RollbackStart, RollbackStats, SyncTestSession,
 };
 use gamenet::{Instant, PeerMeshBuilder};
 
@@ -114,7 +114,81 @@ pub struct RollbackSocket<I: Input> {
 
 enum Inner<I: Input> {
     Local(Box<RollbackSession<I>>),
+    SyncTest(Box<SyncTestSession<I>>),
     Net(Box<RollbackNet<I>>),
+}
+
+/// What the frame loop and [`run_requests`] need of a session: a
+/// [`RollbackSession`] or a [`SyncTestSession`].
+pub trait FrameSession<I: Input> {
+    /// Whether a frame should run now.
+    fn frame_due(&mut self, now: Instant) -> bool;
+    /// Whether a frame can run now, the clock aside.
+    fn frame_ready(&self) -> bool;
+    /// The slots played on this peer.
+    fn local_slots(&self) -> Vec<usize>;
+    /// Sets a local player's input for the next frame.
+    fn add_local_input(&mut self, slot: usize, input: I) -> Result<(), RollbackError>;
+    /// Runs one frame.
+    fn advance_frame(&mut self, now: Instant) -> Result<Vec<Request<I>>, RollbackError>;
+    /// Reports the checksum of a saved state.
+    fn set_checksum(&mut self, frame: Frame, checksum: Checksum);
+    /// Hands over a snapshot the session asked for.
+    fn submit_snapshot(&mut self, frame: Frame, data: Vec<u8>);
+    /// Turns away the joiners waiting for a snapshot.
+    fn decline_snapshot(&mut self, frame: Frame, reason: &str);
+}
+
+impl<I: Input> FrameSession<I> for RollbackSession<I> {
+    fn frame_due(&mut self, now: Instant) -> bool {
+        RollbackSession::frame_due(self, now)
+    }
+    fn frame_ready(&self) -> bool {
+        RollbackSession::frame_ready(self)
+    }
+    fn local_slots(&self) -> Vec<usize> {
+        RollbackSession::local_slots(self)
+    }
+    fn add_local_input(&mut self, slot: usize, input: I) -> Result<(), RollbackError> {
+        RollbackSession::add_local_input(self, slot, input)
+    }
+    fn advance_frame(&mut self, now: Instant) -> Result<Vec<Request<I>>, RollbackError> {
+        RollbackSession::advance_frame(self, now)
+    }
+    fn set_checksum(&mut self, frame: Frame, checksum: Checksum) {
+        RollbackSession::set_checksum(self, frame, checksum);
+    }
+    fn submit_snapshot(&mut self, frame: Frame, data: Vec<u8>) {
+        RollbackSession::submit_snapshot(self, frame, data);
+    }
+    fn decline_snapshot(&mut self, frame: Frame, reason: &str) {
+        RollbackSession::decline_snapshot(self, frame, reason);
+    }
+}
+
+impl<I: Input> FrameSession<I> for SyncTestSession<I> {
+    fn frame_due(&mut self, now: Instant) -> bool {
+        SyncTestSession::frame_due(self, now)
+    }
+    fn frame_ready(&self) -> bool {
+        SyncTestSession::frame_ready(self)
+    }
+    fn local_slots(&self) -> Vec<usize> {
+        SyncTestSession::local_slots(self)
+    }
+    fn add_local_input(&mut self, slot: usize, input: I) -> Result<(), RollbackError> {
+        SyncTestSession::add_local_input(self, slot, input)
+    }
+    fn advance_frame(&mut self, now: Instant) -> Result<Vec<Request<I>>, RollbackError> {
+        SyncTestSession::advance_frame(self, now)
+    }
+    fn set_checksum(&mut self, frame: Frame, checksum: Checksum) {
+        SyncTestSession::set_checksum(self, frame, checksum);
+    }
+    /// A sync test asks for no snapshots.
+    fn submit_snapshot(&mut self, _frame: Frame, _data: Vec<u8>) {}
+    /// A sync test asks for no snapshots.
+    fn decline_snapshot(&mut self, _frame: Frame, _reason: &str) {}
 }
 
 impl<I: Input> RollbackSocket<I> {
@@ -125,33 +199,68 @@ impl<I: Input> RollbackSocket<I> {
         }
     }
 
-    /// A local session (sync test, or a game with every player local).
+    /// A local session (a game with every player local).
     pub fn local(session: RollbackSession<I>) -> Self {
         Self {
             inner: Inner::Local(Box::new(session)),
         }
     }
 
-    /// The session, once started.
+    /// A local sync test.
+    pub fn sync_test(session: SyncTestSession<I>) -> Self {
+        Self {
+            inner: Inner::SyncTest(Box::new(session)),
+        }
+    }
+
+    /// The session, once started (none for a sync test: see
+    /// [`RollbackSocket::sync_test_session`]).
     pub fn session(&self) -> Option<&RollbackSession<I>> {
         match &self.inner {
             Inner::Local(s) => Some(s),
+            Inner::SyncTest(_) => None,
             Inner::Net(n) => n.session(),
         }
     }
 
-    /// The session, once started.
+    /// The session, once started (none for a sync test).
     pub fn session_mut(&mut self) -> Option<&mut RollbackSession<I>> {
         match &mut self.inner {
             Inner::Local(s) => Some(s),
+            Inner::SyncTest(_) => None,
             Inner::Net(n) => n.session_mut(),
+        }
+    }
+
+    /// The sync test session, for a sync test.
+    pub fn sync_test_session(&self) -> Option<&SyncTestSession<I>> {
+        match &self.inner {
+            Inner::SyncTest(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The session's counters, whichever kind it is, once started.
+    pub fn stats(&self) -> Option<RollbackStats> {
+        match &self.inner {
+            Inner::SyncTest(s) => Some(s.stats()),
+            _ => self.session().map(RollbackSession::stats),
+        }
+    }
+
+    /// The session that runs frames, whichever kind it is, once started.
+    fn frame_session(&mut self) -> Option<&mut dyn FrameSession<I>> {
+        match &mut self.inner {
+            Inner::Local(s) => Some(&mut **s),
+            Inner::SyncTest(s) => Some(&mut **s),
+            Inner::Net(n) => n.session_mut().map(|s| s as &mut dyn FrameSession<I>),
         }
     }
 
     /// The network side, for networked play.
     pub fn net_ref(&self) -> Option<&RollbackNet<I>> {
         match &self.inner {
-            Inner::Local(_) => None,
+            Inner::Local(_) | Inner::SyncTest(_) => None,
             Inner::Net(n) => Some(n),
         }
     }
@@ -159,7 +268,7 @@ impl<I: Input> RollbackSocket<I> {
     /// The network side, for networked play.
     pub fn net_mut(&mut self) -> Option<&mut RollbackNet<I>> {
         match &mut self.inner {
-            Inner::Local(_) => None,
+            Inner::Local(_) | Inner::SyncTest(_) => None,
             Inner::Net(n) => Some(n),
         }
     }
@@ -171,6 +280,7 @@ impl<I: Input> RollbackSocket<I> {
                     s.handle_timeout(now);
                 }
             }
+            Inner::SyncTest(_) => {}
             Inner::Net(n) => n.update(),
         }
     }
@@ -184,6 +294,7 @@ impl<I: Input> RollbackSocket<I> {
     fn poll_event(&mut self) -> Option<RollbackEvent> {
         match &mut self.inner {
             Inner::Local(s) => s.poll_event(),
+            Inner::SyncTest(s) => s.poll_event(),
             Inner::Net(n) => n.poll_rollback_event(),
         }
     }
@@ -350,9 +461,9 @@ impl<I: Input> Plugin for RollbackPlugin<I> {
         }
         match setup {
             Some(Setup::SyncTest(distance)) => {
-                match RollbackSession::<I>::sync_test(self.config.clone(), distance) {
+                match SyncTestSession::<I>::new(self.config.clone(), distance) {
                     Ok(s) => {
-                        app.insert_resource(RollbackSocket::local(s));
+                        app.insert_resource(RollbackSocket::sync_test(s));
                     }
                     Err(e) => tracing::error!("rollback: {e}"),
                 }
@@ -690,7 +801,7 @@ pub(crate) fn drive<I: Input>(world: &mut World) {
         socket.update(now);
         let mut frames = 0;
         while frames < MAX_FRAMES_PER_UPDATE {
-            let Some(session) = socket.session_mut() else {
+            let Some(session) = socket.frame_session() else {
                 break;
             };
             let due = match clock {
@@ -747,7 +858,7 @@ pub(crate) fn drive<I: Input>(world: &mut World) {
 /// Carries out a session's requests on the world.
 pub fn run_requests<I: Input>(
     world: &mut World,
-    session: &mut RollbackSession<I>,
+    session: &mut (impl FrameSession<I> + ?Sized),
     requests: Vec<Request<I>>,
 ) {
     let settings = world.resource::<Settings>().clone();
@@ -886,7 +997,7 @@ fn diagnostics<I: Input>(
     }
     let total_desyncs = mark.desyncs;
     diagnostics.add_measurement(&DESYNCS, || total_desyncs as f64);
-    let Some(stats) = socket.session().map(|s| s.stats()) else {
+    let Some(stats) = socket.stats() else {
         return;
     };
     let now = Instant::now();

@@ -242,8 +242,8 @@ fn run(app: &mut App, frames: u32) -> Vec<RollbackEvent> {
         let frame = app
             .world()
             .resource::<RollbackSocket<u8>>()
-            .session()
-            .map(|s| s.current_frame())
+            .stats()
+            .map(|s| s.frame)
             .unwrap_or(0);
         if frame >= frames {
             return events;
@@ -265,11 +265,7 @@ fn sync_test_restores_everything_it_rolls_back() {
         .collect();
     assert!(desyncs.is_empty(), "{desyncs:?}");
     let world = app.world_mut();
-    let stats = world
-        .resource::<RollbackSocket<u8>>()
-        .session()
-        .unwrap()
-        .stats();
+    let stats = world.resource::<RollbackSocket<u8>>().stats().unwrap();
     assert!(
         stats.rollbacks > 250 && stats.checksums_matched > 1_000,
         "{stats:?}"
@@ -281,9 +277,9 @@ fn sync_test_restores_everything_it_rolls_back() {
     assert_eq!(world.query::<&Player>().iter(world).count(), 1);
     let frame = world
         .resource::<RollbackSocket<u8>>()
-        .session()
+        .stats()
         .unwrap()
-        .current_frame();
+        .frame;
     let time = world.resource::<Time<RollbackTime>>();
     assert!((time.elapsed_secs_f64() * 10_000.0 - frame as f64).abs() < 0.5);
 }

@@ -10,7 +10,10 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::replication::{ReplicationConfig, Replicator, Schema};
-use crate::rollback::wire::{InputRun, Msg, SlotEntry};
+use crate::rollback::wire::{
+    AdmitMsg, ChecksumMsg, InputRun, InputsMsg, IntroMsg, LostMsg, Msg, RefuseMsg, SlotEntry,
+    SnapshotMsg,
+};
 use crate::wire::{GoodbyeReason, ReliablePacket, UnreliablePacket};
 use crate::{Instant, PeerId};
 
@@ -84,7 +87,7 @@ fn rollback_vectors(out: &mut Vec<(String, Vec<u8>)>) {
     let msgs: [(&str, Msg<u16>); 7] = [
         (
             "inputs",
-            Msg::Inputs {
+            Msg::Inputs(InputsMsg {
                 ack: 40,
                 frame: 44,
                 time_ms: 123_456,
@@ -92,30 +95,30 @@ fn rollback_vectors(out: &mut Vec<(String, Vec<u8>)>) {
                 echo_hold_ms: 5,
                 feed: false,
                 run: run(42),
-            },
+            }),
         ),
         (
             "intro",
-            Msg::Intro {
+            Msg::Intro(IntroMsg {
                 key: 0xdead_beef,
                 joiner: true,
                 players: 1,
                 num_players: 3,
-            },
+            }),
         ),
         (
             "admit",
-            Msg::Admit {
+            Msg::Admit(AdmitMsg {
                 peer,
                 key: 0xdead_beef,
                 slots: vec![2],
                 from: 130,
                 snapshot: 120,
-            },
+            }),
         ),
         (
             "snapshot",
-            Msg::Snapshot {
+            Msg::Snapshot(SnapshotMsg {
                 frame: 120,
                 from: 130,
                 your_slots: vec![2],
@@ -138,22 +141,22 @@ fn rollback_vectors(out: &mut Vec<(String, Vec<u8>)>) {
                 spectators: vec![(PeerId(77), 11)],
                 runs: vec![run(120)],
                 data: b"state".to_vec(),
-            },
+            }),
         ),
-        ("lost", Msg::Lost { peer, run: run(60) }),
+        ("lost", Msg::Lost(LostMsg { peer, run: run(60) })),
         (
             "checksum",
-            Msg::Checksum {
+            Msg::Checksum(ChecksumMsg {
                 frame: 64,
                 total: 0x0123_4567_89ab_cdef,
                 parts: vec![(1, 2), (3, 4)],
-            },
+            }),
         ),
         (
             "refuse",
-            Msg::Refuse {
+            Msg::Refuse(RefuseMsg {
                 reason: "session full".into(),
-            },
+            }),
         ),
     ];
     for (name, m) in msgs {

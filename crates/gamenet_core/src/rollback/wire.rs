@@ -158,8 +158,11 @@ pub(crate) fn decode_records<I: Input>(
 /// A run of inputs of some slots from a start frame.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct InputRun<I> {
+    /// The frame of the first record.
     pub start: Frame,
+    /// The slots, in the order of each record's entries.
     pub slots: Vec<u8>,
+    /// One record per frame from `start` on.
     pub records: Records<I>,
 }
 
@@ -195,166 +198,231 @@ impl<I: Input> InputRun<I> {
 pub(crate) struct SlotEntry {
     /// 0 free, 1 occupied, 2 vacant (its player left; reclaimable by key).
     pub state: u8,
+    /// The peer playing it (or that last played it).
     pub peer: PeerId,
+    /// That player's key.
     pub key: u64,
+    /// Its player's first frame (`Frame::MAX`: never played).
     pub active_from: Frame,
+    /// The first frame without its player, once it left.
     pub until: Option<Frame>,
+}
+
+/// Inputs, acks and clock data: the sender's own slots' inputs, or a host's
+/// confirmed feed of every slot to a spectator.
+///
+/// Who may send this: any member. Today's checks: from a non-member or a
+/// member being reported lost only the acks and clock count; a feed is taken
+/// only by a spectator and a player's run only by a player; a player's run
+/// must name exactly the sender's slots, a feed every slot.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct InputsMsg<I> {
+    /// Frames of the receiver's inputs (or feed) below this the sender has.
+    pub ack: Frame,
+    /// The sender's next frame to simulate.
+    pub frame: Frame,
+    /// The sender's clock, in milliseconds since its first call.
+    pub time_ms: u32,
+    /// The last `time_ms` the sender heard from the receiver (0: none).
+    pub echo_ms: u32,
+    /// How long the sender held that echo before sending, in milliseconds.
+    pub echo_hold_ms: u16,
+    /// Whether `run` is a host's confirmed feed to a spectator.
+    pub feed: bool,
+    /// The inputs.
+    pub run: InputRun<I>,
+}
+
+/// Sent to each peer on connect: who I am and what I want.
+///
+/// Who may send this: any connected peer. Today's checks: the session size
+/// must match ours; a joiner's intro is taken only by a running player and
+/// only from a peer that is not a member yet; any other intro only from a
+/// member, once.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct IntroMsg {
+    /// The sender's player key (for reconnecting).
+    pub key: u64,
+    /// Whether the sender asks to join a running session.
+    pub joiner: bool,
+    /// Slots the sender plays (0: a spectator).
+    pub players: u8,
+    /// Slots of the sender's session.
+    pub num_players: u8,
+}
+
+/// The host admits a peer into slots from a frame.
+///
+/// Who may send this: the host only. Today's checks: the sender must be a
+/// player member (not that it is the host); the receiver must be a running
+/// player; the admit must fit (a new peer, slots not occupied, a frame not
+/// final yet).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AdmitMsg {
+    /// The peer admitted.
+    pub peer: PeerId,
+    /// Its player key.
+    pub key: u64,
+    /// Its slots (none: a spectator).
+    pub slots: Vec<u8>,
+    /// Its first frame.
+    pub from: Frame,
+    /// The frame of the snapshot it gets.
+    pub snapshot: Frame,
+}
+
+/// The state a joiner starts from, with the slot table and inputs since.
+///
+/// Who may send this: the host only. Today's checks: taken only while
+/// joining (from any peer) and only if it fits this session.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SnapshotMsg<I> {
+    /// The frame the state is the state at.
+    pub frame: Frame,
+    /// The joiner's first frame.
+    pub from: Frame,
+    /// The joiner's slots.
+    pub your_slots: Vec<u8>,
+    /// Every slot's entry.
+    pub table: Vec<SlotEntry>,
+    /// Spectators and their keys.
+    pub spectators: Vec<(PeerId, u64)>,
+    /// Inputs of the occupied slots from `frame` on.
+    pub runs: Vec<InputRun<I>>,
+    /// The game's serialized state.
+    pub data: Vec<u8>,
+}
+
+/// What the sender has of a peer that left.
+///
+/// Who may send this: a player. Today's checks: taken only by a player, only
+/// from a player member not itself being reported lost, and only for the
+/// departed peer's slots; kept for later while the receiver joins or does
+/// not know the departed peer yet.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LostMsg<I> {
+    /// The peer that left.
+    pub peer: PeerId,
+    /// The sender's inputs of its slots.
+    pub run: InputRun<I>,
+}
+
+/// A confirmed frame's checksum, whole and per part.
+///
+/// Who may send this: a player. Today's checks: taken from any member.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ChecksumMsg {
+    /// The frame.
+    pub frame: Frame,
+    /// The whole state's checksum.
+    pub total: u64,
+    /// Parts, as (hash of the part's name, checksum).
+    pub parts: Vec<(u64, u64)>,
+}
+
+/// The host refuses a join.
+///
+/// Who may send this: the host only. Today's checks: taken only while
+/// joining, from any peer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RefuseMsg {
+    /// Why.
+    pub reason: String,
 }
 
 /// A rollback protocol message.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Msg<I> {
-    /// Unreliable: the sender's inputs (or a host's confirmed feed), acks and
-    /// clock data.
-    Inputs {
-        ack: Frame,
-        frame: Frame,
-        time_ms: u32,
-        echo_ms: u32,
-        echo_hold_ms: u16,
-        feed: bool,
-        run: InputRun<I>,
-    },
-    /// Sent to each peer on connect: who I am and what I want.
-    Intro {
-        key: u64,
-        joiner: bool,
-        players: u8,
-        num_players: u8,
-    },
-    /// The host admits a peer into slots from a frame.
-    Admit {
-        peer: PeerId,
-        key: u64,
-        slots: Vec<u8>,
-        from: Frame,
-        snapshot: Frame,
-    },
-    /// The state a joiner starts from, with the slot table and inputs since.
-    Snapshot {
-        frame: Frame,
-        from: Frame,
-        your_slots: Vec<u8>,
-        table: Vec<SlotEntry>,
-        spectators: Vec<(PeerId, u64)>,
-        runs: Vec<InputRun<I>>,
-        data: Vec<u8>,
-    },
+    /// Unreliable: inputs, acks and clock data.
+    Inputs(InputsMsg<I>),
+    /// Who I am and what I want.
+    Intro(IntroMsg),
+    /// The host admits a peer.
+    Admit(AdmitMsg),
+    /// The state a joiner starts from.
+    Snapshot(SnapshotMsg<I>),
     /// What the sender has of a peer that left.
-    Lost { peer: PeerId, run: InputRun<I> },
-    /// A confirmed frame's checksum, whole and per part.
-    Checksum {
-        frame: Frame,
-        total: u64,
-        parts: Vec<(u64, u64)>,
-    },
+    Lost(LostMsg<I>),
+    /// A confirmed frame's checksum.
+    Checksum(ChecksumMsg),
     /// The host refuses a join.
-    Refuse { reason: String },
+    Refuse(RefuseMsg),
 }
 
 const MAX_PARTS: usize = 1024;
 
 impl<I: Input> Msg<I> {
+    /// Whether it goes on the reliable channel (all but inputs).
     pub fn is_reliable(&self) -> bool {
-        !matches!(self, Msg::Inputs { .. })
+        !matches!(self, Msg::Inputs(_))
     }
 
+    /// The message's bytes: a type byte, then the body.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
         match self {
-            Msg::Inputs {
-                ack,
-                frame,
-                time_ms,
-                echo_ms,
-                echo_hold_ms,
-                feed,
-                run,
-            } => {
+            Msg::Inputs(m) => {
                 w.u8(INPUTS)
-                    .u32(*ack)
-                    .u32(*frame)
-                    .u32(*time_ms)
-                    .u32(*echo_ms)
-                    .u16(*echo_hold_ms)
-                    .u8(*feed as u8);
-                run.write(&mut w);
+                    .u32(m.ack)
+                    .u32(m.frame)
+                    .u32(m.time_ms)
+                    .u32(m.echo_ms)
+                    .u16(m.echo_hold_ms)
+                    .u8(m.feed as u8);
+                m.run.write(&mut w);
             }
-            Msg::Intro {
-                key,
-                joiner,
-                players,
-                num_players,
-            } => {
+            Msg::Intro(m) => {
                 w.u8(INTRO)
-                    .u64(*key)
-                    .u8(*joiner as u8)
-                    .u8(*players)
-                    .u8(*num_players);
+                    .u64(m.key)
+                    .u8(m.joiner as u8)
+                    .u8(m.players)
+                    .u8(m.num_players);
             }
-            Msg::Admit {
-                peer,
-                key,
-                slots,
-                from,
-                snapshot,
-            } => {
-                w.u8(ADMIT).peer(*peer).u64(*key).u8(slots.len() as u8);
-                w.0.extend_from_slice(slots);
-                w.u32(*from).u32(*snapshot);
+            Msg::Admit(m) => {
+                w.u8(ADMIT).peer(m.peer).u64(m.key).u8(m.slots.len() as u8);
+                w.0.extend_from_slice(&m.slots);
+                w.u32(m.from).u32(m.snapshot);
             }
-            Msg::Snapshot {
-                frame,
-                from,
-                your_slots,
-                table,
-                spectators,
-                runs,
-                data,
-            } => {
+            Msg::Snapshot(m) => {
                 w.u8(SNAPSHOT)
-                    .u32(*frame)
-                    .u32(*from)
-                    .u8(your_slots.len() as u8);
-                w.0.extend_from_slice(your_slots);
-                w.u8(table.len() as u8);
-                for e in table {
+                    .u32(m.frame)
+                    .u32(m.from)
+                    .u8(m.your_slots.len() as u8);
+                w.0.extend_from_slice(&m.your_slots);
+                w.u8(m.table.len() as u8);
+                for e in &m.table {
                     w.u8(e.state)
                         .peer(e.peer)
                         .u64(e.key)
                         .u32(e.active_from)
                         .u32(e.until.unwrap_or(Frame::MAX));
                 }
-                w.u8(spectators.len() as u8);
-                for (p, k) in spectators {
+                w.u8(m.spectators.len() as u8);
+                for (p, k) in &m.spectators {
                     w.peer(*p).u64(*k);
                 }
-                w.u8(runs.len() as u8);
-                for run in runs {
+                w.u8(m.runs.len() as u8);
+                for run in &m.runs {
                     run.write(&mut w);
                 }
-                w.blob(data);
+                w.blob(&m.data);
             }
-            Msg::Lost { peer, run } => {
-                w.u8(LOST).peer(*peer);
-                run.write(&mut w);
+            Msg::Lost(m) => {
+                w.u8(LOST).peer(m.peer);
+                m.run.write(&mut w);
             }
-            Msg::Checksum {
-                frame,
-                total,
-                parts,
-            } => {
+            Msg::Checksum(m) => {
                 w.u8(CHECKSUM)
-                    .u32(*frame)
-                    .u64(*total)
-                    .u16(parts.len() as u16);
-                for (id, v) in parts {
+                    .u32(m.frame)
+                    .u64(m.total)
+                    .u16(m.parts.len() as u16);
+                for (id, v) in &m.parts {
                     w.u64(*id).u64(*v);
                 }
             }
-            Msg::Refuse { reason } => {
+            Msg::Refuse(m) => {
                 w.u8(REFUSE);
-                w.blob(reason.as_bytes());
+                w.blob(m.reason.as_bytes());
             }
         }
         w.0
@@ -365,7 +433,7 @@ impl<I: Input> Msg<I> {
         let (&kind, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
         let mut r = Reader { bytes: rest };
         let msg = match kind {
-            INPUTS => Msg::Inputs {
+            INPUTS => Msg::Inputs(InputsMsg {
                 ack: frame(&mut r, "ack")?,
                 frame: frame(&mut r, "frame")?,
                 time_ms: r.u32("time")?,
@@ -373,20 +441,20 @@ impl<I: Input> Msg<I> {
                 echo_hold_ms: r.u16("echo hold")?,
                 feed: r.u8("feed")? != 0,
                 run: InputRun::read(&mut r, MAX_FRAMES_PER_MESSAGE)?,
-            },
-            INTRO => Msg::Intro {
+            }),
+            INTRO => Msg::Intro(IntroMsg {
                 key: r.u64("key")?,
                 joiner: r.u8("joiner")? != 0,
                 players: r.u8("players")?,
                 num_players: r.u8("num players")?,
-            },
-            ADMIT => Msg::Admit {
+            }),
+            ADMIT => Msg::Admit(AdmitMsg {
                 peer: peer(&mut r, "admit peer")?,
                 key: r.u64("admit key")?,
                 slots: slots(&mut r, "admit slots")?,
                 from: frame(&mut r, "admit from")?,
                 snapshot: frame(&mut r, "admit snapshot")?,
-            },
+            }),
             SNAPSHOT => {
                 let frame_no = frame(&mut r, "snapshot frame")?;
                 let from = frame(&mut r, "snapshot from")?;
@@ -431,7 +499,7 @@ impl<I: Input> Msg<I> {
                     runs.push(InputRun::read(&mut r, 4096)?);
                 }
                 let data = blob(&mut r, max_snapshot, "snapshot data")?.to_vec();
-                Msg::Snapshot {
+                Msg::Snapshot(SnapshotMsg {
                     frame: frame_no,
                     from,
                     your_slots,
@@ -439,12 +507,12 @@ impl<I: Input> Msg<I> {
                     spectators,
                     runs,
                     data,
-                }
+                })
             }
-            LOST => Msg::Lost {
+            LOST => Msg::Lost(LostMsg {
                 peer: peer(&mut r, "lost peer")?,
                 run: InputRun::read(&mut r, 4096)?,
-            },
+            }),
             CHECKSUM => {
                 let frame = frame(&mut r, "checksum frame")?;
                 let total = r.u64("checksum")?;
@@ -456,15 +524,15 @@ impl<I: Input> Msg<I> {
                 for _ in 0..n {
                     parts.push((r.u64("part id")?, r.u64("part value")?));
                 }
-                Msg::Checksum {
+                Msg::Checksum(ChecksumMsg {
                     frame,
                     total,
                     parts,
-                }
+                })
             }
-            REFUSE => Msg::Refuse {
+            REFUSE => Msg::Refuse(RefuseMsg {
                 reason: String::from_utf8_lossy(blob(&mut r, 1024, "reason")?).into_owned(),
-            },
+            }),
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish(msg)
@@ -496,7 +564,7 @@ mod tests {
             records: vec![vec![Some(1u8), Some(2)], vec![Some(1), None]],
         };
         let msgs: Vec<Msg<u8>> = vec![
-            Msg::Inputs {
+            Msg::Inputs(InputsMsg {
                 ack: 1,
                 frame: 2,
                 time_ms: 3,
@@ -504,21 +572,21 @@ mod tests {
                 echo_hold_ms: 5,
                 feed: true,
                 run: run.clone(),
-            },
-            Msg::Intro {
+            }),
+            Msg::Intro(IntroMsg {
                 key: 9,
                 joiner: true,
                 players: 1,
                 num_players: 4,
-            },
-            Msg::Admit {
+            }),
+            Msg::Admit(AdmitMsg {
                 peer: PeerId(77),
                 key: 3,
                 slots: vec![1],
                 from: 100,
                 snapshot: 90,
-            },
-            Msg::Snapshot {
+            }),
+            Msg::Snapshot(SnapshotMsg {
                 frame: 90,
                 from: 100,
                 your_slots: vec![1],
@@ -532,19 +600,19 @@ mod tests {
                 spectators: vec![(PeerId(5), 6)],
                 runs: vec![run.clone()],
                 data: vec![1, 2, 3],
-            },
-            Msg::Lost {
+            }),
+            Msg::Lost(LostMsg {
                 peer: PeerId(3),
                 run,
-            },
-            Msg::Checksum {
+            }),
+            Msg::Checksum(ChecksumMsg {
                 frame: 16,
                 total: 1,
                 parts: vec![(2, 3)],
-            },
-            Msg::Refuse {
+            }),
+            Msg::Refuse(RefuseMsg {
                 reason: "full".into(),
-            },
+            }),
         ];
         for m in msgs {
             assert_eq!(Msg::decode(&m.encode(), 1 << 20).unwrap(), m);

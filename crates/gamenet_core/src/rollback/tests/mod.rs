@@ -5,10 +5,19 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use super::wire::Msg;
 use super::*;
 use crate::conditioner::SplitMix;
 use crate::sim::SimLinks;
-use crate::{ConditionerConfig, Event, Mesh, MeshConfig};
+use crate::{ConditionerConfig, Event, Instant, Mesh, MeshConfig, PeerId};
+
+mod departure;
+mod desync;
+mod hostile;
+mod in_step;
+mod late_join;
+mod reconnect;
+mod spectator;
 
 /// The toy game: players move on a grid by their inputs; a running score
 /// mixes every position, so any divergence shows in the checksum.
@@ -134,7 +143,7 @@ impl Game {
         }
     }
 
-    fn handle(&mut self, session: &mut RollbackSession<u16>, requests: Vec<Request<u16>>) {
+    fn handle(&mut self, session: &mut impl GameSession, requests: Vec<Request<u16>>) {
         for r in requests {
             match r {
                 Request::Save { frame } => {
@@ -177,6 +186,30 @@ impl Game {
                 }
             }
         }
+    }
+}
+
+/// What the toy game calls back on a session while carrying out requests.
+trait GameSession {
+    fn set_checksum(&mut self, frame: Frame, checksum: Checksum);
+    fn submit_snapshot(&mut self, frame: Frame, data: Vec<u8>);
+}
+
+impl GameSession for RollbackSession<u16> {
+    fn set_checksum(&mut self, frame: Frame, checksum: Checksum) {
+        RollbackSession::set_checksum(self, frame, checksum);
+    }
+    fn submit_snapshot(&mut self, frame: Frame, data: Vec<u8>) {
+        RollbackSession::submit_snapshot(self, frame, data);
+    }
+}
+
+impl GameSession for SyncTestSession<u16> {
+    fn set_checksum(&mut self, frame: Frame, checksum: Checksum) {
+        SyncTestSession::set_checksum(self, frame, checksum);
+    }
+    fn submit_snapshot(&mut self, _frame: Frame, _data: Vec<u8>) {
+        panic!("a sync test asks for no snapshot");
     }
 }
 
@@ -453,427 +486,5 @@ fn bad_link(seed: u64) -> ConditionerConfig {
         loss: 0.10,
         duplicate: 0.02,
         seed,
-    }
-}
-
-fn run_in_step(players: usize, seed: u64) {
-    let mut net = Net::new(players, bad_link(seed), 10_000);
-    net.run(Duration::from_secs(400), |n| n.all_done());
-    net.assert_in_step();
-    for n in &net.nodes {
-        assert!(
-            n.session.stats().rollbacks > 0,
-            "a bad link must cause rollbacks"
-        );
-    }
-}
-
-#[test]
-fn two_peers_stay_in_step_over_a_bad_link() {
-    run_in_step(2, 1);
-}
-
-#[test]
-fn three_peers_stay_in_step_over_a_bad_link() {
-    run_in_step(3, 2);
-}
-
-#[test]
-fn four_peers_stay_in_step_over_a_bad_link() {
-    run_in_step(4, 3);
-}
-
-#[test]
-fn a_peer_leaves_and_the_rest_finish_in_step() {
-    let mut net = Net::new(3, bad_link(4), 10_000);
-    net.run(Duration::from_secs(100), |n| {
-        n.nodes[2].session.current_frame() >= 3_000
-    });
-    net.kill(2, false);
-    let gone = net.nodes[2].id;
-    net.run(Duration::from_secs(400), |n| n.all_done());
-    net.assert_in_step();
-    let mut frames = Vec::new();
-    for n in net.nodes.iter().filter(|n| n.alive) {
-        let e = n
-            .events
-            .iter()
-            .find_map(|e| match e {
-                RollbackEvent::Disconnected { peer, slots, frame } if *peer == gone => {
-                    Some((slots.clone(), *frame))
-                }
-                _ => None,
-            })
-            .expect("disconnect reported");
-        frames.push(e);
-    }
-    assert!(frames.windows(2).all(|w| w[0] == w[1]), "{frames:?}");
-    assert_eq!(frames[0].0, vec![2]);
-    // Its inputs up to about where it died are used, none beyond.
-    let delay = net.config.input_delay;
-    assert!((2_950..=3_001 + delay).contains(&frames[0].1), "{frames:?}");
-    let state = net.nodes[0].game.at_target.as_ref().unwrap();
-    assert!(!state.present[2] && state.present[0] && state.present[1]);
-}
-
-#[test]
-fn a_peer_late_joins_and_ends_in_step() {
-    // Three slots, two players at the start, the third slot open.
-    let mut net = Net::with_kinds(3, 2, bad_link(5), 10_000);
-    net.run(Duration::from_secs(100), |n| {
-        n.nodes[0].session.current_frame() >= 5_000
-    });
-    let id = net.new_id();
-    let session = RollbackSession::join(net.config.clone(), id, 77, 1).unwrap();
-    net.add_node(id, session);
-    net.run(Duration::from_secs(400), |n| n.all_done());
-    net.assert_in_step();
-    let joiner = &net.nodes[2];
-    assert_eq!(joiner.session.local_slots(), vec![2]);
-    assert!(
-        joiner
-            .events
-            .iter()
-            .any(|e| matches!(e, RollbackEvent::JoinerSynced { peer } if *peer == id))
-    );
-    for n in &net.nodes[..2] {
-        let joined = n.events.iter().find_map(|e| match e {
-            RollbackEvent::PlayerJoined { peer, slots, frame } if *peer == id => {
-                Some((slots.clone(), *frame))
-            }
-            _ => None,
-        });
-        let (slots, frame) = joined.expect("join reported");
-        assert_eq!(slots, vec![2]);
-        assert!(frame > 5_000, "{frame}");
-    }
-    let state = net.nodes[0].game.at_target.as_ref().unwrap();
-    assert!(state.present.iter().all(|&p| p), "{state:?}");
-}
-
-#[test]
-fn a_dropped_peer_reconnects_into_its_slot() {
-    let mut net = Net::new(3, bad_link(6), 10_000);
-    net.run(Duration::from_secs(100), |n| {
-        n.nodes[1].session.current_frame() >= 4_000
-    });
-    let key = net.nodes[1].session.key();
-    let old = net.nodes[1].id;
-    net.kill(1, true);
-    // Back a second later, with a new connection (so a new peer id).
-    let back = net.now + Duration::from_secs(1);
-    net.run(Duration::from_secs(200), |n| n.now >= back);
-    let id = net.new_id();
-    let session = RollbackSession::join(net.config.clone(), id, key, 1).unwrap();
-    net.add_node(id, session);
-    net.run(Duration::from_secs(400), |n| n.all_done());
-    net.assert_in_step();
-    let rejoined = net.nodes.iter().find(|n| n.id == id).unwrap();
-    assert_eq!(rejoined.session.local_slots(), vec![1]);
-    for n in net.nodes.iter().filter(|n| n.alive && n.id != id) {
-        assert!(
-            n.events
-                .iter()
-                .any(|e| matches!(e, RollbackEvent::Disconnected { peer, .. } if *peer == old))
-        );
-        assert!(n.events.iter().any(
-            |e| matches!(e, RollbackEvent::PlayerJoined { peer, slots, .. } if *peer == id && slots == &vec![1])
-        ));
-    }
-    let state = net.nodes[0].game.at_target.as_ref().unwrap();
-    assert!(state.present.iter().all(|&p| p), "{state:?}");
-}
-
-#[test]
-fn a_spectator_follows_the_confirmed_game() {
-    let mut net = Net::new(2, bad_link(7), 3_008);
-    net.run(Duration::from_secs(100), |n| {
-        n.nodes[0].session.current_frame() >= 1_000
-    });
-    let id = net.new_id();
-    let session = RollbackSession::join(net.config.clone(), id, 5, 0).unwrap();
-    net.add_node(id, session);
-    net.run(Duration::from_secs(200), |n| n.all_done());
-    net.assert_in_step();
-    assert!(net.nodes[2].session.is_spectator());
-}
-
-#[test]
-fn lockstep_and_a_changed_input_delay_stay_in_step() {
-    let mut net = Net::new(2, bad_link(8), 2_000);
-    for n in &mut net.nodes {
-        n.session.config.prediction_window = 0;
-    }
-    net.run(Duration::from_secs(100), |n| {
-        n.nodes[0].session.current_frame() >= 500
-    });
-    net.nodes[0].session.set_input_delay(5);
-    net.nodes[1].session.set_input_delay(0);
-    net.run(Duration::from_secs(300), |n| n.all_done());
-    net.assert_in_step();
-    for n in &net.nodes {
-        assert_eq!(n.session.stats().rollbacks, 0, "lockstep never rolls back");
-    }
-}
-
-#[test]
-fn a_non_deterministic_game_is_a_desync_naming_the_part() {
-    let mut net = Net::new(2, bad_link(9), 1_008);
-    net.nodes[1].game.perturb = Some(0);
-    net.run(Duration::from_secs(100), |n| {
-        n.nodes[0]
-            .events
-            .iter()
-            .any(|e| matches!(e, RollbackEvent::DesyncDetected { .. }))
-    });
-    let desync = net.nodes[0]
-        .events
-        .iter()
-        .find_map(|e| match e {
-            RollbackEvent::DesyncDetected { parts, peer, .. } => Some((parts.clone(), *peer)),
-            _ => None,
-        })
-        .unwrap();
-    assert_eq!(desync.0, vec!["Sparkle".to_string()]);
-    assert_eq!(desync.1, net.nodes[1].id);
-}
-
-#[test]
-fn sync_test_finds_non_determinism_and_names_it() {
-    let config = RollbackConfig {
-        num_players: 2,
-        ..RollbackConfig::default()
-    };
-    let now = Instant::now();
-    let run = |perturb: Option<usize>| {
-        let mut s = RollbackSession::<u16>::sync_test(config.clone(), 7).unwrap();
-        let mut game = Game::new(2, 8, 1_000);
-        game.perturb = perturb;
-        let mut events = Vec::new();
-        for f in 0..200u16 {
-            s.add_local_input(0, f / 10 % 16).unwrap();
-            s.add_local_input(1, f / 7 % 16).unwrap();
-            let r = s.advance_frame(now).unwrap();
-            game.handle(&mut s, r);
-            while let Some(e) = s.poll_event() {
-                events.push(e);
-            }
-        }
-        (events, s.stats())
-    };
-    let (events, stats) = run(None);
-    assert!(
-        !events
-            .iter()
-            .any(|e| matches!(e, RollbackEvent::DesyncDetected { .. })),
-        "{events:?}"
-    );
-    assert!(stats.checksums_matched > 1_000, "{stats:?}");
-    let (events, _) = run(Some(1));
-    let parts = events
-        .iter()
-        .find_map(|e| match e {
-            RollbackEvent::DesyncDetected { parts, .. } => Some(parts.clone()),
-            _ => None,
-        })
-        .expect("desync found");
-    assert_eq!(parts, vec!["Sparkle".to_string()]);
-}
-
-#[test]
-fn garbage_from_a_peer_is_reported_not_a_panic() {
-    let now = Instant::now();
-    let kinds = [PlayerKind::Local, PlayerKind::Remote(PeerId(2))];
-    let mut s =
-        RollbackSession::<u16>::start(RollbackConfig::default(), PeerId(1), 1, &kinds).unwrap();
-    s.handle_peer_joined(now, PeerId(2));
-    s.handle_message(now, PeerId(2), &[0x12, 1, 2]);
-    assert!(matches!(
-        s.poll_event_after_sync(),
-        Some(RollbackEvent::PeerMisbehaved { .. })
-    ));
-}
-
-impl RollbackSession<u16> {
-    fn poll_event_after_sync(&mut self) -> Option<RollbackEvent> {
-        loop {
-            match self.poll_event()? {
-                RollbackEvent::Synchronizing { .. } => continue,
-                e => return Some(e),
-            }
-        }
-    }
-}
-
-proptest::proptest! {
-    #[test]
-    fn arbitrary_messages_never_panic(msgs in proptest::collection::vec(
-        (proptest::prelude::any::<u8>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)), 0..30)) {
-        let now = Instant::now();
-        let kinds = [PlayerKind::Local, PlayerKind::Remote(PeerId(2))];
-        let mut s = RollbackSession::<u16>::start(RollbackConfig::default(), PeerId(1), 1, &kinds).unwrap();
-        s.handle_peer_joined(now, PeerId(2));
-        s.handle_message(now, PeerId(2), &Msg::<u16>::Intro { key: 2, joiner: false, players: 1, num_players: 2 }.encode());
-        for (kind, tail) in msgs {
-            let mut m = vec![[0x01u8, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15][kind as usize % 7]];
-            m.extend(tail);
-            s.handle_message(now, PeerId(2), &m);
-            s.add_local_input(0, 1).unwrap();
-            let _ = s.advance_frame(now);
-            while s.poll_transmit().is_some() {}
-        }
-    }
-}
-
-fn arb_run() -> impl proptest::strategy::Strategy<Value = wire::InputRun<u16>> {
-    use proptest::prelude::*;
-    (
-        0..=wire::MAX_FRAME,
-        proptest::collection::vec(0u8..4, 0..3),
-        0usize..5,
-        any::<u16>(),
-    )
-        .prop_map(|(start, slots, count, input)| wire::InputRun {
-            start,
-            records: (0..count)
-                .map(|i| {
-                    slots
-                        .iter()
-                        .map(|_| (i % 3 != 0).then_some(input))
-                        .collect()
-                })
-                .collect(),
-            slots,
-        })
-}
-
-fn arb_msg() -> impl proptest::strategy::Strategy<Value = wire::Msg<u16>> {
-    use proptest::prelude::*;
-    use wire::Msg;
-    let f = 0..=wire::MAX_FRAME;
-    let small = 0u32..400;
-    prop_oneof![
-        (
-            small.clone(),
-            f.clone(),
-            any::<u32>(),
-            any::<u32>(),
-            any::<u16>(),
-            any::<bool>(),
-            arb_run()
-        )
-            .prop_map(|(ack, frame, time_ms, echo_ms, echo_hold_ms, feed, run)| {
-                Msg::Inputs {
-                    ack,
-                    frame,
-                    time_ms,
-                    echo_ms,
-                    echo_hold_ms,
-                    feed,
-                    run,
-                }
-            }),
-        (any::<u64>(), any::<bool>(), 0u8..4, 0u8..5).prop_map(
-            |(key, joiner, players, num_players)| {
-                Msg::Intro {
-                    key,
-                    joiner,
-                    players,
-                    num_players,
-                }
-            }
-        ),
-        (
-            1u128..6,
-            proptest::collection::vec(0u8..4, 0..3),
-            small.clone(),
-            small.clone()
-        )
-            .prop_map(|(p, slots, from, snapshot)| Msg::Admit {
-                peer: PeerId(p),
-                key: 1,
-                slots,
-                from,
-                snapshot
-            }),
-        (1u128..6, arb_run()).prop_map(|(p, run)| Msg::Lost {
-            peer: PeerId(p),
-            run
-        }),
-        (small.clone(), any::<u64>()).prop_map(|(frame, total)| Msg::Checksum {
-            frame,
-            total,
-            parts: vec![(part_id("Position"), total)]
-        }),
-        (f, small).prop_map(|(frame, from)| Msg::Snapshot {
-            frame,
-            from,
-            your_slots: vec![2],
-            table: Vec::new(),
-            spectators: Vec::new(),
-            runs: Vec::new(),
-            data: vec![1, 2, 3]
-        }),
-    ]
-}
-
-proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
-    #[test]
-    fn well_formed_hostile_messages_never_panic(msgs in proptest::collection::vec(arb_msg(), 0..40)) {
-        let now = Instant::now();
-        let kinds = [PlayerKind::Local, PlayerKind::Remote(PeerId(2)), PlayerKind::Open];
-        let config = RollbackConfig { num_players: 3, ..RollbackConfig::default() };
-        let mut s = RollbackSession::<u16>::start(config, PeerId(1), 1, &kinds).unwrap();
-        for p in 2..4 {
-            s.handle_peer_joined(now, PeerId(p));
-        }
-        s.handle_message(now, PeerId(2), &wire::Msg::<u16>::Intro { key: 2, joiner: false, players: 1, num_players: 3 }.encode());
-        for (i, m) in msgs.into_iter().enumerate() {
-            let from = PeerId(2 + (i % 2) as u128);
-            s.handle_message(now, from, &m.encode());
-            s.add_local_input(0, i as u16).unwrap();
-            let _ = s.advance_frame(now);
-            s.handle_timeout(now);
-            s.set_checksum(s.current_frame(), Checksum::total(7));
-            if i % 7 == 3 {
-                s.handle_peer_left(now, PeerId(3));
-            }
-            while s.poll_transmit().is_some() {}
-            while s.poll_event().is_some() {}
-        }
-    }
-}
-
-#[test]
-fn time_sync_brings_a_late_starter_into_step() {
-    let mut net = Net::new(2, bad_link(10), 3_008);
-    // Peer 1 starts a second late: peer 0 runs into its prediction window
-    // and waits; then the session must close the gap by itself.
-    net.nodes[1].stop_at = Some(0);
-    let release = net.now + Duration::from_secs(1);
-    net.run(Duration::from_secs(100), |n| n.now >= release);
-    assert_eq!(net.nodes[1].session.current_frame(), 0);
-    net.nodes[1].stop_at = None;
-    let mut widest_late_gap = 0i64;
-    net.run(Duration::from_secs(200), |n| {
-        let (a, b) = (
-            n.nodes[0].session.current_frame() as i64,
-            n.nodes[1].session.current_frame() as i64,
-        );
-        if a.min(b) > 1_000 {
-            widest_late_gap = widest_late_gap.max((a - b).abs());
-        }
-        n.all_done()
-    });
-    net.assert_in_step();
-    println!("widest gap after frame 1000: {widest_late_gap} frames");
-    assert!(
-        widest_late_gap <= 4,
-        "peers stay within 4 frames: {widest_late_gap}"
-    );
-    for n in &net.nodes {
-        let ahead = n.session.stats().frames_ahead;
-        assert!(ahead.abs() < 2.0, "{}: {ahead} frames ahead", n.id);
     }
 }

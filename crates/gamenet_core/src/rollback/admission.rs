@@ -1,0 +1,301 @@
+//! The host side of a join: a joiner's intro, the choice of its slots (a
+//! returning key gets its own back), the admit every member applies, and the
+//! snapshot the joiner starts from.
+
+use super::peers::Member;
+use super::session::SessionPhase;
+use super::sync_layer::{PlayerSlot, SlotState};
+use super::wire::{AdmitMsg, InputRun, IntroMsg, Msg, RefuseMsg, SnapshotMsg};
+use super::{Frame, Input, Request, RollbackEvent, RollbackSession};
+use crate::{Instant, PeerId};
+
+/// Most join requests a host keeps waiting.
+const MAX_PENDING_JOINS: usize = 16;
+
+/// A peer asking to join.
+#[derive(Debug, Clone)]
+struct JoinRequest {
+    /// The joiner.
+    peer: PeerId,
+    /// Its player key.
+    key: u64,
+    /// The slots it asks for (0: to spectate).
+    players: usize,
+}
+
+/// A joiner waiting for the game to serialize a snapshot.
+#[derive(Debug)]
+struct PendingSnapshot {
+    /// The joiner.
+    peer: PeerId,
+    /// The frame of the snapshot.
+    frame: Frame,
+    /// The joiner's first frame.
+    from: Frame,
+    /// The joiner's slots.
+    slots: Vec<usize>,
+}
+
+/// The host's joins in progress.
+#[derive(Debug, Default)]
+pub(crate) struct Admission {
+    /// Joiners not admitted yet, oldest first.
+    joins: Vec<JoinRequest>,
+    /// Admitted joiners waiting for their snapshot.
+    pending_snapshots: Vec<PendingSnapshot>,
+}
+
+impl Admission {
+    /// Forgets the joins of a peer the transport lost.
+    pub(crate) fn forget(&mut self, peer: PeerId) {
+        self.joins.retain(|j| j.peer != peer);
+        self.pending_snapshots.retain(|p| p.peer != peer);
+    }
+}
+
+impl<I: Input> RollbackSession<I> {
+    /// A peer's intro: a joiner's is a join request (kept by a running
+    /// player); a start player's completes synchronization.
+    pub(super) fn on_intro(&mut self, now: Instant, peer: PeerId, body: IntroMsg) {
+        let num_players = body.num_players as usize;
+        if num_players != self.config.num_players {
+            self.misbehaved(
+                peer,
+                format!(
+                    "session of {num_players} players, ours has {}",
+                    self.config.num_players
+                ),
+            );
+            return;
+        }
+        if !body.joiner {
+            self.on_member_intro(now, peer, body.key);
+            return;
+        }
+        if self.sync.spectator || self.me.phase == SessionPhase::Joining {
+            return;
+        }
+        if self.peers.members.contains_key(&peer) {
+            return;
+        }
+        let joins = &mut self.admission.joins;
+        joins.retain(|j| j.peer != peer);
+        if joins.len() >= MAX_PENDING_JOINS {
+            self.refuse(peer, "too many joins pending".into());
+            return;
+        }
+        joins.push(JoinRequest {
+            peer,
+            key: body.key,
+            players: body.players as usize,
+        });
+    }
+
+    /// Sends a join refusal.
+    fn refuse(&mut self, peer: PeerId, reason: String) {
+        self.peers
+            .send(peer, &Msg::<I>::Refuse(RefuseMsg { reason }));
+    }
+
+    /// The host admits the joiners it can: each gets slots, every member an
+    /// admit, and the game a snapshot request. Not while a loss round runs.
+    pub(super) fn host_duties(&mut self, now: Instant, requests: &mut Vec<Request<I>>) {
+        if self.sync.spectator || !self.is_host() || self.departure.deciding() {
+            return;
+        }
+        let joins = std::mem::take(&mut self.admission.joins);
+        for j in joins {
+            if self.peers.members.contains_key(&j.peer) {
+                continue;
+            }
+            let ghost = self
+                .sync
+                .slots
+                .iter()
+                .any(|s| s.state == SlotState::Occupied && s.key == j.key && s.peer != j.peer);
+            if !self.peers.connected.contains(&j.peer) || ghost {
+                // Not connected (yet), or its old self has not been seen to
+                // leave yet: ask again next frame.
+                self.admission.joins.push(j);
+                continue;
+            }
+            let Some(slots) = self.choose_slots(now, &j) else {
+                self.refuse(j.peer, "the session is full".into());
+                continue;
+            };
+            let from = self.sync.current + self.config.input_delay + self.config.join_margin;
+            let snapshot = self.sync.confirmed_frame();
+            self.apply_admit(now, j.peer, j.key, &slots, from, snapshot);
+            let msg = Msg::<I>::Admit(AdmitMsg {
+                peer: j.peer,
+                key: j.key,
+                slots: slots.iter().map(|&s| s as u8).collect(),
+                from,
+                snapshot,
+            });
+            let others: Vec<PeerId> = self
+                .peers
+                .members
+                .keys()
+                .copied()
+                .filter(|&p| p != j.peer)
+                .collect();
+            for p in others {
+                self.peers.send(p, &msg);
+            }
+            let pending = &mut self.admission.pending_snapshots;
+            if !pending.iter().any(|p| p.frame == snapshot) {
+                requests.push(Request::Snapshot { frame: snapshot });
+            }
+            pending.push(PendingSnapshot {
+                peer: j.peer,
+                frame: snapshot,
+                from,
+                slots,
+            });
+        }
+    }
+
+    /// The slots for a join: the key's own vacant ones first, then free ones
+    /// and vacant ones out of their reclaim window; `None` if too few.
+    fn choose_slots(&self, now: Instant, j: &JoinRequest) -> Option<Vec<usize>> {
+        if j.players == 0 {
+            return self.spectator_room().then(Vec::new);
+        }
+        let reclaim = self.config.reclaim_window;
+        let reserved = |s: &PlayerSlot<I>| {
+            s.state == SlotState::Vacant
+                && s.released_at.is_some_and(|t| now < t + reclaim)
+                && s.key != j.key
+        };
+        let slots = &self.sync.slots;
+        let mut chosen: Vec<usize> = (0..slots.len())
+            .filter(|&i| slots[i].state == SlotState::Vacant && slots[i].key == j.key)
+            .take(j.players)
+            .collect();
+        for (i, s) in slots.iter().enumerate() {
+            if chosen.len() >= j.players {
+                break;
+            }
+            if s.state != SlotState::Occupied && !reserved(s) && !chosen.contains(&i) {
+                chosen.push(i);
+            }
+        }
+        (chosen.len() == j.players).then_some(chosen)
+    }
+
+    /// The host's admit of a joiner, applied by every other player.
+    pub(super) fn on_admit(&mut self, now: Instant, from_peer: PeerId, body: AdmitMsg) {
+        if self.me.phase == SessionPhase::Joining || self.sync.spectator {
+            return;
+        }
+        if self
+            .peers
+            .members
+            .get(&from_peer)
+            .is_none_or(|m| m.spectator)
+        {
+            return;
+        }
+        let joiner = body.peer;
+        let slots: Vec<usize> = body.slots.into_iter().map(usize::from).collect();
+        if joiner == self.me.id
+            || self.peers.members.contains_key(&joiner)
+            || slots.iter().any(|&s| {
+                s >= self.sync.slots.len() || self.sync.slots[s].state == SlotState::Occupied
+            })
+            || body.from < self.sync.sim_base
+        {
+            self.misbehaved(from_peer, format!("admit of {joiner} cannot apply here"));
+            return;
+        }
+        self.apply_admit(now, joiner, body.key, &slots, body.from, body.snapshot);
+    }
+
+    /// Gives `joiner` its slots from frame `from` and makes it a member.
+    fn apply_admit(
+        &mut self,
+        now: Instant,
+        joiner: PeerId,
+        key: u64,
+        slots: &[usize],
+        from: Frame,
+        snapshot: Frame,
+    ) {
+        for &s in slots {
+            let slot = &mut self.sync.slots[s];
+            slot.state = SlotState::Occupied;
+            slot.peer = joiner;
+            slot.key = key;
+            slot.local = false;
+            slot.active_from = from;
+            slot.until = None;
+            slot.released_at = None;
+            slot.log.reset(from);
+        }
+        let mut m = Member::new(key, slots.to_vec(), slots.is_empty(), snapshot);
+        m.connected = self.peers.connected.contains(&joiner);
+        m.introduced = true;
+        self.peers.members.insert(joiner, m);
+        self.admission.joins.retain(|j| j.peer != joiner);
+        self.events.push_back(RollbackEvent::PlayerJoined {
+            peer: joiner,
+            slots: slots.to_vec(),
+            frame: from,
+        });
+        self.replay_deferred(now);
+    }
+
+    /// The admitted joiners waiting for a snapshot of `frame`.
+    fn take_pending(&mut self, frame: Frame) -> Vec<PendingSnapshot> {
+        let (ready, rest) = std::mem::take(&mut self.admission.pending_snapshots)
+            .into_iter()
+            .partition(|p| p.frame == frame);
+        self.admission.pending_snapshots = rest;
+        ready
+    }
+
+    /// Turns away the peers waiting for a snapshot of `frame`: the game cannot
+    /// make one. They get [`RollbackEvent::JoinRefused`] with `reason`.
+    pub fn decline_snapshot(&mut self, frame: Frame, reason: &str) {
+        for p in self.take_pending(frame) {
+            self.refuse(p.peer, reason.to_string());
+        }
+    }
+
+    /// The serialized state the host's game made for a [`Request::Snapshot`].
+    pub fn submit_snapshot(&mut self, frame: Frame, data: Vec<u8>) {
+        for p in self.take_pending(frame) {
+            if data.len() > self.config.max_snapshot_bytes {
+                self.refuse(p.peer, "state snapshot too large".into());
+                continue;
+            }
+            let slots = &self.sync.slots;
+            let table = slots.iter().map(PlayerSlot::entry).collect();
+            let runs = (0..slots.len())
+                .filter(|&s| slots[s].state == SlotState::Occupied && slots[s].peer != p.peer)
+                .map(|s| {
+                    let log = &slots[s].log;
+                    let start = frame.max(log.base);
+                    InputRun {
+                        start,
+                        slots: vec![s as u8],
+                        records: (start..log.end())
+                            .map(|f| vec![log.get(f).flatten()])
+                            .collect(),
+                    }
+                })
+                .collect();
+            let msg = Msg::Snapshot(SnapshotMsg {
+                frame,
+                from: p.from,
+                your_slots: p.slots.iter().map(|&s| s as u8).collect(),
+                table,
+                spectators: self.spectators_but(p.peer),
+                runs,
+                data: data.clone(),
+            });
+            self.peers.send(p.peer, &msg);
+        }
+    }
+}
