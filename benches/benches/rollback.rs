@@ -210,10 +210,7 @@ fn main() {
         for run in 0..runs {
             let mut app = ours::app(n);
             let (t, per) = measure(&mut app, 20, frames);
-            let stats = app
-                .world()
-                .resource::<RollbackSocket<u8>>()
-                .stats();
+            let stats = app.world().resource::<RollbackSocket<u8>>().stats();
             ours.push(t);
             let mut app = theirs::app(n);
             let (g, gper) = measure(&mut app, 20, frames);

@@ -76,6 +76,7 @@ mod event;
 mod input;
 mod input_log;
 mod late_join;
+mod local;
 mod peers;
 mod protocol;
 mod session;

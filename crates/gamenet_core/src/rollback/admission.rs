@@ -2,8 +2,8 @@
 //! returning key gets its own back), the admit every member applies, and the
 //! snapshot the joiner starts from.
 
+use super::local::SessionPhase;
 use super::peers::Member;
-use super::session::SessionPhase;
 use super::sync_layer::{PlayerSlot, SlotState};
 use super::wire::{AdmitMsg, InputRun, IntroMsg, Msg, RefuseMsg, SnapshotMsg};
 use super::{Frame, Input, Request, RollbackEvent, RollbackSession};

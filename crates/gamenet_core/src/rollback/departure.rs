@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::input_log::INPUT_HISTORY_FRAMES;
-use super::session::SessionPhase;
+use super::local::SessionPhase;
 use super::sync_layer::SlotState;
 use super::wire::{InputRun, LostMsg, Msg};
 use super::{Frame, Input, MAX_PLAYERS, RollbackEvent, RollbackSession};

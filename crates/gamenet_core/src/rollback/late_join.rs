@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 
+use super::local::SessionPhase;
 use super::peers::Member;
-use super::session::SessionPhase;
 use super::sync_layer::SlotState;
 use super::time_sync::CATCH_UP_FRAMES;
 use super::wire::{RefuseMsg, SnapshotMsg};

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::session::SessionPhase;
+use super::local::SessionPhase;
 use super::wire::{InputRun, InputsMsg, MAX_FRAMES_PER_MESSAGE, Msg};
 use super::{Frame, Input, RollbackEvent, RollbackSession};
 use crate::{Instant, PeerId};

@@ -9,6 +9,7 @@ use super::admission::Admission;
 use super::checksum::Checksums;
 use super::departure::Departures;
 use super::late_join::LateJoin;
+use super::local::{Me, SessionPhase};
 use super::peers::{Member, Peers};
 use super::sync_layer::{SlotState, SyncLayer};
 use super::time_sync::{TimeSync, Timer};
@@ -18,30 +19,6 @@ use super::{
     RollbackEvent, RollbackStats,
 };
 use crate::{Instant, PeerId, Transmit};
-
-/// Where a session stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SessionPhase {
-    /// Waiting for every start player's intro.
-    Synchronizing,
-    /// Waiting for the host's admit and snapshot.
-    Joining,
-    /// Frames run.
-    Running,
-}
-
-/// Who this peer is in the session, and where the session stands.
-#[derive(Debug)]
-pub(crate) struct Me {
-    /// This peer's id in the mesh.
-    pub(crate) id: PeerId,
-    /// This player's key, for reconnecting.
-    pub(crate) key: u64,
-    /// The slots this peer plays (or asks for, joining); 0 for a spectator.
-    pub(crate) local_players: usize,
-    /// Where the session stands.
-    pub(crate) phase: SessionPhase,
-}
 
 /// A rollback session of one peer: a player (one or more local slots) or a
 /// spectator. (A local sync test is a [`SyncTestSession`](super::SyncTestSession).)
