@@ -46,12 +46,14 @@ mod error;
 mod ice;
 mod peer_mesh;
 
+pub mod layer;
 pub mod replication;
 pub mod rollback;
 
 pub use driver::MeshDriver;
 pub use error::Error;
 pub use ice::IceServer;
+pub use layer::Transport;
 pub use peer_mesh::{PeerMesh, PeerMeshBuilder, Route};
 
 pub use gamenet_core::hash;
@@ -59,11 +61,3 @@ pub use gamenet_core::{
     Bytes, Channel, ConditionerConfig, ConfigError, Event, GoodbyeReason, HandshakeError, Instant,
     LeaveReason, MeshConfig, PeerId, PeerStats, ProtocolError, SendError,
 };
-
-/// `payload` behind a one-byte tag, for layers that share a mesh.
-fn tagged(tag: u8, payload: &[u8]) -> Vec<u8> {
-    let mut data = Vec::with_capacity(payload.len() + 1);
-    data.push(tag);
-    data.extend_from_slice(payload);
-    data
-}
