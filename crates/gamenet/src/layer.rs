@@ -1,7 +1,8 @@
 //! What the layers on one mesh share: the tag byte each puts first on its
 //! messages, the [`Transport`] they run on (which is also their clock), the
 //! sorting of what arrives (with the messages that come before a layer's state
-//! machine exists held for it).
+//! machine exists held for it), and, with the `memory` feature,
+//! [`MemoryTransport`]: real core meshes on a simulated network, for tests.
 //!
 //! A mesh that runs rollback carries [`ROLLBACK_TAG`] messages and application
 //! messages behind [`APP_TAG`]; replication puts [`REPLICATION_TAG`] on its
@@ -11,6 +12,11 @@
 use std::collections::VecDeque;
 
 use crate::{Bytes, Channel, Event, Instant, PeerId, PeerMesh, SendError};
+
+#[cfg(feature = "memory")]
+mod memory;
+#[cfg(feature = "memory")]
+pub use memory::{MemoryNetwork, MemoryTransport};
 
 /// First byte of every application message on a mesh that runs rollback.
 pub const APP_TAG: u8 = 0xA0;

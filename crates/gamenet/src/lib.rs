@@ -54,6 +54,8 @@ pub use driver::MeshDriver;
 pub use error::Error;
 pub use ice::IceServer;
 pub use layer::Transport;
+#[cfg(feature = "memory")]
+pub use layer::{MemoryNetwork, MemoryTransport};
 pub use peer_mesh::{PeerMesh, PeerMeshBuilder, Route};
 
 pub use gamenet_core::hash;
