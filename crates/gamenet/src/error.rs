@@ -1,6 +1,8 @@
 //! The error type of the runtime.
 
 use crate::{ConfigError, SendError};
+#[cfg(doc)]
+use crate::{IceServer, PeerMeshBuilder};
 
 /// Errors of the runtime.
 #[derive(Debug, thiserror::Error)]
