@@ -296,6 +296,14 @@ impl MemoryTransport {
     }
 }
 
+/// A peer whose transport is gone is gone: dropping the transport kills it
+/// ([`MemoryNetwork::kill`]).
+impl Drop for MemoryTransport {
+    fn drop(&mut self) {
+        self.net.kill(self.id);
+    }
+}
+
 impl std::fmt::Debug for MemoryTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryTransport")
