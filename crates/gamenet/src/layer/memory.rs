@@ -360,3 +360,89 @@ impl Transport for MemoryTransport {
         net.live(self.id)?.mesh.poll_timeout()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LeaveReason;
+
+    /// Pumps both transports and steps the clock until `done` or 10 s pass.
+    fn run(
+        net: &MemoryNetwork,
+        peers: &mut [&mut MemoryTransport],
+        mut done: impl FnMut(&[Event]) -> bool,
+    ) -> Vec<Event> {
+        let end = net.now() + Duration::from_secs(10);
+        let mut events = Vec::new();
+        while !done(&events) {
+            assert!(net.now() < end, "{events:?}");
+            for p in peers.iter_mut() {
+                p.update();
+                events.extend(std::iter::from_fn(|| p.poll_event()));
+            }
+            let next = net.next_deadline().unwrap_or(net.now());
+            net.advance_to(next.max(net.now() + Duration::from_millis(1)));
+        }
+        events
+    }
+
+    fn left(events: &[Event]) -> Vec<(PeerId, LeaveReason)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::PeerLeft { peer, reason } => Some((*peer, reason.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn peers_link_through_the_handshake_and_a_partition_times_them_out() {
+        let net = MemoryNetwork::new(ConditionerConfig::default());
+        let (mut a, mut b) = (
+            net.transport(PeerId(1)).unwrap(),
+            net.transport(PeerId(2)).unwrap(),
+        );
+        assert!(net.transport(PeerId(1)).is_none(), "an id is taken once");
+        let joined = |e: &[Event]| {
+            e.iter()
+                .filter(|e| matches!(e, Event::PeerJoined(_)))
+                .count()
+                == 2
+        };
+        run(&net, &mut [&mut a, &mut b], joined);
+        assert_eq!(a.linked_peers(), [PeerId(2)]);
+
+        net.partition(PeerId(1), PeerId(2));
+        let events = run(&net, &mut [&mut a, &mut b], |e| left(e).len() == 2);
+        assert!(
+            left(&events)
+                .iter()
+                .all(|(_, r)| *r == LeaveReason::TimedOut)
+        );
+    }
+
+    #[test]
+    fn injected_garbage_reaches_the_mesh_as_if_sent_by_the_peer() {
+        let net = MemoryNetwork::new(ConditionerConfig::default());
+        let (mut a, mut b) = (
+            net.transport(PeerId(1)).unwrap(),
+            net.transport(PeerId(2)).unwrap(),
+        );
+        let joined = |e: &[Event]| {
+            e.iter()
+                .filter(|e| matches!(e, Event::PeerJoined(_)))
+                .count()
+                == 2
+        };
+        run(&net, &mut [&mut a, &mut b], joined);
+        net.inject(PeerId(2), PeerId(1), Channel::Reliable, vec![0xee; 8]);
+        let events = run(&net, &mut [&mut a, &mut b], |e| left(e).len() == 2);
+        let reasons = left(&events);
+        assert!(matches!(
+            reasons[0],
+            (PeerId(2), LeaveReason::ProtocolViolation(_))
+        ));
+        assert_eq!(reasons[1].0, PeerId(1));
+    }
+}
