@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use gamenet::replication::{NetId, ReplicationConfig, ReplicationEvent, ReplicationNet, Schema};
-use gamenet::{Instant, PeerMesh};
+use gamenet::PeerMesh;
 use gamenet_e2e::{isolated, join, start_server};
 
 const TICK: Duration = Duration::from_micros(16_667);
@@ -37,7 +37,7 @@ async fn run_for(
         each_tick(nets);
         for net in nets.iter_mut().flatten() {
             net.update();
-            net.tick(Instant::now());
+            net.tick();
             while net.poll_event().is_some() {}
         }
         tokio::time::sleep(TICK).await;

@@ -175,6 +175,9 @@ impl Transport for AppTransport {
             Self::Rollback(s) => s.lock().peers.clone(),
         }
     }
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
 }
 
 /// The rollback session's mesh as replication sees it: what the rollback
@@ -552,7 +555,7 @@ fn send(
         return;
     }
     *last = Some(now);
-    socket.0.tick(now);
+    socket.0.tick();
 }
 
 fn diagnostics(socket: Option<Res<ReplicationSocket>>, mut diagnostics: Diagnostics) {

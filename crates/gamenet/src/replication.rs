@@ -4,13 +4,14 @@
 //! and replicated state.
 //!
 //! Replication messages start with [`REPLICATION_TAG`]; other messages pass
-//! through to [`ReplicationNet::poll_event`] untouched.
+//! through to [`ReplicationNet::poll_event`] untouched. Time comes from the
+//! transport ([`Transport::now`]).
 //!
 //! # Example
 //!
 //! ```no_run
 //! use gamenet::replication::{ReplicationConfig, ReplicationNet, Schema};
-//! use gamenet::{IceServer, Instant, PeerMesh};
+//! use gamenet::{IceServer, PeerMesh};
 //!
 //! # fn run() -> Result<(), gamenet::Error> {
 //! let (mesh, driver) = PeerMesh::builder("ws://localhost:3000/world")
@@ -29,7 +30,7 @@
 //!     if let (Some(id), Some(r)) = (ball, net.replicator_mut()) {
 //!         r.set(id, &[101, 200]);
 //!     }
-//!     net.tick(Instant::now()); // at the game's tick rate
+//!     net.tick(); // at the game's tick rate
 //! #   break;
 //! }
 //! # Ok(())
@@ -41,79 +42,26 @@ use std::collections::VecDeque;
 pub use gamenet_core::quantize;
 pub use gamenet_core::replication::*;
 
-use crate::rollback::RollbackNet;
-use crate::{Channel, Event, Instant, PeerId, PeerMesh, SendError};
-
-/// First byte of every replication message.
-pub const REPLICATION_TAG: u8 = 0xC0;
-
-/// Something that carries messages between peers: a mesh, or a layer on one.
-pub trait Transport {
-    /// Takes in what arrived and runs timers.
-    fn update(&mut self);
-    /// The next event.
-    fn poll_event(&mut self) -> Option<Event>;
-    /// Sends a message.
-    fn send(&mut self, peer: PeerId, channel: Channel, payload: &[u8]) -> Result<(), SendError>;
-    /// Stops talking to a peer.
-    fn drop_peer(&mut self, peer: PeerId) -> bool;
-    /// This peer's id, once known.
-    fn local_id(&mut self) -> Option<PeerId>;
-    /// Peers linked now.
-    fn linked_peers(&self) -> Vec<PeerId>;
-}
-
-impl Transport for PeerMesh {
-    fn update(&mut self) {
-        PeerMesh::update(self);
-    }
-    fn poll_event(&mut self) -> Option<Event> {
-        PeerMesh::poll_event(self)
-    }
-    fn send(&mut self, peer: PeerId, channel: Channel, payload: &[u8]) -> Result<(), SendError> {
-        PeerMesh::send(self, peer, channel, payload)
-    }
-    fn drop_peer(&mut self, peer: PeerId) -> bool {
-        PeerMesh::drop_peer(self, peer)
-    }
-    fn local_id(&mut self) -> Option<PeerId> {
-        self.id()
-    }
-    fn linked_peers(&self) -> Vec<PeerId> {
-        self.peers().collect()
-    }
-}
-
-impl<I: crate::rollback::Input> Transport for RollbackNet<I> {
-    fn update(&mut self) {
-        RollbackNet::update(self);
-    }
-    fn poll_event(&mut self) -> Option<Event> {
-        RollbackNet::poll_event(self)
-    }
-    fn send(&mut self, peer: PeerId, channel: Channel, payload: &[u8]) -> Result<(), SendError> {
-        RollbackNet::send(self, peer, channel, payload)
-    }
-    fn drop_peer(&mut self, peer: PeerId) -> bool {
-        self.mesh_mut().drop_peer(peer)
-    }
-    fn local_id(&mut self) -> Option<PeerId> {
-        self.mesh_mut().id()
-    }
-    fn linked_peers(&self) -> Vec<PeerId> {
-        self.mesh().peers().collect()
-    }
-}
+use crate::layer::{Demux, LayerInput, Sorted, tagged};
+pub use crate::layer::{REPLICATION_TAG, Transport};
+use crate::{Event, Instant};
+#[cfg(doc)]
+use crate::{PeerMesh, rollback::RollbackNet};
 
 /// A [`Replicator`] running on a [`Transport`].
 #[derive(Debug)]
 pub struct ReplicationNet<T: Transport> {
+    /// The transport, and the clock replication runs on.
     transport: T,
+    /// The settings the replicator is made with.
     config: ReplicationConfig,
+    /// The entity types the replicator is made with.
     schema: Schema,
+    /// The replicator, once this peer's id is known.
     replicator: Option<Replicator>,
-    early: Vec<Event>,
-    events: VecDeque<Event>,
+    /// Sorts what arrives; holds replication messages until the replicator exists.
+    demux: Demux,
+    /// Replication events for the application.
     replication_events: VecDeque<ReplicationEvent>,
 }
 
@@ -126,8 +74,7 @@ impl<T: Transport> ReplicationNet<T> {
             config,
             schema,
             replicator: None,
-            early: Vec::new(),
-            events: VecDeque::new(),
+            demux: Demux::new(REPLICATION_TAG, None),
             replication_events: VecDeque::new(),
         }
     }
@@ -157,55 +104,48 @@ impl<T: Transport> ReplicationNet<T> {
         &mut self.transport
     }
 
+    /// The time now on the transport's clock.
+    pub fn now(&self) -> Instant {
+        self.transport.now()
+    }
+
     /// Takes in what arrived. Call once a frame.
     pub fn update(&mut self) {
         self.transport.update();
-        if self.replicator.is_none()
-            && let Some(id) = self.transport.local_id()
-        {
-            let mut r = Replicator::new(self.config.clone(), self.schema.clone(), id);
-            for peer in self.transport.linked_peers() {
-                r.handle_peer_joined(peer);
-            }
-            self.replicator = Some(r);
-            for e in std::mem::take(&mut self.early) {
-                self.route(e);
-            }
-        }
+        let now = self.transport.now();
+        self.try_start(now);
         while let Some(event) = self.transport.poll_event() {
-            if self.replicator.is_none() {
-                if self.early.len() < 4096 {
-                    self.early.push(event);
-                }
-                continue;
+            if let Sorted::Layer(input) = self.demux.sort(event, self.replicator.is_some())
+                && let Some(r) = &mut self.replicator
+            {
+                feed(r, now, input);
             }
-            self.route(event);
         }
         self.flush();
     }
 
-    fn route(&mut self, event: Event) {
-        let Some(r) = &mut self.replicator else {
+    /// Makes the replicator once this peer's id is known, and gives it the
+    /// linked peers and the messages that came before it.
+    fn try_start(&mut self, now: Instant) {
+        if self.replicator.is_some() {
+            return;
+        }
+        let Some(id) = self.transport.local_id() else {
             return;
         };
-        match event {
-            Event::Message { peer, payload, .. } if payload.first() == Some(&REPLICATION_TAG) => {
-                r.handle_message(peer, &payload[1..]);
-            }
-            Event::PeerJoined(peer) => {
-                r.handle_peer_joined(peer);
-                self.events.push_back(event);
-            }
-            Event::PeerLeft { peer, .. } => {
-                r.handle_peer_left(peer);
-                self.events.push_back(event);
-            }
-            other => self.events.push_back(other),
+        let mut r = Replicator::new(self.config.clone(), self.schema.clone(), id);
+        for peer in self.transport.linked_peers() {
+            feed(&mut r, now, LayerInput::Joined(peer));
         }
+        for input in self.demux.take_early() {
+            feed(&mut r, now, input);
+        }
+        self.replicator = Some(r);
     }
 
     /// Sends this tick's updates. Call at the simulation's tick rate.
-    pub fn tick(&mut self, now: Instant) {
+    pub fn tick(&mut self) {
+        let now = self.transport.now();
         if let Some(r) = &mut self.replicator {
             r.tick(now);
         }
@@ -219,7 +159,7 @@ impl<T: Transport> ReplicationNet<T> {
             return;
         };
         while let Some(t) = r.poll_transmit() {
-            let data = crate::tagged(REPLICATION_TAG, &t.data);
+            let data = tagged(REPLICATION_TAG, &t.data);
             let _ = self.transport.send(t.peer, t.channel, &data);
         }
         while let Some(e) = r.poll_event() {
@@ -233,11 +173,21 @@ impl<T: Transport> ReplicationNet<T> {
 
     /// The next transport event that is not replication.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.demux.poll_event()
     }
 
     /// The next replication event.
     pub fn poll_replication_event(&mut self) -> Option<ReplicationEvent> {
         self.replication_events.pop_front()
+    }
+}
+
+/// Hands one input to the replicator: the one place the layer calls its
+/// `handle_*` for peers and messages.
+fn feed(r: &mut Replicator, _now: Instant, input: LayerInput) {
+    match input {
+        LayerInput::Joined(peer) => r.handle_peer_joined(peer),
+        LayerInput::Left(peer) => r.handle_peer_left(peer),
+        LayerInput::Message(peer, data) => r.handle_message(peer, &data),
     }
 }

@@ -1,6 +1,7 @@
-//! Rollback networking over a [`PeerMesh`]: [`RollbackNet`] runs a
-//! [`RollbackSession`] on the mesh's channels (inputs unreliable, snapshots and
-//! control reliable) next to the application's own messages.
+//! Rollback networking over a [`Transport`] (a [`PeerMesh`] by default):
+//! [`RollbackNet`] runs a [`RollbackSession`] on the mesh's channels (inputs
+//! unreliable, snapshots and control reliable) next to the application's own
+//! messages, on the transport's clock.
 //!
 //! Every message on a mesh used this way starts with a tag byte: rollback
 //! messages with [`ROLLBACK_TAG`], application messages (sent with
@@ -10,7 +11,7 @@
 //!
 //! ```no_run
 //! use gamenet::rollback::{Request, RollbackConfig, RollbackNet, RollbackStart};
-//! use gamenet::{IceServer, Instant, PeerMesh};
+//! use gamenet::{IceServer, PeerMesh};
 //!
 //! # fn run() -> Result<(), gamenet::Error> {
 //! let (mesh, driver) = PeerMesh::builder("ws://localhost:3000/duel?next=2")
@@ -25,7 +26,7 @@
 //!     while let Some(event) = net.poll_rollback_event() {
 //!         println!("{event:?}");
 //!     }
-//!     let now = Instant::now();
+//!     let now = net.now();
 //!     if let Some(session) = net.session_mut() {
 //!         while session.frame_due(now) {
 //!             for slot in session.local_slots() {
@@ -53,14 +54,9 @@ use std::collections::VecDeque;
 
 pub use gamenet_core::rollback::*;
 
-use crate::{Bytes, Channel, Event, Instant, PeerId, PeerMesh, SendError};
-
-/// First byte of every rollback message on the mesh.
-pub const ROLLBACK_TAG: u8 = 0xB0;
-/// First byte of every application message on a mesh that runs rollback.
-pub const APP_TAG: u8 = 0xA0;
-/// Rollback messages kept while the session does not exist yet.
-const MAX_EARLY_MESSAGES: usize = 1024;
+pub use crate::layer::{APP_TAG, ROLLBACK_TAG};
+use crate::layer::{Demux, LayerInput, Sorted, Transport, tagged};
+use crate::{Channel, Event, Instant, PeerId, PeerMesh, SendError};
 
 /// How a [`RollbackNet`] starts its session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,43 +72,54 @@ pub enum RollbackStart {
     },
 }
 
-/// A [`PeerMesh`] running a [`RollbackSession`].
+/// A [`RollbackSession`] running on a [`Transport`], a [`PeerMesh`] by default.
 #[derive(Debug)]
-pub struct RollbackNet<I: Input> {
-    mesh: PeerMesh,
+pub struct RollbackNet<I: Input, T: Transport = PeerMesh> {
+    /// The transport, and the clock the session runs on.
+    transport: T,
+    /// The settings the session starts with.
     config: RollbackConfig,
+    /// How the session starts.
     start: RollbackStart,
+    /// This player's key for reconnecting.
     key: u64,
+    /// The session, once started.
     session: Option<RollbackSession<I>>,
-    early: Vec<(PeerId, Bytes)>,
-    events: VecDeque<Event>,
+    /// Sorts what arrives; holds rollback messages until the session starts.
+    demux: Demux,
+    /// Rollback events for the application.
     rollback_events: VecDeque<RollbackEvent>,
 }
 
-impl<I: Input> RollbackNet<I> {
-    /// Runs rollback on `mesh`; the session starts as `start` says. `key`
+impl<I: Input, T: Transport> RollbackNet<I, T> {
+    /// Runs rollback on `transport`; the session starts as `start` says. `key`
     /// identifies this player for reconnecting (keep it to rejoin the same slot).
-    pub fn new(mesh: PeerMesh, config: RollbackConfig, start: RollbackStart, key: u64) -> Self {
+    pub fn new(transport: T, config: RollbackConfig, start: RollbackStart, key: u64) -> Self {
         Self {
-            mesh,
+            transport,
             config,
             start,
             key,
             session: None,
-            early: Vec::new(),
-            events: VecDeque::new(),
+            demux: Demux::new(ROLLBACK_TAG, Some(APP_TAG)),
             rollback_events: VecDeque::new(),
         }
     }
 
-    /// The mesh.
-    pub fn mesh(&self) -> &PeerMesh {
-        &self.mesh
+    /// The mesh (the transport).
+    pub fn mesh(&self) -> &T {
+        &self.transport
     }
 
-    /// The mesh, to read stats or close it.
-    pub fn mesh_mut(&mut self) -> &mut PeerMesh {
-        &mut self.mesh
+    /// The mesh (the transport), to read stats or close it.
+    pub fn mesh_mut(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
+    /// The time now on the transport's clock: what to give the session's
+    /// `frame_due` and `advance_frame`.
+    pub fn now(&self) -> Instant {
+        self.transport.now()
     }
 
     /// The session, once started.
@@ -128,10 +135,21 @@ impl<I: Input> RollbackNet<I> {
     /// Takes in what arrived, runs timers, starts the session when it can and
     /// sends what is due. Call once a frame before running frames.
     pub fn update(&mut self) {
-        let now = Instant::now();
-        self.mesh.update();
-        while let Some(event) = self.mesh.poll_event() {
-            self.route(now, event);
+        self.transport.update();
+        let now = self.transport.now();
+        while let Some(event) = self.transport.poll_event() {
+            match self.demux.sort(event, self.session.is_some()) {
+                Sorted::Layer(input) => {
+                    if let Some(s) = &mut self.session {
+                        feed(s, now, input);
+                    }
+                }
+                Sorted::Untagged(peer) => {
+                    tracing::warn!("gamenet: untagged message from {peer}; dropping it");
+                    self.transport.drop_peer(peer);
+                }
+                Sorted::Held => {}
+            }
         }
         self.try_start(now);
         if let Some(s) = &mut self.session
@@ -142,55 +160,14 @@ impl<I: Input> RollbackNet<I> {
         self.flush();
     }
 
-    fn route(&mut self, now: Instant, event: Event) {
-        match event {
-            Event::Message {
-                peer,
-                channel,
-                payload,
-            } => match payload.first() {
-                Some(&ROLLBACK_TAG) => match &mut self.session {
-                    Some(s) => s.handle_message(now, peer, &payload[1..]),
-                    None if self.early.len() < MAX_EARLY_MESSAGES => {
-                        self.early.push((peer, payload.slice(1..)));
-                    }
-                    None => {}
-                },
-                Some(&APP_TAG) => self.events.push_back(Event::Message {
-                    peer,
-                    channel,
-                    payload: payload.slice(1..),
-                }),
-                _ => {
-                    tracing::warn!("gamenet: untagged message from {peer}; dropping it");
-                    self.mesh.drop_peer(peer);
-                }
-            },
-            Event::PeerJoined(peer) => {
-                if let Some(s) = &mut self.session {
-                    s.handle_peer_joined(now, peer);
-                }
-                self.events.push_back(event);
-            }
-            Event::PeerLeft { peer, .. } => {
-                if let Some(s) = &mut self.session {
-                    s.handle_peer_left(now, peer);
-                }
-                self.early.retain(|(p, _)| *p != peer);
-                self.events.push_back(event);
-            }
-            other => self.events.push_back(other),
-        }
-    }
-
     fn try_start(&mut self, now: Instant) {
         if self.session.is_some() {
             return;
         }
-        let Some(id) = self.mesh.id() else {
+        let Some(id) = self.transport.local_id() else {
             return;
         };
-        let peers: Vec<PeerId> = self.mesh.peers().collect();
+        let peers = self.transport.linked_peers();
         let session = match self.start {
             RollbackStart::Players(n) => {
                 if peers.len() + 1 < n {
@@ -224,10 +201,10 @@ impl<I: Input> RollbackNet<I> {
             }
         };
         for peer in peers {
-            session.handle_peer_joined(now, peer);
+            feed(&mut session, now, LayerInput::Joined(peer));
         }
-        for (peer, data) in std::mem::take(&mut self.early) {
-            session.handle_message(now, peer, &data);
+        for input in self.demux.take_early() {
+            feed(&mut session, now, input);
         }
         self.session = Some(session);
     }
@@ -240,19 +217,19 @@ impl<I: Input> RollbackNet<I> {
             return;
         };
         while let Some(t) = s.poll_transmit() {
-            let data = crate::tagged(ROLLBACK_TAG, &t.data);
+            let data = tagged(ROLLBACK_TAG, &t.data);
             // A peer that is gone is the session's to notice; full queues show
             // up as a stalled peer.
-            let _ = self.mesh.send(t.peer, t.channel, &data);
+            let _ = self.transport.send(t.peer, t.channel, &data);
         }
         while let Some(event) = s.poll_event() {
             match &event {
                 RollbackEvent::Disconnected { peer, .. } => {
-                    self.mesh.drop_peer(*peer);
+                    self.transport.drop_peer(*peer);
                 }
                 RollbackEvent::PeerMisbehaved { peer, error } => {
                     tracing::warn!("gamenet: dropping {peer}: {error}");
-                    self.mesh.drop_peer(*peer);
+                    self.transport.drop_peer(*peer);
                 }
                 _ => {}
             }
@@ -262,7 +239,7 @@ impl<I: Input> RollbackNet<I> {
 
     /// The next mesh event (peers joining and leaving, application messages).
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.demux.poll_event()
     }
 
     /// The next rollback event.
@@ -277,16 +254,55 @@ impl<I: Input> RollbackNet<I> {
         channel: Channel,
         payload: &[u8],
     ) -> Result<(), SendError> {
-        let data = crate::tagged(APP_TAG, payload);
-        self.mesh.send(peer, channel, &data)
+        let data = tagged(APP_TAG, payload);
+        self.transport.send(peer, channel, &data)
     }
 
     /// When [`RollbackNet::update`] next wants calling, frames aside.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let session = self.session.as_ref().and_then(|s| s.poll_timeout());
-        [self.mesh.poll_timeout(), session]
+        [self.transport.poll_timeout(), session]
             .into_iter()
             .flatten()
             .min()
+    }
+}
+
+/// Hands one input to the session: the one place the layer calls its
+/// `handle_*` for peers and messages.
+fn feed<I: Input>(session: &mut RollbackSession<I>, now: Instant, input: LayerInput) {
+    match input {
+        LayerInput::Joined(peer) => session.handle_peer_joined(now, peer),
+        LayerInput::Left(peer) => session.handle_peer_left(now, peer),
+        LayerInput::Message(peer, data) => session.handle_message(now, peer, &data),
+    }
+}
+
+/// The application channel of a rollback layer, as a transport for another
+/// layer (replication) on the same mesh.
+impl<I: Input, T: Transport> Transport for RollbackNet<I, T> {
+    fn update(&mut self) {
+        RollbackNet::update(self);
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        RollbackNet::poll_event(self)
+    }
+    fn send(&mut self, peer: PeerId, channel: Channel, payload: &[u8]) -> Result<(), SendError> {
+        RollbackNet::send(self, peer, channel, payload)
+    }
+    fn drop_peer(&mut self, peer: PeerId) -> bool {
+        self.transport.drop_peer(peer)
+    }
+    fn local_id(&mut self) -> Option<PeerId> {
+        self.transport.local_id()
+    }
+    fn linked_peers(&self) -> Vec<PeerId> {
+        self.transport.linked_peers()
+    }
+    fn now(&self) -> Instant {
+        self.transport.now()
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        RollbackNet::poll_timeout(self)
     }
 }

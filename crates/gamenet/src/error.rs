@@ -1,0 +1,39 @@
+//! The error type of the runtime.
+
+use crate::{ConfigError, SendError};
+#[cfg(doc)]
+use crate::{IceServer, PeerMeshBuilder};
+
+/// Errors of the runtime.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No ICE server was set. gamenet never falls back on public STUN hosts: set one
+    /// with [`PeerMeshBuilder::ice_server`], or [`IceServer::none`] for host candidates.
+    #[error(
+        "no ICE server configured; set one explicitly (IceServer::none() for host candidates only)"
+    )]
+    IceServerNotSet,
+    /// The mesh settings cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A message could not be sent.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The signaling connection failed or was lost.
+    #[error("signaling: {0}")]
+    Signaling(#[from] matchbox_socket::Error),
+    /// An ICE server list cannot be used: its JSON is unreadable, or its TURN
+    /// servers have different credentials (matchbox_socket takes one
+    /// `RTCIceServer`, so one set for all; servers on one coturn secret share it).
+    #[error("ICE servers: {0}")]
+    IceServers(String),
+    /// The mesh's driver has stopped; nothing more can be sent or received.
+    #[error("the mesh is closed")]
+    Closed,
+    /// The WebRTC stack under the mesh failed inside its driver (matchbox_socket
+    /// 0.15 panics when a data channel closes before it opened, as a handshake
+    /// that fails on a lossy link does). The mesh is closed.
+    #[error("the WebRTC driver failed: {0}")]
+    Driver(String),
+}
