@@ -2,7 +2,7 @@
 //! messages, the [`Transport`] they run on (which is also their clock), the
 //! sorting of what arrives (with the messages that come before a layer's state
 //! machine exists held for it), and, with the `memory` feature,
-//! [`MemoryTransport`]: real core meshes on a simulated network, for tests.
+//! `MemoryTransport`: real core meshes on a simulated network, for tests.
 //!
 //! A mesh that runs rollback carries [`ROLLBACK_TAG`] messages and application
 //! messages behind [`APP_TAG`]; replication puts [`REPLICATION_TAG`] on its

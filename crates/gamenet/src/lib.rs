@@ -41,7 +41,7 @@
 //!
 //! [`rollback::RollbackNet`] and [`replication::ReplicationNet`] run the core's
 //! rollback session and replicator on a [`Transport`]: a [`PeerMesh`], or
-//! (feature `memory`) a [`MemoryTransport`], real core meshes on a simulated
+//! (feature `memory`) a `MemoryTransport`, real core meshes on a simulated
 //! network for tests. [`layer`] holds what they share: the tag bytes that let
 //! them use one mesh, the trait, and the transport's clock, the only one they read.
 #![cfg_attr(
