@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use gamenet::replication::{NetId, ReplicationConfig, ReplicationEvent, ReplicationNet, Schema};
 use gamenet::PeerMesh;
+use gamenet::replication::{NetId, ReplicationConfig, ReplicationEvent, ReplicationNet, Schema};
 use gamenet_e2e::{isolated, join, start_server};
 
 const TICK: Duration = Duration::from_micros(16_667);

@@ -169,15 +169,18 @@ impl MemoryNetwork {
         Some(self.now())
     }
 
-    /// Cuts `a` and `b` apart, both ways, until [`MemoryNetwork::heal`]: what
-    /// they send each other is lost, what was on its way still arrives.
+    /// Cuts `a` and `b` apart, both ways, until [`MemoryNetwork::heal`] (an
+    /// outage): unreliable packets they send each other meanwhile are lost,
+    /// reliable ones arrive after the heal, what was on its way still arrives.
     pub fn partition(&self, a: PeerId, b: PeerId) {
         self.lock().links.partition(a, b);
     }
 
-    /// Ends every partition.
+    /// Ends every partition now.
     pub fn heal(&self) {
-        self.lock().links.heal();
+        let mut net = self.lock();
+        let now = net.now;
+        net.links.heal(now);
     }
 
     /// Kills peer `id` without a word: its links go, and the others find out
