@@ -1,0 +1,119 @@
+//! Who owns what: authority requests, hand-over to another peer, and host
+//! migration (what a departed peer owned passes to the lowest remaining id).
+
+use crate::PeerId;
+use crate::bits::BitReader;
+use crate::codec::{DecodeError, Reader};
+
+use super::replicator::Replicator;
+use super::table::Slot;
+use super::types::{NetId, ReplicationEvent};
+use super::wire::{self, REQUEST};
+
+impl Replicator {
+    /// Asks an entity's owner for it.
+    pub fn request_authority(&mut self, id: NetId) {
+        if let Some(e) = self.entity(id)
+            && e.owner != self.id
+        {
+            let owner = e.owner;
+            self.reliable(owner, wire::id_msg(REQUEST, id));
+        }
+    }
+
+    /// Gives an owned entity to another peer, with its current state; every
+    /// peer learns the new owner.
+    pub fn hand_over(&mut self, id: NetId, to: PeerId) -> bool {
+        if to == self.id || !self.links.contains_key(&to) {
+            return false;
+        }
+        let Some(slot) = self.table.slot_of(id) else {
+            return false;
+        };
+        let me = self.id;
+        let Some(r) = self.table.get_mut(slot).filter(|r| r.entity.owner == me) else {
+            return false;
+        };
+        r.entity.owner = to;
+        let msg = wire::owner_msg(id, &r.entity, &self.schema);
+        let peers: Vec<PeerId> = self.links.keys().copied().collect();
+        for p in peers {
+            if let Some(link) = self.links.get_mut(&p) {
+                link.out.leave(slot);
+            }
+            self.reliable(p, msg.clone());
+        }
+        self.events
+            .push_back(ReplicationEvent::OwnerChanged { id, owner: to });
+        true
+    }
+
+    /// What a departed peer owned passes to the remaining peer with the
+    /// lowest id (this one, perhaps), the same choice on every peer.
+    pub(super) fn migrate_from(&mut self, peer: PeerId) {
+        let mut successor = self.id;
+        for &p in self.links.keys() {
+            successor = successor.min(p);
+        }
+        for (id, slot) in self.table.sorted_ids(|e| e.owner == peer) {
+            if let Some(r) = self.table.get_mut(slot) {
+                r.entity.owner = successor;
+            }
+            self.events.push_back(ReplicationEvent::OwnerChanged {
+                id,
+                owner: successor,
+            });
+            if successor == self.id {
+                self.take_over(slot);
+            }
+        }
+    }
+
+    /// This peer now owns an entity every peer knows: they start from what
+    /// they have, and deltas flow once they ack a full state.
+    fn take_over(&mut self, slot: Slot) {
+        for link in self.links.values_mut() {
+            link.out.enter(slot);
+        }
+    }
+
+    pub(super) fn on_owner(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), DecodeError> {
+        let mut r = Reader { bytes };
+        let id = NetId(r.u64("id")?);
+        let owner = PeerId(u128::from_le_bytes(r.array("owner")?));
+        let ty = r.u16("type")?;
+        let fields = wire::read_fields(&self.schema, ty, &mut BitReader::new(r.rest()))?;
+        let Some(slot) = self.table.slot_of(id) else {
+            return Ok(());
+        };
+        let Some(rec) = self.table.get_mut(slot) else {
+            return Ok(());
+        };
+        if rec.entity.owner != peer || rec.entity.ty != ty {
+            return Ok(());
+        }
+        rec.entity.owner = owner;
+        rec.entity.fields = fields;
+        if let Some(link) = self.links.get_mut(&peer) {
+            link.inc.forget(slot);
+            link.inc.resync.remove(&id);
+        }
+        self.events
+            .push_back(ReplicationEvent::OwnerChanged { id, owner });
+        if owner == self.id {
+            self.take_over(slot);
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_request(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), DecodeError> {
+        let mut r = Reader { bytes };
+        let id = NetId(r.u64("id")?);
+        r.finish(())?;
+        if self.entity(id).is_some_and(|e| e.owner == self.id) {
+            self.events
+                .push_back(ReplicationEvent::AuthorityRequested { id, peer });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,262 @@
+//! What each peer sends this one: spawns, despawns and update packets, the
+//! received states kept as baselines for the deltas that follow, and the
+//! record of packets to ack.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use crate::PeerId;
+use crate::bits::BitReader;
+use crate::codec::{DecodeError, Reader};
+
+use super::outgoing::send_acks;
+use super::replicator::Replicator;
+use super::table::Slot;
+use super::types::{Entity, Fields, NetId, ReplicationEvent};
+use super::wire::{self, RESYNC};
+
+/// Received states kept per entity, to decode deltas against.
+pub(super) const HISTORY: usize = 32;
+/// Update packets taken from a peer before acks go back at once rather than
+/// with the next tick: a sender of many packets a tick would otherwise
+/// outrun the 64-packet ack window.
+const ACK_EVERY: u32 = 24;
+
+/// What one peer sent this one.
+#[derive(Debug, Default)]
+pub(super) struct Incoming {
+    /// Per slot: received states of the entity, oldest first.
+    history: Vec<Option<VecDeque<(u32, Fields)>>>,
+    /// Entities with a history here (bounds what this peer may spawn).
+    tracked: usize,
+    /// Newest update seq received and the 64 before it.
+    pub(super) latest: Option<u32>,
+    bits: u64,
+    /// Update packets received since acks last went back.
+    pub(super) unacked: u32,
+    /// Entities whose baseline was gone, asked to be sent whole.
+    pub(super) resync: BTreeSet<NetId>,
+}
+
+impl Incoming {
+    fn history(&self, slot: Slot) -> Option<&VecDeque<(u32, Fields)>> {
+        self.history.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    fn history_mut(&mut self, slot: Slot) -> &mut VecDeque<(u32, Fields)> {
+        let i = slot as usize;
+        if self.history.len() <= i {
+            self.history.resize_with(i + 1, || None);
+        }
+        if self.history[i].is_none() {
+            self.tracked += 1;
+        }
+        self.history[i].get_or_insert_with(VecDeque::new)
+    }
+
+    /// Starts the entity's history afresh.
+    fn reset(&mut self, slot: Slot) {
+        self.forget(slot);
+        self.history_mut(slot);
+    }
+
+    pub(super) fn forget(&mut self, slot: Slot) {
+        if self
+            .history
+            .get_mut(slot as usize)
+            .and_then(Option::take)
+            .is_some()
+        {
+            self.tracked -= 1;
+        }
+    }
+
+    fn record(&mut self, seq: u32) {
+        self.unacked += 1;
+        match self.latest {
+            None => {
+                self.latest = Some(seq);
+                self.bits = 0;
+            }
+            Some(l) if seq > l => {
+                let shift = seq - l;
+                self.bits = if shift > 64 {
+                    0
+                } else if shift == 64 {
+                    1 << 63
+                } else {
+                    (self.bits << shift) | (1 << (shift - 1))
+                };
+                self.latest = Some(seq);
+            }
+            Some(l) if seq < l && l - seq <= 64 => self.bits |= 1 << (l - seq - 1),
+            _ => {}
+        }
+    }
+
+    /// The acks an update packet carries: the newest seq received (0: none)
+    /// and bits for the 64 before it.
+    pub(super) fn acks(&self) -> (u32, u64) {
+        (self.latest.unwrap_or(0), self.bits)
+    }
+}
+
+impl Replicator {
+    pub(super) fn on_spawn(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), DecodeError> {
+        let mut r = Reader { bytes };
+        let id = NetId(r.u64("id")?);
+        let ty = r.u16("type")?;
+        let fields = wire::read_fields(&self.schema, ty, &mut BitReader::new(r.rest()))?;
+        let existing = self.table.slot_of(id);
+        let tracked = self.links.get(&peer).map_or(0, |l| l.inc.tracked);
+        if existing.is_none() && tracked >= self.config.max_entities_per_peer {
+            return Err(DecodeError::Invalid("too many entities"));
+        }
+        let entity = Entity {
+            ty,
+            owner: peer,
+            fields,
+        };
+        let slot = match existing {
+            // Only its owner may send it again (it left and re-entered scope).
+            Some(slot) => {
+                let Some(r) = self.table.get_mut(slot).filter(|r| r.entity.owner == peer) else {
+                    return Ok(());
+                };
+                r.entity = entity;
+                self.events.push_back(ReplicationEvent::Updated { id });
+                slot
+            }
+            None => {
+                let slot = self.table.insert(id, entity);
+                self.events.push_back(ReplicationEvent::Spawned {
+                    id,
+                    ty,
+                    owner: peer,
+                });
+                slot
+            }
+        };
+        if let Some(link) = self.links.get_mut(&peer) {
+            link.inc.reset(slot);
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_despawn(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), DecodeError> {
+        let mut r = Reader { bytes };
+        let id = NetId(r.u64("id")?);
+        r.finish(())?;
+        if let Some(slot) = self.table.slot_of(id)
+            && self.table.get(slot).is_some_and(|r| r.entity.owner == peer)
+        {
+            self.remove(slot);
+            self.events.push_back(ReplicationEvent::Despawned { id });
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_update(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), DecodeError> {
+        let mut r = Reader { bytes };
+        let seq = r.u32("seq")?;
+        let ack = r.u32("ack")?;
+        let ack_bits = r.u64("ack bits")?;
+        let count = r.u16("count")? as usize;
+        self.on_ack(peer, ack, ack_bits);
+        let Self {
+            table,
+            links,
+            schema,
+            events,
+            ..
+        } = self;
+        let Some(inc) = links.get_mut(&peer).map(|l| &mut l.inc) else {
+            return Ok(());
+        };
+        let mut bits = BitReader::new(r.rest());
+        let common = if count > 0 {
+            wire::read_back(&mut bits)?
+        } else {
+            0
+        };
+        let mut id = 0u64;
+        let mut updates: Vec<(Slot, Fields, bool)> = Vec::with_capacity(count);
+        let mut scratch = Vec::new();
+        let mut resync = Vec::new();
+        for k in 0..count {
+            id = wire::read_id(&mut bits, id, k == 0)?;
+            let back = if bits.read_bool()? {
+                common
+            } else {
+                wire::read_back(&mut bits)?
+            };
+            let Some((slot, rec)) = table.find(NetId(id)) else {
+                // Its spawn is still on the reliable channel: the rest of the
+                // packet cannot be read, and nothing is acked, so the sender
+                // sends full states again.
+                return Ok(());
+            };
+            let widths = schema
+                .widths(rec.entity.ty)
+                .ok_or(DecodeError::Invalid("entity type"))?;
+            let baseline = if back == 0 {
+                inc.resync.remove(&NetId(id));
+                None
+            } else {
+                let base_seq = seq.wrapping_sub(back);
+                let found = inc
+                    .history(slot)
+                    .and_then(|h| h.iter().rev().find(|(s, _)| *s == base_seq));
+                match found {
+                    Some((_, f)) => Some(&f[..]),
+                    None => {
+                        // Its baseline is gone (acks lost for longer than
+                        // the history reaches): read past it and ask for it
+                        // whole, once until a whole state comes.
+                        wire::skip_delta(&mut bits, widths)?;
+                        if inc.resync.insert(NetId(id)) {
+                            resync.push(NetId(id));
+                        }
+                        continue;
+                    }
+                }
+            };
+            wire::read_delta(&mut bits, widths, baseline, &mut scratch)?;
+            updates.push((slot, Fields::from(&scratch[..]), rec.entity.owner == peer));
+        }
+        inc.record(seq);
+        for (slot, fields, from_owner) in updates {
+            // Kept in seq order as a baseline; applied only if it is the
+            // newest state of the entity (unreliable packets come reordered).
+            let h = inc.history_mut(slot);
+            let at = h.iter().rposition(|(s, _)| *s < seq).map_or(0, |p| p + 1);
+            if h.get(at).is_some_and(|(s, _)| *s == seq) {
+                continue;
+            }
+            h.insert(at, (seq, fields.clone()));
+            let newest = at + 1 == h.len();
+            while h.len() > HISTORY {
+                h.pop_front();
+            }
+            // A stale packet from before a hand-over is not applied either.
+            if from_owner
+                && newest
+                && let Some(rec) = table.get_mut(slot)
+                && rec.entity.fields != fields
+            {
+                rec.entity.fields = fields;
+                events.push_back(ReplicationEvent::Updated { id: rec.id });
+            }
+        }
+        let ack_now = inc.unacked >= ACK_EVERY;
+        for id in resync {
+            self.reliable(peer, wire::id_msg(RESYNC, id));
+        }
+        if ack_now
+            && let Some(now) = self.last_tick
+            && let Some(link) = self.links.get_mut(&peer)
+        {
+            send_acks(link, &mut self.transmits, now, peer);
+        }
+        Ok(())
+    }
+}
