@@ -34,7 +34,7 @@ mod types;
 mod wire;
 
 pub use replicator::Replicator;
-pub use types::{Entity, Fields, NetId, ReplicationConfig, ReplicationEvent, Schema};
+pub use types::{EntityState, Fields, NetId, ReplicationConfig, ReplicationEvent, Schema};
 
 #[cfg(test)]
 mod tests;

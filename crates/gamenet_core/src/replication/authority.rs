@@ -6,7 +6,7 @@ use crate::bits::BitReader;
 use crate::codec::{DecodeError, Reader};
 
 use super::replicator::Replicator;
-use super::table::Slot;
+use super::table::EntityRow;
 use super::types::{NetId, ReplicationEvent};
 use super::wire::{self, REQUEST};
 
@@ -27,11 +27,11 @@ impl Replicator {
         if to == self.id || !self.links.contains_key(&to) {
             return false;
         }
-        let Some(slot) = self.table.slot_of(id) else {
+        let Some(row) = self.table.row_of(id) else {
             return false;
         };
         let me = self.id;
-        let Some(r) = self.table.get_mut(slot).filter(|r| r.entity.owner == me) else {
+        let Some(r) = self.table.get_mut(row).filter(|r| r.entity.owner == me) else {
             return false;
         };
         r.entity.owner = to;
@@ -39,7 +39,7 @@ impl Replicator {
         let peers: Vec<PeerId> = self.links.keys().copied().collect();
         for p in peers {
             if let Some(link) = self.links.get_mut(&p) {
-                link.out.leave(slot);
+                link.out.leave(row);
             }
             self.reliable(p, msg.clone());
         }
@@ -55,8 +55,8 @@ impl Replicator {
         for &p in self.links.keys() {
             successor = successor.min(p);
         }
-        for (id, slot) in self.table.sorted_ids(|e| e.owner == peer) {
-            if let Some(r) = self.table.get_mut(slot) {
+        for (id, row) in self.table.sorted_ids(|e| e.owner == peer) {
+            if let Some(r) = self.table.get_mut(row) {
                 r.entity.owner = successor;
             }
             self.events.push_back(ReplicationEvent::OwnerChanged {
@@ -64,16 +64,16 @@ impl Replicator {
                 owner: successor,
             });
             if successor == self.id {
-                self.take_over(slot);
+                self.take_over(row);
             }
         }
     }
 
     /// This peer now owns an entity every peer knows: they start from what
     /// they have, and deltas flow once they ack a full state.
-    fn take_over(&mut self, slot: Slot) {
+    fn take_over(&mut self, row: EntityRow) {
         for link in self.links.values_mut() {
-            link.out.enter(slot);
+            link.out.enter(row);
         }
     }
 
@@ -83,10 +83,10 @@ impl Replicator {
         let owner = PeerId(u128::from_le_bytes(r.array("owner")?));
         let ty = r.u16("type")?;
         let fields = wire::read_fields(&self.schema, ty, &mut BitReader::new(r.rest()))?;
-        let Some(slot) = self.table.slot_of(id) else {
+        let Some(row) = self.table.row_of(id) else {
             return Ok(());
         };
-        let Some(rec) = self.table.get_mut(slot) else {
+        let Some(rec) = self.table.get_mut(row) else {
             return Ok(());
         };
         if rec.entity.owner != peer || rec.entity.ty != ty {
@@ -95,13 +95,13 @@ impl Replicator {
         rec.entity.owner = owner;
         rec.entity.fields = fields;
         if let Some(link) = self.links.get_mut(&peer) {
-            link.inc.forget(slot);
+            link.inc.forget(row);
             link.inc.resync.remove(&id);
         }
         self.events
             .push_back(ReplicationEvent::OwnerChanged { id, owner });
         if owner == self.id {
-            self.take_over(slot);
+            self.take_over(row);
         }
         Ok(())
     }

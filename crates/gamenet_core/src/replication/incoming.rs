@@ -10,12 +10,12 @@ use crate::codec::{DecodeError, Reader};
 
 use super::outgoing::send_acks;
 use super::replicator::Replicator;
-use super::table::Slot;
-use super::types::{Entity, Fields, NetId, ReplicationEvent};
+use super::table::EntityRow;
+use super::types::{EntityState, Fields, NetId, ReplicationEvent};
 use super::wire::{self, RESYNC};
 
 /// Received states kept per entity, to decode deltas against.
-pub(super) const HISTORY: usize = 32;
+pub(super) const BASELINE_HISTORY: usize = 32;
 /// Update packets taken from a peer before acks go back at once rather than
 /// with the next tick: a sender of many packets a tick would otherwise
 /// outrun the 64-packet ack window.
@@ -24,7 +24,7 @@ const ACK_EVERY: u32 = 24;
 /// What one peer sent this one.
 #[derive(Debug, Default)]
 pub(super) struct Incoming {
-    /// Per slot: received states of the entity, oldest first.
+    /// Per row: received states of the entity, oldest first.
     history: Vec<Option<VecDeque<(u32, Fields)>>>,
     /// Entities with a history here (bounds what this peer may spawn).
     tracked: usize,
@@ -38,12 +38,12 @@ pub(super) struct Incoming {
 }
 
 impl Incoming {
-    fn history(&self, slot: Slot) -> Option<&VecDeque<(u32, Fields)>> {
-        self.history.get(slot as usize).and_then(Option::as_ref)
+    fn history(&self, row: EntityRow) -> Option<&VecDeque<(u32, Fields)>> {
+        self.history.get(row as usize).and_then(Option::as_ref)
     }
 
-    fn history_mut(&mut self, slot: Slot) -> &mut VecDeque<(u32, Fields)> {
-        let i = slot as usize;
+    fn history_mut(&mut self, row: EntityRow) -> &mut VecDeque<(u32, Fields)> {
+        let i = row as usize;
         if self.history.len() <= i {
             self.history.resize_with(i + 1, || None);
         }
@@ -54,15 +54,15 @@ impl Incoming {
     }
 
     /// Starts the entity's history afresh.
-    fn reset(&mut self, slot: Slot) {
-        self.forget(slot);
-        self.history_mut(slot);
+    fn reset(&mut self, row: EntityRow) {
+        self.forget(row);
+        self.history_mut(row);
     }
 
-    pub(super) fn forget(&mut self, slot: Slot) {
+    pub(super) fn forget(&mut self, row: EntityRow) {
         if self
             .history
-            .get_mut(slot as usize)
+            .get_mut(row as usize)
             .and_then(Option::take)
             .is_some()
         {
@@ -106,38 +106,38 @@ impl Replicator {
         let id = NetId(r.u64("id")?);
         let ty = r.u16("type")?;
         let fields = wire::read_fields(&self.schema, ty, &mut BitReader::new(r.rest()))?;
-        let existing = self.table.slot_of(id);
+        let existing = self.table.row_of(id);
         let tracked = self.links.get(&peer).map_or(0, |l| l.inc.tracked);
         if existing.is_none() && tracked >= self.config.max_entities_per_peer {
             return Err(DecodeError::Invalid("too many entities"));
         }
-        let entity = Entity {
+        let entity = EntityState {
             ty,
             owner: peer,
             fields,
         };
-        let slot = match existing {
+        let row = match existing {
             // Only its owner may send it again (it left and re-entered scope).
-            Some(slot) => {
-                let Some(r) = self.table.get_mut(slot).filter(|r| r.entity.owner == peer) else {
+            Some(row) => {
+                let Some(r) = self.table.get_mut(row).filter(|r| r.entity.owner == peer) else {
                     return Ok(());
                 };
                 r.entity = entity;
                 self.events.push_back(ReplicationEvent::Updated { id });
-                slot
+                row
             }
             None => {
-                let slot = self.table.insert(id, entity);
+                let row = self.table.insert(id, entity);
                 self.events.push_back(ReplicationEvent::Spawned {
                     id,
                     ty,
                     owner: peer,
                 });
-                slot
+                row
             }
         };
         if let Some(link) = self.links.get_mut(&peer) {
-            link.inc.reset(slot);
+            link.inc.reset(row);
         }
         Ok(())
     }
@@ -146,10 +146,10 @@ impl Replicator {
         let mut r = Reader { bytes };
         let id = NetId(r.u64("id")?);
         r.finish(())?;
-        if let Some(slot) = self.table.slot_of(id)
-            && self.table.get(slot).is_some_and(|r| r.entity.owner == peer)
+        if let Some(row) = self.table.row_of(id)
+            && self.table.get(row).is_some_and(|r| r.entity.owner == peer)
         {
-            self.remove(slot);
+            self.remove(row);
             self.events.push_back(ReplicationEvent::Despawned { id });
         }
         Ok(())
@@ -179,7 +179,7 @@ impl Replicator {
             0
         };
         let mut id = 0u64;
-        let mut updates: Vec<(Slot, Fields, bool)> = Vec::with_capacity(count);
+        let mut updates: Vec<(EntityRow, Fields, bool)> = Vec::with_capacity(count);
         let mut scratch = Vec::new();
         let mut resync = Vec::new();
         for k in 0..count {
@@ -189,7 +189,7 @@ impl Replicator {
             } else {
                 wire::read_back(&mut bits)?
             };
-            let Some((slot, rec)) = table.find(NetId(id)) else {
+            let Some((row, rec)) = table.find(NetId(id)) else {
                 // Its spawn is still on the reliable channel: the rest of the
                 // packet cannot be read, and nothing is acked, so the sender
                 // sends full states again.
@@ -204,7 +204,7 @@ impl Replicator {
             } else {
                 let base_seq = seq.wrapping_sub(back);
                 let found = inc
-                    .history(slot)
+                    .history(row)
                     .and_then(|h| h.iter().rev().find(|(s, _)| *s == base_seq));
                 match found {
                     Some((_, f)) => Some(&f[..]),
@@ -221,26 +221,26 @@ impl Replicator {
                 }
             };
             wire::read_delta(&mut bits, widths, baseline, &mut scratch)?;
-            updates.push((slot, Fields::from(&scratch[..]), rec.entity.owner == peer));
+            updates.push((row, Fields::from(&scratch[..]), rec.entity.owner == peer));
         }
         inc.record(seq);
-        for (slot, fields, from_owner) in updates {
+        for (row, fields, from_owner) in updates {
             // Kept in seq order as a baseline; applied only if it is the
             // newest state of the entity (unreliable packets come reordered).
-            let h = inc.history_mut(slot);
+            let h = inc.history_mut(row);
             let at = h.iter().rposition(|(s, _)| *s < seq).map_or(0, |p| p + 1);
             if h.get(at).is_some_and(|(s, _)| *s == seq) {
                 continue;
             }
             h.insert(at, (seq, fields.clone()));
             let newest = at + 1 == h.len();
-            while h.len() > HISTORY {
+            while h.len() > BASELINE_HISTORY {
                 h.pop_front();
             }
             // A stale packet from before a hand-over is not applied either.
             if from_owner
                 && newest
-                && let Some(rec) = table.get_mut(slot)
+                && let Some(rec) = table.get_mut(row)
                 && rec.entity.fields != fields
             {
                 rec.entity.fields = fields;

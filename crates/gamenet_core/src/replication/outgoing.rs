@@ -12,17 +12,17 @@ use crate::bits::BitWriter;
 use crate::codec::{DecodeError, Reader};
 use crate::{Channel, Instant, PeerId, Transmit};
 
-use super::replicator::{Link, Replicator};
+use super::replicator::{PeerLink, Replicator};
 use super::scope::Scope;
-use super::table::{Slot, Table};
+use super::table::{EntityRow, Table};
 use super::types::{Fields, NetId, Schema};
 use super::wire::{self, HEADER, MAX_BACK};
 
 /// Sent packets remembered per peer, waiting for acks.
 const IN_FLIGHT: usize = 4096;
 
-/// What one update packet carried: slot, entity and fields.
-type SentStates = Vec<(Slot, NetId, Fields)>;
+/// What one update packet carried: row, entity and fields.
+type SentStates = Vec<(EntityRow, NetId, Fields)>;
 
 /// What this peer sends one peer.
 #[derive(Debug, Default)]
@@ -30,11 +30,11 @@ pub(super) struct Outgoing {
     /// The owned entities in this peer's scope (spawned there), and those
     /// hidden from it.
     pub(super) scope: Scope,
-    /// Slots that may be dirty: what a tick looks at, so entities at rest
+    /// Rows that may be dirty: what a tick looks at, so entities at rest
     /// cost nothing. Cleaned ones leave it at the next tick.
-    dirty: Vec<Slot>,
+    dirty: Vec<EntityRow>,
     /// The dirty list's spare allocation.
-    spare: Vec<Slot>,
+    spare: Vec<EntityRow>,
     pass: u32,
     /// Packets sent and what they carried.
     in_flight: VecDeque<(u32, SentStates)>,
@@ -47,27 +47,27 @@ pub(super) struct Outgoing {
 }
 
 impl Outgoing {
-    pub(super) fn mark_dirty(&mut self, slot: Slot) {
-        if let Some(s) = self.scope.get_mut(slot)
+    pub(super) fn mark_dirty(&mut self, row: EntityRow) {
+        if let Some(s) = self.scope.get_mut(row)
             && !s.dirty
         {
             s.dirty = true;
-            self.dirty.push(slot);
+            self.dirty.push(row);
         }
     }
 
     /// Puts an entity in scope; false if it was.
-    pub(super) fn enter(&mut self, slot: Slot) -> bool {
-        if !self.scope.enter(slot, self.seq) {
+    pub(super) fn enter(&mut self, row: EntityRow) -> bool {
+        if !self.scope.enter(row, self.seq) {
             return false;
         }
-        self.mark_dirty(slot);
+        self.mark_dirty(row);
         true
     }
 
     /// Takes an entity out of scope; false if it was not in it.
-    pub(super) fn leave(&mut self, slot: Slot) -> bool {
-        self.scope.leave(slot)
+    pub(super) fn leave(&mut self, row: EntityRow) -> bool {
+        self.scope.leave(row)
     }
 }
 
@@ -92,14 +92,14 @@ impl Replicator {
             if !acked(*seq) {
                 continue;
             }
-            for (slot, id, fields) in std::mem::take(states) {
-                let Some(rec) = table.get(slot) else {
+            for (row, id, fields) in std::mem::take(states) {
+                let Some(rec) = table.get(row) else {
                     continue;
                 };
-                let Some(s) = scope.get_mut(slot) else {
+                let Some(s) = scope.get_mut(row) else {
                     continue;
                 };
-                // A reused slot, or a packet from before it entered scope.
+                // A reused row, or a packet from before it entered scope.
                 if rec.id != id
                     || *seq <= s.since
                     || s.acked.as_ref().is_some_and(|(a, _)| *a >= *seq)
@@ -123,13 +123,13 @@ impl Replicator {
         let mut r = Reader { bytes };
         let id = NetId(r.u64("id")?);
         r.finish(())?;
-        if let Some(slot) = self.table.slot_of(id)
+        if let Some(row) = self.table.row_of(id)
             && let Some(link) = self.links.get_mut(&peer)
-            && let Some(s) = link.out.scope.get_mut(slot)
+            && let Some(s) = link.out.scope.get_mut(row)
         {
             s.acked = None;
             s.since = link.out.seq;
-            link.out.mark_dirty(slot);
+            link.out.mark_dirty(row);
         }
         Ok(())
     }
@@ -153,16 +153,16 @@ impl Replicator {
         let pass = out.pass;
         let spare = std::mem::take(&mut out.spare);
         let mut listed = std::mem::replace(&mut out.dirty, spare);
-        let mut candidates: Vec<(f32, NetId, Slot)> = Vec::with_capacity(listed.len());
-        for &slot in &listed {
-            let Some(s) = out.scope.get_mut(slot) else {
+        let mut candidates: Vec<(f32, NetId, EntityRow)> = Vec::with_capacity(listed.len());
+        for &row in &listed {
+            let Some(s) = out.scope.get_mut(row) else {
                 continue;
             };
             if !s.dirty || s.pass == pass {
                 continue;
             }
             s.pass = pass;
-            let Some(rec) = table.get(slot) else {
+            let Some(rec) = table.get(row) else {
                 s.dirty = false;
                 continue;
             };
@@ -176,8 +176,8 @@ impl Replicator {
                 continue;
             }
             s.priority += rec.priority;
-            candidates.push((s.priority, rec.id, slot));
-            out.dirty.push(slot);
+            candidates.push((s.priority, rec.id, row));
+            out.dirty.push(row);
         }
         listed.clear();
         out.spare = listed;
@@ -192,8 +192,8 @@ impl Replicator {
             let mut deltas = BitWriter::new();
             let mut estimate = HEADER * 8 + 17;
             while next < candidates.len() {
-                let slot = candidates[next].2;
-                let Some(c) = chosen_entry(table, schema, &link.out, slot, seq, &mut deltas) else {
+                let row = candidates[next].2;
+                let Some(c) = chosen_entry(table, schema, &link.out, row, seq, &mut deltas) else {
                     next += 1;
                     continue;
                 };
@@ -228,11 +228,11 @@ impl Replicator {
     }
 }
 
-/// An entity picked for a packet: its slot, id, baseline distance and
+/// An entity picked for a packet: its row, id, baseline distance and
 /// fields, and where its delta-encoded fields sit in the packet's delta bits
 /// (encoded once; the packet copies the bits in id order).
 pub(super) struct Chosen {
-    slot: Slot,
+    row: EntityRow,
     pub(super) id: NetId,
     pub(super) back: u32,
     fields: Fields,
@@ -244,13 +244,13 @@ fn chosen_entry(
     table: &Table,
     schema: &Schema,
     out: &Outgoing,
-    slot: Slot,
+    row: EntityRow,
     seq: u32,
     deltas: &mut BitWriter,
 ) -> Option<Chosen> {
-    let rec = table.get(slot)?;
+    let rec = table.get(row)?;
     let widths = schema.widths(rec.entity.ty)?;
-    let acked = out.scope.get(slot).and_then(|s| s.acked.as_ref());
+    let acked = out.scope.get(row).and_then(|s| s.acked.as_ref());
     let (back, base) = match acked {
         Some((s, f)) if seq.wrapping_sub(*s) <= MAX_BACK => (seq.wrapping_sub(*s), Some(&f[..])),
         _ => (0, None),
@@ -258,7 +258,7 @@ fn chosen_entry(
     let start = deltas.bit_len();
     wire::write_delta(deltas, widths, base, &rec.entity.fields);
     Some(Chosen {
-        slot,
+        row,
         id: rec.id,
         back,
         fields: rec.entity.fields.clone(),
@@ -269,7 +269,7 @@ fn chosen_entry(
 
 /// An update packet with acks alone.
 pub(super) fn send_acks(
-    link: &mut Link,
+    link: &mut PeerLink,
     transmits: &mut VecDeque<Transmit>,
     now: Instant,
     peer: PeerId,
@@ -280,7 +280,7 @@ pub(super) fn send_acks(
 }
 
 fn finish_packet(
-    link: &mut Link,
+    link: &mut PeerLink,
     transmits: &mut VecDeque<Transmit>,
     now: Instant,
     peer: PeerId,
@@ -292,7 +292,7 @@ fn finish_packet(
     out.seq = seq;
     out.credit -= data.len() as f64;
     for c in &chosen {
-        if let Some(s) = out.scope.get_mut(c.slot) {
+        if let Some(s) = out.scope.get_mut(c.row) {
             s.priority = 0.0;
         }
     }
@@ -300,7 +300,7 @@ fn finish_packet(
         seq,
         chosen
             .into_iter()
-            .map(|c| (c.slot, c.id, c.fields))
+            .map(|c| (c.row, c.id, c.fields))
             .collect(),
     ));
     // Every update packet carries the acks.

@@ -11,13 +11,15 @@ use crate::{Channel, Instant, PeerId, Transmit};
 
 use super::incoming::Incoming;
 use super::outgoing::Outgoing;
-use super::table::{Slot, Table};
-use super::types::{Entity, NetId, ReplicationConfig, ReplicationEvent, Schema, clamp, clamp_one};
+use super::table::{EntityRow, Table};
+use super::types::{
+    EntityState, NetId, ReplicationConfig, ReplicationEvent, Schema, clamp, clamp_one,
+};
 use super::wire::{self, DESPAWN, EVENT, OWNER, REQUEST, RESYNC, SPAWN, UPDATE};
 
 /// What this peer sends one peer and what it took from it.
 #[derive(Debug, Default)]
-pub(super) struct Link {
+pub(super) struct PeerLink {
     pub(super) out: Outgoing,
     pub(super) inc: Incoming,
 }
@@ -31,7 +33,7 @@ pub struct Replicator {
     next: u32,
     /// The entity table.
     pub(super) table: Table,
-    pub(super) links: BTreeMap<PeerId, Link>,
+    pub(super) links: BTreeMap<PeerId, PeerLink>,
     pub(super) last_tick: Option<Instant>,
     pub(super) transmits: VecDeque<Transmit>,
     pub(super) events: VecDeque<ReplicationEvent>,
@@ -64,12 +66,12 @@ impl Replicator {
     }
 
     /// The entity, if known here.
-    pub fn entity(&self, id: NetId) -> Option<&Entity> {
+    pub fn entity(&self, id: NetId) -> Option<&EntityState> {
         self.table.find(id).map(|(_, r)| &r.entity)
     }
 
     /// Every entity known here, in no particular order.
-    pub fn entities(&self) -> impl Iterator<Item = (NetId, &Entity)> + '_ {
+    pub fn entities(&self) -> impl Iterator<Item = (NetId, &EntityState)> + '_ {
         self.table.iter().map(|r| (r.id, &r.entity))
     }
 
@@ -79,13 +81,13 @@ impl Replicator {
     }
 
     /// Takes an entity out of the table and out of every peer's state.
-    pub(super) fn remove(&mut self, slot: Slot) {
-        let Some(record) = self.table.remove(slot) else {
+    pub(super) fn remove(&mut self, row: EntityRow) {
+        let Some(record) = self.table.remove(row) else {
             return;
         };
         for link in self.links.values_mut() {
-            link.out.leave(slot);
-            link.inc.forget(slot);
+            link.out.leave(row);
+            link.inc.forget(row);
             link.inc.resync.remove(&record.id);
         }
     }
@@ -103,15 +105,15 @@ impl Replicator {
             id = NetId(fold(self.id) << 32 | self.next as u64);
             self.next = self.next.wrapping_add(1);
         }
-        let entity = Entity {
+        let entity = EntityState {
             ty,
             owner: self.id,
             fields: clamp(widths, fields),
         };
-        let slot = self.table.insert(id, entity);
+        let row = self.table.insert(id, entity);
         let peers: Vec<PeerId> = self.links.keys().copied().collect();
         for p in peers {
-            self.enter_scope(p, slot);
+            self.enter_scope(p, row);
         }
         Some(id)
     }
@@ -119,10 +121,10 @@ impl Replicator {
     /// Sets an owned entity's fields (values too wide for a field are
     /// clamped); false if it is not ours or the count does not fit its type.
     pub fn set(&mut self, id: NetId, fields: &[u32]) -> bool {
-        let Some(slot) = self.table.slot_of(id) else {
+        let Some(row) = self.table.row_of(id) else {
             return false;
         };
-        let Some(r) = self.table.get_mut(slot) else {
+        let Some(r) = self.table.get_mut(row) else {
             return false;
         };
         let e = &mut r.entity;
@@ -142,35 +144,35 @@ impl Replicator {
         }
         e.fields = clamp(widths, fields);
         for link in self.links.values_mut() {
-            link.out.mark_dirty(slot);
+            link.out.mark_dirty(row);
         }
         true
     }
 
     /// Removes an owned entity everywhere.
     pub fn despawn(&mut self, id: NetId) -> bool {
-        let Some(slot) = self.table.slot_of(id) else {
+        let Some(row) = self.table.row_of(id) else {
             return false;
         };
         if self
             .table
-            .get(slot)
+            .get(row)
             .is_none_or(|r| r.entity.owner != self.id)
         {
             return false;
         }
         let peers: Vec<PeerId> = self.links.keys().copied().collect();
         for p in peers {
-            self.leave_scope(p, slot);
+            self.leave_scope(p, row);
         }
-        self.remove(slot);
+        self.remove(row);
         true
     }
 
     /// How urgent an owned entity's updates are (default 1).
     pub fn set_priority(&mut self, id: NetId, priority: f32) {
-        if let Some(slot) = self.table.slot_of(id)
-            && let Some(r) = self.table.get_mut(slot)
+        if let Some(row) = self.table.row_of(id)
+            && let Some(r) = self.table.get_mut(row)
         {
             r.priority = priority.max(0.0);
         }
@@ -211,8 +213,8 @@ impl Replicator {
         }
         self.links.entry(peer).or_default();
         let me = self.id;
-        for (_, slot) in self.table.sorted_ids(|e| e.owner == me) {
-            self.enter_scope(peer, slot);
+        for (_, row) in self.table.sorted_ids(|e| e.owner == me) {
+            self.enter_scope(peer, row);
         }
     }
 

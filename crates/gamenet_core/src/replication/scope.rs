@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::replicator::Replicator;
-use super::table::Slot;
+use super::table::EntityRow;
 use super::types::{Fields, NetId};
 use super::wire::{self, DESPAWN};
 use crate::PeerId;
@@ -21,14 +21,14 @@ pub(super) struct Scoped {
     pub(super) priority: f32,
     /// Differs from what the peer acked (and is in the dirty list).
     pub(super) dirty: bool,
-    /// The tick that last looked at it: a reused slot can be listed twice.
+    /// The tick that last looked at it: a reused row can be listed twice.
     pub(super) pass: u32,
 }
 
 /// Which owned entities a peer has (spawned there), and which it may not see.
 #[derive(Debug, Default)]
 pub(super) struct Scope {
-    /// Per slot: the entity, if it is in this peer's scope.
+    /// Per row: the entity, if it is in this peer's scope.
     entries: Vec<Option<Scoped>>,
     /// Entities in scope (the filled entries).
     len: usize,
@@ -37,14 +37,14 @@ pub(super) struct Scope {
 }
 
 impl Scope {
-    /// The entity in a slot, if in scope.
-    pub(super) fn get(&self, slot: Slot) -> Option<&Scoped> {
-        self.entries.get(slot as usize).and_then(Option::as_ref)
+    /// The entity in a row, if in scope.
+    pub(super) fn get(&self, row: EntityRow) -> Option<&Scoped> {
+        self.entries.get(row as usize).and_then(Option::as_ref)
     }
 
-    /// The entity in a slot, if in scope, to change it.
-    pub(super) fn get_mut(&mut self, slot: Slot) -> Option<&mut Scoped> {
-        self.entries.get_mut(slot as usize).and_then(Option::as_mut)
+    /// The entity in a row, if in scope, to change it.
+    pub(super) fn get_mut(&mut self, row: EntityRow) -> Option<&mut Scoped> {
+        self.entries.get_mut(row as usize).and_then(Option::as_mut)
     }
 
     /// Entities in scope.
@@ -54,8 +54,8 @@ impl Scope {
 
     /// Puts an entity in scope, acks of packets up to `since` saying nothing
     /// about it; false if it was in scope.
-    pub(super) fn enter(&mut self, slot: Slot, since: u32) -> bool {
-        let i = slot as usize;
+    pub(super) fn enter(&mut self, row: EntityRow, since: u32) -> bool {
+        let i = row as usize;
         if self.entries.len() <= i {
             self.entries.resize_with(i + 1, || None);
         }
@@ -74,10 +74,10 @@ impl Scope {
     }
 
     /// Takes an entity out of scope; false if it was not in it.
-    pub(super) fn leave(&mut self, slot: Slot) -> bool {
+    pub(super) fn leave(&mut self, row: EntityRow) -> bool {
         let left = self
             .entries
-            .get_mut(slot as usize)
+            .get_mut(row as usize)
             .and_then(Option::take)
             .is_some();
         if left {
@@ -90,12 +90,12 @@ impl Scope {
 impl Replicator {
     /// Shows or hides an owned entity from a peer.
     pub fn set_visible(&mut self, peer: PeerId, id: NetId, visible: bool) {
-        let Some(slot) = self.table.slot_of(id) else {
+        let Some(row) = self.table.row_of(id) else {
             return;
         };
         if self
             .table
-            .get(slot)
+            .get(row)
             .is_none_or(|r| r.entity.owner != self.id)
         {
             return;
@@ -105,10 +105,10 @@ impl Replicator {
         };
         if visible {
             link.out.scope.hidden.remove(&id);
-            self.enter_scope(peer, slot);
+            self.enter_scope(peer, row);
         } else {
             link.out.scope.hidden.insert(id);
-            self.leave_scope(peer, slot);
+            self.leave_scope(peer, row);
         }
     }
 
@@ -118,8 +118,8 @@ impl Replicator {
     }
 
     /// Spawns an owned entity at a peer, unless hidden from it or there.
-    pub(super) fn enter_scope(&mut self, peer: PeerId, slot: Slot) {
-        let Some(r) = self.table.get(slot) else {
+    pub(super) fn enter_scope(&mut self, peer: PeerId, row: EntityRow) {
+        let Some(r) = self.table.get(row) else {
             return;
         };
         let Some(link) = self.links.get_mut(&peer) else {
@@ -127,7 +127,7 @@ impl Replicator {
         };
         if r.entity.owner != self.id
             || link.out.scope.hidden.contains(&r.id)
-            || !link.out.enter(slot)
+            || !link.out.enter(row)
         {
             return;
         }
@@ -136,14 +136,14 @@ impl Replicator {
     }
 
     /// Despawns an entity at a peer, if it was in its scope.
-    pub(super) fn leave_scope(&mut self, peer: PeerId, slot: Slot) {
-        let Some(id) = self.table.get(slot).map(|r| r.id) else {
+    pub(super) fn leave_scope(&mut self, peer: PeerId, row: EntityRow) {
+        let Some(id) = self.table.get(row).map(|r| r.id) else {
             return;
         };
         let Some(link) = self.links.get_mut(&peer) else {
             return;
         };
-        if link.out.leave(slot) {
+        if link.out.leave(row) {
             self.reliable(peer, wire::id_msg(DESPAWN, id));
         }
     }

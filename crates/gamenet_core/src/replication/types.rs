@@ -105,7 +105,7 @@ pub type Fields = Arc<[u32]>;
 
 /// An entity as this peer knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entity {
+pub struct EntityState {
     /// Its type.
     pub ty: u16,
     /// Its owner.

@@ -8,9 +8,9 @@ use crate::bits::{BitReader, BitWriter};
 use crate::codec::DecodeError;
 
 use super::outgoing::Chosen;
-use super::types::{Entity, Fields, NetId, Schema};
+use super::types::{EntityState, Fields, NetId, Schema};
 
-/// Entity states and acks, unreliable: seq, ack, ack bits, count, then the
+/// EntityState states and acks, unreliable: seq, ack, ack bits, count, then the
 /// entities (see [`encode_update`]).
 ///
 /// Who may send this: any peer; its acks always count, and a state is applied
@@ -139,7 +139,7 @@ pub(super) fn encode_update(
     data
 }
 
-pub(super) fn spawn_msg(id: NetId, e: &Entity, schema: &Schema) -> Vec<u8> {
+pub(super) fn spawn_msg(id: NetId, e: &EntityState, schema: &Schema) -> Vec<u8> {
     let mut m = vec![SPAWN];
     m.extend_from_slice(&id.0.to_le_bytes());
     m.extend_from_slice(&e.ty.to_le_bytes());
@@ -147,7 +147,7 @@ pub(super) fn spawn_msg(id: NetId, e: &Entity, schema: &Schema) -> Vec<u8> {
     m
 }
 
-pub(super) fn owner_msg(id: NetId, e: &Entity, schema: &Schema) -> Vec<u8> {
+pub(super) fn owner_msg(id: NetId, e: &EntityState, schema: &Schema) -> Vec<u8> {
     let mut m = vec![OWNER];
     m.extend_from_slice(&id.0.to_le_bytes());
     m.extend_from_slice(&e.owner.0.to_le_bytes());
@@ -156,7 +156,7 @@ pub(super) fn owner_msg(id: NetId, e: &Entity, schema: &Schema) -> Vec<u8> {
     m
 }
 
-fn full_fields(e: &Entity, schema: &Schema) -> Vec<u8> {
+fn full_fields(e: &EntityState, schema: &Schema) -> Vec<u8> {
     let mut w = BitWriter::new();
     for (f, &width) in e.fields.iter().zip(schema.widths(e.ty).unwrap_or(&[])) {
         w.write(*f as u64, width as u32);

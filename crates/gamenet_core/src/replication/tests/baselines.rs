@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::Channel;
-use crate::replication::incoming::HISTORY;
+use crate::replication::incoming::BASELINE_HISTORY;
 use crate::replication::wire::RESYNC;
 
 #[test]
@@ -46,7 +46,7 @@ fn a_lost_baseline_is_asked_for_whole_and_the_rest_of_the_packet_still_lands() {
     // Acks lost for longer than b keeps x's history: a's baseline for x
     // falls out of it. y, new, travels whole in the same packets.
     let y = a.spawn(0, &moving(0, 2)).unwrap();
-    for t in 5..5 + HISTORY as u32 + 8 {
+    for t in 5..5 + BASELINE_HISTORY as u32 + 8 {
         a.set(x, &moving(t, 1));
         a.set(y, &moving(t, 2));
         tick(&mut a, &mut b, t, false);
