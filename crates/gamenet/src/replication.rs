@@ -19,15 +19,16 @@
 //! # drop(driver);
 //! // One entity type: x and y in 16 bits each.
 //! let schema = Schema { types: vec![vec![16, 16]] };
-//! let mut net = ReplicationNet::new(mesh, ReplicationConfig::default(), schema);
+//! let mut net = ReplicationNet::new(mesh, ReplicationConfig::default(), schema)
+//!     .expect("settings that fit the schema");
 //! let mut ball = None;
 //! loop {
 //!     net.update();
 //!     if ball.is_none() && net.ready() {
-//!         ball = net.replicator_mut().and_then(|r| r.spawn(0, &[100, 200]));
+//!         ball = net.replicator_mut().and_then(|r| r.spawn(0, &[100, 200]).ok());
 //!     }
 //!     if let (Some(id), Some(r)) = (ball, net.replicator_mut()) {
-//!         r.set(id, &[101, 200]);
+//!         r.set(id, &[101, 200]).expect("an entity of ours");
 //!     }
 //!     net.tick(Instant::now()); // at the game's tick rate
 //! #   break;
@@ -120,8 +121,13 @@ pub struct ReplicationNet<T: Transport> {
 impl<T: Transport> ReplicationNet<T> {
     /// Replication on `transport`; the replicator exists once this peer's
     /// id is known.
-    pub fn new(transport: T, config: ReplicationConfig, schema: Schema) -> Self {
-        Self {
+    pub fn new(
+        transport: T,
+        config: ReplicationConfig,
+        schema: Schema,
+    ) -> Result<Self, ConfigError> {
+        config.validate(&schema)?;
+        Ok(Self {
             transport,
             config,
             schema,
@@ -129,7 +135,7 @@ impl<T: Transport> ReplicationNet<T> {
             early: Vec::new(),
             events: VecDeque::new(),
             replication_events: VecDeque::new(),
-        }
+        })
     }
 
     /// Whether the replicator exists (this peer's id is known).
@@ -160,16 +166,18 @@ impl<T: Transport> ReplicationNet<T> {
     /// Takes in what arrived. Call once a frame.
     pub fn update(&mut self) {
         self.transport.update();
+        let now = Instant::now();
         if self.replicator.is_none()
             && let Some(id) = self.transport.local_id()
+            // The settings were checked in `new`.
+            && let Ok(mut r) = Replicator::new(self.config.clone(), self.schema.clone(), id)
         {
-            let mut r = Replicator::new(self.config.clone(), self.schema.clone(), id);
             for peer in self.transport.linked_peers() {
-                r.handle_peer_joined(peer);
+                r.handle_peer_joined(now, peer);
             }
             self.replicator = Some(r);
             for e in std::mem::take(&mut self.early) {
-                self.route(e);
+                self.route(now, e);
             }
         }
         while let Some(event) = self.transport.poll_event() {
@@ -179,25 +187,25 @@ impl<T: Transport> ReplicationNet<T> {
                 }
                 continue;
             }
-            self.route(event);
+            self.route(now, event);
         }
         self.flush();
     }
 
-    fn route(&mut self, event: Event) {
+    fn route(&mut self, now: Instant, event: Event) {
         let Some(r) = &mut self.replicator else {
             return;
         };
         match event {
             Event::Message { peer, payload, .. } if payload.first() == Some(&REPLICATION_TAG) => {
-                r.handle_message(peer, &payload[1..]);
+                r.handle_message(now, peer, &payload[1..]);
             }
             Event::PeerJoined(peer) => {
-                r.handle_peer_joined(peer);
+                r.handle_peer_joined(now, peer);
                 self.events.push_back(event);
             }
             Event::PeerLeft { peer, .. } => {
-                r.handle_peer_left(peer);
+                r.handle_peer_left(now, peer);
                 self.events.push_back(event);
             }
             other => self.events.push_back(other),
@@ -223,8 +231,8 @@ impl<T: Transport> ReplicationNet<T> {
             let _ = self.transport.send(t.peer, t.channel, &data);
         }
         while let Some(e) = r.poll_event() {
-            if let ReplicationEvent::PeerMisbehaved { peer, error } = &e {
-                tracing::warn!("gamenet: dropping {peer}: {error}");
+            if let ReplicationEvent::PeerMisbehaved { peer, reason } = &e {
+                tracing::warn!("gamenet: dropping {peer}: {reason}");
                 self.transport.drop_peer(*peer);
             }
             self.replication_events.push_back(e);

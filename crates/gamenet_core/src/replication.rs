@@ -17,14 +17,20 @@
 //! - Ownership can be requested and handed over; when a peer leaves, the peer
 //!   with the lowest id takes over what it owned, on every peer alike.
 //!
-//! Where things live: `types` (what callers see), `replicator` (the
-//! [`Replicator`] and its public calls), `table` (the entity table by row),
-//! `scope` (which entities each peer sees), `authority` (requests, hand-over,
-//! host migration), `outgoing` (what each peer is sent: priorities, budget,
-//! packets, acks of them), `incoming` (what each peer sent: baselines, acks
-//! to send) and `wire` (message kinds and their encoding).
+//! - Refused calls return a [`ReplicationError`]; a peer that breaks the
+//!   protocol is reported as [`ReplicationEvent::PeerMisbehaved`] with the
+//!   [`Misbehavior`](crate::Misbehavior), for the caller to drop it.
+//!
+//! Where things live: `types` (what callers see), `error` (why a call or a
+//! setting is refused), `replicator` (the [`Replicator`] and its public
+//! calls), `table` (the entity table by row), `scope` (which entities each
+//! peer sees), `authority` (requests, hand-over, host migration), `outgoing`
+//! (what each peer is sent: priorities, budget, packets, the acks of them),
+//! `incoming` (what each peer sent: baselines, acks to send) and `wire`
+//! (message kinds, who may send each, and their encoding).
 
 mod authority;
+mod error;
 mod incoming;
 mod outgoing;
 mod replicator;
@@ -33,6 +39,7 @@ mod table;
 mod types;
 mod wire;
 
+pub use error::{ConfigError, ReplicationError};
 pub use replicator::Replicator;
 pub use types::{EntityState, Fields, NetId, ReplicationConfig, ReplicationEvent, Schema};
 

@@ -1,10 +1,11 @@
 //! Who owns what: authority requests, hand-over to another peer, and host
 //! migration (what a departed peer owned passes to the lowest remaining id).
 
-use crate::PeerId;
 use crate::bits::BitReader;
-use crate::codec::{DecodeError, Reader};
+use crate::codec::Reader;
+use crate::{Misbehavior, PeerId};
 
+use super::error::ReplicationError;
 use super::replicator::Replicator;
 use super::table::EntityRow;
 use super::types::{NetId, ReplicationEvent};
@@ -23,16 +24,16 @@ impl Replicator {
 
     /// Gives an owned entity to another peer, with its current state; every
     /// peer learns the new owner.
-    pub fn hand_over(&mut self, id: NetId, to: PeerId) -> bool {
-        if to == self.id || !self.links.contains_key(&to) {
-            return false;
+    pub fn hand_over(&mut self, id: NetId, to: PeerId) -> Result<(), ReplicationError> {
+        if to == self.id {
+            return Err(ReplicationError::HandOverToSelf);
         }
-        let Some(row) = self.table.row_of(id) else {
-            return false;
-        };
-        let me = self.id;
-        let Some(r) = self.table.get_mut(row).filter(|r| r.entity.owner == me) else {
-            return false;
+        if !self.links.contains_key(&to) {
+            return Err(ReplicationError::UnknownPeer(to));
+        }
+        let row = self.owned_row(id)?;
+        let Some(r) = self.table.get_mut(row) else {
+            return Err(ReplicationError::UnknownEntity(id));
         };
         r.entity.owner = to;
         let msg = wire::owner_msg(id, &r.entity, &self.schema);
@@ -45,7 +46,7 @@ impl Replicator {
         }
         self.events
             .push_back(ReplicationEvent::OwnerChanged { id, owner: to });
-        true
+        Ok(())
     }
 
     /// What a departed peer owned passes to the remaining peer with the
@@ -77,7 +78,9 @@ impl Replicator {
         }
     }
 
-    pub(super) fn on_owner(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), DecodeError> {
+    /// An [`OWNER`](super::wire::OWNER) message: the entity passes to the new owner with
+    /// the state it was given.
+    pub(super) fn on_owner(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
         let mut r = Reader { bytes };
         let id = NetId(r.u64("id")?);
         let owner = PeerId(u128::from_le_bytes(r.array("owner")?));
@@ -106,7 +109,8 @@ impl Replicator {
         Ok(())
     }
 
-    pub(super) fn on_request(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), DecodeError> {
+    /// A [`REQUEST`]: reported if this peer owns the entity.
+    pub(super) fn on_request(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
         let mut r = Reader { bytes };
         let id = NetId(r.u64("id")?);
         r.finish(())?;

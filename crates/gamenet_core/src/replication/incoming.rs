@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use crate::PeerId;
 use crate::bits::BitReader;
 use crate::codec::{DecodeError, Reader};
+use crate::{Misbehavior, PeerId};
 
 use super::outgoing::send_acks;
 use super::replicator::Replicator;
@@ -30,6 +30,7 @@ pub(super) struct Incoming {
     tracked: usize,
     /// Newest update seq received and the 64 before it.
     pub(super) latest: Option<u32>,
+    /// Bit `n` set: packet `latest - n - 1` was received.
     bits: u64,
     /// Update packets received since acks last went back.
     pub(super) unacked: u32,
@@ -38,10 +39,12 @@ pub(super) struct Incoming {
 }
 
 impl Incoming {
+    /// The received states of the entity in a row.
     fn history(&self, row: EntityRow) -> Option<&VecDeque<(u32, Fields)>> {
         self.history.get(row as usize).and_then(Option::as_ref)
     }
 
+    /// The received states of the entity in a row, started if there were none.
     fn history_mut(&mut self, row: EntityRow) -> &mut VecDeque<(u32, Fields)> {
         let i = row as usize;
         if self.history.len() <= i {
@@ -59,6 +62,7 @@ impl Incoming {
         self.history_mut(row);
     }
 
+    /// Drops the entity's history.
     pub(super) fn forget(&mut self, row: EntityRow) {
         if self
             .history
@@ -70,6 +74,7 @@ impl Incoming {
         }
     }
 
+    /// Notes an update packet received, for the acks.
     fn record(&mut self, seq: u32) {
         self.unacked += 1;
         match self.latest {
@@ -101,7 +106,9 @@ impl Incoming {
 }
 
 impl Replicator {
-    pub(super) fn on_spawn(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), DecodeError> {
+    /// A [`SPAWN`](super::wire::SPAWN): a new entity, or a known one sent whole again by
+    /// its owner.
+    pub(super) fn on_spawn(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
         let mut r = Reader { bytes };
         let id = NetId(r.u64("id")?);
         let ty = r.u16("type")?;
@@ -109,7 +116,11 @@ impl Replicator {
         let existing = self.table.row_of(id);
         let tracked = self.links.get(&peer).map_or(0, |l| l.inc.tracked);
         if existing.is_none() && tracked >= self.config.max_entities_per_peer {
-            return Err(DecodeError::Invalid("too many entities"));
+            return Err(Misbehavior::Oversize {
+                what: "entities spawned",
+                len: tracked + 1,
+                max: self.config.max_entities_per_peer,
+            });
         }
         let entity = EntityState {
             ty,
@@ -142,7 +153,8 @@ impl Replicator {
         Ok(())
     }
 
-    pub(super) fn on_despawn(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), DecodeError> {
+    /// A [`DESPAWN`](super::wire::DESPAWN) from the entity's owner.
+    pub(super) fn on_despawn(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
         let mut r = Reader { bytes };
         let id = NetId(r.u64("id")?);
         r.finish(())?;
@@ -155,7 +167,9 @@ impl Replicator {
         Ok(())
     }
 
-    pub(super) fn on_update(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), DecodeError> {
+    /// An [`UPDATE`](super::wire::UPDATE): its acks, then each entity decoded against its
+    /// baseline, kept as a baseline and applied if it is the newest state from the owner.
+    pub(super) fn on_update(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
         let mut r = Reader { bytes };
         let seq = r.u32("seq")?;
         let ack = r.u32("ack")?;

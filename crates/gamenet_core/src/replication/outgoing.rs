@@ -9,14 +9,14 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::bits::BitWriter;
-use crate::codec::{DecodeError, Reader};
-use crate::{Channel, Instant, PeerId, Transmit};
+use crate::codec::Reader;
+use crate::{Channel, Instant, Misbehavior, PeerId, Transmit};
 
 use super::replicator::{PeerLink, Replicator};
 use super::scope::Scope;
 use super::table::{EntityRow, Table};
 use super::types::{Fields, NetId, Schema};
-use super::wire::{self, HEADER, MAX_BACK};
+use super::wire::{self, HEADER, MAX_BACK, MIN_PACKET};
 
 /// Sent packets remembered per peer, waiting for acks.
 const IN_FLIGHT: usize = 4096;
@@ -35,18 +35,22 @@ pub(super) struct Outgoing {
     dirty: Vec<EntityRow>,
     /// The dirty list's spare allocation.
     spare: Vec<EntityRow>,
+    /// Ticks so far (wrapping): marks the entries a tick has looked at.
     pass: u32,
     /// Packets sent and what they carried.
     in_flight: VecDeque<(u32, SentStates)>,
+    /// The seq of the last update packet sent (the next one is one more).
     pub(super) seq: u32,
     /// Budget bytes carried to the next tick.
     credit: f64,
+    /// Bytes per second for this peer, if set apart from the default.
     pub(super) budget: Option<u32>,
     /// Bytes sent in the last second, for diagnostics.
     pub(super) sent: VecDeque<(Instant, usize)>,
 }
 
 impl Outgoing {
+    /// Lists an entity in scope for the next tick to look at.
     pub(super) fn mark_dirty(&mut self, row: EntityRow) {
         if let Some(s) = self.scope.get_mut(row)
             && !s.dirty
@@ -72,6 +76,7 @@ impl Outgoing {
 }
 
 impl Replicator {
+    /// Acks of packets sent to a peer: the states they carried become baselines.
     pub(super) fn on_ack(&mut self, peer: PeerId, ack: u32, bits: u64) {
         let table = &self.table;
         let Some(link) = self.links.get_mut(&peer) else {
@@ -119,7 +124,7 @@ impl Replicator {
 
     /// The peer lacks the baseline of an entity of ours: the next update
     /// sends it whole, and acks of packets sent before now do not count.
-    pub(super) fn on_resync(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), DecodeError> {
+    pub(super) fn on_resync(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
         let mut r = Reader { bytes };
         let id = NetId(r.u64("id")?);
         r.finish(())?;
@@ -134,6 +139,8 @@ impl Replicator {
         Ok(())
     }
 
+    /// One tick for one peer: budget, priorities, and as many update packets as the
+    /// budget allows.
     pub(super) fn tick_peer(&mut self, now: Instant, peer: PeerId, dt: Duration) {
         let default_budget = self.config.budget_bytes_per_sec;
         let max_packet = self.config.max_packet;
@@ -185,7 +192,7 @@ impl Replicator {
         let mut next = 0;
         let mut sent_any = false;
         // As many packets as the budget allows, most urgent entities first.
-        while next < candidates.len() && link.out.credit >= (HEADER + 16) as f64 {
+        while next < candidates.len() && link.out.credit >= MIN_PACKET as f64 {
             let limit = (link.out.credit as usize).min(max_packet);
             let seq = link.out.seq.wrapping_add(1);
             let mut chosen: Vec<Chosen> = Vec::new();
@@ -232,14 +239,21 @@ impl Replicator {
 /// fields, and where its delta-encoded fields sit in the packet's delta bits
 /// (encoded once; the packet copies the bits in id order).
 pub(super) struct Chosen {
+    /// Its row in the table.
     row: EntityRow,
+    /// Its id.
     pub(super) id: NetId,
+    /// Packets back to its baseline (0: none, the fields are whole).
     pub(super) back: u32,
+    /// The state sent, remembered until acked.
     fields: Fields,
+    /// The first of its bits in the packet's delta bits.
     pub(super) start: usize,
+    /// How many bits.
     pub(super) len: usize,
 }
 
+/// Delta-encodes an entity for the packet `seq` against what the peer acked.
 fn chosen_entry(
     table: &Table,
     schema: &Schema,
@@ -279,6 +293,7 @@ pub(super) fn send_acks(
     finish_packet(link, transmits, now, peer, seq, data, Vec::new());
 }
 
+/// Sends an update packet and remembers what it carried.
 fn finish_packet(
     link: &mut PeerLink,
     transmits: &mut VecDeque<Transmit>,

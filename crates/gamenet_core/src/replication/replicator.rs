@@ -7,8 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::codec::DecodeError;
-use crate::{Channel, Instant, PeerId, Transmit};
+use crate::{Channel, Instant, Misbehavior, PeerId, Transmit};
 
+use super::error::{ConfigError, ReplicationError};
 use super::incoming::Incoming;
 use super::outgoing::Outgoing;
 use super::table::{EntityRow, Table};
@@ -20,34 +21,47 @@ use super::wire::{self, DESPAWN, EVENT, OWNER, REQUEST, RESYNC, SPAWN, UPDATE};
 /// What this peer sends one peer and what it took from it.
 #[derive(Debug, Default)]
 pub(super) struct PeerLink {
+    /// What this peer sends it.
     pub(super) out: Outgoing,
+    /// What it sent this peer.
     pub(super) inc: Incoming,
 }
 
 /// One peer's replication: its own entities out, the others' in.
 #[derive(Debug)]
 pub struct Replicator {
+    /// The settings.
     pub(super) config: ReplicationConfig,
+    /// Field widths per entity type.
     pub(super) schema: Schema,
+    /// This peer's id.
     pub(super) id: PeerId,
+    /// The counter of this peer's next entity id.
     next: u32,
     /// The entity table.
     pub(super) table: Table,
+    /// Per peer replicated with: what goes out to it and what came in.
     pub(super) links: BTreeMap<PeerId, PeerLink>,
+    /// When the last tick ran (acks sent between ticks are timed by it).
     pub(super) last_tick: Option<Instant>,
+    /// Messages to send, oldest first.
     pub(super) transmits: VecDeque<Transmit>,
+    /// Events for the application, oldest first.
     pub(super) events: VecDeque<ReplicationEvent>,
 }
 
+/// A peer id folded into the 32 high bits of the entity ids it makes.
 fn fold(peer: PeerId) -> u64 {
     let v = peer.0;
     ((v >> 64) as u64 ^ v as u64).rotate_left(17) & 0xffff_ffff
 }
 
 impl Replicator {
-    /// A replicator for peer `id`.
-    pub fn new(config: ReplicationConfig, schema: Schema, id: PeerId) -> Self {
-        Self {
+    /// A replicator for peer `id`, unless the settings do not fit the
+    /// schema (see [`ReplicationConfig::validate`]).
+    pub fn new(config: ReplicationConfig, schema: Schema, id: PeerId) -> Result<Self, ConfigError> {
+        config.validate(&schema)?;
+        Ok(Self {
             config,
             schema,
             id,
@@ -57,7 +71,7 @@ impl Replicator {
             last_tick: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-        }
+        })
     }
 
     /// This peer's id.
@@ -80,6 +94,21 @@ impl Replicator {
         self.links.keys().copied()
     }
 
+    /// The row of an entity this peer owns.
+    pub(super) fn owned_row(&self, id: NetId) -> Result<EntityRow, ReplicationError> {
+        let (row, r) = self
+            .table
+            .find(id)
+            .ok_or(ReplicationError::UnknownEntity(id))?;
+        if r.entity.owner != self.id {
+            return Err(ReplicationError::NotOwner {
+                id,
+                owner: r.entity.owner,
+            });
+        }
+        Ok(row)
+    }
+
     /// Takes an entity out of the table and out of every peer's state.
     pub(super) fn remove(&mut self, row: EntityRow) {
         let Some(record) = self.table.remove(row) else {
@@ -92,11 +121,19 @@ impl Replicator {
         }
     }
 
-    /// Creates an entity owned by this peer.
-    pub fn spawn(&mut self, ty: u16, fields: &[u32]) -> Option<NetId> {
-        let widths = self.schema.widths(ty)?;
+    /// Creates an entity owned by this peer (values too wide for a field
+    /// are clamped).
+    pub fn spawn(&mut self, ty: u16, fields: &[u32]) -> Result<NetId, ReplicationError> {
+        let widths = self
+            .schema
+            .widths(ty)
+            .ok_or(ReplicationError::UnknownType(ty))?;
         if widths.len() != fields.len() {
-            return None;
+            return Err(ReplicationError::FieldCount {
+                ty,
+                expected: widths.len(),
+                got: fields.len(),
+            });
         }
         // The next id not in use (a wrapped counter, or ids a peer spawned).
         let mut id = NetId(fold(self.id) << 32 | self.next as u64);
@@ -115,24 +152,29 @@ impl Replicator {
         for p in peers {
             self.enter_scope(p, row);
         }
-        Some(id)
+        Ok(id)
     }
 
     /// Sets an owned entity's fields (values too wide for a field are
-    /// clamped); false if it is not ours or the count does not fit its type.
-    pub fn set(&mut self, id: NetId, fields: &[u32]) -> bool {
-        let Some(row) = self.table.row_of(id) else {
-            return false;
-        };
-        let Some(r) = self.table.get_mut(row) else {
-            return false;
-        };
+    /// clamped).
+    pub fn set(&mut self, id: NetId, fields: &[u32]) -> Result<(), ReplicationError> {
+        let unknown = ReplicationError::UnknownEntity(id);
+        let row = self.table.row_of(id).ok_or(unknown.clone())?;
+        let r = self.table.get_mut(row).ok_or(unknown)?;
         let e = &mut r.entity;
-        let Some(widths) = self.schema.widths(e.ty) else {
-            return false;
-        };
-        if e.owner != self.id || widths.len() != fields.len() {
-            return false;
+        let widths = self
+            .schema
+            .widths(e.ty)
+            .ok_or(ReplicationError::UnknownType(e.ty))?;
+        if e.owner != self.id {
+            return Err(ReplicationError::NotOwner { id, owner: e.owner });
+        }
+        if widths.len() != fields.len() {
+            return Err(ReplicationError::FieldCount {
+                ty: e.ty,
+                expected: widths.len(),
+                got: fields.len(),
+            });
         }
         let unchanged = e
             .fields
@@ -140,33 +182,24 @@ impl Replicator {
             .zip(widths.iter().zip(fields))
             .all(|(&now, (&w, &f))| now == clamp_one(f, w));
         if unchanged {
-            return true;
+            return Ok(());
         }
         e.fields = clamp(widths, fields);
         for link in self.links.values_mut() {
             link.out.mark_dirty(row);
         }
-        true
+        Ok(())
     }
 
     /// Removes an owned entity everywhere.
-    pub fn despawn(&mut self, id: NetId) -> bool {
-        let Some(row) = self.table.row_of(id) else {
-            return false;
-        };
-        if self
-            .table
-            .get(row)
-            .is_none_or(|r| r.entity.owner != self.id)
-        {
-            return false;
-        }
+    pub fn despawn(&mut self, id: NetId) -> Result<(), ReplicationError> {
+        let row = self.owned_row(id)?;
         let peers: Vec<PeerId> = self.links.keys().copied().collect();
         for p in peers {
             self.leave_scope(p, row);
         }
         self.remove(row);
-        true
+        Ok(())
     }
 
     /// How urgent an owned entity's updates are (default 1).
@@ -198,6 +231,7 @@ impl Replicator {
         self.reliable(peer, wire::event_msg(payload));
     }
 
+    /// Queues a message on the reliable channel.
     pub(super) fn reliable(&mut self, peer: PeerId, data: Vec<u8>) {
         self.transmits.push_back(Transmit {
             peer,
@@ -207,7 +241,7 @@ impl Replicator {
     }
 
     /// A peer to replicate with joined: it gets every owned entity it may see.
-    pub fn handle_peer_joined(&mut self, peer: PeerId) {
+    pub fn handle_peer_joined(&mut self, _now: Instant, peer: PeerId) {
         if peer == self.id {
             return;
         }
@@ -220,25 +254,20 @@ impl Replicator {
 
     /// A peer left: what it owned passes to the remaining peer with the
     /// lowest id (this one, perhaps), the same choice on every peer.
-    pub fn handle_peer_left(&mut self, peer: PeerId) {
+    pub fn handle_peer_left(&mut self, _now: Instant, peer: PeerId) {
         self.links.remove(&peer);
         self.migrate_from(peer);
     }
 
-    fn misbehaved(&mut self, peer: PeerId, error: impl Into<String>) {
-        self.events.push_back(ReplicationEvent::PeerMisbehaved {
-            peer,
-            error: error.into(),
-        });
-    }
-
-    /// A message from a peer.
-    pub fn handle_message(&mut self, peer: PeerId, data: &[u8]) {
+    /// A message from a peer (ignored unless replicating with it). A peer
+    /// that breaks the protocol is reported with
+    /// [`ReplicationEvent::PeerMisbehaved`].
+    pub fn handle_message(&mut self, _now: Instant, peer: PeerId, data: &[u8]) {
         if !self.links.contains_key(&peer) {
             return;
         }
         let Some((&kind, rest)) = data.split_first() else {
-            self.misbehaved(peer, "empty replication message");
+            self.misbehaved(peer, DecodeError::Empty.into());
             return;
         };
         let result = match kind {
@@ -255,11 +284,17 @@ impl Replicator {
                 });
                 Ok(())
             }
-            other => Err(DecodeError::UnknownType(other)),
+            other => Err(DecodeError::UnknownType(other).into()),
         };
-        if let Err(e) = result {
-            self.misbehaved(peer, format!("bad replication message: {e}"));
+        if let Err(reason) = result {
+            self.misbehaved(peer, reason);
         }
+    }
+
+    /// Reports a peer that broke the protocol.
+    fn misbehaved(&mut self, peer: PeerId, reason: Misbehavior) {
+        self.events
+            .push_back(ReplicationEvent::PeerMisbehaved { peer, reason });
     }
 
     /// Builds this tick's update packet for every peer (call at the

@@ -6,6 +6,7 @@ mod authority;
 mod baselines;
 mod budget;
 mod convergence;
+mod errors;
 mod hostile;
 mod interest;
 
@@ -15,6 +16,7 @@ use super::{NetId, ReplicationConfig, ReplicationEvent, Replicator, Schema};
 use crate::sim::SimLinks;
 use crate::{ConditionerConfig, Event, Instant, Mesh, MeshConfig, PeerId};
 
+/// The replication tick: 60 Hz.
 const TICK: Duration = Duration::from_nanos(16_666_667);
 
 /// Type 0: x, y (16 bits each), angle (9 bits).
@@ -24,22 +26,34 @@ fn schema() -> Schema {
     }
 }
 
+/// One simulated peer: a mesh with a replicator on it.
 struct Node {
+    /// Its id.
     id: PeerId,
+    /// Its mesh, linked to the others through [`SimLinks`].
     mesh: Mesh,
+    /// Its replication.
     rep: Replicator,
+    /// False once killed.
     alive: bool,
+    /// Every replication event it had, and when.
     events: Vec<(Instant, ReplicationEvent)>,
 }
 
+/// Peers on a simulated network, ticking at 60 Hz.
 struct Net {
+    /// The simulated clock.
     now: Instant,
+    /// The peers.
     nodes: Vec<Node>,
+    /// The network between them.
     links: SimLinks,
+    /// When the next replication tick runs.
     next_tick: Instant,
 }
 
 impl Net {
+    /// `n` linked peers with the same link and settings each.
     fn new(n: usize, link: ConditionerConfig, config: ReplicationConfig) -> Self {
         let now = Instant::now();
         let mut net = Net {
@@ -53,7 +67,7 @@ impl Net {
             net.nodes.push(Node {
                 id,
                 mesh: Mesh::new(MeshConfig::default()).unwrap(),
-                rep: Replicator::new(config.clone(), schema(), id),
+                rep: Replicator::new(config.clone(), schema(), id).unwrap(),
                 alive: true,
                 events: Vec::new(),
             });
@@ -72,10 +86,12 @@ impl Net {
         net
     }
 
+    /// Where the peer with this id is in `nodes`.
     fn index(&self, id: PeerId) -> usize {
         self.nodes.iter().position(|n| n.id == id).unwrap()
     }
 
+    /// Cuts a peer off; the others see it leave.
     fn kill(&mut self, i: usize) {
         self.nodes[i].alive = false;
         let id = self.nodes[i].id;
@@ -106,10 +122,10 @@ impl Net {
                 }
                 while let Some(e) = n.mesh.poll_event() {
                     match e {
-                        Event::PeerJoined(p) => n.rep.handle_peer_joined(p),
-                        Event::PeerLeft { peer, .. } => n.rep.handle_peer_left(peer),
+                        Event::PeerJoined(p) => n.rep.handle_peer_joined(now, p),
+                        Event::PeerLeft { peer, .. } => n.rep.handle_peer_left(now, peer),
                         Event::Message { peer, payload, .. } => {
-                            n.rep.handle_message(peer, &payload)
+                            n.rep.handle_message(now, peer, &payload)
                         }
                         other => panic!("{other:?}"),
                     }
@@ -147,6 +163,7 @@ impl Net {
         }
     }
 
+    /// Whether every live peer has the entity, with the same state.
     fn same_everywhere(&self, id: NetId) -> bool {
         let live: Vec<&Node> = self.nodes.iter().filter(|n| n.alive).collect();
         let first = live[0].rep.entity(id);
@@ -154,6 +171,7 @@ impl Net {
     }
 }
 
+/// A link of 50 ms ± 10 ms with `loss` and 1 % duplicates.
 fn link(loss: f64, seed: u64) -> ConditionerConfig {
     ConditionerConfig {
         latency: Duration::from_millis(50),
@@ -164,6 +182,7 @@ fn link(loss: f64, seed: u64) -> ConditionerConfig {
     }
 }
 
+/// The state at tick `t` of entity `k`.
 fn moving(t: u32, k: u32) -> Vec<u32> {
     vec![
         (1000 + t * 3 + k) % 65536,

@@ -5,16 +5,19 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::PeerId;
+use super::error::ConfigError;
+use super::wire::MIN_PACKET;
+use crate::{Misbehavior, PeerId};
 
 /// Field widths in bits, per entity type.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Schema {
-    /// `types[t]` lists the widths (1 to 32 bits) of the fields of type `t`.
+    /// `types[t]` lists the widths (up to 32 bits) of the fields of type `t`.
     pub types: Vec<Vec<u8>>,
 }
 
 impl Schema {
+    /// The field widths of a type.
     pub(super) fn widths(&self, ty: u16) -> Option<&[u8]> {
         self.types.get(ty as usize).map(Vec::as_slice)
     }
@@ -33,6 +36,24 @@ pub struct ReplicationConfig {
     pub max_packet: usize,
     /// Most entities one peer may have spawned at others.
     pub max_entities_per_peer: usize,
+}
+
+impl ReplicationConfig {
+    /// Checks these settings with the schema they will serve.
+    pub fn validate(&self, schema: &Schema) -> Result<(), ConfigError> {
+        for (ty, widths) in schema.types.iter().enumerate() {
+            if let Some((field, &width)) = widths.iter().enumerate().find(|(_, w)| **w > 32) {
+                return Err(ConfigError::FieldWidth { ty, field, width });
+            }
+        }
+        if self.max_packet < MIN_PACKET {
+            return Err(ConfigError::MaxPacket {
+                max_packet: self.max_packet,
+                min: MIN_PACKET,
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Default for ReplicationConfig {
@@ -90,12 +111,13 @@ pub enum ReplicationEvent {
         /// Its bytes.
         payload: Bytes,
     },
-    /// A peer sent something malformed; drop it.
+    /// A peer broke the protocol (sent something malformed, or more than
+    /// allowed); drop it.
     PeerMisbehaved {
         /// The peer.
         peer: PeerId,
-        /// What was wrong.
-        error: String,
+        /// The rule it broke.
+        reason: Misbehavior,
     },
 }
 
@@ -114,6 +136,7 @@ pub struct EntityState {
     pub fields: Fields,
 }
 
+/// A value clamped to a field width.
 pub(super) fn clamp_one(f: u32, width: u8) -> u32 {
     if width < 32 {
         f.min((1u32 << width) - 1)
@@ -122,6 +145,7 @@ pub(super) fn clamp_one(f: u32, width: u8) -> u32 {
     }
 }
 
+/// Values clamped to the field widths.
 pub(super) fn clamp(widths: &[u8], fields: &[u32]) -> Fields {
     fields
         .iter()

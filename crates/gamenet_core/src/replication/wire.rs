@@ -52,6 +52,8 @@ pub(super) const MAX_BACK: u32 = u16::MAX as u32;
 pub(super) const MAX_EVENT: usize = 64 * 1024;
 /// Bytes of an update packet's header.
 pub(super) const HEADER: usize = 19;
+/// Smallest update packet worth starting: the header and a few entities.
+pub(super) const MIN_PACKET: usize = HEADER + 16;
 
 /// A message of one kind carrying one entity id.
 pub(super) fn id_msg(kind: u8, id: NetId) -> Vec<u8> {
@@ -78,6 +80,7 @@ fn write_back(w: &mut BitWriter, back: u32) {
     }
 }
 
+/// Reads a baseline distance (see [`write_back`]).
 pub(super) fn read_back(r: &mut BitReader<'_>) -> Result<u32, DecodeError> {
     let long = r.read_bool()?;
     Ok(r.read(if long { 16 } else { 7 })? as u32)
@@ -139,6 +142,7 @@ pub(super) fn encode_update(
     data
 }
 
+/// A [`SPAWN`] of an entity, whole.
 pub(super) fn spawn_msg(id: NetId, e: &EntityState, schema: &Schema) -> Vec<u8> {
     let mut m = vec![SPAWN];
     m.extend_from_slice(&id.0.to_le_bytes());
@@ -147,6 +151,7 @@ pub(super) fn spawn_msg(id: NetId, e: &EntityState, schema: &Schema) -> Vec<u8> 
     m
 }
 
+/// An [`OWNER`] message: the entity with its new owner, whole.
 pub(super) fn owner_msg(id: NetId, e: &EntityState, schema: &Schema) -> Vec<u8> {
     let mut m = vec![OWNER];
     m.extend_from_slice(&id.0.to_le_bytes());
@@ -156,6 +161,7 @@ pub(super) fn owner_msg(id: NetId, e: &EntityState, schema: &Schema) -> Vec<u8> 
     m
 }
 
+/// An entity's fields, each in its width.
 fn full_fields(e: &EntityState, schema: &Schema) -> Vec<u8> {
     let mut w = BitWriter::new();
     for (f, &width) in e.fields.iter().zip(schema.widths(e.ty).unwrap_or(&[])) {
@@ -200,6 +206,7 @@ fn write_id(w: &mut BitWriter, id: u64, prev: Option<u64>) {
     }
 }
 
+/// Reads an id (see [`write_id`]) after `prev`; `first` refuses a gap.
 pub(super) fn read_id(r: &mut BitReader<'_>, prev: u64, first: bool) -> Result<u64, DecodeError> {
     let gap = if !r.read_bool()? {
         1

@@ -19,7 +19,7 @@ fn authority_hand_off_mid_motion_loses_no_update() {
             if let Some(e) = node.rep.entity(id).cloned()
                 && e.owner == node.id
             {
-                node.rep.set(id, &[e.fields[0] + 1, 0, 0]);
+                node.rep.set(id, &[e.fields[0] + 1, 0, 0]).unwrap();
             }
         }
     };
@@ -37,7 +37,7 @@ fn authority_hand_off_mid_motion_loses_no_update() {
                 matches!(e, ReplicationEvent::AuthorityRequested { id: i, peer } if *i == id && *peer == b)
             })
         {
-            handed = n.nodes[0].rep.hand_over(id, b);
+            handed = n.nodes[0].rep.hand_over(id, b).is_ok();
         }
     });
     assert!(handed);
@@ -79,7 +79,7 @@ fn the_owner_leaves_and_a_successor_carries_on() {
     net.run(Duration::from_secs(1), |n| {
         t += 1;
         for (k, id) in ids.iter().enumerate() {
-            n.nodes[0].rep.set(*id, &moving(t + 100, k as u32));
+            n.nodes[0].rep.set(*id, &moving(t + 100, k as u32)).unwrap();
         }
     });
     net.run(Duration::from_millis(500), |_| {});

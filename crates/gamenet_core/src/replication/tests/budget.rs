@@ -22,7 +22,7 @@ fn a_tight_budget_starves_no_entity() {
     net.run(Duration::from_secs(10), |n| {
         t += 1;
         for (k, id) in ids.iter().enumerate() {
-            n.nodes[0].rep.set(*id, &moving(t, k as u32));
+            n.nodes[0].rep.set(*id, &moving(t, k as u32)).unwrap();
         }
     });
     // Gaps between updates of each entity at the receiver, after spawning.

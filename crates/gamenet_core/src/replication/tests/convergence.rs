@@ -13,7 +13,7 @@ fn with_20_percent_loss_every_peer_converges_within_3_rtt_of_the_last_move() {
     net.run(Duration::from_secs(3), |n| {
         t += 1;
         for (k, id) in ids.iter().enumerate() {
-            n.nodes[0].rep.set(*id, &moving(t, k as u32));
+            n.nodes[0].rep.set(*id, &moving(t, k as u32)).unwrap();
         }
     });
     let stopped = net.now;
@@ -47,7 +47,7 @@ fn two_hundred_packets_a_tick_still_get_acked_and_stay_deltas() {
     let mut step = |n: &mut Net| {
         t += 1;
         for (k, id) in ids.iter().enumerate() {
-            n.nodes[0].rep.set(*id, &moving(t, k as u32));
+            n.nodes[0].rep.set(*id, &moving(t, k as u32)).unwrap();
         }
     };
     net.run(Duration::from_millis(500), &mut step);

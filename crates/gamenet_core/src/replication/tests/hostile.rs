@@ -8,14 +8,16 @@ proptest::proptest! {
     #[test]
     fn malformed_messages_never_panic(msgs in proptest::collection::vec(
         (0usize..7, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..60)), 0..40)) {
-        let mut r = Replicator::new(ReplicationConfig::default(), schema(), PeerId(1));
-        r.handle_peer_joined(PeerId(2));
+        let now = Instant::now();
+        let mut r = Replicator::new(ReplicationConfig::default(), schema(), PeerId(1)).unwrap();
+        r.handle_peer_joined(now, PeerId(2));
         // A known entity from peer 2, so updates reach the delta decoder.
         let mut spawn = vec![SPAWN];
         spawn.extend_from_slice(&7u64.to_le_bytes());
         spawn.extend_from_slice(&0u16.to_le_bytes());
-        spawn.extend_from_slice(&[1, 2, 3, 4, 5]);
-        r.handle_message(PeerId(2), &spawn);
+        spawn.extend_from_slice(&[1, 2, 3, 4, 5, 6]); // 16 + 16 + 9 bits
+        r.handle_message(now, PeerId(2), &spawn);
+        assert!(r.entity(NetId(7)).is_some());
         for (kind, tail) in msgs {
             let mut m = vec![[UPDATE, SPAWN, DESPAWN, OWNER, REQUEST, EVENT, RESYNC][kind]];
             if kind == 0 && tail.len() > 14 {
@@ -28,7 +30,7 @@ proptest::proptest! {
             } else {
                 m.extend(tail);
             }
-            r.handle_message(PeerId(2), &m);
+            r.handle_message(now, PeerId(2), &m);
             r.tick(Instant::now());
             while r.poll_transmit().is_some() {}
             while r.poll_event().is_some() {}
@@ -39,18 +41,18 @@ proptest::proptest! {
 #[test]
 fn a_truncated_update_is_reported_and_changes_nothing() {
     let (a_id, b_id) = (PeerId(1), PeerId(2));
-    let mut a = Replicator::new(ReplicationConfig::default(), schema(), a_id);
-    let mut b = Replicator::new(ReplicationConfig::default(), schema(), b_id);
-    a.handle_peer_joined(b_id);
-    b.handle_peer_joined(a_id);
-    let id = a.spawn(0, &[1, 2, 3]).unwrap();
+    let mut a = Replicator::new(ReplicationConfig::default(), schema(), a_id).unwrap();
+    let mut b = Replicator::new(ReplicationConfig::default(), schema(), b_id).unwrap();
     let now = Instant::now();
-    a.set(id, &[40_000, 2, 3]);
+    a.handle_peer_joined(now, b_id);
+    b.handle_peer_joined(now, a_id);
+    let id = a.spawn(0, &[1, 2, 3]).unwrap();
+    a.set(id, &[40_000, 2, 3]).unwrap();
     a.tick(now);
     let mut update = None;
     while let Some(t) = a.poll_transmit() {
         if t.channel == Channel::Reliable {
-            b.handle_message(a_id, &t.data);
+            b.handle_message(now, a_id, &t.data);
         } else {
             update = Some(t.data);
         }
@@ -58,7 +60,7 @@ fn a_truncated_update_is_reported_and_changes_nothing() {
     while b.poll_event().is_some() {}
     let update = update.expect("an update");
     for cut in 1..update.len() {
-        b.handle_message(a_id, &update[..cut]);
+        b.handle_message(now, a_id, &update[..cut]);
         assert_eq!(
             &b.entity(id).unwrap().fields[..],
             &[1, 2, 3],
@@ -69,6 +71,6 @@ fn a_truncated_update_is_reported_and_changes_nothing() {
             other => panic!("cut at {cut}: {other:?}"),
         }
     }
-    b.handle_message(a_id, &update);
+    b.handle_message(now, a_id, &update);
     assert_eq!(&b.entity(id).unwrap().fields[..], &[40_000, 2, 3]);
 }

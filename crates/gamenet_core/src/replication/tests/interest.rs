@@ -26,7 +26,7 @@ fn interest_spawns_and_despawns_on_the_right_peers_only() {
             .iter()
             .any(|(_, e)| *e == ReplicationEvent::Despawned { id })
     );
-    net.nodes[0].rep.set(id, &moving(9, 1));
+    net.nodes[0].rep.set(id, &moving(9, 1)).unwrap();
     net.nodes[0].rep.set_visible(b, id, true);
     net.run(Duration::from_millis(500), |_| {});
     assert!(net.same_everywhere(id));
@@ -48,7 +48,7 @@ fn a_new_owner_can_hide_and_show_an_entity_to_the_peer_that_made_it() {
     let (a, b) = (net.nodes[0].id, net.nodes[1].id);
     let id = net.nodes[0].rep.spawn(0, &moving(0, 1)).unwrap();
     net.run(Duration::from_millis(300), |_| {});
-    assert!(net.nodes[0].rep.hand_over(id, b));
+    net.nodes[0].rep.hand_over(id, b).unwrap();
     net.run(Duration::from_millis(300), |_| {});
     net.nodes[1].rep.set_visible(a, id, false);
     net.run(Duration::from_millis(300), |_| {});
@@ -56,7 +56,7 @@ fn a_new_owner_can_hide_and_show_an_entity_to_the_peer_that_made_it() {
         net.nodes[0].rep.entity(id).is_none(),
         "hidden from its maker"
     );
-    net.nodes[1].rep.set(id, &moving(5, 1));
+    net.nodes[1].rep.set(id, &moving(5, 1)).unwrap();
     net.nodes[1].rep.set_visible(a, id, true);
     net.run(Duration::from_millis(300), |_| {});
     assert!(net.same_everywhere(id), "shown to its maker again");
@@ -80,7 +80,7 @@ fn hiding_and_showing_within_a_round_trip_does_not_stall_the_stream() {
     let mut step = |n: &mut Net| {
         t += 1;
         for (k, id) in ids.iter().enumerate() {
-            n.nodes[0].rep.set(*id, &moving(t, k as u32));
+            n.nodes[0].rep.set(*id, &moving(t, k as u32)).unwrap();
         }
     };
     net.run(Duration::from_millis(500), &mut step);
