@@ -120,7 +120,8 @@ pub struct ReplicationNet<T: Transport> {
 
 impl<T: Transport> ReplicationNet<T> {
     /// Replication on `transport`; the replicator exists once this peer's
-    /// id is known.
+    /// id is known. Refused if the settings do not fit the schema (see
+    /// [`ReplicationConfig::validate`]).
     pub fn new(
         transport: T,
         config: ReplicationConfig,
