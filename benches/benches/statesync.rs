@@ -136,10 +136,10 @@ fn replicate(seed: u64, budget: u32) -> Run {
         budget_bytes_per_sec: budget,
         ..ReplicationConfig::default()
     };
-    let mut a = Replicator::new(config.clone(), codec.schema(), a_id);
-    let mut b = Replicator::new(config, codec.schema(), b_id);
-    a.handle_peer_joined(b_id);
-    b.handle_peer_joined(a_id);
+    let mut a = Replicator::new(config.clone(), codec.schema(), a_id).expect("config");
+    let mut b = Replicator::new(config, codec.schema(), b_id).expect("config");
+    a.handle_peer_joined(Instant::now(), b_id);
+    b.handle_peer_joined(Instant::now(), a_id);
     let link = |seed| ConditionerConfig {
         latency: Duration::from_millis(50),
         jitter: Duration::from_millis(5),
@@ -178,7 +178,7 @@ fn replicate(seed: u64, budget: u32) -> Run {
             if f != was {
                 moving += 1;
             }
-            a.set(*id, f);
+            let _ = a.set(*id, f);
         }
         history.push(fields);
         let t0 = Instant::now();
@@ -197,11 +197,11 @@ fn replicate(seed: u64, budget: u32) -> Run {
         }
         let t1 = Instant::now();
         while let Some((_, data)) = ab.poll(now) {
-            b.handle_message(a_id, &data);
+            b.handle_message(now, a_id, &data);
         }
         let decode = t1.elapsed();
         while let Some((_, data)) = ba.poll(now) {
-            a.handle_message(b_id, &data);
+            a.handle_message(now, b_id, &data);
         }
         while b.poll_event().is_some() {}
         while a.poll_event().is_some() {}
@@ -506,7 +506,7 @@ mod webrtc {
         let mut receivers: Vec<ReplicationNet<PeerMesh>> = meshes(url, peers)
             .await
             .into_iter()
-            .map(|m| ReplicationNet::new(m, config.clone(), codec.schema()))
+            .map(|m| ReplicationNet::new(m, config.clone(), codec.schema()).expect("config"))
             .collect();
         while receivers.iter().any(|n| !n.ready()) {
             for n in &mut receivers {
@@ -522,7 +522,7 @@ mod webrtc {
             .map(|f| {
                 owner
                     .replicator_mut()
-                    .and_then(|r| r.spawn(0, f))
+                    .and_then(|r| r.spawn(0, f).ok())
                     .expect("spawn")
             })
             .collect();
@@ -557,10 +557,10 @@ mod webrtc {
                 owner.update();
                 if let Some(r) = owner.replicator_mut() {
                     for &k in &changed {
-                        r.set(ids[k], &fields[k]);
+                        let _ = r.set(ids[k], &fields[k]);
                     }
                 }
-                owner.tick(now);
+                owner.tick();
                 while owner.poll_event().is_some() {}
                 while owner.poll_replication_event().is_some() {}
                 if measuring {
@@ -586,7 +586,7 @@ mod webrtc {
                 for net in receivers.iter_mut() {
                     let t1 = ThreadTime::now();
                     net.update();
-                    net.tick(Instant::now());
+                    net.tick();
                     while net.poll_event().is_some() {}
                     let mut events = Vec::new();
                     while let Some(e) = net.poll_replication_event() {

@@ -64,11 +64,10 @@ fn three_peers_replicate_and_survive_the_owner_leaving() {
             let mut nets: Vec<Option<Net>> = (0..3)
                 .map(|_| {
                     let mesh = join(&url, "replication-e2e").expect("join");
-                    Some(ReplicationNet::new(
-                        mesh,
-                        ReplicationConfig::default(),
-                        schema(),
-                    ))
+                    Some(
+                        ReplicationNet::new(mesh, ReplicationConfig::default(), schema())
+                            .expect("config"),
+                    )
                 })
                 .collect();
             // Wait until everyone is linked.
@@ -89,7 +88,7 @@ fn three_peers_replicate_and_survive_the_owner_leaving() {
                     nets[0]
                         .as_mut()
                         .and_then(|n| n.replicator_mut())
-                        .and_then(|r| r.spawn(0, &fields(0, k)))
+                        .and_then(|r| r.spawn(0, &fields(0, k)).ok())
                         .expect("spawn")
                 })
                 .collect();
@@ -98,7 +97,7 @@ fn three_peers_replicate_and_survive_the_owner_leaving() {
                 t += 1;
                 if let Some(r) = nets[0].as_mut().and_then(|n| n.replicator_mut()) {
                     for (k, id) in ids.iter().enumerate() {
-                        r.set(*id, &fields(t, k as u32));
+                        let _ = r.set(*id, &fields(t, k as u32));
                     }
                 }
             })
@@ -172,7 +171,7 @@ fn three_peers_replicate_and_survive_the_owner_leaving() {
                 for n in nets.iter_mut().flatten() {
                     if let Some(r) = n.replicator_mut().filter(|r| r.id() == successor) {
                         for (k, id) in ids.iter().enumerate() {
-                            r.set(*id, &fields(t, k as u32));
+                            let _ = r.set(*id, &fields(t, k as u32));
                         }
                     }
                 }

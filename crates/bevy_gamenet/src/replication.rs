@@ -345,9 +345,12 @@ impl Plugin for ReplicationPlugin {
             },
             On::Rollback(_) => AppTransport::Rollback(app.world().resource::<SharedMesh>().clone()),
         };
-        app.insert_resource(ReplicationSocket(ReplicationNet::new(
-            transport, config, schema,
-        )));
+        match ReplicationNet::new(transport, config, schema) {
+            Ok(net) => {
+                app.insert_resource(ReplicationSocket(net));
+            }
+            Err(e) => tracing::error!("replication: {e}"),
+        }
     }
 }
 
@@ -526,10 +529,10 @@ fn publish<T: NetState>(
             let fields = state.to_fields();
             match net {
                 Some(net) => {
-                    r.set(net.0, &fields);
+                    let _ = r.set(net.0, &fields);
                 }
                 None => {
-                    if let Some(id) = r.spawn(ty, &fields) {
+                    if let Ok(id) = r.spawn(ty, &fields) {
                         commands.entity(entity).insert(NetEntity(id));
                         index.0.insert(id, entity);
                     }

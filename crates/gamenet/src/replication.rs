@@ -20,15 +20,16 @@
 //! # drop(driver);
 //! // One entity type: x and y in 16 bits each.
 //! let schema = Schema { types: vec![vec![16, 16]] };
-//! let mut net = ReplicationNet::new(mesh, ReplicationConfig::default(), schema);
+//! let mut net = ReplicationNet::new(mesh, ReplicationConfig::default(), schema)
+//!     .expect("settings that fit the schema");
 //! let mut ball = None;
 //! loop {
 //!     net.update();
 //!     if ball.is_none() && net.ready() {
-//!         ball = net.replicator_mut().and_then(|r| r.spawn(0, &[100, 200]));
+//!         ball = net.replicator_mut().and_then(|r| r.spawn(0, &[100, 200]).ok());
 //!     }
 //!     if let (Some(id), Some(r)) = (ball, net.replicator_mut()) {
-//!         r.set(id, &[101, 200]);
+//!         r.set(id, &[101, 200]).expect("an entity of ours");
 //!     }
 //!     net.tick(); // at the game's tick rate
 //! #   break;
@@ -67,16 +68,22 @@ pub struct ReplicationNet<T: Transport> {
 
 impl<T: Transport> ReplicationNet<T> {
     /// Replication on `transport`; the replicator exists once this peer's
-    /// id is known.
-    pub fn new(transport: T, config: ReplicationConfig, schema: Schema) -> Self {
-        Self {
+    /// id is known. Refused if the settings do not fit the schema (see
+    /// [`ReplicationConfig::validate`]).
+    pub fn new(
+        transport: T,
+        config: ReplicationConfig,
+        schema: Schema,
+    ) -> Result<Self, ConfigError> {
+        config.validate(&schema)?;
+        Ok(Self {
             transport,
             config,
             schema,
             replicator: None,
             demux: Demux::new(REPLICATION_TAG, None),
             replication_events: VecDeque::new(),
-        }
+        })
     }
 
     /// Whether the replicator exists (this peer's id is known).
@@ -133,7 +140,10 @@ impl<T: Transport> ReplicationNet<T> {
         let Some(id) = self.transport.local_id() else {
             return;
         };
-        let mut r = Replicator::new(self.config.clone(), self.schema.clone(), id);
+        // The settings were checked in `new`.
+        let Ok(mut r) = Replicator::new(self.config.clone(), self.schema.clone(), id) else {
+            return;
+        };
         for peer in self.transport.linked_peers() {
             feed(&mut r, now, LayerInput::Joined(peer));
         }
@@ -163,8 +173,8 @@ impl<T: Transport> ReplicationNet<T> {
             let _ = self.transport.send(t.peer, t.channel, &data);
         }
         while let Some(e) = r.poll_event() {
-            if let ReplicationEvent::PeerMisbehaved { peer, error } = &e {
-                tracing::warn!("gamenet: dropping {peer}: {error}");
+            if let ReplicationEvent::PeerMisbehaved { peer, reason } = &e {
+                tracing::warn!("gamenet: dropping {peer}: {reason}");
                 self.transport.drop_peer(*peer);
             }
             self.replication_events.push_back(e);
@@ -184,10 +194,10 @@ impl<T: Transport> ReplicationNet<T> {
 
 /// Hands one input to the replicator: the one place the layer calls its
 /// `handle_*` for peers and messages.
-fn feed(r: &mut Replicator, _now: Instant, input: LayerInput) {
+fn feed(r: &mut Replicator, now: Instant, input: LayerInput) {
     match input {
-        LayerInput::Joined(peer) => r.handle_peer_joined(peer),
-        LayerInput::Left(peer) => r.handle_peer_left(peer),
-        LayerInput::Message(peer, data) => r.handle_message(peer, &data),
+        LayerInput::Joined(peer) => r.handle_peer_joined(now, peer),
+        LayerInput::Left(peer) => r.handle_peer_left(now, peer),
+        LayerInput::Message(peer, data) => r.handle_message(now, peer, &data),
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gamenet::replication::{
-    Entity, NetId, ReplicationConfig, ReplicationEvent, ReplicationNet, Schema,
+    EntityState, NetId, ReplicationConfig, ReplicationEvent, ReplicationNet, Schema,
 };
 use gamenet::{ConditionerConfig, Instant, MemoryNetwork, MemoryTransport, PeerId, Transport};
 
@@ -32,7 +32,7 @@ impl Replica {
     }
 
     /// The entities this peer knows, by id.
-    fn entities(&self) -> BTreeMap<NetId, Entity> {
+    fn entities(&self) -> BTreeMap<NetId, EntityState> {
         let r = self.net.replicator().expect("ready");
         r.entities().map(|(id, e)| (id, e.clone())).collect()
     }
@@ -80,7 +80,8 @@ fn entities_of_an_owner_that_leaves_pass_to_the_lowest_id_and_converge() {
                 net.transport(PeerId(id)).unwrap(),
                 ReplicationConfig::default(),
                 schema.clone(),
-            ),
+            )
+            .expect("settings fit the schema"),
             next_tick: net.now(),
             events: Vec::new(),
         })
@@ -119,9 +120,18 @@ fn entities_of_an_owner_that_leaves_pass_to_the_lowest_id_and_converge() {
     // The new owner moves what it took over; the others follow it.
     let r2 = sim.peers[1].net.replicator_mut().unwrap();
     for (i, id) in hosted.iter().enumerate() {
-        assert!(r2.set(*id, &[1000 + i as u32, 2000]), "peer 2 owns {id:?}");
+        assert_eq!(
+            r2.set(*id, &[1000 + i as u32, 2000]),
+            Ok(()),
+            "peer 2 owns {id:?}"
+        );
     }
-    sim.peers[2].net.replicator_mut().unwrap().set(own, &[8, 9]);
+    sim.peers[2]
+        .net
+        .replicator_mut()
+        .unwrap()
+        .set(own, &[8, 9])
+        .unwrap();
     sim.drive(limit, |ps| {
         agree(&ps[1], &ps[2]) && ps[2].entities()[&hosted[2]].fields[..] == [1002, 2000]
     });

@@ -171,11 +171,11 @@ fn replication_vectors(out: &mut Vec<(String, Vec<u8>)>) {
         types: vec![vec![16, 16, 9], vec![8]],
     };
     let (a_id, b_id) = (PeerId(1), PeerId(2));
-    let mut a = Replicator::new(ReplicationConfig::default(), schema.clone(), a_id);
-    let mut b = Replicator::new(ReplicationConfig::default(), schema, b_id);
-    a.handle_peer_joined(b_id);
-    b.handle_peer_joined(a_id);
+    let mut a = Replicator::new(ReplicationConfig::default(), schema.clone(), a_id).unwrap();
+    let mut b = Replicator::new(ReplicationConfig::default(), schema, b_id).unwrap();
     let start = Instant::now();
+    a.handle_peer_joined(start, b_id);
+    b.handle_peer_joined(start, a_id);
     let mut count = BTreeMap::<u8, usize>::new();
     let mut step =
         |a: &mut Replicator, b: &mut Replicator, ms: u64, out: &mut Vec<(String, Vec<u8>)>| {
@@ -197,7 +197,7 @@ fn replication_vectors(out: &mut Vec<(String, Vec<u8>)>) {
                         t.data.to_vec(),
                     ));
                     assert_eq!(t.peer, to_id);
-                    to.handle_message(from_id, &t.data);
+                    to.handle_message(now, from_id, &t.data);
                 }
             }
         };
@@ -205,25 +205,25 @@ fn replication_vectors(out: &mut Vec<(String, Vec<u8>)>) {
     let other = a.spawn(1, &[7]).unwrap();
     step(&mut a, &mut b, 0, out);
     step(&mut a, &mut b, 16, out);
-    a.set(id, &[101, 200, 300]);
+    a.set(id, &[101, 200, 300]).unwrap();
     step(&mut a, &mut b, 33, out);
     step(&mut a, &mut b, 50, out);
     a.send_event(b_id, b"boom");
-    a.set(id, &[140, 180, 2]);
+    a.set(id, &[140, 180, 2]).unwrap();
     step(&mut a, &mut b, 66, out);
     b.request_authority(id);
     step(&mut a, &mut b, 83, out);
     step(&mut a, &mut b, 100, out);
-    assert!(a.hand_over(other, b_id));
+    a.hand_over(other, b_id).unwrap();
     step(&mut a, &mut b, 116, out);
     // B forgets what it had of A (as after a reconnect): A's next delta has no
     // baseline at B, which asks for the entity whole.
-    b.handle_peer_left(a_id);
-    b.handle_peer_joined(a_id);
-    a.set(id, &[150, 181, 3]);
+    b.handle_peer_left(start, a_id);
+    b.handle_peer_joined(start, a_id);
+    a.set(id, &[150, 181, 3]).unwrap();
     step(&mut a, &mut b, 133, out);
     step(&mut a, &mut b, 150, out);
-    assert!(a.despawn(id) || b.despawn(id));
+    assert!(a.despawn(id).is_ok() || b.despawn(id).is_ok());
     step(&mut a, &mut b, 166, out);
     step(&mut a, &mut b, 183, out);
 }

@@ -1,0 +1,123 @@
+//! Who owns what: authority requests, hand-over to another peer, and host
+//! migration (what a departed peer owned passes to the lowest remaining id).
+
+use crate::bits::BitReader;
+use crate::codec::Reader;
+use crate::{Misbehavior, PeerId};
+
+use super::error::ReplicationError;
+use super::replicator::Replicator;
+use super::table::EntityRow;
+use super::types::{NetId, ReplicationEvent};
+use super::wire::{self, REQUEST};
+
+impl Replicator {
+    /// Asks an entity's owner for it.
+    pub fn request_authority(&mut self, id: NetId) {
+        if let Some(e) = self.entity(id)
+            && e.owner != self.id
+        {
+            let owner = e.owner;
+            self.reliable(owner, wire::id_msg(REQUEST, id));
+        }
+    }
+
+    /// Gives an owned entity to another peer, with its current state; every
+    /// peer learns the new owner.
+    pub fn hand_over(&mut self, id: NetId, to: PeerId) -> Result<(), ReplicationError> {
+        if to == self.id {
+            return Err(ReplicationError::HandOverToSelf);
+        }
+        if !self.links.contains_key(&to) {
+            return Err(ReplicationError::UnknownPeer(to));
+        }
+        let row = self.owned_row(id)?;
+        let Some(r) = self.table.get_mut(row) else {
+            return Err(ReplicationError::UnknownEntity(id));
+        };
+        r.entity.owner = to;
+        let msg = wire::owner_msg(id, &r.entity, &self.schema);
+        let peers: Vec<PeerId> = self.links.keys().copied().collect();
+        for p in peers {
+            if let Some(link) = self.links.get_mut(&p) {
+                link.out.leave(row);
+            }
+            self.reliable(p, msg.clone());
+        }
+        self.events
+            .push_back(ReplicationEvent::OwnerChanged { id, owner: to });
+        Ok(())
+    }
+
+    /// What a departed peer owned passes to the remaining peer with the
+    /// lowest id (this one, perhaps), the same choice on every peer.
+    pub(super) fn migrate_from(&mut self, peer: PeerId) {
+        let mut successor = self.id;
+        for &p in self.links.keys() {
+            successor = successor.min(p);
+        }
+        for (id, row) in self.table.sorted_ids(|e| e.owner == peer) {
+            if let Some(r) = self.table.get_mut(row) {
+                r.entity.owner = successor;
+            }
+            self.events.push_back(ReplicationEvent::OwnerChanged {
+                id,
+                owner: successor,
+            });
+            if successor == self.id {
+                self.take_over(row);
+            }
+        }
+    }
+
+    /// This peer now owns an entity every peer knows: they start from what
+    /// they have, and deltas flow once they ack a full state.
+    fn take_over(&mut self, row: EntityRow) {
+        for link in self.links.values_mut() {
+            link.out.enter(row);
+        }
+    }
+
+    /// An [`OWNER`](super::wire::OWNER) message: the entity passes to the new owner with
+    /// the state it was given.
+    pub(super) fn on_owner(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
+        let mut r = Reader { bytes };
+        let id = NetId(r.u64("id")?);
+        let owner = PeerId(u128::from_le_bytes(r.array("owner")?));
+        let ty = r.u16("type")?;
+        let fields = wire::read_fields(&self.schema, ty, &mut BitReader::new(r.rest()))?;
+        let Some(row) = self.table.row_of(id) else {
+            return Ok(());
+        };
+        let Some(rec) = self.table.get_mut(row) else {
+            return Ok(());
+        };
+        if rec.entity.owner != peer || rec.entity.ty != ty {
+            return Ok(());
+        }
+        rec.entity.owner = owner;
+        rec.entity.fields = fields;
+        if let Some(link) = self.links.get_mut(&peer) {
+            link.inc.forget(row);
+            link.inc.resync.remove(&id);
+        }
+        self.events
+            .push_back(ReplicationEvent::OwnerChanged { id, owner });
+        if owner == self.id {
+            self.take_over(row);
+        }
+        Ok(())
+    }
+
+    /// A [`REQUEST`]: reported if this peer owns the entity.
+    pub(super) fn on_request(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
+        let mut r = Reader { bytes };
+        let id = NetId(r.u64("id")?);
+        r.finish(())?;
+        if self.entity(id).is_some_and(|e| e.owner == self.id) {
+            self.events
+                .push_back(ReplicationEvent::AuthorityRequested { id, peer });
+        }
+        Ok(())
+    }
+}

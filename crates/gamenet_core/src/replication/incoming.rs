@@ -1,0 +1,276 @@
+//! What each peer sends this one: spawns, despawns and update packets, the
+//! received states kept as baselines for the deltas that follow, and the
+//! record of packets to ack.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use crate::bits::BitReader;
+use crate::codec::{DecodeError, Reader};
+use crate::{Misbehavior, PeerId};
+
+use super::outgoing::send_acks;
+use super::replicator::Replicator;
+use super::table::EntityRow;
+use super::types::{EntityState, Fields, NetId, ReplicationEvent};
+use super::wire::{self, RESYNC};
+
+/// Received states kept per entity, to decode deltas against.
+pub(super) const BASELINE_HISTORY: usize = 32;
+/// Update packets taken from a peer before acks go back at once rather than
+/// with the next tick: a sender of many packets a tick would otherwise
+/// outrun the 64-packet ack window.
+const ACK_EVERY: u32 = 24;
+
+/// What one peer sent this one.
+#[derive(Debug, Default)]
+pub(super) struct Incoming {
+    /// Per row: received states of the entity, oldest first.
+    history: Vec<Option<VecDeque<(u32, Fields)>>>,
+    /// Entities with a history here (bounds what this peer may spawn).
+    tracked: usize,
+    /// Newest update seq received and the 64 before it.
+    pub(super) latest: Option<u32>,
+    /// Bit `n` set: packet `latest - n - 1` was received.
+    bits: u64,
+    /// Update packets received since acks last went back.
+    pub(super) unacked: u32,
+    /// Entities whose baseline was gone, asked to be sent whole.
+    pub(super) resync: BTreeSet<NetId>,
+}
+
+impl Incoming {
+    /// The received states of the entity in a row.
+    fn history(&self, row: EntityRow) -> Option<&VecDeque<(u32, Fields)>> {
+        self.history.get(row as usize).and_then(Option::as_ref)
+    }
+
+    /// The received states of the entity in a row, started if there were none.
+    fn history_mut(&mut self, row: EntityRow) -> &mut VecDeque<(u32, Fields)> {
+        let i = row as usize;
+        if self.history.len() <= i {
+            self.history.resize_with(i + 1, || None);
+        }
+        if self.history[i].is_none() {
+            self.tracked += 1;
+        }
+        self.history[i].get_or_insert_with(VecDeque::new)
+    }
+
+    /// Starts the entity's history afresh.
+    fn reset(&mut self, row: EntityRow) {
+        self.forget(row);
+        self.history_mut(row);
+    }
+
+    /// Drops the entity's history.
+    pub(super) fn forget(&mut self, row: EntityRow) {
+        if self
+            .history
+            .get_mut(row as usize)
+            .and_then(Option::take)
+            .is_some()
+        {
+            self.tracked -= 1;
+        }
+    }
+
+    /// Notes an update packet received, for the acks.
+    fn record(&mut self, seq: u32) {
+        self.unacked += 1;
+        match self.latest {
+            None => {
+                self.latest = Some(seq);
+                self.bits = 0;
+            }
+            Some(l) if seq > l => {
+                let shift = seq - l;
+                self.bits = if shift > 64 {
+                    0
+                } else if shift == 64 {
+                    1 << 63
+                } else {
+                    (self.bits << shift) | (1 << (shift - 1))
+                };
+                self.latest = Some(seq);
+            }
+            Some(l) if seq < l && l - seq <= 64 => self.bits |= 1 << (l - seq - 1),
+            _ => {}
+        }
+    }
+
+    /// The acks an update packet carries: the newest seq received (0: none)
+    /// and bits for the 64 before it.
+    pub(super) fn acks(&self) -> (u32, u64) {
+        (self.latest.unwrap_or(0), self.bits)
+    }
+}
+
+impl Replicator {
+    /// A [`SPAWN`](super::wire::SPAWN): a new entity, or a known one sent whole again by
+    /// its owner.
+    pub(super) fn on_spawn(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
+        let mut r = Reader { bytes };
+        let id = NetId(r.u64("id")?);
+        let ty = r.u16("type")?;
+        let fields = wire::read_fields(&self.schema, ty, &mut BitReader::new(r.rest()))?;
+        let existing = self.table.row_of(id);
+        let tracked = self.links.get(&peer).map_or(0, |l| l.inc.tracked);
+        if existing.is_none() && tracked >= self.config.max_entities_per_peer {
+            return Err(Misbehavior::Oversize {
+                what: "entities spawned",
+                len: tracked + 1,
+                max: self.config.max_entities_per_peer,
+            });
+        }
+        let entity = EntityState {
+            ty,
+            owner: peer,
+            fields,
+        };
+        let row = match existing {
+            // Only its owner may send it again (it left and re-entered scope).
+            Some(row) => {
+                let Some(r) = self.table.get_mut(row).filter(|r| r.entity.owner == peer) else {
+                    return Ok(());
+                };
+                r.entity = entity;
+                self.events.push_back(ReplicationEvent::Updated { id });
+                row
+            }
+            None => {
+                let row = self.table.insert(id, entity);
+                self.events.push_back(ReplicationEvent::Spawned {
+                    id,
+                    ty,
+                    owner: peer,
+                });
+                row
+            }
+        };
+        if let Some(link) = self.links.get_mut(&peer) {
+            link.inc.reset(row);
+        }
+        Ok(())
+    }
+
+    /// A [`DESPAWN`](super::wire::DESPAWN) from the entity's owner.
+    pub(super) fn on_despawn(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
+        let mut r = Reader { bytes };
+        let id = NetId(r.u64("id")?);
+        r.finish(())?;
+        if let Some(row) = self.table.row_of(id)
+            && self.table.get(row).is_some_and(|r| r.entity.owner == peer)
+        {
+            self.remove(row);
+            self.events.push_back(ReplicationEvent::Despawned { id });
+        }
+        Ok(())
+    }
+
+    /// An [`UPDATE`](super::wire::UPDATE): its acks, then each entity decoded against its
+    /// baseline, kept as a baseline and applied if it is the newest state from the owner.
+    pub(super) fn on_update(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
+        let mut r = Reader { bytes };
+        let seq = r.u32("seq")?;
+        let ack = r.u32("ack")?;
+        let ack_bits = r.u64("ack bits")?;
+        let count = r.u16("count")? as usize;
+        self.on_ack(peer, ack, ack_bits);
+        let Self {
+            table,
+            links,
+            schema,
+            events,
+            ..
+        } = self;
+        let Some(inc) = links.get_mut(&peer).map(|l| &mut l.inc) else {
+            return Ok(());
+        };
+        let mut bits = BitReader::new(r.rest());
+        let common = if count > 0 {
+            wire::read_back(&mut bits)?
+        } else {
+            0
+        };
+        let mut id = 0u64;
+        let mut updates: Vec<(EntityRow, Fields, bool)> = Vec::with_capacity(count);
+        let mut scratch = Vec::new();
+        let mut resync = Vec::new();
+        for k in 0..count {
+            id = wire::read_id(&mut bits, id, k == 0)?;
+            let back = if bits.read_bool()? {
+                common
+            } else {
+                wire::read_back(&mut bits)?
+            };
+            let Some((row, rec)) = table.find(NetId(id)) else {
+                // Its spawn is still on the reliable channel: the rest of the
+                // packet cannot be read, and nothing is acked, so the sender
+                // sends full states again.
+                return Ok(());
+            };
+            let widths = schema
+                .widths(rec.entity.ty)
+                .ok_or(DecodeError::Invalid("entity type"))?;
+            let baseline = if back == 0 {
+                inc.resync.remove(&NetId(id));
+                None
+            } else {
+                let base_seq = seq.wrapping_sub(back);
+                let found = inc
+                    .history(row)
+                    .and_then(|h| h.iter().rev().find(|(s, _)| *s == base_seq));
+                match found {
+                    Some((_, f)) => Some(&f[..]),
+                    None => {
+                        // Its baseline is gone (acks lost for longer than
+                        // the history reaches): read past it and ask for it
+                        // whole, once until a whole state comes.
+                        wire::skip_delta(&mut bits, widths)?;
+                        if inc.resync.insert(NetId(id)) {
+                            resync.push(NetId(id));
+                        }
+                        continue;
+                    }
+                }
+            };
+            wire::read_delta(&mut bits, widths, baseline, &mut scratch)?;
+            updates.push((row, Fields::from(&scratch[..]), rec.entity.owner == peer));
+        }
+        inc.record(seq);
+        for (row, fields, from_owner) in updates {
+            // Kept in seq order as a baseline; applied only if it is the
+            // newest state of the entity (unreliable packets come reordered).
+            let h = inc.history_mut(row);
+            let at = h.iter().rposition(|(s, _)| *s < seq).map_or(0, |p| p + 1);
+            if h.get(at).is_some_and(|(s, _)| *s == seq) {
+                continue;
+            }
+            h.insert(at, (seq, fields.clone()));
+            let newest = at + 1 == h.len();
+            while h.len() > BASELINE_HISTORY {
+                h.pop_front();
+            }
+            // A stale packet from before a hand-over is not applied either.
+            if from_owner
+                && newest
+                && let Some(rec) = table.get_mut(row)
+                && rec.entity.fields != fields
+            {
+                rec.entity.fields = fields;
+                events.push_back(ReplicationEvent::Updated { id: rec.id });
+            }
+        }
+        let ack_now = inc.unacked >= ACK_EVERY;
+        for id in resync {
+            self.reliable(peer, wire::id_msg(RESYNC, id));
+        }
+        if ack_now
+            && let Some(now) = self.last_tick
+            && let Some(link) = self.links.get_mut(&peer)
+        {
+            send_acks(link, &mut self.transmits, now, peer);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,111 @@
+//! The entity table: every entity known here, in rows that are reused. Ids
+//! map to rows; per-peer state is kept by row too, so the paths that run
+//! for every update index arrays instead of looking ids up.
+
+use std::collections::HashMap;
+
+use super::types::{EntityState, NetId};
+
+/// An index into the entity table; ids map to rows, which are reused.
+pub(super) type EntityRow = u32;
+
+/// An entity in the table.
+#[derive(Debug)]
+pub(super) struct Record {
+    /// Its id.
+    pub(super) id: NetId,
+    /// Its type, owner and fields.
+    pub(super) entity: EntityState,
+    /// How urgent its updates are, when this peer owns it.
+    pub(super) priority: f32,
+}
+
+/// Every entity known here, by row.
+#[derive(Debug, Default)]
+pub(super) struct Table {
+    /// Per row: the entity there, if any.
+    records: Vec<Option<Record>>,
+    /// Emptied rows, reused first.
+    free: Vec<EntityRow>,
+    /// Rows by id (std's keyed hasher: ids come from peers).
+    index: HashMap<NetId, EntityRow>,
+}
+
+impl Table {
+    /// The entity in a row.
+    pub(super) fn get(&self, row: EntityRow) -> Option<&Record> {
+        self.records.get(row as usize).and_then(Option::as_ref)
+    }
+
+    /// The entity in a row, to change it.
+    pub(super) fn get_mut(&mut self, row: EntityRow) -> Option<&mut Record> {
+        self.records.get_mut(row as usize).and_then(Option::as_mut)
+    }
+
+    /// The row of an id.
+    pub(super) fn row_of(&self, id: NetId) -> Option<EntityRow> {
+        self.index.get(&id).copied()
+    }
+
+    /// Whether an id is in use.
+    pub(super) fn contains(&self, id: NetId) -> bool {
+        self.index.contains_key(&id)
+    }
+
+    /// The row of an id and its entity.
+    pub(super) fn find(&self, id: NetId) -> Option<(EntityRow, &Record)> {
+        let row = self.row_of(id)?;
+        Some((row, self.get(row)?))
+    }
+
+    /// Every entity, in row order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Record> + '_ {
+        self.records.iter().flatten()
+    }
+
+    /// Adds an entity in a free row (or a new one).
+    pub(super) fn insert(&mut self, id: NetId, entity: EntityState) -> EntityRow {
+        let record = Record {
+            id,
+            entity,
+            priority: 1.0,
+        };
+        let row = match self.free.pop() {
+            Some(row) => {
+                self.records[row as usize] = Some(record);
+                row
+            }
+            None => {
+                self.records.push(Some(record));
+                (self.records.len() - 1) as EntityRow
+            }
+        };
+        self.index.insert(id, row);
+        row
+    }
+
+    /// Empties a row; the entity that was there.
+    pub(super) fn remove(&mut self, row: EntityRow) -> Option<Record> {
+        let record = self.records.get_mut(row as usize).and_then(Option::take)?;
+        self.index.remove(&record.id);
+        self.free.push(row);
+        Some(record)
+    }
+
+    /// Ids of entities matching `keep`, in id order.
+    pub(super) fn sorted_ids(
+        &self,
+        keep: impl Fn(&EntityState) -> bool,
+    ) -> Vec<(NetId, EntityRow)> {
+        let mut ids: Vec<(NetId, EntityRow)> = self
+            .records
+            .iter()
+            .enumerate()
+            .filter_map(|(row, r)| r.as_ref().map(|r| (r, row as EntityRow)))
+            .filter(|(r, _)| keep(&r.entity))
+            .map(|(r, row)| (r.id, row))
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+}

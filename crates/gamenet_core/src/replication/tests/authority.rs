@@ -1,0 +1,93 @@
+//! Authority: hand-over on request, and a successor when the owner leaves.
+
+use super::*;
+
+#[test]
+fn authority_hand_off_mid_motion_loses_no_update() {
+    // Wide jitter: updates sent before the hand-over still arrive after it.
+    let jittery = ConditionerConfig {
+        jitter: Duration::from_millis(80),
+        ..link(0.1, 4)
+    };
+    let mut net = Net::new(3, jittery, ReplicationConfig::default());
+    net.run(Duration::from_secs(1), |_| {});
+    let b = net.nodes[1].id;
+    let id = net.nodes[0].rep.spawn(0, &[0, 0, 0]).unwrap();
+    // Whoever owns it moves it one step a tick.
+    let step = |n: &mut Net| {
+        for node in n.nodes.iter_mut() {
+            if let Some(e) = node.rep.entity(id).cloned()
+                && e.owner == node.id
+            {
+                node.rep.set(id, &[e.fields[0] + 1, 0, 0]).unwrap();
+            }
+        }
+    };
+    net.run(Duration::from_secs(1), step);
+    net.nodes[1].rep.request_authority(id);
+    let mut handed = false;
+    let mut seen_at_c: Vec<u32> = Vec::new();
+    net.run(Duration::from_secs(2), |n| {
+        step(n);
+        if let Some(e) = n.nodes[2].rep.entity(id) {
+            seen_at_c.push(e.fields[0]);
+        }
+        if !handed
+            && n.nodes[0].events.iter().any(|(_, e)| {
+                matches!(e, ReplicationEvent::AuthorityRequested { id: i, peer } if *i == id && *peer == b)
+            })
+        {
+            handed = n.nodes[0].rep.hand_over(id, b).is_ok();
+        }
+    });
+    assert!(handed);
+    assert_eq!(net.nodes[2].rep.entity(id).unwrap().owner, b);
+    // c saw the value only ever grow: no update from the old owner after the
+    // hand-over, and the new owner went on from where the old one stopped.
+    assert!(
+        seen_at_c.windows(2).all(|w| w[0] <= w[1]),
+        "c saw the value go back: no stale update may win after the hand-over"
+    );
+    let moved = seen_at_c.last().copied().unwrap_or(0) - seen_at_c[0];
+    assert!(
+        moved > 100,
+        "c followed the motion across the hand-over: {moved}"
+    );
+    net.run(Duration::from_secs(1), |_| {});
+    assert!(net.same_everywhere(id));
+}
+
+#[test]
+fn the_owner_leaves_and_a_successor_carries_on() {
+    let mut net = Net::new(3, link(0.1, 5), ReplicationConfig::default());
+    net.run(Duration::from_secs(1), |_| {});
+    let ids: Vec<NetId> = (0..20)
+        .map(|k| net.nodes[2].rep.spawn(0, &moving(0, k)).unwrap())
+        .collect();
+    net.run(Duration::from_secs(1), |_| {});
+    net.kill(2);
+    net.run(Duration::from_millis(200), |_| {});
+    let successor = net.nodes[0].id.min(net.nodes[1].id);
+    for id in &ids {
+        for n in &net.nodes[..2] {
+            let e = n.rep.entity(*id).expect("still present");
+            assert_eq!(e.owner, successor);
+        }
+    }
+    // The successor moves them; the other peer follows.
+    let mut t = 0;
+    net.run(Duration::from_secs(1), |n| {
+        t += 1;
+        for (k, id) in ids.iter().enumerate() {
+            n.nodes[0].rep.set(*id, &moving(t + 100, k as u32)).unwrap();
+        }
+    });
+    net.run(Duration::from_millis(500), |_| {});
+    for id in &ids {
+        assert!(net.same_everywhere(*id));
+        assert_eq!(
+            &net.nodes[1].rep.entity(*id).unwrap().fields[..],
+            &moving(t + 100, (id.0 & 0xff) as u32 % 20)[..]
+        );
+    }
+}

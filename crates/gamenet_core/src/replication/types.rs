@@ -1,0 +1,155 @@
+//! What callers of replication see: the schema, ids, settings, events and
+//! the state of an entity.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::error::ConfigError;
+use super::wire::MIN_PACKET;
+use crate::{Misbehavior, PeerId};
+
+/// Field widths in bits, per entity type.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Schema {
+    /// `types[t]` lists the widths (up to 32 bits) of the fields of type `t`.
+    pub types: Vec<Vec<u8>>,
+}
+
+impl Schema {
+    /// The field widths of a type.
+    pub(super) fn widths(&self, ty: u16) -> Option<&[u8]> {
+        self.types.get(ty as usize).map(Vec::as_slice)
+    }
+}
+
+/// An entity's id, the same on every peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NetId(pub u64);
+
+/// Replication settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicationConfig {
+    /// Bytes per second each peer may be sent, by default.
+    pub budget_bytes_per_sec: u32,
+    /// Largest update packet (fits one SCTP chunk).
+    pub max_packet: usize,
+    /// Most entities one peer may have spawned at others.
+    pub max_entities_per_peer: usize,
+}
+
+impl ReplicationConfig {
+    /// Checks these settings with the schema they will serve.
+    pub fn validate(&self, schema: &Schema) -> Result<(), ConfigError> {
+        for (ty, widths) in schema.types.iter().enumerate() {
+            if let Some((field, &width)) = widths.iter().enumerate().find(|(_, w)| **w > 32) {
+                return Err(ConfigError::FieldWidth { ty, field, width });
+            }
+        }
+        if self.max_packet < MIN_PACKET {
+            return Err(ConfigError::MaxPacket {
+                max_packet: self.max_packet,
+                min: MIN_PACKET,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            budget_bytes_per_sec: 64_000,
+            max_packet: 1_100,
+            max_entities_per_peer: 65_536,
+        }
+    }
+}
+
+/// What happened to replicated state.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ReplicationEvent {
+    /// A remote entity appeared (entered scope or was created).
+    Spawned {
+        /// The entity.
+        id: NetId,
+        /// Its type.
+        ty: u16,
+        /// Its owner.
+        owner: PeerId,
+    },
+    /// A remote entity's fields changed.
+    Updated {
+        /// The entity.
+        id: NetId,
+    },
+    /// A remote entity is gone (despawned or out of scope).
+    Despawned {
+        /// The entity.
+        id: NetId,
+    },
+    /// An entity has a new owner (hand-over or the owner left).
+    OwnerChanged {
+        /// The entity.
+        id: NetId,
+        /// The new owner.
+        owner: PeerId,
+    },
+    /// A peer asks for an entity this peer owns; grant it with
+    /// [`Replicator::hand_over`](super::Replicator::hand_over).
+    AuthorityRequested {
+        /// The entity.
+        id: NetId,
+        /// Who asks.
+        peer: PeerId,
+    },
+    /// A reliable game event from a peer.
+    Event {
+        /// The sender.
+        peer: PeerId,
+        /// Its bytes.
+        payload: Bytes,
+    },
+    /// A peer broke the protocol (sent something malformed, or more than
+    /// allowed); drop it.
+    PeerMisbehaved {
+        /// The peer.
+        peer: PeerId,
+        /// The rule it broke.
+        reason: Misbehavior,
+    },
+}
+
+/// An entity's quantised fields, shared (not copied) between the entity,
+/// the packets that carried it and the baselines deltas refer to.
+pub type Fields = Arc<[u32]>;
+
+/// An entity as this peer knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityState {
+    /// Its type.
+    pub ty: u16,
+    /// Its owner.
+    pub owner: PeerId,
+    /// Its quantised fields.
+    pub fields: Fields,
+}
+
+/// A value clamped to a field width.
+pub(super) fn clamp_one(f: u32, width: u8) -> u32 {
+    if width < 32 {
+        f.min((1u32 << width) - 1)
+    } else {
+        f
+    }
+}
+
+/// Values clamped to the field widths.
+pub(super) fn clamp(widths: &[u8], fields: &[u32]) -> Fields {
+    fields
+        .iter()
+        .zip(widths)
+        .map(|(&f, &w)| clamp_one(f, w))
+        .collect()
+}
