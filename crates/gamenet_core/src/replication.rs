@@ -21,8 +21,8 @@
 //!   protocol is reported as [`ReplicationEvent::PeerMisbehaved`] with the
 //!   [`Misbehavior`](crate::Misbehavior), for the caller to drop it.
 //!
-//! Where things live: `types` (what callers see), `error` (why a call or a
-//! setting is refused), `replicator` (the [`Replicator`] and its public
+//! Where things live: `types` (what callers see), `config` (settings and why
+//! they are refused), `error` (why a call is refused), `replicator` (the [`Replicator`] and its public
 //! calls), `table` (the entity table by row), `scope` (which entities each
 //! peer sees), `authority` (requests, hand-over, host migration), `outgoing`
 //! (what each peer is sent: priorities, budget, packets, the acks of them),
@@ -30,6 +30,7 @@
 //! (message kinds, who may send each, and their encoding).
 
 mod authority;
+mod config;
 mod error;
 mod incoming;
 mod outgoing;
@@ -39,9 +40,10 @@ mod table;
 mod types;
 mod wire;
 
-pub use error::{ConfigError, ReplicationError};
+pub use config::{ConfigError, ReplicationConfig};
+pub use error::ReplicationError;
 pub use replicator::Replicator;
-pub use types::{EntityState, Fields, NetId, ReplicationConfig, ReplicationEvent, Schema};
+pub use types::{EntityState, Fields, NetId, ReplicationEvent, Schema};
 
 #[cfg(test)]
 mod tests;

@@ -5,8 +5,8 @@ use crate::bits::BitReader;
 use crate::codec::Reader;
 use crate::{Misbehavior, PeerId};
 
+use super::Replicator;
 use super::error::ReplicationError;
-use super::replicator::Replicator;
 use super::table::EntityRow;
 use super::types::{NetId, ReplicationEvent};
 use super::wire::{self, REQUEST};

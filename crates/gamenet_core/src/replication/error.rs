@@ -1,4 +1,4 @@
-//! Why a replication call or a replication setting was refused.
+//! Why a replication call was refused.
 
 use thiserror::Error;
 
@@ -39,29 +39,4 @@ pub enum ReplicationError {
     /// An entity can only be handed over to another peer.
     #[error("hand-over to this peer itself")]
     HandOverToSelf,
-}
-
-/// Why a [`ReplicationConfig`](super::ReplicationConfig) or
-/// [`Schema`](super::Schema) is unusable.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A field wider than the 32 bits an entity's fields hold.
-    #[error("field {field} of entity type {ty} is {width} bits wide; 32 at most")]
-    FieldWidth {
-        /// The entity type.
-        ty: usize,
-        /// The field's index.
-        field: usize,
-        /// Its width.
-        width: u8,
-    },
-    /// `max_packet` leaves no room for an entity after the update header.
-    #[error("max_packet of {max_packet} B is below the smallest useful update packet, {min} B")]
-    MaxPacket {
-        /// The setting.
-        max_packet: usize,
-        /// The smallest allowed.
-        min: usize,
-    },
 }

@@ -8,8 +8,7 @@ use crate::bits::BitReader;
 use crate::codec::{DecodeError, Reader};
 use crate::{Misbehavior, PeerId};
 
-use super::outgoing::send_acks;
-use super::replicator::Replicator;
+use super::Replicator;
 use super::table::EntityRow;
 use super::types::{EntityState, Fields, NetId, ReplicationEvent};
 use super::wire::{self, RESYNC};
@@ -265,11 +264,8 @@ impl Replicator {
         for id in resync {
             self.reliable(peer, wire::id_msg(RESYNC, id));
         }
-        if ack_now
-            && let Some(now) = self.last_tick
-            && let Some(link) = self.links.get_mut(&peer)
-        {
-            send_acks(link, &mut self.transmits, now, peer);
+        if ack_now && let Some(now) = self.last_tick {
+            self.send_acks_now(now, peer);
         }
         Ok(())
     }

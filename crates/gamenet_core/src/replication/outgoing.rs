@@ -12,11 +12,21 @@ use crate::bits::BitWriter;
 use crate::codec::Reader;
 use crate::{Channel, Instant, Misbehavior, PeerId, Transmit};
 
-use super::replicator::{PeerLink, Replicator};
+use super::Replicator;
+use super::incoming::Incoming;
 use super::scope::Scope;
 use super::table::{EntityRow, Table};
 use super::types::{Fields, NetId, Schema};
-use super::wire::{self, HEADER, MAX_BACK, MIN_PACKET};
+use super::wire::{self, Chosen, HEADER, MAX_BACK, MIN_PACKET};
+
+/// What this peer sends one peer and what it took from it.
+#[derive(Debug, Default)]
+pub(super) struct PeerLink {
+    /// What this peer sends it.
+    pub(super) out: Outgoing,
+    /// What it sent this peer.
+    pub(super) inc: Incoming,
+}
 
 /// Sent packets remembered per peer, waiting for acks.
 const IN_FLIGHT: usize = 4096;
@@ -76,6 +86,13 @@ impl Outgoing {
 }
 
 impl Replicator {
+    /// Sends `peer` an update packet with acks alone, now.
+    pub(super) fn send_acks_now(&mut self, now: Instant, peer: PeerId) {
+        if let Some(link) = self.links.get_mut(&peer) {
+            send_acks(link, &mut self.transmits, now, peer);
+        }
+    }
+
     /// Acks of packets sent to a peer: the states they carried become baselines.
     pub(super) fn on_ack(&mut self, peer: PeerId, ack: u32, bits: u64) {
         let table = &self.table;
@@ -235,24 +252,6 @@ impl Replicator {
     }
 }
 
-/// An entity picked for a packet: its row, id, baseline distance and
-/// fields, and where its delta-encoded fields sit in the packet's delta bits
-/// (encoded once; the packet copies the bits in id order).
-pub(super) struct Chosen {
-    /// Its row in the table.
-    row: EntityRow,
-    /// Its id.
-    pub(super) id: NetId,
-    /// Packets back to its baseline (0: none, the fields are whole).
-    pub(super) back: u32,
-    /// The state sent, remembered until acked.
-    fields: Fields,
-    /// The first of its bits in the packet's delta bits.
-    pub(super) start: usize,
-    /// How many bits.
-    pub(super) len: usize,
-}
-
 /// Delta-encodes an entity for the packet `seq` against what the peer acked.
 fn chosen_entry(
     table: &Table,
@@ -282,12 +281,7 @@ fn chosen_entry(
 }
 
 /// An update packet with acks alone.
-pub(super) fn send_acks(
-    link: &mut PeerLink,
-    transmits: &mut VecDeque<Transmit>,
-    now: Instant,
-    peer: PeerId,
-) {
+fn send_acks(link: &mut PeerLink, transmits: &mut VecDeque<Transmit>, now: Instant, peer: PeerId) {
     let seq = link.out.seq.wrapping_add(1);
     let data = wire::encode_update(seq, link.inc.acks(), &[], &[]);
     finish_packet(link, transmits, now, peer, seq, data, Vec::new());

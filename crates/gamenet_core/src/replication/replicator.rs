@@ -9,23 +9,12 @@ use bytes::Bytes;
 use crate::codec::DecodeError;
 use crate::{Channel, Instant, Misbehavior, PeerId, Transmit};
 
-use super::error::{ConfigError, ReplicationError};
-use super::incoming::Incoming;
-use super::outgoing::Outgoing;
+use super::config::{ConfigError, ReplicationConfig};
+use super::error::ReplicationError;
+use super::outgoing::PeerLink;
 use super::table::{EntityRow, Table};
-use super::types::{
-    EntityState, NetId, ReplicationConfig, ReplicationEvent, Schema, clamp, clamp_one,
-};
+use super::types::{EntityState, NetId, ReplicationEvent, Schema, clamp, clamp_one};
 use super::wire::{self, DESPAWN, EVENT, OWNER, REQUEST, RESYNC, SPAWN, UPDATE};
-
-/// What this peer sends one peer and what it took from it.
-#[derive(Debug, Default)]
-pub(super) struct PeerLink {
-    /// What this peer sends it.
-    pub(super) out: Outgoing,
-    /// What it sent this peer.
-    pub(super) inc: Incoming,
-}
 
 /// One peer's replication: its own entities out, the others' in.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::replicator::Replicator;
+use super::Replicator;
 use super::table::EntityRow;
 use super::types::{Fields, NetId};
 use super::wire::{self, DESPAWN};

@@ -5,8 +5,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::error::ConfigError;
-use super::wire::MIN_PACKET;
 use crate::{Misbehavior, PeerId};
 
 /// Field widths in bits, per entity type.
@@ -26,45 +24,6 @@ impl Schema {
 /// An entity's id, the same on every peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NetId(pub u64);
-
-/// Replication settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReplicationConfig {
-    /// Bytes per second each peer may be sent, by default.
-    pub budget_bytes_per_sec: u32,
-    /// Largest update packet (fits one SCTP chunk).
-    pub max_packet: usize,
-    /// Most entities one peer may have spawned at others.
-    pub max_entities_per_peer: usize,
-}
-
-impl ReplicationConfig {
-    /// Checks these settings with the schema they will serve.
-    pub fn validate(&self, schema: &Schema) -> Result<(), ConfigError> {
-        for (ty, widths) in schema.types.iter().enumerate() {
-            if let Some((field, &width)) = widths.iter().enumerate().find(|(_, w)| **w > 32) {
-                return Err(ConfigError::FieldWidth { ty, field, width });
-            }
-        }
-        if self.max_packet < MIN_PACKET {
-            return Err(ConfigError::MaxPacket {
-                max_packet: self.max_packet,
-                min: MIN_PACKET,
-            });
-        }
-        Ok(())
-    }
-}
-
-impl Default for ReplicationConfig {
-    fn default() -> Self {
-        Self {
-            budget_bytes_per_sec: 64_000,
-            max_packet: 1_100,
-            max_entities_per_peer: 65_536,
-        }
-    }
-}
 
 /// What happened to replicated state.
 #[derive(Debug, Clone, PartialEq)]

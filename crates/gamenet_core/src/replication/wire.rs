@@ -7,8 +7,26 @@
 use crate::bits::{BitReader, BitWriter};
 use crate::codec::DecodeError;
 
-use super::outgoing::Chosen;
+use super::table::EntityRow;
 use super::types::{EntityState, Fields, NetId, Schema};
+
+/// An entity picked for a packet: its row, id, baseline distance and
+/// fields, and where its delta-encoded fields sit in the packet's delta bits
+/// (encoded once; the packet copies the bits in id order).
+pub(super) struct Chosen {
+    /// Its row in the table.
+    pub(super) row: EntityRow,
+    /// Its id.
+    pub(super) id: NetId,
+    /// Packets back to its baseline (0: none, the fields are whole).
+    pub(super) back: u32,
+    /// The state sent, remembered until acked.
+    pub(super) fields: Fields,
+    /// The first of its bits in the packet's delta bits.
+    pub(super) start: usize,
+    /// How many bits.
+    pub(super) len: usize,
+}
 
 /// EntityState states and acks, unreliable: seq, ack, ack bits, count, then the
 /// entities (see [`encode_update`]).
