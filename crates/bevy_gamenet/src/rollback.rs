@@ -569,7 +569,7 @@ impl RollbackApp for App {
                     let pending = n.as_ref().map(|n| match n {
                         NextState::Unchanged => None,
                         NextState::Pending(s) => Some((s.clone(), true)),
-                        NextState::PendingIfNeq(s) => Some((s.clone(), false)),
+                        NextState::PendingIfDifferent(s) => Some((s.clone(), false)),
                     });
                     encode(&pending)
                 },
@@ -577,7 +577,7 @@ impl RollbackApp for App {
                     Ok(decode::<Option<Option<(S, bool)>>>(b)?.map(|n| match n {
                         None => NextState::Unchanged,
                         Some((s, true)) => NextState::Pending(s),
-                        Some((s, false)) => NextState::PendingIfNeq(s),
+                        Some((s, false)) => NextState::PendingIfDifferent(s),
                     }))
                 },
             });
