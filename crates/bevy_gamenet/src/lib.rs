@@ -10,6 +10,12 @@
 //! instead: game logic in [`rollback::RollbackSchedule`], rolled-back types
 //! registered with [`rollback::RollbackApp`]. See `examples/rollback.rs`.
 //!
+//! Every layer runs its systems in the public [`GamenetSet`]s, in this order:
+//! packets in ([`GamenetSet::ReceivePackets`]) and what they mean
+//! ([`GamenetSet::Receive`]) in [`PreUpdate`]; what to send
+//! ([`GamenetSet::Send`]) and packets out ([`GamenetSet::SendPackets`]) in
+//! [`PostUpdate`]. Order a game's own networking systems against them.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -45,12 +51,44 @@ mod snapshot;
 
 use std::ops::{Deref, DerefMut};
 
-use bevy_app::{App, Plugin, PreUpdate};
+use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
 use bevy_ecs::prelude::*;
 use gamenet::{
     Bytes, Channel, Event, HandshakeError, LeaveReason, MeshDriver, PeerId, PeerMesh,
     PeerMeshBuilder,
 };
+
+/// The stages every gamenet layer (mesh, rollback, replication) runs its
+/// systems in; layers order against these sets, never against each other's
+/// systems.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GamenetSet {
+    /// [`PreUpdate`]: take in what arrived from the network (the mesh's
+    /// events, a rollback session's inputs and due frames).
+    ReceivePackets,
+    /// [`PreUpdate`], after [`GamenetSet::ReceivePackets`]: apply what arrived
+    /// to the world (replicated entities spawned, updated, interpolated).
+    Receive,
+    /// [`PostUpdate`]: gather what to send from the world (changed replicated
+    /// state, update packets at the tick rate).
+    Send,
+    /// [`PostUpdate`], after [`GamenetSet::Send`]: hand the packets to the
+    /// network (a shared mesh's queued sends).
+    SendPackets,
+}
+
+/// Orders the [`GamenetSet`]s; every plugin calls it (configuring twice is
+/// harmless).
+pub(crate) fn configure_sets(app: &mut App) {
+    app.configure_sets(
+        PreUpdate,
+        (GamenetSet::ReceivePackets, GamenetSet::Receive).chain(),
+    )
+    .configure_sets(
+        PostUpdate,
+        (GamenetSet::Send, GamenetSet::SendPackets).chain(),
+    );
+}
 
 /// Adds the gamenet messages and the system that drives [`MeshSocket`].
 ///
@@ -73,8 +111,9 @@ impl GamenetPlugin {
 
 impl Plugin for GamenetPlugin {
     fn build(&self, app: &mut App) {
+        configure_sets(app);
         add_mesh_messages(app);
-        app.add_systems(PreUpdate, receive);
+        app.add_systems(PreUpdate, receive.in_set(GamenetSet::ReceivePackets));
         if let Some(builder) = self.connect.clone() {
             match MeshSocket::connect(builder) {
                 Ok(socket) => {

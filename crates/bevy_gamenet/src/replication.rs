@@ -57,6 +57,7 @@ use gamenet::replication::{
 use gamenet::rollback::{Input, RollbackNet};
 use gamenet::{Channel, Event, Instant, PeerId, PeerMesh, PeerMeshBuilder, SendError};
 
+use crate::GamenetSet;
 use crate::rollback::RollbackSocket;
 
 /// A component whose state is replicated, as quantised fields: choose each
@@ -281,8 +282,7 @@ impl ReplicationPlugin {
 /// Adds the systems that carry replication over a rollback session's mesh.
 fn carry<I: Input>(app: &mut App) {
     app.init_resource::<SharedMesh>()
-        .configure_sets(PreUpdate, Receiving.after(crate::rollback::drive::<I>))
-        .add_systems(PostUpdate, pump::<I>.after(send));
+        .add_systems(PostUpdate, pump::<I>.in_set(GamenetSet::SendPackets));
 }
 
 /// Sends what replication queued over the rollback session's mesh.
@@ -291,10 +291,6 @@ fn pump<I: Input>(shared: Res<SharedMesh>, socket: Option<ResMut<RollbackSocket<
         shared.pump(net);
     }
 }
-
-/// The system that takes in what arrived.
-#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
-struct Receiving;
 
 /// Connects once the app is built, when every state type is registered.
 #[derive(Resource)]
@@ -307,8 +303,10 @@ impl Plugin for ReplicationPlugin {
             .init_resource::<Index>()
             .register_diagnostic(Diagnostic::new(BYTES_PER_SEC))
             .register_diagnostic(Diagnostic::new(ENTITIES_IN_SCOPE))
-            .add_systems(PreUpdate, receive.in_set(Receiving))
-            .add_systems(PostUpdate, (send, diagnostics).chain());
+            .add_systems(PreUpdate, receive.in_set(GamenetSet::Receive))
+            .add_systems(PostUpdate, send.in_set(GamenetSet::Send))
+            .add_systems(PostUpdate, diagnostics.after(GamenetSet::SendPackets));
+        crate::configure_sets(app);
         crate::add_mesh_messages(app);
         match self.on.lock().ok().and_then(|mut on| on.take()) {
             Some(On::Rollback(carry)) => {
@@ -364,8 +362,14 @@ impl ReplicationApp for App {
             (types.widths.len() - 1) as u16
         };
         self.insert_resource(TypeIndex::<T>(ty, std::marker::PhantomData))
-            .add_systems(PreUpdate, apply_remote::<T>.after(receive))
-            .add_systems(PostUpdate, publish::<T>.before(send))
+            .add_systems(
+                PreUpdate,
+                apply_remote::<T>.in_set(GamenetSet::Receive).after(receive),
+            )
+            .add_systems(
+                PostUpdate,
+                publish::<T>.in_set(GamenetSet::Send).before(send),
+            )
     }
 }
 

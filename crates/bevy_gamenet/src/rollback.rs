@@ -35,6 +35,8 @@ use gamenet::rollback::{
 };
 use gamenet::{Instant, PeerMeshBuilder};
 
+use crate::GamenetSet;
+
 pub use crate::snapshot::{AddRollback, Rollback, RollbackIds, stable_hash};
 use crate::snapshot::{
     ComponentSnapshot, EntitySnapshot, ImmutableSnapshot, LoadContext, Registry, ResourceSerde,
@@ -266,6 +268,7 @@ struct Settings {
 
 impl<I: Input> Plugin for RollbackPlugin<I> {
     fn build(&self, app: &mut App) {
+        crate::configure_sets(app);
         crate::add_mesh_messages(app);
         let setup = self.setup.lock().ok().and_then(|mut s| s.take());
         let ring = self.config.prediction_window as usize + 2;
@@ -298,8 +301,8 @@ impl<I: Input> Plugin for RollbackPlugin<I> {
         .register_diagnostic(Diagnostic::new(BYTES_IN_PER_SEC))
         .register_diagnostic(Diagnostic::new(BYTES_OUT_PER_SEC))
         .register_diagnostic(Diagnostic::new(DESYNCS))
-        .add_systems(PreUpdate, drive::<I>)
-        .add_systems(PostUpdate, diagnostics::<I>);
+        .add_systems(PreUpdate, drive::<I>.in_set(GamenetSet::ReceivePackets))
+        .add_systems(PostUpdate, diagnostics::<I>.after(GamenetSet::SendPackets));
         if !app.world().contains_resource::<Registry>() {
             app.init_resource::<Registry>();
         }
