@@ -45,6 +45,7 @@
 //!     .run();
 //! ```
 
+mod link;
 pub mod replication;
 pub mod rollback;
 mod snapshot;

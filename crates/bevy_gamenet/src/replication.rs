@@ -44,21 +44,21 @@
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
 use bevy_diagnostic::{Diagnostic, DiagnosticPath, Diagnostics, RegisterDiagnostic};
 use bevy_ecs::prelude::*;
 use gamenet::replication::{
-    Fields, NetId, REPLICATION_TAG, ReplicationConfig, ReplicationEvent, ReplicationNet,
-    Replicator, Schema, Transport,
+    Fields, NetId, ReplicationConfig, ReplicationEvent, ReplicationNet, Replicator, Schema,
+    Transport,
 };
-use gamenet::rollback::{Input, RollbackNet};
+use gamenet::rollback::Input;
 use gamenet::{Channel, Event, Instant, PeerId, PeerMesh, PeerMeshBuilder, SendError};
 
 use crate::GamenetSet;
-use crate::rollback::RollbackSocket;
+pub use crate::link::SharedMesh;
 
 /// A component whose state is replicated, as quantised fields: choose each
 /// field's width and precision with the types of
@@ -143,14 +143,14 @@ impl Transport for AppTransport {
     fn poll_event(&mut self) -> Option<Event> {
         match self {
             Self::Mesh(m) => Transport::poll_event(&mut **m),
-            Self::Rollback(s) => s.lock().inbox.pop_front(),
+            Self::Rollback(s) => s.poll_event(),
         }
     }
     fn send(&mut self, peer: PeerId, channel: Channel, payload: &[u8]) -> Result<(), SendError> {
         match self {
             Self::Mesh(m) => Transport::send(&mut **m, peer, channel, payload),
             Self::Rollback(s) => {
-                s.lock().outbox.push((peer, channel, payload.to_vec()));
+                s.send(peer, channel, payload);
                 Ok(())
             }
         }
@@ -159,7 +159,7 @@ impl Transport for AppTransport {
         match self {
             Self::Mesh(m) => Transport::drop_peer(&mut **m, peer),
             Self::Rollback(s) => {
-                s.lock().drops.push(peer);
+                s.drop_peer(peer);
                 true
             }
         }
@@ -167,65 +167,13 @@ impl Transport for AppTransport {
     fn local_id(&mut self) -> Option<PeerId> {
         match self {
             Self::Mesh(m) => Transport::local_id(&mut **m),
-            Self::Rollback(s) => s.lock().id,
+            Self::Rollback(s) => s.local_id(),
         }
     }
     fn linked_peers(&self) -> Vec<PeerId> {
         match self {
             Self::Mesh(m) => Transport::linked_peers(&**m),
-            Self::Rollback(s) => s.lock().peers.clone(),
-        }
-    }
-}
-
-/// The rollback session's mesh as replication sees it: what the rollback
-/// plugin took in for replication, and what replication wants sent.
-#[derive(Debug, Clone, Default, Resource)]
-pub struct SharedMesh(Arc<Mutex<Shared>>);
-
-#[derive(Debug, Default)]
-struct Shared {
-    inbox: VecDeque<Event>,
-    outbox: Vec<(PeerId, Channel, Vec<u8>)>,
-    drops: Vec<PeerId>,
-    id: Option<PeerId>,
-    peers: Vec<PeerId>,
-}
-
-/// Events a rollback mesh may queue for replication before it reads them
-/// (a frame's worth in practice; a flood is cut here).
-const MAX_INBOX: usize = 65_536;
-
-impl SharedMesh {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Takes what replication wants from a mesh event; true if the event
-    /// was replication's alone.
-    pub(crate) fn take(&self, event: &Event) -> bool {
-        let ours = matches!(event, Event::Message { payload, .. }
-            if payload.first() == Some(&REPLICATION_TAG));
-        let shared = matches!(event, Event::PeerJoined(_) | Event::PeerLeft { .. });
-        if ours || shared {
-            let mut q = self.lock();
-            if q.inbox.len() < MAX_INBOX {
-                q.inbox.push_back(event.clone());
-            }
-        }
-        ours
-    }
-
-    /// Sends what replication queued and tells it who is linked.
-    pub(crate) fn pump<I: Input>(&self, net: &mut RollbackNet<I>) {
-        let mut q = self.lock();
-        q.id = net.mesh_mut().id();
-        q.peers = net.mesh().peers().collect();
-        for (peer, channel, data) in q.outbox.drain(..) {
-            let _ = net.send(peer, channel, &data);
-        }
-        for peer in q.drops.drain(..) {
-            net.mesh_mut().drop_peer(peer);
+            Self::Rollback(s) => s.linked_peers(),
         }
     }
 }
@@ -254,8 +202,9 @@ pub struct ReplicationPlugin {
 /// Where replication runs.
 enum On {
     Mesh(Box<PeerMeshBuilder>),
-    /// The rollback session's mesh; adds the systems that carry messages.
-    Rollback(fn(&mut App)),
+    /// The rollback session's mesh, through a [`SharedMesh`] the rollback
+    /// plugin serves.
+    Rollback,
 }
 
 impl ReplicationPlugin {
@@ -273,22 +222,9 @@ impl ReplicationPlugin {
     /// replicated, on one connection.
     pub fn over_rollback<I: Input>(config: ReplicationConfig) -> Self {
         Self {
-            on: Mutex::new(Some(On::Rollback(carry::<I>))),
+            on: Mutex::new(Some(On::Rollback)),
             config,
         }
-    }
-}
-
-/// Adds the systems that carry replication over a rollback session's mesh.
-fn carry<I: Input>(app: &mut App) {
-    app.init_resource::<SharedMesh>()
-        .add_systems(PostUpdate, pump::<I>.in_set(GamenetSet::SendPackets));
-}
-
-/// Sends what replication queued over the rollback session's mesh.
-fn pump<I: Input>(shared: Res<SharedMesh>, socket: Option<ResMut<RollbackSocket<I>>>) {
-    if let Some(net) = socket.and_then(|s| s.into_inner().net_mut()) {
-        shared.pump(net);
     }
 }
 
@@ -309,9 +245,9 @@ impl Plugin for ReplicationPlugin {
         crate::configure_sets(app);
         crate::add_mesh_messages(app);
         match self.on.lock().ok().and_then(|mut on| on.take()) {
-            Some(On::Rollback(carry)) => {
-                carry(app);
-                app.insert_resource(Pending(On::Rollback(carry), self.config.clone()));
+            Some(On::Rollback) => {
+                app.init_resource::<SharedMesh>();
+                app.insert_resource(Pending(On::Rollback, self.config.clone()));
             }
             Some(on) => {
                 app.insert_resource(Pending(on, self.config.clone()));
@@ -338,7 +274,7 @@ impl Plugin for ReplicationPlugin {
                     return;
                 }
             },
-            On::Rollback(_) => AppTransport::Rollback(app.world().resource::<SharedMesh>().clone()),
+            On::Rollback => AppTransport::Rollback(app.world().resource::<SharedMesh>().clone()),
         };
         app.insert_resource(ReplicationSocket(ReplicationNet::new(
             transport, config, schema,

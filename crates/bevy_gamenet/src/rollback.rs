@@ -36,6 +36,7 @@ use gamenet::rollback::{
 use gamenet::{Instant, PeerMeshBuilder};
 
 use crate::GamenetSet;
+use crate::link::SharedMesh;
 
 pub use crate::snapshot::{AddRollback, Rollback, RollbackIds, stable_hash};
 use crate::snapshot::{
@@ -731,9 +732,7 @@ pub(crate) fn drive<I: Input>(world: &mut World) {
         // Replication over this mesh takes its messages, and its sends go out.
         if let Some(net) = socket.net_mut() {
             let events: Vec<gamenet::Event> = std::iter::from_fn(|| net.poll_event()).collect();
-            let shared = world
-                .get_resource::<crate::replication::SharedMesh>()
-                .cloned();
+            let shared = world.get_resource::<SharedMesh>().cloned();
             if let Some(shared) = &shared {
                 shared.pump(net);
             }
@@ -745,6 +744,14 @@ pub(crate) fn drive<I: Input>(world: &mut World) {
             }
         }
     });
+}
+
+/// Sends what a layer sharing this session's mesh (replication over
+/// rollback) queued.
+fn pump_link<I: Input>(link: Option<Res<SharedMesh>>, socket: Option<ResMut<RollbackSocket<I>>>) {
+    if let (Some(link), Some(net)) = (link, socket.and_then(|s| s.into_inner().net_mut())) {
+        link.pump(net);
+    }
 }
 
 /// Carries out a session's requests on the world.
