@@ -1,0 +1,61 @@
+//! How snapshots are encoded for late joiners: bitcode, bounded on decode.
+
+use gamenet::rollback::Frame;
+
+/// Largest decoded snapshot part, against hostile sizes.
+const MAX_PART: usize = 64 << 20;
+
+/// Encodes a value for a snapshot.
+pub(crate) fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
+    bitcode::serialize(value).map_err(|e| e.to_string())
+}
+
+/// Decodes a snapshot value from a peer.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    if bytes.len() > MAX_PART {
+        return Err("snapshot part too large".into());
+    }
+    bitcode::deserialize(bytes).map_err(|e| e.to_string())
+}
+
+pub(crate) fn saved<'a, T>(
+    ring: &'a [(Frame, T)],
+    len: usize,
+    frame: Frame,
+    name: &str,
+) -> Result<&'a T, String> {
+    match ring.get(frame as usize % len.max(1)) {
+        Some((f, v)) if *f == frame && ring.len() == len.max(1) => Ok(v),
+        _ => Err(format!("no saved {name} at frame {frame}")),
+    }
+}
+
+/// Serializer and deserializer of a type's saved entries.
+pub(crate) struct Serde<T> {
+    /// Encodes the entries saved at a frame.
+    pub ser: Encoder<T>,
+    /// Decodes entries from a late-join snapshot.
+    pub de: Decoder<T>,
+}
+
+/// Encodes a type's saved entries.
+type Encoder<T> = fn(&[(u32, T)]) -> Result<Vec<u8>, String>;
+/// Decodes a type's saved entries: (rollback id, value).
+type Decoder<T> = fn(&[u8]) -> Result<Entries<T>, String>;
+type Entries<T> = Vec<(u32, T)>;
+
+impl<T> Clone for Serde<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Serde<T> {}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Serde<T> {
+    pub fn new() -> Self {
+        Self {
+            ser: |v| encode(v),
+            de: |b| decode(b),
+        }
+    }
+}
