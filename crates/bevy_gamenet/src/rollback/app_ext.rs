@@ -234,7 +234,7 @@ impl RollbackApp for App {
         }
         registry(self)
             .types
-            .push(Box::new(StateSnapshot::<S>(Vec::new())));
+            .push(Box::new(StateSnapshot::<S>::new()));
         self.world_mut()
             .get_resource_or_insert_with(RollbackStates::default)
             .0 = true;

@@ -10,25 +10,29 @@ use bevy_ecs::query::QueryState;
 use gamenet::rollback::Frame;
 
 use super::entity::{Rollback, entities_by_id};
-use super::serde::{Serde, saved};
-use super::{
-    Checksummer, LoadContext, Mapper, Snapshotter, not_serializable, slot_of, stable_hash,
-};
+use super::serde::Serde;
+use super::{Checksummer, LoadContext, Mapper, Ring, Snapshotter, not_serializable, stable_hash};
 
 /// Snapshots of a mutable component, cloned.
 pub(crate) struct ComponentSnapshot<T: Component<Mutability = Mutable> + Clone> {
-    ring: Vec<(Frame, Vec<(u32, T)>)>,
+    /// (rollback id, value) of every entity with `T`, per frame.
+    ring: Ring<Vec<(u32, T)>>,
+    /// The query saving reads with, made on the first save.
     save_query: Option<QueryState<(&'static Rollback, &'static T)>>,
+    /// The query loading writes with, made on the first load.
     load_query: Option<QueryState<(Entity, &'static Rollback, Option<&'static mut T>)>>,
+    /// Its checksum, if it is checksummed.
     pub checksum: Option<Checksummer<T>>,
+    /// Fixes its entity references after respawns.
     pub map: Option<Mapper<T>>,
+    /// Its encoding for late joiners, if it has one.
     pub serde: Option<Serde<T>>,
 }
 
 impl<T: Component<Mutability = Mutable> + Clone> ComponentSnapshot<T> {
     pub fn new() -> Self {
         Self {
-            ring: Vec::new(),
+            ring: Ring::default(),
             save_query: None,
             load_query: None,
             checksum: None,
@@ -41,13 +45,13 @@ impl<T: Component<Mutability = Mutable> + Clone> ComponentSnapshot<T> {
 /// Serializes the entries of a component type saved at `frame`.
 fn write_entries<T>(
     serde: Option<Serde<T>>,
-    ring: &[(Frame, Vec<(u32, T)>)],
+    ring: &Ring<Vec<(u32, T)>>,
     len: usize,
     frame: Frame,
 ) -> Result<Vec<u8>, String> {
     let name = type_name::<T>();
     let serde = serde.ok_or_else(|| not_serializable(name))?;
-    (serde.ser)(saved(ring, len, frame, name)?)
+    (serde.ser)(ring.saved(len, frame, name)?)
 }
 
 /// Inserts a component type's entries from a late-join snapshot.
@@ -103,10 +107,8 @@ impl<T: Component<Mutability = Mutable> + Clone> Snapshotter for ComponentSnapsh
     }
 
     fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {
-        let slot = slot_of(&mut self.ring, len, frame);
         let query = self.save_query.get_or_insert_with(|| world.query());
-        let (f, buf) = &mut self.ring[slot];
-        *f = frame;
+        let buf = self.ring.slot_for(len, frame);
         buf.clear();
         let mut sum = 0u64;
         match self.checksum {
@@ -125,16 +127,14 @@ impl<T: Component<Mutability = Mutable> + Clone> Snapshotter for ComponentSnapsh
     }
 
     fn load(&mut self, world: &mut World, len: usize, frame: Frame, cx: &mut LoadContext<'_>) {
-        let slot = slot_of(&mut self.ring, len, frame);
         let query = self.load_query.get_or_insert_with(|| world.query());
-        let (f, saved) = &self.ring[slot];
-        if *f != frame {
+        let Some(saved) = self.ring.get(len, frame) else {
             tracing::error!(
                 "rollback: no snapshot of {} at frame {frame}",
                 type_name::<T>()
             );
             return;
-        }
+        };
         let map = self.map.filter(|_| !cx.remap.is_empty());
         let value = |t: &T, remap: &mut EntityHashMap<Entity>| {
             let mut t = t.clone();
@@ -190,16 +190,21 @@ impl<T: Component<Mutability = Mutable> + Clone> Snapshotter for ComponentSnapsh
 /// Snapshots of an immutable component (such as `ChildOf`): loaded by
 /// re-inserting where the value differs.
 pub(crate) struct ImmutableSnapshot<T: Component + Clone + PartialEq> {
-    ring: Vec<(Frame, Vec<(u32, T)>)>,
+    /// (rollback id, value) of every entity with `T`, per frame.
+    /// (rollback id, value) of every entity with `T`, per frame.
+    ring: Ring<Vec<(u32, T)>>,
+    /// Its checksum, if it is checksummed.
     checksum: Option<Checksummer<T>>,
+    /// Fixes its entity references after respawns.
     map: Option<Mapper<T>>,
+    /// Its encoding for late joiners, if it has one.
     serde: Option<Serde<T>>,
 }
 
 impl<T: Component + Clone + PartialEq> ImmutableSnapshot<T> {
     pub fn new(map: Option<Mapper<T>>, serde: Option<Serde<T>>) -> Self {
         Self {
-            ring: Vec::new(),
+            ring: Ring::default(),
             checksum: None,
             map,
             serde,
@@ -226,10 +231,8 @@ impl<T: Component + Clone + PartialEq> Snapshotter for ImmutableSnapshot<T> {
     }
 
     fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {
-        let slot = slot_of(&mut self.ring, len, frame);
         let mut query = world.query::<(&Rollback, &T)>();
-        let (f, buf) = &mut self.ring[slot];
-        *f = frame;
+        let buf = self.ring.slot_for(len, frame);
         buf.clear();
         buf.extend(query.iter(world).map(|(r, t)| (r.0, t.clone())));
         self.checksum.map(|hash| {
@@ -240,15 +243,13 @@ impl<T: Component + Clone + PartialEq> Snapshotter for ImmutableSnapshot<T> {
     }
 
     fn load(&mut self, world: &mut World, len: usize, frame: Frame, cx: &mut LoadContext<'_>) {
-        let slot = slot_of(&mut self.ring, len, frame);
-        let (f, saved) = &self.ring[slot];
-        if *f != frame {
+        let Some(saved) = self.ring.get(len, frame) else {
             tracing::error!(
                 "rollback: no snapshot of {} at frame {frame}",
                 type_name::<T>()
             );
             return;
-        }
+        };
         let saved: std::collections::HashMap<u32, &T> =
             saved.iter().map(|(id, t)| (*id, t)).collect();
         let mut query = world.query::<(Entity, &Rollback, Option<&T>)>();

@@ -6,8 +6,8 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::query::QueryState;
 use gamenet::rollback::Frame;
 
-use super::serde::{decode, encode, saved};
-use super::{LoadContext, Snapshotter, slot_of, stable_hash};
+use super::serde::{decode, encode};
+use super::{LoadContext, Ring, Snapshotter, stable_hash};
 
 /// Marks an entity for rollback, with an id that is the same on every peer.
 ///
@@ -66,14 +66,16 @@ pub(super) fn entities_by_id(world: &mut World) -> std::collections::HashMap<u32
 /// The set of rollback entities per frame; loading it despawns entities born
 /// after the frame and respawns those that died after it.
 pub(crate) struct EntitySnapshot {
-    ring: Vec<(Frame, Vec<(u32, Entity)>)>,
+    /// (rollback id, entity) of every rollback entity, per frame.
+    ring: Ring<Vec<(u32, Entity)>>,
+    /// The query saving and loading read with, made on first use.
     query: Option<QueryState<(Entity, &'static Rollback)>>,
 }
 
 impl EntitySnapshot {
     pub fn new() -> Self {
         Self {
-            ring: Vec::new(),
+            ring: Ring::default(),
             query: None,
         }
     }
@@ -85,7 +87,7 @@ impl Snapshotter for EntitySnapshot {
     }
 
     fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
-        let saved = saved(&self.ring, len, frame, self.name())?;
+        let saved = self.ring.saved(len, frame, self.name())?;
         let ids: Vec<(u32, u64)> = saved.iter().map(|(id, e)| (*id, e.to_bits())).collect();
         encode(&ids)
     }
@@ -111,10 +113,8 @@ impl Snapshotter for EntitySnapshot {
     }
 
     fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {
-        let slot = slot_of(&mut self.ring, len, frame);
         let query = self.query.get_or_insert_with(|| world.query());
-        let (f, buf) = &mut self.ring[slot];
-        *f = frame;
+        let buf = self.ring.slot_for(len, frame);
         buf.clear();
         let mut sum = 0u64;
         for (e, r) in query.iter(world) {
@@ -125,13 +125,11 @@ impl Snapshotter for EntitySnapshot {
     }
 
     fn load(&mut self, world: &mut World, len: usize, frame: Frame, cx: &mut LoadContext<'_>) {
-        let slot = slot_of(&mut self.ring, len, frame);
         let query = self.query.get_or_insert_with(|| world.query());
-        let (f, saved) = &self.ring[slot];
-        if *f != frame {
+        let Some(saved) = self.ring.get(len, frame) else {
             tracing::error!("rollback: no entity snapshot of frame {frame}");
             return;
-        }
+        };
         let current: EntityHashMap<u32> = query.iter(world).map(|(e, r)| (e, r.0)).collect();
         if saved.len() == current.len() && saved.iter().all(|(id, e)| current.get(e) == Some(id)) {
             return;

@@ -5,14 +5,18 @@ use std::any::type_name;
 use bevy_ecs::prelude::*;
 use gamenet::rollback::Frame;
 
-use super::serde::{decode, encode, saved};
-use super::{Checksummer, LoadContext, Mapper, Snapshotter, not_serializable, slot_of};
+use super::serde::{decode, encode};
+use super::{Checksummer, LoadContext, Mapper, Ring, Snapshotter, not_serializable};
 
 /// Snapshots of a resource, cloned.
 pub(crate) struct ResourceSnapshot<R: Resource + Clone> {
-    ring: Vec<(Frame, Option<R>)>,
+    /// The resource (none if absent), per frame.
+    ring: Ring<Option<R>>,
+    /// Its checksum, if it is checksummed.
     pub checksum: Option<Checksummer<R>>,
+    /// Fixes its entity references after respawns.
     pub map: Option<Mapper<R>>,
+    /// Its encoding for late joiners, if it has one.
     pub serde: Option<ResourceSerde<R>>,
 }
 
@@ -43,7 +47,7 @@ impl<R: serde::Serialize + serde::de::DeserializeOwned> ResourceSerde<R> {
 impl<R: Resource + Clone> ResourceSnapshot<R> {
     pub fn new() -> Self {
         Self {
-            ring: Vec::new(),
+            ring: Ring::default(),
             checksum: None,
             map: None,
             serde: None,
@@ -58,7 +62,7 @@ impl<R: Resource + Clone> Snapshotter for ResourceSnapshot<R> {
 
     fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
         let serde = self.serde.ok_or_else(|| not_serializable(self.name()))?;
-        (serde.ser)(saved(&self.ring, len, frame, self.name())?)
+        (serde.ser)(self.ring.saved(len, frame, self.name())?)
     }
 
     fn read(
@@ -83,23 +87,20 @@ impl<R: Resource + Clone> Snapshotter for ResourceSnapshot<R> {
     }
 
     fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {
-        let slot = slot_of(&mut self.ring, len, frame);
         let r = world.get_resource::<R>();
         let sum = self.checksum.map(|hash| r.map(hash).unwrap_or(0));
-        self.ring[slot] = (frame, r.cloned());
+        *self.ring.slot_for(len, frame) = r.cloned();
         sum
     }
 
     fn load(&mut self, world: &mut World, len: usize, frame: Frame, cx: &mut LoadContext<'_>) {
-        let slot = slot_of(&mut self.ring, len, frame);
-        let (f, saved) = &self.ring[slot];
-        if *f != frame {
+        let Some(saved) = self.ring.get(len, frame) else {
             tracing::error!(
                 "rollback: no snapshot of {} at frame {frame}",
                 type_name::<R>()
             );
             return;
-        }
+        };
         match saved {
             Some(r) => {
                 let mut r = r.clone();

@@ -18,18 +18,6 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, 
     bitcode::deserialize(bytes).map_err(|e| e.to_string())
 }
 
-pub(crate) fn saved<'a, T>(
-    ring: &'a [(Frame, T)],
-    len: usize,
-    frame: Frame,
-    name: &str,
-) -> Result<&'a T, String> {
-    match ring.get(frame as usize % len.max(1)) {
-        Some((f, v)) if *f == frame && ring.len() == len.max(1) => Ok(v),
-        _ => Err(format!("no saved {name} at frame {frame}")),
-    }
-}
-
 /// Serializer and deserializer of a type's saved entries.
 pub(crate) struct Serde<T> {
     /// Encodes the entries saved at a frame.

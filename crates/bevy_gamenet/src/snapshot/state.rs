@@ -5,21 +5,33 @@ use bevy_ecs::prelude::*;
 use bevy_state::state::{FreelyMutableState, State};
 use gamenet::rollback::Frame;
 
-use super::serde::{decode, encode, saved};
-use super::{LoadContext, Snapshotter};
+use super::serde::{decode, encode};
+use super::{LoadContext, Ring, Snapshotter};
 
 /// Whether any state is rolled back (then transitions run in rollback frames).
 #[derive(Resource, Default)]
 pub(crate) struct RollbackStates(pub bool);
 
 /// `State<S>` snapshots (it is not `Clone`, so it is rebuilt on load).
-pub(crate) struct StateSnapshot<S: FreelyMutableState + Clone>(pub Vec<(Frame, Option<S>)>);
+pub(crate) struct StateSnapshot<S: FreelyMutableState + Clone> {
+    /// The state (none if absent), per frame.
+    ring: Ring<Option<S>>,
+}
+
+impl<S: FreelyMutableState + Clone> StateSnapshot<S> {
+    /// An empty ring.
+    pub fn new() -> Self {
+        Self {
+            ring: Ring::default(),
+        }
+    }
+}
 
 impl<S: FreelyMutableState + Clone + serde::Serialize + serde::de::DeserializeOwned> Snapshotter
     for StateSnapshot<S>
 {
     fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
-        encode(saved(&self.0, len, frame, self.name())?)
+        encode(self.ring.saved(len, frame, self.name())?)
     }
     fn read(
         &mut self,
@@ -39,26 +51,19 @@ impl<S: FreelyMutableState + Clone + serde::Serialize + serde::de::DeserializeOw
         std::any::type_name::<State<S>>()
     }
     fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {
-        if self.0.len() != len {
-            self.0 = vec![(Frame::MAX, None); len.max(1)];
-        }
-        let at = frame as usize % self.0.len();
-        self.0[at] = (
-            frame,
-            world.get_resource::<State<S>>().map(|s| s.get().clone()),
-        );
+        *self.ring.slot_for(len, frame) = world.get_resource::<State<S>>().map(|s| s.get().clone());
         None
     }
     fn load(&mut self, world: &mut World, len: usize, frame: Frame, _: &mut LoadContext<'_>) {
-        if self.0.len() != len {
+        if !self.ring.has_len(len) {
             return;
         }
-        match &self.0[frame as usize % len] {
-            (f, Some(s)) if *f == frame => world.insert_resource(State::new(s.clone())),
-            (f, None) if *f == frame => {
+        match self.ring.get(len, frame) {
+            Some(Some(s)) => world.insert_resource(State::new(s.clone())),
+            Some(None) => {
                 world.remove_resource::<State<S>>();
             }
-            _ => tracing::error!("rollback: no snapshot of {} at frame {frame}", self.name()),
+            None => tracing::error!("rollback: no snapshot of {} at frame {frame}", self.name()),
         }
     }
 }
