@@ -16,6 +16,9 @@
 //! ([`GamenetSet::Send`]) and packets out ([`GamenetSet::SendPackets`]) in
 //! [`PostUpdate`]. Order a game's own networking systems against them.
 //!
+//! The plugins' systems go by the [`NetClock`] resource, read once per app
+//! update; a test inserts [`NetClock::manual`] and moves time itself.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -45,6 +48,7 @@
 //!     .run();
 //! ```
 
+mod clock;
 mod link;
 mod mesh;
 pub mod replication;
@@ -54,6 +58,7 @@ mod snapshot;
 use bevy_app::{App, PostUpdate, PreUpdate};
 use bevy_ecs::prelude::*;
 
+pub use clock::NetClock;
 pub use mesh::{GamenetPlugin, HandshakeFailed, MeshSocket, MessageReceived, PeerJoined, PeerLeft};
 pub(crate) use mesh::{add_mesh_messages, spawn_driver, write_event};
 
@@ -76,9 +81,16 @@ pub enum GamenetSet {
     SendPackets,
 }
 
-/// Orders the [`GamenetSet`]s; every plugin calls it (configuring twice is
-/// harmless).
-pub(crate) fn configure_sets(app: &mut App) {
+/// What every gamenet plugin needs, whichever are added: the sets in order,
+/// the clock, the mesh's messages (adding them twice is harmless).
+pub(crate) fn add_shared(app: &mut App) {
+    configure_sets(app);
+    clock::init(app);
+    add_mesh_messages(app);
+}
+
+/// Orders the [`GamenetSet`]s.
+fn configure_sets(app: &mut App) {
     app.configure_sets(
         PreUpdate,
         (GamenetSet::ReceivePackets, GamenetSet::Receive).chain(),

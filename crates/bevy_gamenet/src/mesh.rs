@@ -10,7 +10,7 @@ use gamenet::{
     PeerMeshBuilder,
 };
 
-use crate::{GamenetSet, configure_sets};
+use crate::{GamenetSet, add_shared};
 
 /// Adds the gamenet messages and the system that drives [`MeshSocket`].
 ///
@@ -34,8 +34,7 @@ impl GamenetPlugin {
 
 impl Plugin for GamenetPlugin {
     fn build(&self, app: &mut App) {
-        configure_sets(app);
-        add_mesh_messages(app);
+        add_shared(app);
         app.add_systems(PreUpdate, receive.in_set(GamenetSet::ReceivePackets));
         if let Some(builder) = self.connect.clone() {
             match MeshSocket::connect(builder) {

@@ -80,8 +80,7 @@ struct Pending(On, ReplicationConfig);
 
 impl Plugin for ReplicationPlugin {
     fn build(&self, app: &mut App) {
-        crate::configure_sets(app);
-        crate::add_mesh_messages(app);
+        crate::add_shared(app);
         app.init_resource::<ReplicationSettings>()
             .init_resource::<Types>()
             .init_resource::<Index>()

@@ -12,10 +12,12 @@ use super::interpolation::{Buffer, display_time};
 use super::{
     AppTransport, NetEntity, NetState, Remote, Replicated, ReplicationSettings, ReplicationSocket,
 };
+use crate::NetClock;
 
 /// Takes in what arrived: spawns, despawns and buffers remote states.
 pub(super) fn receive(
     mut commands: Commands,
+    clock: Res<NetClock>,
     socket: Option<ResMut<ReplicationSocket>>,
     mut index: ResMut<Index>,
     mut buffers: Query<&mut Buffer>,
@@ -33,7 +35,7 @@ pub(super) fn receive(
             commands.queue(move |world: &mut World| crate::write_event(world, event));
         }
     }
-    let now = Instant::now();
+    let now = clock.now();
     let mut events = Vec::new();
     while let Some(e) = net.poll_replication_event() {
         events.push(e);
@@ -88,6 +90,7 @@ pub(super) fn receive(
 /// Sets remote entities' state, interpolated at `now - delay`.
 pub(super) fn apply_remote<T: NetState>(
     mut commands: Commands,
+    clock: Res<NetClock>,
     socket: Option<Res<ReplicationSocket>>,
     settings: Res<ReplicationSettings>,
     index: Res<TypeIndex<T>>,
@@ -98,7 +101,7 @@ pub(super) fn apply_remote<T: NetState>(
         let Some(r) = socket.as_ref().and_then(|s| s.0.replicator()) else {
             return;
         };
-        let at = display_time(Instant::now(), settings.interpolation_delay);
+        let at = display_time(clock.now(), settings.interpolation_delay);
         for (entity, net, buffer, current) in &mut q {
             if r.entity(net.0).is_none_or(|e| e.ty != ty) {
                 continue;
@@ -158,6 +161,7 @@ pub(super) fn publish<T: NetState>(
 
 /// Sends an update packet at the tick rate.
 pub(super) fn send(
+    clock: Res<NetClock>,
     socket: Option<ResMut<ReplicationSocket>>,
     settings: Res<ReplicationSettings>,
     mut last: Local<Option<Instant>>,
@@ -165,7 +169,7 @@ pub(super) fn send(
     let Some(mut socket) = socket else {
         return;
     };
-    let now = Instant::now();
+    let now = clock.now();
     let period = Duration::from_secs_f64(1.0 / settings.tick_hz.max(1) as f64);
     if last.is_some_and(|t| now.saturating_duration_since(t) < period) {
         socket.0.flush();

@@ -10,6 +10,7 @@ use gamenet::Instant;
 use gamenet::rollback::{Frame, Input, RollbackEvent};
 
 use super::{RollbackSocket, SessionEvent};
+use crate::NetClock;
 
 /// Diagnostic: frames simulated per second, not counting re-simulation.
 pub const FRAMES_PER_SEC: DiagnosticPath =
@@ -66,6 +67,7 @@ const RATE_PERIOD: Duration = Duration::from_millis(250);
 
 /// Measures the session and its mesh.
 pub(super) fn measure<I: Input>(
+    clock: Res<NetClock>,
     socket: Option<Res<RollbackSocket<I>>>,
     mut events: MessageReader<SessionEvent>,
     mut mark: Local<RateMark>,
@@ -104,7 +106,7 @@ pub(super) fn measure<I: Input>(
     let Some(stats) = socket.session().map(|s| s.stats()) else {
         return;
     };
-    let now = Instant::now();
+    let now = clock.now();
     match mark.at {
         Some(at) if now.duration_since(at) < RATE_PERIOD => {}
         Some(at) => {

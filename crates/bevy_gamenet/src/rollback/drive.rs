@@ -2,7 +2,6 @@
 //! requests, and serving the mesh a replication layer shares.
 
 use bevy_ecs::prelude::*;
-use gamenet::Instant;
 use gamenet::rollback::{Checksum, ChecksumPart, Input, Request, RollbackError, RollbackSession};
 
 use super::plugin::Settings;
@@ -11,6 +10,7 @@ use super::{
     FrameClock, LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, RollbackFrame, RollbackSocket,
     SessionEvent,
 };
+use crate::NetClock;
 use crate::link::SharedMesh;
 use crate::snapshot::{LoadContext, Registry};
 
@@ -25,7 +25,7 @@ pub(crate) fn drive<I: Input>(world: &mut World) {
     }
     let clock = world.resource::<Settings>().clock;
     world.resource_scope(|world, mut socket: Mut<RollbackSocket<I>>| {
-        let now = Instant::now();
+        let now = world.resource::<NetClock>().now();
         socket.update(now);
         let mut frames = 0;
         while frames < MAX_FRAMES_PER_UPDATE {

@@ -106,8 +106,7 @@ pub(super) struct Settings {
 
 impl<I: Input> Plugin for RollbackPlugin<I> {
     fn build(&self, app: &mut App) {
-        crate::configure_sets(app);
-        crate::add_mesh_messages(app);
+        crate::add_shared(app);
         let setup = self.setup.lock().ok().and_then(|mut s| s.take());
         app.insert_resource(settings(&self.config, self.clock, setup.as_ref()))
             .init_resource::<LocalPlayers>()
