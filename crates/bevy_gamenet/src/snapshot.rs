@@ -51,7 +51,7 @@ pub(crate) trait Snapshotter: Send + Sync + 'static {
     fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64>;
     fn load(&mut self, world: &mut World, len: usize, frame: Frame, cx: &mut LoadContext<'_>);
     /// Serializes the state saved at `frame`, for a late joiner.
-    fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
+    fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, SnapshotError> {
         let _ = (len, frame);
         Err(not_serializable(self.name()))
     }
@@ -61,16 +61,77 @@ pub(crate) trait Snapshotter: Send + Sync + 'static {
         world: &mut World,
         bytes: &[u8],
         cx: &mut LoadContext<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SnapshotError> {
         let _ = (world, bytes, cx);
         Err(not_serializable(self.name()))
     }
 }
 
-fn not_serializable(name: &str) -> String {
-    format!(
+/// The error for a type without serde that a late joiner needs.
+fn not_serializable(name: &'static str) -> SnapshotError {
+    SnapshotError::NotSerializable { name }
+}
+
+/// Why a snapshot for a late joiner cannot be written or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// A rolled-back type has no serde, so late joiners cannot get it.
+    #[error(
         "{name} is rolled back without serde, so late joiners cannot get it (register it with a `_with_serde` method)"
-    )
+    )]
+    NotSerializable {
+        /// The type.
+        name: &'static str,
+    },
+    /// The ring no longer (or never) held the frame asked for.
+    #[error("no saved {name} at frame {frame}")]
+    NotSaved {
+        /// The type.
+        name: &'static str,
+        /// The frame.
+        frame: Frame,
+    },
+    /// A part from a peer is larger than any snapshot part may be.
+    #[error("snapshot part of {len} bytes is over the limit of {max}")]
+    TooLarge {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A value would not encode.
+    #[error("could not encode a snapshot part: {0}")]
+    Encode(#[source] bitcode::Error),
+    /// Bytes from a peer would not decode.
+    #[error("could not decode a snapshot part: {0}")]
+    Decode(#[source] bitcode::Error),
+    /// The snapshot names a rollback entity it does not hold.
+    #[error("snapshot names rollback entity {id}, which it does not hold")]
+    UnknownEntity {
+        /// The rollback id.
+        id: u32,
+    },
+    /// The snapshot holds bits that are no entity.
+    #[error("bad entity {bits:#x} in a snapshot")]
+    BadEntity {
+        /// The bits.
+        bits: u64,
+    },
+    /// The snapshot has another number of parts than this game rolls back types.
+    #[error("snapshot has {theirs} parts, this game rolls back {ours} types")]
+    PartCount {
+        /// Parts in the snapshot.
+        theirs: usize,
+        /// Types rolled back here.
+        ours: usize,
+    },
+    /// A part of the snapshot is of another type than ours at its place.
+    #[error("snapshot parts differ from ours at {name}")]
+    PartMismatch {
+        /// Our type at that place.
+        name: &'static str,
+    },
 }
 
 /// Hashes a value for a checksum.

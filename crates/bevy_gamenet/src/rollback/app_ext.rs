@@ -16,8 +16,8 @@ use bevy_time::Time;
 use super::{RollbackIds, RollbackTime, stable_hash};
 use crate::snapshot::{
     ComponentSnapshot, EntitySnapshot, ImmutableSnapshot, MessageClears, MessageSnapshot, Registry,
-    ResourceSerde, ResourceSnapshot, RollbackStates, Serde, StateSnapshot, clear_messages, decode,
-    encode,
+    ResourceSerde, ResourceSnapshot, RollbackStates, Serde, SnapshotError, StateSnapshot,
+    clear_messages, decode, encode,
 };
 
 /// Registration of rolled-back types on an [`App`].
@@ -285,7 +285,7 @@ pub(super) fn register_builtins(app: &mut App) {
                                 .map(|(id, bits)| {
                                     Entity::try_from_bits(bits)
                                         .map(|e| (id, ChildOf(e)))
-                                        .ok_or_else(|| "bad entity in a snapshot".to_string())
+                                        .ok_or(SnapshotError::BadEntity { bits })
                                 })
                                 .collect()
                         },

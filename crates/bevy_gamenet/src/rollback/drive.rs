@@ -136,7 +136,7 @@ pub fn run_requests<I: Input>(
                     Ok(data) => session.submit_snapshot(frame, data),
                     Err(reason) => {
                         tracing::warn!("rollback: turning a late joiner away: {reason}");
-                        session.decline_snapshot(frame, &reason);
+                        session.decline_snapshot(frame, &reason.to_string());
                     }
                 },
                 Request::LoadSnapshot { frame, data } => {

@@ -11,7 +11,10 @@ use gamenet::rollback::Frame;
 
 use super::entity::{Rollback, entities_by_id};
 use super::serde::Serde;
-use super::{Checksummer, LoadContext, Mapper, Ring, Snapshotter, not_serializable, stable_hash};
+use super::{
+    Checksummer, LoadContext, Mapper, Ring, SnapshotError, Snapshotter, not_serializable,
+    stable_hash,
+};
 
 /// Snapshots of a mutable component, cloned.
 pub(crate) struct ComponentSnapshot<T: Component<Mutability = Mutable> + Clone> {
@@ -48,7 +51,7 @@ fn write_entries<T>(
     ring: &Ring<Vec<(u32, T)>>,
     len: usize,
     frame: Frame,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, SnapshotError> {
     let name = type_name::<T>();
     let serde = serde.ok_or_else(|| not_serializable(name))?;
     (serde.ser)(ring.saved(len, frame, name)?)
@@ -61,7 +64,7 @@ fn read_entries<T: Component + Clone>(
     bytes: &[u8],
     map: Option<Mapper<T>>,
     cx: &mut LoadContext<'_>,
-) -> Result<(), String> {
+) -> Result<(), SnapshotError> {
     let serde = serde.ok_or_else(|| not_serializable(type_name::<T>()))?;
     insert_entries(world, (serde.de)(bytes)?, map, cx)
 }
@@ -72,13 +75,11 @@ fn insert_entries<T: Component + Clone>(
     entries: Vec<(u32, T)>,
     map: Option<Mapper<T>>,
     cx: &mut LoadContext<'_>,
-) -> Result<(), String> {
+) -> Result<(), SnapshotError> {
     let by_id = entities_by_id(world);
     for (id, mut t) in entries {
         let Some(&e) = by_id.get(&id) else {
-            return Err(format!(
-                "snapshot names rollback entity {id}, which it does not hold"
-            ));
+            return Err(SnapshotError::UnknownEntity { id });
         };
         if let Some(map) = map {
             map(&mut t, cx.remap);
@@ -93,7 +94,7 @@ impl<T: Component<Mutability = Mutable> + Clone> Snapshotter for ComponentSnapsh
         type_name::<T>()
     }
 
-    fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
+    fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, SnapshotError> {
         write_entries(self.serde, &self.ring, len, frame)
     }
 
@@ -102,7 +103,7 @@ impl<T: Component<Mutability = Mutable> + Clone> Snapshotter for ComponentSnapsh
         world: &mut World,
         bytes: &[u8],
         cx: &mut LoadContext<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SnapshotError> {
         read_entries(self.serde, world, bytes, self.map, cx)
     }
 
@@ -217,7 +218,7 @@ impl<T: Component + Clone + PartialEq> Snapshotter for ImmutableSnapshot<T> {
         type_name::<T>()
     }
 
-    fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
+    fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, SnapshotError> {
         write_entries(self.serde, &self.ring, len, frame)
     }
 
@@ -226,7 +227,7 @@ impl<T: Component + Clone + PartialEq> Snapshotter for ImmutableSnapshot<T> {
         world: &mut World,
         bytes: &[u8],
         cx: &mut LoadContext<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SnapshotError> {
         read_entries(self.serde, world, bytes, self.map, cx)
     }
 

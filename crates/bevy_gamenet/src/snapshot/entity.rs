@@ -7,7 +7,7 @@ use bevy_ecs::query::QueryState;
 use gamenet::rollback::Frame;
 
 use super::serde::{decode, encode};
-use super::{LoadContext, Ring, Snapshotter, stable_hash};
+use super::{LoadContext, Ring, SnapshotError, Snapshotter, stable_hash};
 
 /// Marks an entity for rollback, with an id that is the same on every peer.
 ///
@@ -86,7 +86,7 @@ impl Snapshotter for EntitySnapshot {
         "rollback entities"
     }
 
-    fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
+    fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, SnapshotError> {
         let saved = self.ring.saved(len, frame, self.name())?;
         let ids: Vec<(u32, u64)> = saved.iter().map(|(id, e)| (*id, e.to_bits())).collect();
         encode(&ids)
@@ -97,7 +97,7 @@ impl Snapshotter for EntitySnapshot {
         world: &mut World,
         bytes: &[u8],
         cx: &mut LoadContext<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SnapshotError> {
         let ids: Vec<(u32, u64)> = decode(bytes)?;
         let current: Vec<Entity> = entities_by_id(world).into_values().collect();
         for e in current {

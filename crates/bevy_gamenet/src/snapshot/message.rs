@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use bevy_ecs::prelude::*;
 use gamenet::rollback::Frame;
 
-use super::{LoadContext, Snapshotter};
+use super::{LoadContext, SnapshotError, Snapshotter};
 
 /// Messages in rollback live for one frame (they are cleared before each
 /// rollback frame and on load), so there is nothing to save. The last frame's
@@ -25,7 +25,7 @@ impl<M: Message> Snapshotter for MessageSnapshot<M> {
             m.clear();
         }
     }
-    fn write(&mut self, _: usize, _: Frame) -> Result<Vec<u8>, String> {
+    fn write(&mut self, _: usize, _: Frame) -> Result<Vec<u8>, SnapshotError> {
         Ok(Vec::new())
     }
     fn read(
@@ -33,7 +33,7 @@ impl<M: Message> Snapshotter for MessageSnapshot<M> {
         world: &mut World,
         _: &[u8],
         cx: &mut LoadContext<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SnapshotError> {
         self.load(world, 0, 0, cx);
         Ok(())
     }

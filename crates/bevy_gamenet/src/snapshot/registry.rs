@@ -8,7 +8,8 @@ use gamenet::rollback::Frame;
 
 use super::serde::{Serde, decode, encode};
 use super::{
-    Checksummer, ComponentSnapshot, LoadContext, ResourceSerde, ResourceSnapshot, Snapshotter,
+    Checksummer, ComponentSnapshot, LoadContext, ResourceSerde, ResourceSnapshot, SnapshotError,
+    Snapshotter,
 };
 
 /// Checksum and entity mapping set on a registered type after the fact.
@@ -34,7 +35,7 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// Serializes every rolled-back type's state at `frame`.
-    pub fn write_all(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
+    pub fn write_all(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, SnapshotError> {
         let mut parts = Vec::with_capacity(self.types.len());
         for t in &mut self.types {
             parts.push((gamenet::rollback::part_id(t.name()), t.write(len, frame)?));
@@ -43,20 +44,19 @@ impl Registry {
     }
 
     /// Replaces the rolled-back world with a snapshot from `write_all`.
-    pub fn read_all(&mut self, world: &mut World, bytes: &[u8]) -> Result<(), String> {
+    pub fn read_all(&mut self, world: &mut World, bytes: &[u8]) -> Result<(), SnapshotError> {
         let parts: Vec<(u64, Vec<u8>)> = decode(bytes)?;
         if parts.len() != self.types.len() {
-            return Err(format!(
-                "snapshot has {} parts, this game rolls back {} types",
-                parts.len(),
-                self.types.len()
-            ));
+            return Err(SnapshotError::PartCount {
+                theirs: parts.len(),
+                ours: self.types.len(),
+            });
         }
         let mut remap = EntityHashMap::default();
         let mut cx = LoadContext { remap: &mut remap };
         for (t, (id, bytes)) in self.types.iter_mut().zip(parts) {
             if id != gamenet::rollback::part_id(t.name()) {
-                return Err(format!("snapshot parts differ from ours at {}", t.name()));
+                return Err(SnapshotError::PartMismatch { name: t.name() });
             }
             t.read(world, &bytes, &mut cx)?;
         }

@@ -6,7 +6,7 @@ use bevy_ecs::prelude::*;
 use gamenet::rollback::Frame;
 
 use super::serde::{decode, encode};
-use super::{Checksummer, LoadContext, Mapper, Ring, Snapshotter, not_serializable};
+use super::{Checksummer, LoadContext, Mapper, Ring, SnapshotError, Snapshotter, not_serializable};
 
 /// Snapshots of a resource, cloned.
 pub(crate) struct ResourceSnapshot<R: Resource + Clone> {
@@ -23,9 +23,9 @@ pub(crate) struct ResourceSnapshot<R: Resource + Clone> {
 /// Serializer and deserializer of a resource.
 pub(crate) struct ResourceSerde<R> {
     /// Encodes the resource (or its absence) saved at a frame.
-    pub ser: fn(&Option<R>) -> Result<Vec<u8>, String>,
+    pub ser: fn(&Option<R>) -> Result<Vec<u8>, SnapshotError>,
     /// Decodes it from a late-join snapshot.
-    pub de: fn(&[u8]) -> Result<Option<R>, String>,
+    pub de: fn(&[u8]) -> Result<Option<R>, SnapshotError>,
 }
 
 impl<R> Clone for ResourceSerde<R> {
@@ -60,7 +60,7 @@ impl<R: Resource + Clone> Snapshotter for ResourceSnapshot<R> {
         type_name::<R>()
     }
 
-    fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
+    fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, SnapshotError> {
         let serde = self.serde.ok_or_else(|| not_serializable(self.name()))?;
         (serde.ser)(self.ring.saved(len, frame, self.name())?)
     }
@@ -70,7 +70,7 @@ impl<R: Resource + Clone> Snapshotter for ResourceSnapshot<R> {
         world: &mut World,
         bytes: &[u8],
         cx: &mut LoadContext<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SnapshotError> {
         let serde = self.serde.ok_or_else(|| not_serializable(self.name()))?;
         match (serde.de)(bytes)? {
             Some(mut r) => {

@@ -3,6 +3,8 @@
 
 use gamenet::rollback::Frame;
 
+use super::SnapshotError;
+
 /// One type's snapshots by frame, in a ring of `len` slots (the frame modulo
 /// `len`); callers pass the same `len` every time, and a new length empties
 /// the ring.
@@ -37,9 +39,9 @@ impl<T> Ring<T> {
 
     /// The snapshot saved at `frame`, for a late joiner; `name` names the
     /// type in the error.
-    pub fn saved(&self, len: usize, frame: Frame, name: &str) -> Result<&T, String> {
+    pub fn saved(&self, len: usize, frame: Frame, name: &'static str) -> Result<&T, SnapshotError> {
         self.get(len, frame)
-            .ok_or_else(|| format!("no saved {name} at frame {frame}"))
+            .ok_or(SnapshotError::NotSaved { name, frame })
     }
 }
 

@@ -1,21 +1,24 @@
 //! How snapshots are encoded for late joiners: bitcode, bounded on decode.
 
-use gamenet::rollback::Frame;
+use super::SnapshotError;
 
 /// Largest decoded snapshot part, against hostile sizes.
 const MAX_PART: usize = 64 << 20;
 
 /// Encodes a value for a snapshot.
-pub(crate) fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
-    bitcode::serialize(value).map_err(|e| e.to_string())
+pub(crate) fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, SnapshotError> {
+    bitcode::serialize(value).map_err(SnapshotError::Encode)
 }
 
 /// Decodes a snapshot value from a peer.
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, SnapshotError> {
     if bytes.len() > MAX_PART {
-        return Err("snapshot part too large".into());
+        return Err(SnapshotError::TooLarge {
+            len: bytes.len(),
+            max: MAX_PART,
+        });
     }
-    bitcode::deserialize(bytes).map_err(|e| e.to_string())
+    bitcode::deserialize(bytes).map_err(SnapshotError::Decode)
 }
 
 /// Serializer and deserializer of a type's saved entries.
@@ -27,9 +30,9 @@ pub(crate) struct Serde<T> {
 }
 
 /// Encodes a type's saved entries.
-type Encoder<T> = fn(&[(u32, T)]) -> Result<Vec<u8>, String>;
+type Encoder<T> = fn(&[(u32, T)]) -> Result<Vec<u8>, SnapshotError>;
 /// Decodes a type's saved entries: (rollback id, value).
-type Decoder<T> = fn(&[u8]) -> Result<Entries<T>, String>;
+type Decoder<T> = fn(&[u8]) -> Result<Entries<T>, SnapshotError>;
 type Entries<T> = Vec<(u32, T)>;
 
 impl<T> Clone for Serde<T> {

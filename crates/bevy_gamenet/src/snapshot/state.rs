@@ -6,7 +6,7 @@ use bevy_state::state::{FreelyMutableState, State};
 use gamenet::rollback::Frame;
 
 use super::serde::{decode, encode};
-use super::{LoadContext, Ring, Snapshotter};
+use super::{LoadContext, Ring, SnapshotError, Snapshotter};
 
 /// Whether any state is rolled back (then transitions run in rollback frames).
 #[derive(Resource, Default)]
@@ -30,7 +30,7 @@ impl<S: FreelyMutableState + Clone> StateSnapshot<S> {
 impl<S: FreelyMutableState + Clone + serde::Serialize + serde::de::DeserializeOwned> Snapshotter
     for StateSnapshot<S>
 {
-    fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, String> {
+    fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, SnapshotError> {
         encode(self.ring.saved(len, frame, self.name())?)
     }
     fn read(
@@ -38,7 +38,7 @@ impl<S: FreelyMutableState + Clone + serde::Serialize + serde::de::DeserializeOw
         world: &mut World,
         bytes: &[u8],
         _: &mut LoadContext<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SnapshotError> {
         match decode::<Option<S>>(bytes)? {
             Some(s) => world.insert_resource(State::new(s)),
             None => {
