@@ -100,3 +100,65 @@ fn configure_sets(app: &mut App) {
         (GamenetSet::Send, GamenetSet::SendPackets).chain(),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gamenet::replication::ReplicationConfig;
+    use gamenet::rollback::RollbackConfig;
+
+    #[test]
+    fn the_sets_run_in_order() {
+        #[derive(Resource, Default)]
+        struct Order(Vec<GamenetSet>);
+        let mut app = App::new();
+        app.add_plugins(GamenetPlugin::default())
+            .init_resource::<Order>();
+        for set in [
+            GamenetSet::SendPackets,
+            GamenetSet::Send,
+            GamenetSet::Receive,
+            GamenetSet::ReceivePackets,
+        ] {
+            let record = move |mut order: ResMut<Order>| order.0.push(set);
+            match set {
+                GamenetSet::ReceivePackets | GamenetSet::Receive => {
+                    app.add_systems(PreUpdate, record.in_set(set));
+                }
+                GamenetSet::Send | GamenetSet::SendPackets => {
+                    app.add_systems(PostUpdate, record.in_set(set));
+                }
+            }
+        }
+        app.update();
+        assert_eq!(
+            app.world().resource::<Order>().0,
+            [
+                GamenetSet::ReceivePackets,
+                GamenetSet::Receive,
+                GamenetSet::Send,
+                GamenetSet::SendPackets
+            ]
+        );
+    }
+
+    #[test]
+    fn every_plugin_builds_together_and_runs_unconnected() {
+        let mut app = App::new();
+        app.add_plugins((
+            GamenetPlugin::default(),
+            rollback::RollbackPlugin::<u8>::manual(RollbackConfig::default()),
+            replication::ReplicationPlugin::over_rollback::<u8>(ReplicationConfig::default()),
+        ));
+        app.finish();
+        app.cleanup();
+        app.update();
+        app.update();
+        assert!(app.world().contains_resource::<link::SharedMesh>());
+        assert!(
+            app.world()
+                .contains_resource::<replication::ReplicationSocket>()
+        );
+        assert!(app.world().contains_resource::<NetClock>());
+    }
+}

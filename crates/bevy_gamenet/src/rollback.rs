@@ -1,12 +1,12 @@
 //! The rollback plugin: game logic in [`RollbackSchedule`], on a fixed
-//! timestep with its own [`Time<RollbackTime>`], saved, restored and
+//! timestep with its own [`Time<RollbackTime>`](bevy_time::Time), saved, restored and
 //! re-simulated by a [`gamenet::rollback::RollbackSession`].
 //!
 //! Register what is rolled back with [`RollbackApp`]; give each frame's local
 //! inputs from systems in [`ReadInputs`] by filling [`LocalInputs`]; read every
 //! player's input in the rollback schedule from [`PlayerInputs`]. Over a
 //! network, peers joining and leaving and application messages (sent with
-//! [`RollbackNet::send`]) arrive as the mesh plugin's messages:
+//! [`RollbackNet::send`](gamenet::rollback::RollbackNet::send)) arrive as the mesh plugin's messages:
 //! [`crate::PeerJoined`], [`crate::PeerLeft`], [`crate::MessageReceived`].
 //!
 //! The plugin keeps Bevy diagnostics for an overlay or a log: frames and

@@ -22,6 +22,7 @@ use bevy_ecs::entity::EntityHashMap;
 use bevy_ecs::prelude::*;
 use gamenet::rollback::Frame;
 
+pub(crate) use self::serde::{Serde, decode, encode};
 pub(crate) use component::{ComponentSnapshot, ImmutableSnapshot};
 pub(crate) use entity::EntitySnapshot;
 pub use entity::{AddRollback, Rollback, RollbackIds};
@@ -29,7 +30,6 @@ pub(crate) use message::{MessageClears, MessageSnapshot, clear_messages};
 pub(crate) use registry::Registry;
 pub(crate) use resource::{ResourceSerde, ResourceSnapshot};
 use ring::Ring;
-pub(crate) use self::serde::{Serde, decode, encode};
 pub(crate) use state::{RollbackStates, StateSnapshot};
 
 /// A hash that is the same on every peer and every run (no random seed).

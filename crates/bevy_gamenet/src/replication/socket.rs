@@ -14,10 +14,10 @@ pub struct ReplicationSocket(pub ReplicationNet<AppTransport>);
 /// What replication runs on in a Bevy app.
 #[derive(Debug)]
 pub enum AppTransport {
-    /// A mesh of its own ([`ReplicationPlugin::connect`]).
+    /// A mesh of its own ([`ReplicationPlugin::connect`](super::ReplicationPlugin::connect)).
     Mesh(Box<PeerMesh>),
     /// The mesh of the app's rollback session
-    /// ([`ReplicationPlugin::over_rollback`]).
+    /// ([`ReplicationPlugin::over_rollback`](super::ReplicationPlugin::over_rollback)).
     Rollback(SharedMesh),
 }
 

@@ -88,6 +88,7 @@ pub trait RollbackApp {
     ) -> &mut Self;
 }
 
+/// The app's registry of rolled-back types, created on first use.
 fn registry(app: &mut App) -> Mut<'_, Registry> {
     if !app.world().contains_resource::<Registry>() {
         app.init_resource::<Registry>();

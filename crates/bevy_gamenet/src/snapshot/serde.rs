@@ -33,6 +33,7 @@ pub(crate) struct Serde<T> {
 type Encoder<T> = fn(&[(u32, T)]) -> Result<Vec<u8>, SnapshotError>;
 /// Decodes a type's saved entries: (rollback id, value).
 type Decoder<T> = fn(&[u8]) -> Result<Entries<T>, SnapshotError>;
+/// Saved entries: (rollback id, value).
 type Entries<T> = Vec<(u32, T)>;
 
 impl<T> Clone for Serde<T> {
