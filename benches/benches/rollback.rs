@@ -16,10 +16,10 @@ use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
-use bevy::app::{App, Startup, TaskPoolPlugin};
-use bevy::ecs::prelude::*;
-use bevy::time::{TimePlugin, TimeUpdateStrategy};
+use bevy_app::{App, Startup, TaskPoolPlugin};
+use bevy_ecs::prelude::*;
 use bevy_gamenet::rollback::RollbackSocket;
+use bevy_time::{TimePlugin, TimeUpdateStrategy};
 
 #[derive(Component, Clone, Copy, PartialEq, Debug)]
 struct Pos(f32, f32);
