@@ -10,6 +10,15 @@
 //! instead: game logic in [`rollback::RollbackSchedule`], rolled-back types
 //! registered with [`rollback::RollbackApp`]. See `examples/rollback.rs`.
 //!
+//! Every layer runs its systems in the public [`GamenetSet`]s, in this order:
+//! packets in ([`GamenetSet::ReceivePackets`]) and what they mean
+//! ([`GamenetSet::Receive`]) in [`PreUpdate`]; what to send
+//! ([`GamenetSet::Send`]) and packets out ([`GamenetSet::SendPackets`]) in
+//! [`PostUpdate`]. Order a game's own networking systems against them.
+//!
+//! The plugins' systems go by the [`NetClock`] resource, read once per app
+//! update; a test inserts [`NetClock::manual`] and moves time itself.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -39,192 +48,117 @@
 //!     .run();
 //! ```
 
+mod clock;
+mod link;
+mod mesh;
 pub mod replication;
 pub mod rollback;
 mod snapshot;
 
-use std::ops::{Deref, DerefMut};
-
-use bevy_app::{App, Plugin, PreUpdate};
+use bevy_app::{App, PostUpdate, PreUpdate};
 use bevy_ecs::prelude::*;
-use gamenet::{
-    Bytes, Channel, Event, HandshakeError, LeaveReason, MeshDriver, PeerId, PeerMesh,
-    PeerMeshBuilder,
-};
 
-/// Adds the gamenet messages and the system that drives [`MeshSocket`].
-///
-/// With [`GamenetPlugin::connect`] it also builds the mesh, spawns its driver on
-/// Bevy's IO task pool and inserts the resource; with [`GamenetPlugin::default`]
-/// the app inserts a [`MeshSocket`] itself when it wants to connect.
-#[derive(Default)]
-pub struct GamenetPlugin {
-    connect: Option<PeerMeshBuilder>,
+pub use clock::NetClock;
+pub use mesh::{GamenetPlugin, HandshakeFailed, MeshSocket, MessageReceived, PeerJoined, PeerLeft};
+pub(crate) use mesh::{add_mesh_messages, spawn_driver, write_event};
+
+/// The stages every gamenet layer (mesh, rollback, replication) runs its
+/// systems in; layers order against these sets, never against each other's
+/// systems.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GamenetSet {
+    /// [`PreUpdate`]: take in what arrived from the network (the mesh's
+    /// events, a rollback session's inputs and due frames).
+    ReceivePackets,
+    /// [`PreUpdate`], after [`GamenetSet::ReceivePackets`]: apply what arrived
+    /// to the world (replicated entities spawned, updated, interpolated).
+    Receive,
+    /// [`PostUpdate`]: gather what to send from the world (changed replicated
+    /// state, update packets at the tick rate).
+    Send,
+    /// [`PostUpdate`], after [`GamenetSet::Send`]: hand the packets to the
+    /// network (a shared mesh's queued sends).
+    SendPackets,
 }
 
-impl GamenetPlugin {
-    /// A plugin that connects with `builder` when added.
-    pub fn connect(builder: PeerMeshBuilder) -> Self {
-        Self {
-            connect: Some(builder),
-        }
-    }
+/// What every gamenet plugin needs, whichever are added: the sets in order,
+/// the clock, the mesh's messages (adding them twice is harmless).
+pub(crate) fn add_shared(app: &mut App) {
+    configure_sets(app);
+    clock::init(app);
+    add_mesh_messages(app);
 }
 
-impl Plugin for GamenetPlugin {
-    fn build(&self, app: &mut App) {
-        add_mesh_messages(app);
-        app.add_systems(PreUpdate, receive);
-        if let Some(builder) = self.connect.clone() {
-            match MeshSocket::connect(builder) {
-                Ok(socket) => {
-                    app.insert_resource(socket);
-                }
-                Err(error) => tracing::error!("gamenet: could not connect: {error}"),
-            }
-        }
-    }
-}
-
-/// The peer mesh as a Bevy resource; dereferences to [`PeerMesh`].
-#[derive(Resource, Debug)]
-pub struct MeshSocket(PeerMesh);
-
-impl MeshSocket {
-    /// Wraps a mesh whose driver the caller has spawned.
-    pub fn new(mesh: PeerMesh) -> Self {
-        Self(mesh)
-    }
-
-    /// Builds a mesh and spawns its driver on Bevy's IO task pool.
-    pub fn connect(builder: PeerMeshBuilder) -> Result<Self, gamenet::Error> {
-        let (mesh, driver) = builder.build()?;
-        spawn_driver(driver);
-        Ok(Self(mesh))
-    }
-}
-
-fn spawn_driver(driver: MeshDriver) {
-    let pool = bevy_tasks::IoTaskPool::get_or_init(bevy_tasks::TaskPool::new);
-    pool.spawn(async move {
-        if let Err(error) = driver.await {
-            tracing::warn!("gamenet: mesh driver ended: {error}");
-        }
-    })
-    .detach();
-}
-
-impl Deref for MeshSocket {
-    type Target = PeerMesh;
-
-    fn deref(&self) -> &PeerMesh {
-        &self.0
-    }
-}
-
-impl DerefMut for MeshSocket {
-    fn deref_mut(&mut self) -> &mut PeerMesh {
-        &mut self.0
-    }
-}
-
-/// A peer completed the handshake.
-#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerJoined(pub PeerId);
-
-/// A joined peer left.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct PeerLeft {
-    /// The peer.
-    pub peer: PeerId,
-    /// Why.
-    pub reason: LeaveReason,
-}
-
-/// A connected peer failed the handshake (another protocol version or application).
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct HandshakeFailed {
-    /// The peer.
-    pub peer: PeerId,
-    /// Why.
-    pub error: HandshakeError,
-}
-
-/// A message from a joined peer.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct MessageReceived {
-    /// The sender.
-    pub peer: PeerId,
-    /// The channel it came on.
-    pub channel: Channel,
-    /// Its bytes.
-    pub payload: Bytes,
-}
-
-/// Takes in what arrived and turns the mesh's events into messages.
-fn receive(world: &mut World) {
-    let Some(mut socket) = world.get_resource_mut::<MeshSocket>() else {
-        return;
-    };
-    socket.update();
-    let events: Vec<Event> = std::iter::from_fn(|| socket.poll_event()).collect();
-    for event in events {
-        write_event(world, event);
-    }
-}
-
-/// Writes a mesh event as its Bevy message.
-pub(crate) fn write_event(world: &mut World, event: Event) {
-    match event {
-        Event::PeerJoined(peer) => {
-            world.write_message(PeerJoined(peer));
-        }
-        Event::PeerLeft { peer, reason } => {
-            world.write_message(PeerLeft { peer, reason });
-        }
-        Event::HandshakeFailed { peer, error } => {
-            world.write_message(HandshakeFailed { peer, error });
-        }
-        Event::Message {
-            peer,
-            channel,
-            payload,
-        } => {
-            world.write_message(MessageReceived {
-                peer,
-                channel,
-                payload,
-            });
-        }
-        _ => {}
-    }
-}
-
-/// Registers the mesh's messages.
-pub(crate) fn add_mesh_messages(app: &mut App) {
-    app.add_message::<PeerJoined>()
-        .add_message::<PeerLeft>()
-        .add_message::<HandshakeFailed>()
-        .add_message::<MessageReceived>();
+/// Orders the [`GamenetSet`]s.
+fn configure_sets(app: &mut App) {
+    app.configure_sets(
+        PreUpdate,
+        (GamenetSet::ReceivePackets, GamenetSet::Receive).chain(),
+    )
+    .configure_sets(
+        PostUpdate,
+        (GamenetSet::Send, GamenetSet::SendPackets).chain(),
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gamenet::replication::ReplicationConfig;
+    use gamenet::rollback::RollbackConfig;
 
     #[test]
-    fn the_plugin_runs_without_a_socket() {
+    fn the_sets_run_in_order() {
+        #[derive(Resource, Default)]
+        struct Order(Vec<GamenetSet>);
         let mut app = App::new();
-        app.add_plugins(GamenetPlugin::default());
+        app.add_plugins(GamenetPlugin::default())
+            .init_resource::<Order>();
+        for set in [
+            GamenetSet::SendPackets,
+            GamenetSet::Send,
+            GamenetSet::Receive,
+            GamenetSet::ReceivePackets,
+        ] {
+            let record = move |mut order: ResMut<Order>| order.0.push(set);
+            match set {
+                GamenetSet::ReceivePackets | GamenetSet::Receive => {
+                    app.add_systems(PreUpdate, record.in_set(set));
+                }
+                GamenetSet::Send | GamenetSet::SendPackets => {
+                    app.add_systems(PostUpdate, record.in_set(set));
+                }
+            }
+        }
         app.update();
-        app.update();
-        let messages = app.world().resource::<Messages<PeerJoined>>();
-        assert!(messages.is_empty());
+        assert_eq!(
+            app.world().resource::<Order>().0,
+            [
+                GamenetSet::ReceivePackets,
+                GamenetSet::Receive,
+                GamenetSet::Send,
+                GamenetSet::SendPackets
+            ]
+        );
     }
 
     #[test]
-    fn the_resource_is_send_and_sync() {
-        fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<MeshSocket>();
+    fn every_plugin_builds_together_and_runs_unconnected() {
+        let mut app = App::new();
+        app.add_plugins((
+            GamenetPlugin::default(),
+            rollback::RollbackPlugin::<u8>::manual(RollbackConfig::default()),
+            replication::ReplicationPlugin::over_rollback::<u8>(ReplicationConfig::default()),
+        ));
+        app.finish();
+        app.cleanup();
+        app.update();
+        app.update();
+        assert!(app.world().contains_resource::<link::SharedMesh>());
+        assert!(
+            app.world()
+                .contains_resource::<replication::ReplicationSocket>()
+        );
+        assert!(app.world().contains_resource::<NetClock>());
     }
 }

@@ -1,0 +1,59 @@
+//! What replicated entities carry, and what the replication systems share:
+//! the registered state types and the entities by replication id.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
+use bevy_ecs::prelude::*;
+use gamenet::PeerId;
+use gamenet::replication::NetId;
+
+/// A component whose state is replicated, as quantised fields: choose each
+/// field's width and precision with the types of
+/// [`gamenet::replication::quantize`] (bounded floats, positions,
+/// smallest-three rotations, bounded integers).
+pub trait NetState: Component<Mutability = bevy_ecs::component::Mutable> + Clone {
+    /// Width in bits (1 to 32) of each field.
+    const WIDTHS: &'static [u8];
+    /// The fields of this state.
+    fn to_fields(&self) -> Vec<u32>;
+    /// The state of some fields.
+    fn from_fields(fields: &[u32]) -> Self;
+    /// The state `t` (0 to 1) of the way from `self` to `next`; the default
+    /// jumps.
+    fn interpolate(&self, next: &Self, t: f32) -> Self {
+        if t < 1.0 { self.clone() } else { next.clone() }
+    }
+}
+
+/// Marks an entity of this peer for replication.
+#[derive(Component, Debug, Clone, Copy, Default)]
+pub struct Replicated;
+
+/// An entity's replication id.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetEntity(pub NetId);
+
+/// An entity owned by another peer.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remote {
+    /// Its owner.
+    pub owner: PeerId,
+}
+
+/// Registered state types, in registration order (the type index on the wire).
+#[derive(Resource, Default)]
+pub(super) struct Types {
+    /// Each type's field widths, in bits.
+    pub widths: Vec<Vec<u8>>,
+    /// Each type's Rust name.
+    pub names: Vec<&'static str>,
+}
+
+/// Entities by replication id.
+#[derive(Resource, Default)]
+pub(super) struct Index(pub BTreeMap<NetId, Entity>);
+
+/// The wire type index of a state type.
+#[derive(Resource)]
+pub(super) struct TypeIndex<T>(pub u16, pub PhantomData<fn() -> T>);

@@ -1,0 +1,169 @@
+//! [`ReplicationPlugin`] and [`ReplicationApp`]: wiring the replication
+//! systems, registering state types, connecting once the app is built.
+
+use std::marker::PhantomData;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
+use bevy_ecs::prelude::*;
+use gamenet::PeerMeshBuilder;
+use gamenet::replication::{ReplicationConfig, ReplicationNet, Schema};
+use gamenet::rollback::Input;
+
+use super::components::{Index, TypeIndex, Types};
+use super::systems::{apply_remote, publish, receive, send};
+use super::{AppTransport, NetState, ReplicationSocket, diagnostics};
+use crate::GamenetSet;
+use crate::link::SharedMesh;
+
+/// Settings of the plugin.
+#[derive(Resource, Debug, Clone)]
+pub struct ReplicationSettings {
+    /// Update packets per second.
+    pub tick_hz: u32,
+    /// How far in the past remote entities are shown, to interpolate between
+    /// received states.
+    pub interpolation_delay: Duration,
+}
+
+impl Default for ReplicationSettings {
+    fn default() -> Self {
+        Self {
+            tick_hz: 30,
+            interpolation_delay: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Replicates marked entities over a mesh.
+pub struct ReplicationPlugin {
+    /// Where to replicate; taken when the plugin is built.
+    on: Mutex<Option<On>>,
+    /// The replication settings of the core.
+    config: ReplicationConfig,
+}
+
+/// Where replication runs.
+enum On {
+    /// A mesh of its own, connected with this builder.
+    Mesh(Box<PeerMeshBuilder>),
+    /// The rollback session's mesh, through a [`SharedMesh`] the rollback
+    /// plugin serves.
+    Rollback,
+}
+
+impl ReplicationPlugin {
+    /// Connects with `builder` and replicates with `config`.
+    pub fn connect(builder: PeerMeshBuilder, config: ReplicationConfig) -> Self {
+        Self {
+            on: Mutex::new(Some(On::Mesh(Box::new(builder)))),
+            config,
+        }
+    }
+
+    /// Replicates over the mesh of the app's
+    /// [`RollbackPlugin`](crate::rollback::RollbackPlugin) with inputs `I`
+    /// (add that plugin too): players under rollback and shared objects
+    /// replicated, on one connection.
+    pub fn over_rollback<I: Input>(config: ReplicationConfig) -> Self {
+        Self {
+            on: Mutex::new(Some(On::Rollback)),
+            config,
+        }
+    }
+}
+
+/// Connects once the app is built, when every state type is registered.
+#[derive(Resource)]
+struct Pending(On, ReplicationConfig);
+
+impl Plugin for ReplicationPlugin {
+    fn build(&self, app: &mut App) {
+        crate::add_shared(app);
+        app.init_resource::<ReplicationSettings>()
+            .init_resource::<Types>()
+            .init_resource::<Index>()
+            .add_systems(PreUpdate, receive.in_set(GamenetSet::Receive))
+            .add_systems(PostUpdate, send.in_set(GamenetSet::Send))
+            .add_systems(
+                PostUpdate,
+                diagnostics::measure.after(GamenetSet::SendPackets),
+            );
+        diagnostics::register(app);
+        match self.on.lock().ok().and_then(|mut on| on.take()) {
+            Some(On::Rollback) => {
+                app.init_resource::<SharedMesh>()
+                    .insert_resource(Pending(On::Rollback, self.config.clone()));
+            }
+            Some(on) => {
+                app.insert_resource(Pending(on, self.config.clone()));
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self, app: &mut App) {
+        if let Some(socket) = connect(app) {
+            app.insert_resource(socket);
+        }
+    }
+}
+
+/// The replication network, once every state type is registered: over a
+/// mesh of its own (its driver spawned) or the link to the rollback
+/// session's; none if the plugin was not asked to connect, or on an error
+/// (logged).
+fn connect(app: &mut App) -> Option<ReplicationSocket> {
+    let Pending(on, config) = app.world_mut().remove_resource::<Pending>()?;
+    let schema = Schema {
+        types: app.world().resource::<Types>().widths.clone(),
+    };
+    let transport = match on {
+        On::Mesh(builder) => match builder.build() {
+            Ok((mesh, driver)) => {
+                crate::spawn_driver(driver);
+                AppTransport::Mesh(Box::new(mesh))
+            }
+            Err(e) => {
+                tracing::error!("replication: could not connect: {e}");
+                return None;
+            }
+        },
+        On::Rollback => AppTransport::Rollback(app.world().resource::<SharedMesh>().clone()),
+    };
+    match ReplicationNet::new(transport, config, schema) {
+        Ok(net) => Some(ReplicationSocket(net)),
+        Err(e) => {
+            tracing::error!("replication: {e}");
+            None
+        }
+    }
+}
+
+/// Registration of replicated state types.
+pub trait ReplicationApp {
+    /// Replicates `T` (register in the same order on every peer).
+    fn replicate<T: NetState>(&mut self) -> &mut Self;
+}
+
+impl ReplicationApp for App {
+    fn replicate<T: NetState>(&mut self) -> &mut Self {
+        self.init_resource::<Types>();
+        let ty = {
+            let mut types = self.world_mut().resource_mut::<Types>();
+            types.widths.push(T::WIDTHS.to_vec());
+            types.names.push(std::any::type_name::<T>());
+            (types.widths.len() - 1) as u16
+        };
+        self.insert_resource(TypeIndex::<T>(ty, PhantomData))
+            .add_systems(
+                PreUpdate,
+                apply_remote::<T>.in_set(GamenetSet::Receive).after(receive),
+            )
+            .add_systems(
+                PostUpdate,
+                publish::<T>.in_set(GamenetSet::Send).before(send),
+            )
+    }
+}

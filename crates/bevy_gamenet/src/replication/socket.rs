@@ -1,0 +1,70 @@
+//! The replication network as a Bevy resource, and what it runs on: a mesh
+//! of its own or the rollback session's, through the link.
+
+use bevy_ecs::prelude::*;
+use gamenet::replication::{ReplicationNet, Transport};
+use gamenet::{Channel, Event, Instant, PeerId, PeerMesh, SendError};
+
+use crate::link::SharedMesh;
+
+/// The replication network.
+#[derive(Resource)]
+pub struct ReplicationSocket(pub ReplicationNet<AppTransport>);
+
+/// What replication runs on in a Bevy app.
+#[derive(Debug)]
+pub enum AppTransport {
+    /// A mesh of its own ([`ReplicationPlugin::connect`](super::ReplicationPlugin::connect)).
+    Mesh(Box<PeerMesh>),
+    /// The mesh of the app's rollback session
+    /// ([`ReplicationPlugin::over_rollback`](super::ReplicationPlugin::over_rollback)).
+    Rollback(SharedMesh),
+}
+
+impl Transport for AppTransport {
+    fn update(&mut self) {
+        match self {
+            Self::Mesh(m) => Transport::update(&mut **m),
+            Self::Rollback(_) => {}
+        }
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        match self {
+            Self::Mesh(m) => Transport::poll_event(&mut **m),
+            Self::Rollback(s) => s.poll_event(),
+        }
+    }
+    fn send(&mut self, peer: PeerId, channel: Channel, payload: &[u8]) -> Result<(), SendError> {
+        match self {
+            Self::Mesh(m) => Transport::send(&mut **m, peer, channel, payload),
+            Self::Rollback(s) => {
+                s.send(peer, channel, payload);
+                Ok(())
+            }
+        }
+    }
+    fn drop_peer(&mut self, peer: PeerId) -> bool {
+        match self {
+            Self::Mesh(m) => Transport::drop_peer(&mut **m, peer),
+            Self::Rollback(s) => {
+                s.drop_peer(peer);
+                true
+            }
+        }
+    }
+    fn local_id(&mut self) -> Option<PeerId> {
+        match self {
+            Self::Mesh(m) => Transport::local_id(&mut **m),
+            Self::Rollback(s) => s.local_id(),
+        }
+    }
+    fn linked_peers(&self) -> Vec<PeerId> {
+        match self {
+            Self::Mesh(m) => Transport::linked_peers(&**m),
+            Self::Rollback(s) => s.linked_peers(),
+        }
+    }
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}

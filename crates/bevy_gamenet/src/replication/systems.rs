@@ -1,0 +1,180 @@
+//! The replication systems: take in what arrived, apply it to remote
+//! entities, publish this peer's entities, send at the tick rate.
+
+use std::time::Duration;
+
+use bevy_ecs::prelude::*;
+use gamenet::Instant;
+use gamenet::replication::ReplicationEvent;
+
+use super::components::{Index, TypeIndex};
+use super::interpolation::{Buffer, display_time};
+use super::{
+    AppTransport, NetEntity, NetState, Remote, Replicated, ReplicationSettings, ReplicationSocket,
+};
+use crate::NetClock;
+
+/// Takes in what arrived: spawns, despawns and buffers remote states.
+pub(super) fn receive(
+    mut commands: Commands,
+    clock: Res<NetClock>,
+    socket: Option<ResMut<ReplicationSocket>>,
+    mut index: ResMut<Index>,
+    mut buffers: Query<&mut Buffer>,
+    mut remotes: Query<&mut Remote>,
+) {
+    let Some(mut socket) = socket else {
+        return;
+    };
+    let net = &mut socket.0;
+    net.update();
+    // Peers and application messages of a mesh of its own, as the mesh
+    // plugin's messages (over rollback, the rollback plugin writes them).
+    while let Some(event) = net.poll_event() {
+        if matches!(net.transport(), AppTransport::Mesh(_)) {
+            commands.queue(move |world: &mut World| crate::write_event(world, event));
+        }
+    }
+    let now = clock.now();
+    let mut events = Vec::new();
+    while let Some(e) = net.poll_replication_event() {
+        events.push(e);
+    }
+    let Some(r) = net.replicator() else {
+        return;
+    };
+    for e in events {
+        match e {
+            ReplicationEvent::Spawned { id, ty: _, owner } => {
+                let Some(ent) = r.entity(id) else { continue };
+                let entity = commands
+                    .spawn((
+                        NetEntity(id),
+                        Remote { owner },
+                        Buffer::new(now, ent.fields.clone()),
+                    ))
+                    .id();
+                index.0.insert(id, entity);
+            }
+            ReplicationEvent::Updated { id } => {
+                if let (Some(&entity), Some(ent)) = (index.0.get(&id), r.entity(id))
+                    && let Ok(mut b) = buffers.get_mut(entity)
+                {
+                    b.push(now, ent.fields.clone());
+                }
+            }
+            ReplicationEvent::Despawned { id } => {
+                if let Some(entity) = index.0.remove(&id) {
+                    commands.entity(entity).despawn();
+                }
+            }
+            ReplicationEvent::OwnerChanged { id, owner } => {
+                let Some(&entity) = index.0.get(&id) else {
+                    continue;
+                };
+                if owner == r.id() {
+                    // Ours now: it is published from its current state.
+                    commands
+                        .entity(entity)
+                        .remove::<(Remote, Buffer)>()
+                        .insert(Replicated);
+                } else if let Ok(mut remote) = remotes.get_mut(entity) {
+                    remote.owner = owner;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Sets remote entities' state, interpolated at `now - delay`.
+pub(super) fn apply_remote<T: NetState>(
+    mut commands: Commands,
+    clock: Res<NetClock>,
+    socket: Option<Res<ReplicationSocket>>,
+    settings: Res<ReplicationSettings>,
+    index: Res<TypeIndex<T>>,
+    mut q: Query<(Entity, &NetEntity, &Buffer, Option<&mut T>), With<Remote>>,
+) {
+    let ty = index.0;
+    {
+        let Some(r) = socket.as_ref().and_then(|s| s.0.replicator()) else {
+            return;
+        };
+        let at = display_time(clock.now(), settings.interpolation_delay);
+        for (entity, net, buffer, current) in &mut q {
+            if r.entity(net.0).is_none_or(|e| e.ty != ty) {
+                continue;
+            }
+            let Some(state) = buffer.sample::<T>(at) else {
+                continue;
+            };
+            match current {
+                Some(mut c) => *c = state,
+                None => {
+                    commands.entity(entity).insert(state);
+                }
+            }
+        }
+    }
+}
+
+/// Entities this peer replicates.
+type Owned = (With<Replicated>, Without<Remote>);
+
+/// This peer's new entities, and its ones whose state changed.
+type ToPublish<T> = (Owned, Or<(Changed<T>, Without<NetEntity>)>);
+
+/// Spawns this peer's new replicated entities of type `T` and updates the
+/// ones whose state changed (entities at rest cost nothing).
+pub(super) fn publish<T: NetState>(
+    mut commands: Commands,
+    socket: Option<ResMut<ReplicationSocket>>,
+    mut index: ResMut<Index>,
+    ty: Res<TypeIndex<T>>,
+    q: Query<(Entity, &T, Option<&NetEntity>), ToPublish<T>>,
+) {
+    let ty = ty.0;
+    {
+        let Some(mut socket) = socket else {
+            return;
+        };
+        let Some(r) = socket.0.replicator_mut() else {
+            return;
+        };
+        for (entity, state, net) in &q {
+            let fields = state.to_fields();
+            match net {
+                Some(net) => {
+                    let _ = r.set(net.0, &fields);
+                }
+                None => {
+                    if let Ok(id) = r.spawn(ty, &fields) {
+                        commands.entity(entity).insert(NetEntity(id));
+                        index.0.insert(id, entity);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends an update packet at the tick rate.
+pub(super) fn send(
+    clock: Res<NetClock>,
+    socket: Option<ResMut<ReplicationSocket>>,
+    settings: Res<ReplicationSettings>,
+    mut last: Local<Option<Instant>>,
+) {
+    let Some(mut socket) = socket else {
+        return;
+    };
+    let now = clock.now();
+    let period = Duration::from_secs_f64(1.0 / settings.tick_hz.max(1) as f64);
+    if last.is_some_and(|t| now.saturating_duration_since(t) < period) {
+        socket.0.flush();
+        return;
+    }
+    *last = Some(now);
+    socket.0.tick();
+}

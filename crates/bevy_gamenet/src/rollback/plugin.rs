@@ -1,0 +1,181 @@
+//! [`RollbackPlugin`]: wires the schedules, resources, snapshots and systems
+//! of rollback, and starts the session.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
+use bevy_ecs::prelude::*;
+use bevy_ecs::schedule::SingleThreadedExecutor;
+use bevy_time::Time;
+use gamenet::PeerMeshBuilder;
+use gamenet::rollback::{Input, RollbackConfig, RollbackNet, RollbackStart, SyncTestSession};
+
+use super::app_ext::register_builtins;
+use super::drive::{drive, pump_link};
+use super::{
+    LocalInputs, LocalPlayers, ReadInputs, RollbackFrame, RollbackIds, RollbackSchedule,
+    RollbackSocket, RollbackTime, SessionEvent, diagnostics,
+};
+use crate::GamenetSet;
+
+/// How the plugin gets its session.
+enum Setup {
+    /// A local sync test re-simulating this many frames.
+    SyncTest(u32),
+    /// A mesh to connect, how to start, and this player's reconnect key.
+    Net(Box<PeerMeshBuilder>, RollbackStart, u64),
+    /// The app inserts a [`RollbackSocket`] itself.
+    Manual,
+}
+
+/// Who decides when a rollback frame runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FrameClock {
+    /// The session, at its frame rate, sped up or slowed down to stay in step
+    /// with the other peers (the default).
+    #[default]
+    Session,
+    /// One frame per app update whenever the session allows: for apps that
+    /// run their update on a fixed timestep of their own.
+    EveryUpdate,
+}
+
+/// Rollback for a Bevy app with inputs of type `I`.
+pub struct RollbackPlugin<I: Input> {
+    /// The session's settings.
+    config: RollbackConfig,
+    /// Who decides when frames run.
+    clock: FrameClock,
+    /// How to get the session; taken when the plugin is built.
+    setup: std::sync::Mutex<Option<Setup>>,
+    /// The input type.
+    _input: PhantomData<fn() -> I>,
+}
+
+impl<I: Input> RollbackPlugin<I> {
+    /// Plays over the network: connects with `builder` and starts as `start`
+    /// says; `key` identifies this player for reconnecting.
+    pub fn connect(
+        config: RollbackConfig,
+        builder: PeerMeshBuilder,
+        start: RollbackStart,
+        key: u64,
+    ) -> Self {
+        Self::with(config, Setup::Net(Box::new(builder), start, key))
+    }
+
+    /// Runs a local sync test: each frame re-simulates the last `distance`
+    /// frames and reports any checksum that differs.
+    pub fn sync_test(config: RollbackConfig, distance: u32) -> Self {
+        Self::with(config, Setup::SyncTest(distance))
+    }
+
+    /// Sets up schedules and snapshots only; insert a [`RollbackSocket`] later
+    /// (say, after a lobby).
+    pub fn manual(config: RollbackConfig) -> Self {
+        Self::with(config, Setup::Manual)
+    }
+
+    /// Sets who decides when frames run.
+    pub fn with_clock(mut self, clock: FrameClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn with(config: RollbackConfig, setup: Setup) -> Self {
+        Self {
+            config,
+            clock: FrameClock::Session,
+            setup: std::sync::Mutex::new(Some(setup)),
+            _input: PhantomData,
+        }
+    }
+}
+
+/// Settings the driver needs.
+#[derive(Resource, Debug, Clone)]
+pub(super) struct Settings {
+    /// Snapshots kept per type.
+    pub ring: usize,
+    /// The time one frame simulates.
+    pub step: Duration,
+    /// Who decides when frames run.
+    pub clock: FrameClock,
+}
+
+impl<I: Input> Plugin for RollbackPlugin<I> {
+    fn build(&self, app: &mut App) {
+        crate::add_shared(app);
+        let setup = self.setup.lock().ok().and_then(|mut s| s.take());
+        app.insert_resource(settings(&self.config, self.clock, setup.as_ref()))
+            .init_resource::<LocalPlayers>()
+            .init_resource::<LocalInputs<I>>()
+            .init_resource::<RollbackFrame>()
+            .init_resource::<RollbackIds>()
+            .insert_resource(Time::<RollbackTime>::default())
+            .add_message::<SessionEvent>()
+            .init_schedule(ReadInputs)
+            .init_schedule(RollbackSchedule)
+            .edit_schedule(RollbackSchedule, |s| {
+                // One order of systems on every peer and every re-run.
+                s.set_executor(SingleThreadedExecutor::new());
+            })
+            .add_systems(PreUpdate, drive::<I>.in_set(GamenetSet::ReceivePackets))
+            .add_systems(PostUpdate, pump_link::<I>.in_set(GamenetSet::SendPackets))
+            .add_systems(
+                PostUpdate,
+                diagnostics::measure::<I>.after(GamenetSet::SendPackets),
+            );
+        diagnostics::register(app);
+        register_builtins(app);
+        if let Some(socket) = setup.and_then(|setup| start::<I>(&self.config, setup)) {
+            app.insert_resource(socket);
+        }
+    }
+}
+
+/// The driver's settings: a ring long enough for the prediction window (and
+/// a sync test's distance), the frame step, the clock.
+fn settings(config: &RollbackConfig, clock: FrameClock, setup: Option<&Setup>) -> Settings {
+    let ring = config.prediction_window as usize + 2;
+    let ring = match setup {
+        Some(Setup::SyncTest(d)) => ring.max(*d as usize + 2),
+        _ => ring,
+    };
+    Settings {
+        ring,
+        step: Duration::from_secs_f64(1.0 / config.fps.max(1) as f64),
+        clock,
+    }
+}
+
+/// The session a setup asks for: a sync test, or a mesh connecting (its
+/// driver spawned); none for a manual setup or on an error (logged).
+fn start<I: Input>(config: &RollbackConfig, setup: Setup) -> Option<RollbackSocket<I>> {
+    match setup {
+        Setup::SyncTest(distance) => match SyncTestSession::<I>::new(config.clone(), distance) {
+            Ok(s) => Some(RollbackSocket::sync_test(s)),
+            Err(e) => {
+                tracing::error!("rollback: {e}");
+                None
+            }
+        },
+        Setup::Net(builder, start, key) => match builder.build() {
+            Ok((mesh, driver)) => {
+                crate::spawn_driver(driver);
+                Some(RollbackSocket::net(RollbackNet::<I>::new(
+                    mesh,
+                    config.clone(),
+                    start,
+                    key,
+                )))
+            }
+            Err(e) => {
+                tracing::error!("rollback: could not connect: {e}");
+                None
+            }
+        },
+        Setup::Manual => None,
+    }
+}
