@@ -123,8 +123,9 @@ fn main() {
         report,
         "Sync-test mode, check distance {CHECK_DISTANCE}: per frame 9 saves, 1 load and 9 simulated \
          frames. Three rolled-back components per entity (position checksummed). \
-         {RUNS} runs each, {library}'s first (its own crate, `benches/ggrs`), then gamenet's; \
-         time per frame (one app update).\n",
+         {RUNS} runs each, time per frame (one app update): first the bevy_ggrs runs \
+         ({library}, the crate `benches/ggrs`), then gamenet's, one after the other rather \
+         than interleaved, so compare figures of a quiet machine.\n",
     );
     let _ = writeln!(
         report,
