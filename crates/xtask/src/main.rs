@@ -15,9 +15,10 @@
 //! - `serve`: builds the web game and runs the signaling server serving it on
 //!   `0.0.0.0:3000` (flags after `--` go to the server).
 //! - `bench [name]`: runs the benchmarks (`transport`, in an isolated network
-//!   namespace, `rollback`, `statesync` and `signaling`, which installs
-//!   matchbox_server 0.15 under `target/bench-tools` to compare with), or the
-//!   one named; reports go to `benches/results/`.
+//!   namespace, `rollback`, whose bevy_ggrs half, the crate `benches/ggrs`
+//!   outside the workspace, runs first, `statesync` and `signaling`, which
+//!   installs matchbox_server 0.15 under `target/bench-tools` to compare with),
+//!   or the one named; reports go to `benches/results/`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -262,7 +263,12 @@ fn web_game(root: &Path) -> Result<()> {
 fn test(root: &Path, started: Instant) -> Result<()> {
     timed("setup", || setup(root))?;
     timed("fmt", || {
-        run(cargo().args(["fmt", "--all", "--", "--check"]))
+        run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+        // The crates outside the workspace.
+        run(cargo()
+            .args(["fmt", "--manifest-path"])
+            .arg(root.join("benches/ggrs/Cargo.toml"))
+            .args(["--", "--check"]))
     })?;
     timed("layout", || layout::check(root))?;
     timed("clippy", || {
@@ -398,6 +404,19 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
     for name in chosen {
         let mut bench = cargo();
         bench.args(["bench", "--package", "gamenet_benches", "--bench", name]);
+        if name == "rollback" {
+            // The bevy_ggrs half first: a crate of its own on the Bevy that
+            // bevy_ggrs pins, writing the figures the gamenet half reads. In
+            // the workspace's target directory, to share what builds alike.
+            let mut theirs = cargo();
+            theirs
+                .args(["bench", "--locked", "--manifest-path"])
+                .arg(root.join("benches/ggrs/Cargo.toml"));
+            if std::env::var_os("CARGO_TARGET_DIR").is_none() {
+                theirs.env("CARGO_TARGET_DIR", root.join("target"));
+            }
+            run(&mut theirs)?;
+        }
         if name == "signaling" {
             // Both servers as release-built processes: ours from the workspace,
             // matchbox_server 0.15 from crates.io (bench-only, under target/).
