@@ -6,14 +6,22 @@ use std::time::Duration;
 
 use plotters::prelude::*;
 
-use crate::webrtc::Point;
-
 type Result = std::result::Result<(), Box<dyn std::error::Error>>;
 
 const SERIES: [(&str, RGBColor); 2] = [
     ("gamenet", RGBColor(31, 119, 180)),
     ("naive bincode snapshot", RGBColor(214, 39, 40)),
 ];
+
+/// One point of the load sweep.
+pub struct Point {
+    /// Cubes replicated.
+    pub cubes: usize,
+    /// Moving-cube updates delivered per second.
+    pub updates_per_sec: f64,
+    /// 99th percentile of the update latency, in milliseconds.
+    pub p99_ms: f64,
+}
 
 /// Draws the load sweep to `path`, with `limit` as the latency line past
 /// which a run no longer keeps up.

@@ -10,6 +10,7 @@ use cpu_time::{ProcessTime, ThreadTime};
 use gamenet::replication::{ReplicationEvent, ReplicationNet};
 use gamenet::{Event, PeerMesh};
 
+use crate::plot::Point;
 use crate::scenario::{CUBES, Codec, Cube, HZ, Motion, scenario, step};
 use gamenet_core::replication::{NetId, ReplicationConfig};
 use gamenet_core::{Channel, PeerId};
@@ -480,16 +481,6 @@ fn row(report: &mut String, what: &str, peers: usize, cubes: usize, o: &Outcome)
         ms(o.p99),
         o.delivered * 100.0
     );
-}
-
-/// One point of the load sweep.
-pub struct Point {
-    /// Cubes replicated.
-    pub cubes: usize,
-    /// Moving-cube updates delivered per second.
-    pub updates_per_sec: f64,
-    /// 99th percentile of the update latency, in milliseconds.
-    pub p99_ms: f64,
 }
 
 /// Runs the WebRTC half (fixed peer counts, then the load sweep plotted to

@@ -28,8 +28,8 @@ pub use diagnostics::{
     BYTES_IN_PER_SEC, BYTES_OUT_PER_SEC, DESYNCS, FRAMES_PER_SEC, LOSS_PERCENT, PEERS,
     RESIMULATED_PER_SEC, RTT_MS,
 };
-pub use drive::run_requests;
-pub use plugin::{FrameClock, RollbackPlugin};
+pub use drive::{FrameClock, run_requests};
+pub use plugin::RollbackPlugin;
 pub use schedule::{
     LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, RollbackFrame, RollbackSchedule,
     RollbackTime, SessionEvent,

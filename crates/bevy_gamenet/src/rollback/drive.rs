@@ -4,16 +4,38 @@
 use bevy_ecs::prelude::*;
 use gamenet::rollback::{Checksum, ChecksumPart, Input, Request, RollbackError};
 
-use super::plugin::Settings;
 use super::schedule::advance;
 use super::socket::FrameSession;
 use super::{
-    FrameClock, LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, RollbackFrame, RollbackSocket,
+    LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, RollbackFrame, RollbackSocket,
     SessionEvent,
 };
 use crate::NetClock;
 use crate::link::SharedMesh;
 use crate::snapshot::{LoadContext, Registry};
+
+/// Who decides when a rollback frame runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FrameClock {
+    /// The session, at its frame rate, sped up or slowed down to stay in step
+    /// with the other peers (the default).
+    #[default]
+    Session,
+    /// One frame per app update whenever the session allows: for apps that
+    /// run their update on a fixed timestep of their own.
+    EveryUpdate,
+}
+
+/// Settings the driver needs.
+#[derive(Resource, Debug, Clone)]
+pub(super) struct Settings {
+    /// Snapshots kept per type.
+    pub ring: usize,
+    /// The time one frame simulates.
+    pub step: Duration,
+    /// Who decides when frames run.
+    pub clock: FrameClock,
+}
 
 /// Most frames run in one app update (catching up after a hitch).
 const MAX_FRAMES_PER_UPDATE: usize = 32;

@@ -12,7 +12,7 @@ use gamenet::PeerMeshBuilder;
 use gamenet::rollback::{Input, RollbackConfig, RollbackNet, RollbackStart, SyncTestSession};
 
 use super::app_ext::register_builtins;
-use super::drive::{drive, pump_link};
+use super::drive::{FrameClock, Settings, drive, pump_link};
 use super::{
     LocalInputs, LocalPlayers, ReadInputs, RollbackFrame, RollbackIds, RollbackSchedule,
     RollbackSocket, RollbackTime, SessionEvent, diagnostics,
@@ -27,18 +27,6 @@ enum Setup {
     Net(Box<PeerMeshBuilder>, RollbackStart, u64),
     /// The app inserts a [`RollbackSocket`] itself.
     Manual,
-}
-
-/// Who decides when a rollback frame runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FrameClock {
-    /// The session, at its frame rate, sped up or slowed down to stay in step
-    /// with the other peers (the default).
-    #[default]
-    Session,
-    /// One frame per app update whenever the session allows: for apps that
-    /// run their update on a fixed timestep of their own.
-    EveryUpdate,
 }
 
 /// Rollback for a Bevy app with inputs of type `I`.
@@ -91,17 +79,6 @@ impl<I: Input> RollbackPlugin<I> {
             _input: PhantomData,
         }
     }
-}
-
-/// Settings the driver needs.
-#[derive(Resource, Debug, Clone)]
-pub(super) struct Settings {
-    /// Snapshots kept per type.
-    pub ring: usize,
-    /// The time one frame simulates.
-    pub step: Duration,
-    /// Who decides when frames run.
-    pub clock: FrameClock,
 }
 
 impl<I: Input> Plugin for RollbackPlugin<I> {
