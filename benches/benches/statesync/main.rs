@@ -12,13 +12,20 @@
 //!
 //! Then the same replication runs over real WebRTC inside an isolated network
 //! namespace (`webrtc.rs`). Writes `benches/results/statesync.md`.
+//!
+//! `cargo bench -p gamenet_benches --bench statesync -- --in-process` runs the
+//! in-process half alone and only prints its table (no namespace needed).
 
 mod plot;
 mod scenario;
 mod webrtc;
 
 fn main() {
-    // `cargo bench` passes `--bench`; nothing else is taken.
+    // `cargo bench` passes `--bench`; `--in-process` is the only flag taken.
+    if std::env::args().any(|a| a == "--in-process") {
+        println!("{}", scenario::in_process_report());
+        return;
+    }
     gamenet_benches::ensure_isolated();
     let mut report = scenario::in_process_report();
     let runtime = tokio::runtime::Builder::new_multi_thread()
