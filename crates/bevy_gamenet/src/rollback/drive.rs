@@ -1,6 +1,8 @@
 //! Running due rollback frames each app update, carrying out the session's
 //! requests, and serving the mesh a replication layer shares.
 
+use std::time::Duration;
+
 use bevy_ecs::prelude::*;
 use gamenet::rollback::{Checksum, ChecksumPart, Input, Request, RollbackError};
 
