@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bevy_ecs::prelude::*;
 use gamenet::replication::REPLICATION_TAG;
 use gamenet::rollback::{Input, RollbackNet};
-use gamenet::{Channel, Event, PeerId};
+use gamenet::{Channel, Event, PeerId, Transport};
 
 /// A mesh owned by one layer as another layer sees it: what the owner took
 /// in for the borrower, and what the borrower wants sent. Inserted by the
@@ -63,10 +63,10 @@ impl SharedMesh {
 
     /// Sends what the borrower queued over the owner's session and tells the
     /// borrower who is linked.
-    pub(crate) fn pump<I: Input>(&self, net: &mut RollbackNet<I>) {
+    pub(crate) fn pump<I: Input, T: Transport>(&self, net: &mut RollbackNet<I, T>) {
         let mut q = self.lock();
-        q.id = net.mesh_mut().id();
-        q.peers = net.mesh().peers().collect();
+        q.id = net.mesh_mut().local_id();
+        q.peers = net.mesh().linked_peers();
         for (peer, channel, data) in q.outbox.drain(..) {
             let _ = net.send(peer, channel, &data);
         }
