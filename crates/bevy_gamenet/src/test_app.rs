@@ -191,11 +191,16 @@ impl TestNetwork {
         }
     }
 
-    /// Steps until `done` holds of the apps; panics if it does not within
-    /// `limit` of simulated time. Returns the simulated time it took.
-    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&[App]) -> bool) -> Duration {
+    /// Steps until `done` holds of the apps (mutable, so that it can query
+    /// their worlds); panics if it does not within `limit` of simulated time.
+    /// Returns the simulated time it took.
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&mut [App]) -> bool,
+    ) -> Duration {
         let start = self.net.now();
-        while !done(&self.apps) {
+        while !done(&mut self.apps) {
             assert!(
                 self.net.now() < start + limit,
                 "not done after {limit:?} of simulated time"
