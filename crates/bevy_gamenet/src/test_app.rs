@@ -220,3 +220,54 @@ impl std::fmt::Debug for TestNetwork {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollback::RollbackPlugin;
+    use gamenet::rollback::{RollbackConfig, RollbackStart};
+
+    fn clocks(net: &TestNetwork) -> Vec<Instant> {
+        net.apps()
+            .iter()
+            .map(|app| app.world().resource::<NetClock>().now())
+            .collect()
+    }
+
+    #[test]
+    fn every_app_goes_by_the_network_clock() {
+        let mut net = TestNetwork::new(ConditionerConfig {
+            latency: Duration::from_millis(5),
+            ..ConditionerConfig::default()
+        });
+        let start = net.now();
+        for id in 1..=2u64 {
+            net.add_app(PeerId(id.into()), |transport| {
+                let mut app = App::new();
+                app.add_plugins(RollbackPlugin::<u8>::memory(
+                    RollbackConfig::default(),
+                    transport,
+                    RollbackStart::Players(2),
+                    id,
+                ));
+                app
+            });
+        }
+        assert!(net.app(0).world().resource::<NetClock>().is_manual());
+        net.step();
+        assert_eq!(net.now(), start + FRAME_STEP);
+        assert_eq!(clocks(&net), [net.now(); 2]);
+
+        // The handshake's packets are due 5 ms after they were sent.
+        let before = net.now();
+        net.step_to_next();
+        assert!(net.now() > before && net.now() < before + FRAME_STEP);
+        assert_eq!(clocks(&net), [net.now(); 2]);
+
+        drop(net.remove_app(0));
+        assert_eq!(net.apps().len(), 1);
+        assert_eq!(net.id(0), PeerId(2));
+        net.run_for(FRAME_STEP * 3);
+        assert_eq!(clocks(&net), [net.now()]);
+    }
+}
