@@ -86,7 +86,8 @@ impl Transport for AppTransport {
         match self {
             #[cfg(feature = "memory")]
             Self::Memory(m) => m.now(),
-            _ => Instant::now(),
+            Self::Mesh(_) => Instant::now(),
+            Self::Rollback(s) => s.now(),
         }
     }
 }
