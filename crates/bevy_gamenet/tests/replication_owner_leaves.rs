@@ -3,36 +3,19 @@
 //! id, the new owner moves them, and every app ends with the same entities
 //! and values.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bevy_app::{App, Startup};
 use bevy_ecs::prelude::*;
-use bevy_gamenet::replication::{
-    NetEntity, NetState, Remote, Replicated, ReplicationApp, ReplicationPlugin,
-};
+use bevy_gamenet::replication::{NetEntity, Remote, Replicated, ReplicationApp, ReplicationPlugin};
 use bevy_gamenet::test_app::TestNetwork;
 use gamenet::replication::{NetId, ReplicationConfig};
 use gamenet::{ConditionerConfig, MemoryTransport, PeerId};
 
-/// A replicated object: two 16-bit fields.
-#[derive(Component, Clone, Copy, PartialEq, Eq, Debug)]
-struct Ball {
-    /// First field.
-    x: u32,
-    /// Second field.
-    y: u32,
-}
-
-impl NetState for Ball {
-    const WIDTHS: &'static [u8] = &[16, 16];
-    fn to_fields(&self) -> Vec<u32> {
-        vec![self.x, self.y]
-    }
-    fn from_fields(f: &[u32]) -> Self {
-        Ball { x: f[0], y: f[1] }
-    }
-}
+use common::Ball;
 
 /// An app replicating [`Ball`]s, spawning `balls` as its own.
 fn replica(transport: MemoryTransport, balls: Vec<Ball>) -> App {

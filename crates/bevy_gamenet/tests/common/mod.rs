@@ -1,7 +1,7 @@
 //! A rollback game as a Bevy app on a [`MemoryTransport`]: one entity per
 //! player whose position mixes every input it was given, so any divergence
 //! shows in its checksum; the app records the session's events and the peers
-//! that left.
+//! that left. And [`Ball`], a replicated object.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -9,6 +9,7 @@ use std::time::Duration;
 use bevy_app::{App, Startup, Update};
 use bevy_ecs::prelude::*;
 use bevy_gamenet::PeerLeft;
+use bevy_gamenet::replication::NetState;
 use bevy_gamenet::rollback::{
     AddRollback, LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, RollbackApp, RollbackFrame,
     RollbackPlugin, RollbackSchedule, RollbackSocket, SessionEvent,
@@ -37,6 +38,25 @@ pub struct Pos(pub i64);
 /// The slot a player entity plays.
 #[derive(Component, Clone, Copy, Hash, PartialEq, Eq, Debug)]
 pub struct Slot(pub usize);
+
+/// A replicated object: two 16-bit fields.
+#[derive(Component, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Ball {
+    /// First field.
+    pub x: u32,
+    /// Second field.
+    pub y: u32,
+}
+
+impl NetState for Ball {
+    const WIDTHS: &'static [u8] = &[16, 16];
+    fn to_fields(&self) -> Vec<u32> {
+        vec![self.x, self.y]
+    }
+    fn from_fields(f: &[u32]) -> Self {
+        Ball { x: f[0], y: f[1] }
+    }
+}
 
 /// What an app saw: the session's events and the peers that left.
 #[derive(Resource, Default, Debug)]
