@@ -18,6 +18,8 @@
 //!
 //! The plugins' systems go by the [`NetClock`] resource, read once per app
 //! update; a test inserts [`NetClock::manual`] and moves time itself.
+//! With the feature `memory`, the module `test_app` joins apps through a
+//! simulated network and steps them on its clock.
 //!
 //! # Example
 //!
@@ -54,6 +56,8 @@ mod mesh;
 pub mod replication;
 pub mod rollback;
 mod snapshot;
+#[cfg(feature = "memory")]
+pub mod test_app;
 
 use bevy_app::{App, PostUpdate, PreUpdate};
 use bevy_ecs::prelude::*;

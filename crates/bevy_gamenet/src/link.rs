@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bevy_ecs::prelude::*;
 use gamenet::replication::REPLICATION_TAG;
 use gamenet::rollback::{Input, RollbackNet};
-use gamenet::{Channel, Event, PeerId};
+use gamenet::{Channel, Event, Instant, PeerId, Transport};
 
 /// A mesh owned by one layer as another layer sees it: what the owner took
 /// in for the borrower, and what the borrower wants sent. Inserted by the
@@ -35,6 +35,8 @@ struct Shared {
     id: Option<PeerId>,
     /// Peers linked at the last pump.
     peers: Vec<PeerId>,
+    /// The owner's transport's time at the last pump.
+    now: Option<Instant>,
 }
 
 /// Events the owner may queue for the borrower before it reads them
@@ -63,10 +65,11 @@ impl SharedMesh {
 
     /// Sends what the borrower queued over the owner's session and tells the
     /// borrower who is linked.
-    pub(crate) fn pump<I: Input>(&self, net: &mut RollbackNet<I>) {
+    pub(crate) fn pump<I: Input, T: Transport>(&self, net: &mut RollbackNet<I, T>) {
         let mut q = self.lock();
-        q.id = net.mesh_mut().id();
-        q.peers = net.mesh().peers().collect();
+        q.id = net.mesh_mut().local_id();
+        q.peers = net.mesh().linked_peers();
+        q.now = Some(net.now());
         for (peer, channel, data) in q.outbox.drain(..) {
             let _ = net.send(peer, channel, &data);
         }
@@ -98,6 +101,13 @@ impl SharedMesh {
     /// The peers linked at the last pump.
     pub(crate) fn linked_peers(&self) -> Vec<PeerId> {
         self.lock().peers.clone()
+    }
+
+    /// The owner's transport's time at the last pump (the system clock
+    /// before the first): the borrower goes by the owner's clock, simulated
+    /// or not.
+    pub(crate) fn now(&self) -> Instant {
+        self.lock().now.unwrap_or_else(Instant::now)
     }
 }
 

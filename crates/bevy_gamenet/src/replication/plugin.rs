@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
 use bevy_ecs::prelude::*;
+#[cfg(feature = "memory")]
+use gamenet::MemoryTransport;
 use gamenet::PeerMeshBuilder;
 use gamenet::replication::{ReplicationConfig, ReplicationNet, Schema};
 use gamenet::rollback::Input;
@@ -51,6 +53,9 @@ enum On {
     /// The rollback session's mesh, through a [`SharedMesh`] the rollback
     /// plugin serves.
     Rollback,
+    /// A simulated network.
+    #[cfg(feature = "memory")]
+    Memory(MemoryTransport),
 }
 
 impl ReplicationPlugin {
@@ -69,6 +74,16 @@ impl ReplicationPlugin {
     pub fn over_rollback<I: Input>(config: ReplicationConfig) -> Self {
         Self {
             on: Mutex::new(Some(On::Rollback)),
+            config,
+        }
+    }
+
+    /// Replicates over a simulated network, for tests (see
+    /// `test_app::TestNetwork`).
+    #[cfg(feature = "memory")]
+    pub fn memory(transport: MemoryTransport, config: ReplicationConfig) -> Self {
+        Self {
+            on: Mutex::new(Some(On::Memory(transport))),
             config,
         }
     }
@@ -131,6 +146,8 @@ fn connect(app: &mut App) -> Option<ReplicationSocket> {
             }
         },
         On::Rollback => AppTransport::Rollback(app.world().resource::<SharedMesh>().clone()),
+        #[cfg(feature = "memory")]
+        On::Memory(transport) => AppTransport::Memory(transport),
     };
     match ReplicationNet::new(transport, config, schema) {
         Ok(net) => Some(ReplicationSocket(net)),

@@ -6,6 +6,8 @@ use gamenet::replication::{ReplicationNet, Transport};
 use gamenet::{Channel, Event, Instant, PeerId, PeerMesh, SendError};
 
 use crate::link::SharedMesh;
+#[cfg(feature = "memory")]
+use gamenet::MemoryTransport;
 
 /// The replication network.
 #[derive(Resource)]
@@ -19,24 +21,34 @@ pub enum AppTransport {
     /// The mesh of the app's rollback session
     /// ([`ReplicationPlugin::over_rollback`](super::ReplicationPlugin::over_rollback)).
     Rollback(SharedMesh),
+    /// A simulated network, for tests
+    /// (`ReplicationPlugin::memory`, feature `memory`).
+    #[cfg(feature = "memory")]
+    Memory(MemoryTransport),
 }
 
 impl Transport for AppTransport {
     fn update(&mut self) {
         match self {
             Self::Mesh(m) => Transport::update(&mut **m),
+            #[cfg(feature = "memory")]
+            Self::Memory(m) => Transport::update(m),
             Self::Rollback(_) => {}
         }
     }
     fn poll_event(&mut self) -> Option<Event> {
         match self {
             Self::Mesh(m) => Transport::poll_event(&mut **m),
+            #[cfg(feature = "memory")]
+            Self::Memory(m) => Transport::poll_event(m),
             Self::Rollback(s) => s.poll_event(),
         }
     }
     fn send(&mut self, peer: PeerId, channel: Channel, payload: &[u8]) -> Result<(), SendError> {
         match self {
             Self::Mesh(m) => Transport::send(&mut **m, peer, channel, payload),
+            #[cfg(feature = "memory")]
+            Self::Memory(m) => Transport::send(m, peer, channel, payload),
             Self::Rollback(s) => {
                 s.send(peer, channel, payload);
                 Ok(())
@@ -46,6 +58,8 @@ impl Transport for AppTransport {
     fn drop_peer(&mut self, peer: PeerId) -> bool {
         match self {
             Self::Mesh(m) => Transport::drop_peer(&mut **m, peer),
+            #[cfg(feature = "memory")]
+            Self::Memory(m) => Transport::drop_peer(m, peer),
             Self::Rollback(s) => {
                 s.drop_peer(peer);
                 true
@@ -55,16 +69,25 @@ impl Transport for AppTransport {
     fn local_id(&mut self) -> Option<PeerId> {
         match self {
             Self::Mesh(m) => Transport::local_id(&mut **m),
+            #[cfg(feature = "memory")]
+            Self::Memory(m) => Transport::local_id(m),
             Self::Rollback(s) => s.local_id(),
         }
     }
     fn linked_peers(&self) -> Vec<PeerId> {
         match self {
             Self::Mesh(m) => Transport::linked_peers(&**m),
+            #[cfg(feature = "memory")]
+            Self::Memory(m) => Transport::linked_peers(m),
             Self::Rollback(s) => s.linked_peers(),
         }
     }
     fn now(&self) -> Instant {
-        Instant::now()
+        match self {
+            #[cfg(feature = "memory")]
+            Self::Memory(m) => m.now(),
+            Self::Mesh(_) => Instant::now(),
+            Self::Rollback(s) => s.now(),
+        }
     }
 }

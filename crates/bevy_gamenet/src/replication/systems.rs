@@ -31,7 +31,7 @@ pub(super) fn receive(
     // Peers and application messages of a mesh of its own, as the mesh
     // plugin's messages (over rollback, the rollback plugin writes them).
     while let Some(event) = net.poll_event() {
-        if matches!(net.transport(), AppTransport::Mesh(_)) {
+        if !matches!(net.transport(), AppTransport::Rollback(_)) {
             commands.queue(move |world: &mut World| crate::write_event(world, event));
         }
     }

@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use bevy_ecs::prelude::*;
-use gamenet::rollback::{Checksum, ChecksumPart, Input, Request, RollbackError};
+use gamenet::Transport;
+use gamenet::rollback::{Checksum, ChecksumPart, Input, Request, RollbackError, RollbackNet};
 
 use super::schedule::advance;
-use super::socket::FrameSession;
+use super::socket::{FrameSession, NetMut};
 use super::{
     LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, RollbackFrame, RollbackSocket,
     SessionEvent,
@@ -90,20 +91,29 @@ pub(crate) fn drive<I: Input>(world: &mut World) {
         // Peers and application messages, as the mesh plugin's messages
         // (read every frame, so what peers send cannot pile up).
         // Replication over this mesh takes its messages, and its sends go out.
-        if let Some(net) = socket.net_mut() {
-            let events: Vec<gamenet::Event> = std::iter::from_fn(|| net.poll_event()).collect();
-            let shared = world.get_resource::<SharedMesh>().cloned();
-            if let Some(shared) = &shared {
-                shared.pump(net);
-            }
-            for event in events {
-                if shared.as_ref().is_some_and(|s| s.take(&event)) {
-                    continue;
-                }
-                crate::write_event(world, event);
-            }
+        match socket.net_any() {
+            Some(NetMut::Mesh(net)) => serve(world, net),
+            #[cfg(feature = "memory")]
+            Some(NetMut::Memory(net)) => serve(world, net),
+            None => {}
         }
     });
+}
+
+/// Writes the mesh's events as the mesh plugin's messages, after a layer
+/// sharing the mesh took its own.
+fn serve<I: Input, T: Transport>(world: &mut World, net: &mut RollbackNet<I, T>) {
+    let events: Vec<gamenet::Event> = std::iter::from_fn(|| net.poll_event()).collect();
+    let shared = world.get_resource::<SharedMesh>().cloned();
+    if let Some(shared) = &shared {
+        shared.pump(net);
+    }
+    for event in events {
+        if shared.as_ref().is_some_and(|s| s.take(&event)) {
+            continue;
+        }
+        crate::write_event(world, event);
+    }
 }
 
 /// Sends what a layer sharing this session's mesh (replication over
@@ -112,8 +122,14 @@ pub(super) fn pump_link<I: Input>(
     link: Option<Res<SharedMesh>>,
     socket: Option<ResMut<RollbackSocket<I>>>,
 ) {
-    if let (Some(link), Some(net)) = (link, socket.and_then(|s| s.into_inner().net_mut())) {
-        link.pump(net);
+    let (Some(link), Some(mut socket)) = (link, socket) else {
+        return;
+    };
+    match socket.net_any() {
+        Some(NetMut::Mesh(net)) => link.pump(net),
+        #[cfg(feature = "memory")]
+        Some(NetMut::Memory(net)) => link.pump(net),
+        None => {}
     }
 }
 

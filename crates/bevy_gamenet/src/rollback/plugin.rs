@@ -8,6 +8,8 @@ use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::SingleThreadedExecutor;
 use bevy_time::Time;
+#[cfg(feature = "memory")]
+use gamenet::MemoryTransport;
 use gamenet::PeerMeshBuilder;
 use gamenet::rollback::{Input, RollbackConfig, RollbackNet, RollbackStart, SyncTestSession};
 
@@ -27,6 +29,9 @@ enum Setup {
     Net(Box<PeerMeshBuilder>, RollbackStart, u64),
     /// The app inserts a [`RollbackSocket`] itself.
     Manual,
+    /// A simulated network's transport, how to start, this player's key.
+    #[cfg(feature = "memory")]
+    Memory(Box<MemoryTransport>, RollbackStart, u64),
 }
 
 /// Rollback for a Bevy app with inputs of type `I`.
@@ -51,6 +56,19 @@ impl<I: Input> RollbackPlugin<I> {
         key: u64,
     ) -> Self {
         Self::with(config, Setup::Net(Box::new(builder), start, key))
+    }
+
+    /// Plays over a simulated network, for tests (see
+    /// `test_app::TestNetwork`): starts as `start` says; `key` identifies
+    /// this player for reconnecting.
+    #[cfg(feature = "memory")]
+    pub fn memory(
+        config: RollbackConfig,
+        transport: MemoryTransport,
+        start: RollbackStart,
+        key: u64,
+    ) -> Self {
+        Self::with(config, Setup::Memory(Box::new(transport), start, key))
     }
 
     /// Runs a local sync test: each frame re-simulates the last `distance`
@@ -154,5 +172,12 @@ fn start<I: Input>(config: &RollbackConfig, setup: Setup) -> Option<RollbackSock
             }
         },
         Setup::Manual => None,
+        #[cfg(feature = "memory")]
+        Setup::Memory(transport, start, key) => Some(RollbackSocket::memory(RollbackNet::new(
+            *transport,
+            config.clone(),
+            start,
+            key,
+        ))),
     }
 }

@@ -2,6 +2,8 @@
 
 use bevy_ecs::prelude::*;
 use gamenet::Instant;
+#[cfg(feature = "memory")]
+use gamenet::MemoryTransport;
 use gamenet::rollback::{
     Checksum, Frame, Input, Request, RollbackError, RollbackEvent, RollbackNet, RollbackSession,
     RollbackStats, SyncTestSession,
@@ -22,6 +24,18 @@ enum Inner<I: Input> {
     SyncTest(Box<SyncTestSession<I>>),
     /// A session over a mesh.
     Net(Box<RollbackNet<I>>),
+    /// A session over a simulated network, for tests.
+    #[cfg(feature = "memory")]
+    Memory(Box<RollbackNet<I, MemoryTransport>>),
+}
+
+/// The network side of a session, whichever transport it runs on.
+pub(super) enum NetMut<'a, I: Input> {
+    /// Over a mesh.
+    Mesh(&'a mut RollbackNet<I>),
+    /// Over a simulated network.
+    #[cfg(feature = "memory")]
+    Memory(&'a mut RollbackNet<I, MemoryTransport>),
 }
 
 impl<I: Input> RollbackSocket<I> {
@@ -29,6 +43,15 @@ impl<I: Input> RollbackSocket<I> {
     pub fn net(net: RollbackNet<I>) -> Self {
         Self {
             inner: Inner::Net(Box::new(net)),
+        }
+    }
+
+    /// Networked play over a simulated network, for tests (see
+    /// `test_app::TestNetwork`).
+    #[cfg(feature = "memory")]
+    pub fn memory(net: RollbackNet<I, MemoryTransport>) -> Self {
+        Self {
+            inner: Inner::Memory(Box::new(net)),
         }
     }
 
@@ -53,6 +76,8 @@ impl<I: Input> RollbackSocket<I> {
             Inner::Local(s) => Some(s),
             Inner::SyncTest(_) => None,
             Inner::Net(n) => n.session(),
+            #[cfg(feature = "memory")]
+            Inner::Memory(n) => n.session(),
         }
     }
 
@@ -62,6 +87,8 @@ impl<I: Input> RollbackSocket<I> {
             Inner::Local(s) => Some(s),
             Inner::SyncTest(_) => None,
             Inner::Net(n) => n.session_mut(),
+            #[cfg(feature = "memory")]
+            Inner::Memory(n) => n.session_mut(),
         }
     }
 
@@ -87,22 +114,52 @@ impl<I: Input> RollbackSocket<I> {
             Inner::Local(s) => Some(&mut **s),
             Inner::SyncTest(s) => Some(&mut **s),
             Inner::Net(n) => n.session_mut().map(|s| s as &mut dyn FrameSession<I>),
+            #[cfg(feature = "memory")]
+            Inner::Memory(n) => n.session_mut().map(|s| s as &mut dyn FrameSession<I>),
         }
     }
 
-    /// The network side, for networked play.
+    /// The network side, for networked play over a mesh.
     pub fn net_ref(&self) -> Option<&RollbackNet<I>> {
         match &self.inner {
-            Inner::Local(_) | Inner::SyncTest(_) => None,
             Inner::Net(n) => Some(n),
+            _ => None,
         }
     }
 
-    /// The network side, for networked play.
+    /// The network side, for networked play over a mesh.
     pub fn net_mut(&mut self) -> Option<&mut RollbackNet<I>> {
         match &mut self.inner {
-            Inner::Local(_) | Inner::SyncTest(_) => None,
             Inner::Net(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The network side, for play over a simulated network.
+    #[cfg(feature = "memory")]
+    pub fn memory_net(&self) -> Option<&RollbackNet<I, MemoryTransport>> {
+        match &self.inner {
+            Inner::Memory(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The network side, for play over a simulated network.
+    #[cfg(feature = "memory")]
+    pub fn memory_net_mut(&mut self) -> Option<&mut RollbackNet<I, MemoryTransport>> {
+        match &mut self.inner {
+            Inner::Memory(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The network side, whichever transport it runs on.
+    pub(super) fn net_any(&mut self) -> Option<NetMut<'_, I>> {
+        match &mut self.inner {
+            Inner::Local(_) | Inner::SyncTest(_) => None,
+            Inner::Net(n) => Some(NetMut::Mesh(n)),
+            #[cfg(feature = "memory")]
+            Inner::Memory(n) => Some(NetMut::Memory(n)),
         }
     }
 
@@ -115,12 +172,17 @@ impl<I: Input> RollbackSocket<I> {
             }
             Inner::SyncTest(_) => {}
             Inner::Net(n) => n.update(),
+            #[cfg(feature = "memory")]
+            Inner::Memory(n) => n.update(),
         }
     }
 
     pub(super) fn flush(&mut self) {
-        if let Inner::Net(n) = &mut self.inner {
-            n.flush();
+        match &mut self.inner {
+            Inner::Local(_) | Inner::SyncTest(_) => {}
+            Inner::Net(n) => n.flush(),
+            #[cfg(feature = "memory")]
+            Inner::Memory(n) => n.flush(),
         }
     }
 
@@ -129,6 +191,8 @@ impl<I: Input> RollbackSocket<I> {
             Inner::Local(s) => s.poll_event(),
             Inner::SyncTest(s) => s.poll_event(),
             Inner::Net(n) => n.poll_rollback_event(),
+            #[cfg(feature = "memory")]
+            Inner::Memory(n) => n.poll_rollback_event(),
         }
     }
 }
