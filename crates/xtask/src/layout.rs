@@ -110,7 +110,7 @@ fn read_crate(root: &Path, src: &Path) -> Result<Vec<Module>> {
         }
         let text =
             std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
-        let code = match text.find("\n#[cfg(test)]") {
+        let code = match test_block(&text) {
             Some(at) => text[..at].to_owned(),
             None => text,
         };
@@ -121,6 +121,24 @@ fn read_crate(root: &Path, src: &Path) -> Result<Vec<Module>> {
         });
     }
     Ok(modules)
+}
+
+/// Where the file's inline test module starts: a `#[cfg(test)]` line followed
+/// by `mod name {` (a `mod tests;` declaration is no test part).
+fn test_block(text: &str) -> Option<usize> {
+    let mut at = 0;
+    let mut lines = text.split_inclusive('\n').peekable();
+    while let Some(line) = lines.next() {
+        if line.trim_end() == "#[cfg(test)]"
+            && lines
+                .peek()
+                .is_some_and(|next| next.starts_with("mod ") && next.trim_end().ends_with('{'))
+        {
+            return Some(at);
+        }
+        at += line.len();
+    }
+    None
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -281,6 +299,14 @@ mod tests {
             path: path.iter().map(|s| s.to_string()).collect(),
             code: code.to_owned(),
         }
+    }
+
+    #[test]
+    fn only_an_inline_test_module_ends_the_counted_part() {
+        let text = "use x;\n#[cfg(test)]\nmod tests;\nfn a() {}\n#[cfg(test)]\nmod tests {\n}\n";
+        let at = test_block(text).unwrap();
+        assert_eq!(&text[..at], "use x;\n#[cfg(test)]\nmod tests;\nfn a() {}\n");
+        assert_eq!(test_block("fn a() {}\n"), None);
     }
 
     #[test]
