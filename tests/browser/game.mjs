@@ -119,7 +119,9 @@ try {
     // A holds a key; B sees A's player move that way.
     const slot = sa.slot;
     const at = s => s.positions.find(p => p[0] === slot);
-    const before = at(await state(b));
+    // Running, the session is; its first frame (which spawns the players) may
+    // not have run yet.
+    const before = at(await waitState(b, s => at(s) !== undefined, "b has a's player"));
     const key = slot % 2 === 0 ? 'ArrowRight' : 'ArrowLeft';
     const sign = slot % 2 === 0 ? 1 : -1;
     await a.locator('#arena').click();
