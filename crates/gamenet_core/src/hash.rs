@@ -7,6 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const PRIME: u64 = 0x0000_0100_0000_01b3;
 
+#[inline]
 fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
     for &b in bytes {
         h ^= b as u64;
@@ -27,6 +28,7 @@ pub fn part_id(name: &str) -> u64 {
 pub struct StableHasher(u64);
 
 impl Hasher for StableHasher {
+    #[inline]
     fn finish(&self) -> u64 {
         let mut z = self.0 ^ OFFSET;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -34,6 +36,7 @@ impl Hasher for StableHasher {
         z ^ (z >> 31)
     }
 
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
         let start = if self.0 == 0 { OFFSET } else { self.0 };
         self.0 = fnv1a(start, bytes);
