@@ -227,8 +227,8 @@ impl<I: Input, T: Transport> RollbackNet<I, T> {
                 RollbackEvent::Disconnected { peer, .. } => {
                     self.transport.drop_peer(*peer);
                 }
-                RollbackEvent::PeerMisbehaved { peer, error } => {
-                    tracing::warn!("gamenet: dropping {peer}: {error}");
+                RollbackEvent::PeerMisbehaved { peer, reason } => {
+                    tracing::warn!("gamenet: dropping {peer}: {reason}");
                     self.transport.drop_peer(*peer);
                 }
                 _ => {}

@@ -7,7 +7,7 @@ use super::peers::Member;
 use super::sync_layer::{PlayerSlot, SlotState};
 use super::wire::{AdmitMsg, InputRun, IntroMsg, Msg, RefuseMsg, SnapshotMsg};
 use super::{Frame, Input, Request, RollbackEvent, RollbackSession};
-use crate::{Instant, PeerId};
+use crate::{Instant, Misbehavior, PeerId};
 
 /// Most join requests a host keeps waiting.
 const MAX_PENDING_JOINS: usize = 16;
@@ -61,10 +61,7 @@ impl<I: Input> RollbackSession<I> {
         if num_players != self.config.num_players {
             self.misbehaved(
                 peer,
-                format!(
-                    "session of {num_players} players, ours has {}",
-                    self.config.num_players
-                ),
+                Misbehavior::Rule("intro for a session of another size"),
             );
             return;
         }
@@ -206,7 +203,7 @@ impl<I: Input> RollbackSession<I> {
             })
             || body.from < self.sync.sim_base
         {
-            self.misbehaved(from_peer, format!("admit of {joiner} cannot apply here"));
+            self.misbehaved(from_peer, Misbehavior::Rule("admit that cannot apply here"));
             return;
         }
         self.apply_admit(now, joiner, body.key, &slots, body.from, body.snapshot);

@@ -10,7 +10,7 @@ use super::local::SessionPhase;
 use super::sync_layer::SlotState;
 use super::wire::{InputRun, LostMsg, Msg};
 use super::{Frame, Input, MAX_PLAYERS, RollbackEvent, RollbackSession};
-use crate::{Instant, PeerId};
+use crate::{Instant, Misbehavior, PeerId};
 
 /// The reports on one departed player.
 #[derive(Debug)]
@@ -164,7 +164,7 @@ impl<I: Input> RollbackSession<I> {
         if let Some(round) = self.departure.rounds.get_mut(&gone) {
             let expected: Vec<u8> = round.slots.iter().map(|&s| s as u8).collect();
             if body.run.slots != expected {
-                self.misbehaved(from, "loss report for the wrong slots".into());
+                self.misbehaved(from, Misbehavior::Rule("loss report for the wrong slots"));
                 return;
             }
             round.reports.insert(from, body.run);

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use super::{ConfigError, Frame, InputStatus};
-use crate::PeerId;
+use crate::{Misbehavior, PeerId};
 
 #[cfg(doc)]
 use super::SyncTestSession;
@@ -125,8 +125,8 @@ pub enum RollbackEvent {
     PeerMisbehaved {
         /// The peer.
         peer: PeerId,
-        /// What it did.
-        error: String,
+        /// The rule it broke.
+        reason: Misbehavior,
     },
 }
 

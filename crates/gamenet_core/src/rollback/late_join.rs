@@ -10,7 +10,7 @@ use super::sync_layer::SlotState;
 use super::time_sync::CATCH_UP_FRAMES;
 use super::wire::{RefuseMsg, SnapshotMsg};
 use super::{Frame, Input, RollbackEvent, RollbackSession};
-use crate::{Instant, PeerId};
+use crate::{Instant, Misbehavior, PeerId};
 
 /// A joiner's progress.
 #[derive(Debug, Default)]
@@ -43,7 +43,10 @@ impl<I: Input> RollbackSession<I> {
             || your.iter().any(|&s| s >= table.len())
             || from < frame
         {
-            self.misbehaved(peer, "snapshot does not fit this session".into());
+            self.misbehaved(
+                peer,
+                Misbehavior::Rule("snapshot does not fit this session"),
+            );
             return;
         }
         for (i, e) in table.iter().enumerate() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::local::SessionPhase;
 use super::wire::{InputRun, InputsMsg, MAX_FRAMES_PER_MESSAGE, Msg};
 use super::{Frame, Input, RollbackEvent, RollbackSession};
-use crate::{Instant, PeerId};
+use crate::{Instant, Misbehavior, PeerId};
 
 /// Inputs further ahead of this peer's frame than this are not kept (an
 /// honest peer is never that far ahead; the sender repeats them later).
@@ -50,7 +50,10 @@ impl<I: Input> RollbackSession<I> {
         if slots.iter().any(|&s| s >= self.sync.slots.len())
             || run.records.iter().any(|r| r.len() != slots.len())
         {
-            self.misbehaved(peer, "inputs for slots the session does not have".into());
+            self.misbehaved(
+                peer,
+                Misbehavior::Rule("inputs for slots the session does not have"),
+            );
             return;
         }
         // A feed carries the confirmed inputs of every slot, from the host to

@@ -18,7 +18,7 @@ use super::{
     Checksum, ConfigError, Frame, Input, PlayerKind, Request, RollbackConfig, RollbackError,
     RollbackEvent, RollbackStats,
 };
-use crate::{Instant, PeerId, Transmit};
+use crate::{Instant, Misbehavior, PeerId, Transmit};
 
 /// A rollback session of one peer: a player (one or more local slots) or a
 /// spectator. (A local sync test is a [`SyncTestSession`](super::SyncTestSession).)
@@ -360,7 +360,7 @@ impl<I: Input> RollbackSession<I> {
         let msg = match Msg::<I>::decode(data, self.config.max_snapshot_bytes) {
             Ok(m) => m,
             Err(e) => {
-                self.misbehaved(peer, format!("undecodable rollback message: {e}"));
+                self.misbehaved(peer, Misbehavior::Decode(e));
                 return;
             }
         };
@@ -377,9 +377,9 @@ impl<I: Input> RollbackSession<I> {
     }
 
     /// Reports a peer that broke the protocol.
-    pub(super) fn misbehaved(&mut self, peer: PeerId, error: String) {
+    pub(super) fn misbehaved(&mut self, peer: PeerId, reason: Misbehavior) {
         self.events
-            .push_back(RollbackEvent::PeerMisbehaved { peer, error });
+            .push_back(RollbackEvent::PeerMisbehaved { peer, reason });
     }
 
     /// A start player's intro: once every one is in, frames run.
