@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use crate::{Bytes, Channel, Event, Instant, PeerId, PeerMesh, SendError};
+use crate::{Bytes, Channel, Event, Instant, LeaveReason, PeerId, PeerMesh, SendError};
 
 #[cfg(feature = "memory")]
 mod memory;
@@ -104,8 +104,8 @@ pub(crate) fn tagged(tag: u8, payload: &[u8]) -> Vec<u8> {
 pub(crate) enum LayerInput {
     /// A peer linked.
     Joined(PeerId),
-    /// A peer left.
-    Left(PeerId),
+    /// A peer left, and why.
+    Left(PeerId, LeaveReason),
     /// A message for the layer, its tag stripped.
     Message(PeerId, Bytes),
 }
@@ -175,9 +175,9 @@ impl Demux {
                 None => Sorted::Held,
             },
             Event::PeerJoined(peer) => self.hold_unless(running, LayerInput::Joined(*peer)),
-            Event::PeerLeft { peer, .. } => {
+            Event::PeerLeft { peer, reason } => {
                 self.early.retain(|(p, _)| p != peer);
-                self.hold_unless(running, LayerInput::Left(*peer))
+                self.hold_unless(running, LayerInput::Left(*peer, reason.clone()))
             }
             _ => Sorted::Held,
         };

@@ -197,7 +197,7 @@ impl<T: Transport> ReplicationNet<T> {
 fn feed(r: &mut Replicator, now: Instant, input: LayerInput) {
     match input {
         LayerInput::Joined(peer) => r.handle_peer_joined(now, peer),
-        LayerInput::Left(peer) => r.handle_peer_left(now, peer),
+        LayerInput::Left(peer, _) => r.handle_peer_left(now, peer),
         LayerInput::Message(peer, data) => r.handle_message(now, peer, &data),
     }
 }

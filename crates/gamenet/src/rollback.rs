@@ -56,7 +56,7 @@ pub use gamenet_core::rollback::*;
 
 pub use crate::layer::{APP_TAG, ROLLBACK_TAG};
 use crate::layer::{Demux, LayerInput, Sorted, Transport, tagged};
-use crate::{Channel, Event, Instant, PeerId, PeerMesh, SendError};
+use crate::{Channel, Event, Instant, LeaveReason, PeerId, PeerMesh, SendError};
 
 /// How a [`RollbackNet`] starts its session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,8 +210,8 @@ impl<I: Input, T: Transport> RollbackNet<I, T> {
     }
 
     /// Sends what the session has to send, and acts on its verdicts (a peer
-    /// that left the session or broke the protocol is dropped). Call after
-    /// running frames.
+    /// that broke the protocol is dropped; one whose departure was agreed keeps
+    /// its link, to rejoin through it). Call after running frames.
     pub fn flush(&mut self) {
         let Some(s) = &mut self.session else {
             return;
@@ -223,15 +223,9 @@ impl<I: Input, T: Transport> RollbackNet<I, T> {
             let _ = self.transport.send(t.peer, t.channel, &data);
         }
         while let Some(event) = s.poll_event() {
-            match &event {
-                RollbackEvent::Disconnected { peer, .. } => {
-                    self.transport.drop_peer(*peer);
-                }
-                RollbackEvent::PeerMisbehaved { peer, reason } => {
-                    tracing::warn!("gamenet: dropping {peer}: {reason}");
-                    self.transport.drop_peer(*peer);
-                }
-                _ => {}
+            if let RollbackEvent::PeerMisbehaved { peer, reason } = &event {
+                tracing::warn!("gamenet: dropping {peer}: {reason}");
+                self.transport.drop_peer(*peer);
             }
             self.rollback_events.push_back(event);
         }
@@ -273,8 +267,17 @@ impl<I: Input, T: Transport> RollbackNet<I, T> {
 fn feed<I: Input>(session: &mut RollbackSession<I>, now: Instant, input: LayerInput) {
     match input {
         LayerInput::Joined(peer) => session.handle_peer_joined(now, peer),
-        LayerInput::Left(peer) => session.handle_peer_left(now, peer),
+        LayerInput::Left(peer, reason) => session.handle_peer_left(now, peer, leave_of(&reason)),
         LayerInput::Message(peer, data) => session.handle_message(now, peer, &data),
+    }
+}
+
+/// How the session hears of a peer the mesh lost: a goodbye is a quit; silence
+/// or a failed connection may hide a partition.
+fn leave_of(reason: &LeaveReason) -> Leave {
+    match reason {
+        LeaveReason::Left(_) => Leave::Quit,
+        _ => Leave::Lost,
     }
 }
 

@@ -27,8 +27,14 @@
 //!   has that player's inputs (and what they are); once all have reported, all
 //!   agree that the player is disconnected from the frame after the furthest
 //!   input anyone has. No confirmed frame ever changes.
+//! - Only a side holding a quorum of the players may finish that agreement:
+//!   more than half of them, or half with the lowest id. A side without one is
+//!   cut off: it stalls, and when a lost player's link returns it rejoins
+//!   through the host's snapshot, so a split never leaves two timelines (see
+//!   [`membership`]).
 //! - Checksums of confirmed frames are exchanged on an interval; parts are sent
-//!   as hashes of their names, so a desync names what differs.
+//!   as hashes of their names, so a desync names what differs, and a player
+//!   whose checksum differs from the host's rejoins from the host's snapshot.
 //!
 //! # Example
 //!
@@ -77,6 +83,7 @@ mod input;
 mod input_log;
 mod late_join;
 mod local;
+mod membership;
 mod peers;
 mod protocol;
 mod session;
@@ -91,6 +98,7 @@ pub use checksum::{Checksum, ChecksumPart};
 pub use config::{ConfigError, RollbackConfig};
 pub use event::{Request, RollbackError, RollbackEvent, RollbackStats};
 pub use input::{Input, InputStatus, PlayerKind, Predictor};
+pub use membership::{Leave, RejoinCause};
 pub use session::RollbackSession;
 pub use sync_test::SyncTestSession;
 pub use wire::MAX_PLAYERS;

@@ -72,8 +72,18 @@ impl<I: Input> RollbackSession<I> {
         if self.sync.spectator || self.me.phase == SessionPhase::Joining {
             return;
         }
-        if self.peers.members.contains_key(&peer) {
-            return;
+        // A member asking to join again (it dropped its timeline), or a new
+        // peer with a member's key (that player restarted): the old member has
+        // left for good. Its departure is agreed on; the join waits for it.
+        let old_selves: Vec<PeerId> = self
+            .peers
+            .members
+            .iter()
+            .filter(|(p, m)| **p == peer || (m.introduced && m.key == body.key && !m.spectator))
+            .map(|(p, _)| *p)
+            .collect();
+        for old in old_selves {
+            self.member_quit(now, old);
         }
         let joins = &mut self.admission.joins;
         joins.retain(|j| j.peer != peer);
@@ -103,6 +113,8 @@ impl<I: Input> RollbackSession<I> {
         let joins = std::mem::take(&mut self.admission.joins);
         for j in joins {
             if self.peers.members.contains_key(&j.peer) {
+                // Its old self's departure is not agreed yet.
+                self.admission.joins.push(j);
                 continue;
             }
             let ghost = self

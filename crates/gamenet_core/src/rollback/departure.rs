@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::input_log::INPUT_HISTORY_FRAMES;
 use super::local::SessionPhase;
+use super::membership::RejoinCause;
 use super::sync_layer::SlotState;
 use super::wire::{InputRun, LostMsg, Msg};
 use super::{Frame, Input, MAX_PLAYERS, RollbackEvent, RollbackSession};
@@ -53,8 +54,8 @@ impl<I> Departures<I> {
 }
 
 impl<I: Input> RollbackSession<I> {
-    /// A peer the transport lost: a spectator (or a member without slots) is
-    /// forgotten, a player's departure is agreed on.
+    /// A peer the transport lost (or that left for good): a spectator (or a
+    /// member without slots) is forgotten, a player's departure is agreed on.
     pub(super) fn player_left(&mut self, now: Instant, peer: PeerId) {
         let Some(member) = self.peers.members.get(&peer) else {
             return;
@@ -100,7 +101,7 @@ impl<I: Input> RollbackSession<I> {
             .peers
             .members
             .iter()
-            .filter(|(p, m)| !m.spectator && **p != gone && !lost.contains(p))
+            .filter(|(p, m)| !m.spectator && (**p == gone || !lost.contains(p)))
             .map(|(p, _)| *p)
             .collect();
         for p in others {
@@ -137,6 +138,10 @@ impl<I: Input> RollbackSession<I> {
             return;
         }
         let gone = body.peer;
+        if gone == self.me.id {
+            self.on_lost_me(now, from, &body.run);
+            return;
+        }
         if self.me.phase == SessionPhase::Joining || !self.peers.members.contains_key(&gone) {
             // Not ours to judge yet: the snapshot or the admit of that peer may
             // still be on the way. Kept until then.
@@ -148,11 +153,6 @@ impl<I: Input> RollbackSession<I> {
         if self.peers.members.get(&from).is_none_or(|m| m.spectator)
             || self.departure.lost.contains(&from)
         {
-            return;
-        }
-        if gone == self.me.id {
-            // Someone lost us: we are cut off from them; they will carry on
-            // without us and we will see them leave.
             return;
         }
         if !self.departure.rounds.contains_key(&gone) {
@@ -172,9 +172,45 @@ impl<I: Input> RollbackSession<I> {
         self.try_finish_rounds(now);
     }
 
-    /// Finishes every round all remaining players have reported in.
-    fn try_finish_rounds(&mut self, now: Instant) {
+    /// A member reports this peer lost: the others are agreeing on its
+    /// departure and, if they hold a quorum, play on without it. Its timeline
+    /// ends there; it joins theirs again. A report that ends before this
+    /// peer's slots began is from before an earlier rejoin and is ignored.
+    fn on_lost_me(&mut self, now: Instant, from: PeerId, run: &InputRun<I>) {
+        let from_member = self
+            .peers
+            .members
+            .get(&from)
+            .is_some_and(|m| !m.spectator && m.introduced);
+        if self.me.phase != SessionPhase::Running || !from_member {
+            return;
+        }
+        let end = run.start + run.records.len() as Frame;
+        let began = self
+            .sync
+            .local_slots()
+            .iter()
+            .map(|&s| self.sync.slots[s].active_from)
+            .max()
+            .unwrap_or(0);
+        if end < began {
+            return;
+        }
+        self.rejoin(now, RejoinCause::Partition);
+    }
+
+    /// Finishes every round all remaining players have reported in, if they
+    /// hold a quorum of the membership; without one, this peer is cut off.
+    pub(super) fn try_finish_rounds(&mut self, now: Instant) {
         loop {
+            if !self.departure.deciding() {
+                return;
+            }
+            if !self.has_quorum() {
+                self.note_cut_off();
+                return;
+            }
+            self.membership.cut_off = false;
             let lost = &self.departure.lost;
             let members = &self.peers.members;
             let ready = self.departure.rounds.iter().find_map(|(&gone, round)| {
@@ -223,6 +259,7 @@ impl<I: Input> RollbackSession<I> {
         }
         self.peers.members.remove(&gone);
         self.departure.lost.remove(&gone);
+        self.membership.quit.remove(&gone);
         self.events.push_back(RollbackEvent::Disconnected {
             peer: gone,
             slots: round.slots.clone(),

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use thiserror::Error;
 
-use super::{ConfigError, Frame, InputStatus};
+use super::{ConfigError, Frame, InputStatus, RejoinCause};
 use crate::{Misbehavior, PeerId};
 
 #[cfg(doc)]
@@ -115,6 +115,19 @@ pub enum RollbackEvent {
         remote: u64,
         /// Names of the checksum parts that differ.
         parts: Vec<String>,
+    },
+    /// This peer lost players without keeping a quorum of the membership: it
+    /// stalls (the others may play on) until one of them is back, then rejoins.
+    CutOff {
+        /// The players lost.
+        lost: Vec<PeerId>,
+    },
+    /// This peer drops its own frames and joins again from the host's
+    /// snapshot, into its key's slots; [`RollbackEvent::JoinerSynced`] follows
+    /// once it has caught up.
+    Rejoining {
+        /// Why.
+        cause: RejoinCause,
     },
     /// The host refused to let this peer join.
     JoinRefused {

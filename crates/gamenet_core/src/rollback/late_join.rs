@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use super::local::SessionPhase;
+use super::membership::Leave;
 use super::peers::Member;
 use super::sync_layer::SlotState;
 use super::time_sync::CATCH_UP_FRAMES;
@@ -142,7 +143,7 @@ impl<I: Input> RollbackSession<I> {
             .filter(|p| self.peers.departed.contains(p))
             .collect();
         for p in gone {
-            self.handle_peer_left(now, p);
+            self.handle_peer_left(now, p, Leave::Lost);
         }
     }
 

@@ -10,6 +10,7 @@ use super::checksum::Checksums;
 use super::departure::Departures;
 use super::late_join::LateJoin;
 use super::local::{Me, SessionPhase};
+use super::membership::{Leave, Membership};
 use super::peers::{Member, Peers};
 use super::sync_layer::{SlotState, SyncLayer};
 use super::time_sync::{TimeSync, Timer};
@@ -41,6 +42,8 @@ pub struct RollbackSession<I: Input> {
     pub(super) late_join: LateJoin,
     /// Loss rounds of departed players.
     pub(super) departure: Departures<I>,
+    /// Who counts in the quorum, and whether this peer is cut off.
+    pub(super) membership: Membership,
     /// What happened, not polled yet.
     pub(super) events: VecDeque<RollbackEvent>,
 }
@@ -73,8 +76,18 @@ impl<I: Input> RollbackSession<I> {
             admission: Admission::default(),
             late_join: LateJoin::default(),
             departure: Departures::default(),
+            membership: Membership::default(),
             events: VecDeque::new(),
         }
+    }
+
+    /// A session that joins, its settings already checked.
+    pub(super) fn joining(config: RollbackConfig, id: PeerId, key: u64, players: usize) -> Self {
+        let mut s = Self::empty(config, players == 0, id, key);
+        s.me.local_players = players;
+        s.me.phase = SessionPhase::Joining;
+        s.sync.skip_initial_save();
+        s
     }
 
     /// A session that starts at frame 0 with every slot assigned, the same
@@ -145,11 +158,7 @@ impl<I: Input> RollbackSession<I> {
         if players > config.num_players {
             return Err(ConfigError::MorePlayersThanSlots.into());
         }
-        let mut s = Self::empty(config, players == 0, id, key);
-        s.me.local_players = players;
-        s.me.phase = SessionPhase::Joining;
-        s.sync.skip_initial_save();
-        Ok(s)
+        Ok(Self::joining(config, id, key, players))
     }
 
     /// Replaces the input prediction (the default repeats the last known input).
@@ -335,9 +344,13 @@ impl<I: Input> RollbackSession<I> {
     }
 
     /// The transport connected a peer (or it was connected before the session
-    /// was made).
-    pub fn handle_peer_joined(&mut self, _now: Instant, peer: PeerId) {
+    /// was made, or its link came back).
+    pub fn handle_peer_joined(&mut self, now: Instant, peer: PeerId) {
         self.peers.connect(peer);
+        if self.membership.cut_off && self.departure.lost.contains(&peer) {
+            self.lost_player_back(now, peer);
+            return;
+        }
         let intro = Msg::<I>::Intro(IntroMsg {
             key: self.me.key,
             joiner: self.me.phase == SessionPhase::Joining,
@@ -347,10 +360,15 @@ impl<I: Input> RollbackSession<I> {
         self.peers.send(peer, &intro);
     }
 
-    /// The transport lost a peer.
-    pub fn handle_peer_left(&mut self, now: Instant, peer: PeerId) {
+    /// The transport lost a peer: it said goodbye ([`Leave::Quit`]) or went
+    /// silent ([`Leave::Lost`]; it may be playing on behind a partition, see
+    /// [`membership`](super::membership)).
+    pub fn handle_peer_left(&mut self, now: Instant, peer: PeerId, how: Leave) {
         self.peers.disconnect(peer);
         self.admission.forget(peer);
+        if how == Leave::Quit && self.peers.members.contains_key(&peer) {
+            self.membership.quit.insert(peer);
+        }
         self.player_left(now, peer);
     }
 
@@ -365,6 +383,7 @@ impl<I: Input> RollbackSession<I> {
             }
         };
         self.peers.heard(now, peer, &mut self.events);
+        let events_before = self.events.len();
         match msg {
             Msg::Inputs(body) => self.on_inputs(now, peer, body),
             Msg::Intro(body) => self.on_intro(now, peer, body),
@@ -374,6 +393,7 @@ impl<I: Input> RollbackSession<I> {
             Msg::Checksum(body) => self.on_checksum(now, peer, body),
             Msg::Refuse(body) => self.on_refuse(now, peer, body),
         }
+        self.heal_desyncs(now, events_before);
     }
 
     /// Reports a peer that broke the protocol.
@@ -418,13 +438,15 @@ impl<I: Input> RollbackSession<I> {
 
     /// Makes the checksums of final frames final, sending them to the
     /// members (a player does) and comparing them with theirs.
-    fn finalize_checksums(&mut self) {
+    fn finalize_checksums(&mut self, now: Instant) {
+        let events_before = self.events.len();
         let msgs = self.checksums.finalize(
             self.sync.sim_base,
             self.config.checksum_interval,
             &mut self.events,
         );
-        if self.sync.spectator {
+        self.heal_desyncs(now, events_before);
+        if self.sync.spectator || self.me.phase != SessionPhase::Running {
             return;
         }
         for body in msgs {
@@ -454,7 +476,10 @@ impl<I: Input> RollbackSession<I> {
             self.send_inputs(now);
             return Err(RollbackError::Stalled);
         }
-        self.finalize_checksums();
+        self.finalize_checksums(now);
+        if self.me.phase != SessionPhase::Running {
+            return Err(RollbackError::NotRunning);
+        }
         let mut requests = Vec::new();
         let initial_save = self.sync.take_initial_save();
         if let Some((frame, data)) = self.late_join.snapshot_to_load.take() {

@@ -108,7 +108,7 @@ pub(crate) struct SyncLayer<I> {
     /// confirmed inputs, every slot's entry final as it is.
     pub(crate) spectator: bool,
     /// Guesses the input of a slot whose input is not known.
-    predictor: Predictor<I>,
+    pub(crate) predictor: Predictor<I>,
     /// Rollbacks done.
     pub(crate) rollbacks: u64,
     /// Frames re-simulated by rollbacks.

@@ -154,12 +154,12 @@ proptest::proptest! {
         for (i, m) in msgs.into_iter().enumerate() {
             let from = PeerId(2 + (i % 2) as u128);
             s.handle_message(now, from, &m.encode());
-            s.add_local_input(0, i as u16).unwrap();
+            let _ = s.add_local_input(0, i as u16);
             let _ = s.advance_frame(now);
             s.handle_timeout(now);
             s.set_checksum(s.current_frame(), Checksum::total(7));
             if i % 7 == 3 {
-                s.handle_peer_left(now, PeerId(3));
+                s.handle_peer_left(now, PeerId(3), Leave::Lost);
             }
             while s.poll_transmit().is_some() {}
             while s.poll_event().is_some() {}

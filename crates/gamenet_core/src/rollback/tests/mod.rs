@@ -9,13 +9,14 @@ use super::wire::Msg;
 use super::*;
 use crate::conditioner::SplitMix;
 use crate::sim::SimLinks;
-use crate::{ConditionerConfig, Event, Instant, Mesh, MeshConfig, PeerId};
+use crate::{ConditionerConfig, Event, Instant, LeaveReason, Mesh, MeshConfig, PeerId};
 
 mod departure;
 mod desync;
 mod hostile;
 mod in_step;
 mod late_join;
+mod partition;
 mod reconnect;
 mod spectator;
 
@@ -350,7 +351,9 @@ impl Net {
             while let Some(e) = n.mesh.poll_event() {
                 match e {
                     Event::PeerJoined(p) => n.session.handle_peer_joined(now, p),
-                    Event::PeerLeft { peer, .. } => n.session.handle_peer_left(now, peer),
+                    Event::PeerLeft { peer, reason } => {
+                        n.session.handle_peer_left(now, peer, leave_of(&reason))
+                    }
                     Event::Message { peer, payload, .. } => {
                         n.session.handle_message(now, peer, &payload)
                     }
@@ -379,9 +382,6 @@ impl Net {
                 }
             }
             while let Some(e) = n.session.poll_event() {
-                if let RollbackEvent::Disconnected { peer, .. } = &e {
-                    n.mesh.drop_peer(*peer);
-                }
                 if let RollbackEvent::PeerMisbehaved { .. } = &e {
                     panic!("{}: {e:?}", n.id);
                 }
@@ -453,7 +453,15 @@ impl Net {
     /// Asserts every live node reached the target with the same state, no
     /// desync, and that checksums were actually compared.
     fn assert_in_step(&self) {
-        let live: Vec<&Node> = self.nodes.iter().filter(|n| n.alive).collect();
+        let live: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].alive)
+            .collect();
+        self.assert_in_step_among(&live);
+    }
+
+    /// [`Net::assert_in_step`] for the nodes at `indices`.
+    fn assert_in_step_among(&self, indices: &[usize]) {
+        let live: Vec<&Node> = indices.iter().map(|&i| &self.nodes[i]).collect();
         let first = live[0].game.at_target.clone().expect("state at target");
         for n in &live {
             let stats = n.session.stats();
@@ -476,6 +484,14 @@ impl Net {
                 n.id
             );
         }
+    }
+}
+
+/// How the session hears of a mesh's `PeerLeft`: a goodbye is a quit.
+fn leave_of(reason: &LeaveReason) -> Leave {
+    match reason {
+        LeaveReason::Left(_) => Leave::Quit,
+        _ => Leave::Lost,
     }
 }
 
