@@ -70,6 +70,33 @@ impl Replicator {
         }
     }
 
+    /// A spawn from `peer` of an entity that is here already: whether `peer`'s
+    /// claim stands. Its owner re-sending it stands. Two owners happen when
+    /// peers that could not hear each other each took a departed owner's
+    /// entities over (a partition that healed, a peer back under its id): the
+    /// lower id keeps the entity, the same choice on every peer, and a claim
+    /// on an entity whose owner is gone from here stands too.
+    pub(super) fn contested(&mut self, peer: PeerId, row: EntityRow, id: NetId) -> bool {
+        let Some(owner) = self.table.get(row).map(|r| r.entity.owner) else {
+            return false;
+        };
+        if owner == peer {
+            return true;
+        }
+        let owner_here = owner == self.id || self.links.contains_key(&owner);
+        if owner_here && owner < peer {
+            return false;
+        }
+        if owner == self.id {
+            for link in self.links.values_mut() {
+                link.out.leave(row);
+            }
+        }
+        self.events
+            .push_back(ReplicationEvent::OwnerChanged { id, owner: peer });
+        true
+    }
+
     /// This peer now owns an entity every peer knows: they start from what
     /// they have, and deltas flow once they ack a full state.
     fn take_over(&mut self, row: EntityRow) {

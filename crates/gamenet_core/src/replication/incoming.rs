@@ -127,9 +127,14 @@ impl Replicator {
             fields,
         };
         let row = match existing {
-            // Only its owner may send it again (it left and re-entered scope).
+            // Its owner sends it again (it left and re-entered scope), or
+            // another peer claims it too (see `contested`).
             Some(row) => {
-                let Some(r) = self.table.get_mut(row).filter(|r| r.entity.owner == peer) else {
+                let same_type = self.table.get(row).is_some_and(|r| r.entity.ty == ty);
+                if !same_type || !self.contested(peer, row, id) {
+                    return Ok(());
+                }
+                let Some(r) = self.table.get_mut(row) else {
                     return Ok(());
                 };
                 r.entity = entity;

@@ -91,3 +91,43 @@ fn the_owner_leaves_and_a_successor_carries_on() {
         );
     }
 }
+
+#[test]
+fn two_owners_after_a_healed_split_settle_on_the_lower_id() {
+    let mut net = Net::new(2, link(0.05, 31), ReplicationConfig::default());
+    net.run(Duration::from_secs(1), |_| {});
+    let (a, b) = (net.nodes[0].id, net.nodes[1].id);
+    let id = net.nodes[1].rep.spawn(0, &[5, 5, 5]).unwrap();
+    net.run(Duration::from_secs(1), |_| {});
+    assert!(net.same_everywhere(id));
+    // Split: each side sees the other leave; a takes b's entity over (the
+    // lowest remaining id), b keeps it. Both move it their own way.
+    let now = net.now;
+    net.nodes[0].rep.handle_peer_left(now, b);
+    net.nodes[1].rep.handle_peer_left(now, a);
+    assert_eq!(net.nodes[0].rep.entity(id).unwrap().owner, a);
+    net.run(Duration::from_secs(1), |n| {
+        for (i, node) in n.nodes.iter_mut().enumerate() {
+            let x = node.rep.entity(id).unwrap().fields[0];
+            node.rep.set(id, &[x + 1 + i as u32, 0, 0]).unwrap();
+        }
+    });
+    assert_ne!(net.nodes[0].rep.entity(id), net.nodes[1].rep.entity(id));
+    // Healed: both claim it; the lower id keeps it on both, and b follows a.
+    let now = net.now;
+    net.nodes[0].rep.handle_peer_joined(now, b);
+    net.nodes[1].rep.handle_peer_joined(now, a);
+    net.run(Duration::from_secs(2), |n| {
+        let node = &mut n.nodes[0];
+        let x = node.rep.entity(id).unwrap().fields[0];
+        node.rep.set(id, &[x + 1, 0, 0]).unwrap();
+    });
+    net.run(Duration::from_secs(1), |_| {});
+    for n in &net.nodes {
+        assert_eq!(n.rep.entity(id).unwrap().owner, a, "{}", n.id);
+    }
+    assert!(net.same_everywhere(id));
+    assert!(net.nodes[1].events.iter().any(|(_, e)| {
+        matches!(e, ReplicationEvent::OwnerChanged { id: i, owner } if *i == id && *owner == a)
+    }));
+}
