@@ -409,6 +409,31 @@ fn show_ball(mut commands: Commands, mut balls: Query<(Entity, &Ball, Option<&mu
     }
 }
 
+/// What the game waits for, if anything: players not heard from lately (it
+/// stalls until they are back), the other side of a split, or the host's
+/// snapshot after one.
+fn waiting_for(session: &gamenet::rollback::RollbackSession<u8>) -> String {
+    if session.is_cut_off() {
+        return "Cut off from the other players: waiting for them to come back".into();
+    }
+    if session.is_joining() {
+        return "Joining the game (loading the host's state)...".into();
+    }
+    let players: Vec<String> = session
+        .interrupted()
+        .filter_map(|peer| {
+            (0..session.config().num_players)
+                .find(|&s| session.slot_peer(s) == Some(peer))
+                .map(|s| format!("player {}", s + 1))
+        })
+        .collect();
+    if players.is_empty() {
+        String::new()
+    } else {
+        format!("Waiting for {}...", players.join(", "))
+    }
+}
+
 /// The lobby line until the game runs, then the score and who you are.
 fn show_status(
     lobby: Res<Lobby>,
@@ -426,7 +451,10 @@ fn show_status(
         .net_mut()
         .map(|n| n.mesh().peers().count() + 1)
         .unwrap_or(1);
-    let line = if !running(&socket) {
+    let waiting = socket.session().map(waiting_for).unwrap_or_default();
+    let line = if !waiting.is_empty() {
+        waiting
+    } else if !running(&socket) {
         format!(
             "Room {}: {linked} of {} players connected",
             lobby.room, lobby.players

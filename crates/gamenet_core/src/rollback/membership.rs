@@ -60,6 +60,28 @@ pub(crate) struct Membership {
 }
 
 impl<I: Input> RollbackSession<I> {
+    /// Members not heard for the interrupt timeout: the game waits for them
+    /// (it stalls at its prediction window), and may show so.
+    pub fn interrupted(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.peers
+            .members
+            .iter()
+            .filter(|(_, m)| m.interrupted)
+            .map(|(p, _)| *p)
+    }
+
+    /// Whether this peer lost players without keeping a quorum: it stalls
+    /// until one of them is back, then rejoins ([`RollbackEvent::CutOff`]).
+    pub fn is_cut_off(&self) -> bool {
+        self.membership.cut_off
+    }
+
+    /// Whether this peer waits for the host's snapshot (joining, or rejoining
+    /// after a split or a desync).
+    pub fn is_joining(&self) -> bool {
+        self.me.phase == SessionPhase::Joining
+    }
+
     /// The players of the membership as this peer counts it (itself included),
     /// less those known to have quit.
     fn counted_players(&self) -> BTreeSet<PeerId> {
