@@ -20,8 +20,16 @@ pub struct RollbackConfig {
     pub input_delay: u32,
     /// Confirmed frames between checksum exchanges; 0 turns them off.
     pub checksum_interval: u32,
-    /// Silence after which a peer is reported interrupted.
+    /// Silence after which a peer is reported interrupted: the game waits for
+    /// it (stalling at the prediction window) and may show so.
     pub interrupt_timeout: Duration,
+    /// Silence after which a player counts as lost even while its link stays
+    /// up (a tab whose frames stopped still answers heartbeats): its departure
+    /// is agreed on, and it rejoins from a snapshot when it is back. 10 s by
+    /// default, as the mesh's `disconnect_timeout`: long enough for a Wi-Fi
+    /// roam or a mobile hand-over, short enough that the others do not wait
+    /// for ever on a player who is gone.
+    pub drop_timeout: Duration,
     /// How long a departed player's slot waits for that player to come back.
     pub reclaim_window: Duration,
     /// Extra frames between admitting a joiner and its first frame, to cover
@@ -40,6 +48,7 @@ impl Default for RollbackConfig {
             input_delay: 2,
             checksum_interval: 16,
             interrupt_timeout: Duration::from_millis(500),
+            drop_timeout: Duration::from_secs(10),
             reclaim_window: Duration::from_secs(60),
             join_margin: 30,
             max_snapshot_bytes: 8 << 20,
@@ -69,6 +78,9 @@ pub enum ConfigError {
     /// A join asked for more players than the session has slots.
     #[error("more players than slots")]
     MorePlayersThanSlots,
+    /// `drop_timeout` is not longer than `interrupt_timeout`.
+    #[error("drop_timeout must be longer than interrupt_timeout")]
+    DropTimeout,
     /// A sync test's distance is 0.
     #[error("sync test distance must be positive")]
     SyncTestDistance,
@@ -85,6 +97,9 @@ impl RollbackConfig {
         }
         if self.input_delay > 120 || self.prediction_window > 120 {
             return Err(ConfigError::DelayOrWindow);
+        }
+        if self.drop_timeout <= self.interrupt_timeout {
+            return Err(ConfigError::DropTimeout);
         }
         Ok(())
     }

@@ -166,31 +166,48 @@ impl Peers {
         }
     }
 
-    /// Reports members silent for `timeout` as interrupted.
-    pub(crate) fn check_interrupts(
+    /// Reports members silent for `interrupt` as interrupted, and returns the
+    /// players silent for `drop` that are not `lost` yet.
+    pub(crate) fn check_silence(
         &mut self,
         now: Instant,
-        timeout: Duration,
+        interrupt: Duration,
+        drop: Duration,
+        lost: &BTreeSet<PeerId>,
         events: &mut VecDeque<RollbackEvent>,
-    ) {
+    ) -> Vec<PeerId> {
+        let mut dropped = Vec::new();
         for (&peer, m) in &mut self.members {
-            if let Some(heard) = m.last_heard
-                && !m.interrupted
-                && now >= heard + timeout
-            {
+            let Some(heard) = m.last_heard else {
+                continue;
+            };
+            if !m.interrupted && now >= heard + interrupt {
                 m.interrupted = true;
                 events.push_back(RollbackEvent::PeerInterrupted { peer });
             }
+            if !m.spectator && !lost.contains(&peer) && now >= heard + drop {
+                dropped.push(peer);
+            }
         }
+        dropped
     }
 
-    /// When the next member would be reported interrupted.
-    pub(crate) fn next_interrupt(&self, timeout: Duration) -> Option<Instant> {
+    /// When the next member would be reported interrupted, or a player lost
+    /// for its silence.
+    pub(crate) fn next_silence(
+        &self,
+        interrupt: Duration,
+        drop: Duration,
+        lost: &BTreeSet<PeerId>,
+    ) -> Option<Instant> {
         self.members
-            .values()
-            .filter(|m| !m.interrupted)
-            .filter_map(|m| m.last_heard)
+            .iter()
+            .filter_map(|(p, m)| {
+                let heard = m.last_heard?;
+                let interrupt_at = (!m.interrupted).then_some(heard + interrupt);
+                let drop_at = (!m.spectator && !lost.contains(p)).then_some(heard + drop);
+                interrupt_at.into_iter().chain(drop_at).min()
+            })
             .min()
-            .map(|t| t + timeout)
     }
 }

@@ -315,7 +315,7 @@ impl<I: Input> RollbackSession<I> {
     /// When [`RollbackSession::handle_timeout`] or
     /// [`RollbackSession::frame_due`] next want calling.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let interrupt = self.peers.next_interrupt(self.config.interrupt_timeout);
+        let interrupt = self.next_silence();
         self.time
             .timers(self.config.interval(), self.can_advance(), interrupt)
             .into_iter()
@@ -326,21 +326,37 @@ impl<I: Input> RollbackSession<I> {
     /// Runs timers: resends inputs while no frame runs, reports interrupted peers.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.time.time_ms(now);
-        let interrupt = self.peers.next_interrupt(self.config.interrupt_timeout);
+        let interrupt = self.next_silence();
         for (timer, at) in self
             .time
             .timers(self.config.interval(), self.can_advance(), interrupt)
         {
             match timer {
                 Timer::Resend if at.is_none_or(|t| now >= t) => self.send_inputs(now),
-                Timer::Interrupt => self.peers.check_interrupts(
-                    now,
-                    self.config.interrupt_timeout,
-                    &mut self.events,
-                ),
+                Timer::Interrupt => {
+                    let silent = self.peers.check_silence(
+                        now,
+                        self.config.interrupt_timeout,
+                        self.config.drop_timeout,
+                        &self.departure.lost,
+                        &mut self.events,
+                    );
+                    for peer in silent {
+                        self.player_left(now, peer);
+                    }
+                }
                 _ => {}
             }
         }
+    }
+
+    /// When a member is next reported interrupted, or lost for its silence.
+    fn next_silence(&self) -> Option<Instant> {
+        self.peers.next_silence(
+            self.config.interrupt_timeout,
+            self.config.drop_timeout,
+            &self.departure.lost,
+        )
     }
 
     /// The transport connected a peer (or it was connected before the session

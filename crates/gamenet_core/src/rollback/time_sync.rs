@@ -17,7 +17,8 @@ pub(crate) enum Timer {
     Resend,
     /// The next frame is due.
     Frame,
-    /// A member falls silent for the interrupt timeout.
+    /// A member falls silent for the interrupt timeout, or a player for the
+    /// drop timeout.
     Interrupt,
 }
 

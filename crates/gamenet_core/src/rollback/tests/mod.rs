@@ -13,6 +13,7 @@ use crate::{ConditionerConfig, Event, Instant, LeaveReason, Mesh, MeshConfig, Pe
 
 mod departure;
 mod desync;
+mod frozen;
 mod hostile;
 mod in_step;
 mod late_join;
@@ -224,6 +225,10 @@ struct Node {
     input: u16,
     events: Vec<RollbackEvent>,
     stop_at: Option<Frame>,
+    /// Its game loop is held (a hidden tab): the mesh still runs, what it
+    /// hears waits here for the session.
+    frozen: bool,
+    backlog: Vec<Event>,
 }
 
 struct Net {
@@ -294,6 +299,8 @@ impl Net {
             input: 0,
             events: Vec::new(),
             stop_at: None,
+            frozen: false,
+            backlog: Vec::new(),
         };
         let existing: Vec<PeerId> = self
             .nodes
@@ -348,7 +355,15 @@ impl Net {
             if n.mesh.poll_timeout().is_some_and(|t| t <= now) {
                 n.mesh.handle_timeout(now);
             }
-            while let Some(e) = n.mesh.poll_event() {
+            if n.frozen {
+                n.backlog.extend(std::iter::from_fn(|| n.mesh.poll_event()));
+                continue;
+            }
+            let backlog = std::mem::take(&mut n.backlog);
+            for e in backlog
+                .into_iter()
+                .chain(std::iter::from_fn(|| n.mesh.poll_event()))
+            {
                 match e {
                     Event::PeerJoined(p) => n.session.handle_peer_joined(now, p),
                     Event::PeerLeft { peer, reason } => {
@@ -399,9 +414,8 @@ impl Net {
     fn next_deadline(&self) -> Option<Instant> {
         let links = self.links.poll_timeout();
         let nodes = self.nodes.iter().filter(|n| n.alive).flat_map(|n| {
-            [n.mesh.poll_timeout(), n.session.poll_timeout()]
-                .into_iter()
-                .flatten()
+            let session = (!n.frozen).then(|| n.session.poll_timeout()).flatten();
+            [n.mesh.poll_timeout(), session].into_iter().flatten()
         });
         links.into_iter().chain(nodes).min()
     }
