@@ -160,7 +160,8 @@ impl Mesh {
                 self.push_transmit(peer, Channel::Reliable, ReliablePacket::HelloAck.encode());
                 Ok(())
             }
-            ReliablePacket::HelloAck => Ok(()),
+            // A reset is not sent yet.
+            ReliablePacket::HelloAck | ReliablePacket::Reset => Ok(()),
             ReliablePacket::Goodbye(reason) => Err(Fault::Gone(LeaveReason::Left(reason))),
             ReliablePacket::Data(_)
             | ReliablePacket::FragmentStart { .. }
