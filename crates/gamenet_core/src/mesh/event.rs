@@ -142,7 +142,9 @@ pub enum Event {
         /// Why.
         reason: LeaveReason,
     },
-    /// A connected peer failed the handshake and was dropped.
+    /// A connected peer failed the handshake and was dropped. A handshake
+    /// that restarts a link after a time-out and runs out of time is not
+    /// reported: the peer stays timed out, and may come back again.
     HandshakeFailed {
         /// The peer.
         peer: PeerId,
