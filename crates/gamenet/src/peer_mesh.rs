@@ -57,7 +57,17 @@ impl PeerMeshBuilder {
         self
     }
 
-    /// Sets the disconnect timeout (default 2 s).
+    /// Sets how long a silent peer is only interrupted
+    /// ([`Event::PeerInterrupted`], default 1 s); shorter than the
+    /// [disconnect timeout](Self::disconnect_timeout).
+    pub fn interrupt_timeout(mut self, timeout: Duration) -> Self {
+        self.config.interrupt_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a silent peer takes to be reported left (default 10 s,
+    /// see [`MeshConfig::disconnect_timeout`]). While its WebRTC connection
+    /// stands, such a peer joins again when it is heard from.
     pub fn disconnect_timeout(mut self, timeout: Duration) -> Self {
         self.config.disconnect_timeout = timeout;
         self
@@ -186,8 +196,9 @@ impl PeerMesh {
         self.on_wake(now, Wake::Timer);
     }
 
-    /// The next event, if one is ready. Does not process new input by itself;
-    /// see [`PeerMesh::update`].
+    /// The next event, if one is ready: the core mesh's events as they are,
+    /// [`Event::PeerInterrupted`] and [`Event::PeerResumed`] included. Does
+    /// not process new input by itself; see [`PeerMesh::update`].
     pub fn poll_event(&mut self) -> Option<Event> {
         self.core.poll_event()
     }
@@ -295,7 +306,10 @@ impl PeerMesh {
             return;
         }
         self.closed = true;
-        let peers: Vec<PeerId> = self.core.joined_peers().collect();
+        // Every peer the transport had, joined or not: one whose link timed
+        // out must not wait for packets that can no longer come.
+        let mut peers: Vec<PeerId> = self.core.connected_peers().collect();
+        peers.sort_unstable();
         for peer in peers {
             self.core.handle_disconnected(now, peer);
         }

@@ -233,6 +233,7 @@ fn vectors() -> Vec<(String, Vec<u8>)> {
     mesh_vectors(&mut out);
     rollback_vectors(&mut out);
     replication_vectors(&mut out);
+    appended_vectors(&mut out);
     out
 }
 
@@ -255,4 +256,13 @@ fn wire_bytes_match_the_golden_vectors() {
         want.lines().count(),
         "message kinds differ"
     );
+}
+
+/// Message kinds added after the first recording, appended to the file in
+/// the order they were added so that no earlier line moves.
+fn appended_vectors(out: &mut Vec<(String, Vec<u8>)>) {
+    out.push((
+        "mesh.reset".into(),
+        ReliablePacket::Reset.encode().into_vec(),
+    ));
 }

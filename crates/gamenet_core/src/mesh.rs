@@ -4,13 +4,15 @@
 //! link it concerns and runs the heartbeats. The rest lives in one file per
 //! concept: the settings ([`config`]), what it reports ([`event`]), the state of
 //! one link ([`link`]), the [`handshake`], the [`heartbeat`]s, the
-//! [`reliable`] stream (flow control, fragmentation, reassembly, send queue)
-//! and the packet format ([`wire`]).
+//! [`reliable`] stream (flow control, fragmentation, reassembly, send queue),
+//! outages and links that come back ([`lapse`]) and the packet format
+//! ([`wire`]).
 
 mod config;
 mod event;
 mod handshake;
 mod heartbeat;
+mod lapse;
 mod link;
 mod reliable;
 #[cfg(test)]
@@ -47,6 +49,13 @@ pub struct Mesh {
     config: MeshConfig,
     /// Every peer handshaking or joined, by id.
     links: HashMap<PeerId, Link>,
+    /// The peers the transport reported connected and not since disconnected,
+    /// whether linked, lapsed or closed.
+    connected: HashSet<PeerId>,
+    /// The peers whose link timed out while the transport keeps them
+    /// connected, with when each is probed next: the next packet from one
+    /// starts a fresh link. Never linked nor closed at the same time.
+    lapsed: HashMap<PeerId, Instant>,
     /// The last [`CLOSED_MEMORY`] peers whose link ended: what they still send
     /// is ignored, and they cannot join again.
     closed: HashSet<PeerId>,
@@ -65,6 +74,8 @@ impl Mesh {
         Ok(Self {
             config,
             links: HashMap::new(),
+            connected: HashSet::new(),
+            lapsed: HashMap::new(),
             closed: HashSet::new(),
             closed_order: VecDeque::new(),
             transmits: VecDeque::new(),
@@ -77,9 +88,15 @@ impl Mesh {
         &self.config
     }
 
-    /// The transport connected a peer: start the handshake.
+    /// The transport connected a peer: start the handshake (or, if its link
+    /// lapsed, start over).
     pub fn handle_connected(&mut self, now: Instant, peer: PeerId) {
+        self.connected.insert(peer);
         if self.closed.contains(&peer) {
+            return;
+        }
+        if self.lapsed.contains_key(&peer) {
+            self.restart(now, peer);
             return;
         }
         let timeout = self.config.handshake_timeout;
@@ -105,8 +122,12 @@ impl Mesh {
         }
     }
 
-    /// The transport lost a peer.
+    /// The transport lost a peer: its link ends, and it cannot come back.
     pub fn handle_disconnected(&mut self, _now: Instant, peer: PeerId) {
+        self.connected.remove(&peer);
+        if self.lapsed.remove(&peer).is_some() {
+            self.remember_closed(peer);
+        }
         if let Some(link) = self.links.remove(&peer) {
             if link.joined() {
                 self.events.push_back(Event::PeerLeft {
@@ -123,34 +144,49 @@ impl Mesh {
         if self.closed.contains(&peer) {
             return;
         }
-        if channel == Channel::Reliable && !self.links.contains_key(&peer) {
+        let size = data.len() as u64;
+        let result = match channel {
+            Channel::Reliable => self.on_reliable(now, peer, data),
+            Channel::Unreliable => self.on_unreliable(now, peer, data),
+        };
+        match result {
+            Err(error) => self.close_link(peer, error),
+            Ok(()) => {
+                if let Some(link) = self.links.get_mut(&peer) {
+                    link.stats.bytes_in += size;
+                    link.stats.packets_in += 1;
+                }
+            }
+        }
+    }
+
+    /// A packet on the reliable channel: the handshake's while handshaking,
+    /// then the goodbye and reliable data; a reset in any phase.
+    fn on_reliable(&mut self, now: Instant, peer: PeerId, data: Bytes) -> Result<(), Fault> {
+        let decoded = ReliablePacket::decode(&data);
+        if self.lapsed.contains_key(&peer) {
+            if !self.on_lapsed_reliable(now, peer, &decoded) {
+                return Ok(());
+            }
+        } else if !self.links.contains_key(&peer) {
             // The transport delivered data before reporting the connection: take
             // the hello in, and answer it once the connection is reported.
             let link = Link::new(now, self.config.handshake_timeout);
             self.links.insert(peer, link);
         }
-        let Some(link) = self.links.get_mut(&peer) else {
-            return;
-        };
-        link.stats.bytes_in += data.len() as u64;
-        link.stats.packets_in += 1;
-        let result = match channel {
-            Channel::Reliable => self.on_reliable(now, peer, data),
-            Channel::Unreliable => self.on_unreliable(now, peer, data),
-        };
-        if let Err(error) = result {
-            self.close_link(peer, error);
+        let packet = decoded.map_err(|e| Fault::Protocol(e.into()))?;
+        match packet {
+            ReliablePacket::Reset => {
+                self.on_reset(now, peer);
+                return Ok(());
+            }
+            // A goodbye ends the link: an interrupted one does not resume.
+            ReliablePacket::Goodbye(_) => {}
+            _ => self.heard(now, peer),
         }
-    }
-
-    /// A packet on the reliable channel: the handshake's while handshaking,
-    /// then the goodbye and reliable data.
-    fn on_reliable(&mut self, now: Instant, peer: PeerId, data: Bytes) -> Result<(), Fault> {
-        let Some(link) = self.links.get_mut(&peer) else {
+        let Some(link) = self.links.get(&peer) else {
             return Ok(());
         };
-        link.last_recv = now;
-        let packet = ReliablePacket::decode(&data).map_err(|e| Fault::Protocol(e.into()))?;
         if !link.joined() && !self.on_handshake(now, peer, packet)? {
             return Ok(());
         }
@@ -160,7 +196,7 @@ impl Mesh {
                 self.push_transmit(peer, Channel::Reliable, ReliablePacket::HelloAck.encode());
                 Ok(())
             }
-            ReliablePacket::HelloAck => Ok(()),
+            ReliablePacket::HelloAck | ReliablePacket::Reset => Ok(()),
             ReliablePacket::Goodbye(reason) => Err(Fault::Gone(LeaveReason::Left(reason))),
             ReliablePacket::Data(_)
             | ReliablePacket::FragmentStart { .. }
@@ -169,17 +205,22 @@ impl Mesh {
     }
 
     /// A packet on the unreliable channel of a joined peer: heartbeats,
-    /// acknowledgements and unreliable data.
+    /// acknowledgements and unreliable data. From a lapsed peer, it starts a
+    /// fresh link and is otherwise ignored.
     fn on_unreliable(&mut self, now: Instant, peer: PeerId, data: Bytes) -> Result<(), Fault> {
-        let max_unreliable = self.config.max_unreliable_size;
-        let Some(link) = self.links.get_mut(&peer) else {
+        if self.lapsed.contains_key(&peer) {
+            self.restart(now, peer);
             return Ok(());
-        };
-        if !link.joined() {
+        }
+        let max_unreliable = self.config.max_unreliable_size;
+        if !self.links.get(&peer).is_some_and(Link::joined) {
             // Heartbeats may overtake the hello on the other channel.
             return Ok(());
         }
-        link.last_recv = now;
+        self.heard(now, peer);
+        let Some(link) = self.links.get_mut(&peer) else {
+            return Ok(());
+        };
         let acked = match UnreliablePacket::decode(&data).map_err(|e| Fault::Protocol(e.into()))? {
             UnreliablePacket::Ping { seq, acked } => {
                 let pong = UnreliablePacket::Pong {
@@ -207,12 +248,18 @@ impl Mesh {
                 return Ok(());
             }
         };
-        self.on_ack(peer, acked)
+        match self.on_ack(peer, acked) {
+            Err(fault) if self.is_stale_ack(now, peer, &fault) => Ok(()),
+            result => result,
+        }
     }
 
-    /// Time has passed: send heartbeats, expire handshakes and silent peers.
+    /// Time has passed: send heartbeats and probes, expire handshakes,
+    /// report silent peers interrupted and lapse those silent for too long.
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut expired = Vec::new();
+        let mut lapses = Vec::new();
+        let mut interrupted = Vec::new();
         let mut pings = Vec::new();
         let mut hellos = Vec::new();
         for (&peer, link) in self.links.iter_mut() {
@@ -222,7 +269,9 @@ impl Mesh {
                     ack_received,
                     ..
                 } => {
-                    if now >= deadline {
+                    if now >= deadline && link.restarted {
+                        lapses.push(peer);
+                    } else if now >= deadline {
                         expired.push((peer, Fault::Handshake(HandshakeError::TimedOut)));
                     } else if link.connected && !ack_received && now >= link.next_ping {
                         hellos.push(peer);
@@ -230,8 +279,12 @@ impl Mesh {
                 }
                 LinkPhase::Joined => {
                     if now >= link.last_recv + self.config.disconnect_timeout {
-                        expired.push((peer, Fault::Gone(LeaveReason::TimedOut)));
+                        lapses.push(peer);
                         continue;
+                    }
+                    if !link.interrupted && now >= link.last_recv + self.config.interrupt_timeout {
+                        link.interrupted = true;
+                        interrupted.push(peer);
                     }
                     if now >= link.next_ping {
                         pings.push(peer);
@@ -241,23 +294,32 @@ impl Mesh {
                 }
             }
         }
+        // Peers in id order, so that events come the same way every run.
+        interrupted.sort_unstable();
+        self.events
+            .extend(interrupted.into_iter().map(Event::PeerInterrupted));
         for peer in pings {
             self.send_ping(now, peer);
         }
         for peer in hellos {
             self.send_hello(now, peer);
         }
+        expired.sort_unstable_by_key(|(peer, _)| *peer);
         for (peer, fault) in expired {
             self.close_link(peer, fault);
         }
+        lapses.sort_unstable();
+        for peer in lapses {
+            self.lapse(now, peer);
+        }
+        self.probe_lapsed(now);
     }
 
-    /// When [`Mesh::handle_timeout`] wants to be called next, if any peer is linked.
+    /// When [`Mesh::handle_timeout`] wants to be called next, if any peer is
+    /// linked or lapsed.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.links
-            .values()
-            .map(|l| l.next_deadline(&self.config))
-            .min()
+        let links = self.links.values().map(|l| l.next_deadline(&self.config));
+        links.chain(self.lapsed.values().copied()).min()
     }
 
     /// The next packet to hand to the transport.
@@ -297,9 +359,14 @@ impl Mesh {
         Ok(())
     }
 
-    /// Stops talking to `peer`: it is told goodbye and reported as left.
-    /// Returns whether the peer was linked.
+    /// Stops talking to `peer` for good: it is told goodbye, reported as left
+    /// if it was joined, and never joins again. Works on a peer whose link
+    /// timed out too, so that it does not come back. Returns whether the peer
+    /// was linked or timed out.
     pub fn drop_peer(&mut self, peer: PeerId) -> bool {
+        if self.drop_lapsed(peer) {
+            return true;
+        }
         if !self.links.contains_key(&peer) {
             return false;
         }
@@ -309,7 +376,13 @@ impl Mesh {
 
     /// Says goodbye to every peer, as when leaving the mesh.
     pub fn close(&mut self) {
-        let peers: Vec<PeerId> = self.links.keys().copied().collect();
+        let mut lapsed: Vec<PeerId> = self.lapsed.keys().copied().collect();
+        lapsed.sort_unstable();
+        for peer in lapsed {
+            self.drop_lapsed(peer);
+        }
+        let mut peers: Vec<PeerId> = self.links.keys().copied().collect();
+        peers.sort_unstable();
         for peer in peers {
             self.close_link(peer, Fault::Gone(LeaveReason::Dropped));
         }
@@ -321,6 +394,13 @@ impl Mesh {
             .iter()
             .filter(|(_, l)| l.joined())
             .map(|(&p, _)| p)
+    }
+
+    /// Peers the transport reported connected and not since disconnected,
+    /// whatever their link's state: a transport that closes reports each of
+    /// them with [`Mesh::handle_disconnected`].
+    pub fn connected_peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.connected.iter().copied()
     }
 
     /// Whether `peer` is joined.

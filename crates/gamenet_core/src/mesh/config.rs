@@ -13,7 +13,24 @@ pub struct MeshConfig {
     pub app_id: String,
     /// Interval between heartbeats to each peer.
     pub heartbeat_interval: Duration,
-    /// A joined peer that sends nothing for this long is reported as left.
+    /// A joined peer that sends nothing for this long is reported as
+    /// interrupted ([`Event::PeerInterrupted`](super::Event::PeerInterrupted));
+    /// the first packet after that reports it resumed. Default 1 s: ten missed
+    /// heartbeats at the default interval. Must be shorter than
+    /// [`MeshConfig::disconnect_timeout`].
+    pub interrupt_timeout: Duration,
+    /// A joined peer that sends nothing for this long is reported as left
+    /// ([`LeaveReason::TimedOut`](super::LeaveReason::TimedOut)), without a
+    /// goodbye: while the transport keeps it connected, the first packet it
+    /// sends later starts a fresh link, and it joins again.
+    ///
+    /// Default 10 s. It must outlast a Wi-Fi roam or reassociation (1–5 s)
+    /// plus the retransmission back-off of the WebRTC association (SCTP) once
+    /// the network returns: its retransmission timeout starts at 1 s and
+    /// doubles with every loss, so after a 4 s outage the next retransmission
+    /// can be some 4 s away, and only that one unblocks the heartbeats queued
+    /// behind it. With 10 s, a 5 s outage still resumes the link as it was,
+    /// without a new handshake.
     pub disconnect_timeout: Duration,
     /// A connected peer that has not completed the handshake after this long is refused.
     pub handshake_timeout: Duration,
@@ -35,7 +52,8 @@ impl Default for MeshConfig {
         Self {
             app_id: String::from("gamenet"),
             heartbeat_interval: Duration::from_millis(100),
-            disconnect_timeout: Duration::from_secs(2),
+            interrupt_timeout: Duration::from_secs(1),
+            disconnect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             max_message_size: 16 << 20,
             max_unreliable_size: 16 << 10,
@@ -79,6 +97,10 @@ pub enum ConfigError {
     /// The queue cannot hold one message of the largest size.
     #[error("max queued bytes must be at least max message size")]
     QueueTooSmall,
+    /// [`MeshConfig::interrupt_timeout`] is not shorter than
+    /// [`MeshConfig::disconnect_timeout`].
+    #[error("interrupt timeout must be shorter than disconnect timeout")]
+    InterruptNotBeforeDisconnect,
 }
 
 impl MeshConfig {
@@ -89,12 +111,16 @@ impl MeshConfig {
         }
         for (name, d) in [
             ("heartbeat_interval", self.heartbeat_interval),
+            ("interrupt_timeout", self.interrupt_timeout),
             ("disconnect_timeout", self.disconnect_timeout),
             ("handshake_timeout", self.handshake_timeout),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::ZeroDuration(name));
             }
+        }
+        if self.interrupt_timeout >= self.disconnect_timeout {
+            return Err(ConfigError::InterruptNotBeforeDisconnect);
         }
         if self.fragment_size < 64 {
             return Err(ConfigError::FragmentTooSmall(self.fragment_size));
@@ -129,5 +155,32 @@ mod tests {
             ..MeshConfig::default()
         };
         assert_eq!(Mesh::new(bad).err(), Some(ConfigError::AppIdTooLong(300)));
+    }
+
+    #[test]
+    fn interrupt_timeout_must_be_positive_and_before_the_disconnect_timeout() {
+        let bad = MeshConfig {
+            interrupt_timeout: Duration::ZERO,
+            ..MeshConfig::default()
+        };
+        assert_eq!(
+            Mesh::new(bad).err(),
+            Some(ConfigError::ZeroDuration("interrupt_timeout"))
+        );
+        for interrupt in [10, 11] {
+            let bad = MeshConfig {
+                interrupt_timeout: Duration::from_secs(interrupt),
+                disconnect_timeout: Duration::from_secs(10),
+                ..MeshConfig::default()
+            };
+            assert_eq!(
+                Mesh::new(bad).err(),
+                Some(ConfigError::InterruptNotBeforeDisconnect)
+            );
+        }
+        let config = MeshConfig::default();
+        assert_eq!(config.interrupt_timeout, Duration::from_secs(1));
+        assert_eq!(config.disconnect_timeout, Duration::from_secs(10));
+        assert!(Mesh::new(config).is_ok());
     }
 }

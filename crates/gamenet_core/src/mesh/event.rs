@@ -80,7 +80,17 @@ pub enum HandshakeError {
 pub enum LeaveReason {
     /// Nothing arrived from it within
     /// [`MeshConfig::disconnect_timeout`](crate::MeshConfig::disconnect_timeout).
+    /// No goodbye is sent and the peer is not shut out: while the transport
+    /// keeps it connected, the first packet it sends later starts a fresh
+    /// link (a [`ReliablePacket::Reset`](crate::wire::ReliablePacket::Reset)
+    /// and a new handshake), and [`Event::PeerJoined`] reports it again.
     TimedOut,
+    /// Its link to us timed out on its side, and it started over with a
+    /// [`ReliablePacket::Reset`](crate::wire::ReliablePacket::Reset): the
+    /// link ended here too, without a goodbye, and a fresh handshake is under
+    /// way; [`Event::PeerJoined`] reports the peer again once it completes.
+    /// What the peer sent on the old link and had not arrived is lost.
+    Lapsed,
     /// The transport reported it gone (data channel closed or signaling left).
     Disconnected,
     /// It said goodbye.
@@ -95,6 +105,7 @@ impl fmt::Display for LeaveReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LeaveReason::TimedOut => f.write_str("timed out"),
+            LeaveReason::Lapsed => f.write_str("timed out on its side, rejoining"),
             LeaveReason::Disconnected => f.write_str("disconnected"),
             LeaveReason::Left(reason) => write!(f, "left ({reason:?})"),
             LeaveReason::Dropped => f.write_str("dropped locally"),
@@ -107,16 +118,33 @@ impl fmt::Display for LeaveReason {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
-    /// A peer completed the handshake; messages can flow both ways.
+    /// A peer completed the handshake; messages can flow both ways. Reported
+    /// again for the same peer when its link comes back after a
+    /// [`LeaveReason::TimedOut`] or [`LeaveReason::Lapsed`], with fresh
+    /// reliable streams both ways.
     PeerJoined(PeerId),
-    /// A joined peer is gone; nothing more arrives from it.
+    /// Nothing arrived from a joined peer for
+    /// [`MeshConfig::interrupt_timeout`](crate::MeshConfig::interrupt_timeout):
+    /// the network may be down for a moment. The peer stays joined, and
+    /// messages to it are still queued (reliable ones arrive when the link
+    /// returns). Followed by exactly one [`Event::PeerResumed`] or
+    /// [`Event::PeerLeft`].
+    PeerInterrupted(PeerId),
+    /// An interrupted peer was heard from again: the link carries on where it
+    /// was, nothing reliable lost.
+    PeerResumed(PeerId),
+    /// A joined peer is gone; nothing more arrives from it on this link. After
+    /// [`LeaveReason::TimedOut`] or [`LeaveReason::Lapsed`] the peer may join
+    /// again ([`Event::PeerJoined`]).
     PeerLeft {
         /// The peer.
         peer: PeerId,
         /// Why.
         reason: LeaveReason,
     },
-    /// A connected peer failed the handshake and was dropped.
+    /// A connected peer failed the handshake and was dropped. A handshake
+    /// that restarts a link after a time-out and runs out of time is not
+    /// reported: the peer stays timed out, and may come back again.
     HandshakeFailed {
         /// The peer.
         peer: PeerId,

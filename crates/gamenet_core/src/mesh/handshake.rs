@@ -1,5 +1,12 @@
 //! The handshake: each side sends a hello and repeats it until the other
 //! acknowledges it; a link joins once both hellos are acknowledged.
+//!
+//! On a link this side restarted after a lapse ([`Link::stragglers`]), the
+//! peer's old link may still have packets in flight ahead of its fresh hello:
+//! until that hello, acknowledgements, data and fragments are ignored instead
+//! of failing the handshake.
+//!
+//! [`Link::stragglers`]: super::link::Link::stragglers
 
 use super::event::{Fault, HandshakeError, LeaveReason, ProtocolError};
 use super::link::LinkPhase;
@@ -33,6 +40,7 @@ impl Mesh {
         peer: PeerId,
         packet: ReliablePacket<'_>,
     ) -> Result<bool, Fault> {
+        let interrupt_timeout = self.config.interrupt_timeout;
         let Some(link) = self.links.get_mut(&peer) else {
             return Ok(false);
         };
@@ -60,15 +68,20 @@ impl Mesh {
                     }));
                 }
                 *hello_received = true;
+                link.stragglers = false;
                 if link.connected {
                     self.push_transmit(peer, Channel::Reliable, ReliablePacket::HelloAck.encode());
                 }
             }
-            ReliablePacket::HelloAck => *ack_received = true,
             ReliablePacket::Goodbye(GoodbyeReason::Incompatible) => {
                 return Err(Fault::Handshake(HandshakeError::Refused));
             }
             ReliablePacket::Goodbye(reason) => return Err(Fault::Gone(LeaveReason::Left(reason))),
+            // Handled by `Mesh::on_reset` before the handshake sees it.
+            ReliablePacket::Reset => return Ok(false),
+            // A straggler of the peer's old link, ahead of its fresh hello.
+            _ if link.stragglers => return Ok(false),
+            ReliablePacket::HelloAck => *ack_received = true,
             _ if *hello_received && link.connected => {
                 // The peer sends data only once it has our acknowledgement of its
                 // hello, so it had our hello too: its own acknowledgement was lost
@@ -94,6 +107,9 @@ impl Mesh {
             link.phase = LinkPhase::Joined;
             link.next_ping = now;
             link.last_recv = now;
+            if link.restarted {
+                link.stale_acks_until = Some(now + interrupt_timeout);
+            }
             self.events.push_back(Event::PeerJoined(peer));
         }
         Ok(is_data)

@@ -35,8 +35,25 @@ pub(super) struct Link {
     /// Whether the transport reported the connection; nothing is sent before.
     pub(super) connected: bool,
     /// When a packet last arrived from the peer; silence past
-    /// [`MeshConfig::disconnect_timeout`] ends a joined link.
+    /// [`MeshConfig::interrupt_timeout`] interrupts a joined link, past
+    /// [`MeshConfig::disconnect_timeout`] it lapses.
     pub(super) last_recv: Instant,
+    /// Whether the joined link was reported interrupted and not yet resumed.
+    pub(super) interrupted: bool,
+    /// Whether this link replaced an earlier one to the same peer (after a
+    /// lapse or a [`Reset`](super::wire::ReliablePacket::Reset)): if its
+    /// handshake times out, the peer lapses again instead of being closed.
+    pub(super) restarted: bool,
+    /// Whether the peer may still have packets of its old link in flight
+    /// ahead of its fresh hello: set on a link this side restarted with a
+    /// reset, cleared by the peer's hello. Until then the handshake ignores
+    /// reliable packets other than hello, reset and goodbye.
+    pub(super) stragglers: bool,
+    /// On a restarted link, until when after the join an acknowledgement of
+    /// more reliable bytes than were sent is taken for a straggler of the old
+    /// link (an unordered packet overtaken by the new handshake) and ignored,
+    /// instead of dropping the peer.
+    pub(super) stale_acks_until: Option<Instant>,
     /// When the next heartbeat is due (while handshaking: the next repeated hello).
     pub(super) next_ping: Instant,
     /// The heartbeats: pings sent, round-trip times, rates.
@@ -58,6 +75,10 @@ impl Link {
             },
             connected: false,
             last_recv: now,
+            interrupted: false,
+            restarted: false,
+            stragglers: false,
+            stale_acks_until: None,
             next_ping: now,
             heartbeats: Heartbeats::default(),
             reliable: ReliableStream::default(),
@@ -71,7 +92,7 @@ impl Link {
     }
 
     /// When the link next needs [`Mesh::handle_timeout`](super::Mesh::handle_timeout):
-    /// a repeated hello or the handshake's end, or a heartbeat or the silence limit.
+    /// a repeated hello or the handshake's end, or a heartbeat or a silence limit.
     pub(super) fn next_deadline(&self, config: &MeshConfig) -> Instant {
         match self.phase {
             LinkPhase::Handshaking {
@@ -85,9 +106,14 @@ impl Link {
                     deadline
                 }
             }
-            LinkPhase::Joined => self
-                .next_ping
-                .min(self.last_recv + config.disconnect_timeout),
+            LinkPhase::Joined => {
+                let silence = if self.interrupted {
+                    config.disconnect_timeout
+                } else {
+                    config.interrupt_timeout
+                };
+                self.next_ping.min(self.last_recv + silence)
+            }
         }
     }
 }

@@ -132,7 +132,8 @@ impl ReliableStream {
             }
             ReliablePacket::Hello { .. }
             | ReliablePacket::HelloAck
-            | ReliablePacket::Goodbye(_) => Ok(None),
+            | ReliablePacket::Goodbye(_)
+            | ReliablePacket::Reset => Ok(None),
         }
     }
 

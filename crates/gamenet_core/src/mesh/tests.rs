@@ -9,7 +9,9 @@ mod handshake;
 mod heartbeat;
 mod hostile;
 mod leave;
+mod outage;
 mod reliable;
+mod restart;
 
 use std::time::Duration;
 
@@ -55,13 +57,21 @@ impl Net {
 
     /// Like [`Net::new`], every direction conditioned by `link`.
     fn with_link(n: usize, config: MeshConfig, link: ConditionerConfig) -> Self {
+        Self::with_configs(vec![config; n], link)
+    }
+
+    /// Like [`Net::with_link`], node `i` with settings `configs[i]`.
+    fn with_configs(configs: Vec<MeshConfig>, link: ConditionerConfig) -> Self {
         let now = Instant::now();
+        let n = configs.len();
         let mut net = Net {
             now,
-            nodes: (0..n)
-                .map(|i| Node {
+            nodes: configs
+                .into_iter()
+                .enumerate()
+                .map(|(i, config)| Node {
                     id: PeerId(i as u128 + 1),
-                    mesh: Mesh::new(config.clone()).unwrap(),
+                    mesh: Mesh::new(config).unwrap(),
                     alive: true,
                     events: Vec::new(),
                 })
@@ -103,6 +113,20 @@ impl Net {
         self.nodes[i].alive = false;
         let id = self.id(i);
         self.links.cut(id);
+    }
+
+    /// Cuts nodes `i` and `j` apart, both ways, until [`Net::heal`]; their
+    /// transports keep reporting each other connected.
+    fn partition(&mut self, i: usize, j: usize) {
+        self.flush();
+        let (a, b) = (self.id(i), self.id(j));
+        self.links.partition(a, b);
+    }
+
+    /// Ends every partition now.
+    fn heal(&mut self) {
+        self.flush();
+        self.links.heal(self.now);
     }
 
     /// Puts what every mesh wants sent on the links and collects its events.

@@ -3,8 +3,9 @@
 //! Every packet starts with one type byte. Integers are little endian. Packets on
 //! the unreliable channel ([`UnreliablePacket`]) carry heartbeats, flow-control
 //! acknowledgements and unreliable application data; packets on the reliable,
-//! ordered channel ([`ReliablePacket`]) carry the handshake, the goodbye and
-//! reliable application data, fragmented when larger than one fragment.
+//! ordered channel ([`ReliablePacket`]) carry the handshake, the goodbye, the
+//! reset of a link that timed out, and reliable application data, fragmented
+//! when larger than one fragment.
 //!
 //! Decoders never panic and never allocate from a length read off the wire: every
 //! payload is a borrowed slice of the input.
@@ -12,11 +13,18 @@
 //! The protocol is symmetric: either peer of a link may send every packet kind.
 //! What each kind may be sent in which phase of the link, and what the
 //! receiving [`Mesh`](crate::Mesh) does with one out of place, is written on
-//! the variant. Whatever the kind, bytes from a peer whose link ended (one of
-//! the last 1,024) are ignored, and a peer whose packet does not decode is
+//! the variant. Whatever the kind, bytes from a peer whose link was closed (one
+//! of the last 1,024) are ignored, and a peer whose packet does not decode is
 //! dropped for a protocol violation (the unreliable channel is only decoded
 //! once the peer joined). A goodbye is sent only to a peer the transport
 //! reported connected.
+//!
+//! A link that timed out is not closed but *lapsed*: no goodbye is sent, and
+//! any packet that later arrives from the peer, while the transport still
+//! reports it connected, makes the receiver start over with a
+//! [`ReliablePacket::Reset`] and a hello. While a side is lapsed it sends the
+//! peer a [`UnreliablePacket::Ping`] every heartbeat interval, so that a link
+//! that timed out on both sides also comes back.
 
 pub use crate::codec::DecodeError;
 use crate::codec::Reader;
@@ -38,6 +46,7 @@ const RELIABLE_DATA: u8 = 0x12;
 const FRAGMENT_START: u8 = 0x13;
 const FRAGMENT_CONT: u8 = 0x14;
 const HELLO_ACK: u8 = 0x15;
+const RESET: u8 = 0x16;
 
 /// Bytes of header in front of an unreliable data payload.
 pub const UNRELIABLE_DATA_HEADER: usize = 1;
@@ -93,7 +102,10 @@ impl GoodbyeReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnreliablePacket<'a> {
     /// A heartbeat asking for a [`UnreliablePacket::Pong`]: either peer of a
-    /// joined link, once per heartbeat interval. Always answered.
+    /// joined link, once per heartbeat interval. Always answered. Also sent,
+    /// with sequence number and acknowledgement 0, by a peer whose link to
+    /// the receiver lapsed, as a probe: it makes a lapsed receiver start over,
+    /// and a joined one answer, which makes the sender start over.
     Ping {
         /// Sequence number of this ping.
         seq: u32,
@@ -124,13 +136,22 @@ pub enum UnreliablePacket<'a> {
 ///
 /// The first packet from a peer unknown to the receiver opens a link in the
 /// handshake, even before the transport reported the connection.
+///
+/// Stragglers: on a link the receiver started over itself, by sending a
+/// [`ReliablePacket::Reset`] after its previous link to the sender lapsed,
+/// the sender may still have packets of its old link in flight ahead of its
+/// fresh hello. Until that hello (or a reset of the sender's own) arrives,
+/// such a link ignores [`ReliablePacket::HelloAck`], data and fragments
+/// instead of failing the handshake. Nowhere else is data before a hello
+/// forgiven: a new peer that sends it fails the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReliablePacket<'a> {
     /// The first packet each side sends: who it is and what it speaks. Repeated
     /// every two heartbeat intervals until acknowledged. One of another version
     /// or application fails the handshake, and the receiver answers
     /// [`GoodbyeReason::Incompatible`]; a repeated hello is acknowledged again,
-    /// after the join without its contents being checked.
+    /// after the join without its contents being checked. Also sent after a
+    /// [`ReliablePacket::Reset`], by either side, to start the fresh link.
     Hello {
         /// Protocol version of the sender.
         version: u16,
@@ -173,6 +194,16 @@ pub enum ReliablePacket<'a> {
     /// more bytes than the start announced, it drops the sender for a protocol
     /// violation.
     FragmentCont(&'a [u8]),
+    /// "My link to you ended; start over": sent, followed by a hello, by a
+    /// peer whose link to the receiver timed out (lapsed) when the next packet
+    /// arrived from the receiver. Everything the sender sends after it belongs
+    /// to a fresh link. A receiver with a joined link ends it (reported as
+    /// [`LeaveReason::Lapsed`](crate::LeaveReason::Lapsed), no goodbye), one
+    /// handshaking or lapsed drops what it had, and either starts a fresh
+    /// handshake with a new reliable stream (byte counts from zero) and sends
+    /// its hello; it does not answer with a reset. A reset during a handshake
+    /// does not extend the handshake's deadline.
+    Reset,
 }
 
 fn split_type(bytes: &[u8]) -> Result<(u8, Reader<'_>), DecodeError> {
@@ -258,6 +289,7 @@ impl<'a> ReliablePacket<'a> {
                 r.finish(ReliablePacket::Hello { version, app_id })
             }
             HELLO_ACK => r.finish(ReliablePacket::HelloAck),
+            RESET => r.finish(ReliablePacket::Reset),
             GOODBYE => {
                 let reason = GoodbyeReason::from_byte(r.u8("goodbye reason")?)?;
                 r.finish(ReliablePacket::Goodbye(reason))
@@ -298,6 +330,7 @@ impl<'a> ReliablePacket<'a> {
                 out.extend_from_slice(app_id.as_bytes());
             }
             ReliablePacket::HelloAck => out.push(HELLO_ACK),
+            ReliablePacket::Reset => out.push(RESET),
             ReliablePacket::Goodbye(reason) => {
                 out.push(GOODBYE);
                 out.push(reason.to_byte());
@@ -323,7 +356,7 @@ impl<'a> ReliablePacket<'a> {
     pub fn encoded_len(&self) -> usize {
         match self {
             ReliablePacket::Hello { app_id, .. } => 8 + truncate_str(app_id, MAX_APP_ID_LEN).len(),
-            ReliablePacket::HelloAck => 1,
+            ReliablePacket::HelloAck | ReliablePacket::Reset => 1,
             ReliablePacket::Goodbye(_) => 2,
             ReliablePacket::Data(payload) => RELIABLE_DATA_HEADER + payload.len(),
             ReliablePacket::FragmentStart { chunk, .. } => FRAGMENT_START_HEADER + chunk.len(),
@@ -379,6 +412,7 @@ mod tests {
             },
             ReliablePacket::Goodbye(GoodbyeReason::Incompatible),
             ReliablePacket::HelloAck,
+            ReliablePacket::Reset,
             ReliablePacket::Data(b"abc"),
             ReliablePacket::FragmentStart {
                 total_len: 10,
@@ -424,6 +458,10 @@ mod tests {
         .encode();
         assert!(ReliablePacket::decode(&start).is_err());
         assert!(ReliablePacket::decode(&[GOODBYE, 9]).is_err());
+        assert_eq!(
+            ReliablePacket::decode(&[RESET, 0]),
+            Err(DecodeError::Trailing(1))
+        );
         assert!(ReliablePacket::decode(&[HELLO, b'G', b'N', b'E', b'T', 1, 0, 5, b'a']).is_err());
     }
 
