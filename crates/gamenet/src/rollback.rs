@@ -56,7 +56,7 @@ pub use gamenet_core::rollback::*;
 
 pub use crate::layer::{APP_TAG, ROLLBACK_TAG};
 use crate::layer::{Demux, LayerInput, Sorted, Transport, tagged};
-use crate::{Channel, Event, Instant, LeaveReason, PeerId, PeerMesh, SendError};
+use crate::{Channel, Event, GoodbyeReason, Instant, LeaveReason, PeerId, PeerMesh, SendError};
 
 /// How a [`RollbackNet`] starts its session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,11 +272,12 @@ fn feed<I: Input>(session: &mut RollbackSession<I>, now: Instant, input: LayerIn
     }
 }
 
-/// How the session hears of a peer the mesh lost: a goodbye is a quit; silence
-/// or a failed connection may hide a partition.
+/// How the session hears of a peer the mesh lost: a goodbye on leaving the
+/// mesh is a quit; silence, a failed connection or being dropped by the peer
+/// may hide a partition (the peer may play on elsewhere).
 fn leave_of(reason: &LeaveReason) -> Leave {
     match reason {
-        LeaveReason::Left(_) => Leave::Quit,
+        LeaveReason::Left(GoodbyeReason::Leaving) => Leave::Quit,
         _ => Leave::Lost,
     }
 }

@@ -29,7 +29,7 @@ use bytes::Bytes;
 
 use self::event::{Fault, check_size};
 use self::link::{Link, LinkPhase};
-use self::wire::{ReliablePacket, UNRELIABLE_DATA_HEADER, UnreliablePacket};
+use self::wire::{GoodbyeReason, ReliablePacket, UNRELIABLE_DATA_HEADER, UnreliablePacket};
 use crate::Instant;
 use crate::peer::{Channel, PeerId, Transmit};
 use crate::stats::PeerStats;
@@ -364,7 +364,7 @@ impl Mesh {
     /// timed out too, so that it does not come back. Returns whether the peer
     /// was linked or timed out.
     pub fn drop_peer(&mut self, peer: PeerId) -> bool {
-        if self.drop_lapsed(peer) {
+        if self.drop_lapsed(peer, GoodbyeReason::Dropped) {
             return true;
         }
         if !self.links.contains_key(&peer) {
@@ -379,12 +379,12 @@ impl Mesh {
         let mut lapsed: Vec<PeerId> = self.lapsed.keys().copied().collect();
         lapsed.sort_unstable();
         for peer in lapsed {
-            self.drop_lapsed(peer);
+            self.drop_lapsed(peer, GoodbyeReason::Leaving);
         }
         let mut peers: Vec<PeerId> = self.links.keys().copied().collect();
         peers.sort_unstable();
         for peer in peers {
-            self.close_link(peer, Fault::Gone(LeaveReason::Dropped));
+            self.close_link(peer, Fault::Gone(LeaveReason::Closed));
         }
     }
 

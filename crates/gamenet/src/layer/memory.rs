@@ -369,13 +369,13 @@ mod tests {
     use super::*;
     use crate::LeaveReason;
 
-    /// Pumps both transports and steps the clock until `done` or 10 s pass.
+    /// Pumps both transports and steps the clock until `done` or 30 s pass.
     fn run(
         net: &MemoryNetwork,
         peers: &mut [&mut MemoryTransport],
         mut done: impl FnMut(&[Event]) -> bool,
     ) -> Vec<Event> {
-        let end = net.now() + Duration::from_secs(10);
+        let end = net.now() + Duration::from_secs(30);
         let mut events = Vec::new();
         while !done(&events) {
             assert!(net.now() < end, "{events:?}");

@@ -97,6 +97,8 @@ pub enum LeaveReason {
     Left(GoodbyeReason),
     /// This side dropped it with [`Mesh::drop_peer`](crate::Mesh::drop_peer).
     Dropped,
+    /// This side closed the mesh ([`Mesh::close`](crate::Mesh::close)).
+    Closed,
     /// It broke the protocol and was dropped.
     ProtocolViolation(ProtocolError),
 }
@@ -109,6 +111,7 @@ impl fmt::Display for LeaveReason {
             LeaveReason::Disconnected => f.write_str("disconnected"),
             LeaveReason::Left(reason) => write!(f, "left ({reason:?})"),
             LeaveReason::Dropped => f.write_str("dropped locally"),
+            LeaveReason::Closed => f.write_str("closed locally"),
             LeaveReason::ProtocolViolation(e) => write!(f, "protocol violation: {e}"),
         }
     }
@@ -224,7 +227,8 @@ impl Fault {
             Fault::Protocol(_) | Fault::Handshake(HandshakeError::Protocol(_)) => {
                 Some(GoodbyeReason::ProtocolViolation)
             }
-            _ => Some(GoodbyeReason::Leaving),
+            Fault::Gone(LeaveReason::Closed) => Some(GoodbyeReason::Leaving),
+            _ => Some(GoodbyeReason::Dropped),
         }
     }
 

@@ -164,13 +164,13 @@ impl Mesh {
     }
 
     /// Ends what this side keeps of lapsed `peer` for good: it is told goodbye
-    /// (it may still hold its side of the link) and remembered as closed.
-    /// Returns whether the peer was lapsed.
-    pub(super) fn drop_lapsed(&mut self, peer: PeerId) -> bool {
+    /// with `reason` (it may still hold its side of the link) and remembered as
+    /// closed. Returns whether the peer was lapsed.
+    pub(super) fn drop_lapsed(&mut self, peer: PeerId, reason: GoodbyeReason) -> bool {
         if self.lapsed.remove(&peer).is_none() {
             return false;
         }
-        let goodbye = ReliablePacket::Goodbye(GoodbyeReason::Leaving).encode();
+        let goodbye = ReliablePacket::Goodbye(reason).encode();
         self.push_transmit(peer, Channel::Reliable, goodbye);
         self.remember_closed(peer);
         true

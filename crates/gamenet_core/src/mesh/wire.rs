@@ -64,13 +64,16 @@ pub const FRAGMENT_CONT_HEADER: usize = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum GoodbyeReason {
-    /// The sender is leaving the mesh, dropped this peer on purpose, or gave up
-    /// on it (handshake or heartbeat timed out).
+    /// The sender is leaving the mesh for good ([`Mesh::close`](crate::Mesh::close)):
+    /// it plays no more with anyone.
     Leaving,
     /// The sender found this peer's protocol version or application incompatible.
     Incompatible,
     /// The sender received something it could not accept from this peer.
     ProtocolViolation,
+    /// The sender dropped this peer on purpose or gave up on it (a handshake
+    /// that timed out); it may play on with others.
+    Dropped,
 }
 
 impl GoodbyeReason {
@@ -79,6 +82,7 @@ impl GoodbyeReason {
             GoodbyeReason::Leaving => 0,
             GoodbyeReason::Incompatible => 1,
             GoodbyeReason::ProtocolViolation => 2,
+            GoodbyeReason::Dropped => 3,
         }
     }
 
@@ -87,6 +91,7 @@ impl GoodbyeReason {
             0 => Ok(GoodbyeReason::Leaving),
             1 => Ok(GoodbyeReason::Incompatible),
             2 => Ok(GoodbyeReason::ProtocolViolation),
+            3 => Ok(GoodbyeReason::Dropped),
             _ => Err(DecodeError::Invalid("goodbye reason")),
         }
     }

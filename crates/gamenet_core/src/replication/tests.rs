@@ -127,6 +127,7 @@ impl Net {
                         Event::Message { peer, payload, .. } => {
                             n.rep.handle_message(now, peer, &payload)
                         }
+                        Event::PeerInterrupted(_) | Event::PeerResumed(_) => {}
                         other => panic!("{other:?}"),
                     }
                 }

@@ -23,7 +23,7 @@ fn drop_peer_says_goodbye() {
         net.take_events(1),
         vec![Event::PeerLeft {
             peer: a,
-            reason: LeaveReason::Left(GoodbyeReason::Leaving)
+            reason: LeaveReason::Left(GoodbyeReason::Dropped)
         }]
     );
     // Stragglers from a dropped peer are ignored, not re-joined.

@@ -384,7 +384,7 @@ fn a_timed_out_peer_that_is_dropped_does_not_come_back() {
         events_b.last(),
         Some(&Event::PeerLeft {
             peer: a,
-            reason: LeaveReason::Left(GoodbyeReason::Leaving)
+            reason: LeaveReason::Left(GoodbyeReason::Dropped)
         })
     );
     assert_eq!(lefts_and_joins(&events_b), (1, 0), "{events_b:?}");

@@ -2,18 +2,21 @@
 //! conditioners (latency, jitter, loss, duplication, reordering) and a small
 //! deterministic game; time jumps from one deadline to the next.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use super::wire::Msg;
 use super::*;
 use crate::conditioner::SplitMix;
 use crate::sim::SimLinks;
-use crate::{ConditionerConfig, Event, Instant, LeaveReason, Mesh, MeshConfig, PeerId};
+use crate::{
+    ConditionerConfig, Event, GoodbyeReason, Instant, LeaveReason, Mesh, MeshConfig, PeerId,
+};
 
 mod departure;
 mod desync;
 mod frozen;
+mod heal;
 mod hostile;
 mod in_step;
 mod late_join;
@@ -229,6 +232,25 @@ struct Node {
     /// hears waits here for the session.
     frozen: bool,
     backlog: Vec<Event>,
+    /// Every final checksum it recorded, with the members it counted then.
+    timeline: BTreeMap<Frame, (u64, BTreeSet<PeerId>)>,
+}
+
+impl Node {
+    /// Records the final checksums not recorded yet, with the members counted.
+    fn record_timeline(&mut self, interval: u32) {
+        let confirmed = self.session.confirmed_frame();
+        let from = confirmed.saturating_sub(4 * interval) / interval * interval;
+        for f in (from..=confirmed).step_by(interval as usize) {
+            if self.timeline.contains_key(&f) {
+                continue;
+            }
+            if let Some(c) = self.session.confirmed_checksum(f) {
+                let members = self.session.members().collect();
+                self.timeline.insert(f, (c.total, members));
+            }
+        }
+    }
 }
 
 struct Net {
@@ -301,6 +323,7 @@ impl Net {
             stop_at: None,
             frozen: false,
             backlog: Vec::new(),
+            timeline: BTreeMap::new(),
         };
         let existing: Vec<PeerId> = self
             .nodes
@@ -372,6 +395,7 @@ impl Net {
                     Event::Message { peer, payload, .. } => {
                         n.session.handle_message(now, peer, &payload)
                     }
+                    Event::PeerInterrupted(_) | Event::PeerResumed(_) => {}
                     other => panic!("mesh event {other:?}"),
                 }
             }
@@ -405,6 +429,7 @@ impl Net {
             while let Some(t) = n.session.poll_transmit() {
                 let _ = n.mesh.send(t.peer, t.channel, &t.data);
             }
+            n.record_timeline(self.config.checksum_interval);
         }
         for n in self.nodes.iter_mut().filter(|n| n.alive) {
             self.links.send_from(now, n.id, &mut n.mesh);
@@ -473,6 +498,33 @@ impl Net {
         self.assert_in_step_among(&live);
     }
 
+    /// Asserts that no two nodes recorded different checksums of a frame while
+    /// each counted the other as a member: one timeline, whatever happened.
+    fn assert_one_timeline(&self) {
+        let mut compared = 0;
+        for a in &self.nodes {
+            for b in &self.nodes {
+                if a.id >= b.id {
+                    continue;
+                }
+                for (f, (sum_a, members_a)) in &a.timeline {
+                    let Some((sum_b, members_b)) = b.timeline.get(f) else {
+                        continue;
+                    };
+                    if members_a.contains(&b.id) && members_b.contains(&a.id) {
+                        compared += 1;
+                        assert_eq!(
+                            sum_a, sum_b,
+                            "{} and {} disagree on frame {f} as members of each other",
+                            a.id, b.id
+                        );
+                    }
+                }
+            }
+        }
+        assert!(compared > 0, "no frame compared");
+    }
+
     /// [`Net::assert_in_step`] for the nodes at `indices`.
     fn assert_in_step_among(&self, indices: &[usize]) {
         let live: Vec<&Node> = indices.iter().map(|&i| &self.nodes[i]).collect();
@@ -501,10 +553,11 @@ impl Net {
     }
 }
 
-/// How the session hears of a mesh's `PeerLeft`: a goodbye is a quit.
+/// How the session hears of a mesh's `PeerLeft`: a goodbye on leaving the
+/// mesh is a quit.
 fn leave_of(reason: &LeaveReason) -> Leave {
     match reason {
-        LeaveReason::Left(_) => Leave::Quit,
+        LeaveReason::Left(GoodbyeReason::Leaving) => Leave::Quit,
         _ => Leave::Lost,
     }
 }

@@ -1,0 +1,126 @@
+//! Partitions that heal, on links that stay up (packets held, reliable ones
+//! released when it ends): short ones stall and resume, long ones end with
+//! one side's timeline and the other side rejoining it, under the same ids.
+
+use super::*;
+
+/// Runs to frame 600 on node 0, cuts `left` from `right` for `outage`, heals,
+/// and runs every node to the target; asserts one timeline and in step.
+fn partition(net: &mut Net, left: &[usize], right: &[usize], outage: Duration) {
+    net.run(Duration::from_secs(100), |n| {
+        n.nodes[0].session.current_frame() >= 600
+    });
+    for &l in left {
+        for &r in right {
+            let (a, b) = (net.nodes[l].id, net.nodes[r].id);
+            net.links.partition(a, b);
+        }
+    }
+    let until = net.now + outage;
+    net.run(Duration::from_secs(400), |n| n.now >= until);
+    let now = net.now;
+    net.links.heal(now);
+    net.run(Duration::from_secs(800), |n| n.all_done());
+    net.assert_in_step();
+    net.assert_one_timeline();
+}
+
+fn count(net: &Net, i: usize, pred: impl Fn(&RollbackEvent) -> bool) -> usize {
+    net.nodes[i].events.iter().filter(|e| pred(e)).count()
+}
+
+#[test]
+fn a_four_second_outage_stalls_and_resumes_without_anyone_leaving() {
+    let mut net = Net::new(2, bad_link(51), 2_000);
+    partition(&mut net, &[0], &[1], Duration::from_secs(4));
+    for i in 0..2 {
+        assert!(
+            count(&net, i, |e| matches!(
+                e,
+                RollbackEvent::PeerInterrupted { .. }
+            )) > 0
+        );
+        assert!(count(&net, i, |e| matches!(e, RollbackEvent::PeerResumed { .. })) > 0);
+        let churn = count(&net, i, |e| {
+            matches!(
+                e,
+                RollbackEvent::Disconnected { .. }
+                    | RollbackEvent::CutOff { .. }
+                    | RollbackEvent::Rejoining { .. }
+            )
+        });
+        assert_eq!(churn, 0, "{:?}", net.nodes[i].events);
+    }
+}
+
+#[test]
+fn after_a_fifteen_second_outage_the_lowest_id_plays_on_and_the_other_rejoins() {
+    let mut net = Net::new(2, bad_link(52), 3_008);
+    partition(&mut net, &[0], &[1], Duration::from_secs(15));
+    let b = net.nodes[1].id;
+    assert_eq!(
+        count(
+            &net,
+            0,
+            |e| matches!(e, RollbackEvent::Disconnected { peer, .. } if *peer == b)
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &net,
+            0,
+            |e| matches!(e, RollbackEvent::PlayerJoined { peer, .. } if *peer == b)
+        ),
+        1
+    );
+    assert_eq!(
+        count(&net, 1, |e| matches!(e, RollbackEvent::CutOff { .. })),
+        1
+    );
+    assert_eq!(
+        count(&net, 1, |e| matches!(e, RollbackEvent::Rejoining { .. })),
+        1
+    );
+    assert_eq!(net.nodes[1].session.local_slots(), vec![1]);
+}
+
+#[test]
+fn a_three_player_split_heals_into_the_majoritys_timeline() {
+    let mut net = Net::new(3, bad_link(53), 3_008);
+    partition(&mut net, &[0], &[1, 2], Duration::from_secs(15));
+    // The lowest id was alone: it stalled and rejoined the majority.
+    assert_eq!(
+        count(&net, 0, |e| matches!(e, RollbackEvent::Rejoining { .. })),
+        1
+    );
+    for i in [1, 2] {
+        assert_eq!(
+            count(&net, i, |e| matches!(e, RollbackEvent::Rejoining { .. })),
+            0
+        );
+    }
+    assert_eq!(net.nodes[0].session.local_slots(), vec![0]);
+    assert_eq!(net.nodes[1].session.host(), Some(net.nodes[0].id));
+}
+
+#[test]
+fn four_players_split_two_and_two_heal_toward_the_lowest_id() {
+    let mut net = Net::new(4, bad_link(54), 3_008);
+    partition(&mut net, &[0, 1], &[2, 3], Duration::from_secs(15));
+    for i in [0, 1] {
+        assert_eq!(
+            count(&net, i, |e| matches!(e, RollbackEvent::Rejoining { .. })),
+            0
+        );
+    }
+    for i in [2, 3] {
+        assert_eq!(
+            count(&net, i, |e| matches!(e, RollbackEvent::Rejoining { .. })),
+            1,
+            "{:?}",
+            net.nodes[i].events
+        );
+        assert_eq!(net.nodes[i].session.local_slots(), vec![i]);
+    }
+}
