@@ -1,5 +1,5 @@
 //! [`MeshDriver`]: the future the caller spawns to run a [`PeerMesh`]'s WebRTC
-//! connections and signaling.
+//! connections and signaling, and its protocol between the game's frames.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,8 +11,11 @@ use matchbox_socket::MessageLoopFuture;
 use crate::Error;
 #[cfg(doc)]
 use crate::PeerMesh;
+use crate::pump::{Pump, Shared};
 
-/// The future that runs the WebRTC connections and the signaling of a [`PeerMesh`].
+/// The future that runs the WebRTC connections and the signaling of a [`PeerMesh`],
+/// and takes its packets in as they arrive: it answers heartbeats and runs the
+/// protocol's timers even while the game's frames stop (a hidden tab).
 /// Spawn it on the runtime of your choice; it ends when the mesh is closed or the
 /// signaling server is lost.
 ///
@@ -20,12 +23,23 @@ use crate::PeerMesh;
 /// the driver: the driver ends with [`Error::Driver`] instead, and the mesh
 /// reports itself closed (no peer is left connected).
 #[must_use = "the mesh does nothing unless its driver is spawned"]
-pub struct MeshDriver(Option<MessageLoopFuture>);
+pub struct MeshDriver {
+    /// matchbox's message loop, until it ends.
+    message_loop: Option<MessageLoopFuture>,
+    /// The mesh it pumps (none in tests of the loop alone).
+    shared: Option<Shared>,
+    /// The pump's timer.
+    pump: Pump,
+}
 
 impl MeshDriver {
-    /// The driver of matchbox's message loop.
-    pub(crate) fn new(message_loop: MessageLoopFuture) -> Self {
-        Self(Some(message_loop))
+    /// The driver of matchbox's message loop and of the mesh in `shared`.
+    pub(crate) fn new(message_loop: MessageLoopFuture, shared: Shared) -> Self {
+        Self {
+            message_loop: Some(message_loop),
+            shared: Some(shared),
+            pump: Pump::default(),
+        }
     }
 }
 
@@ -33,21 +47,30 @@ impl Future for MeshDriver {
     type Output = Result<(), Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(driver) = self.0.as_mut() else {
+        let this = &mut *self;
+        let Some(driver) = this.message_loop.as_mut() else {
             return Poll::Ready(Err(Error::Closed));
         };
         let polled =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.poll_unpin(cx)));
+        // What the loop delivered (or the channels closing as it ended) is
+        // taken in now, and the next packet or timer wakes this task again.
+        if let Some(shared) = &this.shared {
+            if !matches!(polled, Ok(Poll::Pending)) {
+                this.message_loop = None;
+            }
+            this.pump.pump(shared, cx);
+        }
         match polled {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(result)) => {
-                self.0 = None;
+                this.message_loop = None;
                 Poll::Ready(result.map_err(Error::from))
             }
             Err(panic) => {
                 // A future that panicked must not be polled again: drop it, which
                 // closes every channel of the socket.
-                self.0 = None;
+                this.message_loop = None;
                 let reason = panic
                     .downcast_ref::<&str>()
                     .map(|s| (*s).to_owned())
@@ -75,7 +98,11 @@ mod tests {
         let failing: MessageLoopFuture = Box::pin(async {
             panic!("Sender closed before channel was ready");
         });
-        let mut driver = MeshDriver(Some(failing));
+        let mut driver = MeshDriver {
+            message_loop: Some(failing),
+            shared: None,
+            pump: Pump::default(),
+        };
         let ended = futures::executor::block_on(&mut driver);
         match ended {
             Err(Error::Driver(reason)) => {

@@ -53,6 +53,7 @@ mod driver;
 mod error;
 mod ice;
 mod peer_mesh;
+mod pump;
 
 pub mod layer;
 pub mod replication;

@@ -1,23 +1,19 @@
 //! [`PeerMesh`]: gamenet's protocol ([`gamenet_core::Mesh`]) over matchbox_socket's
 //! WebRTC data channels, and its builder.
 
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
-use futures_timer::Delay;
-use matchbox_socket::{ChannelConfig, PeerState, WebRtcChannel, WebRtcSocket};
+use matchbox_socket::{ChannelConfig, WebRtcSocket};
 
-use gamenet_core::{LinkConditioner, Mesh, Transmit};
+use gamenet_core::{LinkConditioner, Mesh};
 
 use crate::ice::merge_ice_servers;
+use crate::pump::{Shared, to_core, to_matchbox};
 use crate::{
-    Bytes, Channel, ConditionerConfig, Error, Event, IceServer, Instant, MeshConfig, MeshDriver,
-    PeerId, PeerStats, SendError,
+    Channel, ConditionerConfig, Error, Event, IceServer, Instant, MeshConfig, MeshDriver, PeerId,
+    PeerStats, SendError,
 };
-
-/// Longest the async loop sleeps without looking at the clock.
-const MAX_IDLE: Duration = Duration::from_millis(250);
 
 /// Builds a [`PeerMesh`].
 #[derive(Debug, Clone)]
@@ -103,14 +99,16 @@ impl PeerMeshBuilder {
         let unreliable = socket
             .take_channel(Channel::Unreliable.index())
             .map_err(|_| Error::Closed)?;
-        let mesh = PeerMesh {
+        let shared = Shared::new(
             socket,
-            channels: [reliable, unreliable],
+            [reliable, unreliable],
             core,
-            closed: false,
-            conditioner: self.conditioner.map(LinkConditioner::new),
+            self.conditioner.map(LinkConditioner::new),
+        );
+        let mesh = PeerMesh {
+            shared: shared.clone(),
         };
-        Ok((mesh, MeshDriver::new(driver)))
+        Ok((mesh, MeshDriver::new(driver, shared)))
     }
 }
 
@@ -138,24 +136,14 @@ impl Route {
     }
 }
 
-/// What woke the async loop.
-enum Wake {
-    /// Peer changes, in order.
-    Peers(Vec<(matchbox_socket::PeerId, PeerState)>),
-    /// One peer change, or `None`: the socket closed.
-    Peer(Option<(matchbox_socket::PeerId, PeerState)>),
-    Packet(Channel, Option<(matchbox_socket::PeerId, Bytes)>),
-    Timer,
-}
-
 /// A mesh of WebRTC links to every other peer of a room.
+///
+/// Its [`MeshDriver`] takes packets in as they arrive, answers heartbeats and
+/// runs the protocol's timers, whether or not the game calls in (a hidden tab
+/// keeps its links); the game drains the events it left and sends.
 #[derive(Debug)]
 pub struct PeerMesh {
-    socket: WebRtcSocket,
-    channels: [WebRtcChannel; 2],
-    core: Mesh,
-    closed: bool,
-    conditioner: Option<LinkConditioner<Transmit>>,
+    shared: Shared,
 }
 
 impl PeerMesh {
@@ -173,181 +161,44 @@ impl PeerMesh {
 
     /// This peer's id, once the signaling server has assigned it.
     pub fn id(&mut self) -> Option<PeerId> {
-        self.socket.id().map(to_core)
+        self.shared.lock().socket.id().map(to_core)
     }
 
-    /// Processes everything that arrived and every timer due. Call once a frame,
-    /// then drain [`PeerMesh::poll_event`].
+    /// Runs the protocol's due timers and sends what is due. The driver takes
+    /// packets in as they arrive, so this is cheap; call it once a frame, then
+    /// drain [`PeerMesh::poll_event`].
     pub fn update(&mut self) {
-        let now = Instant::now();
-        if !self.closed {
-            let changes = self.peer_changes();
-            self.on_wake(now, changes);
-        }
-        for channel in [Channel::Reliable, Channel::Unreliable] {
-            while let Some(packet) = self.channels[channel.index()].next().now_or_never() {
-                let end = packet.is_none();
-                self.on_wake(now, Wake::Packet(channel, packet));
-                if end {
-                    break;
-                }
-            }
-        }
-        self.on_wake(now, Wake::Timer);
+        let mut inner = self.shared.lock();
+        inner.run_timers(Instant::now());
+        inner.nudge();
     }
 
-    /// The next event, if one is ready: the core mesh's events as they are,
-    /// [`Event::PeerInterrupted`] and [`Event::PeerResumed`] included. Does
-    /// not process new input by itself; see [`PeerMesh::update`].
+    /// The next event, if one is ready.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.core.poll_event()
+        self.shared.lock().core.poll_event()
     }
 
     /// Waits for the next event. Returns [`Error::Closed`] once the driver has stopped
     /// and every event was taken.
     pub async fn next_event(&mut self) -> Result<Event, Error> {
-        // The timer lives in this future, not in the mesh, so that the mesh stays
-        // `Send` where timers are not (the browser).
-        let mut timer: Option<(Instant, Delay)> = None;
-        loop {
-            if let Some(event) = self.core.poll_event() {
-                return Ok(event);
+        futures::future::poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            if let Some(event) = inner.core.poll_event() {
+                return Poll::Ready(Ok(event));
             }
-            if self.closed {
-                return Err(Error::Closed);
+            if inner.closed {
+                return Poll::Ready(Err(Error::Closed));
             }
-            let now = Instant::now();
-            let deadline = self
-                .poll_timeout()
-                .unwrap_or(now + MAX_IDLE)
-                .min(now + MAX_IDLE);
-            let delay = match timer.take() {
-                Some((at, delay)) if at == deadline => delay,
-                _ => Delay::new(deadline.saturating_duration_since(now)),
-            };
-            let (delay, wake) = {
-                let mut delay = Some(delay);
-                let wake = futures::future::poll_fn(|cx| self.poll_wake(cx, &mut delay)).await;
-                (delay, wake)
-            };
-            timer = delay.map(|d| (deadline, d));
-            self.on_wake(Instant::now(), wake);
-            // Take in everything else that is ready before timers run, so that a
-            // caller who paused for a while does not time out peers whose packets
-            // are waiting.
-            self.update();
-        }
-    }
-
-    /// Peers that connected or disconnected since last asked, through
-    /// matchbox's `try_update_peers`, which also keeps the socket's own peer
-    /// table (and with it the candidate pairs behind [`PeerMesh::route`]).
-    fn peer_changes(&mut self) -> Wake {
-        match self.socket.try_update_peers() {
-            Ok(changes) => Wake::Peers(changes),
-            Err(_) => Wake::Peer(None),
-        }
-    }
-
-    /// Polls the sources of input; a timer that fired is taken out of `timer`.
-    fn poll_wake(&mut self, cx: &mut Context<'_>, timer: &mut Option<Delay>) -> Poll<Wake> {
-        match self.peer_changes() {
-            Wake::Peers(changes) if changes.is_empty() => {}
-            changes => return Poll::Ready(changes),
-        }
-        // Nothing pending: register for the next change. One that arrives between
-        // the two calls is taken here, past the socket's peer table (its route
-        // then stays unknown); the window is a few instructions wide.
-        if let Poll::Ready(change) = self.socket.poll_next_unpin(cx) {
-            return Poll::Ready(Wake::Peer(change));
-        }
-        for channel in [Channel::Reliable, Channel::Unreliable] {
-            if let Poll::Ready(packet) = self.channels[channel.index()].poll_next_unpin(cx) {
-                return Poll::Ready(Wake::Packet(channel, packet));
-            }
-        }
-        match timer.as_mut().map(|delay| delay.poll_unpin(cx)) {
-            Some(Poll::Pending) => Poll::Pending,
-            Some(Poll::Ready(())) | None => {
-                *timer = None;
-                Poll::Ready(Wake::Timer)
-            }
-        }
-    }
-
-    fn on_wake(&mut self, now: Instant, wake: Wake) {
-        let is_timer = matches!(wake, Wake::Timer);
-        match wake {
-            Wake::Peers(changes) => {
-                for change in changes {
-                    self.on_wake(now, Wake::Peer(Some(change)));
-                }
-            }
-            Wake::Peer(Some((peer, PeerState::Connected))) => {
-                self.core.handle_connected(now, to_core(peer));
-            }
-            Wake::Peer(Some((peer, PeerState::Disconnected))) => {
-                self.core.handle_disconnected(now, to_core(peer));
-            }
-            Wake::Packet(channel, Some((peer, data))) => {
-                self.core.handle_packet(now, to_core(peer), channel, data);
-            }
-            Wake::Peer(None) | Wake::Packet(_, None) => self.on_closed(now),
-            Wake::Timer => {}
-        }
-        if is_timer && self.core.poll_timeout().is_some_and(|t| t <= now) {
-            self.core.handle_timeout(now);
-        }
-        self.flush();
-    }
-
-    fn on_closed(&mut self, now: Instant) {
-        if self.closed {
-            return;
-        }
-        self.closed = true;
-        // Every peer the transport had, joined or not: one whose link timed
-        // out must not wait for packets that can no longer come.
-        let mut peers: Vec<PeerId> = self.core.connected_peers().collect();
-        peers.sort_unstable();
-        for peer in peers {
-            self.core.handle_disconnected(now, peer);
-        }
+            inner.wake_on_event(cx.waker());
+            Poll::Pending
+        })
+        .await
     }
 
     /// When the mesh next wants [`PeerMesh::update`] called (a timer or a
-    /// conditioned packet falls due).
+    /// conditioned packet falls due). The driver runs them by itself too.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let conditioned = self.conditioner.as_ref().and_then(|c| c.poll_timeout());
-        [self.core.poll_timeout(), conditioned]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    fn flush(&mut self) {
-        let now = Instant::now();
-        while let Some(t) = self.core.poll_transmit() {
-            match &mut self.conditioner {
-                Some(c) => {
-                    let reliable = t.channel == Channel::Reliable;
-                    c.send(now, t, reliable);
-                }
-                None => self.transmit(t),
-            }
-        }
-        while let Some(t) = self.conditioner.as_mut().and_then(|c| c.poll(now)) {
-            self.transmit(t);
-        }
-    }
-
-    fn transmit(&mut self, t: Transmit) {
-        if self.channels[t.channel.index()]
-            .try_send(t.data, to_matchbox(t.peer))
-            .is_err()
-        {
-            self.closed = true;
-        }
+        self.shared.lock().poll_timeout()
     }
 
     /// Sends a message to one joined peer.
@@ -357,83 +208,77 @@ impl PeerMesh {
         channel: Channel,
         payload: &[u8],
     ) -> Result<(), SendError> {
-        let result = self.core.send(peer, channel, payload);
-        self.flush();
+        let mut inner = self.shared.lock();
+        let result = inner.core.send(peer, channel, payload);
+        inner.flush();
+        inner.nudge();
         result
     }
 
     /// Sends a message to every joined peer; the first error is returned after all
     /// peers were tried.
     pub fn broadcast(&mut self, channel: Channel, payload: &[u8]) -> Result<(), SendError> {
-        let peers: Vec<PeerId> = self.core.joined_peers().collect();
+        let mut inner = self.shared.lock();
+        let peers: Vec<PeerId> = inner.core.joined_peers().collect();
         let mut result = Ok(());
         for peer in peers {
-            let sent = self.core.send(peer, channel, payload);
+            let sent = inner.core.send(peer, channel, payload);
             if result.is_ok() {
                 result = sent;
             }
         }
-        self.flush();
+        inner.flush();
+        inner.nudge();
         result
     }
 
     /// Stops talking to `peer` and reports it as left. Returns whether it was linked.
     pub fn drop_peer(&mut self, peer: PeerId) -> bool {
-        let dropped = self.core.drop_peer(peer);
-        self.flush();
+        let mut inner = self.shared.lock();
+        let dropped = inner.core.drop_peer(peer);
+        inner.flush();
+        inner.nudge();
         dropped
     }
 
     /// The peers that completed the handshake.
     pub fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
-        self.core.joined_peers()
+        let peers: Vec<PeerId> = self.shared.lock().core.joined_peers().collect();
+        peers.into_iter()
     }
 
     /// Link statistics of `peer`.
     pub fn stats(&self, peer: PeerId) -> Option<PeerStats> {
-        self.core.stats(peer)
+        self.shared.lock().core.stats(peer)
     }
 
     /// How the WebRTC link to `peer` runs: directly, through NATs, or relayed
     /// by a TURN server; `None` until ICE has selected a candidate pair.
     pub fn route(&self, peer: PeerId) -> Option<Route> {
-        self.socket
+        self.shared
+            .lock()
+            .socket
             .candidate_pair(to_matchbox(peer))
             .map(Route::from_pair)
     }
 
     /// The protocol settings in force.
-    pub fn config(&self) -> &MeshConfig {
-        self.core.config()
+    pub fn config(&self) -> MeshConfig {
+        self.shared.lock().core.config().clone()
     }
 
     /// Whether the driver has stopped.
     pub fn is_closed(&self) -> bool {
-        self.closed
+        self.shared.lock().closed
     }
 
     /// Says goodbye to every peer and leaves the room; the driver then ends.
     pub fn close(&mut self) {
-        self.core.close();
-        self.flush();
+        let mut inner = self.shared.lock();
+        inner.core.close();
+        inner.flush();
         // Goodbyes go now, not after the conditioner's delay.
-        let held: Vec<Transmit> = std::iter::from_fn(|| {
-            let c = self.conditioner.as_mut()?;
-            let at = c.poll_timeout()?;
-            c.poll(at)
-        })
-        .collect();
-        for t in held {
-            self.transmit(t);
-        }
-        self.socket.close();
+        inner.flush_held();
+        inner.socket.close();
     }
-}
-
-fn to_core(peer: matchbox_socket::PeerId) -> PeerId {
-    PeerId(peer.0.as_u128())
-}
-
-fn to_matchbox(peer: PeerId) -> matchbox_socket::PeerId {
-    matchbox_socket::PeerId(uuid::Uuid::from_u128(peer.0))
 }
