@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gamenet::{Event, IceServer, PeerId, PeerMesh};
 
+pub mod faults;
 pub mod nat;
 
 /// Set inside the namespace, so the test body knows it is there.
@@ -65,7 +66,14 @@ where
     let _one_at_a_time = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let status = reexec_isolated(&[test, "--exact", "--nocapture", "--test-threads=1"]);
+    // An ignored test got here because it was asked for (`--ignored`): it runs.
+    let status = reexec_isolated(&[
+        test,
+        "--exact",
+        "--include-ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     assert!(
         status.success(),
         "{test} failed inside its network namespace: {status}"

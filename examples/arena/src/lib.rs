@@ -26,7 +26,7 @@ use bevy_time::{Time, TimePlugin};
 use gamenet::replication::ReplicationConfig;
 use gamenet::replication::quantize::BoundedFloat;
 use gamenet::rollback::{Frame, InputStatus, RollbackConfig, RollbackStart};
-use gamenet::{IceServer, PeerMesh};
+use gamenet::{IceServer, PeerMesh, PeerMeshBuilder};
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "window")]
@@ -358,13 +358,28 @@ pub fn wander(
 /// The networking plugins for a game at `url` (`…/room?next=N`) with
 /// `players` slots.
 pub fn add_network(app: &mut App, url: &str, players: usize, ice: Vec<IceServer>, seed: u64) {
+    add_network_with(app, url, players, ice, seed, |mesh| mesh);
+}
+
+/// [`add_network`] with the mesh's settings changed by `mesh` (say, a
+/// longer disconnect timeout).
+pub fn add_network_with(
+    app: &mut App,
+    url: &str,
+    players: usize,
+    ice: Vec<IceServer>,
+    seed: u64,
+    mesh: impl FnOnce(PeerMeshBuilder) -> PeerMeshBuilder,
+) {
     let config = RollbackConfig {
         num_players: players.clamp(2, MAX_PLAYERS),
         ..RollbackConfig::default()
     };
-    let builder = PeerMesh::builder(url)
-        .app_id("gamenet-arena")
-        .ice_servers(ice);
+    let builder = mesh(
+        PeerMesh::builder(url)
+            .app_id("gamenet-arena")
+            .ice_servers(ice),
+    );
     app.add_plugins(RollbackPlugin::<u8>::connect(
         config,
         builder,
@@ -383,12 +398,22 @@ pub fn add_network(app: &mut App, url: &str, players: usize, ice: Vec<IceServer>
 /// A windowless game at `url` with scripted inputs from `seed`, updating
 /// at 60 Hz when run; [`App::update`] steps it by hand.
 pub fn headless_app(url: &str, players: usize, seed: u64) -> App {
+    headless_app_with(url, players, seed, |mesh| mesh)
+}
+
+/// [`headless_app`] with the mesh's settings changed by `mesh`.
+pub fn headless_app_with(
+    url: &str,
+    players: usize,
+    seed: u64,
+    mesh: impl FnOnce(PeerMeshBuilder) -> PeerMeshBuilder,
+) -> App {
     let mut app = App::new();
     app.add_plugins((
         TimePlugin,
         ScheduleRunnerPlugin::run_loop(Duration::from_secs_f64(1.0 / 60.0)),
     ));
-    add_network(&mut app, url, players, Vec::new(), seed);
+    add_network_with(&mut app, url, players, Vec::new(), seed, mesh);
     app.add_plugins(ArenaPlugin)
         .insert_resource(Wander(seed))
         .add_systems(ReadInputs, wander);

@@ -1,0 +1,646 @@
+//! Faults on real links, and what games see through them.
+//!
+//! Inside a test's network namespace ([`crate::isolated`]),
+//! [`udp_outage_start`] drops every UDP packet in and out (WebRTC's, that is:
+//! the signaling server speaks TCP) until [`udp_outage_end`]. A [`Timeline`]
+//! records, step by step, what each headless game saw: the checksum of every
+//! newly confirmed frame with the peers its session counted as members then,
+//! its session's and mesh's events, its frames, and its mesh's counters per peer.
+//! [`Timeline::assert_one_timeline`] and [`Timeline::assert_in_step`] then check
+//! that the games played one game.
+//!
+//! ```no_run
+//! # fn steps(apps: &mut [bevy_app::App], timeline: &mut gamenet_e2e::faults::Timeline) {
+//! for app in apps.iter_mut() {
+//!     app.update();
+//! }
+//! timeline.record(&apps.iter().collect::<Vec<_>>());
+//! # }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::marker::PhantomData;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bevy_app::App;
+use bevy_ecs::message::{Message, MessageCursor, Messages};
+use bevy_ecs::world::World;
+use bevy_gamenet::rollback::{RollbackSocket, SessionEvent};
+use bevy_gamenet::{PeerJoined, PeerLeft};
+use gamenet::rollback::{Frame, Input, RollbackEvent};
+use gamenet::{LeaveReason, PeerId};
+
+use crate::NETNS_ENV;
+
+/// The rules of an outage: every UDP packet in and out is dropped.
+const OUTAGE_RULES: [[&str; 5]; 2] = [
+    ["INPUT", "-p", "udp", "-j", "DROP"],
+    ["OUTPUT", "-p", "udp", "-j", "DROP"],
+];
+
+/// Drops every UDP packet into and out of this network namespace until
+/// [`udp_outage_end`]: WebRTC links go silent, existing connections stay.
+///
+/// Only inside a test's namespace (see [`crate::isolated`]); as root there.
+pub fn udp_outage_start() {
+    for rule in OUTAGE_RULES {
+        iptables("-I", &rule);
+    }
+}
+
+/// Ends an outage [`udp_outage_start`] began.
+pub fn udp_outage_end() {
+    for rule in OUTAGE_RULES {
+        iptables("-D", &rule);
+    }
+}
+
+fn iptables(op: &str, rule: &[&str]) {
+    assert!(
+        std::env::var_os(NETNS_ENV).is_some(),
+        "iptables rules belong inside a test's network namespace (gamenet_e2e::isolated)"
+    );
+    let out = Command::new("iptables")
+        .arg("-w")
+        .arg(op)
+        .args(rule)
+        .output()
+        .unwrap_or_else(|e| panic!("run iptables ({e}); `cargo xtask setup` installs it"));
+    assert!(
+        out.status.success(),
+        "iptables {op} {}: {}",
+        rule.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+/// Confirmed frames looked back at most: the session keeps its newest 64
+/// checksums, one every 16 frames by default.
+const LOOK_BACK: Frame = 64 * 16;
+
+/// How often the mesh's counters are sampled.
+pub const LINK_SAMPLE: Duration = Duration::from_millis(50);
+
+/// One app's confirmed checksum frame, as first seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confirmed {
+    /// The checksum of the rolled-back state at that frame.
+    pub checksum: u64,
+    /// The peers the app's session counted as members then, sorted.
+    pub members: Vec<PeerId>,
+    /// The peers the app's mesh had joined then, sorted.
+    pub joined: Vec<PeerId>,
+    /// When it was first seen, from the timeline's start.
+    pub at: Duration,
+}
+
+/// Something an app was told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seen {
+    /// A rollback session event ([`SessionEvent`]).
+    Session(RollbackEvent),
+    /// The mesh joined a peer ([`PeerJoined`]).
+    PeerJoined(PeerId),
+    /// The mesh lost a peer ([`PeerLeft`]).
+    PeerLeft {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: LeaveReason,
+    },
+}
+
+impl Seen {
+    /// Whether this is a departure: the session disconnecting a player, or
+    /// the mesh losing a peer.
+    pub fn is_departure(&self) -> bool {
+        matches!(
+            self,
+            Seen::Session(RollbackEvent::Disconnected { .. }) | Seen::PeerLeft { .. }
+        )
+    }
+}
+
+/// An app's frames after one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// When, from the timeline's start.
+    pub at: Duration,
+    /// The next frame to simulate.
+    pub current: Frame,
+    /// Frames before this one have every input known.
+    pub confirmed: Frame,
+}
+
+/// A peer's counters in an app's mesh at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkCounters {
+    /// The peer.
+    pub peer: PeerId,
+    /// Packets received from it in all.
+    pub packets_in: u64,
+    /// Bytes received from it in all.
+    pub bytes_in: u64,
+    /// Packets sent to it in all.
+    pub packets_out: u64,
+}
+
+/// The counters of every peer an app's mesh has joined, at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSample {
+    /// When, from the timeline's start.
+    pub at: Duration,
+    /// Per joined peer.
+    pub peers: Vec<LinkCounters>,
+}
+
+/// What one app saw.
+#[derive(Debug)]
+pub struct AppTimeline {
+    /// Its name in reports.
+    pub name: String,
+    /// Its peer id, once its session started.
+    pub id: Option<PeerId>,
+    /// Its confirmed checksum frames.
+    pub confirmed: BTreeMap<Frame, Confirmed>,
+    /// What it was told, when.
+    pub events: Vec<(Duration, Seen)>,
+    /// Its frames, step by step.
+    pub progress: Vec<Progress>,
+    /// The peers its session counted as members (sorted), from when.
+    pub membership: Vec<(Duration, Vec<PeerId>)>,
+    /// Its mesh's counters, every [`LINK_SAMPLE`].
+    pub links: Vec<LinkSample>,
+    session_events: MessageCursor<SessionEvent>,
+    joined_events: MessageCursor<PeerJoined>,
+    left_events: MessageCursor<PeerLeft>,
+}
+
+impl AppTimeline {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            id: None,
+            confirmed: BTreeMap::new(),
+            events: Vec::new(),
+            progress: Vec::new(),
+            membership: Vec::new(),
+            links: Vec::new(),
+            session_events: MessageCursor::default(),
+            joined_events: MessageCursor::default(),
+            left_events: MessageCursor::default(),
+        }
+    }
+
+    /// Its frames at the last step at or before `at`.
+    pub fn progress_at(&self, at: Duration) -> Option<Progress> {
+        let n = self.progress.partition_point(|p| p.at <= at);
+        n.checked_sub(1).map(|i| self.progress[i])
+    }
+
+    /// The peers its session counted as members at `at`.
+    pub fn members_at(&self, at: Duration) -> &[PeerId] {
+        let n = self.membership.partition_point(|(t, _)| *t <= at);
+        n.checked_sub(1).map_or(&[], |i| &self.membership[i].1)
+    }
+
+    /// How long after `since` its confirmed frame first passed `frame` while
+    /// its session counted every peer of `peers` as a member.
+    pub fn confirmed_past_with(
+        &self,
+        frame: Frame,
+        since: Duration,
+        peers: &[PeerId],
+    ) -> Option<Duration> {
+        self.progress
+            .iter()
+            .find(|p| {
+                p.at >= since
+                    && p.confirmed > frame
+                    && peers.iter().all(|q| self.members_at(p.at).contains(q))
+            })
+            .map(|p| p.at - since)
+    }
+
+    /// Its newest confirmed frame.
+    pub fn confirmed_frame(&self) -> Frame {
+        self.progress.last().map_or(0, |p| p.confirmed)
+    }
+
+    /// How long after `since` its confirmed frame first passed `frame`.
+    pub fn confirmed_past(&self, frame: Frame, since: Duration) -> Option<Duration> {
+        self.progress
+            .iter()
+            .find(|p| p.at >= since && p.confirmed > frame)
+            .map(|p| p.at - since)
+    }
+
+    /// When, after `since`, it last confirmed a new frame before `until`
+    /// (where it stalled), and that frame.
+    pub fn stalled_at(&self, since: Duration, until: Duration) -> Option<(Duration, Frame)> {
+        let window: Vec<&Progress> = self
+            .progress
+            .iter()
+            .filter(|p| p.at >= since && p.at <= until)
+            .collect();
+        let last = window.last()?;
+        let first_of_last = window
+            .iter()
+            .find(|p| p.confirmed == last.confirmed)
+            .unwrap_or(last);
+        Some((first_of_last.at, last.confirmed))
+    }
+
+    fn record<I: Input>(&mut self, world: &World, at: Duration, sample_links: bool) {
+        read_new(world, &mut self.session_events, |e: &SessionEvent| {
+            self.events.push((at, Seen::Session(e.0.clone())));
+        });
+        read_new(world, &mut self.joined_events, |e: &PeerJoined| {
+            self.events.push((at, Seen::PeerJoined(e.0)));
+        });
+        read_new(world, &mut self.left_events, |e: &PeerLeft| {
+            self.events.push((
+                at,
+                Seen::PeerLeft {
+                    peer: e.peer,
+                    reason: e.reason.clone(),
+                },
+            ));
+        });
+        let Some(socket) = world.get_resource::<RollbackSocket<I>>() else {
+            return;
+        };
+        let mesh = socket.net_ref().map(|net| net.mesh());
+        let mut joined: Vec<PeerId> = mesh.map(|m| m.peers().collect()).unwrap_or_default();
+        joined.sort();
+        if sample_links && let Some(mesh) = mesh {
+            let peers = joined
+                .iter()
+                .filter_map(|&peer| {
+                    let s = mesh.stats(peer)?;
+                    Some(LinkCounters {
+                        peer,
+                        packets_in: s.packets_in,
+                        bytes_in: s.bytes_in,
+                        packets_out: s.packets_out,
+                    })
+                })
+                .collect();
+            self.links.push(LinkSample { at, peers });
+        }
+        let Some(session) = socket.session() else {
+            return;
+        };
+        self.id = Some(session.id());
+        let confirmed = session.confirmed_frame();
+        self.progress.push(Progress {
+            at,
+            current: session.current_frame(),
+            confirmed,
+        });
+        let mut members: Vec<PeerId> = session.members().collect();
+        members.sort();
+        if self.membership.last().is_none_or(|(_, m)| *m != members) {
+            self.membership.push((at, members.clone()));
+        }
+        // Checksums become final in frame order, some time after their frame
+        // is confirmed: every one after the newest seen is new.
+        let first = self
+            .confirmed
+            .last_key_value()
+            .map_or(0, |(f, _)| f.saturating_add(1))
+            .max(confirmed.saturating_sub(LOOK_BACK));
+        for frame in first..=confirmed {
+            if let Some(c) = session.confirmed_checksum(frame) {
+                self.confirmed.insert(
+                    frame,
+                    Confirmed {
+                        checksum: c.total,
+                        members: members.clone(),
+                        joined: joined.clone(),
+                        at,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Reads the messages of type `M` that `cursor` has not seen yet.
+fn read_new<M: Message>(world: &World, cursor: &mut MessageCursor<M>, mut f: impl FnMut(&M)) {
+    if let Some(messages) = world.get_resource::<Messages<M>>() {
+        for m in cursor.read(messages) {
+            f(m);
+        }
+    }
+}
+
+/// What several headless games saw, step by step: see the module's docs.
+///
+/// Call [`Timeline::record`] after every step of the apps (every
+/// `App::update`: the apps' messages live two updates).
+#[derive(Debug)]
+pub struct Timeline<I: Input = u8> {
+    start: Instant,
+    apps: Vec<AppTimeline>,
+    marks: Vec<(Duration, String)>,
+    last_sample: Option<Duration>,
+    _input: PhantomData<fn() -> I>,
+}
+
+impl<I: Input> Timeline<I> {
+    /// A timeline of apps with these names, starting now.
+    pub fn new(names: &[&str]) -> Self {
+        Self {
+            start: Instant::now(),
+            apps: names.iter().map(|n| AppTimeline::new(n)).collect(),
+            marks: Vec::new(),
+            last_sample: None,
+            _input: PhantomData,
+        }
+    }
+
+    /// Time since the timeline started.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Notes a moment (an outage starting, say) for the report; returns it.
+    pub fn mark(&mut self, what: &str) -> Duration {
+        let at = self.elapsed();
+        self.marks.push((at, what.to_owned()));
+        at
+    }
+
+    /// What each app saw, in the order of [`Timeline::new`]'s names.
+    pub fn apps(&self) -> &[AppTimeline] {
+        &self.apps
+    }
+
+    /// Records what `apps` (in the order of the names) see now.
+    pub fn record(&mut self, apps: &[&App]) {
+        assert_eq!(apps.len(), self.apps.len(), "one app per name");
+        let at = self.elapsed();
+        let sample = self.last_sample.is_none_or(|t| at >= t + LINK_SAMPLE);
+        if sample {
+            self.last_sample = Some(at);
+        }
+        for (rec, app) in self.apps.iter_mut().zip(apps) {
+            rec.record::<I>(app.world(), at, sample);
+        }
+    }
+
+    /// An app's name for a peer id.
+    pub fn name_of(&self, peer: PeerId) -> String {
+        self.apps
+            .iter()
+            .find(|a| a.id == Some(peer))
+            .map(|a| a.name.clone())
+            .unwrap_or_else(|| format!("{peer}"))
+    }
+
+    /// Every departure any app saw: (app, when, what).
+    pub fn departures(&self) -> Vec<(&str, Duration, &Seen)> {
+        self.apps
+            .iter()
+            .flat_map(|a| {
+                a.events
+                    .iter()
+                    .filter(|(_, e)| e.is_departure())
+                    .map(move |(t, e)| (a.name.as_str(), *t, e))
+            })
+            .collect()
+    }
+
+    /// Fails if any app saw a player leave or its mesh lose a peer.
+    pub fn assert_no_departure(&self) {
+        let departures = self.departures();
+        assert!(
+            departures.is_empty(),
+            "departures: {}",
+            departures
+                .iter()
+                .map(|(app, t, e)| format!("{app} at {:.3}s: {}", t.as_secs_f64(), self.show(e)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+
+    /// Whether the apps played one game: no two apps that both counted each
+    /// other as members at a frame recorded different checksums for it, and
+    /// no app's session detected a desync. The number of frames compared, or
+    /// what differs.
+    pub fn check_one_timeline(&self) -> Result<usize, String> {
+        let mut compared = 0;
+        for app in &self.apps {
+            if let Some((t, e)) = app
+                .events
+                .iter()
+                .find(|(_, e)| matches!(e, Seen::Session(RollbackEvent::DesyncDetected { .. })))
+            {
+                return Err(format!(
+                    "{} was told at {:.3}s: {}",
+                    app.name,
+                    t.as_secs_f64(),
+                    self.show(e)
+                ));
+            }
+        }
+        for (i, a) in self.apps.iter().enumerate() {
+            for b in &self.apps[i + 1..] {
+                let (Some(ida), Some(idb)) = (a.id, b.id) else {
+                    continue;
+                };
+                for (frame, ca) in &a.confirmed {
+                    let Some(cb) = b.confirmed.get(frame) else {
+                        continue;
+                    };
+                    if !ca.members.contains(&idb) || !cb.members.contains(&ida) {
+                        continue;
+                    }
+                    compared += 1;
+                    if ca.checksum != cb.checksum {
+                        return Err(format!(
+                            "frame {frame}: {} has {:#018x}, {} has {:#018x}, each counting the other as a member",
+                            a.name, ca.checksum, b.name, cb.checksum
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(compared)
+    }
+
+    /// Fails unless the apps played one game (see
+    /// [`Timeline::check_one_timeline`]); returns the frames compared.
+    pub fn assert_one_timeline(&self) -> usize {
+        self.check_one_timeline()
+            .unwrap_or_else(|e| panic!("two timelines: {e}"))
+    }
+
+    /// The newest frame every app recorded a checksum for, and whether they
+    /// all recorded the same one there.
+    pub fn last_common_frame(&self) -> Option<(Frame, bool)> {
+        let (first, rest) = self.apps.split_first()?;
+        let (frame, c) = first
+            .confirmed
+            .iter()
+            .rev()
+            .find(|(f, _)| rest.iter().all(|a| a.confirmed.contains_key(f)))?;
+        let same = rest
+            .iter()
+            .all(|a| a.confirmed[frame].checksum == c.checksum);
+        Some((*frame, same))
+    }
+
+    /// Fails unless every app recorded the same checksum at a common frame
+    /// at or after `after` (the newest such frame, returned).
+    pub fn assert_in_step(&self, after: Frame) -> Frame {
+        let (frame, same) = self
+            .last_common_frame()
+            .unwrap_or_else(|| panic!("the apps have no confirmed frame in common"));
+        let at = |f: Frame| {
+            self.apps
+                .iter()
+                .map(|a| {
+                    a.confirmed
+                        .get(&f)
+                        .map_or("-".into(), |c| format!("{}={:#018x}", a.name, c.checksum))
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert!(
+            frame >= after,
+            "the newest frame all apps confirmed is {frame}, not at or after {after}"
+        );
+        assert!(same, "out of step at frame {frame}: {}", at(frame));
+        frame
+    }
+
+    /// An event, with app names for peer ids.
+    pub fn show(&self, seen: &Seen) -> String {
+        let n = |p: &PeerId| self.name_of(*p);
+        match seen {
+            Seen::PeerJoined(p) => format!("mesh joined {}", n(p)),
+            Seen::PeerLeft { peer, reason } => format!("mesh lost {} ({reason})", n(peer)),
+            Seen::Session(e) => match e {
+                RollbackEvent::Synchronizing { peer } => format!("synchronizing {}", n(peer)),
+                RollbackEvent::Synchronized { peer } => format!("synchronized {}", n(peer)),
+                RollbackEvent::Running { frame } => format!("running from frame {frame}"),
+                RollbackEvent::PeerInterrupted { peer } => format!("{} interrupted", n(peer)),
+                RollbackEvent::PeerResumed { peer } => format!("{} resumed", n(peer)),
+                RollbackEvent::PlayerJoined { peer, slots, frame } => {
+                    format!("{} joined, slots {slots:?} from frame {frame}", n(peer))
+                }
+                RollbackEvent::JoinerSynced { peer } => format!("joiner {} synced", n(peer)),
+                RollbackEvent::Disconnected { peer, slots, frame } => format!(
+                    "{} disconnected, slots {slots:?} from frame {frame}",
+                    n(peer)
+                ),
+                RollbackEvent::DesyncDetected {
+                    frame,
+                    peer,
+                    local,
+                    remote,
+                    parts,
+                } => format!(
+                    "desync with {} at frame {frame}: {local:#x} / {remote:#x} {parts:?}",
+                    n(peer)
+                ),
+                other => format!("{other:?}"),
+            },
+        }
+    }
+
+    /// The report of the window `from..=to`: marks and events in order, then
+    /// every [`LINK_SAMPLE`] each app's frames and the packets it received
+    /// per peer since the sample before (`·` for none), times from the
+    /// timeline's start.
+    pub fn report(&self, from: Duration, to: Duration) -> String {
+        let mut out = String::new();
+        let secs = |t: Duration| t.as_secs_f64();
+        let mut lines: Vec<(Duration, String)> = self
+            .marks
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= to)
+            .map(|(t, m)| (*t, format!("== {m}")))
+            .collect();
+        for a in &self.apps {
+            for (t, e) in &a.events {
+                if *t >= from && *t <= to {
+                    lines.push((*t, format!("{}: {}", a.name, self.show(e))));
+                }
+            }
+        }
+        lines.sort_by_key(|(t, _)| *t);
+        for (t, l) in lines {
+            let _ = writeln!(out, "{:8.3}s  {l}", secs(t));
+        }
+        let _ = writeln!(
+            out,
+            "  time    per app: current/confirmed frame, packets in per peer (since the sample before)"
+        );
+        let Some(first) = self.apps.first() else {
+            return out;
+        };
+        // Runs of samples alike but for the time are shown once.
+        let mut same: Option<(String, usize, Duration)> = None;
+        let flush = |out: &mut String, same: &mut Option<(String, usize, Duration)>| {
+            if let Some((_, n, last)) = same.take()
+                && n > 0
+            {
+                let _ = writeln!(
+                    out,
+                    "     ...   the same for {n} more samples, to {:.3}s",
+                    secs(last)
+                );
+            }
+        };
+        for (k, sample) in first.links.iter().enumerate() {
+            if sample.at < from || sample.at > to {
+                continue;
+            }
+            let mut line = String::new();
+            for a in &self.apps {
+                let Some(s) = a.links.get(k) else { continue };
+                let frames = a
+                    .progress_at(s.at)
+                    .map_or("-".into(), |p| format!("{}/{}", p.current, p.confirmed));
+                let _ = write!(line, "  {}: {frames:>9}", a.name);
+                for c in &s.peers {
+                    let before = k
+                        .checked_sub(1)
+                        .and_then(|j| a.links.get(j))
+                        .and_then(|p| p.peers.iter().find(|b| b.peer == c.peer))
+                        .map_or(c.packets_in, |b| b.packets_in);
+                    let new = c.packets_in - before;
+                    let shown = if new == 0 {
+                        "·".to_owned()
+                    } else {
+                        new.to_string()
+                    };
+                    let _ = write!(line, " <{} {shown:>3}", self.name_of(c.peer));
+                }
+                if s.peers.is_empty() {
+                    let _ = write!(line, " (no peer)");
+                }
+            }
+            match &mut same {
+                Some((body, n, last)) if *body == line => {
+                    *n += 1;
+                    *last = sample.at;
+                }
+                _ => {
+                    flush(&mut out, &mut same);
+                    let _ = writeln!(out, "{:8.3}s{line}", secs(sample.at));
+                    same = Some((line, 0, sample.at));
+                }
+            }
+        }
+        flush(&mut out, &mut same);
+        out
+    }
+}
