@@ -63,7 +63,10 @@ use bevy_app::{App, PostUpdate, PreUpdate};
 use bevy_ecs::prelude::*;
 
 pub use clock::NetClock;
-pub use mesh::{GamenetPlugin, HandshakeFailed, MeshSocket, MessageReceived, PeerJoined, PeerLeft};
+pub use mesh::{
+    GamenetPlugin, HandshakeFailed, MeshSocket, MessageReceived, PeerInterrupted, PeerJoined,
+    PeerLeft, PeerResumed,
+};
 pub(crate) use mesh::{add_mesh_messages, spawn_driver, write_event};
 
 /// The stages every gamenet layer (mesh, rollback, replication) runs its

@@ -94,6 +94,15 @@ impl DerefMut for MeshSocket {
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerJoined(pub PeerId);
 
+/// Nothing arrived from a joined peer for the mesh's interrupt timeout: it
+/// may be back ([`PeerResumed`]) or gone ([`PeerLeft`]) later.
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerInterrupted(pub PeerId);
+
+/// An interrupted peer is heard again.
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerResumed(pub PeerId);
+
 /// A joined peer left.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
 pub struct PeerLeft {
@@ -144,6 +153,12 @@ pub(crate) fn write_event(world: &mut World, event: Event) {
         Event::PeerLeft { peer, reason } => {
             world.write_message(PeerLeft { peer, reason });
         }
+        Event::PeerInterrupted(peer) => {
+            world.write_message(PeerInterrupted(peer));
+        }
+        Event::PeerResumed(peer) => {
+            world.write_message(PeerResumed(peer));
+        }
         Event::HandshakeFailed { peer, error } => {
             world.write_message(HandshakeFailed { peer, error });
         }
@@ -166,6 +181,8 @@ pub(crate) fn write_event(world: &mut World, event: Event) {
 pub(crate) fn add_mesh_messages(app: &mut App) {
     app.add_message::<PeerJoined>()
         .add_message::<PeerLeft>()
+        .add_message::<PeerInterrupted>()
+        .add_message::<PeerResumed>()
         .add_message::<HandshakeFailed>()
         .add_message::<MessageReceived>();
 }

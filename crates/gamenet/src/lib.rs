@@ -52,6 +52,8 @@
 mod driver;
 mod error;
 mod ice;
+#[cfg(target_arch = "wasm32")]
+mod page;
 mod peer_mesh;
 mod pump;
 

@@ -105,6 +105,8 @@ impl PeerMeshBuilder {
             core,
             self.conditioner.map(LinkConditioner::new),
         );
+        #[cfg(target_arch = "wasm32")]
+        crate::page::close_on_page_hide(&shared);
         let mesh = PeerMesh {
             shared: shared.clone(),
         };
@@ -273,12 +275,10 @@ impl PeerMesh {
     }
 
     /// Says goodbye to every peer and leaves the room; the driver then ends.
+    /// In a browser this happens by itself when the page goes away (its
+    /// `pagehide` event), so that the others know the player left for good
+    /// rather than lost its network.
     pub fn close(&mut self) {
-        let mut inner = self.shared.lock();
-        inner.core.close();
-        inner.flush();
-        // Goodbyes go now, not after the conditioner's delay.
-        inner.flush_held();
-        inner.socket.close();
+        self.shared.lock().close();
     }
 }

@@ -8,7 +8,7 @@
 //! links, and round-trip times do not wait for the next frame on either side.
 //! The game only drains the events the driver left, and sends.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -75,6 +75,18 @@ impl Shared {
             event_waker: None,
             driver: None,
         })))
+    }
+
+    /// A handle that does not keep the mesh alive.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn downgrade(&self) -> Weak<Mutex<Inner>> {
+        Arc::downgrade(&self.0)
+    }
+
+    /// The state behind a [`Shared::downgrade`] handle, if the mesh lives.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn upgrade(weak: &Weak<Mutex<Inner>>) -> Option<Self> {
+        weak.upgrade().map(Self)
     }
 
     /// The state, locked. A panic while it was held (none is expected: the
@@ -254,8 +266,17 @@ impl Inner {
         }
     }
 
+    /// Says goodbye to every peer and leaves the room; the driver then ends.
+    pub(crate) fn close(&mut self) {
+        self.core.close();
+        self.flush();
+        // Goodbyes go now, not after the conditioner's delay.
+        self.flush_held();
+        self.socket.close();
+    }
+
     /// Sends what the conditioner still holds now, as when closing.
-    pub(crate) fn flush_held(&mut self) {
+    fn flush_held(&mut self) {
         let held: Vec<Transmit> = std::iter::from_fn(|| {
             let c = self.conditioner.as_mut()?;
             let at = c.poll_timeout()?;
