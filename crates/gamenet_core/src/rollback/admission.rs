@@ -66,6 +66,7 @@ impl<I: Input> RollbackSession<I> {
             return;
         }
         if !body.joiner {
+            self.lost_member_back(peer);
             self.on_member_intro(now, peer, body.key);
             return;
         }

@@ -110,7 +110,7 @@ impl<I: Input> RollbackSession<I> {
     }
 
     /// This peer's inputs of `slots`, back to twice the history kept.
-    fn report_run(&self, slots: &[usize]) -> InputRun<I> {
+    pub(super) fn report_run(&self, slots: &[usize]) -> InputRun<I> {
         let logs = &self.sync.slots;
         let end = slots.iter().map(|&s| logs[s].log.end()).min().unwrap_or(0);
         let base = slots.iter().map(|&s| logs[s].log.base).max().unwrap_or(0);
@@ -197,6 +197,22 @@ impl<I: Input> RollbackSession<I> {
             return;
         }
         self.rejoin(now, RejoinCause::Partition);
+    }
+
+    /// A lost player is heard as a member again while this peer is cut off:
+    /// it stalled too (no side of the split held a quorum, or none finished),
+    /// so no frame was confirmed without it; its departure is called off and
+    /// the game resumes where it stalled.
+    pub(super) fn call_off_loss(&mut self, peer: PeerId) {
+        if self.departure.rounds.remove(&peer).is_none() {
+            return;
+        }
+        self.departure.lost.remove(&peer);
+        self.membership.quit.remove(&peer);
+        if !self.departure.deciding() {
+            self.membership.cut_off = false;
+        }
+        self.events.push_back(RollbackEvent::PeerResumed { peer });
     }
 
     /// Finishes every round all remaining players have reported in, if they

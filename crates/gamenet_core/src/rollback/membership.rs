@@ -16,16 +16,23 @@
 //! Two sides of one split cannot both hold a quorum, so at most one plays on. A
 //! side without one is *cut off* ([`RollbackEvent::CutOff`]): it stalls at its
 //! prediction window (it never confirms a frame past the split, since the lost
-//! players' inputs are missing) and, as soon as a lost player's link comes back,
-//! it *rejoins* ([`RollbackEvent::Rejoining`]): it drops its own frames and
-//! loads the surviving side's snapshot through the late-join path, into the
-//! slots its key holds. A healed partition, a peer that restarts with its key
-//! and a detected desync are the same path: a desync is healed by every player
-//! whose checksum differs from the host's (the lowest-id player) rejoining.
+//! players' inputs are missing). When a lost player's link comes back, that
+//! player's side says how it went. If it played on, it sends this peer a loss
+//! report on itself, and this peer *rejoins* ([`RollbackEvent::Rejoining`]): it
+//! drops its own frames and loads the surviving side's snapshot through the
+//! late-join path, into the slots its key holds. If it stalled too (no side
+//! held a quorum), its intro says it still counts this peer as a member: the
+//! loss is called off on both sides and the game resumes where it stalled.
+//!
+//! A healed partition, a peer that restarts with its key and a detected desync
+//! take the same path: a desync is healed by every player whose checksum
+//! differs from the host's (the lowest-id player) rejoining.
 
 use std::collections::BTreeSet;
 
 use super::local::SessionPhase;
+use super::sync_layer::SlotState;
+use super::wire::{LostMsg, Msg};
 use super::{Input, RollbackEvent, RollbackSession};
 use crate::{Instant, PeerId};
 
@@ -127,11 +134,39 @@ impl<I: Input> RollbackSession<I> {
         self.player_left(now, peer);
     }
 
-    /// A lost player's link is back: a cut-off peer rejoins the side that
-    /// played on.
-    pub(super) fn lost_player_back(&mut self, now: Instant, peer: PeerId) {
+    /// The link to `peer` is up again. If it played here and its departure
+    /// was agreed (this side played on without it), it is told so with a loss
+    /// report on itself, and rejoins (see `on_lost_me`); returns whether it
+    /// was. Otherwise it gets the usual intro: a member that was lost while
+    /// this peer was cut off takes it as a sign that both sides stalled.
+    pub(super) fn tell_ex_member(&mut self, peer: PeerId) -> bool {
+        if self.me.phase != SessionPhase::Running
+            || self.sync.spectator
+            || self.peers.members.contains_key(&peer)
+        {
+            return false;
+        }
+        let slots: Vec<usize> = (0..self.sync.slots.len())
+            .filter(|&s| {
+                let slot = &self.sync.slots[s];
+                slot.state == SlotState::Vacant && slot.peer == peer && !slot.local
+            })
+            .collect();
+        if slots.is_empty() {
+            return false;
+        }
+        let run = self.report_run(&slots);
+        self.peers
+            .send(peer, &Msg::<I>::Lost(LostMsg { peer, run }));
+        true
+    }
+
+    /// A member's intro while it is lost and this peer is cut off: it counts
+    /// this peer as a member still, so neither side played on; the loss is
+    /// called off.
+    pub(super) fn lost_member_back(&mut self, peer: PeerId) {
         if self.membership.cut_off && self.departure.lost.contains(&peer) {
-            self.rejoin(now, RejoinCause::Partition);
+            self.call_off_loss(peer);
         }
     }
 

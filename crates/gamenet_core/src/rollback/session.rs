@@ -363,8 +363,7 @@ impl<I: Input> RollbackSession<I> {
     /// was made, or its link came back).
     pub fn handle_peer_joined(&mut self, now: Instant, peer: PeerId) {
         self.peers.connect(peer);
-        if self.membership.cut_off && self.departure.lost.contains(&peer) {
-            self.lost_player_back(now, peer);
+        if self.tell_ex_member(peer) {
             return;
         }
         let intro = Msg::<I>::Intro(IntroMsg {

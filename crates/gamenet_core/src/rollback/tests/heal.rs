@@ -124,3 +124,44 @@ fn four_players_split_two_and_two_heal_toward_the_lowest_id() {
         assert_eq!(net.nodes[i].session.local_slots(), vec![i]);
     }
 }
+
+#[test]
+fn four_players_all_cut_from_each_other_stall_and_resume_without_rejoining() {
+    let mut net = Net::new(4, bad_link(55), 3_008);
+    net.run(Duration::from_secs(100), |n| {
+        n.nodes[0].session.current_frame() >= 600
+    });
+    let ids: Vec<PeerId> = net.nodes.iter().map(|n| n.id).collect();
+    for (i, &a) in ids.iter().enumerate() {
+        for &b in &ids[i + 1..] {
+            net.links.partition(a, b);
+        }
+    }
+    let until = net.now + Duration::from_secs(15);
+    net.run(Duration::from_secs(400), |n| n.now >= until);
+    // Nobody held a quorum: nobody played on.
+    for i in 0..4 {
+        assert_eq!(
+            count(&net, i, |e| matches!(e, RollbackEvent::CutOff { .. })),
+            1
+        );
+        assert_eq!(
+            count(&net, i, |e| matches!(e, RollbackEvent::Disconnected { .. })),
+            0
+        );
+    }
+    let now = net.now;
+    net.links.heal(now);
+    net.run(Duration::from_secs(800), |n| n.all_done());
+    net.assert_in_step();
+    net.assert_one_timeline();
+    for i in 0..4 {
+        assert_eq!(
+            count(&net, i, |e| matches!(e, RollbackEvent::Rejoining { .. })),
+            0,
+            "{:?}",
+            net.nodes[i].events
+        );
+        assert!(!net.nodes[i].session.is_cut_off());
+    }
+}
