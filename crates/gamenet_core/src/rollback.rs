@@ -83,7 +83,7 @@ mod input;
 mod input_log;
 mod late_join;
 mod local;
-mod membership;
+pub mod membership;
 mod peers;
 mod protocol;
 mod session;

@@ -361,7 +361,7 @@ impl<I: Input> RollbackSession<I> {
 
     /// The transport connected a peer (or it was connected before the session
     /// was made, or its link came back).
-    pub fn handle_peer_joined(&mut self, now: Instant, peer: PeerId) {
+    pub fn handle_peer_joined(&mut self, _now: Instant, peer: PeerId) {
         self.peers.connect(peer);
         if self.tell_ex_member(peer) {
             return;
