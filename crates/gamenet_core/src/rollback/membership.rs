@@ -2,8 +2,8 @@
 //! players are split apart.
 //!
 //! A player the transport loses may have quit, crashed, or be playing on behind
-//! a partition. The players that lost it agree where its inputs end (see
-//! [`departure`](super::departure)), but only a side that holds a *quorum* of the
+//! a partition. The players that lost it agree where its inputs end (a loss
+//! round, see the [rollback protocol](super)), but only a side that holds a *quorum* of the
 //! membership may finish that agreement and play on without it:
 //!
 //! - the membership counted is every player in the session as this peer knows it
