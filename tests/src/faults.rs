@@ -57,6 +57,40 @@ pub fn udp_outage_end() {
     }
 }
 
+/// The iptables rule that drops each UDP packet arriving in this namespace
+/// with `probability` (`0.05` for 5 %).
+fn loss_rule(probability: f64) -> Vec<String> {
+    let p = format!("{probability}");
+    [
+        "INPUT",
+        "-p",
+        "udp",
+        "-m",
+        "statistic",
+        "--mode",
+        "random",
+        "--probability",
+        &p,
+        "-j",
+        "DROP",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// Drops each UDP packet arriving in this namespace with `probability`
+/// until [`udp_loss_end`] (random loss on every link).
+pub fn udp_loss_start(probability: f64) {
+    let rule = loss_rule(probability);
+    iptables("-I", &rule.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// Ends the loss [`udp_loss_start`] began with the same `probability`.
+pub fn udp_loss_end(probability: f64) {
+    let rule = loss_rule(probability);
+    iptables("-D", &rule.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
 fn iptables(op: &str, rule: &[&str]) {
     assert!(
         std::env::var_os(NETNS_ENV).is_some(),
