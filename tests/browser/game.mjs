@@ -1,7 +1,7 @@
 // Drives Debian's Chromium through one scenario of the example game (arena)
 // served by a running gamenet-signaling server.
 //
-//   node game.mjs <two-tabs|host-leaves|cross-play> <http://host:port> [artifact-dir]
+//   node game.mjs <two-tabs|host-leaves|cross-play|hidden-3s|hidden-20s> <http://host:port> [artifact-dir]
 //
 // Prints progress lines and exits non-zero when an expectation fails.
 import { chromium } from 'playwright-core';
@@ -23,16 +23,42 @@ const browser = await chromium.launch({
     '--disable-features=WebRtcHideLocalIpsWithMdns',
     // WebGL2 without a GPU: ANGLE on SwiftShader.
     '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--ignore-gpu-blocklist',
-    // Tabs in the background keep their frame rate.
-    '--disable-renderer-backgrounding', '--disable-background-timer-throttling',
-    '--disable-backgrounding-occluded-windows',
   ],
 });
+
+// What a hidden tab does to a page, which headless Chromium never does by
+// itself: while `window.__hide.held`, requestAnimationFrame callbacks wait
+// (they run again when shown) and timers fire at most once a second. Message
+// events (WebRTC, WebSocket) still arrive, as in a hidden tab.
+const HIDING = () => {
+  const raf = window.requestAnimationFrame.bind(window);
+  const timeout = window.setTimeout.bind(window);
+  const interval = window.setInterval.bind(window);
+  const hide = { held: false, waiting: [] };
+  window.__hide = hide;
+  window.requestAnimationFrame = cb => {
+    if (hide.held) {
+      hide.waiting.push(cb);
+      return 0;
+    }
+    return raf(cb);
+  };
+  window.setTimeout = (cb, ms, ...args) =>
+    timeout(cb, hide.held ? Math.max(ms ?? 0, 1000) : ms, ...args);
+  window.setInterval = (cb, ms, ...args) =>
+    interval(cb, hide.held ? Math.max(ms ?? 0, 1000) : ms, ...args);
+  window.__show = () => {
+    hide.held = false;
+    const waiting = hide.waiting.splice(0);
+    for (const cb of waiting) raf(cb);
+  };
+};
 
 async function openTab(name, room) {
   // One context per tab, as two players on two machines.
   const context = await browser.newContext({ viewport: { width: 960, height: 640 } });
   const page = await context.newPage();
+  await page.addInitScript(HIDING);
   page.on('console', m => {
     if (m.type() === 'error' || m.type() === 'warning') log(`[${name}] ${m.text()}`);
   });
@@ -94,6 +120,26 @@ async function sameChecksum(a, b) {
 }
 
 const running = s => s.running && s.connected >= 2;
+
+// Both tabs hold the same confirmed checksum for a frame past `after` on a.
+async function sameChecksumAfter(a, b, after, timeout = 60_000) {
+  const { frame } = await waitState(a, s => s.frame !== null && s.frame > after,
+    `a confirmed frame past ${after}`, timeout);
+  const until = Date.now() + timeout;
+  for (;;) {
+    const [ca, cb] = await Promise.all([
+      a.evaluate(f => window.game.checksum(f), frame),
+      b.evaluate(f => window.game.checksum(f), frame),
+    ]);
+    if (ca !== null && cb !== null) {
+      log(`frame ${frame}: checksum a ${ca}, b ${cb}`);
+      expect(ca === cb, 'both tabs hold the same checksum');
+      return frame;
+    }
+    expect(Date.now() < until, `both tabs reach frame ${frame}`);
+    await new Promise(r => setTimeout(r, 100));
+  }
+}
 
 try {
   if (scenario === 'two-tabs') {
@@ -178,6 +224,26 @@ try {
     expect(later.connected === 1, 'the owner is gone');
     const colours = await screenshot(other, 'arena-host-left');
     expect(colours > 8, 'the screenshot is not blank');
+  } else if (scenario === 'hidden-3s' || scenario === 'hidden-20s') {
+    const hold = scenario === 'hidden-3s' ? 3_000 : 20_000;
+    const a = await openTab('a', scenario);
+    const b = await openTab('b', scenario);
+    await Promise.all([waitState(a, running, 'a running'), waitState(b, running, 'b running')]);
+    const before = await waitState(b, s => s.frame !== null && s.frame >= 120, 'b at frame 120');
+    log(`b's frames stop for ${hold} ms at confirmed frame ${before.frame}`);
+    await b.evaluate(() => { window.__hide.held = true; });
+    await new Promise(r => setTimeout(r, hold));
+    const during = await state(a);
+    log(`a meanwhile: confirmed frame ${during.frame}, ${during.connected} connected, ` +
+      `status "${during.status}"`);
+    await b.evaluate(() => window.__show());
+    const shown = Date.now();
+    const after = Math.max(during.frame ?? 0, before.frame) + 60;
+    const frame = await sameChecksumAfter(a, b, after);
+    log(`both tabs in step at frame ${frame}, ${Date.now() - shown} ms after b was shown`);
+    const [sa, sb] = [await state(a), await state(b)];
+    expect(sa.connected >= 2 && sb.connected >= 2, 'both tabs see each other');
+    expect(sa.slot !== sb.slot && sa.slot !== null && sb.slot !== null, 'both still play');
   } else if (scenario === 'cross-play') {
     // The native peer is run by the Rust test, which compares checksums.
     const tab = await openTab('tab', 'cross');

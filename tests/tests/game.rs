@@ -1,6 +1,9 @@
 //! The example game (arena) in headless Chromium, served by the real signaling
 //! server, each test in its own isolated network namespace: two tabs play each
-//! other, a tab plays a native game, and the tab that owns the ball leaves.
+//! other, a tab plays a native game, the tab that owns the ball leaves, and a
+//! tab's frames stop for 3 s and for 20 s as a hidden tab's do
+//! (`requestAnimationFrame` held, timers clamped to a second; Chromium runs
+//! without flags against background throttling).
 //!
 //! The web build is made by `cargo xtask web-game` (the README's test command
 //! does it); screenshots go to `target/browser-artifacts`.
@@ -99,4 +102,22 @@ fn a_native_game_and_a_tab_play_to_the_same_checksum() {
             assert!(compared >= 5, "only {compared} checksums compared");
         },
     );
+}
+
+#[test]
+fn a_tab_whose_frames_stop_for_3s_plays_on_in_step() {
+    isolated("a_tab_whose_frames_stop_for_3s_plays_on_in_step", || async {
+        start().await;
+        let lines = Scenario::start("game.mjs", "hidden-3s").finish().await;
+        assert!(lines.iter().any(|l| l.starts_with("both tabs in step")));
+    });
+}
+
+#[test]
+fn a_tab_whose_frames_stop_for_20s_rejoins_in_step() {
+    isolated("a_tab_whose_frames_stop_for_20s_rejoins_in_step", || async {
+        start().await;
+        let lines = Scenario::start("game.mjs", "hidden-20s").finish().await;
+        assert!(lines.iter().any(|l| l.starts_with("both tabs in step")));
+    });
 }

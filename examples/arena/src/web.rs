@@ -41,6 +41,8 @@ struct Shared {
     /// Whether this tab owns (simulates and sends) the ball.
     ball_owned: bool,
     score: Option<(u16, u16)>,
+    /// What the game waits for, as its status line says ("" when nothing).
+    status: String,
     #[serde(skip)]
     checksums: BTreeMap<u32, u64>,
 }
@@ -181,8 +183,12 @@ fn publish(world: &mut World) {
     // any frame it saw with another tab's, even when this tab renders slowly.
     let after = SHARED.with(|s| s.borrow().checksums.last_key_value().map(|(&f, _)| f));
     let confirmed = crate::confirmed_checksums_after(world, after);
-    let (connected, running, slot) = match world.get_resource_mut::<RollbackSocket<u8>>() {
+    let (connected, running, slot, status) = match world.get_resource_mut::<RollbackSocket<u8>>() {
         Some(mut socket) => {
+            let status = socket
+                .session()
+                .map(crate::window::waiting_for)
+                .unwrap_or_default();
             let running = socket.session().is_some_and(|s| s.is_running());
             let slot = socket
                 .session()
@@ -191,9 +197,9 @@ fn publish(world: &mut World) {
                 .net_mut()
                 .map(|n| n.mesh().peers().count() + 1)
                 .unwrap_or(1);
-            (connected, running, slot)
+            (connected, running, slot, status)
         }
-        None => (1, false, None),
+        None => (1, false, None, String::new()),
     };
     let positions: Vec<_> = world
         .query::<&Player>()
@@ -224,6 +230,7 @@ fn publish(world: &mut World) {
         s.ball = ball.map(|b| b.0);
         s.ball_owned = ball.is_some_and(|b| b.1);
         s.score = score;
+        s.status = status;
         if let Some(&(frame, checksum)) = confirmed.last() {
             s.frame = Some(frame);
             s.checksum = Some(format!("{checksum:#018x}"));

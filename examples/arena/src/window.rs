@@ -412,7 +412,7 @@ fn show_ball(mut commands: Commands, mut balls: Query<(Entity, &Ball, Option<&mu
 /// What the game waits for, if anything: players not heard from lately (it
 /// stalls until they are back), the other side of a split, or the host's
 /// snapshot after one.
-fn waiting_for(session: &gamenet::rollback::RollbackSession<u8>) -> String {
+pub(crate) fn waiting_for(session: &gamenet::rollback::RollbackSession<u8>) -> String {
     if session.is_cut_off() {
         return "Cut off from the other players: waiting for them to come back".into();
     }
