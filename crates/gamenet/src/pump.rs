@@ -111,7 +111,6 @@ impl Pump {
     /// returns with every source armed to wake `cx`.
     pub(crate) fn pump(&mut self, shared: &Shared, cx: &mut Context<'_>) {
         let mut inner = shared.lock();
-        let mut took = false;
         loop {
             if inner.closed {
                 break;
@@ -128,19 +127,16 @@ impl Pump {
             let wake = inner.poll_wake(cx, &mut delay);
             self.timer = delay.map(|d| (deadline, d));
             match wake {
-                Poll::Ready(wake) => {
-                    took |= !matches!(wake, Wake::Timer);
-                    inner.on_wake(Instant::now(), wake);
-                }
+                Poll::Ready(wake) => inner.on_wake(Instant::now(), wake),
                 Poll::Pending => {
                     inner.driver = Some((cx.waker().clone(), deadline));
                     break;
                 }
             }
         }
-        if (took || inner.closed)
-            && let Some(waker) = inner.event_waker.take()
-        {
+        // Whatever ran (a packet, a timer that ended a link) may have left an
+        // event: the waiting task looks.
+        if let Some(waker) = inner.event_waker.take() {
             waker.wake();
         }
     }
