@@ -106,18 +106,24 @@ fn a_native_game_and_a_tab_play_to_the_same_checksum() {
 
 #[test]
 fn a_tab_whose_frames_stop_for_3s_plays_on_in_step() {
-    isolated("a_tab_whose_frames_stop_for_3s_plays_on_in_step", || async {
-        start().await;
-        let lines = Scenario::start("game.mjs", "hidden-3s").finish().await;
-        assert!(lines.iter().any(|l| l.starts_with("both tabs in step")));
-    });
+    isolated(
+        "a_tab_whose_frames_stop_for_3s_plays_on_in_step",
+        || async {
+            start().await;
+            let lines = Scenario::start("game.mjs", "hidden-3s").finish().await;
+            assert!(lines.iter().any(|l| l.starts_with("both tabs in step")));
+        },
+    );
 }
 
 #[test]
 fn a_tab_whose_frames_stop_for_20s_rejoins_in_step() {
-    isolated("a_tab_whose_frames_stop_for_20s_rejoins_in_step", || async {
-        start().await;
-        let lines = Scenario::start("game.mjs", "hidden-20s").finish().await;
-        assert!(lines.iter().any(|l| l.starts_with("both tabs in step")));
-    });
+    isolated(
+        "a_tab_whose_frames_stop_for_20s_rejoins_in_step",
+        || async {
+            start().await;
+            let lines = Scenario::start("game.mjs", "hidden-20s").finish().await;
+            assert!(lines.iter().any(|l| l.starts_with("both tabs in step")));
+        },
+    );
 }

@@ -53,7 +53,12 @@ fn count(net: &TestNetwork, i: usize, pred: impl Fn(&RollbackEvent) -> bool) -> 
 fn a_three_second_partition_stalls_and_resumes_in_step() {
     let net = through(Duration::from_secs(3));
     for i in 0..2 {
-        assert!(count(&net, i, |e| matches!(e, RollbackEvent::PeerInterrupted { .. })) > 0);
+        assert!(
+            count(&net, i, |e| matches!(
+                e,
+                RollbackEvent::PeerInterrupted { .. }
+            )) > 0
+        );
         assert_eq!(
             count(&net, i, |e| matches!(
                 e,

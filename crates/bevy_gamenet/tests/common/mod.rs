@@ -32,11 +32,15 @@ pub fn bad_link(seed: u64) -> ConditionerConfig {
 }
 
 /// A player's position: every input it got, mixed.
-#[derive(Component, Clone, Copy, Hash, PartialEq, Eq, Debug)]
+#[derive(
+    Component, Clone, Copy, Hash, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize,
+)]
 pub struct Pos(pub i64);
 
 /// The slot a player entity plays.
-#[derive(Component, Clone, Copy, Hash, PartialEq, Eq, Debug)]
+#[derive(
+    Component, Clone, Copy, Hash, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize,
+)]
 pub struct Slot(pub usize);
 
 /// A replicated object: two 16-bit fields.
@@ -82,9 +86,9 @@ pub fn rollback_app(transport: MemoryTransport, players: usize) -> App {
         RollbackStart::Players(players),
         key,
     ))
-    .rollback_component_with_copy::<Pos>()
+    .rollback_component_with_serde::<Pos>()
     .checksum_component_with_hash::<Pos>()
-    .rollback_component_with_copy::<Slot>()
+    .rollback_component_with_serde::<Slot>()
     .init_resource::<Seen>()
     .add_systems(Startup, move |mut commands: Commands| {
         for slot in 0..players {

@@ -33,12 +33,15 @@ pub(crate) struct TimeSync {
     pub(crate) last_sent: Option<Instant>,
     /// Frames this peer runs ahead of the others (negative: behind), smoothed.
     pub(crate) frames_ahead: f64,
+    /// The latest time the session was given.
+    pub(crate) last: Option<Instant>,
 }
 
 impl TimeSync {
     /// The session clock at `now`, in milliseconds (starting it on the first call).
     pub(crate) fn time_ms(&mut self, now: Instant) -> u32 {
         let epoch = *self.epoch.get_or_insert(now);
+        self.last = Some(self.last.map_or(now, |l| l.max(now)));
         now.saturating_duration_since(epoch).as_millis() as u32
     }
 
