@@ -147,6 +147,54 @@ struct HandshakeResult<D: PeerDataSender, M> {
     metadata: M,
 }
 
+/// A handshake with a peer that ended without a connection: bad signals from the peer, a
+/// description the WebRTC stack rejects, a data channel that closed before it opened, the
+/// peer leaving or signaling lost midway.
+///
+/// Only that handshake ends. The peer was never reported connected, so it is just dropped;
+/// the socket and its other peers carry on.
+#[derive(Debug)]
+struct HandshakeFailure {
+    peer_id: PeerId,
+    reason: String,
+}
+
+impl HandshakeFailure {
+    fn new(peer_id: PeerId, reason: impl Into<String>) -> Self {
+        Self {
+            peer_id,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for HandshakeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "handshake with peer {} failed: {}",
+            self.peer_id, self.reason
+        )
+    }
+}
+
+/// Turns a failed step of a handshake into a [`HandshakeFailure`] instead of a panic.
+trait HandshakeStep<T> {
+    fn or_fail(self, peer_id: PeerId, step: &str) -> Result<T, HandshakeFailure>;
+}
+
+impl<T, E: std::fmt::Display> HandshakeStep<T> for Result<T, E> {
+    fn or_fail(self, peer_id: PeerId, step: &str) -> Result<T, HandshakeFailure> {
+        self.map_err(|e| HandshakeFailure::new(peer_id, format!("{step}: {e}")))
+    }
+}
+
+impl<T> HandshakeStep<T> for Option<T> {
+    fn or_fail(self, peer_id: PeerId, step: &str) -> Result<T, HandshakeFailure> {
+        self.ok_or_else(|| HandshakeFailure::new(peer_id, step))
+    }
+}
+
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 trait Messenger {
@@ -159,7 +207,7 @@ trait Messenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
-    ) -> HandshakeResult<Self::DataChannel, Self::HandshakeMeta>;
+    ) -> Result<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>, HandshakeFailure>;
 
     async fn accept_handshake(
         signal_peer: SignalPeer,
@@ -167,7 +215,7 @@ trait Messenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
-    ) -> HandshakeResult<Self::DataChannel, Self::HandshakeMeta>;
+    ) -> Result<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>, HandshakeFailure>;
 
     /// Runs the connection to a peer until it ends, reporting the candidate pair it uses on
     /// `candidate_pair_tx` whenever it changes
@@ -239,7 +287,11 @@ async fn message_loop<M: Messenger>(
                         debug!("{event:?}");
                         match event {
                             PeerEvent::IdAssigned(peer_uuid) => {
-                                if id_tx.take().expect("already sent peer id").send(peer_uuid.to_owned()).is_err() {
+                                let Some(id_tx) = id_tx.take() else {
+                                    warn!("ignoring a second id from the signaling server: {peer_uuid}");
+                                    continue;
+                                };
+                                if id_tx.send(peer_uuid.to_owned()).is_err() {
                                     // Socket receiver was dropped, exit cleanly.
                                     break Ok(());
                                 };
@@ -251,6 +303,8 @@ async fn message_loop<M: Messenger>(
                                 handshakes.push(M::offer_handshake(signal_peer, signal_rx, messages_from_peers_tx.clone(), ice_server_config, channel_configs))
                             },
                             PeerEvent::PeerLeft(peer_uuid) => {
+                                // Ends a handshake still waiting for the peer's signals.
+                                handshake_signals.remove(&peer_uuid);
                                 if peer_state_tx.unbounded_send((peer_uuid, PeerState::Disconnected)).is_err() {
                                     // socket dropped, exit cleanly
                                     break Ok(());
@@ -287,6 +341,9 @@ async fn message_loop<M: Messenger>(
                         if peer_loops.is_empty() {
                             break Err(SignalingError::StreamExhausted);
                         }
+                        // The signals of the handshakes under way can no longer
+                        // arrive: end them.
+                        handshake_signals.clear();
                         warn!(
                             "signaling connection lost; keeping existing peer \
                             connections, but no new peers can join until the \
@@ -297,6 +354,22 @@ async fn message_loop<M: Messenger>(
             }
 
             handshake_result = handshakes.select_next_some() => {
+                let handshake_result = match handshake_result {
+                    Ok(handshake_result) => handshake_result,
+                    Err(failure) => {
+                        // Only this handshake ends: the peer was never reported
+                        // connected, so it is just dropped.
+                        warn!("{failure}");
+                        // A later offer from the peer starts a new handshake.
+                        if handshake_signals
+                            .get(&failure.peer_id)
+                            .is_some_and(UnboundedSender::is_closed)
+                        {
+                            handshake_signals.remove(&failure.peer_id);
+                        }
+                        continue;
+                    }
+                };
                 data_channels.insert(handshake_result.peer_id, handshake_result.data_channels);
                 if peer_state_tx.unbounded_send((handshake_result.peer_id, PeerState::Connected)).is_err() {
                     // sending can only fail on socket drop, in which case connected_peers is unavailable, ignore

@@ -1,5 +1,6 @@
 use super::{
-    HandshakeResult, PacketSendError, PeerDataSender, SignallerBuilder,
+    HandshakeFailure, HandshakeResult, HandshakeStep, PacketSendError, PeerDataSender,
+    SignallerBuilder,
     messages::{PeerEvent, PeerRequest},
 };
 use crate::{
@@ -128,8 +129,7 @@ impl PeerDataSender for UnboundedSender<Packet> {
 type EventForwarding = Pin<Box<dyn FusedFuture<Output = ()> + Send>>;
 
 /// Adds the remote peer's ICE candidates to the connection for as long as signaling is up.
-type CandidateListener =
-    Pin<Box<dyn FusedFuture<Output = Result<(), webrtc::error::Error>> + Send>>;
+type CandidateListener = Pin<Box<dyn FusedFuture<Output = ()> + Send>>;
 
 pub(crate) struct NativeHandshakeMeta {
     to_peer_message_rx: Vec<UnboundedReceiver<Packet>>,
@@ -152,9 +152,10 @@ impl Messenger for NativeMessenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
-    ) -> HandshakeResult<Self::DataChannel, Self::HandshakeMeta> {
+    ) -> Result<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>, HandshakeFailure> {
+        let peer = signal_peer.id;
         let (to_peer_message_tx, to_peer_message_rx) = new_senders_and_receivers(channel_configs);
-        let (peer_disconnected_tx, peer_disconnected_rx) = futures_channel::mpsc::channel(1);
+        let (peer_disconnected_tx, mut peer_disconnected_rx) = futures_channel::mpsc::channel(1);
 
         debug!("making offer");
         let (connection, trickle) = create_rtc_peer_connection(
@@ -163,7 +164,7 @@ impl Messenger for NativeMessenger {
             peer_disconnected_tx.clone(),
         )
         .await
-        .unwrap();
+        .or_fail(peer, "creating the peer connection")?;
 
         let (data_channel_ready_txs, data_channels_ready_fut) =
             create_data_channels_ready_fut(channel_configs);
@@ -176,19 +177,26 @@ impl Messenger for NativeMessenger {
             messages_from_peers_tx,
             channel_configs,
         )
-        .await;
+        .await
+        .or_fail(peer, "creating the data channels")?;
 
         // TODO: maybe pass in options? ice restart etc.?
-        let offer = connection.create_offer(None).await.unwrap();
+        let offer = connection
+            .create_offer(None)
+            .await
+            .or_fail(peer, "creating the offer")?;
         let sdp = offer.sdp.clone();
-        connection.set_local_description(offer).await.unwrap();
+        connection
+            .set_local_description(offer)
+            .await
+            .or_fail(peer, "setting the offer as local description")?;
         signal_peer.send(PeerSignal::Offer(sdp));
 
         let answer = loop {
-            let signal = peer_signal_rx
-                .next()
-                .await
-                .expect("Signal server connection lost in the middle of a handshake");
+            let signal = peer_signal_rx.next().await.or_fail(
+                peer,
+                "the peer left or signaling was lost before the answer came",
+            )?;
 
             match signal {
                 PeerSignal::Answer(answer) => {
@@ -203,24 +211,27 @@ impl Messenger for NativeMessenger {
             };
         };
 
-        let remote_description = RTCSessionDescription::answer(answer).unwrap();
+        let remote_description =
+            RTCSessionDescription::answer(answer).or_fail(peer, "reading the answer")?;
         connection
             .set_remote_description(remote_description)
             .await
-            .unwrap();
+            .or_fail(peer, "setting the answer as remote description")?;
 
         let signaled = SignaledCandidates::default();
         let trickle_fut = complete_handshake(
+            peer,
             &trickle,
             &connection,
             peer_signal_rx,
             data_channels_ready_fut,
             &mut event_forwarding,
+            &mut peer_disconnected_rx,
             signaled.clone(),
         )
-        .await;
+        .await?;
 
-        HandshakeResult::<Self::DataChannel, Self::HandshakeMeta> {
+        Ok(HandshakeResult::<Self::DataChannel, Self::HandshakeMeta> {
             peer_id: signal_peer.id,
             data_channels: to_peer_message_tx,
             metadata: NativeHandshakeMeta {
@@ -232,7 +243,7 @@ impl Messenger for NativeMessenger {
                 connection,
                 signaled,
             },
-        }
+        })
     }
 
     async fn accept_handshake(
@@ -241,9 +252,10 @@ impl Messenger for NativeMessenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
-    ) -> HandshakeResult<Self::DataChannel, Self::HandshakeMeta> {
+    ) -> Result<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>, HandshakeFailure> {
+        let peer = signal_peer.id;
         let (to_peer_message_tx, to_peer_message_rx) = new_senders_and_receivers(channel_configs);
-        let (peer_disconnected_tx, peer_disconnected_rx) = futures_channel::mpsc::channel(1);
+        let (peer_disconnected_tx, mut peer_disconnected_rx) = futures_channel::mpsc::channel(1);
 
         debug!("handshake_accept");
         let (connection, trickle) = create_rtc_peer_connection(
@@ -252,7 +264,7 @@ impl Messenger for NativeMessenger {
             peer_disconnected_tx.clone(),
         )
         .await
-        .unwrap();
+        .or_fail(peer, "creating the peer connection")?;
 
         let (data_channel_ready_txs, data_channels_ready_fut) =
             create_data_channels_ready_fut(channel_configs);
@@ -265,10 +277,15 @@ impl Messenger for NativeMessenger {
             messages_from_peers_tx,
             channel_configs,
         )
-        .await;
+        .await
+        .or_fail(peer, "creating the data channels")?;
 
         let offer = loop {
-            match peer_signal_rx.next().await.expect("error") {
+            let signal = peer_signal_rx.next().await.or_fail(
+                peer,
+                "the peer left or signaling was lost before the offer came",
+            )?;
+            match signal {
                 PeerSignal::Offer(offer) => {
                     break offer;
                 }
@@ -278,28 +295,37 @@ impl Messenger for NativeMessenger {
             }
         };
         debug!("received offer");
-        let remote_description = RTCSessionDescription::offer(offer).unwrap();
+        let remote_description =
+            RTCSessionDescription::offer(offer).or_fail(peer, "reading the offer")?;
         connection
             .set_remote_description(remote_description)
             .await
-            .unwrap();
+            .or_fail(peer, "setting the offer as remote description")?;
 
-        let answer = connection.create_answer(None).await.unwrap();
+        let answer = connection
+            .create_answer(None)
+            .await
+            .or_fail(peer, "creating the answer")?;
         signal_peer.send(PeerSignal::Answer(answer.sdp.clone()));
-        connection.set_local_description(answer).await.unwrap();
+        connection
+            .set_local_description(answer)
+            .await
+            .or_fail(peer, "setting the answer as local description")?;
 
         let signaled = SignaledCandidates::default();
         let trickle_fut = complete_handshake(
+            peer,
             &trickle,
             &connection,
             peer_signal_rx,
             data_channels_ready_fut,
             &mut event_forwarding,
+            &mut peer_disconnected_rx,
             signaled.clone(),
         )
-        .await;
+        .await?;
 
-        HandshakeResult::<Self::DataChannel, Self::HandshakeMeta> {
+        Ok(HandshakeResult::<Self::DataChannel, Self::HandshakeMeta> {
             peer_id: signal_peer.id,
             data_channels: to_peer_message_tx,
             metadata: NativeHandshakeMeta {
@@ -311,7 +337,7 @@ impl Messenger for NativeMessenger {
                 connection,
                 signaled,
             },
-        }
+        })
     }
 
     async fn peer_loop(
@@ -495,14 +521,20 @@ fn new_senders_and_receivers<T>(
         .unzip()
 }
 
-async fn complete_handshake<T: Future<Output = ()>>(
+/// Sends our candidates and adds the peer's until the data channels are open. Fails if a data
+/// channel closes first, if the connection fails, or if the peer's signals end (it left, or
+/// signaling was lost).
+#[allow(clippy::too_many_arguments)]
+async fn complete_handshake<T: Future<Output = Result<(), &'static str>>>(
+    peer: PeerId,
     trickle: &CandidateTrickle,
     connection: &Arc<dyn PeerConnection>,
     peer_signal_rx: UnboundedReceiver<PeerSignal>,
     mut wait_for_channels: Pin<Box<Fuse<T>>>,
     event_forwarding: &mut EventForwarding,
+    peer_disconnected_rx: &mut Receiver<()>,
     signaled: SignaledCandidates,
-) -> CandidateListener {
+) -> Result<CandidateListener, HandshakeFailure> {
     trickle.send_pending_candidates();
     let mut trickle_fut = Box::pin(
         CandidateTrickle::listen_for_remote_candidates(
@@ -515,18 +547,28 @@ async fn complete_handshake<T: Future<Output = ()>>(
 
     loop {
         select! {
-            _ = wait_for_channels => {
+            ready = wait_for_channels => {
+                ready.or_fail(peer, "opening the data channels")?;
                 break;
             },
             // The channels open through their events.
             _ = event_forwarding.as_mut() => continue,
-            // TODO: this means that the signaling is down, should return an
-            // error
-            _ = trickle_fut => continue,
+            _ = trickle_fut => {
+                return Err(HandshakeFailure::new(
+                    peer,
+                    "the peer left or signaling was lost before the data channels opened",
+                ));
+            }
+            _ = peer_disconnected_rx.next() => {
+                return Err(HandshakeFailure::new(
+                    peer,
+                    "the connection failed before the data channels opened",
+                ));
+            }
         };
     }
 
-    trickle_fut
+    Ok(trickle_fut)
 }
 
 struct CandidateTrickle {
@@ -582,7 +624,7 @@ impl CandidateTrickle {
         peer_connection: Arc<dyn PeerConnection>,
         mut peer_signal_rx: UnboundedReceiver<PeerSignal>,
         signaled: SignaledCandidates,
-    ) -> Result<(), webrtc::error::Error> {
+    ) {
         while let Some(signal) = peer_signal_rx.next().await {
             match signal {
                 PeerSignal::IceCandidate(candidate_json) => {
@@ -591,7 +633,12 @@ impl CandidateTrickle {
                         Ok(candidate_init) => {
                             debug!("ice candidate received: {}", candidate_init.candidate);
                             record_signaled_candidate(&signaled, &candidate_init.candidate);
-                            peer_connection.add_ice_candidate(candidate_init).await?;
+                            // A candidate the stack rejects is skipped; the others still count.
+                            if let Err(err) =
+                                peer_connection.add_ice_candidate(candidate_init).await
+                            {
+                                warn!("failed to add ice candidate, ignoring: {err}");
+                            }
                         }
                         Err(err) => {
                             if *candidate_json == *"null" {
@@ -612,8 +659,6 @@ impl CandidateTrickle {
                 }
             }
         }
-
-        Ok(())
     }
 }
 
@@ -655,11 +700,11 @@ async fn create_data_channels(
     peer_disconnected_tx: Sender<()>,
     from_peer_message_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
     channel_configs: &[ChannelConfig],
-) -> (Vec<Arc<dyn DataChannel>>, EventForwarding) {
+) -> Result<(Vec<Arc<dyn DataChannel>>, EventForwarding), webrtc::error::Error> {
     let mut channels = vec![];
     let mut event_forwarding = vec![];
     for (i, channel_config) in channel_configs.iter().enumerate() {
-        let channel = create_data_channel(connection, channel_config, i).await;
+        let channel = create_data_channel(connection, channel_config, i).await?;
 
         event_forwarding.push(forward_data_channel_events(
             Arc::clone(&channel),
@@ -671,17 +716,17 @@ async fn create_data_channels(
         channels.push(channel);
     }
 
-    (
+    Ok((
         channels,
         Box::pin(join_all(event_forwarding).map(|_| ()).fuse()),
-    )
+    ))
 }
 
 async fn create_data_channel(
     connection: &dyn PeerConnection,
     channel_config: &ChannelConfig,
     channel_index: usize,
-) -> Arc<dyn DataChannel> {
+) -> Result<Arc<dyn DataChannel>, webrtc::error::Error> {
     let config = RTCDataChannelInit {
         ordered: channel_config.ordered,
         negotiated: Some(channel_index as u16),
@@ -692,7 +737,6 @@ async fn create_data_channel(
     connection
         .create_data_channel(&format!("matchbox_socket_{channel_index}"), Some(config))
         .await
-        .unwrap()
 }
 
 /// Forwards a data channel's events until it closes, then reports the peer disconnected.

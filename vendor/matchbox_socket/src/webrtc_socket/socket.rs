@@ -813,7 +813,7 @@ pub(crate) fn create_data_channels_ready_fut(
     channel_configs: &[ChannelConfig],
 ) -> (
     Vec<futures_channel::mpsc::Sender<()>>,
-    Pin<Box<Fuse<impl Future<Output = ()> + use<>>>>,
+    Pin<Box<Fuse<impl Future<Output = Result<(), &'static str>> + use<>>>>,
 ) {
     let (senders, receivers) = (0..channel_configs.len())
         .map(|_| futures_channel::mpsc::channel(1))
@@ -822,12 +822,16 @@ pub(crate) fn create_data_channels_ready_fut(
     (senders, Box::pin(wait_for_ready(receivers).fuse()))
 }
 
-async fn wait_for_ready(channel_ready_rx: Vec<futures_channel::mpsc::Receiver<()>>) {
+/// Waits for every data channel to open; fails if one closed first, which ends the handshake.
+async fn wait_for_ready(
+    channel_ready_rx: Vec<futures_channel::mpsc::Receiver<()>>,
+) -> Result<(), &'static str> {
     for mut receiver in channel_ready_rx {
         if receiver.next().await.is_none() {
-            panic!("Sender closed before channel was ready");
+            return Err("a data channel closed before it opened");
         }
     }
+    Ok(())
 }
 
 /// All the channels needed for the messaging loop.

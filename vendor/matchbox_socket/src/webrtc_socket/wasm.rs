@@ -1,6 +1,7 @@
 use super::{
-    HandshakeResult, PacketSendError, PeerDataSender, SignallerBuilder,
-    error::JsErrorExt,
+    HandshakeFailure, HandshakeResult, HandshakeStep, PacketSendError, PeerDataSender,
+    SignallerBuilder,
+    error::{JsError, JsErrorExt},
     messages::{PeerEvent, PeerRequest},
 };
 use crate::{
@@ -131,15 +132,18 @@ impl Messenger for WasmMessenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
-    ) -> HandshakeResult<Self::DataChannel, Self::HandshakeMeta> {
+    ) -> Result<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>, HandshakeFailure> {
         debug!("making offer");
+        let peer = signal_peer.id;
 
-        let conn = create_rtc_peer_connection(ice_server_config);
+        let conn = create_rtc_peer_connection(ice_server_config)
+            .or_fail(peer, "creating the peer connection")?;
+        let guard = CloseOnFailure(Some(conn.clone()));
 
         let (data_channel_ready_txs, data_channels_ready_fut) =
             create_data_channels_ready_fut(channel_configs);
 
-        let (peer_disconnected_tx, peer_disconnected_rx) = futures_channel::mpsc::channel(1);
+        let (peer_disconnected_tx, mut peer_disconnected_rx) = futures_channel::mpsc::channel(1);
 
         let data_channels = create_data_channels(
             conn.clone(),
@@ -151,18 +155,21 @@ impl Messenger for WasmMessenger {
         );
 
         // Create offer
-        let offer = JsFuture::from(conn.create_offer()).await.efix().unwrap();
+        let offer = JsFuture::from(conn.create_offer())
+            .await
+            .efix()
+            .or_fail(peer, "creating the offer")?;
         let offer_sdp = Reflect::get(&offer, &JsValue::from_str("sdp"))
             .efix()
-            .unwrap()
+            .or_fail(peer, "reading the offer")?
             .as_string()
-            .expect("");
+            .or_fail(peer, "reading the offer: no sdp")?;
         let rtc_session_desc_init_dict = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
         rtc_session_desc_init_dict.set_sdp(&offer_sdp);
         JsFuture::from(conn.set_local_description(&rtc_session_desc_init_dict))
             .await
             .efix()
-            .unwrap();
+            .or_fail(peer, "setting the offer as local description")?;
         debug!("created offer for new peer");
 
         // todo: the point of implementing ice trickle is to avoid this wait...
@@ -171,16 +178,19 @@ impl Messenger for WasmMessenger {
         // We should figure out why this is happening.
         wait_for_ice_gathering_complete(conn.clone()).await;
 
-        signal_peer.send(PeerSignal::Offer(conn.local_description().unwrap().sdp()));
+        let offer = conn
+            .local_description()
+            .or_fail(peer, "reading the local description")?;
+        signal_peer.send(PeerSignal::Offer(offer.sdp()));
 
         let mut received_candidates = vec![];
 
         // Wait for answer
         let sdp = loop {
-            let signal = peer_signal_rx
-                .next()
-                .await
-                .expect("Signal server connection lost in the middle of a handshake");
+            let signal = peer_signal_rx.next().await.or_fail(
+                peer,
+                "the peer left or signaling was lost before the answer came",
+            )?;
 
             match signal {
                 PeerSignal::Answer(answer) => break answer,
@@ -203,7 +213,7 @@ impl Messenger for WasmMessenger {
         JsFuture::from(conn.set_remote_description(&remote_description))
             .await
             .efix()
-            .unwrap();
+            .or_fail(peer, "setting the answer as remote description")?;
 
         let signaled = SignaledCandidates::default();
         let peer_signal_rx = complete_handshake(
@@ -212,15 +222,17 @@ impl Messenger for WasmMessenger {
             received_candidates,
             data_channels_ready_fut,
             peer_signal_rx,
+            &mut peer_disconnected_rx,
             signaled.clone(),
         )
-        .await;
+        .await?;
 
-        HandshakeResult {
+        guard.succeeded();
+        Ok(HandshakeResult {
             peer_id: signal_peer.id,
             data_channels,
             metadata: (peer_disconnected_rx, conn, signaled, peer_signal_rx),
-        }
+        })
     }
 
     async fn accept_handshake(
@@ -229,15 +241,18 @@ impl Messenger for WasmMessenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
-    ) -> HandshakeResult<Self::DataChannel, Self::HandshakeMeta> {
+    ) -> Result<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>, HandshakeFailure> {
         debug!("handshake_accept");
+        let peer = signal_peer.id;
 
-        let conn = create_rtc_peer_connection(ice_server_config);
+        let conn = create_rtc_peer_connection(ice_server_config)
+            .or_fail(peer, "creating the peer connection")?;
+        let guard = CloseOnFailure(Some(conn.clone()));
 
         let (data_channel_ready_txs, data_channels_ready_fut) =
             create_data_channels_ready_fut(channel_configs);
 
-        let (peer_disconnected_tx, peer_disconnected_rx) = futures_channel::mpsc::channel(1);
+        let (peer_disconnected_tx, mut peer_disconnected_rx) = futures_channel::mpsc::channel(1);
 
         let data_channels = create_data_channels(
             conn.clone(),
@@ -251,10 +266,10 @@ impl Messenger for WasmMessenger {
         let mut received_candidates = vec![];
 
         let offer = loop {
-            let signal = peer_signal_rx
-                .next()
-                .await
-                .expect("Signal server connection lost in the middle of a handshake");
+            let signal = peer_signal_rx.next().await.or_fail(
+                peer,
+                "the peer left or signaling was lost before the offer came",
+            )?;
 
             match signal {
                 PeerSignal::Offer(o) => {
@@ -278,13 +293,15 @@ impl Messenger for WasmMessenger {
             remote_description.set_sdp(&sdp);
             JsFuture::from(conn.set_remote_description(&remote_description))
                 .await
-                .expect("failed to set remote description");
+                .efix()
+                .or_fail(peer, "setting the offer as remote description")?;
             debug!("set remote_description from offer");
         }
 
         let answer = JsFuture::from(conn.create_answer())
             .await
-            .expect("error creating answer");
+            .efix()
+            .or_fail(peer, "creating the answer")?;
 
         debug!("created answer");
 
@@ -292,16 +309,16 @@ impl Messenger for WasmMessenger {
 
         let answer_sdp = Reflect::get(&answer, &JsValue::from_str("sdp"))
             .efix()
-            .unwrap()
+            .or_fail(peer, "reading the answer")?
             .as_string()
-            .expect("");
+            .or_fail(peer, "reading the answer: no sdp")?;
 
         session_desc_init.set_sdp(&answer_sdp);
 
         JsFuture::from(conn.set_local_description(&session_desc_init))
             .await
             .efix()
-            .unwrap();
+            .or_fail(peer, "setting the answer as local description")?;
 
         // todo: the point of implementing ice trickle is to avoid this wait...
         // however, for some reason removing this wait causes problems with NAT
@@ -309,7 +326,10 @@ impl Messenger for WasmMessenger {
         // We should figure out why this is happening.
         wait_for_ice_gathering_complete(conn.clone()).await;
 
-        let answer = PeerSignal::Answer(conn.local_description().unwrap().sdp());
+        let answer = conn
+            .local_description()
+            .or_fail(peer, "reading the local description")?;
+        let answer = PeerSignal::Answer(answer.sdp());
         signal_peer.send(answer);
 
         let signaled = SignaledCandidates::default();
@@ -319,15 +339,17 @@ impl Messenger for WasmMessenger {
             received_candidates,
             data_channels_ready_fut,
             peer_signal_rx,
+            &mut peer_disconnected_rx,
             signaled.clone(),
         )
-        .await;
+        .await?;
 
-        HandshakeResult {
+        guard.succeeded();
+        Ok(HandshakeResult {
             peer_id: signal_peer.id,
             data_channels,
             metadata: (peer_disconnected_rx, conn, signaled, peer_signal_rx),
-        }
+        })
     }
 
     async fn peer_loop(
@@ -456,10 +478,14 @@ async fn complete_handshake(
     signal_peer: SignalPeer,
     conn: RtcPeerConnection,
     received_candidates: Vec<String>,
-    mut data_channels_ready_fut: Pin<Box<futures::future::Fuse<impl Future<Output = ()>>>>,
+    mut data_channels_ready_fut: Pin<
+        Box<futures::future::Fuse<impl Future<Output = Result<(), &'static str>>>>,
+    >,
     mut peer_signal_rx: UnboundedReceiver<PeerSignal>,
+    peer_disconnected_rx: &mut Receiver<()>,
     signaled: SignaledCandidates,
-) -> UnboundedReceiver<PeerSignal> {
+) -> Result<UnboundedReceiver<PeerSignal>, HandshakeFailure> {
+    let peer = signal_peer.id;
     let onicecandidate: Box<dyn FnMut(RtcPeerConnectionIceEvent)> = Box::new(
         move |event: RtcPeerConnectionIceEvent| {
             let candidate_json = match event.candidate() {
@@ -492,19 +518,34 @@ async fn complete_handshake(
 
     // select for data channels ready or ice candidates
     debug!("waiting for data channels to open");
-    loop {
+    let opened = loop {
         select! {
-            _ = data_channels_ready_fut => {
+            ready = data_channels_ready_fut => {
                 debug!("data channels ready");
-                break;
+                break ready.or_fail(peer, "opening the data channels");
             }
             msg = peer_signal_rx.next() => {
-                if let Some(PeerSignal::IceCandidate(candidate)) = msg {
-                    try_add_rtc_ice_candidate(&conn, &signaled, &candidate).await;
+                match msg {
+                    Some(PeerSignal::IceCandidate(candidate)) => {
+                        try_add_rtc_ice_candidate(&conn, &signaled, &candidate).await;
+                    }
+                    Some(_) => {}
+                    None => {
+                        break Err(HandshakeFailure::new(
+                            peer,
+                            "the peer left or signaling was lost before the data channels opened",
+                        ));
+                    }
                 }
             }
+            _ = peer_disconnected_rx.next() => {
+                break Err(HandshakeFailure::new(
+                    peer,
+                    "a data channel closed before the data channels opened",
+                ));
+            }
         };
-    }
+    };
 
     // stop listening for ICE candidates
     // TODO: we should support getting new ICE candidates even after connecting,
@@ -517,12 +558,14 @@ async fn complete_handshake(
     let onicecandidate = Closure::wrap(onicecandidate);
     conn.set_onicecandidate(Some(onicecandidate.as_ref().unchecked_ref()));
     onicecandidate.forget();
+    // A failed handshake ends here, its handler replaced like that of one that succeeded.
+    opened?;
 
     debug!(
         "handshake completed, ice gathering state: {:?}",
         conn.ice_gathering_state()
     );
-    peer_signal_rx
+    Ok(peer_signal_rx)
 }
 
 async fn try_add_rtc_ice_candidate(
@@ -553,14 +596,19 @@ async fn try_add_rtc_ice_candidate(
         Some(candidate)
     };
 
-    JsFuture::from(
+    // A candidate the browser rejects is skipped; the others still count.
+    if let Err(err) = JsFuture::from(
         connection.add_ice_candidate_with_opt_rtc_ice_candidate_init(candidate_init.as_ref()),
     )
     .await
-    .expect("failed to add ice candidate");
+    {
+        warn!("failed to add ice candidate, ignoring: {err:?}");
+    }
 }
 
-fn create_rtc_peer_connection(ice_server_config: &RtcIceServerConfig) -> RtcPeerConnection {
+fn create_rtc_peer_connection(
+    ice_server_config: &RtcIceServerConfig,
+) -> Result<RtcPeerConnection, JsError> {
     #[derive(Serialize)]
     struct IceServerConfig {
         urls: Vec<String>,
@@ -580,7 +628,7 @@ fn create_rtc_peer_connection(ice_server_config: &RtcIceServerConfig) -> RtcPeer
         }]
     };
     peer_config.set_ice_servers(&serde_wasm_bindgen::to_value(&ice_servers).unwrap());
-    let connection = RtcPeerConnection::new_with_configuration(&peer_config).unwrap();
+    let connection = RtcPeerConnection::new_with_configuration(&peer_config).efix()?;
 
     let connection_1 = connection.clone();
     let oniceconnectionstatechange: Box<dyn FnMut(_)> = Box::new(move |_event: JsValue| {
@@ -596,7 +644,25 @@ fn create_rtc_peer_connection(ice_server_config: &RtcIceServerConfig) -> RtcPeer
         .set_oniceconnectionstatechange(Some(oniceconnectionstatechange.as_ref().unchecked_ref()));
     oniceconnectionstatechange.forget();
 
-    connection
+    Ok(connection)
+}
+
+/// Closes the connection of a handshake that failed or was dropped, so the browser stops its
+/// ICE and data channels instead of keeping them until garbage collection.
+struct CloseOnFailure(Option<RtcPeerConnection>);
+
+impl CloseOnFailure {
+    fn succeeded(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CloseOnFailure {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            conn.close();
+        }
+    }
 }
 
 async fn wait_for_ice_gathering_complete(conn: RtcPeerConnection) {
@@ -610,7 +676,8 @@ async fn wait_for_ice_gathering_complete(conn: RtcPeerConnection) {
     let conn_clone = conn.clone();
     let onstatechange: Box<dyn FnMut(JsValue)> = Box::new(move |_| {
         if conn_clone.ice_gathering_state() == RtcIceGatheringState::Complete {
-            tx.try_send(()).unwrap();
+            // Fails only when the handshake was dropped meanwhile.
+            let _ = tx.try_send(());
         }
     });
 
@@ -672,9 +739,10 @@ fn create_data_channel(
         |f| channel.set_onopen(f),
         move |_: JsValue| {
             debug!("data channel open: {channel_id}");
-            channel_open
-                .try_send(())
-                .expect("failed to notify about open connection");
+            // Fails if the handshake ended before the channel opened.
+            if let Err(e) = channel_open.try_send(()) {
+                debug!("data channel opened after handshake teardown: {e:?}");
+            }
         },
     );
 
