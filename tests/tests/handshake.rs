@@ -2,6 +2,8 @@
 //! WebRTC handshakes to two linked peers through the real signaling server,
 //! then vanishes in the middle of a handshake. The two peers stay linked, never
 //! see the rogue join, and a real peer that comes afterwards links with both.
+//! Losing the signaling server in the middle of handshakes leaves the links up
+//! as well.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use gamenet::{Channel, Event, PeerId, PeerMesh};
-use gamenet_e2e::{isolated, join, start_server, unix_ms, wait_joined};
+use gamenet_e2e::{HOST, PORT, isolated, join, start_server, unix_ms, wait_joined};
 use matchbox_protocol::{JsonPeerEvent, JsonPeerRequest};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -128,6 +130,59 @@ fn bad_handshakes_from_a_rogue_client_leave_the_room_linked() {
                 "a, b and c exchanged 100 messages each way by {}",
                 unix_ms()
             );
+        },
+    );
+}
+
+#[test]
+fn signaling_lost_in_the_middle_of_handshakes_leaves_the_links_up() {
+    isolated(
+        "signaling_lost_in_the_middle_of_handshakes_leaves_the_links_up",
+        || async {
+            // The server runs on a runtime of its own, so that it can vanish at
+            // once, like a crashed process: a graceful shutdown would tell each
+            // peer the other left.
+            let (stop, stopped) = std::sync::mpsc::channel::<()>();
+            let server = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .expect("server runtime");
+                let config = gamenet_signaling::Config {
+                    listen: format!("0.0.0.0:{PORT}").parse().expect("address"),
+                    ..Default::default()
+                };
+                let server = gamenet_signaling::Server::bind(&config).expect("bind");
+                runtime.spawn(server.serve(futures::future::pending()));
+                let _ = stopped.recv();
+                // Drops every connection without a word to anyone.
+                runtime.shutdown_background();
+            });
+            let url = format!("ws://{HOST}:{PORT}/room");
+            let mut a = join(&url, APP).expect("join");
+            let mut b = join(&url, APP).expect("join");
+            tokio::join!(wait_joined(&mut a, 1), wait_joined(&mut b, 1));
+            let honest = [uuid_of(a.id().expect("id")), uuid_of(b.id().expect("id"))];
+
+            // A newcomer that never answers: both peers wait for its answer when
+            // the server goes away.
+            let mut rogue = Rogue::join(&url).await;
+            let script = async {
+                rogue.wait_for("Offer", &honest).await;
+                stop.send(()).expect("server running");
+                println!("signaling gone at {}", unix_ms());
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            };
+            tokio::select! {
+                () = script => {}
+                () = undisturbed(&mut a, "a") => {}
+                () = undisturbed(&mut b, "b") => {}
+            }
+            drop(rogue);
+            server.join().expect("server thread");
+            exchange(vec![a, b], 100).await;
+            println!("a and b exchanged 100 messages each way by {}", unix_ms());
         },
     );
 }
