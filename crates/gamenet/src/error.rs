@@ -31,9 +31,10 @@ pub enum Error {
     /// The mesh's driver has stopped; nothing more can be sent or received.
     #[error("the mesh is closed")]
     Closed,
-    /// The WebRTC stack under the mesh failed inside its driver (matchbox_socket
-    /// 0.15 panics when a data channel closes before it opened, as a handshake
-    /// that fails on a lossy link does). The mesh is closed.
+    /// The WebRTC stack under the mesh panicked inside its driver. The mesh is
+    /// closed. A failed WebRTC handshake no longer gets here: the patched
+    /// matchbox_socket (`vendor/matchbox_socket/PATCHES.md`) drops only that
+    /// peer; this catches whatever panic is left.
     #[error("the WebRTC driver failed: {0}")]
     Driver(String),
 }

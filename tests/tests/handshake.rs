@@ -1,0 +1,327 @@
+//! A rogue client speaking matchbox's signaling protocol by hand sends bad
+//! WebRTC handshakes to two linked peers through the real signaling server,
+//! then vanishes in the middle of a handshake. The two peers stay linked, never
+//! see the rogue join, and a real peer that comes afterwards links with both.
+//! Losing the signaling server in the middle of handshakes leaves the links up
+//! as well.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use gamenet::{Channel, Event, PeerId, PeerMesh};
+use gamenet_e2e::{HOST, PORT, isolated, join, start_server, unix_ms, wait_joined};
+use matchbox_protocol::{JsonPeerEvent, JsonPeerRequest};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+const APP: &str = "e2e";
+
+/// Parses as SDP, but a WebRTC stack rejects it as a remote offer: its media
+/// section has no `a=mid`.
+const OFFER_WITHOUT_MID: &str = "v=0\r\no=- 0 0 IN IP4 10.77.0.1\r\ns=-\r\nt=0 0\r\n\
+    m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n";
+
+/// Time for a peer to take one bad signal in before the next comes.
+const STEP: Duration = Duration::from_millis(500);
+
+#[test]
+fn bad_handshakes_from_a_rogue_client_leave_the_room_linked() {
+    isolated(
+        "bad_handshakes_from_a_rogue_client_leave_the_room_linked",
+        || async {
+            let base = start_server().await;
+            let url = format!("{base}/room");
+            let mut a = join(&url, APP).expect("join");
+            let mut b = join(&url, APP).expect("join");
+            tokio::join!(wait_joined(&mut a, 1), wait_joined(&mut b, 1));
+            let honest = [uuid_of(a.id().expect("id")), uuid_of(b.id().expect("id"))];
+            println!("a and b linked at {}", unix_ms());
+
+            let mut rogue = Rogue::join(&url).await;
+            let script = async {
+                // The server announces the newcomer: both peers offer to it.
+                let offers = rogue.wait_for("Offer", &honest).await;
+                for peer in honest {
+                    // An answer that is no SDP (the peer's offer fails), an offer
+                    // that is none (a new handshake, which fails), an offer the
+                    // stack rejects (likewise).
+                    for bad in [
+                        json!({ "Answer": "garbage" }),
+                        json!({ "Offer": "garbage" }),
+                        json!({ "Offer": OFFER_WITHOUT_MID }),
+                    ] {
+                        rogue.signal(peer, bad).await;
+                        tokio::time::sleep(STEP).await;
+                    }
+                }
+                println!("garbage sent at {}", unix_ms());
+                // Each peer still takes a new handshake from the rogue: a real
+                // offer (the other peer's), which it answers.
+                rogue
+                    .signal(honest[0], json!({ "Offer": offers[&honest[1]] }))
+                    .await;
+                rogue
+                    .signal(honest[1], json!({ "Offer": offers[&honest[0]] }))
+                    .await;
+                rogue.wait_for("Answer", &honest).await;
+                println!("both answered a new offer at {}", unix_ms());
+                // Bad candidates in the middle of those handshakes.
+                for peer in honest {
+                    for candidate in [
+                        "not json",
+                        r#"{"candidate":"candidate:garbage","sdpMid":"0","sdpMLineIndex":0}"#,
+                        r#"{"candidate":"candidate:1 1 UDP 1 10.77.0.9 x typ nonsense","sdpMid":"0","sdpMLineIndex":0}"#,
+                        "[1,2]",
+                        "null",
+                    ] {
+                        rogue
+                            .signal(peer, json!({ "IceCandidate": candidate }))
+                            .await;
+                    }
+                }
+                tokio::time::sleep(2 * STEP).await;
+            };
+            tokio::select! {
+                () = script => {}
+                () = undisturbed(&mut a, "a") => {}
+                () = undisturbed(&mut b, "b") => {}
+            }
+
+            // The rogue vanishes in the middle of both handshakes.
+            drop(rogue);
+            println!("rogue gone at {}", unix_ms());
+            let settle = tokio::time::sleep(Duration::from_secs(3));
+            tokio::select! {
+                () = settle => {}
+                () = undisturbed(&mut a, "a") => {}
+                () = undisturbed(&mut b, "b") => {}
+            }
+
+            let b_id = PeerId(honest[1].as_u128());
+            let a_id = PeerId(honest[0].as_u128());
+            assert_eq!(a.peers().collect::<Vec<_>>(), [b_id]);
+            assert_eq!(b.peers().collect::<Vec<_>>(), [a_id]);
+            // Five seconds of messages both ways.
+            let mut meshes = exchange(vec![a, b], 250).await.into_iter();
+            println!("a and b exchanged 250 messages each way by {}", unix_ms());
+
+            // A real peer joins afterwards and links with both.
+            let (mut a, mut b) = (meshes.next().expect("a"), meshes.next().expect("b"));
+            let mut c = join(&url, APP).expect("join");
+            let (a_new, b_new, c_peers) = tokio::join!(
+                wait_joined(&mut a, 1),
+                wait_joined(&mut b, 1),
+                wait_joined(&mut c, 2)
+            );
+            let c_id = c.id().expect("id");
+            assert_eq!((a_new, b_new), (vec![c_id], vec![c_id]));
+            let mut c_peers = c_peers;
+            c_peers.sort();
+            let mut expected = vec![a_id, b_id];
+            expected.sort();
+            assert_eq!(c_peers, expected);
+            println!("c linked with a and b at {}", unix_ms());
+            exchange(vec![a, b, c], 100).await;
+            println!(
+                "a, b and c exchanged 100 messages each way by {}",
+                unix_ms()
+            );
+        },
+    );
+}
+
+#[test]
+fn signaling_lost_in_the_middle_of_handshakes_leaves_the_links_up() {
+    isolated(
+        "signaling_lost_in_the_middle_of_handshakes_leaves_the_links_up",
+        || async {
+            // The server runs on a runtime of its own, so that it can vanish at
+            // once, like a crashed process: a graceful shutdown would tell each
+            // peer the other left.
+            let (stop, stopped) = std::sync::mpsc::channel::<()>();
+            let server = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .expect("server runtime");
+                let config = gamenet_signaling::Config {
+                    listen: format!("0.0.0.0:{PORT}").parse().expect("address"),
+                    ..Default::default()
+                };
+                let server = gamenet_signaling::Server::bind(&config).expect("bind");
+                runtime.spawn(server.serve(futures::future::pending()));
+                let _ = stopped.recv();
+                // Drops every connection without a word to anyone.
+                runtime.shutdown_background();
+            });
+            let url = format!("ws://{HOST}:{PORT}/room");
+            let mut a = join(&url, APP).expect("join");
+            let mut b = join(&url, APP).expect("join");
+            tokio::join!(wait_joined(&mut a, 1), wait_joined(&mut b, 1));
+            let honest = [uuid_of(a.id().expect("id")), uuid_of(b.id().expect("id"))];
+
+            // A newcomer that never answers: both peers wait for its answer when
+            // the server goes away.
+            let mut rogue = Rogue::join(&url).await;
+            let script = async {
+                rogue.wait_for("Offer", &honest).await;
+                stop.send(()).expect("server running");
+                println!("signaling gone at {}", unix_ms());
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            };
+            tokio::select! {
+                () = script => {}
+                () = undisturbed(&mut a, "a") => {}
+                () = undisturbed(&mut b, "b") => {}
+            }
+            drop(rogue);
+            server.join().expect("server thread");
+            exchange(vec![a, b], 100).await;
+            println!("a and b exchanged 100 messages each way by {}", unix_ms());
+        },
+    );
+}
+
+fn uuid_of(peer: PeerId) -> Uuid {
+    Uuid::from_u128(peer.0)
+}
+
+/// Runs `mesh` while something else happens; any event but a message, or the
+/// mesh failing, fails the test. Never returns.
+async fn undisturbed(mesh: &mut PeerMesh, name: &str) {
+    loop {
+        match mesh.next_event().await {
+            Ok(Event::Message { .. }) => {}
+            Ok(other) => panic!("{name}: unexpected {other:?}"),
+            Err(e) => panic!("{name}: mesh failed: {e}"),
+        }
+    }
+}
+
+/// Every mesh sends every one of its peers `count` numbered reliable messages,
+/// one every 20 ms, and must receive all of theirs, in order, with nothing else
+/// happening; then the meshes come back.
+async fn exchange(meshes: Vec<PeerMesh>, count: u32) -> Vec<PeerMesh> {
+    let total = meshes.len();
+    let done = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = meshes
+        .into_iter()
+        .enumerate()
+        .map(|(i, mesh)| tokio::spawn(talk(mesh, i, count, total, Arc::clone(&done))))
+        .collect();
+    let mut meshes = Vec::new();
+    for task in tasks {
+        meshes.push(task.await.expect("talker"));
+    }
+    meshes
+}
+
+async fn talk(
+    mut mesh: PeerMesh,
+    me: usize,
+    count: u32,
+    total: usize,
+    done: Arc<AtomicUsize>,
+) -> PeerMesh {
+    let peers: Vec<PeerId> = mesh.peers().collect();
+    assert_eq!(peers.len(), total - 1, "mesh {me}: peers {peers:?}");
+    let mut next: HashMap<PeerId, u32> = peers.iter().map(|&p| (p, 0)).collect();
+    let mut sent = 0;
+    let mut finished = false;
+    let mut pace = tokio::time::interval(Duration::from_millis(20));
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(20) * count + Duration::from_secs(20);
+    loop {
+        if !finished && sent == count && next.values().all(|&n| n == count) {
+            finished = true;
+            done.fetch_add(1, Ordering::SeqCst);
+        }
+        if done.load(Ordering::SeqCst) == total {
+            return mesh;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => panic!("mesh {me}: timed out, sent {sent}, received {next:?}"),
+            _ = pace.tick() => {
+                if sent < count {
+                    for &peer in &peers {
+                        mesh.send(peer, Channel::Reliable, &sent.to_le_bytes()).expect("send");
+                    }
+                    sent += 1;
+                }
+            }
+            event = mesh.next_event() => match event {
+                Ok(Event::Message { peer, channel: Channel::Reliable, payload }) => {
+                    let seq = u32::from_le_bytes(payload[..].try_into().expect("a numbered message"));
+                    let expected = next.get_mut(&peer).unwrap_or_else(|| panic!("mesh {me}: message from {peer}"));
+                    assert_eq!(seq, *expected, "mesh {me}: message from {peer} lost or reordered");
+                    *expected += 1;
+                }
+                Ok(other) => panic!("mesh {me}: unexpected {other:?}"),
+                Err(e) => panic!("mesh {me}: failed: {e}"),
+            }
+        }
+    }
+}
+
+/// A client of the signaling server that speaks matchbox's protocol by hand.
+struct Rogue {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Rogue {
+    /// Joins the room at `url` and takes the id the server assigns.
+    async fn join(url: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("rogue: websocket");
+        let mut rogue = Self { ws };
+        match rogue.next_event().await {
+            JsonPeerEvent::IdAssigned(id) => println!("rogue is {}", id.0),
+            other => panic!("rogue: expected an id, got {other:?}"),
+        }
+        rogue
+    }
+
+    async fn next_event(&mut self) -> JsonPeerEvent {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(20), self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => return text.parse().expect("rogue: event"),
+                Ok(Some(Ok(_))) => {}
+                other => panic!("rogue: no event: {other:?}"),
+            }
+        }
+    }
+
+    async fn signal(&mut self, to: Uuid, data: Value) {
+        let request = JsonPeerRequest::Signal {
+            receiver: matchbox_protocol::PeerId(to),
+            data,
+        };
+        self.ws
+            .send(Message::Text(request.to_string().into()))
+            .await
+            .expect("rogue: send");
+    }
+
+    /// Waits for a signal of `kind` (`Offer`, `Answer`) from each of `peers` and
+    /// returns the SDP each sent.
+    async fn wait_for(&mut self, kind: &str, peers: &[Uuid]) -> HashMap<Uuid, String> {
+        let mut sdp = HashMap::new();
+        while sdp.len() < peers.len() {
+            if let JsonPeerEvent::Signal { sender, data } = self.next_event().await
+                && peers.contains(&sender.0)
+                && let Some(text) = data.get(kind).and_then(Value::as_str)
+            {
+                sdp.insert(sender.0, text.to_owned());
+            }
+        }
+        sdp
+    }
+}
