@@ -80,7 +80,9 @@ fn entities_of_an_owner_that_leaves_pass_on_and_converge() {
 
     drop(net.remove_app(0));
     let ids = [PeerId(2), PeerId(3)];
-    net.run_until(limit, |apps| {
+    // Killed without a word: the others find out after the mesh's 10 s
+    // disconnect timeout.
+    net.run_until(limit + Duration::from_secs(10), |apps| {
         agree(apps, &ids, 3)
             && hosted
                 .iter()

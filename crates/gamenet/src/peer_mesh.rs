@@ -282,3 +282,11 @@ impl PeerMesh {
         self.shared.lock().close();
     }
 }
+
+/// Dropping the mesh leaves the room as [`PeerMesh::close`] does: peers hear a
+/// goodbye, and the driver (which shares the mesh) ends.
+impl Drop for PeerMesh {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
