@@ -125,6 +125,34 @@ pub fn turn_credentials(
     (username, credential)
 }
 
+/// Longest resume key accepted, in characters.
+pub const MAX_RESUME_KEY: usize = 128;
+/// Shortest resume key accepted, in characters (128 bits in hex or base64).
+pub const MIN_RESUME_KEY: usize = 16;
+
+/// The peer id a client's resume key stands for under `secret`: the first 16
+/// bytes of HMAC-SHA256(secret, key), as a version 4 UUID. `None` if the key is
+/// not [`MIN_RESUME_KEY`] to [`MAX_RESUME_KEY`] characters of `[A-Za-z0-9_-]`.
+///
+/// The same key gives the same id from any server with the same secret, and
+/// nobody can claim an id without its key.
+pub fn resume_id(secret: &[u8], key: &str) -> Option<uuid::Uuid> {
+    let valid = (MIN_RESUME_KEY..=MAX_RESUME_KEY).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        return None;
+    }
+    let mut mac = sha256_mac(secret);
+    mac.update(b"gamenet-resume:");
+    mac.update(key.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Some(uuid::Builder::from_random_bytes(bytes).into_uuid())
+}
+
 /// Which web origins may connect; empty allows all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OriginPolicy {
@@ -231,6 +259,19 @@ mod tests {
         assert_eq!(password, "b5ILH3F/z926LN+/pvOr83Gl9Kw=");
         let (user, _) = turn_credentials(SECRET, "p1", Duration::from_secs(1), at(0));
         assert_eq!(user, "1:p1");
+    }
+
+    #[test]
+    fn resume_keys_give_stable_ids_per_secret() {
+        let key = "k0123456789abcdef";
+        let id = resume_id(SECRET, key).unwrap();
+        assert_eq!(resume_id(SECRET, key), Some(id));
+        assert_eq!(id.get_version_num(), 4);
+        assert_ne!(resume_id(b"other secret", key), Some(id));
+        assert_ne!(resume_id(SECRET, "k0123456789abcdeF"), Some(id));
+        assert_eq!(resume_id(SECRET, "short"), None);
+        assert_eq!(resume_id(SECRET, "k0123456789abcdef/"), None);
+        assert_eq!(resume_id(SECRET, &"k".repeat(MAX_RESUME_KEY + 1)), None);
     }
 
     #[test]

@@ -79,6 +79,15 @@ pub struct Config {
     /// Seconds TURN credentials stay valid.
     #[arg(long, env = "GAMENET_TURN_TTL", default_value = "3600", value_parser = parse_seconds)]
     pub turn_ttl: Duration,
+    /// Secret from which a client's `?key=` derives its peer id, so that a client
+    /// that reconnects with its key gets its id back, also from a restarted
+    /// server with the same secret (default: a random secret per process).
+    #[arg(long, env = "GAMENET_RESUME_SECRET", hide_env_values = true)]
+    pub resume_secret: Option<String>,
+    /// Seconds a client with a key keeps its place in its room after its
+    /// WebSocket drops, unannounced, waiting for it to reconnect.
+    #[arg(long, env = "GAMENET_RESUME_GRACE", default_value = "20", value_parser = parse_seconds)]
+    pub resume_grace: Duration,
 }
 
 /// Parses whole or fractional seconds.
@@ -127,6 +136,8 @@ impl Default for Config {
             turn_urls: Vec::new(),
             turn_secret: None,
             turn_ttl: Duration::from_secs(3600),
+            resume_secret: None,
+            resume_grace: Duration::from_secs(20),
         }
     }
 }

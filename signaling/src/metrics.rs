@@ -48,6 +48,8 @@ pub struct Metrics {
     pub matchmaking_seconds: Histogram,
     /// STUN Binding requests answered.
     pub stun_requests: Counter,
+    /// Clients that reconnected with their key into the room they held.
+    pub resumes: Counter,
 }
 
 impl Default for Metrics {
@@ -67,6 +69,7 @@ impl Default for Metrics {
             // 1 ms to ~65 s.
             matchmaking_seconds: Histogram::new(exponential_buckets(0.001, 4.0, 9)),
             stun_requests: Counter::default(),
+            resumes: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -120,6 +123,11 @@ impl Default for Metrics {
             "stun_requests",
             "STUN Binding requests answered",
             metrics.stun_requests.clone(),
+        );
+        registry.register(
+            "resumes",
+            "Clients that reconnected with their key into the room they held",
+            metrics.resumes.clone(),
         );
         Self {
             registry,

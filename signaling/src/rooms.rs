@@ -442,6 +442,15 @@ impl Rooms {
             }
     }
 
+    /// The other peers in `peer`'s room.
+    pub fn room_mates(&self, peer: PeerId) -> Vec<PeerId> {
+        self.peer_room
+            .get(&peer)
+            .and_then(|key| self.members.get(key))
+            .map(|members| members.iter().copied().filter(|&p| p != peer).collect())
+            .unwrap_or_default()
+    }
+
     /// The room `peer` is in.
     pub fn room_of(&self, peer: PeerId) -> Option<&RoomKey> {
         self.peer_room.get(&peer)

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -25,6 +25,9 @@ pub(crate) struct Hub {
     pub(crate) rooms: Rooms,
     /// The send queue of each connected peer.
     pub(crate) peers: HashMap<PeerId, mpsc::Sender<axum::extract::ws::Message>>,
+    /// Which connection holds each peer id in its room: the one connected now,
+    /// or the last one while its client may still reconnect.
+    pub(crate) owners: HashMap<PeerId, u64>,
 }
 
 impl Hub {
@@ -37,6 +40,7 @@ impl Hub {
                 lobby_ttl: config.lobby_ttl,
             }),
             peers: HashMap::new(),
+            owners: HashMap::new(),
         }
     }
 }
@@ -63,6 +67,10 @@ pub(crate) struct App {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// The bound UDP address of the STUN responder, if any.
     pub(crate) stun_addr: Option<SocketAddr>,
+    /// The secret resume keys derive peer ids from.
+    pub(crate) resume_secret: Vec<u8>,
+    /// Numbers WebSocket connections.
+    pub(crate) next_connection: AtomicU64,
 }
 
 /// Locks `mutex`, also when a panic elsewhere poisoned it.
@@ -87,6 +95,11 @@ impl App {
             shutting_down: AtomicBool::new(false),
             shutdown,
             stun_addr,
+            resume_secret: match &config.resume_secret {
+                Some(secret) => secret.as_bytes().to_vec(),
+                None => rand::random::<[u8; 32]>().to_vec(),
+            },
+            next_connection: AtomicU64::new(0),
             config: config.clone(),
         }
     }

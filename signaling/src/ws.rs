@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tracing::{debug, info};
 
+use crate::auth::{self, MAX_RESUME_KEY, MIN_RESUME_KEY};
 use crate::limits::TokenBucket;
 use crate::rooms::{RoomError, RoomRequest};
 use crate::state::{App, Refusal};
@@ -105,6 +106,21 @@ fn admit(
         app.check_rate(ip)?;
         app.check_origin(&headers)?;
         app.check_token(&headers, &query)?;
+        let resume = match query.get("key") {
+            None => None,
+            Some(key) => match auth::resume_id(&app.resume_secret, key) {
+                Some(id) => Some(PeerId(id)),
+                None => {
+                    return Err(Refusal::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_key",
+                        format!(
+                            "invalid key: {MIN_RESUME_KEY} to {MAX_RESUME_KEY} characters of [A-Za-z0-9_-]"
+                        ),
+                    ));
+                }
+            },
+        };
         let request = request.map_err(|e| {
             let (status, reason) = match e {
                 RoomError::UnknownLobby(_) => (StatusCode::NOT_FOUND, "unknown_lobby"),
@@ -119,9 +135,9 @@ fn admit(
                 format!("the server is full ({} clients)", app.config.max_clients),
             )
         })?;
-        Ok((request, seat))
+        Ok((request, seat, resume))
     })();
-    let (request, seat) = match checked {
+    let (request, seat, resume) = match checked {
         Ok(checked) => checked,
         Err(refusal) => return refusal.respond(&app),
     };
@@ -132,7 +148,7 @@ fn admit(
         // Small buffers: most clients only ever send a few signals.
         .read_buffer_size(4096)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| Client::run(app, seat, socket, request, ip))
+        .on_upgrade(move |socket| Client::run(app, seat, socket, request, ip, resume))
 }
 
 /// A place among `--max-clients`, taken before the upgrade so that upgrades in
@@ -184,19 +200,36 @@ fn close_frame(code: u16, reason: &str) -> Message {
 struct Client {
     app: Arc<App>,
     id: PeerId,
+    /// This connection's number, to tell it from a later one with the same key.
+    connection: u64,
+    /// Whether its id comes from a key: it may reconnect and take its place back.
+    resumable: bool,
+    /// Whether its end was handled (left, or holding its place).
+    ended: bool,
     /// Its signal rate.
     signals: TokenBucket,
     _seat: Seat,
 }
 
 impl Client {
-    async fn run(app: Arc<App>, seat: Seat, socket: WebSocket, request: RoomRequest, ip: IpAddr) {
+    async fn run(
+        app: Arc<App>,
+        seat: Seat,
+        socket: WebSocket,
+        request: RoomRequest,
+        ip: IpAddr,
+        resume: Option<PeerId>,
+    ) {
         app.metrics.clients.inc();
         app.metrics.connections.inc();
         let signals = TokenBucket::full(app.config.signal_burst, Instant::now());
+        let connection = app.next_connection.fetch_add(1, Ordering::Relaxed);
         let mut client = Client {
             app,
-            id: PeerId(uuid::Uuid::new_v4()),
+            id: resume.unwrap_or_else(|| PeerId(uuid::Uuid::new_v4())),
+            connection,
+            resumable: resume.is_some(),
+            ended: false,
             signals,
             _seat: seat,
         };
@@ -206,7 +239,7 @@ impl Client {
     async fn serve(&mut self, socket: WebSocket, request: RoomRequest, ip: IpAddr) {
         let app = self.app.clone();
         let id = self.id;
-        let (mut sink, mut stream) = socket.split();
+        let (mut sink, stream) = socket.split();
         if sink
             .send(event(JsonPeerEvent::IdAssigned(id)))
             .await
@@ -214,25 +247,48 @@ impl Client {
         {
             return;
         }
-        let (outbox, mut inbox) = mpsc::channel(app.config.send_queue.max(1));
+        let (outbox, inbox) = mpsc::channel(app.config.send_queue.max(1));
         let joined = {
             let mut hub = app.hub();
-            let joined = hub.rooms.join(id, request, Instant::now());
-            if let Ok(joined) = &joined {
+            if self.resumable
+                && let Some(room) = hub.rooms.room_of(id).cloned()
+            {
+                // The client reconnected with its key while it still holds its
+                // place (or replaces a connection the server has not seen drop
+                // yet): the room does not hear of it. It is told who is there,
+                // so that it can offer to peers it lost meanwhile; it ignores
+                // those it is still connected to.
+                hub.owners.insert(id, self.connection);
+                for other in hub.rooms.room_mates(id) {
+                    let _ = outbox.try_send(event(JsonPeerEvent::NewPeer(other)));
+                }
+                // Replacing the old queue ends the old connection's task.
                 hub.peers.insert(id, outbox);
-                let new_peer = event(JsonPeerEvent::NewPeer(id));
-                for other in &joined.others {
-                    if let Some(queue) = hub.peers.get(other) {
-                        // A full queue belongs to a client that is not reading; it
-                        // is closed by its own idle or write failure.
-                        let _ = queue.try_send(new_peer.clone());
+                Ok(Err(room))
+            } else {
+                let joined = hub.rooms.join(id, request, Instant::now());
+                if let Ok(joined) = &joined {
+                    hub.peers.insert(id, outbox);
+                    hub.owners.insert(id, self.connection);
+                    let new_peer = event(JsonPeerEvent::NewPeer(id));
+                    for other in &joined.others {
+                        if let Some(queue) = hub.peers.get(other) {
+                            // A full queue belongs to a client that is not reading; it
+                            // is closed by its own idle or write failure.
+                            let _ = queue.try_send(new_peer.clone());
+                        }
                     }
                 }
+                joined.map(Ok)
             }
-            joined
         };
         let joined = match joined {
-            Ok(joined) => joined,
+            Ok(Ok(joined)) => joined,
+            Ok(Err(room)) => {
+                app.metrics.resumes.inc();
+                debug!(%id, %ip, room = room.kind(), "resumed");
+                return self.relay(sink, stream, inbox).await;
+            }
             Err(error) => {
                 let reason = match error {
                     RoomError::RoomFull(_) => "room_full",
@@ -260,6 +316,19 @@ impl Client {
         }
         debug!(%id, %ip, kind, peers = joined.others.len() + 1, "joined");
 
+        self.relay(sink, stream, inbox).await;
+    }
+
+    /// Passes the client's signals on and its queued messages to it until the
+    /// connection ends, then leaves the room (or, with a key, holds its place
+    /// for a while).
+    async fn relay(
+        &mut self,
+        mut sink: futures::stream::SplitSink<WebSocket, Message>,
+        mut stream: futures::stream::SplitStream<WebSocket>,
+        mut inbox: mpsc::Receiver<Message>,
+    ) {
+        let app = self.app.clone();
         // One timer for the idle limit, moved only when it fires: messages just
         // note when they came, so that they cost no timer work.
         let idle = app.config.idle_timeout;
@@ -269,12 +338,19 @@ impl Client {
         let mut shutdown = app.shutdown.clone();
         let shutdown = shutting_down(&mut shutdown);
         tokio::pin!(shutdown);
+        // A client that closes on purpose leaves at once; one whose connection
+        // drops may be back.
+        let mut closed_by_client = false;
         let closing = loop {
             tokio::select! {
                 message = stream.next() => {
                     last_heard = tokio::time::Instant::now();
                     match message {
-                        None | Some(Ok(Message::Close(_))) => break None,
+                        None => break None,
+                        Some(Ok(Message::Close(_))) => {
+                            closed_by_client = true;
+                            break None;
+                        }
                         Some(Ok(Message::Text(text))) => {
                             if let Err(close) = self.on_request(&text) {
                                 break Some(close);
@@ -315,7 +391,7 @@ impl Client {
                 }
             }
         };
-        self.leave();
+        self.end(closing.is_none() && !closed_by_client);
         if let Some(close) = closing {
             let _ = sink.send(close).await;
             // Give the client a moment to read the close before the socket drops.
@@ -396,15 +472,55 @@ impl Client {
         }
     }
 
-    fn leave(&self) {
+    /// The connection ended. A client with a key whose connection dropped
+    /// keeps its place, unannounced, for `--resume-grace`; any other leaves now.
+    fn end(&mut self, dropped: bool) {
+        self.ended = true;
         let app = &self.app;
-        let left = event(JsonPeerEvent::PeerLeft(self.id));
         let mut hub = app.hub();
+        if hub.owners.get(&self.id) != Some(&self.connection) {
+            // A newer connection with the same key took over.
+            return;
+        }
+        if !(dropped && self.resumable) || app.shutting_down.load(Ordering::SeqCst) {
+            drop(hub);
+            self.leave();
+            return;
+        }
         hub.peers.remove(&self.id);
-        for other in hub.rooms.leave(self.id, Instant::now()) {
-            if let Some(queue) = hub.peers.get(&other) {
-                let _ = queue.try_send(left.clone());
+        drop(hub);
+        let (app, id, connection) = (app.clone(), self.id, self.connection);
+        tokio::spawn(async move {
+            tokio::time::sleep(app.config.resume_grace).await;
+            let held = {
+                let hub = app.hub();
+                hub.owners.get(&id) == Some(&connection) && !hub.peers.contains_key(&id)
+            };
+            if held {
+                debug!(%id, "did not come back");
+                leave(&app, id, connection);
             }
+        });
+    }
+
+    fn leave(&self) {
+        leave(&self.app, self.id, self.connection);
+    }
+}
+
+/// Takes `id` out of its room and tells the others, unless a newer connection
+/// holds it.
+fn leave(app: &App, id: PeerId, connection: u64) {
+    let left = event(JsonPeerEvent::PeerLeft(id));
+    let mut hub = app.hub();
+    if hub.owners.get(&id) != Some(&connection) {
+        return;
+    }
+    hub.owners.remove(&id);
+    hub.peers.remove(&id);
+    for other in hub.rooms.leave(id, Instant::now()) {
+        if let Some(queue) = hub.peers.get(&other) {
+            let _ = queue.try_send(left.clone());
         }
     }
 }
@@ -412,7 +528,9 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         // Already done on the way out, unless the task was cancelled.
-        self.leave();
+        if !self.ended {
+            self.leave();
+        }
         self.app.metrics.clients.dec();
         // The seat goes back when the fields drop, after this.
     }

@@ -90,10 +90,19 @@ impl Mesh {
 
     /// The transport connected a peer: start the handshake (or, if its link
     /// lapsed, start over).
+    ///
+    /// A peer whose link ended comes back only through a new transport
+    /// connection (reported after its disconnection: the peer reconnected
+    /// through signaling, or restarted), as a fresh link; what it still sends
+    /// on the old one is ignored.
     pub fn handle_connected(&mut self, now: Instant, peer: PeerId) {
-        self.connected.insert(peer);
+        let new_connection = self.connected.insert(peer);
         if self.closed.contains(&peer) {
-            return;
+            if !new_connection {
+                return;
+            }
+            self.closed.remove(&peer);
+            self.closed_order.retain(|&p| p != peer);
         }
         if self.lapsed.contains_key(&peer) {
             self.restart(now, peer);

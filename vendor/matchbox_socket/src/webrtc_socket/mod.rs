@@ -28,7 +28,11 @@ pub use socket::{
     CandidatePair, CandidateType, ChannelConfig, PeerState, RtcIceServerConfig, WebRtcChannel,
     WebRtcSocket, WebRtcSocketBuilder,
 };
-use std::{collections::HashMap, pin::Pin, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    pin::Pin,
+    time::Duration,
+};
 
 cfg_if! {
     if #[cfg(target_arch = "wasm32")] {
@@ -92,34 +96,124 @@ pub trait Signaller: Sync + Send + 'static {
     async fn next_message(&mut self) -> Result<PeerEvent, SignalingError>;
 }
 
+/// How the signaling loop reconnects after its connection drops.
+pub(crate) struct Resume {
+    pub(crate) builder: std::sync::Arc<dyn SignallerBuilder>,
+    pub(crate) room_url: String,
+    /// How long to keep trying (`None`: do not reconnect).
+    pub(crate) limit: Option<Duration>,
+}
+
+/// First wait before reconnecting to the signaling server; doubled after each failed attempt.
+const RESUME_FIRST_DELAY: Duration = Duration::from_millis(250);
+/// Longest wait between two attempts to reconnect to the signaling server.
+const RESUME_MAX_DELAY: Duration = Duration::from_secs(4);
+
+/// Why one signaling connection ended.
+enum SignalingEnd {
+    /// The socket is gone: nothing more to send.
+    Done(Result<(), SignalingError>),
+    /// The connection was lost: reconnecting may help.
+    Lost(SignalingError),
+}
+
+/// Passes requests to the signaling server and its events to the message loop, and, with
+/// [`Resume::limit`], reconnects with backoff when the connection drops.
+///
+/// A reconnected socket must be given its id again (the server knows it by the room URL's
+/// key): the message loop and every peer know this socket by that id. The repeated
+/// [`PeerEvent::IdAssigned`] is not passed on. A server that assigns another id ends
+/// signaling for good.
 async fn signaling_loop(
     mut signaller: Box<dyn Signaller>,
+    resume: Resume,
     mut requests_receiver: futures_channel::mpsc::UnboundedReceiver<PeerRequest>,
     events_sender: futures_channel::mpsc::UnboundedSender<PeerEvent>,
 ) -> Result<(), SignalingError> {
+    let mut id = None;
+    loop {
+        let lost =
+            match serve_signaller(&mut *signaller, &mut requests_receiver, &events_sender, &mut id)
+                .await
+            {
+                SignalingEnd::Done(result) => return result,
+                SignalingEnd::Lost(error) => error,
+            };
+        let Some(limit) = resume.limit else {
+            return Err(lost);
+        };
+        warn!("signaling connection lost ({lost}); reconnecting");
+        let mut delay = RESUME_FIRST_DELAY;
+        let mut waited = Duration::ZERO;
+        signaller = loop {
+            if waited >= limit {
+                warn!("could not reconnect to the signaling server within {limit:?}");
+                return Err(lost);
+            }
+            Delay::new(delay).await;
+            waited += delay;
+            if requests_receiver.is_terminated() {
+                return Ok(());
+            }
+            match resume.builder.new_signaller(Some(1), resume.room_url.clone()).await {
+                Ok(signaller) => break signaller,
+                Err(error) => {
+                    debug!("reconnecting to the signaling server failed: {error}");
+                    delay = (delay * 2).min(RESUME_MAX_DELAY);
+                }
+            }
+        };
+    }
+}
+
+/// Runs one signaling connection until it ends.
+async fn serve_signaller(
+    signaller: &mut dyn Signaller,
+    requests_receiver: &mut futures_channel::mpsc::UnboundedReceiver<PeerRequest>,
+    events_sender: &futures_channel::mpsc::UnboundedSender<PeerEvent>,
+    id: &mut Option<PeerId>,
+) -> SignalingEnd {
     loop {
         select! {
-            request = requests_receiver.next().fuse() => {
+            request = requests_receiver.next() => {
                 debug!("-> {request:?}");
-                let Some(request) = request else {break Err(SignalingError::StreamExhausted)};
-                signaller.send(request).await?;
+                let Some(request) = request else {
+                    return SignalingEnd::Done(Err(SignalingError::StreamExhausted));
+                };
+                if let Err(error) = signaller.send(request).await {
+                    return SignalingEnd::Lost(error);
+                }
             }
 
             message = signaller.next_message().fuse() => {
                 match message {
+                    Ok(PeerEvent::IdAssigned(assigned)) if id.is_some() => {
+                        if *id != Some(assigned) {
+                            error!(
+                                "the signaling server gave this socket a new id ({assigned}) on \
+                                reconnecting; its peers know it by another: signaling ends"
+                            );
+                            return SignalingEnd::Done(Err(SignalingError::UserImplementationError(
+                                "the signaling server assigned a new id on reconnecting".into(),
+                            )));
+                        }
+                        log::info!("signaling resumed as {assigned}");
+                    }
                     Ok(message) => {
                         debug!("Received {message:?}");
-                        events_sender.unbounded_send(message).map_err(SignalingError::from)?;
+                        if let PeerEvent::IdAssigned(assigned) = message {
+                            *id = Some(assigned);
+                        }
+                        if let Err(error) = events_sender.unbounded_send(message) {
+                            return SignalingEnd::Done(Err(SignalingError::from(error)));
+                        }
                     }
                     Err(SignalingError::UnknownFormat) => {
                         warn!("ignoring unexpected non-text message from signaling server")
                     },
-                    Err(err) => break Err(err)
+                    Err(error) => return SignalingEnd::Lost(error),
                 }
-
             }
-
-            complete => break Ok(())
         }
     }
 }
@@ -226,12 +320,104 @@ trait Messenger {
     ) -> PeerId;
 }
 
-async fn message_loop<M: Messenger>(
+/// The first wait before offering again to a peer whose handshake failed or whose connection
+/// ended; doubled after each failure in a row.
+const RETRY_FIRST_DELAY: Duration = Duration::from_secs(1);
+/// The longest wait between two offers to the same peer.
+const RETRY_MAX_DELAY: Duration = Duration::from_secs(16);
+
+/// A handshake that ended: its peer, its attempt number, and how it ended (`None`: aborted).
+type Handshake<M> = (
+    PeerId,
+    u64,
+    Option<
+        Result<
+            HandshakeResult<<M as Messenger>::DataChannel, <M as Messenger>::HandshakeMeta>,
+            HandshakeFailure,
+        >,
+    >,
+);
+
+/// A handshake under way.
+struct Attempt {
+    /// Its number, to tell its end from that of an attempt it replaced.
+    number: u64,
+    /// Whether this socket offered.
+    offering: bool,
+    /// Where the peer's signals for it go.
+    signals: UnboundedSender<PeerSignal>,
+    abort: futures::future::AbortHandle,
+}
+
+/// Starts a handshake, bounded by `timeout` and abortable; it ends as a [`Handshake`].
+#[allow(clippy::too_many_arguments)]
+fn start_handshake<'a, M>(
+    offering: bool,
+    peer: PeerId,
+    number: u64,
+    requests_sender: &UnboundedSender<PeerRequest>,
+    messages_from_peers_tx: &[UnboundedSender<(PeerId, Packet)>],
+    ice_server_config: &'a RtcIceServerConfig,
+    channel_configs: &'a [ChannelConfig],
+    timeout: Duration,
+) -> (Attempt, impl Future<Output = Handshake<M>> + 'a)
+where
+    M: Messenger + 'a,
+    M::DataChannel: 'a,
+    M::HandshakeMeta: 'a,
+{
+    let (signals, signal_rx) = futures_channel::mpsc::unbounded();
+    let signal_peer = SignalPeer::new(peer, requests_sender.clone());
+    let messages = messages_from_peers_tx.to_vec();
+    let handshake = if offering {
+        M::offer_handshake(signal_peer, signal_rx, messages, ice_server_config, channel_configs)
+    } else {
+        M::accept_handshake(signal_peer, signal_rx, messages, ice_server_config, channel_configs)
+    };
+    let bounded = async move {
+        let mut handshake = handshake.fuse();
+        let mut deadline = Delay::new(timeout).fuse();
+        select! {
+            result = handshake => result,
+            () = deadline => Err(HandshakeFailure::new(
+                peer,
+                format!("no connection within {timeout:?}"),
+            )),
+        }
+    };
+    let (abort, registration) = futures::future::AbortHandle::new_pair();
+    let attempt = Attempt {
+        number,
+        offering,
+        signals,
+        abort,
+    };
+    let future = futures::future::Abortable::new(bounded, registration)
+        .map(move |result| (peer, number, result.ok()));
+    (attempt, future)
+}
+
+/// Waits `delay`, then names `peer` (a retry falling due).
+fn retry_after(peer: PeerId, delay: Duration) -> impl Future<Output = PeerId> {
+    Delay::new(delay).map(move |()| peer)
+}
+
+/// Runs the handshakes and peer connections of a socket.
+///
+/// Who connects to whom: the signaling server sends [`PeerEvent::NewPeer`] to the peer that
+/// offers. That peer keeps offering, with backoff, while the other is in the room and not
+/// connected: after a handshake fails or times out, and after an established connection ends
+/// (a long outage, the other peer's process restarted). The other side accepts every offer:
+/// an offer from a peer it is connected to replaces that connection (the peer started over),
+/// which is reported as [`PeerState::Disconnected`] then [`PeerState::Connected`]; an offer
+/// that crosses its own (both sides offering) goes to the peer with the lower id.
+async fn message_loop<M: Messenger + 'static>(
     id_tx: futures_channel::oneshot::Sender<PeerId>,
     ice_server_config: &RtcIceServerConfig,
     channel_configs: &[ChannelConfig],
     channels: MessageLoopChannels,
     keep_alive_interval: Option<Duration>,
+    handshake_timeout: Duration,
 ) -> Result<(), SignalingError> {
     let MessageLoopChannels {
         requests_sender,
@@ -244,9 +430,20 @@ async fn message_loop<M: Messenger>(
 
     let mut handshakes = FuturesUnordered::new();
     let mut peer_loops = FuturesUnordered::new();
-    let mut handshake_signals = HashMap::new();
+    let mut retries = FuturesUnordered::new();
     let mut data_channels = HashMap::new();
     let mut id_tx = Option::Some(id_tx);
+    let mut my_id = None;
+    // The peers known to be in the room, and those of them this socket offers to.
+    let mut room = HashSet::new();
+    let mut offer_to = HashSet::new();
+    // The handshakes under way and the connections up, by peer.
+    let mut attempts: HashMap<PeerId, Attempt> = HashMap::new();
+    let mut live: HashMap<PeerId, (u64, futures::future::AbortHandle)> = HashMap::new();
+    // Failures in a row per peer (for the backoff), and the peers with a retry pending.
+    let mut failures: HashMap<PeerId, u32> = HashMap::new();
+    let mut retry_pending = HashSet::new();
+    let mut next_number = 0u64;
 
     let mut timeout = if let Some(interval) = keep_alive_interval {
         Either::Left(Delay::new(interval))
@@ -254,6 +451,42 @@ async fn message_loop<M: Messenger>(
         Either::Right(std::future::pending())
     }
     .fuse();
+
+    macro_rules! start {
+        ($offering:expr, $peer:expr) => {{
+            next_number += 1;
+            let (attempt, handshake) = start_handshake::<M>(
+                $offering,
+                $peer,
+                next_number,
+                &requests_sender,
+                &messages_from_peers_tx,
+                ice_server_config,
+                channel_configs,
+                handshake_timeout,
+            );
+            if let Some(replaced) = attempts.insert($peer, attempt) {
+                replaced.abort.abort();
+            }
+            handshakes.push(handshake);
+        }};
+    }
+
+    // Offers again to `peer` after a backoff, if this socket offers to it.
+    macro_rules! retry_later {
+        ($peer:expr) => {{
+            let peer = $peer;
+            if room.contains(&peer) && offer_to.contains(&peer) && retry_pending.insert(peer) {
+                let failed = failures.entry(peer).or_insert(0u32);
+                *failed += 1;
+                let delay = RETRY_FIRST_DELAY
+                    .saturating_mul(1 << (*failed - 1).min(8))
+                    .min(RETRY_MAX_DELAY);
+                log::info!("offering to peer {peer} again in {delay:?}");
+                retries.push(retry_after(peer, delay));
+            }
+        }};
+    }
 
     loop {
         let mut next_peer_messages_out = peer_messages_out_rx
@@ -291,59 +524,85 @@ async fn message_loop<M: Messenger>(
                                     warn!("ignoring a second id from the signaling server: {peer_uuid}");
                                     continue;
                                 };
+                                my_id = Some(peer_uuid);
                                 if id_tx.send(peer_uuid.to_owned()).is_err() {
                                     // Socket receiver was dropped, exit cleanly.
                                     break Ok(());
                                 };
                             },
                             PeerEvent::NewPeer(peer_uuid) => {
-                                let (signal_tx, signal_rx) = futures_channel::mpsc::unbounded();
-                                handshake_signals.insert(peer_uuid, signal_tx);
-                                let signal_peer = SignalPeer::new(peer_uuid, requests_sender.clone());
-                                handshakes.push(M::offer_handshake(signal_peer, signal_rx, messages_from_peers_tx.clone(), ice_server_config, channel_configs))
+                                room.insert(peer_uuid);
+                                offer_to.insert(peer_uuid);
+                                // Told again after signaling resumed: the connection up or
+                                // being made stands.
+                                if live.contains_key(&peer_uuid) || attempts.contains_key(&peer_uuid) {
+                                    debug!("already connected or connecting to {peer_uuid}");
+                                    continue;
+                                }
+                                start!(true, peer_uuid);
                             },
                             PeerEvent::PeerLeft(peer_uuid) => {
+                                room.remove(&peer_uuid);
+                                offer_to.remove(&peer_uuid);
+                                failures.remove(&peer_uuid);
                                 // Ends a handshake still waiting for the peer's signals.
-                                handshake_signals.remove(&peer_uuid);
+                                if let Some(attempt) = attempts.remove(&peer_uuid) {
+                                    attempt.abort.abort();
+                                }
                                 if peer_state_tx.unbounded_send((peer_uuid, PeerState::Disconnected)).is_err() {
                                     // socket dropped, exit cleanly
                                     break Ok(());
                                 }
                             },
                             PeerEvent::Signal { sender, data } => {
-                                let signal_tx = handshake_signals.entry(sender).or_insert_with(|| {
-                                    let (from_peer_tx, peer_signal_rx) = futures_channel::mpsc::unbounded();
-                                    let signal_peer = SignalPeer::new(sender, requests_sender.clone());
-                                    handshakes.push(M::accept_handshake(signal_peer, peer_signal_rx, messages_from_peers_tx.clone(), ice_server_config, channel_configs));
-                                    from_peer_tx
-                                });
-
-                                if signal_tx.unbounded_send(data).is_err() {
-                                    warn!("ignoring signal from peer {sender} because the handshake has already finished");
+                                room.insert(sender);
+                                let offer = matches!(data, PeerSignal::Offer(_));
+                                let under_way = attempts.get(&sender).map(|a| a.offering);
+                                match (offer, under_way) {
+                                    // Both offered: the lower id's offer stands.
+                                    (true, Some(true)) if my_id.is_some_and(|me| me < sender) => {
+                                        debug!("keeping our offer to {sender} over theirs");
+                                        continue;
+                                    }
+                                    // A new offer: the peer started over (or won the crossing).
+                                    (true, _) => start!(false, sender),
+                                    (false, Some(_)) => {}
+                                    (false, None) => {
+                                        debug!("ignoring a signal from {sender} outside a handshake");
+                                        continue;
+                                    }
+                                }
+                                if let Some(attempt) = attempts.get(&sender)
+                                    && attempt.signals.unbounded_send(data).is_err()
+                                {
+                                    debug!("ignoring a signal from {sender}: its handshake ended");
                                 }
                             },
                         }
                     }
                     None => {
-                        // The signaling loop ended (server restart, lost
-                        // websocket, ...). This is not fatal while peers are
-                        // connected: their connections live entirely on the
-                        // data channels and keep working; only new handshakes
-                        // are impossible until the application rebuilds the
-                        // socket. `signaling_events` has become terminated,
-                        // so this arm is disabled from here on.
+                        // The signaling loop ended for good (server gone, or no
+                        // reconnect within the limit). This is not fatal while
+                        // peers are connected: their connections live entirely
+                        // on the data channels and keep working; only new
+                        // handshakes are impossible. `signaling_events` has
+                        // become terminated, so this arm is disabled from here
+                        // on.
                         //
                         // With no peer connected, though, there is nothing
                         // left to keep alive, and a socket that can never
                         // gain a peer must end, so that the application
                         // learns the signaling server is gone (e.g. a player
                         // waiting for a match) instead of waiting forever.
-                        if peer_loops.is_empty() {
+                        if live.is_empty() {
                             break Err(SignalingError::StreamExhausted);
                         }
                         // The signals of the handshakes under way can no longer
-                        // arrive: end them.
-                        handshake_signals.clear();
+                        // arrive: end them, and offer no more.
+                        for (_, attempt) in attempts.drain() {
+                            attempt.abort.abort();
+                        }
+                        room.clear();
                         warn!(
                             "signaling connection lost; keeping existing peer \
                             connections, but no new peers can join until the \
@@ -353,41 +612,77 @@ async fn message_loop<M: Messenger>(
                 }
             }
 
-            handshake_result = handshakes.select_next_some() => {
-                let handshake_result = match handshake_result {
+            handshake = handshakes.select_next_some() => {
+                let (peer, number, result) = handshake;
+                if attempts.get(&peer).map(|a| a.number) != Some(number) {
+                    // Replaced or aborted: dropping it closes its connection.
+                    continue;
+                }
+                attempts.remove(&peer);
+                let Some(result) = result else { continue };
+                let handshake_result = match result {
                     Ok(handshake_result) => handshake_result,
                     Err(failure) => {
                         // Only this handshake ends: the peer was never reported
-                        // connected, so it is just dropped.
+                        // connected (or still is, on the connection this one
+                        // would have replaced).
                         warn!("{failure}");
-                        // A later offer from the peer starts a new handshake.
-                        if handshake_signals
-                            .get(&failure.peer_id)
-                            .is_some_and(UnboundedSender::is_closed)
-                        {
-                            handshake_signals.remove(&failure.peer_id);
-                        }
+                        retry_later!(peer);
                         continue;
                     }
                 };
-                data_channels.insert(handshake_result.peer_id, handshake_result.data_channels);
-                if peer_state_tx.unbounded_send((handshake_result.peer_id, PeerState::Connected)).is_err() {
+                debug_assert_eq!(handshake_result.peer_id, peer);
+                failures.remove(&peer);
+                if let Some((_, replaced)) = live.remove(&peer) {
+                    // The peer started over: its old connection is stale.
+                    replaced.abort();
+                    if peer_state_tx.unbounded_send((peer, PeerState::Disconnected)).is_err() {
+                        break Ok(());
+                    }
+                }
+                data_channels.insert(peer, handshake_result.data_channels);
+                if peer_state_tx.unbounded_send((peer, PeerState::Connected)).is_err() {
                     // sending can only fail on socket drop, in which case connected_peers is unavailable, ignore
                     break Ok(());
                 }
-                peer_loops.push(M::peer_loop(handshake_result.peer_id, handshake_result.metadata, candidate_pair_tx.clone()));
+                let (abort, registration) = futures::future::AbortHandle::new_pair();
+                live.insert(peer, (number, abort));
+                let peer_loop = M::peer_loop(peer, handshake_result.metadata, candidate_pair_tx.clone());
+                peer_loops.push(
+                    futures::future::Abortable::new(peer_loop, registration)
+                        .map(move |_| (peer, number)),
+                );
             }
 
-            peer_uuid = peer_loops.select_next_some() => {
-                debug!("peer {peer_uuid} finished");
-                if peer_state_tx.unbounded_send((peer_uuid, PeerState::Disconnected)).is_err() {
+            ended = peer_loops.select_next_some() => {
+                let (peer, number) = ended;
+                if live.get(&peer).map(|(n, _)| *n) != Some(number) {
+                    // A connection that was replaced.
+                    continue;
+                }
+                live.remove(&peer);
+                data_channels.remove(&peer);
+                debug!("peer {peer} finished");
+                if peer_state_tx.unbounded_send((peer, PeerState::Disconnected)).is_err() {
                     // sending can only fail on socket drop, in which case connected_peers is unavailable, ignore
                     break Ok(());
                 }
-                if events_receiver.is_terminated() && peer_loops.is_empty() {
+                if events_receiver.is_terminated() && live.is_empty() {
                     // The last peer is gone and, without signaling, no new
                     // one can join: end the socket (see the `None` arm above).
                     break Err(SignalingError::StreamExhausted);
+                }
+                retry_later!(peer);
+            }
+
+            peer = retries.select_next_some() => {
+                retry_pending.remove(&peer);
+                if room.contains(&peer)
+                    && offer_to.contains(&peer)
+                    && !live.contains_key(&peer)
+                    && !attempts.contains_key(&peer)
+                {
+                    start!(true, peer);
                 }
             }
 

@@ -6,7 +6,7 @@ use crate::{
     Error,
     webrtc_socket::{
         MessageLoopFuture, Packet, PeerEvent, PeerRequest, UseMessenger, UseSignallerBuilder,
-        message_loop, signaling_loop,
+        Resume, message_loop, signaling_loop,
     },
 };
 
@@ -111,6 +111,12 @@ pub(crate) struct SocketConfig {
     pub(crate) attempts: Option<u16>,
     /// Interval at which to send empty requests to the signaling server
     pub(crate) keep_alive_interval: Option<Duration>,
+    /// How long to keep reconnecting to the signaling server after its connection drops
+    /// (`None`: do not reconnect).
+    pub(crate) signaling_resume: Option<Duration>,
+    /// How long a WebRTC handshake may take before it fails (and, if this socket offered, is
+    /// retried).
+    pub(crate) handshake_timeout: Duration,
 }
 
 /// Builder for [`WebRtcSocket`]s.
@@ -138,6 +144,8 @@ impl WebRtcSocketBuilder {
                 channels: Vec::default(),
                 attempts: Some(3),
                 keep_alive_interval: Some(Duration::from_secs(10)),
+                signaling_resume: None,
+                handshake_timeout: Duration::from_secs(20),
             },
             signaller_builder: None,
         }
@@ -168,6 +176,26 @@ impl WebRtcSocketBuilder {
     /// The defaults is 10 seconds.
     pub fn signaling_keep_alive_interval(mut self, interval: Option<Duration>) -> Self {
         self.config.keep_alive_interval = interval;
+        self
+    }
+
+    /// Reconnects to the signaling server, with backoff, for up to `limit` after the
+    /// connection drops (`None`, the default: do not reconnect).
+    ///
+    /// Only useful with a server that gives the reconnecting socket its id again (gamenet's
+    /// signaling server does when the room URL carries `?key=`); a server that assigns another
+    /// id ends signaling for good, as if it had not reconnected. Peer connections are not
+    /// affected either way.
+    pub fn signaling_resume(mut self, limit: Option<Duration>) -> Self {
+        self.config.signaling_resume = limit;
+        self
+    }
+
+    /// How long a WebRTC handshake may take before it fails (default 20 s). A failed
+    /// handshake that this socket offered is retried with backoff while the peer is in the
+    /// room.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
         self
     }
 
@@ -860,13 +888,22 @@ async fn run_socket(
     // must still surface to the caller (as `Error::ConnectionFailed` /
     // `Error::Disconnected` on the message loop future).
     let signaller = builder
-        .new_signaller(config.attempts, config.room_url)
+        .new_signaller(config.attempts, config.room_url.clone())
         .await?;
 
     let (requests_sender, requests_receiver) = futures_channel::mpsc::unbounded::<PeerRequest>();
     let (events_sender, events_receiver) = futures_channel::mpsc::unbounded::<PeerEvent>();
 
-    let signaling_loop_fut = signaling_loop(signaller, requests_receiver, events_sender);
+    let signaling_loop_fut = signaling_loop(
+        signaller,
+        Resume {
+            builder,
+            room_url: config.room_url,
+            limit: config.signaling_resume,
+        },
+        requests_receiver,
+        events_sender,
+    );
 
     let channels = MessageLoopChannels {
         requests_sender,
@@ -882,6 +919,7 @@ async fn run_socket(
         &config.channels,
         channels,
         config.keep_alive_interval,
+        config.handshake_timeout,
     );
 
     let mut message_loop_done = Box::pin(message_loop_fut.fuse());
@@ -1014,6 +1052,8 @@ mod test {
             channels: vec![ChannelConfig::reliable()],
             attempts: Some(1),
             keep_alive_interval: None,
+            signaling_resume: None,
+            handshake_timeout: std::time::Duration::from_secs(20),
         };
 
         let result = run_socket(

@@ -293,6 +293,12 @@ fn a_restarted_handshake_that_times_out_lapses_again() {
     feed(&mut mesh, deadline, peer, HELLO);
     assert_eq!(sent(&mut mesh), Vec::<&str>::new());
     assert_eq!(events(&mut mesh), vec![]);
+    // A new transport connection (the peer reconnected through signaling)
+    // starts a fresh link.
+    mesh.handle_connected(deadline, peer);
+    assert_eq!(sent(&mut mesh), vec!["hello"]);
+    feed(&mut mesh, deadline, peer, HELLO);
+    assert_eq!(sent(&mut mesh), vec!["hello-ack"]);
 }
 
 #[test]
