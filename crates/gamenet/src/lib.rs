@@ -67,7 +67,9 @@ pub use ice::IceServer;
 pub use layer::Transport;
 #[cfg(feature = "memory")]
 pub use layer::{MemoryNetwork, MemoryTransport};
-pub use peer_mesh::{PeerMesh, PeerMeshBuilder, Route};
+pub use peer_mesh::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_SIGNALING_RESUME, PeerMesh, PeerMeshBuilder, Route,
+};
 
 pub use gamenet_core::hash;
 pub use gamenet_core::{

@@ -22,7 +22,37 @@ pub struct PeerMeshBuilder {
     ice_servers: Option<Vec<IceServer>>,
     config: MeshConfig,
     signaling_attempts: Option<u16>,
+    signaling_resume: Option<Duration>,
+    reconnect_key: Option<String>,
+    connect_timeout: Duration,
     conditioner: Option<ConditionerConfig>,
+}
+
+/// How long a mesh keeps reconnecting to the signaling server after losing it
+/// (see [`PeerMeshBuilder::signaling_resume`]).
+pub const DEFAULT_SIGNALING_RESUME: Duration = Duration::from_secs(60);
+
+/// How long a WebRTC connection attempt may take (see
+/// [`PeerMeshBuilder::connect_timeout`]).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The room URL with `key` added as its `key` query parameter, unless it has one.
+fn with_key(room_url: &str, key: &str) -> String {
+    let (base, fragment) = match room_url.split_once('#') {
+        Some((base, fragment)) => (base, Some(fragment)),
+        None => (room_url, None),
+    };
+    let query = base.split_once('?').map(|(_, query)| query);
+    if query.is_some_and(|q| q.split('&').any(|pair| pair.starts_with("key="))) {
+        return room_url.to_owned();
+    }
+    let separator = if query.is_some() { '&' } else { '?' };
+    let mut url = format!("{base}{separator}key={key}");
+    if let Some(fragment) = fragment {
+        url.push('#');
+        url.push_str(fragment);
+    }
+    url
 }
 
 impl PeerMeshBuilder {
@@ -75,6 +105,37 @@ impl PeerMeshBuilder {
         self
     }
 
+    /// How long to keep reconnecting to the signaling server, with backoff,
+    /// after the connection drops (default [`DEFAULT_SIGNALING_RESUME`];
+    /// `None`: never). The server gives the mesh its id back from its
+    /// [reconnect key](Self::reconnect_key), so the room sees no change;
+    /// links to peers are not affected either way.
+    pub fn signaling_resume(mut self, limit: Option<Duration>) -> Self {
+        self.signaling_resume = limit;
+        self
+    }
+
+    /// The secret this mesh's peer id derives from on a `gamenet-signaling`
+    /// server (sent as the room URL's `key` query parameter): the same key
+    /// gets the same id back, after a lost connection or from a restarted
+    /// process. Default: a new random key. Keep it to yourself (anyone with it
+    /// can take the id over) and use it for one room; at least 16 characters
+    /// of `[A-Za-z0-9_-]`. See [`PeerMesh::reconnect_key`].
+    pub fn reconnect_key(mut self, key: impl Into<String>) -> Self {
+        self.reconnect_key = Some(key.into());
+        self
+    }
+
+    /// How long a WebRTC connection attempt with one peer may take (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`]). A failed attempt costs only that link:
+    /// the side that offers tries again with backoff (1 s, doubling up to
+    /// 16 s) while the other is in the room, and likewise after a connection
+    /// that was up ends.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
     /// Passes every outgoing packet through a link conditioner (latency,
     /// jitter, loss, duplication), to try a game on a bad network. Off by default.
     pub fn link_conditioner(mut self, config: ConditionerConfig) -> Self {
@@ -86,10 +147,15 @@ impl PeerMeshBuilder {
     pub fn build(self) -> Result<(PeerMesh, MeshDriver), Error> {
         let ice = merge_ice_servers(self.ice_servers.ok_or(Error::IceServerNotSet)?)?;
         let core = Mesh::new(self.config)?;
+        let key = self
+            .reconnect_key
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         // Channel 0 is reliable, channel 1 unreliable: see `Channel::index`.
-        let (mut socket, driver) = WebRtcSocket::builder(self.room_url)
+        let (mut socket, driver) = WebRtcSocket::builder(with_key(&self.room_url, &key))
             .ice_server(ice)
             .reconnect_attempts(self.signaling_attempts)
+            .signaling_resume(self.signaling_resume)
+            .handshake_timeout(self.connect_timeout)
             .add_channel(ChannelConfig::reliable())
             .add_channel(ChannelConfig::unreliable())
             .build();
@@ -109,6 +175,7 @@ impl PeerMeshBuilder {
         crate::page::close_on_page_hide(&shared);
         let mesh = PeerMesh {
             shared: shared.clone(),
+            key,
         };
         Ok((mesh, MeshDriver::new(driver, shared)))
     }
@@ -146,6 +213,8 @@ impl Route {
 #[derive(Debug)]
 pub struct PeerMesh {
     shared: Shared,
+    /// The reconnect key its peer id derives from.
+    key: String,
 }
 
 impl PeerMesh {
@@ -154,11 +223,21 @@ impl PeerMesh {
     pub fn builder(room_url: impl Into<String>) -> PeerMeshBuilder {
         PeerMeshBuilder {
             room_url: room_url.into(),
+            signaling_resume: Some(DEFAULT_SIGNALING_RESUME),
+            reconnect_key: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             ice_servers: None,
             config: MeshConfig::default(),
             signaling_attempts: Some(3),
             conditioner: None,
         }
+    }
+
+    /// The reconnect key this mesh's id derives from on a `gamenet-signaling`
+    /// server: a process that restarts with it (through
+    /// [`PeerMeshBuilder::reconnect_key`]) gets the same id back.
+    pub fn reconnect_key(&self) -> &str {
+        &self.key
     }
 
     /// This peer's id, once the signaling server has assigned it.
@@ -288,5 +367,27 @@ impl PeerMesh {
 impl Drop for PeerMesh {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_key;
+
+    #[test]
+    fn the_key_goes_into_the_query() {
+        assert_eq!(
+            with_key("ws://h:3000/room", "k1"),
+            "ws://h:3000/room?key=k1"
+        );
+        assert_eq!(
+            with_key("ws://h/room?next=2", "k1"),
+            "ws://h/room?next=2&key=k1"
+        );
+        assert_eq!(with_key("ws://h/room#x", "k1"), "ws://h/room?key=k1#x");
+        assert_eq!(
+            with_key("ws://h/room?key=mine", "k1"),
+            "ws://h/room?key=mine"
+        );
     }
 }

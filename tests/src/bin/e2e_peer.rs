@@ -8,6 +8,9 @@
 //! echo mode sends every message back on the channel it came on. It exits by
 //! itself after its lifetime (default 120 s).
 //!
+//! With `GAMENET_E2E_KEY` set, it joins with that reconnect key (a restarted
+//! process gets its id back).
+//!
 //! ICE servers: none (host candidates only), unless `GAMENET_E2E_ICE` is set to
 //! a `stun:` URL, or to an `http://` URL of a signaling server's `/api/ice`,
 //! which is fetched (that is how a game gets STUN and TURN credentials).
@@ -45,10 +48,13 @@ async fn main() -> anyhow::Result<()> {
         }
         Ok(url) => vec![gamenet::IceServer::stun(url)],
     };
-    let (mesh, driver) = gamenet::PeerMesh::builder(url.as_str())
+    let mut builder = gamenet::PeerMesh::builder(url.as_str())
         .app_id(app.as_str())
-        .ice_servers(ice)
-        .build()?;
+        .ice_servers(ice);
+    if let Ok(key) = std::env::var("GAMENET_E2E_KEY") {
+        builder = builder.reconnect_key(key);
+    }
+    let (mesh, driver) = builder.build()?;
     tokio::spawn(driver);
     let run = serve(mesh, echo);
     match tokio::time::timeout(Duration::from_secs(lifetime), run).await {
