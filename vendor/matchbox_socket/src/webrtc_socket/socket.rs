@@ -962,18 +962,16 @@ async fn run_socket(
             }
 
             sigloop = signaling_loop_done => {
-                // A signaling failure after the initial connection is not
+                // The signaling loop ended for good: the connection dropped
+                // and was not resumed (see `signaling_resume`). This is not
                 // fatal while peers are connected: established peer
-                // connections live entirely on WebRTC data channels and do
-                // not involve the signaling server anymore. Keep the message
-                // loop (and with it every peer connection) running; only new
-                // handshakes are impossible until the application rebuilds
-                // the socket. (Reconnecting the websocket would not restore
-                // them either: rooms live in the server's memory.) This arm
-                // selects on a fused future, so once the signaling loop has
-                // ended, the arm stays disabled; the message loop observes
-                // the same event through its events channel closing, and ends
-                // the socket itself once no peer is left, with this error.
+                // connections live entirely on WebRTC data channels. Keep the
+                // message loop (and with it every peer connection) running;
+                // only new handshakes are impossible. This arm selects on a
+                // fused future, so once the signaling loop has ended, the arm
+                // stays disabled; the message loop observes the same event
+                // through its events channel closing, and ends the socket
+                // itself once no peer is left, with this error.
                 match sigloop {
                     Ok(()) => info!("Signaling loop completed"),
                     Err(e) => {
