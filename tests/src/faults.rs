@@ -91,6 +91,19 @@ pub fn udp_loss_end(probability: f64) {
     iptables("-D", &rule.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
+/// Packets the loss rules of [`udp_loss_start`] dropped so far.
+pub fn udp_loss_drops() -> u64 {
+    let out = Command::new("iptables")
+        .args(["-w", "-L", "INPUT", "-v", "-x", "-n"])
+        .output()
+        .unwrap_or_else(|e| panic!("run iptables ({e}); `cargo xtask setup` installs it"));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("statistic"))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 fn iptables(op: &str, rule: &[&str]) {
     assert!(
         std::env::var_os(NETNS_ENV).is_some(),

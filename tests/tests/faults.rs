@@ -70,25 +70,14 @@ enum Through {
     Rejoining,
 }
 
-/// `players` headless games (mesh disconnect timeout `mesh_timeout`, the
-/// default if `None`) play to frame [`OUTAGE_AT`], lose UDP for `outage`,
+/// `players` headless games (the mesh's default disconnect timeout) play to frame [`OUTAGE_AT`], lose UDP for `outage`,
 /// and play on [`RUN_ON`] frames; the test asserts they played one game
 /// throughout, ended in step, and got `through` as expected, and prints what
 /// it measured.
-async fn play_through_outage(
-    players: usize,
-    outage: Duration,
-    mesh_timeout: Option<Duration>,
-    through: Through,
-) {
+async fn play_through_outage(players: usize, outage: Duration, through: Through) {
     let url = format!("{}/faults?next={players}", start_server().await);
     let mut apps: Vec<App> = (0..players)
-        .map(|i| {
-            arena::headless_app_with(&url, players, i as u64 + 1, |mesh| match mesh_timeout {
-                Some(t) => mesh.disconnect_timeout(t),
-                None => mesh,
-            })
-        })
+        .map(|i| arena::headless_app(&url, players, i as u64 + 1))
         .collect();
     let mut timeline = Timeline::new(&NAMES[..players]);
     let min_confirmed = |t: &Timeline| {
@@ -124,7 +113,7 @@ async fn play_through_outage(
         step(&mut apps, &mut timeline);
     }
 
-    let timeout = mesh_timeout.map_or("default (10 s)".to_owned(), |t| format!("{t:?}"));
+    let timeout = "default (10 s)";
     println!(
         "\n### {players} players, UDP outage of {outage:?}, mesh disconnect timeout {timeout}"
     );
@@ -202,14 +191,14 @@ async fn play_through_outage(
 fn two_players_play_one_game_through_a_1500ms_udp_outage() {
     isolated(
         "two_players_play_one_game_through_a_1500ms_udp_outage",
-        || play_through_outage(2, Duration::from_millis(1500), None, Through::Stalling),
+        || play_through_outage(2, Duration::from_millis(1500), Through::Stalling),
     );
 }
 
 #[test]
 fn two_players_play_one_game_through_a_4s_udp_outage() {
     isolated("two_players_play_one_game_through_a_4s_udp_outage", || {
-        play_through_outage(2, Duration::from_secs(4), None, Through::Stalling)
+        play_through_outage(2, Duration::from_secs(4), Through::Stalling)
     });
 }
 
@@ -217,14 +206,14 @@ fn two_players_play_one_game_through_a_4s_udp_outage() {
 fn three_players_play_one_game_through_a_1500ms_udp_outage() {
     isolated(
         "three_players_play_one_game_through_a_1500ms_udp_outage",
-        || play_through_outage(3, Duration::from_millis(1500), None, Through::Stalling),
+        || play_through_outage(3, Duration::from_millis(1500), Through::Stalling),
     );
 }
 
 #[test]
 fn two_players_play_one_game_through_a_15s_udp_outage() {
     isolated("two_players_play_one_game_through_a_15s_udp_outage", || {
-        play_through_outage(2, Duration::from_secs(15), None, Through::Rejoining)
+        play_through_outage(2, Duration::from_secs(15), Through::Rejoining)
     });
 }
 
@@ -232,7 +221,7 @@ fn two_players_play_one_game_through_a_15s_udp_outage() {
 fn four_players_play_one_game_through_a_15s_udp_outage() {
     isolated(
         "four_players_play_one_game_through_a_15s_udp_outage",
-        || play_through_outage(4, Duration::from_secs(15), None, Through::Rejoining),
+        || play_through_outage(4, Duration::from_secs(15), Through::Rejoining),
     );
 }
 
