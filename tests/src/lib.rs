@@ -22,6 +22,7 @@ use gamenet::{Event, IceServer, PeerId, PeerMesh};
 
 pub mod faults;
 pub mod nat;
+pub mod replication;
 pub mod session;
 
 /// Set inside the namespace, so the test body knows it is there.

@@ -14,10 +14,12 @@
 use std::time::{Duration, Instant};
 
 use bevy_app::App;
+use gamenet::replication::{NetId, ReplicationConfig, ReplicationNet, Replicator, Schema};
 use gamenet::rollback::Frame;
 use gamenet::{Channel, Event, IceServer, PeerId, PeerMesh};
 use gamenet_e2e::faults::{AppTimeline, LinkSample, Timeline, udp_outage_end, udp_outage_start};
-use gamenet_e2e::{isolated, start_server, wait_joined};
+use gamenet_e2e::replication::{Net, TICK, run_for, world};
+use gamenet_e2e::{isolated, join, start_server, wait_joined};
 
 /// The frame every game has confirmed when the outage starts.
 const OUTAGE_AT: Frame = 400;
@@ -222,6 +224,215 @@ fn four_players_play_one_game_through_a_15s_udp_outage() {
     isolated(
         "four_players_play_one_game_through_a_15s_udp_outage",
         || play_through_outage(4, Duration::from_secs(15), Through::Rejoining),
+    );
+}
+
+/// The server's replicator in the replication scenario (the first net).
+fn server(nets: &mut [Option<Net>]) -> &mut Replicator {
+    nets[0]
+        .as_mut()
+        .and_then(|n| n.replicator_mut())
+        .expect("the server's replicator")
+}
+
+/// Entities the server of the replication scenario owns.
+const REPLICATED: u32 = 40;
+
+/// The fields of replicated entity `k` at step `t`.
+fn replicated_fields(t: u32, k: u32) -> Vec<u32> {
+    vec![(t * 3 + k) % 65536, (1000 + t * (k % 5)) % 65536]
+}
+
+/// A server and a client ([`ReplicationNet`]s on real meshes, the default
+/// 10 s disconnect timeout) replicate [`REPLICATED`] moving entities the
+/// server owns; UDP goes for `outage`, during which the server moves them
+/// on, despawns some and spawns others. The test asserts that the client
+/// lost the server (the outage outlasted the timeout) and that within
+/// [`RESYNC_LIMIT`] of UDP's return the client's world is the server's, and
+/// the server's what it made during the outage, then that the client follows
+/// the server's moves again.
+async fn replicated_world_through_outage(outage: Duration) {
+    let url = format!("{}/replicate-outage?next=2", start_server().await);
+    let schema = Schema {
+        types: vec![vec![16, 16]],
+    };
+    let mut nets: Vec<Option<Net>> = (0..2)
+        .map(|_| {
+            let mesh = join(&url, "faults-replication").expect("join");
+            Some(
+                ReplicationNet::new(mesh, ReplicationConfig::default(), schema.clone())
+                    .expect("config"),
+            )
+        })
+        .collect();
+    let peers = |nets: &[Option<Net>], i: usize| {
+        nets[i]
+            .as_ref()
+            .and_then(|n| n.replicator())
+            .map_or(0, |r| r.peers().count())
+    };
+    let world_of = |nets: &[Option<Net>], i: usize| nets[i].as_ref().map(world).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while peers(&nets, 0) + peers(&nets, 1) < 2 {
+        run_for(&mut nets, TICK, |_| {}).await;
+        assert!(Instant::now() < deadline, "the peers never linked");
+    }
+    let mut ids: Vec<NetId> = (0..REPLICATED)
+        .map(|k| {
+            server(&mut nets)
+                .spawn(0, &replicated_fields(0, k))
+                .expect("spawn")
+        })
+        .collect();
+    let mut t = 0;
+    let move_all = |nets: &mut [Option<Net>], ids: &[NetId], t: u32| {
+        let r = server(nets);
+        for (k, id) in ids.iter().enumerate() {
+            r.set(*id, &replicated_fields(t, k as u32)).expect("set");
+        }
+    };
+    run_for(&mut nets, Duration::from_secs(2), |nets| {
+        t += 1;
+        move_all(nets, &ids, t);
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while world_of(&nets, 1) != world_of(&nets, 0) {
+        run_for(&mut nets, TICK, |_| {}).await;
+        assert!(
+            Instant::now() < deadline,
+            "the client never caught up before the outage"
+        );
+    }
+
+    let start = Instant::now();
+    udp_outage_start();
+    // During the outage the server moves everything, despawns a quarter and
+    // spawns as many new ones half-way; the client's peers are sampled.
+    let (mut despawned, mut spawned) = (Vec::new(), Vec::new());
+    let mut client_alone = None;
+    let mut owned_by_client = 0;
+    while start.elapsed() < outage {
+        run_for(&mut nets, TICK, |nets| {
+            t += 1;
+            move_all(nets, &ids, t);
+        })
+        .await;
+        if despawned.is_empty() && start.elapsed() >= outage / 2 {
+            let r = server(&mut nets);
+            despawned = ids.split_off(ids.len() * 3 / 4);
+            for id in &despawned {
+                r.despawn(*id).expect("despawn");
+            }
+            spawned = (0..REPLICATED / 4)
+                .map(|k| r.spawn(0, &replicated_fields(t, 1000 + k)).expect("spawn"))
+                .collect();
+            ids.extend(&spawned);
+        }
+        if client_alone.is_none() && peers(&nets, 1) == 0 {
+            client_alone = Some(start.elapsed());
+            let me = nets[1]
+                .as_ref()
+                .and_then(|n| n.replicator())
+                .map(|r| r.id());
+            owned_by_client = world_of(&nets, 1)
+                .values()
+                .filter(|e| Some(e.owner) == me)
+                .count();
+        }
+    }
+    udp_outage_end();
+    let up = Instant::now();
+    // The server's world as it made it during the outage: the client must
+    // end with exactly this.
+    let expected = world_of(&nets, 0);
+    let server_id = server(&mut nets).id();
+    let mut rejoined = None;
+    let resynced = loop {
+        run_for(&mut nets, TICK, |_| {}).await;
+        if rejoined.is_none() && peers(&nets, 1) == 1 {
+            rejoined = Some(up.elapsed());
+        }
+        let client = world_of(&nets, 1);
+        if client == expected && world_of(&nets, 0) == expected {
+            break Some(up.elapsed());
+        }
+        if up.elapsed() > RESYNC_LIMIT {
+            break None;
+        }
+    };
+    let client = world_of(&nets, 1);
+    let server_now = world_of(&nets, 0);
+    let missing = expected
+        .keys()
+        .filter(|id| !client.contains_key(id))
+        .count();
+    let extra = client
+        .keys()
+        .filter(|id| !expected.contains_key(id))
+        .count();
+    let differ = expected
+        .iter()
+        .filter(|(id, e)| client.get(id).is_some_and(|c| c != *e))
+        .count();
+    let zombies = despawned
+        .iter()
+        .filter(|id| client.contains_key(id) || server_now.contains_key(id))
+        .count();
+    println!(
+        "\n### replication, server and client, UDP outage of {outage:?}, mesh disconnect timeout default (10 s)"
+    );
+    println!(
+        "RESULT replication outage {outage:?}: client lost the server {} into the outage (then owned {owned_by_client} of its entities); \
+         linked again {} after UDP back; client's world = server's {} after UDP back; \
+         {} entities at the end ({} spawned and {} despawned during the outage): {missing} missing at the client, \
+         {extra} extra, {differ} different, {zombies} despawned ones back",
+        client_alone.map_or("never".into(), secs),
+        rejoined.map_or("never".into(), secs),
+        resynced.map_or("never".into(), secs),
+        expected.len(),
+        spawned.len(),
+        despawned.len(),
+    );
+    assert!(
+        client_alone.is_some(),
+        "the client never lost the server: the outage did not outlast the disconnect timeout"
+    );
+    assert_eq!(expected.len(), ids.len(), "the server's own entities");
+    assert!(
+        expected.values().all(|e| e.owner == server_id),
+        "the server owns its world"
+    );
+    assert!(
+        resynced.is_some(),
+        "within {RESYNC_LIMIT:?} of UDP's return the client's world was not the server's: \
+         {missing} missing, {extra} extra, {differ} different; the server's world changed too: {}",
+        server_now != expected
+    );
+    // Replication goes on: the server moves everything, the client follows.
+    run_for(&mut nets, Duration::from_secs(1), |nets| {
+        t += 1;
+        move_all(nets, &ids, t);
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while world_of(&nets, 1) != world_of(&nets, 0) {
+        run_for(&mut nets, TICK, |_| {}).await;
+        assert!(
+            Instant::now() < deadline,
+            "the client stopped following after the resync"
+        );
+    }
+}
+
+/// Longest the client may take, after UDP is back, to have the server's world.
+const RESYNC_LIMIT: Duration = Duration::from_secs(20);
+
+#[test]
+fn a_client_back_after_a_15s_udp_outage_gets_the_servers_replicated_world() {
+    isolated(
+        "a_client_back_after_a_15s_udp_outage_gets_the_servers_replicated_world",
+        || replicated_world_through_outage(Duration::from_secs(15)),
     );
 }
 
