@@ -17,7 +17,10 @@ use bevy_app::App;
 use gamenet::replication::{NetId, ReplicationConfig, ReplicationNet, Replicator, Schema};
 use gamenet::rollback::Frame;
 use gamenet::{Channel, Event, IceServer, PeerId, PeerMesh};
-use gamenet_e2e::faults::{AppTimeline, LinkSample, Timeline, udp_outage_end, udp_outage_start};
+use gamenet_e2e::faults::{
+    AppTimeline, LinkSample, PeerNamespace, ReportedGame, Timeline, udp_outage_end,
+    udp_outage_start,
+};
 use gamenet_e2e::replication::{Net, TICK, run_for, world};
 use gamenet_e2e::{isolated, join, start_server, wait_joined};
 
@@ -423,6 +426,204 @@ async fn replicated_world_through_outage(outage: Duration) {
             "the client stopped following after the resync"
         );
     }
+}
+
+/// The game peer `a` runs in its own namespace for the partition scenario
+/// (run by that scenario, with `GAMENET_E2E_REPORTED_GAME` set; nothing
+/// otherwise).
+#[test]
+#[ignore = "run by three_players_partition_1_from_2_3_for_15s_and_heal"]
+fn partition_reported_game() {
+    ReportedGame::run(arena::headless_app);
+}
+
+/// Three headless games, `a` in a network namespace of its own (a process of
+/// its own: see [`ReportedGame`]), `b` and `c` in the test's; at frame
+/// [`OUTAGE_AT`] `a` loses UDP for `cut` (iptables in its namespace), then
+/// plays on. The test asserts one timeline, that `b` and `c` played on
+/// without `a` while `a` was cut off and stalled, and that all three end in
+/// step with `a` a member again.
+async fn partition_one_from_two(cut: Duration) {
+    let server = start_server().await;
+    let url = format!("{server}/partition?next=3");
+    let ns = PeerNamespace::build(1);
+    let exe = std::env::current_exe().expect("own executable");
+    let mut command = ns.command(&exe.display().to_string());
+    command.args([
+        "partition_reported_game",
+        "--exact",
+        "--include-ignored",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ]);
+    let a = ReportedGame::start(command, &url, 3, 1);
+    let mut apps: Vec<App> = (2..=3)
+        .map(|seed| arena::headless_app(&url, 3, seed))
+        .collect();
+    let mut timeline = Timeline::new(&NAMES[..3]);
+    let step = |apps: &mut [App], timeline: &mut Timeline| {
+        for app in apps.iter_mut() {
+            app.update();
+        }
+        timeline.record_partly(&[None, Some(&apps[0]), Some(&apps[1])]);
+        a.feed(timeline, 0);
+        std::thread::sleep(Duration::from_millis(4));
+    };
+    let min_confirmed = |t: &Timeline| {
+        t.apps()
+            .iter()
+            .map(AppTimeline::confirmed_frame)
+            .min()
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while min_confirmed(&timeline) < OUTAGE_AT {
+        step(&mut apps, &mut timeline);
+        assert!(
+            Instant::now() < deadline,
+            "frame {OUTAGE_AT} never confirmed"
+        );
+    }
+    let down = timeline.mark(&format!("a cut off (UDP in its namespace) for {cut:?}"));
+    ns.cut();
+    while timeline.elapsed() < down + cut {
+        step(&mut apps, &mut timeline);
+    }
+    ns.heal();
+    let up = timeline.mark("a's UDP back");
+    let at_up: Vec<Frame> = timeline
+        .apps()
+        .iter()
+        .map(AppTimeline::confirmed_frame)
+        .collect();
+    let end = at_up.iter().copied().max().unwrap_or(0) + RUN_ON;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while min_confirmed(&timeline) < end && Instant::now() < deadline {
+        step(&mut apps, &mut timeline);
+    }
+    // What a reported in its last lines.
+    std::thread::sleep(Duration::from_millis(100));
+    a.feed(&mut timeline, 0);
+
+    let apps_seen = timeline.apps();
+    let ids: Vec<PeerId> = apps_seen.iter().filter_map(|x| x.id).collect();
+    assert_eq!(ids.len(), 3, "every game has an id");
+    let at_down: Vec<Frame> = apps_seen
+        .iter()
+        .map(|x| x.progress_at(down).map_or(0, |p| p.confirmed))
+        .collect();
+    let cut_off = apps_seen[0]
+        .events
+        .iter()
+        .find(|(t, e)| *t >= down && e.kind() == "CutOff")
+        .map(|(t, _)| *t - down);
+    let dropped_a: Vec<Option<Duration>> = apps_seen[1..]
+        .iter()
+        .map(|x| {
+            x.membership
+                .iter()
+                .find(|(t, m)| *t >= down && !m.contains(&ids[0]))
+                .map(|(t, _)| *t - down)
+        })
+        .collect();
+    // When each confirmed a frame past where it was at the heal, counting
+    // both others as members.
+    let running_again = apps_seen
+        .iter()
+        .zip(&at_up)
+        .map(|(x, &f)| {
+            let others: Vec<PeerId> = ids.iter().copied().filter(|&p| Some(p) != x.id).collect();
+            x.confirmed_past_with(f, up, &others)
+        })
+        .collect::<Option<Vec<_>>>()
+        .and_then(|v| v.into_iter().max());
+    let departures = timeline.departures().len();
+    let one = timeline.check_one_timeline();
+    println!("\n### 3 players, a cut off from b and c for {cut:?} (iptables in a's namespace)");
+    for (k, x) in apps_seen.iter().enumerate() {
+        println!(
+            "{}: confirmed frame {} when a was cut off, {} when it came back, {} at the end",
+            x.name,
+            at_down[k],
+            at_up[k],
+            x.confirmed_frame()
+        );
+    }
+    println!(
+        "RESULT partition {{a}} | {{b,c}} for {cut:?}: a cut off (CutOff) {} into it; b, c dropped a {} into it; \
+         b, c played on {} frames while a moved {}; one game of all three running again {} after a's UDP back; \
+         departures {departures}; one timeline: {}; last common frame {}",
+        cut_off.map_or("never".into(), secs),
+        dropped_a
+            .iter()
+            .map(|d| d.map_or("never".into(), secs))
+            .collect::<Vec<_>>()
+            .join(" / "),
+        at_up[1]
+            .min(at_up[2])
+            .saturating_sub(at_down[1].max(at_down[2])),
+        at_up[0].saturating_sub(at_down[0]),
+        running_again.map_or("never".into(), secs),
+        match &one {
+            Ok(n) => format!("yes ({n} frame checks)"),
+            Err(e) => format!("NO: {e}"),
+        },
+        timeline
+            .last_common_frame()
+            .map_or("none".into(), |(f, same)| format!(
+                "{f} (same checksum: {same})"
+            )),
+    );
+    let window_end = up + running_again.unwrap_or(Duration::from_secs(6)) + Duration::from_secs(1);
+    print!(
+        "{}",
+        timeline.report(down.saturating_sub(Duration::from_millis(300)), window_end)
+    );
+
+    timeline.assert_one_timeline();
+    for (k, x) in apps_seen.iter().enumerate().skip(1) {
+        assert!(
+            at_up[k] >= at_down[k] + 120,
+            "{} did not play on while a was cut off: confirmed {} → {}",
+            x.name,
+            at_down[k],
+            at_up[k]
+        );
+        assert!(
+            dropped_a[k - 1].is_some(),
+            "{} never dropped a from its membership",
+            x.name
+        );
+    }
+    assert!(
+        at_up[0] < at_down[0] + 60,
+        "a, cut off alone, confirmed frames {} → {}: it did not stall",
+        at_down[0],
+        at_up[0]
+    );
+    assert!(cut_off.is_some(), "a was never told it was cut off");
+    assert!(
+        running_again.is_some(),
+        "the three did not play on together after the partition healed"
+    );
+    for x in apps_seen {
+        let members = x.members_at(timeline.elapsed());
+        assert!(
+            ids.iter().all(|p| Some(*p) == x.id || members.contains(p)),
+            "{} ends without every player a member: {members:?}",
+            x.name
+        );
+    }
+    timeline.assert_in_step(end - RUN_ON / 2);
+}
+
+#[test]
+fn three_players_partition_1_from_2_3_for_15s_and_heal() {
+    isolated(
+        "three_players_partition_1_from_2_3_for_15s_and_heal",
+        || partition_one_from_two(Duration::from_secs(15)),
+    );
 }
 
 /// Longest the client may take, after UDP is back, to have the server's world.
