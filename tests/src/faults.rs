@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::marker::PhantomData;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -883,15 +883,7 @@ impl ReportedGame {
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the reported game");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = crate::read_lines(child.stdout.take().expect("stdout"));
         Self { child, lines }
     }
 

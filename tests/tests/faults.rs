@@ -11,10 +11,13 @@
 //! `iptables` (`cargo xtask setup` installs it) and run as root or in a user
 //! namespace.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bevy_app::App;
-use gamenet::replication::{NetId, ReplicationConfig, ReplicationNet, Replicator, Schema};
+use gamenet::replication::{
+    EntityState, NetId, ReplicationConfig, ReplicationNet, Replicator, Schema,
+};
 use gamenet::rollback::Frame;
 use gamenet::{Channel, Event, IceServer, PeerId, PeerMesh};
 use gamenet_e2e::faults::{
@@ -43,6 +46,24 @@ fn step(apps: &mut [App], timeline: &mut Timeline) {
     }
     timeline.record(&apps.iter().collect::<Vec<_>>());
     std::thread::sleep(Duration::from_millis(4));
+}
+
+/// The lowest confirmed frame of the apps.
+fn min_confirmed(t: &Timeline) -> Frame {
+    t.apps()
+        .iter()
+        .map(AppTimeline::confirmed_frame)
+        .min()
+        .unwrap_or(0)
+}
+
+/// Steps until every app confirmed `frame`; fails after a minute.
+fn play_to(frame: Frame, timeline: &mut Timeline, mut step: impl FnMut(&mut Timeline)) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while min_confirmed(timeline) < frame {
+        step(timeline);
+        assert!(Instant::now() < deadline, "frame {frame} never confirmed");
+    }
 }
 
 /// How long after `since` the app's mesh first received a packet from
@@ -85,21 +106,7 @@ async fn play_through_outage(players: usize, outage: Duration, through: Through)
         .map(|i| arena::headless_app(&url, players, i as u64 + 1))
         .collect();
     let mut timeline = Timeline::new(&NAMES[..players]);
-    let min_confirmed = |t: &Timeline| {
-        t.apps()
-            .iter()
-            .map(AppTimeline::confirmed_frame)
-            .min()
-            .unwrap_or(0)
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while min_confirmed(&timeline) < OUTAGE_AT {
-        step(&mut apps, &mut timeline);
-        assert!(
-            Instant::now() < deadline,
-            "frame {OUTAGE_AT} never confirmed"
-        );
-    }
+    play_to(OUTAGE_AT, &mut timeline, |t| step(&mut apps, t));
     let down = timeline.mark(&format!("UDP outage of {outage:?} starts"));
     udp_outage_start();
     while timeline.elapsed() < down + outage {
@@ -238,6 +245,38 @@ fn server(nets: &mut [Option<Net>]) -> &mut Replicator {
         .expect("the server's replicator")
 }
 
+/// The server moves every entity of `ids` to step `t`.
+fn move_all(nets: &mut [Option<Net>], ids: &[NetId], t: u32) {
+    let r = server(nets);
+    for (k, id) in ids.iter().enumerate() {
+        r.set(*id, &replicated_fields(t, k as u32)).expect("set");
+    }
+}
+
+/// Every entity net `i` knows.
+fn world_of(nets: &[Option<Net>], i: usize) -> BTreeMap<NetId, EntityState> {
+    nets[i].as_ref().map(world).unwrap_or_default()
+}
+
+/// The server moves its entities for a second from step `t`; the client
+/// must have its world within 5 s after. Returns the step reached.
+async fn move_and_follow(nets: &mut [Option<Net>], ids: &[NetId], mut t: u32, when: &str) -> u32 {
+    run_for(nets, Duration::from_secs(1), |nets| {
+        t += 1;
+        move_all(nets, ids, t);
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while world_of(nets, 1) != world_of(nets, 0) {
+        run_for(nets, TICK, |_| {}).await;
+        assert!(
+            Instant::now() < deadline,
+            "the client did not follow the server {when}"
+        );
+    }
+    t
+}
+
 /// Entities the server of the replication scenario owns.
 const REPLICATED: u32 = 40;
 
@@ -274,7 +313,6 @@ async fn replicated_world_through_outage(outage: Duration) {
             .and_then(|n| n.replicator())
             .map_or(0, |r| r.peers().count())
     };
-    let world_of = |nets: &[Option<Net>], i: usize| nets[i].as_ref().map(world).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(30);
     while peers(&nets, 0) + peers(&nets, 1) < 2 {
         run_for(&mut nets, TICK, |_| {}).await;
@@ -288,25 +326,7 @@ async fn replicated_world_through_outage(outage: Duration) {
         })
         .collect();
     let mut t = 0;
-    let move_all = |nets: &mut [Option<Net>], ids: &[NetId], t: u32| {
-        let r = server(nets);
-        for (k, id) in ids.iter().enumerate() {
-            r.set(*id, &replicated_fields(t, k as u32)).expect("set");
-        }
-    };
-    run_for(&mut nets, Duration::from_secs(2), |nets| {
-        t += 1;
-        move_all(nets, &ids, t);
-    })
-    .await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while world_of(&nets, 1) != world_of(&nets, 0) {
-        run_for(&mut nets, TICK, |_| {}).await;
-        assert!(
-            Instant::now() < deadline,
-            "the client never caught up before the outage"
-        );
-    }
+    t = move_and_follow(&mut nets, &ids, t, "before the outage").await;
 
     let start = Instant::now();
     udp_outage_start();
@@ -413,19 +433,7 @@ async fn replicated_world_through_outage(outage: Duration) {
         server_now != expected
     );
     // Replication goes on: the server moves everything, the client follows.
-    run_for(&mut nets, Duration::from_secs(1), |nets| {
-        t += 1;
-        move_all(nets, &ids, t);
-    })
-    .await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while world_of(&nets, 1) != world_of(&nets, 0) {
-        run_for(&mut nets, TICK, |_| {}).await;
-        assert!(
-            Instant::now() < deadline,
-            "the client stopped following after the resync"
-        );
-    }
+    move_and_follow(&mut nets, &ids, t, "after the resync").await;
 }
 
 /// The game peer `a` runs in its own namespace for the partition scenario
@@ -470,21 +478,7 @@ async fn partition_one_from_two(cut: Duration) {
         a.feed(timeline, 0);
         std::thread::sleep(Duration::from_millis(4));
     };
-    let min_confirmed = |t: &Timeline| {
-        t.apps()
-            .iter()
-            .map(AppTimeline::confirmed_frame)
-            .min()
-            .unwrap_or(0)
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while min_confirmed(&timeline) < OUTAGE_AT {
-        step(&mut apps, &mut timeline);
-        assert!(
-            Instant::now() < deadline,
-            "frame {OUTAGE_AT} never confirmed"
-        );
-    }
+    play_to(OUTAGE_AT, &mut timeline, |t| step(&mut apps, t));
     let down = timeline.mark(&format!("a cut off (UDP in its namespace) for {cut:?}"));
     ns.cut();
     while timeline.elapsed() < down + cut {
