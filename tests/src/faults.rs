@@ -20,8 +20,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::marker::PhantomData;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bevy_app::App;
@@ -91,6 +93,19 @@ pub fn udp_loss_end(probability: f64) {
     iptables("-D", &rule.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
+/// Packets the loss rules of [`udp_loss_start`] dropped so far.
+pub fn udp_loss_drops() -> u64 {
+    let out = Command::new("iptables")
+        .args(["-w", "-L", "INPUT", "-v", "-x", "-n"])
+        .output()
+        .unwrap_or_else(|e| panic!("run iptables ({e}); `cargo xtask setup` installs it"));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("statistic"))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 fn iptables(op: &str, rule: &[&str]) {
     assert!(
         std::env::var_os(NETNS_ENV).is_some(),
@@ -144,6 +159,16 @@ pub enum Seen {
         /// Why.
         reason: LeaveReason,
     },
+    /// Something a game in another process was told ([`ReportedGame`]).
+    Reported {
+        /// What kind: a [`RollbackEvent`] variant's name, `PeerJoined` or
+        /// `PeerLeft`.
+        kind: String,
+        /// What, as that process showed it.
+        text: String,
+        /// Whether it is a departure ([`Seen::is_departure`]).
+        departure: bool,
+    },
 }
 
 impl Seen {
@@ -152,8 +177,31 @@ impl Seen {
     pub fn is_departure(&self) -> bool {
         matches!(
             self,
-            Seen::Session(RollbackEvent::Disconnected { .. }) | Seen::PeerLeft { .. }
+            Seen::Session(RollbackEvent::Disconnected { .. })
+                | Seen::PeerLeft { .. }
+                | Seen::Reported {
+                    departure: true,
+                    ..
+                }
         )
+    }
+
+    /// What kind of happening it is: a [`RollbackEvent`] variant's name,
+    /// `PeerJoined` or `PeerLeft`.
+    pub fn kind(&self) -> String {
+        match self {
+            Seen::Session(e) => {
+                let shown = format!("{e:?}");
+                shown
+                    .split(|c: char| !c.is_alphanumeric())
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            }
+            Seen::PeerJoined(_) => "PeerJoined".to_owned(),
+            Seen::PeerLeft { .. } => "PeerLeft".to_owned(),
+            Seen::Reported { kind, .. } => kind.clone(),
+        }
     }
 }
 
@@ -378,6 +426,8 @@ fn read_new<M: Message>(world: &World, cursor: &mut MessageCursor<M>, mut f: imp
 #[derive(Debug)]
 pub struct Timeline<I: Input = u8> {
     start: Instant,
+    /// The start in milliseconds since the Unix epoch, for other processes.
+    epoch_ms: u128,
     apps: Vec<AppTimeline>,
     marks: Vec<(Duration, String)>,
     last_sample: Option<Duration>,
@@ -389,6 +439,7 @@ impl<I: Input> Timeline<I> {
     pub fn new(names: &[&str]) -> Self {
         Self {
             start: Instant::now(),
+            epoch_ms: crate::unix_ms(),
             apps: names.iter().map(|n| AppTimeline::new(n)).collect(),
             marks: Vec::new(),
             last_sample: None,
@@ -415,6 +466,12 @@ impl<I: Input> Timeline<I> {
 
     /// Records what `apps` (in the order of the names) see now.
     pub fn record(&mut self, apps: &[&App]) {
+        self.record_partly(&apps.iter().map(|a| Some(*a)).collect::<Vec<_>>());
+    }
+
+    /// Records what the apps of this process see now, `None` for those that
+    /// run in another process ([`Timeline::feed`] takes in what they report).
+    pub fn record_partly(&mut self, apps: &[Option<&App>]) {
         assert_eq!(apps.len(), self.apps.len(), "one app per name");
         let at = self.elapsed();
         let sample = self.last_sample.is_none_or(|t| at >= t + LINK_SAMPLE);
@@ -422,7 +479,62 @@ impl<I: Input> Timeline<I> {
             self.last_sample = Some(at);
         }
         for (rec, app) in self.apps.iter_mut().zip(apps) {
-            rec.record::<I>(app.world(), at, sample);
+            if let Some(app) = app {
+                rec.record::<I>(app.world(), at, sample);
+            }
+        }
+    }
+
+    /// Takes in one line a [`ReportedGame`] printed, for the app at `index`.
+    pub fn feed(&mut self, index: usize, line: &str) {
+        let epoch = self.epoch_ms;
+        let at = |ms: &str| {
+            let ms: u128 = ms.parse().unwrap_or(epoch);
+            Duration::from_millis(ms.saturating_sub(epoch) as u64)
+        };
+        let peers = |list: &str| -> Vec<PeerId> {
+            list.split(',')
+                .filter_map(|p| p.parse().ok().map(PeerId))
+                .collect()
+        };
+        let app = &mut self.apps[index];
+        let mut words = line.splitn(6, ' ');
+        match (words.next(), words.next(), words.next(), words.next()) {
+            (Some("id"), Some(id), ..) => app.id = id.parse().ok().map(PeerId),
+            (Some("p"), Some(ms), Some(current), Some(confirmed)) => {
+                app.progress.push(Progress {
+                    at: at(ms),
+                    current: current.parse().unwrap_or(0),
+                    confirmed: confirmed.parse().unwrap_or(0),
+                });
+            }
+            (Some("m"), Some(ms), Some(members), _) => {
+                app.membership.push((at(ms), peers(members)));
+            }
+            (Some("c"), Some(frame), Some(checksum), Some(ms)) => {
+                let members = words.next().map(peers).unwrap_or_default();
+                let joined = words.next().map(peers).unwrap_or_default();
+                if let (Ok(frame), Ok(checksum)) = (frame.parse(), checksum.parse()) {
+                    app.confirmed.insert(
+                        frame,
+                        Confirmed {
+                            checksum,
+                            members,
+                            joined,
+                            at: at(ms),
+                        },
+                    );
+                }
+            }
+            (Some("e"), Some(ms), Some(kind), Some(departure)) => {
+                let seen = Seen::Reported {
+                    kind: kind.to_owned(),
+                    text: words.collect::<Vec<_>>().join(" "),
+                    departure: departure == "1",
+                };
+                app.events.push((at(ms), seen));
+            }
+            _ => {}
         }
     }
 
@@ -560,6 +672,7 @@ impl<I: Input> Timeline<I> {
         match seen {
             Seen::PeerJoined(p) => format!("mesh joined {}", n(p)),
             Seen::PeerLeft { peer, reason } => format!("mesh lost {} ({reason})", n(peer)),
+            Seen::Reported { text, .. } => text.clone(),
             Seen::Session(e) => match e {
                 RollbackEvent::Synchronizing { peer } => format!("synchronizing {}", n(peer)),
                 RollbackEvent::Synchronized { peer } => format!("synchronized {}", n(peer)),
@@ -617,7 +730,8 @@ impl<I: Input> Timeline<I> {
             out,
             "  time    per app: current/confirmed frame, packets in per peer (since the sample before)"
         );
-        let Some(first) = self.apps.first() else {
+        // Apps in another process have no samples of their own.
+        let Some(first) = self.apps.iter().max_by_key(|a| a.links.len()) else {
             return out;
         };
         // Runs of samples alike but for the time are shown once.
@@ -676,5 +790,217 @@ impl<I: Input> Timeline<I> {
         }
         flush(&mut out, &mut same);
         out
+    }
+}
+
+/// What of a one-app timeline was printed already.
+#[derive(Debug, Default)]
+struct Printed {
+    progress: usize,
+    membership: usize,
+    events: usize,
+    confirmed: Option<Frame>,
+}
+
+/// Lines a process that runs one game prints, [`Timeline::feed`] takes in.
+fn report_lines(timeline: &Timeline, printed: &mut Printed, out: &mut Vec<String>) {
+    let epoch = timeline.epoch_ms;
+    let ms = |at: Duration| epoch + at.as_millis();
+    let list = |peers: &[PeerId]| {
+        let ids: Vec<String> = peers.iter().map(|p| p.0.to_string()).collect();
+        if ids.is_empty() {
+            "-".to_owned()
+        } else {
+            ids.join(",")
+        }
+    };
+    let app = &timeline.apps[0];
+    if printed.progress == 0
+        && let Some(id) = app.id
+    {
+        out.push(format!("id {}", id.0));
+    }
+    // Progress: only steps where a frame moved, and the last.
+    let new = &app.progress[printed.progress..];
+    for (k, p) in new.iter().enumerate() {
+        let before = (printed.progress + k)
+            .checked_sub(1)
+            .map(|i| app.progress[i]);
+        if before.is_none_or(|b| (b.current, b.confirmed) != (p.current, p.confirmed))
+            || k + 1 == new.len()
+        {
+            out.push(format!("p {} {} {}", ms(p.at), p.current, p.confirmed));
+        }
+    }
+    printed.progress = app.progress.len();
+    for (at, members) in &app.membership[printed.membership..] {
+        out.push(format!("m {} {}", ms(*at), list(members)));
+    }
+    printed.membership = app.membership.len();
+    for (at, seen) in &app.events[printed.events..] {
+        out.push(format!(
+            "e {} {} {} {}",
+            ms(*at),
+            seen.kind(),
+            u8::from(seen.is_departure()),
+            timeline.show(seen)
+        ));
+    }
+    printed.events = app.events.len();
+    let from = printed.confirmed.map_or(0, |f| f + 1);
+    for (frame, c) in app.confirmed.range(from..) {
+        out.push(format!(
+            "c {frame} {} {} {} {}",
+            c.checksum,
+            ms(c.at),
+            list(&c.members),
+            list(&c.joined)
+        ));
+        printed.confirmed = Some(*frame);
+    }
+}
+
+/// Set for a process that runs one reported game ([`ReportedGame::run`]):
+/// the room URL, the number of players and the seed, space-separated.
+pub const REPORTED_GAME_ENV: &str = "GAMENET_E2E_REPORTED_GAME";
+
+/// A headless arena game run in another process (in a network namespace of
+/// its own, say), which prints what it sees for [`Timeline::feed`]; it ends
+/// when its standard input closes, or when dropped.
+pub struct ReportedGame {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl ReportedGame {
+    /// Starts `command` (the test binary running the test that calls
+    /// [`ReportedGame::run`]) with [`REPORTED_GAME_ENV`] set.
+    pub fn start(mut command: Command, url: &str, players: usize, seed: u64) -> Self {
+        let mut child = command
+            .env(REPORTED_GAME_ENV, format!("{url} {players} {seed}"))
+            .env(crate::NETNS_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the reported game");
+        let lines = crate::read_lines(child.stdout.take().expect("stdout"));
+        Self { child, lines }
+    }
+
+    /// Feeds what the game printed since the last call to `timeline`, as the
+    /// app at `index`.
+    pub fn feed<I: Input>(&self, timeline: &mut Timeline<I>, index: usize) {
+        while let Ok(line) = self.lines.try_recv() {
+            timeline.feed(index, &line);
+        }
+    }
+
+    /// In the process [`ReportedGame::start`] started: runs the game it asks
+    /// for and prints what it sees until standard input closes (or for
+    /// [`crate::TEST_LIMIT`]); does nothing elsewhere.
+    pub fn run(make: impl FnOnce(&str, usize, u64) -> App) {
+        let Some(args) = std::env::var_os(REPORTED_GAME_ENV) else {
+            return;
+        };
+        let args = args.to_string_lossy().into_owned();
+        let mut words = args.split(' ');
+        let (Some(url), Some(players), Some(seed)) = (words.next(), words.next(), words.next())
+        else {
+            panic!("{REPORTED_GAME_ENV}: {args}");
+        };
+        let mut app = make(
+            url,
+            players.parse().expect("players"),
+            seed.parse().expect("seed"),
+        );
+        let closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = closed.clone();
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        let mut timeline = Timeline::<u8>::new(&["reported"]);
+        let mut printed = Printed::default();
+        let start = Instant::now();
+        let mut out = Vec::new();
+        while !closed.load(std::sync::atomic::Ordering::Relaxed)
+            && start.elapsed() < crate::TEST_LIMIT
+        {
+            app.update();
+            timeline.record(&[&app]);
+            report_lines(&timeline, &mut printed, &mut out);
+            if !out.is_empty() {
+                let mut stdout = std::io::stdout().lock();
+                for line in out.drain(..) {
+                    let _ = writeln!(stdout, "{line}");
+                }
+                let _ = stdout.flush();
+            }
+            std::thread::sleep(Duration::from_millis(4));
+        }
+    }
+}
+
+impl Drop for ReportedGame {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A network namespace of its own for one peer, nested in a test's
+/// ([`crate::isolated`]): a veth pair to the test's namespace, which routes
+/// it to [`crate::HOST`] (the signaling server) and to the peers there.
+///
+/// ```text
+///  test's namespace 10.78.N.1 (pvN) ── eth0 10.78.N.2 peer's namespace
+/// ```
+pub struct PeerNamespace {
+    ns: crate::nat::Namespace,
+}
+
+impl PeerNamespace {
+    /// Builds namespace `n` (1 to 200).
+    pub fn build(n: u8) -> Self {
+        let ns = crate::nat::Namespace::new();
+        ns.wait_entered();
+        crate::nat::run(
+            "sh",
+            &[
+                "-ec",
+                &format!(
+                    "ip link add pv{n} type veth peer name pe{n} && \
+                     ip addr add 10.78.{n}.1/24 dev pv{n} && ip link set pv{n} up && \
+                     ip link set pe{n} netns {pid}",
+                    pid = ns.pid()
+                ),
+            ],
+        );
+        ns.sh(&format!(
+            "ip link set lo up && ip link set pe{n} name eth0 && \
+             ip addr add 10.78.{n}.2/24 dev eth0 && ip link set eth0 up && \
+             ip route add default via 10.78.{n}.1"
+        ));
+        Self { ns }
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        self.ns.command(program)
+    }
+
+    /// Drops every UDP packet into and out of the namespace (its peer's
+    /// WebRTC links; the signaling server's TCP stays) until
+    /// [`PeerNamespace::heal`].
+    pub fn cut(&self) {
+        self.ns
+            .sh("iptables -w -I INPUT -p udp -j DROP && iptables -w -I OUTPUT -p udp -j DROP");
+    }
+
+    /// Ends what [`PeerNamespace::cut`] began.
+    pub fn heal(&self) {
+        self.ns
+            .sh("iptables -w -D INPUT -p udp -j DROP && iptables -w -D OUTPUT -p udp -j DROP");
     }
 }

@@ -22,6 +22,8 @@ use gamenet::{Event, IceServer, PeerId, PeerMesh};
 
 pub mod faults;
 pub mod nat;
+pub mod replication;
+pub mod session;
 
 /// Set inside the namespace, so the test body knows it is there.
 pub const NETNS_ENV: &str = "GAMENET_E2E_NETNS";
@@ -191,6 +193,19 @@ pub fn unix_ms() -> u128 {
         .unwrap_or(0)
 }
 
+/// The lines a child process prints, as they come (read on a thread).
+pub(crate) fn read_lines(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
 /// A scripted peer (`e2e-peer`) in its own process; its output lines are collected.
 pub struct PeerProcess {
     child: Child,
@@ -222,15 +237,7 @@ impl PeerProcess {
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn e2e-peer");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = read_lines(child.stdout.take().expect("stdout"));
         Self { child, lines }
     }
 

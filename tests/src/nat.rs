@@ -19,10 +19,10 @@ use std::time::Duration;
 pub const INTERNET: &str = "10.99.0.1";
 
 /// A namespace kept alive by a `sleep` process in it, entered with `nsenter`.
-struct Namespace(Child);
+pub(crate) struct Namespace(Child);
 
 impl Namespace {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let child = Command::new("unshare")
             .args(["-n", "sleep", "600"])
             .spawn()
@@ -30,17 +30,30 @@ impl Namespace {
         Self(child)
     }
 
-    fn pid(&self) -> String {
+    pub(crate) fn pid(&self) -> String {
         self.0.id().to_string()
     }
 
+    /// Waits until `unshare` has moved the holder into its namespace.
+    pub(crate) fn wait_entered(&self) {
+        let own = std::fs::read_link("/proc/self/ns/net").ok();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::read_link(format!("/proc/{}/ns/net", self.pid())).ok() == own {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "unshare did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Runs shell commands inside the namespace; they must succeed.
-    fn sh(&self, script: &str) {
+    pub(crate) fn sh(&self, script: &str) {
         run("nsenter", &["-t", &self.pid(), "-n", "sh", "-ec", script]);
     }
 
     /// A command that runs inside the namespace.
-    fn command(&self, program: &str) -> Command {
+    pub(crate) fn command(&self, program: &str) -> Command {
         let mut command = Command::new("nsenter");
         command.args(["-t", &self.pid(), "-n", program]);
         command
@@ -54,7 +67,7 @@ impl Drop for Namespace {
     }
 }
 
-fn run(program: &str, args: &[&str]) {
+pub(crate) fn run(program: &str, args: &[&str]) {
     let output = Command::new(program)
         .args(args)
         .output()
@@ -91,15 +104,7 @@ impl NatLab {
         };
         // Wait until `unshare` has moved each holder into its namespace.
         for ns in lab.peers.iter().chain(&lab.nats) {
-            let own = std::fs::read_link("/proc/self/ns/net").ok();
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            while std::fs::read_link(format!("/proc/{}/ns/net", ns.pid())).ok() == own {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "unshare did not start"
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            ns.wait_entered();
         }
         for (i, side) in ["a", "b"].into_iter().enumerate() {
             let n = i + 1;

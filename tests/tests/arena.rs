@@ -6,17 +6,9 @@ use std::time::{Duration, Instant};
 use arena::{Ball, Score};
 use bevy_app::App;
 use bevy_gamenet::replication::Remote;
-use bevy_gamenet::rollback::RollbackSocket;
 use gamenet::rollback::Frame;
+use gamenet_e2e::session::confirmed_checksum;
 use gamenet_e2e::{isolated, start_server};
-
-fn checksum_at(app: &App, frame: Frame) -> Option<u64> {
-    app.world()
-        .resource::<RollbackSocket<u8>>()
-        .session()?
-        .confirmed_checksum(frame)
-        .map(|c| c.total)
-}
 
 /// The ball as this app sees it, and whether another peer owns it.
 fn ball(app: &mut App) -> Option<(Ball, bool)> {
@@ -45,11 +37,16 @@ fn two_headless_games_agree_and_the_ball_survives_its_owner_leaving() {
             let mut b = arena::headless_app(&url, 2, 2);
             const TARGET: Frame = 608;
             let deadline = Instant::now() + Duration::from_secs(60);
-            while checksum_at(&a, TARGET).is_none() || checksum_at(&b, TARGET).is_none() {
+            while confirmed_checksum(&a, TARGET).is_none()
+                || confirmed_checksum(&b, TARGET).is_none()
+            {
                 step(&mut [&mut a, &mut b]);
                 assert!(Instant::now() < deadline, "frame {TARGET} never confirmed");
             }
-            let (ca, cb) = (checksum_at(&a, TARGET), checksum_at(&b, TARGET));
+            let (ca, cb) = (
+                confirmed_checksum(&a, TARGET),
+                confirmed_checksum(&b, TARGET),
+            );
             println!("frame {TARGET}: checksums {ca:x?} / {cb:x?}");
             assert_eq!(ca, cb);
             // One ball, owned by one of them, seen by both.

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use gamenet::PeerMesh;
 use gamenet::replication::{NetId, ReplicationConfig, ReplicationEvent, ReplicationNet, Schema};
+use gamenet_e2e::replication::{Net, TICK, run_for};
 use gamenet_e2e::{isolated, join, start_server};
-
-const TICK: Duration = Duration::from_micros(16_667);
 
 fn schema() -> Schema {
     Schema {
@@ -23,25 +22,6 @@ fn fields(t: u32, k: u32) -> Vec<u32> {
         (t * (k % 4) + 100) % 65536,
         (t + k) % 512,
     ]
-}
-
-type Net = ReplicationNet<PeerMesh>;
-
-async fn run_for(
-    nets: &mut [Option<Net>],
-    d: Duration,
-    mut each_tick: impl FnMut(&mut [Option<Net>]),
-) {
-    let end = tokio::time::Instant::now() + d;
-    while tokio::time::Instant::now() < end {
-        each_tick(nets);
-        for net in nets.iter_mut().flatten() {
-            net.update();
-            net.tick();
-            while net.poll_event().is_some() {}
-        }
-        tokio::time::sleep(TICK).await;
-    }
 }
 
 fn agree(nets: &[Option<Net>], ids: &[NetId]) -> bool {

@@ -3,7 +3,6 @@
 //! random loss of UDP packets once the game runs (iptables in the namespace)
 //! and 50 ms added delay each way (gamenet's link conditioner).
 
-use std::process::Command;
 use std::time::Duration;
 
 use bevy_app::{App, Startup, Update};
@@ -19,6 +18,8 @@ use bevy_gamenet::rollback::{
 use gamenet::replication::ReplicationConfig;
 use gamenet::rollback::{Frame, InputStatus, RollbackConfig, RollbackEvent, RollbackStart};
 use gamenet::{Channel, ConditionerConfig, IceServer, PeerMesh};
+use gamenet_e2e::faults::{udp_loss_drops, udp_loss_start};
+use gamenet_e2e::session::{confirmed_checksum, confirmed_frame};
 use gamenet_e2e::{isolated, start_server};
 use serde::{Deserialize, Serialize};
 
@@ -139,56 +140,6 @@ fn events(app: &mut App) -> Vec<RollbackEvent> {
         .collect()
 }
 
-fn session_frame(app: &App) -> Frame {
-    app.world()
-        .resource::<RollbackSocket<u8>>()
-        .session()
-        .map(|s| s.confirmed_frame())
-        .unwrap_or(0)
-}
-
-fn confirmed_checksum(app: &App, frame: Frame) -> Option<u64> {
-    app.world()
-        .resource::<RollbackSocket<u8>>()
-        .session()?
-        .confirmed_checksum(frame)
-        .map(|c| c.total)
-}
-
-/// Drops 5 % of the UDP packets that reach any socket in the namespace.
-fn lossy_link() {
-    let status = Command::new("iptables")
-        .args([
-            "-A",
-            "INPUT",
-            "-p",
-            "udp",
-            "-m",
-            "statistic",
-            "--mode",
-            "random",
-            "--probability",
-            "0.05",
-            "-j",
-            "DROP",
-        ])
-        .status()
-        .expect("run iptables");
-    assert!(status.success(), "iptables failed: {status}");
-}
-
-fn udp_drops() -> u64 {
-    let out = Command::new("iptables")
-        .args(["-L", "INPUT", "-v", "-x", "-n"])
-        .output()
-        .expect("run iptables");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find(|l| l.contains("statistic"))
-        .and_then(|l| l.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn two_bevy_peers_roll_back_in_step_over_a_lossy_delayed_link() {
     isolated(
@@ -207,8 +158,8 @@ fn two_bevy_peers_roll_back_in_step_over_a_lossy_delayed_link() {
                 // that fails under loss takes matchbox_socket 0.15's whole
                 // socket down (see `gamenet::Error::Driver`), and the handshake
                 // is not what this test is about.
-                if !lossy && session_frame(&a) > 0 && session_frame(&b) > 0 {
-                    lossy_link();
+                if !lossy && confirmed_frame(&a) > 0 && confirmed_frame(&b) > 0 {
+                    udp_loss_start(0.05);
                     lossy = true;
                 }
                 seen.extend(events(&mut a));
@@ -244,7 +195,7 @@ fn two_bevy_peers_roll_back_in_step_over_a_lossy_delayed_link() {
                     stats.rollbacks > 0,
                     "{name}: a lossy, delayed link must roll back"
                 );
-                assert!(session_frame(app) >= TARGET);
+                assert!(confirmed_frame(app) >= TARGET);
             }
             // The plugin's diagnostics see the same link.
             for (name, app) in [("a", &a), ("b", &b)] {
@@ -266,7 +217,7 @@ fn two_bevy_peers_roll_back_in_step_over_a_lossy_delayed_link() {
                 assert!(bytes_in > 0.0);
                 assert_eq!(desyncs, 0.0);
             }
-            let drops = udp_drops();
+            let drops = udp_loss_drops();
             println!("iptables dropped {drops} UDP packets");
             assert!(drops > 0, "the lossy rule dropped nothing");
             // Application messages ride the same mesh and reach the other
@@ -351,7 +302,7 @@ fn a_bevy_peer_late_joins_a_running_game_and_ends_in_step() {
             let mut b = game(&url, 66, 1, 3, RollbackStart::Players(2));
             let mut seen = Vec::new();
             // The first two play for a while.
-            while session_frame(&a) < 300 || session_frame(&b) < 300 {
+            while confirmed_frame(&a) < 300 || confirmed_frame(&b) < 300 {
                 a.update();
                 b.update();
                 seen.extend(events(&mut a));
@@ -466,8 +417,8 @@ fn rollback_and_replication_share_one_mesh() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "b's score {score:?}, frames {} / {}",
-                session_frame(&a),
-                session_frame(&b)
+                confirmed_frame(&a),
+                confirmed_frame(&b)
             );
             std::thread::sleep(Duration::from_millis(2));
         };

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use bevy_app::App;
 use bevy_ecs::message::{MessageCursor, Messages};
-use bevy_gamenet::rollback::{RollbackSocket, SessionEvent};
+use bevy_gamenet::rollback::SessionEvent;
 use gamenet::rollback::{Frame, RollbackEvent};
 use gamenet_e2e::faults::{udp_loss_end, udp_loss_start, udp_outage_end, udp_outage_start};
+use gamenet_e2e::session::{confirmed_checksum, confirmed_frame};
 use gamenet_e2e::{isolated, start_server};
 
 const PLAYERS: usize = 4;
@@ -31,21 +32,6 @@ fn rss_kib() -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-fn confirmed_checksum(app: &App, frame: Frame) -> Option<u64> {
-    app.world()
-        .resource::<RollbackSocket<u8>>()
-        .session()?
-        .confirmed_checksum(frame)
-        .map(|c| c.total)
-}
-
-fn confirmed(app: &App) -> Frame {
-    app.world()
-        .resource::<RollbackSocket<u8>>()
-        .session()
-        .map_or(0, |s| s.confirmed_frame())
 }
 
 #[test]
@@ -86,7 +72,7 @@ fn four_players_soak_through_loss_and_outages() {
             std::thread::sleep(Duration::from_millis(4));
         };
         let start = Instant::now();
-        while apps.iter().map(confirmed).min().unwrap_or(0) < 60 {
+        while apps.iter().map(confirmed_frame).min().unwrap_or(0) < 60 {
             step(&mut apps);
             assert!(
                 start.elapsed() < Duration::from_secs(60),
@@ -110,7 +96,7 @@ fn four_players_soak_through_loss_and_outages() {
                 next_outage += Duration::from_secs(60);
             }
             if Instant::now() >= next_sample {
-                let frames: Vec<Frame> = apps.iter().map(confirmed).collect();
+                let frames: Vec<Frame> = apps.iter().map(confirmed_frame).collect();
                 let kib = rss_kib();
                 println!(
                     "{:>4} s: resident {:.1} MiB, confirmed frames {frames:?}",
@@ -124,7 +110,7 @@ fn four_players_soak_through_loss_and_outages() {
         udp_loss_end(LOSS);
         // In step: every game confirms the same checksum at a frame past all
         // of them, within half a minute.
-        let target = (apps.iter().map(confirmed).max().unwrap_or(0) / 16 + 8) * 16;
+        let target = (apps.iter().map(confirmed_frame).max().unwrap_or(0) / 16 + 8) * 16;
         let until = Instant::now() + Duration::from_secs(30);
         while apps.iter().any(|a| confirmed_checksum(a, target).is_none()) {
             step(&mut apps);

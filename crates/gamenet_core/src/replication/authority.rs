@@ -50,7 +50,8 @@ impl Replicator {
     }
 
     /// What a departed peer owned passes to the remaining peer with the
-    /// lowest id (this one, perhaps), the same choice on every peer.
+    /// lowest id (this one, perhaps), the same choice on every peer, until
+    /// the departed peer joins again (see [`Replicator::forget_inherited`]).
     pub(super) fn migrate_from(&mut self, peer: PeerId) {
         let mut successor = self.id;
         for &p in self.links.keys() {
@@ -59,6 +60,7 @@ impl Replicator {
         for (id, row) in self.table.sorted_ids(|e| e.owner == peer) {
             if let Some(r) = self.table.get_mut(row) {
                 r.entity.owner = successor;
+                r.inherited_from.get_or_insert(peer);
             }
             self.events.push_back(ReplicationEvent::OwnerChanged {
                 id,
@@ -70,12 +72,33 @@ impl Replicator {
         }
     }
 
+    /// A peer that left joins again under its id (its link came back after
+    /// a timeout, or a partition healed): every entity taken over from it
+    /// when it left is forgotten here, on every peer alike, and it sends
+    /// what it owns now whole as it would to any peer that joins. Its world
+    /// wins over what its successors did meanwhile: entities it despawned
+    /// while away are gone, those it spawned or changed arrive as they are.
+    pub(super) fn forget_inherited(&mut self, peer: PeerId) {
+        let rows: Vec<(NetId, EntityRow)> = self
+            .table
+            .iter_rows()
+            .filter(|(_, r)| r.inherited_from == Some(peer))
+            .map(|(row, r)| (r.id, row))
+            .collect();
+        for (id, row) in rows {
+            self.remove(row);
+            self.events.push_back(ReplicationEvent::Despawned { id });
+        }
+    }
+
     /// A spawn from `peer` of an entity that is here already: whether `peer`'s
     /// claim stands. Its owner re-sending it stands. Two owners happen when
     /// peers that could not hear each other each took a departed owner's
-    /// entities over (a partition that healed, a peer back under its id): the
-    /// lower id keeps the entity, the same choice on every peer, and a claim
-    /// on an entity whose owner is gone from here stands too.
+    /// entities over and the partition healed while that owner stayed away
+    /// (were it back, its entities would be forgotten first: see
+    /// [`Replicator::forget_inherited`]): the lower id keeps the entity, the
+    /// same choice on every peer, and a claim on an entity whose owner is
+    /// gone from here stands too.
     pub(super) fn contested(&mut self, peer: PeerId, row: EntityRow, id: NetId) -> bool {
         let Some(owner) = self.table.get(row).map(|r| r.entity.owner) else {
             return false;

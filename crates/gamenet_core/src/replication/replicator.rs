@@ -229,11 +229,14 @@ impl Replicator {
         });
     }
 
-    /// A peer to replicate with joined: it gets every owned entity it may see.
+    /// A peer to replicate with joined: it gets every owned entity it may
+    /// see. A peer back after it left gets the same, and what was taken over
+    /// from it when it left is forgotten: it sends what it owns now.
     pub fn handle_peer_joined(&mut self, _now: Instant, peer: PeerId) {
         if peer == self.id {
             return;
         }
+        self.forget_inherited(peer);
         self.links.entry(peer).or_default();
         let me = self.id;
         for (_, row) in self.table.sorted_ids(|e| e.owner == me) {
@@ -242,7 +245,8 @@ impl Replicator {
     }
 
     /// A peer left: what it owned passes to the remaining peer with the
-    /// lowest id (this one, perhaps), the same choice on every peer.
+    /// lowest id (this one, perhaps), the same choice on every peer, until
+    /// it joins again.
     pub fn handle_peer_left(&mut self, _now: Instant, peer: PeerId) {
         self.links.remove(&peer);
         self.migrate_from(peer);

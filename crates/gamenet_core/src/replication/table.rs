@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use super::types::{EntityState, NetId};
+use crate::PeerId;
 
 /// An index into the entity table; ids map to rows, which are reused.
 pub(super) type EntityRow = u32;
@@ -18,6 +19,10 @@ pub(super) struct Record {
     pub(super) entity: EntityState,
     /// How urgent its updates are, when this peer owns it.
     pub(super) priority: f32,
+    /// The peer it was taken over from when that peer left (see
+    /// [`Replicator::migrate_from`](super::Replicator)): if it joins again, the
+    /// entity is forgotten and it sends what it owns now.
+    pub(super) inherited_from: Option<PeerId>,
 }
 
 /// Every entity known here, by row.
@@ -63,12 +68,21 @@ impl Table {
         self.records.iter().flatten()
     }
 
+    /// Every entity with its row, in row order.
+    pub(super) fn iter_rows(&self) -> impl Iterator<Item = (EntityRow, &Record)> + '_ {
+        self.records
+            .iter()
+            .enumerate()
+            .filter_map(|(row, r)| Some((row as EntityRow, r.as_ref()?)))
+    }
+
     /// Adds an entity in a free row (or a new one).
     pub(super) fn insert(&mut self, id: NetId, entity: EntityState) -> EntityRow {
         let record = Record {
             id,
             entity,
             priority: 1.0,
+            inherited_from: None,
         };
         let row = match self.free.pop() {
             Some(row) => {

@@ -94,20 +94,24 @@ fn the_owner_leaves_and_a_successor_carries_on() {
 
 #[test]
 fn two_owners_after_a_healed_split_settle_on_the_lower_id() {
-    let mut net = Net::new(2, link(0.05, 31), ReplicationConfig::default());
+    let mut net = Net::new(3, link(0.05, 31), ReplicationConfig::default());
     net.run(Duration::from_secs(1), |_| {});
     let (a, b) = (net.nodes[0].id, net.nodes[1].id);
-    let id = net.nodes[1].rep.spawn(0, &[5, 5, 5]).unwrap();
+    let id = net.nodes[2].rep.spawn(0, &[5, 5, 5]).unwrap();
     net.run(Duration::from_secs(1), |_| {});
     assert!(net.same_everywhere(id));
-    // Split: each side sees the other leave; a takes b's entity over (the
-    // lowest remaining id), b keeps it. Both move it their own way.
+    // Split a | b, then c leaves for good: each side takes c's entity over
+    // (a and b are the lowest remaining id of their side). Both move it
+    // their own way.
     let now = net.now;
     net.nodes[0].rep.handle_peer_left(now, b);
     net.nodes[1].rep.handle_peer_left(now, a);
+    net.kill(2);
+    net.run(Duration::from_millis(200), |_| {});
     assert_eq!(net.nodes[0].rep.entity(id).unwrap().owner, a);
+    assert_eq!(net.nodes[1].rep.entity(id).unwrap().owner, b);
     net.run(Duration::from_secs(1), |n| {
-        for (i, node) in n.nodes.iter_mut().enumerate() {
+        for (i, node) in n.nodes[..2].iter_mut().enumerate() {
             let x = node.rep.entity(id).unwrap().fields[0];
             node.rep.set(id, &[x + 1 + i as u32, 0, 0]).unwrap();
         }
@@ -123,11 +127,69 @@ fn two_owners_after_a_healed_split_settle_on_the_lower_id() {
         node.rep.set(id, &[x + 1, 0, 0]).unwrap();
     });
     net.run(Duration::from_secs(1), |_| {});
-    for n in &net.nodes {
+    for n in &net.nodes[..2] {
         assert_eq!(n.rep.entity(id).unwrap().owner, a, "{}", n.id);
     }
     assert!(net.same_everywhere(id));
     assert!(net.nodes[1].events.iter().any(|(_, e)| {
         matches!(e, ReplicationEvent::OwnerChanged { id: i, owner } if *i == id && *owner == a)
     }));
+}
+
+#[test]
+fn an_owner_back_under_its_id_brings_its_world_back() {
+    let mut net = Net::new(2, link(0.05, 17), ReplicationConfig::default());
+    net.run(Duration::from_secs(1), |_| {});
+    let (a, b) = (net.nodes[0].id, net.nodes[1].id);
+    // b (the higher id: the successor would win a contest) owns three
+    // entities, a one.
+    let kept = net.nodes[1].rep.spawn(0, &[1, 1, 1]).unwrap();
+    let changed = net.nodes[1].rep.spawn(0, &[2, 2, 2]).unwrap();
+    let despawned = net.nodes[1].rep.spawn(0, &[3, 3, 3]).unwrap();
+    let of_a = net.nodes[0].rep.spawn(0, &[4, 4, 4]).unwrap();
+    net.run(Duration::from_secs(1), |_| {});
+    for id in [kept, changed, despawned, of_a] {
+        assert!(net.same_everywhere(id));
+    }
+    // Each side sees the other leave (its link timed out) and takes the
+    // other's entities over; a moves what it took from b, b changes,
+    // despawns and spawns its own.
+    let now = net.now;
+    net.nodes[0].rep.handle_peer_left(now, b);
+    net.nodes[1].rep.handle_peer_left(now, a);
+    assert_eq!(net.nodes[0].rep.entity(changed).unwrap().owner, a);
+    assert_eq!(net.nodes[1].rep.entity(of_a).unwrap().owner, b);
+    net.nodes[0].rep.set(changed, &[99, 99, 99]).unwrap();
+    net.nodes[0].rep.set(despawned, &[98, 98, 98]).unwrap();
+    net.nodes[1].rep.set(of_a, &[97, 97, 97]).unwrap();
+    net.nodes[1].rep.set(changed, &[20, 20, 20]).unwrap();
+    net.nodes[1].rep.despawn(despawned).unwrap();
+    let spawned = net.nodes[1].rep.spawn(0, &[5, 5, 5]).unwrap();
+    net.run(Duration::from_millis(500), |_| {});
+    // Back under their ids: each forgets what it took over from the other,
+    // and gets the other's own entities as they are now.
+    let now = net.now;
+    net.nodes[0].rep.handle_peer_joined(now, b);
+    net.nodes[1].rep.handle_peer_joined(now, a);
+    net.run(Duration::from_secs(1), |_| {});
+    for n in &net.nodes {
+        assert!(n.rep.entity(despawned).is_none(), "{}: despawned", n.id);
+        assert_eq!(n.rep.entities().count(), 4, "{}", n.id);
+    }
+    for (id, owner, fields) in [
+        (kept, b, [1, 1, 1]),
+        (changed, b, [20, 20, 20]),
+        (spawned, b, [5, 5, 5]),
+        (of_a, a, [4, 4, 4]),
+    ] {
+        assert!(net.same_everywhere(id), "{id:?}");
+        let e = net.nodes[0].rep.entity(id).unwrap();
+        assert_eq!((e.owner, &e.fields[..]), (owner, &fields[..]), "{id:?}");
+    }
+    assert!(
+        net.nodes[0]
+            .events
+            .iter()
+            .any(|(_, e)| { matches!(e, ReplicationEvent::Despawned { id } if *id == despawned) })
+    );
 }
