@@ -59,16 +59,17 @@ fn bad_handshakes_from_a_rogue_client_leave_the_room_linked() {
                     }
                 }
                 println!("garbage sent at {}", unix_ms());
-                // Each peer still takes a new handshake from the rogue: a real
-                // offer (the other peer's), which it answers.
+                // Each peer still handshakes with the rogue: it answers a real
+                // offer (the other peer's), or, if it is offering again itself
+                // (it retries with backoff) and holds the lower id, offers.
                 rogue
                     .signal(honest[0], json!({ "Offer": offers[&honest[1]] }))
                     .await;
                 rogue
                     .signal(honest[1], json!({ "Offer": offers[&honest[0]] }))
                     .await;
-                rogue.wait_for("Answer", &honest).await;
-                println!("both answered a new offer at {}", unix_ms());
+                rogue.wait_for_any(&["Answer", "Offer"], &honest).await;
+                println!("both handshake again at {}", unix_ms());
                 // Bad candidates in the middle of those handshakes.
                 for peer in honest {
                     for candidate in [
@@ -313,11 +314,19 @@ impl Rogue {
     /// Waits for a signal of `kind` (`Offer`, `Answer`) from each of `peers` and
     /// returns the SDP each sent.
     async fn wait_for(&mut self, kind: &str, peers: &[Uuid]) -> HashMap<Uuid, String> {
+        self.wait_for_any(&[kind], peers).await
+    }
+
+    /// Waits for a signal of one of `kinds` from each of `peers` and returns
+    /// the SDP each sent.
+    async fn wait_for_any(&mut self, kinds: &[&str], peers: &[Uuid]) -> HashMap<Uuid, String> {
         let mut sdp = HashMap::new();
         while sdp.len() < peers.len() {
             if let JsonPeerEvent::Signal { sender, data } = self.next_event().await
                 && peers.contains(&sender.0)
-                && let Some(text) = data.get(kind).and_then(Value::as_str)
+                && let Some(text) = kinds
+                    .iter()
+                    .find_map(|kind| data.get(kind).and_then(Value::as_str))
             {
                 sdp.insert(sender.0, text.to_owned());
             }
