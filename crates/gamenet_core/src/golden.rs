@@ -265,4 +265,13 @@ fn appended_vectors(out: &mut Vec<(String, Vec<u8>)>) {
         "mesh.reset".into(),
         ReliablePacket::Reset.encode().into_vec(),
     ));
+    // A request for an entity whole; the replication scenario above no longer
+    // makes one (a returning peer's entities are sent again whole).
+    out.push((
+        "replication.resync".into(),
+        crate::replication::wire::id_msg(
+            crate::replication::wire::RESYNC,
+            crate::replication::NetId(2 << 48),
+        ),
+    ));
 }

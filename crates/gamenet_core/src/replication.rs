@@ -38,7 +38,7 @@ mod replicator;
 mod scope;
 mod table;
 mod types;
-mod wire;
+pub(crate) mod wire;
 
 pub use config::{ConfigError, ReplicationConfig};
 pub use error::ReplicationError;

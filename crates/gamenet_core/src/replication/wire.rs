@@ -61,7 +61,7 @@ pub(super) const EVENT: u8 = 0x14;
 ///
 /// Who may send this: any peer, for an entity of this peer in its scope (for
 /// others it is ignored).
-pub(super) const RESYNC: u8 = 0x15;
+pub(crate) const RESYNC: u8 = 0x15;
 
 /// Farthest baseline (in packets) a delta may refer to: a fast sender sends
 /// hundreds of packets a round trip.
@@ -74,7 +74,7 @@ pub(super) const HEADER: usize = 19;
 pub(super) const MIN_PACKET: usize = HEADER + 16;
 
 /// A message of one kind carrying one entity id.
-pub(super) fn id_msg(kind: u8, id: NetId) -> Vec<u8> {
+pub(crate) fn id_msg(kind: u8, id: NetId) -> Vec<u8> {
     let mut m = vec![kind];
     m.extend_from_slice(&id.0.to_le_bytes());
     m
