@@ -86,3 +86,70 @@ fn peers_behind_nats_connect_only_through_turn() {
         );
     });
 }
+
+#[test]
+fn expired_turn_credentials_replaced_while_running_link_the_peers() {
+    isolated(
+        "expired_turn_credentials_replaced_while_running_link_the_peers",
+        || async {
+            let lab = NatLab::build();
+            let coturn = Coturn::start(SECRET);
+            gamenet_e2e::start_server_with(gamenet_signaling::Config {
+                stun_listen: None,
+                turn_urls: vec![format!("turn:{INTERNET}:3478?transport=udp")],
+                turn_secret: Some(SECRET.into()),
+                ..Default::default()
+            })
+            .await;
+            let url = format!("ws://{INTERNET}:{PORT}/refresh?next=2");
+            let ice = format!("http://{INTERNET}:{PORT}/api/ice");
+            // Both start with credentials coturn refuses; each connection
+            // attempt is bounded at 4 s; after 6 s each fetches fresh ones.
+            let stale_peer = |site| {
+                let mut command = lab.on_site(site, &PeerProcess::executable());
+                command
+                    .env("GAMENET_E2E_ICE", &ice)
+                    .env("GAMENET_E2E_ICE_STALE", "6")
+                    .env("GAMENET_E2E_CONNECT_TIMEOUT", "4");
+                PeerProcess::spawn_with(command, &url, APP, "echo")
+            };
+            let a = stale_peer(0);
+            let b = stale_peer(1);
+            let started = std::time::Instant::now();
+            let lines = tokio::task::spawn_blocking(move || {
+                // Through the NATs only the relay links them, so no link can
+                // come before fresh credentials.
+                let joined_a = a.wait_line("joined", Duration::from_secs(40));
+                let linked_at = started.elapsed();
+                let joined_b = b.wait_line("joined", Duration::from_secs(10));
+                let route_a = a.wait_line("route", Duration::from_secs(30));
+                (joined_a, joined_b, route_a, linked_at)
+            })
+            .await
+            .unwrap();
+            let (joined_a, joined_b, route_a, linked_at) = lines;
+            println!(
+                "RESULT TURN refresh: credentials replaced 6s in, linked at {:.1}s ({joined_a}, \
+                 {joined_b}, {route_a})",
+                linked_at.as_secs_f64()
+            );
+            assert!(
+                linked_at > Duration::from_secs(5),
+                "linked with stale credentials"
+            );
+            assert!(route_a.ends_with("Relayed"), "{route_a}");
+            let log = coturn.log();
+            let refused = log.matches("401").count();
+            let allocated = log.matches("ALLOCATE processed, success").count();
+            println!("coturn: {refused} refusals (401), {allocated} allocations");
+            assert!(
+                refused > 0,
+                "coturn never refused the stale credentials:\n{log}"
+            );
+            assert!(
+                allocated >= 2,
+                "coturn did not allocate for both peers:\n{log}"
+            );
+        },
+    );
+}

@@ -240,6 +240,20 @@ impl PeerMesh {
         &self.key
     }
 
+    /// Replaces the ICE servers (as [`PeerMeshBuilder::ice_servers`]) for
+    /// connections started from now on: reconnections, retries, newcomers.
+    /// Links up are not affected. TURN credentials expire (an hour by default
+    /// from `gamenet-signaling`'s `/api/ice`): fetch fresh ones and hand them
+    /// in before they do.
+    pub fn set_ice_servers(
+        &mut self,
+        servers: impl IntoIterator<Item = IceServer>,
+    ) -> Result<(), Error> {
+        let ice = merge_ice_servers(servers.into_iter().collect())?;
+        self.shared.lock().socket.set_ice_server(ice);
+        Ok(())
+    }
+
     /// This peer's id, once the signaling server has assigned it.
     pub fn id(&mut self) -> Option<PeerId> {
         self.shared.lock().socket.id().map(to_core)

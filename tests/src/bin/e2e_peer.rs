@@ -11,6 +11,12 @@
 //! With `GAMENET_E2E_KEY` set, it joins with that reconnect key (a restarted
 //! process gets its id back).
 //!
+//! With `GAMENET_E2E_ICE_STALE=<secs>` (and an `http://` `GAMENET_E2E_ICE`),
+//! it starts with spoiled TURN credentials (as if they had expired), fetches
+//! the list again after that many seconds and hands it to the mesh
+//! (`ice-refreshed`). `GAMENET_E2E_CONNECT_TIMEOUT=<secs>` bounds each WebRTC
+//! connection attempt.
+//!
 //! ICE servers: none (host candidates only), unless `GAMENET_E2E_ICE` is set to
 //! a `stun:` URL, or to an `http://` URL of a signaling server's `/api/ice`,
 //! which is fetched (that is how a game gets STUN and TURN credentials).
@@ -39,31 +45,54 @@ async fn main() -> anyhow::Result<()> {
         other => anyhow::bail!("unknown mode {other}"),
     };
     let lifetime = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(120);
-    let ice = match std::env::var("GAMENET_E2E_ICE") {
-        Err(_) => vec![gamenet::IceServer::none()],
-        Ok(url) if url.starts_with("http://") => {
-            let json = gamenet_e2e::http_get_body(&url).await?;
+    let ice_url = std::env::var("GAMENET_E2E_ICE").ok();
+    let stale = std::env::var("GAMENET_E2E_ICE_STALE")
+        .ok()
+        .map(|s| s.parse().map(Duration::from_secs))
+        .transpose()?;
+    let mut ice = match &ice_url {
+        None => vec![gamenet::IceServer::none()],
+        Some(url) if url.starts_with("http://") => {
+            let json = gamenet_e2e::http_get_body(url).await?;
             say(format!("ice {json}"));
             gamenet::IceServer::list_from_json(&json)?
         }
-        Ok(url) => vec![gamenet::IceServer::stun(url)],
+        Some(url) => vec![gamenet::IceServer::stun(url)],
     };
+    if stale.is_some() {
+        for server in &mut ice {
+            if let Some(credential) = &mut server.credential {
+                *credential = "expired".into();
+            }
+        }
+    }
     let mut builder = gamenet::PeerMesh::builder(url.as_str())
         .app_id(app.as_str())
         .ice_servers(ice);
+    if let Ok(secs) = std::env::var("GAMENET_E2E_CONNECT_TIMEOUT") {
+        builder = builder.connect_timeout(Duration::from_secs(secs.parse()?));
+    }
     if let Ok(key) = std::env::var("GAMENET_E2E_KEY") {
         builder = builder.reconnect_key(key);
     }
     let (mesh, driver) = builder.build()?;
     tokio::spawn(driver);
-    let run = serve(mesh, echo);
+    let refresh = match (stale, ice_url) {
+        (Some(after), Some(url)) => Some((tokio::time::Instant::now() + after, url)),
+        _ => None,
+    };
+    let run = serve(mesh, echo, refresh);
     match tokio::time::timeout(Duration::from_secs(lifetime), run).await {
         Ok(result) => result,
         Err(_) => Ok(()),
     }
 }
 
-async fn serve(mut mesh: gamenet::PeerMesh, echo: bool) -> anyhow::Result<()> {
+async fn serve(
+    mut mesh: gamenet::PeerMesh,
+    echo: bool,
+    mut refresh: Option<(tokio::time::Instant, String)>,
+) -> anyhow::Result<()> {
     let mut told_id = false;
     let mut unrouted = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -71,6 +100,14 @@ async fn serve(mut mesh: gamenet::PeerMesh, echo: bool) -> anyhow::Result<()> {
         let event = tokio::select! {
             event = mesh.next_event() => event?,
             _ = tick.tick() => {
+                if let Some((at, url)) = &refresh
+                    && tokio::time::Instant::now() >= *at
+                {
+                    let json = gamenet_e2e::http_get_body(url).await?;
+                    mesh.set_ice_servers(gamenet::IceServer::list_from_json(&json)?)?;
+                    say("ice-refreshed".into());
+                    refresh = None;
+                }
                 unrouted.retain(|&peer| match mesh.route(peer) {
                     Some(route) => {
                         say(format!("route {peer} {route:?}"));

@@ -96,6 +96,9 @@ pub trait Signaller: Sync + Send + 'static {
     async fn next_message(&mut self) -> Result<PeerEvent, SignalingError>;
 }
 
+/// The ICE server new handshakes use, which the application may replace while the socket runs.
+pub(crate) type SharedIceServer = std::sync::Arc<std::sync::Mutex<RtcIceServerConfig>>;
+
 /// How the signaling loop reconnects after its connection drops.
 pub(crate) struct Resume {
     pub(crate) builder: std::sync::Arc<dyn SignallerBuilder>,
@@ -357,7 +360,7 @@ fn start_handshake<'a, M>(
     number: u64,
     requests_sender: &UnboundedSender<PeerRequest>,
     messages_from_peers_tx: &[UnboundedSender<(PeerId, Packet)>],
-    ice_server_config: &'a RtcIceServerConfig,
+    ice_server: &SharedIceServer,
     channel_configs: &'a [ChannelConfig],
     timeout: Duration,
 ) -> (Attempt, impl Future<Output = Handshake<M>> + 'a)
@@ -369,13 +372,23 @@ where
     let (signals, signal_rx) = futures_channel::mpsc::unbounded();
     let signal_peer = SignalPeer::new(peer, requests_sender.clone());
     let messages = messages_from_peers_tx.to_vec();
-    let handshake = if offering {
-        M::offer_handshake(signal_peer, signal_rx, messages, ice_server_config, channel_configs)
-    } else {
-        M::accept_handshake(signal_peer, signal_rx, messages, ice_server_config, channel_configs)
+    // The ICE server as it is now: the application may have replaced it (fresh TURN
+    // credentials) since the socket was built.
+    let ice_server_config = ice_server
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let handshake = async move {
+        if offering {
+            M::offer_handshake(signal_peer, signal_rx, messages, &ice_server_config, channel_configs)
+                .await
+        } else {
+            M::accept_handshake(signal_peer, signal_rx, messages, &ice_server_config, channel_configs)
+                .await
+        }
     };
     let bounded = async move {
-        let mut handshake = handshake.fuse();
+        let mut handshake = Box::pin(handshake.fuse());
         let mut deadline = Delay::new(timeout).fuse();
         select! {
             result = handshake => result,
@@ -413,7 +426,7 @@ fn retry_after(peer: PeerId, delay: Duration) -> impl Future<Output = PeerId> {
 /// that crosses its own (both sides offering) goes to the peer with the lower id.
 async fn message_loop<M: Messenger + 'static>(
     id_tx: futures_channel::oneshot::Sender<PeerId>,
-    ice_server_config: &RtcIceServerConfig,
+    ice_server: SharedIceServer,
     channel_configs: &[ChannelConfig],
     channels: MessageLoopChannels,
     keep_alive_interval: Option<Duration>,
@@ -461,7 +474,7 @@ async fn message_loop<M: Messenger + 'static>(
                 next_number,
                 &requests_sender,
                 &messages_from_peers_tx,
-                ice_server_config,
+                &ice_server,
                 channel_configs,
                 handshake_timeout,
             );

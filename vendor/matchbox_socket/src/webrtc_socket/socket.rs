@@ -6,7 +6,7 @@ use crate::{
     Error,
     webrtc_socket::{
         MessageLoopFuture, Packet, PeerEvent, PeerRequest, UseMessenger, UseSignallerBuilder,
-        Resume, message_loop, signaling_loop,
+        Resume, SharedIceServer, message_loop, signaling_loop,
     },
 };
 
@@ -255,6 +255,7 @@ impl WebRtcSocketBuilder {
         }
 
         let (id_tx, id_rx) = futures_channel::oneshot::channel();
+        let ice_server = Arc::new(std::sync::Mutex::new(self.config.ice_server.clone()));
         let signaller_builder = self
             .signaller_builder
             .unwrap_or_else(|| Arc::new(UseSignallerBuilder::default()));
@@ -263,6 +264,7 @@ impl WebRtcSocketBuilder {
             signaller_builder,
             id_tx,
             self.config,
+            ice_server.clone(),
             peer_messages_out_rx,
             peer_state_tx,
             candidate_pair_tx,
@@ -290,6 +292,7 @@ impl WebRtcSocketBuilder {
                 candidate_pair_rx,
                 candidate_pairs: Default::default(),
                 channels,
+                ice_server,
             },
             Box::pin(socket_fut),
         )
@@ -525,6 +528,8 @@ pub struct WebRtcSocket {
     /// These are [`Some`] even before any connection is made: the only transition to [`None`] when
     /// [`ChannelError::Taken`].
     channels: Vec<Option<WebRtcChannel>>,
+    /// The ICE server handshakes started from now on use.
+    ice_server: SharedIceServer,
 }
 
 impl WebRtcSocket {
@@ -642,6 +647,16 @@ impl WebRtcSocket {
         }
 
         Ok(changes)
+    }
+
+    /// Replaces the ICE server that connections started from now on use (connections up are
+    /// not affected). TURN credentials expire: hand in fresh ones before they do, so that a
+    /// reconnection, a retry or a newcomer can still use the relay.
+    pub fn set_ice_server(&self, config: RtcIceServerConfig) {
+        *self
+            .ice_server
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = config;
     }
 
     /// Whether a connected peer's traffic goes through a TURN relay, ours or the peer's.
@@ -876,6 +891,7 @@ async fn run_socket(
     builder: Arc<dyn SignallerBuilder>,
     id_tx: futures_channel::oneshot::Sender<PeerId>,
     config: SocketConfig,
+    ice_server: SharedIceServer,
     peer_messages_out_rx: Vec<futures_channel::mpsc::UnboundedReceiver<(PeerId, Packet)>>,
     peer_state_tx: futures_channel::mpsc::UnboundedSender<(PeerId, PeerState)>,
     candidate_pair_tx: futures_channel::mpsc::UnboundedSender<(PeerId, CandidatePair)>,
@@ -915,7 +931,7 @@ async fn run_socket(
     };
     let message_loop_fut = message_loop::<UseMessenger>(
         id_tx,
-        &config.ice_server,
+        ice_server,
         &config.channels,
         channels,
         config.keep_alive_interval,
@@ -1058,6 +1074,7 @@ mod test {
             Arc::new(DyingSignallerBuilder),
             id_tx,
             config,
+            Default::default(),
             vec![peer_messages_out_rx],
             peer_state_tx,
             candidate_pair_tx,
