@@ -103,14 +103,15 @@ fn expired_turn_credentials_replaced_while_running_link_the_peers() {
             .await;
             let url = format!("ws://{INTERNET}:{PORT}/refresh?next=2");
             let ice = format!("http://{INTERNET}:{PORT}/api/ice");
-            // Both start with credentials coturn refuses; each connection
-            // attempt is bounded at 4 s; after 6 s each fetches fresh ones.
+            // Both start with credentials coturn refuses; after 3 s each
+            // fetches fresh ones. The first connection attempt, made with the
+            // stale ones, fails after 12 s; the retry uses the fresh ones.
             let stale_peer = |site| {
                 let mut command = lab.on_site(site, &PeerProcess::executable());
                 command
                     .env("GAMENET_E2E_ICE", &ice)
-                    .env("GAMENET_E2E_ICE_STALE", "6")
-                    .env("GAMENET_E2E_CONNECT_TIMEOUT", "4");
+                    .env("GAMENET_E2E_ICE_STALE", "3")
+                    .env("GAMENET_E2E_CONNECT_TIMEOUT", "12");
                 PeerProcess::spawn_with(command, &url, APP, "echo")
             };
             let a = stale_peer(0);
@@ -129,7 +130,7 @@ fn expired_turn_credentials_replaced_while_running_link_the_peers() {
             .unwrap();
             let (joined_a, joined_b, route_a, linked_at) = lines;
             println!(
-                "RESULT TURN refresh: credentials replaced 6s in, linked at {:.1}s ({joined_a}, \
+                "RESULT TURN refresh: credentials replaced 3s in, linked at {:.1}s ({joined_a}, \
                  {joined_b}, {route_a})",
                 linked_at.as_secs_f64()
             );

@@ -17,6 +17,8 @@
 //! (`ice-refreshed`). `GAMENET_E2E_CONNECT_TIMEOUT=<secs>` bounds each WebRTC
 //! connection attempt.
 //!
+//! With `RUST_LOG` set, it logs to standard error.
+//!
 //! ICE servers: none (host candidates only), unless `GAMENET_E2E_ICE` is set to
 //! a `stun:` URL, or to an `http://` URL of a signaling server's `/api/ice`,
 //! which is fetched (that is how a game gets STUN and TURN credentials).
@@ -35,6 +37,13 @@ fn say(line: String) {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
+    // Logs (gamenet's and matchbox's) on standard error, with `RUST_LOG` set.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args: Vec<String> = std::env::args().collect();
     let [_, url, app, mode, rest @ ..] = args.as_slice() else {
         anyhow::bail!("usage: e2e-peer <room-url> <app-id> <idle|echo> [lifetime-secs]");
