@@ -159,7 +159,19 @@ async fn signaling_loop(
                 return Ok(());
             }
             match resume.builder.new_signaller(Some(1), resume.room_url.clone()).await {
-                Ok(signaller) => break signaller,
+                Ok(signaller) => {
+                    // Signals queued while away belong to handshakes that have
+                    // timed out or soon will (and retry): sent now, a stale
+                    // offer would replace a newer attempt at the other end.
+                    let mut dropped = 0usize;
+                    while requests_receiver.try_recv().is_ok() {
+                        dropped += 1;
+                    }
+                    if dropped > 0 {
+                        debug!("dropped {dropped} signaling requests queued while away");
+                    }
+                    break signaller;
+                }
                 Err(error) => {
                     debug!("reconnecting to the signaling server failed: {error}");
                     delay = (delay * 2).min(RESUME_MAX_DELAY);
@@ -328,6 +340,11 @@ trait Messenger {
 const RETRY_FIRST_DELAY: Duration = Duration::from_secs(1);
 /// The longest wait between two offers to the same peer.
 const RETRY_MAX_DELAY: Duration = Duration::from_secs(16);
+/// Failed offers in a row after which a peer is given up: about two minutes of
+/// trying. A peer that left while this socket's signaling was down is never
+/// announced as gone; this bounds what offering to it costs. The peer may still
+/// offer to this socket, and a `NewPeer` for it starts over.
+const RETRY_MAX_FAILURES: u32 = 12;
 
 /// A handshake that ended: its peer, its attempt number, and how it ended (`None`: aborted).
 type Handshake<M> = (
@@ -492,11 +509,19 @@ async fn message_loop<M: Messenger + 'static>(
             if room.contains(&peer) && offer_to.contains(&peer) && retry_pending.insert(peer) {
                 let failed = failures.entry(peer).or_insert(0u32);
                 *failed += 1;
-                let delay = RETRY_FIRST_DELAY
-                    .saturating_mul(1 << (*failed - 1).min(8))
-                    .min(RETRY_MAX_DELAY);
-                log::info!("offering to peer {peer} again in {delay:?}");
-                retries.push(retry_after(peer, delay));
+                if *failed > RETRY_MAX_FAILURES {
+                    warn!("giving up on peer {peer} after {RETRY_MAX_FAILURES} failed attempts");
+                    failures.remove(&peer);
+                    retry_pending.remove(&peer);
+                    room.remove(&peer);
+                    offer_to.remove(&peer);
+                } else {
+                    let delay = RETRY_FIRST_DELAY
+                        .saturating_mul(1 << (*failed - 1).min(8))
+                        .min(RETRY_MAX_DELAY);
+                    log::info!("offering to peer {peer} again in {delay:?}");
+                    retries.push(retry_after(peer, delay));
+                }
             }
         }};
     }
