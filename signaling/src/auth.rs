@@ -127,7 +127,8 @@ pub fn turn_credentials(
 
 /// Longest resume key accepted, in characters.
 pub const MAX_RESUME_KEY: usize = 128;
-/// Shortest resume key accepted, in characters (128 bits in hex or base64).
+/// Shortest resume key accepted, in characters (96 bits in base64url, 64 in
+/// hex; gamenet's own keys are 32 hex digits, 128 bits).
 pub const MIN_RESUME_KEY: usize = 16;
 
 /// The peer id a client's resume key stands for under `secret`: the first 16

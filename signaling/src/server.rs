@@ -132,6 +132,13 @@ impl Server {
         tokio::spawn(expire_lobbies(app.clone()));
         let router = router(app.clone());
         info!(%addr, stun = ?app.stun_addr, "listening");
+        if app.config.resume_secret.is_none() {
+            warn!(
+                "no --resume-secret: clients reconnecting after a restart of this server \
+                 get new peer ids (their running games carry on, but cannot take newcomers \
+                 or reconnects); set one that outlives the process"
+            );
+        }
         let served = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -28,6 +28,10 @@ pub enum Error {
     /// `RTCIceServer`, so one set for all; servers on one coturn secret share it).
     #[error("ICE servers: {0}")]
     IceServers(String),
+    /// A [reconnect key](crate::PeerMeshBuilder::reconnect_key) the signaling
+    /// server would refuse: 16 to 128 characters of `[A-Za-z0-9_-]`.
+    #[error("reconnect keys are 16 to 128 characters of [A-Za-z0-9_-]")]
+    ReconnectKey,
     /// The mesh's driver has stopped; nothing more can be sent or received.
     #[error("the mesh is closed")]
     Closed,

@@ -150,6 +150,13 @@ impl PeerMeshBuilder {
         let key = self
             .reconnect_key
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let valid = (16..=128).contains(&key.len())
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(Error::ReconnectKey);
+        }
         // Channel 0 is reliable, channel 1 unreliable: see `Channel::index`.
         let (mut socket, driver) = WebRtcSocket::builder(with_key(&self.room_url, &key))
             .ice_server(ice)
@@ -403,5 +410,16 @@ mod tests {
             with_key("ws://h/room?key=mine", "k1"),
             "ws://h/room?key=mine"
         );
+    }
+
+    #[test]
+    fn a_key_the_server_would_refuse_is_an_error_at_once() {
+        for key in ["short", "with space in the key!", &"k".repeat(129)] {
+            let built = super::PeerMesh::builder("ws://h/room")
+                .ice_server(crate::IceServer::none())
+                .reconnect_key(key)
+                .build();
+            assert!(matches!(built, Err(crate::Error::ReconnectKey)), "{key}");
+        }
     }
 }
