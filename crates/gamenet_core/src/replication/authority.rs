@@ -36,6 +36,8 @@ impl Replicator {
             return Err(ReplicationError::UnknownEntity(id));
         };
         r.entity.owner = to;
+        // Given away on purpose: no longer the departed owner's to take back.
+        r.inherited_from = None;
         let msg = wire::owner_msg(id, &r.entity, &self.schema);
         let peers: Vec<PeerId> = self.links.keys().copied().collect();
         for p in peers {
@@ -74,7 +76,8 @@ impl Replicator {
 
     /// A peer that left joins again under its id (its link came back after
     /// a timeout, or a partition healed): every entity taken over from it
-    /// when it left is forgotten here, on every peer alike, and it sends
+    /// when it left (and not handed over since) is forgotten here, as on
+    /// every peer that saw it leave, and it sends
     /// what it owns now whole as it would to any peer that joins. Its world
     /// wins over what its successors did meanwhile: entities it despawned
     /// while away are gone, those it spawned or changed arrive as they are.
@@ -147,6 +150,7 @@ impl Replicator {
         }
         rec.entity.owner = owner;
         rec.entity.fields = fields;
+        rec.inherited_from = None;
         if let Some(link) = self.links.get_mut(&peer) {
             link.inc.forget(row);
             link.inc.resync.remove(&id);

@@ -193,3 +193,31 @@ fn an_owner_back_under_its_id_brings_its_world_back() {
             .any(|(_, e)| { matches!(e, ReplicationEvent::Despawned { id } if *id == despawned) })
     );
 }
+
+#[test]
+fn an_entity_handed_over_after_a_take_over_stays_when_its_first_owner_returns() {
+    let mut net = Net::new(3, link(0.0, 18), ReplicationConfig::default());
+    net.run(Duration::from_secs(1), |_| {});
+    let (a, b, c) = (net.nodes[0].id, net.nodes[1].id, net.nodes[2].id);
+    let id = net.nodes[2].rep.spawn(0, &[7, 7, 7]).unwrap();
+    net.run(Duration::from_secs(1), |_| {});
+    assert!(net.same_everywhere(id));
+    // c's link times out everywhere; a (the lowest id left) takes its entity
+    // over and hands it to b on purpose.
+    let now = net.now;
+    net.nodes[0].rep.handle_peer_left(now, c);
+    net.nodes[1].rep.handle_peer_left(now, c);
+    net.nodes[2].rep.handle_peer_left(now, a);
+    net.nodes[2].rep.handle_peer_left(now, b);
+    assert_eq!(net.nodes[0].rep.entity(id).unwrap().owner, a);
+    net.nodes[0].rep.hand_over(id, b).unwrap();
+    net.run(Duration::from_millis(500), |_| {});
+    assert_eq!(net.nodes[1].rep.entity(id).unwrap().owner, b);
+    // c comes back: b's entity is b's now, not c's to take back.
+    let now = net.now;
+    net.nodes[1].rep.handle_peer_joined(now, c);
+    assert!(
+        net.nodes[1].rep.entity(id).is_some_and(|e| e.owner == b),
+        "b forgot the entity it was handed"
+    );
+}
