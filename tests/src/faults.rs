@@ -621,6 +621,19 @@ impl<I: Input> Timeline<I> {
         Ok(compared)
     }
 
+    /// Whether every app confirmed a frame at or past `frame` while counting
+    /// every other app as a member.
+    pub fn all_confirmed_together(&self, frame: Frame) -> bool {
+        let ids: Vec<PeerId> = self.apps.iter().filter_map(|a| a.id).collect();
+        ids.len() == self.apps.len()
+            && self.apps.iter().all(|a| {
+                a.confirmed.range(frame..).any(|(_, c)| {
+                    ids.iter()
+                        .all(|p| Some(*p) == a.id || c.members.contains(p))
+                })
+            })
+    }
+
     /// Fails unless the apps played one game (see
     /// [`Timeline::check_one_timeline`]); returns the frames compared.
     pub fn assert_one_timeline(&self) -> usize {

@@ -493,12 +493,9 @@ async fn partition_one_from_two(cut: Duration) {
         .collect();
     let end = at_up.iter().copied().max().unwrap_or(0) + RUN_ON;
     let deadline = Instant::now() + Duration::from_secs(90);
-    while min_confirmed(&timeline) < end && Instant::now() < deadline {
+    while !timeline.all_confirmed_together(end) && Instant::now() < deadline {
         step(&mut apps, &mut timeline);
     }
-    // What a reported in its last lines.
-    std::thread::sleep(Duration::from_millis(100));
-    a.feed(&mut timeline, 0);
 
     let apps_seen = timeline.apps();
     let ids: Vec<PeerId> = apps_seen.iter().filter_map(|x| x.id).collect();

@@ -103,43 +103,46 @@ fn expired_turn_credentials_replaced_while_running_link_the_peers() {
             .await;
             let url = format!("ws://{INTERNET}:{PORT}/refresh?next=2");
             let ice = format!("http://{INTERNET}:{PORT}/api/ice");
-            // Both start with credentials coturn refuses; after 3 s each
-            // fetches fresh ones. The first connection attempt, made with the
-            // stale ones, fails after 12 s; the retry uses the fresh ones.
+            // Both start with credentials coturn refuses, and fetch fresh ones
+            // when the test says so (SIGUSR1): by then their first connection
+            // attempt, with the stale ones, is under way (the room formed
+            // when both had their ids); it cannot link, and fails after 12 s;
+            // the retry uses the fresh ones.
             let stale_peer = |site| {
                 let mut command = lab.on_site(site, &PeerProcess::executable());
                 command
                     .env("GAMENET_E2E_ICE", &ice)
-                    .env("GAMENET_E2E_ICE_STALE", "3")
+                    .env("GAMENET_E2E_ICE_STALE", "1")
                     .env("GAMENET_E2E_CONNECT_TIMEOUT", "12");
                 PeerProcess::spawn_with(command, &url, APP, "echo")
             };
             let a = stale_peer(0);
             let b = stale_peer(1);
-            let started = std::time::Instant::now();
             let lines = tokio::task::spawn_blocking(move || {
-                // Through the NATs only the relay links them, so no link can
-                // come before fresh credentials.
+                a.wait_line("id ", Duration::from_secs(20));
+                b.wait_line("id ", Duration::from_secs(20));
+                std::thread::sleep(Duration::from_secs(3));
+                // Through the NATs only the relay links them: nothing links
+                // with the stale credentials.
+                let early = a.try_wait_line("joined", Duration::ZERO);
+                a.signal("USR1");
+                b.signal("USR1");
+                let refreshed = std::time::Instant::now();
                 let joined_a = a.wait_line("joined", Duration::from_secs(40));
-                let linked_at = started.elapsed();
+                let linked_after = refreshed.elapsed();
                 let joined_b = b.wait_line("joined", Duration::from_secs(10));
                 let route_a = a.wait_line("route", Duration::from_secs(30));
-                (joined_a, joined_b, route_a, linked_at)
+                (early, joined_a, joined_b, route_a, linked_after)
             })
             .await
             .unwrap();
-            let (joined_a, joined_b, route_a, linked_at) = lines;
+            let (early, joined_a, joined_b, route_a, linked_after) = lines;
             println!(
-                "RESULT TURN refresh: credentials replaced 3s in, linked at {:.1}s ({joined_a}, \
-                 {joined_b}, {route_a})",
-                linked_at.as_secs_f64()
+                "RESULT TURN refresh: fresh credentials handed in 3s after both had ids, \
+                 linked {:.1}s later ({joined_a}, {joined_b}, {route_a})",
+                linked_after.as_secs_f64()
             );
-            // The first attempt, with the stale credentials, could not link:
-            // only its retry, with the fresh ones, did.
-            assert!(
-                linked_at > Duration::from_secs(12),
-                "linked on the first attempt, with stale credentials"
-            );
+            assert_eq!(early, None, "linked with stale credentials");
             assert!(route_a.ends_with("Relayed"), "{route_a}");
             let log = coturn.log();
             let allocated = log.matches("ALLOCATE processed, success").count();

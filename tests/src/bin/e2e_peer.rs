@@ -11,9 +11,9 @@
 //! With `GAMENET_E2E_KEY` set, it joins with that reconnect key (a restarted
 //! process gets its id back).
 //!
-//! With `GAMENET_E2E_ICE_STALE=<secs>` (and an `http://` `GAMENET_E2E_ICE`),
-//! it starts with spoiled TURN credentials (as if they had expired), fetches
-//! the list again after that many seconds and hands it to the mesh
+//! With `GAMENET_E2E_ICE_STALE=1` (and an `http://` `GAMENET_E2E_ICE`), it
+//! starts with spoiled TURN credentials (as if they had expired), and when it
+//! gets `SIGUSR1` fetches the list again and hands it to the mesh
 //! (`ice-refreshed`). `GAMENET_E2E_CONNECT_TIMEOUT=<secs>` bounds each WebRTC
 //! connection attempt.
 //!
@@ -55,10 +55,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let lifetime = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(120);
     let ice_url = std::env::var("GAMENET_E2E_ICE").ok();
-    let stale = std::env::var("GAMENET_E2E_ICE_STALE")
-        .ok()
-        .map(|s| s.parse().map(Duration::from_secs))
-        .transpose()?;
+    let stale = std::env::var_os("GAMENET_E2E_ICE_STALE").is_some();
+    // Installed before anything is printed: the test signals after reading.
+    let refresh_signal =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
     let mut ice = match &ice_url {
         None => vec![gamenet::IceServer::none()],
         Some(url) if url.starts_with("http://") => {
@@ -68,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(url) => vec![gamenet::IceServer::stun(url)],
     };
-    if stale.is_some() {
+    if stale {
         for server in &mut ice {
             if let Some(credential) = &mut server.credential {
                 *credential = "expired".into();
@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
     let (mesh, driver) = builder.build()?;
     tokio::spawn(driver);
     let refresh = match (stale, ice_url) {
-        (Some(after), Some(url)) => Some((tokio::time::Instant::now() + after, url)),
+        (true, Some(url)) => Some((refresh_signal, url)),
         _ => None,
     };
     let run = serve(mesh, echo, refresh);
@@ -100,23 +100,29 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(
     mut mesh: gamenet::PeerMesh,
     echo: bool,
-    mut refresh: Option<(tokio::time::Instant, String)>,
+    mut refresh: Option<(tokio::signal::unix::Signal, String)>,
 ) -> anyhow::Result<()> {
     let mut told_id = false;
     let mut unrouted = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
+        let wanted = async {
+            match &mut refresh {
+                Some((signal, _)) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         let event = tokio::select! {
             event = mesh.next_event() => event?,
-            _ = tick.tick() => {
-                if let Some((at, url)) = &refresh
-                    && tokio::time::Instant::now() >= *at
-                {
-                    let json = gamenet_e2e::http_get_body(url).await?;
+            Some(()) = wanted => {
+                if let Some((_, url)) = refresh.take() {
+                    let json = gamenet_e2e::http_get_body(&url).await?;
                     mesh.set_ice_servers(gamenet::IceServer::list_from_json(&json)?)?;
                     say("ice-refreshed".into());
-                    refresh = None;
                 }
+                continue;
+            }
+            _ = tick.tick() => {
                 unrouted.retain(|&peer| match mesh.route(peer) {
                     Some(route) => {
                         say(format!("route {peer} {route:?}"));
