@@ -371,8 +371,26 @@ pub fn add_network_with(
     seed: u64,
     mesh: impl FnOnce(PeerMeshBuilder) -> PeerMeshBuilder,
 ) {
+    let players = players.clamp(2, MAX_PLAYERS);
+    let start = RollbackStart::Players(players);
+    add_network_as(app, url, players, start, ice, seed, mesh);
+}
+
+/// [`add_network_with`] for a game of `slots` player slots that this peer
+/// enters as `start` says: starting it with others (open slots wait for late
+/// joiners) or joining it while it runs (a late joiner, or a player back with
+/// its `seed` as its key after its process was restarted).
+pub fn add_network_as(
+    app: &mut App,
+    url: &str,
+    slots: usize,
+    start: RollbackStart,
+    ice: Vec<IceServer>,
+    seed: u64,
+    mesh: impl FnOnce(PeerMeshBuilder) -> PeerMeshBuilder,
+) {
     let config = RollbackConfig {
-        num_players: players.clamp(2, MAX_PLAYERS),
+        num_players: slots.clamp(2, MAX_PLAYERS),
         ..RollbackConfig::default()
     };
     let builder = mesh(
@@ -380,19 +398,14 @@ pub fn add_network_with(
             .app_id("gamenet-arena")
             .ice_servers(ice),
     );
-    app.add_plugins(RollbackPlugin::<u8>::connect(
-        config,
-        builder,
-        RollbackStart::Players(players.clamp(2, MAX_PLAYERS)),
-        seed,
-    ))
-    .add_plugins(ReplicationPlugin::over_rollback::<u8>(
-        ReplicationConfig::default(),
-    ))
-    .insert_resource(ReplicationSettings {
-        tick_hz: 60,
-        interpolation_delay: Duration::from_millis(50),
-    });
+    app.add_plugins(RollbackPlugin::<u8>::connect(config, builder, start, seed))
+        .add_plugins(ReplicationPlugin::over_rollback::<u8>(
+            ReplicationConfig::default(),
+        ))
+        .insert_resource(ReplicationSettings {
+            tick_hz: 60,
+            interpolation_delay: Duration::from_millis(50),
+        });
 }
 
 /// A windowless game at `url` with scripted inputs from `seed`, updating
@@ -408,12 +421,25 @@ pub fn headless_app_with(
     seed: u64,
     mesh: impl FnOnce(PeerMeshBuilder) -> PeerMeshBuilder,
 ) -> App {
+    let players = players.clamp(2, MAX_PLAYERS);
+    headless_app_as(url, players, RollbackStart::Players(players), seed, mesh)
+}
+
+/// A windowless game of `slots` player slots entered as `start` says (see
+/// [`add_network_as`]), otherwise as [`headless_app_with`].
+pub fn headless_app_as(
+    url: &str,
+    slots: usize,
+    start: RollbackStart,
+    seed: u64,
+    mesh: impl FnOnce(PeerMeshBuilder) -> PeerMeshBuilder,
+) -> App {
     let mut app = App::new();
     app.add_plugins((
         TimePlugin,
         ScheduleRunnerPlugin::run_loop(Duration::from_secs_f64(1.0 / 60.0)),
     ));
-    add_network_with(&mut app, url, players, Vec::new(), seed, mesh);
+    add_network_as(&mut app, url, slots, start, Vec::new(), seed, mesh);
     app.add_plugins(ArenaPlugin)
         .insert_resource(Wander(seed))
         .add_systems(ReadInputs, wander);

@@ -109,7 +109,8 @@ impl<I: Input> Timeline<I> {
                         .and_then(|j| a.links.get(j))
                         .and_then(|p| p.peers.iter().find(|b| b.peer == c.peer))
                         .map_or(c.packets_in, |b| b.packets_in);
-                    let new = c.packets_in - before;
+                    // A link that started over counts from zero again.
+                    let new = c.packets_in.saturating_sub(before);
                     let shown = if new == 0 {
                         "·".to_owned()
                     } else {
