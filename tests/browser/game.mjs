@@ -1,8 +1,11 @@
 // Drives Debian's Chromium through one scenario of the example game (arena)
 // served by a running gamenet-signaling server.
 //
-//   node game.mjs <two-tabs|host-leaves|cross-play|hidden-3s|hidden-20s> <http://host:port> [artifact-dir]
+//   node game.mjs <two-tabs|host-leaves|cross-play|hidden-3s|hidden-20s|rtt> <http://host:port> [artifact-dir]
 //
+// Tabs are 960x640 unless VIEWPORT=<w>x<h> says otherwise. `rtt` takes the
+// tabs' RTT apart: both drawing, then b's frames held (b's page answers from
+// its driver alone, as a hidden tab's does).
 // Prints progress lines and exits non-zero when an expectation fails.
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
@@ -56,7 +59,8 @@ const HIDING = () => {
 
 async function openTab(name, room) {
   // One context per tab, as two players on two machines.
-  const context = await browser.newContext({ viewport: { width: 960, height: 640 } });
+  const [width, height] = (process.env.VIEWPORT ?? '960x640').split('x').map(Number);
+  const context = await browser.newContext({ viewport: { width, height } });
   const page = await context.newPage();
   await page.addInitScript(HIDING);
   page.on('console', m => {
@@ -100,26 +104,56 @@ async function screenshot(page, name) {
   }, png.toString('base64'));
 }
 
-// Both tabs hold the same confirmed checksum for a frame both passed.
-async function sameChecksum(a, b) {
-  const { frame } = await waitState(a, s => s.frame !== null && s.frame > 120, 'a confirmed frame');
-  const until = Date.now() + 30_000;
-  for (;;) {
-    const [ca, cb] = await Promise.all([
-      a.evaluate(f => window.game.checksum(f), frame),
-      b.evaluate(f => window.game.checksum(f), frame),
-    ]);
-    if (ca !== null && cb !== null) {
-      log(`frame ${frame}: checksum a ${ca}, b ${cb}`);
-      expect(ca === cb, 'both tabs hold the same checksum');
-      return;
-    }
-    expect(Date.now() < until, `both tabs reach frame ${frame}`);
-    await new Promise(r => setTimeout(r, 100));
+const running = s => s.running && s.connected >= 2;
+
+const median = xs => {
+  const sorted = [...xs].sort((x, y) => x - y);
+  return sorted.length ? sorted[Math.floor(sorted.length / 2)] : NaN;
+};
+
+// The tabs' RTT to each other as their overlays show it and how many frames
+// they draw, sampled every 250 ms for 3 s: "a <rtt> ms <fps>/s, b ...".
+async function linkFigures(a, b) {
+  const samples = [[], []];
+  for (let i = 0; i < 12; i++) {
+    const both = await Promise.all([state(a), state(b)]);
+    both.forEach((s, k) => samples[k].push(s));
+    await new Promise(r => setTimeout(r, 250));
   }
+  const raf = await Promise.all([a, b].map(rafRate));
+  return samples.map((ss, k) =>
+    `${'ab'[k]} rtt median ${median(ss.flatMap(s => s.rtt_ms))} ms ` +
+    `(max ${Math.max(...ss.flatMap(s => s.rtt_ms))}), game updates ${median(ss.map(s => s.fps))}/s, ` +
+    `animation frames ${raf[k]}/s`,
+  ).join('; ');
 }
 
-const running = s => s.running && s.connected >= 2;
+// Animation frames the page gets in a second.
+const rafRate = page => page.evaluate(() => new Promise(done => {
+  let n = 0;
+  const t0 = performance.now();
+  const tick = () => {
+    n++;
+    if (performance.now() - t0 < 1000) requestAnimationFrame(tick); else done(n);
+  };
+  requestAnimationFrame(tick);
+}));
+
+// In a tab: notes (`window.__seen`) when the game first shows the player in
+// `slot` moved by half a pixel or more in direction `sign`, looking every
+// 4 ms (the game publishes its state once per update, which it then draws).
+const WATCH_MOVE = ([slot, sign]) => {
+  const x = () => window.game.state().positions.find(p => p[0] === slot)?.[1];
+  const from = x();
+  window.__seen = null;
+  const look = setInterval(() => {
+    const now = x();
+    if (now !== undefined && (now - from) * sign >= 0.5) {
+      window.__seen = Date.now();
+      clearInterval(look);
+    }
+  }, 4);
+};
 
 // Both tabs hold the same confirmed checksum for a frame past `after` on a.
 async function sameChecksumAfter(a, b, after, timeout = 60_000) {
@@ -162,31 +196,43 @@ try {
     log(`a: ${sa.connected} players connected, slot ${sa.slot}`);
     log(`b: ${sb.connected} players connected, slot ${sb.slot}`);
     expect(sa.slot !== sb.slot, 'the tabs play different slots');
-    // A holds a key; B sees A's player move that way.
+    log(`rtt and frame rate: ${await linkFigures(a, b)}`);
+    // A holds a key; B sees A's player move that way. Each tab notes when its
+    // game first shows the player moved; the key press is timed where the
+    // page receives it (one clock: the same machine).
     const slot = sa.slot;
     const at = s => s.positions.find(p => p[0] === slot);
     // Running, the session is; its first frame (which spawns the players) may
     // not have run yet.
     const before = at(await waitState(b, s => at(s) !== undefined, "b has a's player"));
+    await waitState(a, s => at(s) !== undefined, "a has its player");
     const key = slot % 2 === 0 ? 'ArrowRight' : 'ArrowLeft';
     const sign = slot % 2 === 0 ? 1 : -1;
     await a.locator('#arena').click();
     await a.focus('#arena');
-    // Held until b sees the move (inputs cross a link whose RTT is hundreds of
-    // ms when two tabs render in software on a small machine), at most 15 s.
+    await a.evaluate(() => {
+      window.__down = null;
+      addEventListener('keydown', () => { window.__down ??= Date.now(); }, { capture: true });
+    });
+    await Promise.all([a, b].map(t => t.evaluate(WATCH_MOVE, [slot, sign])));
     const pressed = Date.now();
     await a.keyboard.down(key);
     let moved = 0;
+    // Held until b sees the player 50 px on, at most 15 s.
     while (moved <= 50 && Date.now() - pressed < 15_000) {
       await new Promise(r => setTimeout(r, 100));
       moved = (at(await state(b))[1] - before[1]) * sign;
     }
     await a.keyboard.up(key);
-    const mine = (at(await state(a))[1] - before[1]) * sign;
+    const down = await a.evaluate(() => window.__down);
+    const [seenA, seenB] = await Promise.all([a, b].map(t => t.evaluate(() => window.__seen)));
     log(`b sees a's player (slot ${slot}) move ${moved.toFixed(0)} px ` +
-      `${Date.now() - pressed} ms after ${key} went down (a: ${mine.toFixed(0)} px)`);
+      `${Date.now() - pressed} ms after ${key} went down`);
+    expect(down !== null && seenA !== null && seenB !== null,
+      `both tabs showed the move (key down ${down}, shown in a ${seenA}, in b ${seenB})`);
+    log(`key press to the move shown: in a ${seenA - down} ms, in b ${seenB - down} ms`);
     expect(moved > 50, "a's key press moves a's player as b sees it");
-    await sameChecksum(a, b);
+    await sameChecksumAfter(a, b, 120);
     // The overlay, in a's screenshot.
     await a.keyboard.press('F3');
     await new Promise(r => setTimeout(r, 700));
@@ -244,6 +290,25 @@ try {
     const [sa, sb] = [await state(a), await state(b)];
     expect(sa.connected >= 2 && sb.connected >= 2, 'both tabs see each other');
     expect(sa.slot !== sb.slot && sa.slot !== null && sb.slot !== null, 'both still play');
+  } else if (scenario === 'rtt') {
+    const a = await openTab('a', 'rtt');
+    await waitState(a, s => s.connected === 1, 'a in the lobby');
+    await new Promise(r => setTimeout(r, 2000));
+    log(`a alone in the lobby: animation frames ${await rafRate(a)}/s`);
+    const b = await openTab('b', 'rtt');
+    await Promise.all([waitState(a, running, 'a running'), waitState(b, running, 'b running')]);
+    await new Promise(r => setTimeout(r, 3000));
+    log(`both drawing: ${await linkFigures(a, b)}`);
+    await b.evaluate(() => { window.__hide.held = true; });
+    await new Promise(r => setTimeout(r, 3000));
+    const held = [];
+    for (let i = 0; i < 12; i++) {
+      held.push((await state(a)).rtt_ms);
+      await new Promise(r => setTimeout(r, 250));
+    }
+    log(`b's frames held: a rtt median ${median(held.flat())} ms, ` +
+      `a's animation frames ${await rafRate(a)}/s`);
+    await b.evaluate(() => window.__show());
   } else if (scenario === 'cross-play') {
     // The native peer is run by the Rust test, which compares checksums.
     const tab = await openTab('tab', 'cross');

@@ -127,3 +127,17 @@ fn a_tab_whose_frames_stop_for_20s_rejoins_in_step() {
         },
     );
 }
+
+/// Takes the two tabs' RTT apart (both drawing; one tab's frames held, so
+/// its page answers from the mesh's driver alone) and prints the figures; a
+/// measurement, not a check: `cargo test --ignore-rust-version -p gamenet_e2e --test game --
+/// --ignored --nocapture rtt` (`VIEWPORT=400x300` for smaller tabs).
+#[test]
+#[ignore = "a measurement; run by hand"]
+fn two_tabs_rtt_taken_apart() {
+    isolated("two_tabs_rtt_taken_apart", || async {
+        start().await;
+        let lines = Scenario::start("game.mjs", "rtt").finish().await;
+        assert!(lines.iter().any(|l| l.starts_with("b's frames held")));
+    });
+}

@@ -43,6 +43,11 @@ struct Shared {
     score: Option<(u16, u16)>,
     /// What the game waits for, as its status line says ("" when nothing).
     status: String,
+    /// The smoothed round-trip time to each other peer, in milliseconds, as
+    /// the overlay shows it.
+    rtt_ms: Vec<u32>,
+    /// Frames the page drew in the last second.
+    fps: usize,
     #[serde(skip)]
     checksums: BTreeMap<u32, u64>,
 }
@@ -178,29 +183,47 @@ async fn server_ice(server: &str) -> Vec<IceServer> {
 }
 
 /// Copies the game's state for the page.
-fn publish(world: &mut World) {
+fn publish(world: &mut World, mut drawn: Local<std::collections::VecDeque<f64>>) {
+    if let Some(now) = web_sys::window()
+        .and_then(|w| w.performance())
+        .map(|p| p.now())
+    {
+        drawn.push_back(now);
+        while drawn.front().is_some_and(|&t| t < now - 1000.0) {
+            drawn.pop_front();
+        }
+    }
     // Every checksum since the last one recorded, so that the page can compare
     // any frame it saw with another tab's, even when this tab renders slowly.
     let after = SHARED.with(|s| s.borrow().checksums.last_key_value().map(|(&f, _)| f));
     let confirmed = crate::confirmed_checksums_after(world, after);
-    let (connected, running, slot, status) = match world.get_resource_mut::<RollbackSocket<u8>>() {
-        Some(mut socket) => {
-            let status = socket
-                .session()
-                .map(crate::window::waiting_for)
-                .unwrap_or_default();
-            let running = socket.session().is_some_and(|s| s.is_running());
-            let slot = socket
-                .session()
-                .and_then(|s| s.local_slots().first().copied());
-            let connected = socket
-                .net_mut()
-                .map(|n| n.mesh().peers().count() + 1)
-                .unwrap_or(1);
-            (connected, running, slot, status)
-        }
-        None => (1, false, None, String::new()),
-    };
+    let (connected, running, slot, status, rtt_ms) =
+        match world.get_resource_mut::<RollbackSocket<u8>>() {
+            Some(mut socket) => {
+                let status = socket
+                    .session()
+                    .map(crate::window::waiting_for)
+                    .unwrap_or_default();
+                let running = socket.session().is_some_and(|s| s.is_running());
+                let slot = socket
+                    .session()
+                    .and_then(|s| s.local_slots().first().copied());
+                let (connected, rtt_ms) = socket
+                    .net_mut()
+                    .map(|n| {
+                        let mesh = n.mesh();
+                        let rtt = mesh
+                            .peers()
+                            .filter_map(|p| mesh.stats(p)?.rtt)
+                            .map(|r| r.as_millis() as u32)
+                            .collect();
+                        (mesh.peers().count() + 1, rtt)
+                    })
+                    .unwrap_or((1, Vec::new()));
+                (connected, running, slot, status, rtt_ms)
+            }
+            None => (1, false, None, String::new(), Vec::new()),
+        };
     let positions: Vec<_> = world
         .query::<&Player>()
         .iter(world)
@@ -231,6 +254,8 @@ fn publish(world: &mut World) {
         s.ball_owned = ball.is_some_and(|b| b.1);
         s.score = score;
         s.status = status;
+        s.rtt_ms = rtt_ms;
+        s.fps = drawn.len();
         if let Some(&(frame, checksum)) = confirmed.last() {
             s.frame = Some(frame);
             s.checksum = Some(format!("{checksum:#018x}"));

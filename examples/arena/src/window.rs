@@ -9,6 +9,8 @@ use std::time::Duration;
 use bevy::diagnostic::{DiagnosticPath, DiagnosticsStore};
 use bevy::log::LogPlugin;
 use bevy::prelude::*;
+use bevy::render::view::{Msaa, Tonemapping};
+use bevy_gamenet::GamenetSet;
 use bevy_gamenet::replication::BYTES_PER_SEC as REPLICATION_BYTES_PER_SEC;
 use bevy_gamenet::rollback::{
     BYTES_IN_PER_SEC, BYTES_OUT_PER_SEC, DESYNCS, FRAMES_PER_SEC, LOSS_PERCENT, LocalInputs,
@@ -67,6 +69,11 @@ pub fn window_app(url: &str, lobby: Lobby, ice: Vec<IceServer>, seed: u64) -> Ap
     app.add_plugins(ArenaPlugin)
         .insert_resource(ClearColor(Color::srgb(0.06, 0.07, 0.09)))
         .insert_resource(lobby)
+        // Keys pressed since the last frame count in this one's inputs.
+        .configure_sets(
+            PreUpdate,
+            GamenetSet::ReceivePackets.after(bevy::input::InputSystems),
+        )
         .add_systems(ReadInputs, keyboard)
         .add_systems(Startup, setup)
         .add_systems(
@@ -103,7 +110,9 @@ fn colour(slot: u8) -> Color {
 struct Status;
 
 fn setup(mut commands: Commands) {
-    commands.spawn(Camera2d);
+    // Flat colours and axis-aligned squares: no multisampling or tone mapping
+    // to pay for (a software-rendered browser tab draws several times faster).
+    commands.spawn((Camera2d, Msaa::Off, Tonemapping::None));
     // The field, its half-way line and the two goals.
     commands.spawn((
         Sprite::from_color(

@@ -19,6 +19,10 @@ pub struct RollbackSchedule;
 
 /// The schedule that reads local input, before each new frame: fill
 /// [`LocalInputs`] for every slot in [`LocalPlayers`].
+///
+/// It runs in `PreUpdate` within [`GamenetSet::ReceivePackets`](crate::GamenetSet);
+/// a game reading Bevy's input resources orders that set after
+/// `bevy::input::InputSystems`, or a key press reaches the inputs a frame late.
 #[derive(ScheduleLabel, Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ReadInputs;
 
