@@ -106,6 +106,11 @@ async fn serve(
     let mut unrouted = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
+        // Once signaling gave it, even if no event comes.
+        if !told_id && let Some(id) = mesh.id() {
+            say(format!("id {id}"));
+            told_id = true;
+        }
         let wanted = async {
             match &mut refresh {
                 Some((signal, _)) => signal.recv().await,
@@ -133,6 +138,7 @@ async fn serve(
                 continue;
             }
         };
+        // Before what the event says.
         if !told_id && let Some(id) = mesh.id() {
             say(format!("id {id}"));
             told_id = true;
