@@ -77,12 +77,11 @@ impl ChannelConfig {
 }
 
 impl Default for RtcIceServerConfig {
+    /// No ICE server (host candidates only): a socket never contacts a third
+    /// party unless told to.
     fn default() -> Self {
         Self {
-            urls: vec![
-                "stun:stun.l.google.com:19302".to_string(),
-                "stun:stun1.l.google.com:19302".to_string(),
-            ],
+            urls: Vec::new(),
             username: Default::default(),
             credential: Default::default(),
         }
