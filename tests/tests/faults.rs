@@ -18,10 +18,10 @@ use bevy_app::App;
 use gamenet::replication::{
     EntityState, NetId, ReplicationConfig, ReplicationNet, Replicator, Schema,
 };
-use gamenet::rollback::Frame;
+use gamenet::rollback::{Frame, RollbackEvent};
 use gamenet::{Channel, Event, IceServer, PeerId, PeerMesh};
 use gamenet_e2e::faults::{
-    AppTimeline, LinkSample, PeerNamespace, ReportedGame, Timeline, udp_outage_end,
+    AppTimeline, LinkSample, PeerNamespace, ReportedGame, Seen, Timeline, udp_outage_end,
     udp_outage_start,
 };
 use gamenet_e2e::replication::{Net, TICK, run_for, world};
@@ -190,6 +190,25 @@ async fn play_through_outage(players: usize, outage: Duration, through: Through)
 
     if through == Through::Stalling {
         timeline.assert_no_departure();
+        // Each game was told its peers were interrupted during the outage,
+        // and that they resumed after it.
+        for app in timeline.apps() {
+            let interrupted = app.events.iter().find(|(t, e)| {
+                *t >= down && matches!(e, Seen::Session(RollbackEvent::PeerInterrupted { .. }))
+            });
+            let resumed = interrupted.and_then(|(at, _)| {
+                app.events.iter().find(|(t, e)| {
+                    t > at && matches!(e, Seen::Session(RollbackEvent::PeerResumed { .. }))
+                })
+            });
+            assert!(
+                interrupted.is_some() && resumed.is_some(),
+                "{}: interrupted {:?}, then resumed {:?}",
+                app.name,
+                interrupted.map(|(t, _)| *t),
+                resumed.map(|(t, _)| *t)
+            );
+        }
     }
     timeline.assert_one_timeline();
     assert!(
