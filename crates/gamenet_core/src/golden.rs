@@ -100,7 +100,8 @@ fn rollback_vectors(out: &mut Vec<(String, Vec<u8>)>) {
         (
             "intro",
             Msg::Intro(IntroMsg {
-                key: 0xdead_beef,
+                key: [0xde; 32],
+                proof: Some([0xad; 64]),
                 joiner: true,
                 players: 1,
                 num_players: 3,
@@ -110,7 +111,7 @@ fn rollback_vectors(out: &mut Vec<(String, Vec<u8>)>) {
             "admit",
             Msg::Admit(AdmitMsg {
                 peer,
-                key: 0xdead_beef,
+                key: [0xbe; 32],
                 slots: vec![2],
                 from: 130,
                 snapshot: 120,
@@ -126,19 +127,19 @@ fn rollback_vectors(out: &mut Vec<(String, Vec<u8>)>) {
                     SlotEntry {
                         state: 1,
                         peer,
-                        key: 9,
+                        key: [9; 32],
                         active_from: 0,
                         until: None,
                     },
                     SlotEntry {
                         state: 2,
                         peer: PeerId(5),
-                        key: 10,
+                        key: [10; 32],
                         active_from: 3,
                         until: Some(90),
                     },
                 ],
-                spectators: vec![(PeerId(77), 11)],
+                spectators: vec![(PeerId(77), [11; 32])],
                 runs: vec![run(120)],
                 data: b"state".to_vec(),
             }),

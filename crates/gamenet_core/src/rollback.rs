@@ -81,6 +81,7 @@ mod departure;
 mod event;
 mod input;
 mod input_log;
+mod keys;
 mod late_join;
 mod local;
 pub mod membership;

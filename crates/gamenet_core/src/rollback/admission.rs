@@ -2,6 +2,7 @@
 //! returning key gets its own back), the admit every member applies, and the
 //! snapshot the joiner starts from.
 
+use super::keys::{self, Verifier};
 use super::local::SessionPhase;
 use super::peers::Member;
 use super::sync_layer::{PlayerSlot, SlotState};
@@ -17,8 +18,8 @@ const MAX_PENDING_JOINS: usize = 16;
 struct JoinRequest {
     /// The joiner.
     peer: PeerId,
-    /// Its player key.
-    key: u64,
+    /// Its player key's verifier (proven by its intro).
+    key: Verifier,
     /// The slots it asks for (0: to spectate).
     players: usize,
 }
@@ -68,6 +69,13 @@ impl<I: Input> RollbackSession<I> {
         if !body.joiner {
             self.lost_member_back(peer);
             self.on_member_intro(now, peer, body.key);
+            return;
+        }
+        if !body
+            .proof
+            .is_some_and(|proof| keys::check(&body.key, peer, &proof))
+        {
+            self.misbehaved(peer, Misbehavior::Rule("join without a proof of its key"));
             return;
         }
         if self.sync.spectator || self.me.phase == SessionPhase::Joining {
@@ -227,7 +235,7 @@ impl<I: Input> RollbackSession<I> {
         &mut self,
         now: Instant,
         joiner: PeerId,
-        key: u64,
+        key: Verifier,
         slots: &[usize],
         from: Frame,
         snapshot: Frame,

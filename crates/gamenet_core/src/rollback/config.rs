@@ -37,6 +37,11 @@ pub struct RollbackConfig {
     pub join_margin: u32,
     /// Largest state snapshot accepted, in bytes.
     pub max_snapshot_bytes: usize,
+    /// Most bytes the input records of one message may decode to (run-length
+    /// encoding expands up to 128 times): checked before anything is
+    /// allocated. The default takes an honest peer's largest message (a
+    /// snapshot's inputs of 64 slots) with room to spare.
+    pub max_decoded_input_bytes: usize,
 }
 
 impl Default for RollbackConfig {
@@ -52,6 +57,7 @@ impl Default for RollbackConfig {
             reclaim_window: Duration::from_secs(60),
             join_margin: 30,
             max_snapshot_bytes: 8 << 20,
+            max_decoded_input_bytes: 4 << 20,
         }
     }
 }
@@ -102,6 +108,14 @@ impl RollbackConfig {
             return Err(ConfigError::DropTimeout);
         }
         Ok(())
+    }
+
+    /// What one message may decode to.
+    pub(crate) fn limits(&self) -> super::wire::Limits {
+        super::wire::Limits {
+            snapshot: self.max_snapshot_bytes,
+            decoded_inputs: self.max_decoded_input_bytes,
+        }
     }
 
     /// The time between two frames.

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::input_log::INPUT_HISTORY_FRAMES;
+use super::keys::Verifier;
 use super::local::SessionPhase;
 use super::membership::RejoinCause;
 use super::sync_layer::SlotState;
@@ -18,8 +19,8 @@ use crate::{Instant, Misbehavior, PeerId};
 struct LossRound<I> {
     /// The departed player's slots.
     slots: Vec<usize>,
-    /// Its key (its slots keep it, for reclaiming).
-    key: u64,
+    /// Its key's verifier (its slots keep it, for reclaiming).
+    key: Verifier,
     /// Each player's run of the departed player's inputs, this peer's included.
     reports: BTreeMap<PeerId, InputRun<I>>,
 }

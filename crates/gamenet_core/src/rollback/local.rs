@@ -1,6 +1,7 @@
 //! This peer in the session: its id and key, the slots it plays, and where
 //! the session stands.
 
+use super::keys::PlayerKey;
 use crate::PeerId;
 
 /// Where a session stands.
@@ -20,7 +21,7 @@ pub(crate) struct Me {
     /// This peer's id in the mesh.
     pub(crate) id: PeerId,
     /// This player's key, for reconnecting.
-    pub(crate) key: u64,
+    pub(crate) key: PlayerKey,
     /// The slots this peer plays (or asks for, joining); 0 for a spectator.
     pub(crate) local_players: usize,
     /// Where the session stands.

@@ -194,7 +194,7 @@ impl<I: Input> RollbackSession<I> {
         let mut fresh = Self::joining(
             self.config.clone(),
             self.me.id,
-            self.me.key,
+            self.me.key.key,
             self.me.local_players,
         );
         std::mem::swap(&mut fresh.sync.predictor, &mut self.sync.predictor);

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::keys::Verifier;
 use super::wire::Msg;
 use super::{Frame, Input, RollbackEvent};
 use crate::stats::RttEstimator;
@@ -20,8 +21,8 @@ const MAX_DEPARTED: usize = 1024;
 /// A remote member of the session: a player or a spectator.
 #[derive(Debug)]
 pub(crate) struct Member {
-    /// Its player key.
-    pub(crate) key: u64,
+    /// Its player key's verifier.
+    pub(crate) key: Verifier,
     /// The slots it plays (none: a spectator, or not known yet).
     pub(crate) slots: Vec<usize>,
     /// Whether it only watches.
@@ -51,7 +52,7 @@ pub(crate) struct Member {
 impl Member {
     /// A member with `slots`, unconnected and not heard yet, that has my
     /// inputs below `acked`.
-    pub(crate) fn new(key: u64, slots: Vec<usize>, spectator: bool, acked: Frame) -> Self {
+    pub(crate) fn new(key: Verifier, slots: Vec<usize>, spectator: bool, acked: Frame) -> Self {
         Self {
             key,
             slots,

@@ -8,6 +8,7 @@ use std::fmt;
 use super::admission::Admission;
 use super::checksum::Checksums;
 use super::departure::Departures;
+use super::keys::{PlayerKey, Verifier};
 use super::late_join::LateJoin;
 use super::local::{Me, SessionPhase};
 use super::membership::{Leave, Membership};
@@ -66,7 +67,7 @@ impl<I: Input> RollbackSession<I> {
             config,
             me: Me {
                 id,
-                key,
+                key: PlayerKey::new(key),
                 local_players: 0,
                 phase: SessionPhase::Synchronizing,
             },
@@ -105,6 +106,7 @@ impl<I: Input> RollbackSession<I> {
             return Err(ConfigError::PlayerKinds.into());
         }
         let mut s = Self::empty(config, false, id, key);
+        let verifier = s.me.key.verifier();
         for (i, kind) in players.iter().enumerate() {
             if *kind == PlayerKind::Open {
                 continue;
@@ -116,7 +118,7 @@ impl<I: Input> RollbackSession<I> {
                 PlayerKind::Local => {
                     slot.local = true;
                     slot.peer = id;
-                    slot.key = key;
+                    slot.key = verifier;
                     s.me.local_players += 1;
                 }
                 PlayerKind::Remote(peer) => {
@@ -124,7 +126,7 @@ impl<I: Input> RollbackSession<I> {
                     s.peers
                         .members
                         .entry(*peer)
-                        .or_insert_with(|| Member::new(0, Vec::new(), false, 0))
+                        .or_insert_with(|| Member::new([0; 32], Vec::new(), false, 0))
                         .slots
                         .push(i);
                 }
@@ -178,7 +180,7 @@ impl<I: Input> RollbackSession<I> {
 
     /// This player's key (for reconnecting with [`RollbackSession::join`]).
     pub fn key(&self) -> u64 {
-        self.me.key
+        self.me.key.key
     }
 
     /// Whether frames run (not synchronizing or waiting for a snapshot).
@@ -366,9 +368,11 @@ impl<I: Input> RollbackSession<I> {
         if self.tell_ex_member(peer) {
             return;
         }
+        let joiner = self.me.phase == SessionPhase::Joining;
         let intro = Msg::<I>::Intro(IntroMsg {
-            key: self.me.key,
-            joiner: self.me.phase == SessionPhase::Joining,
+            key: self.me.key.verifier(),
+            proof: joiner.then(|| self.me.key.prove(self.me.id)),
+            joiner,
             players: self.me.local_players as u8,
             num_players: self.config.num_players as u8,
         });
@@ -390,7 +394,7 @@ impl<I: Input> RollbackSession<I> {
     /// A message from a peer, on the channel it came.
     pub fn handle_message(&mut self, now: Instant, peer: PeerId, data: &[u8]) {
         self.time.time_ms(now);
-        let msg = match Msg::<I>::decode(data, self.config.max_snapshot_bytes) {
+        let msg = match Msg::<I>::decode(data, &self.config.limits()) {
             Ok(m) => m,
             Err(e) => {
                 self.misbehaved(peer, Misbehavior::Decode(e));
@@ -418,7 +422,7 @@ impl<I: Input> RollbackSession<I> {
     }
 
     /// A start player's intro: once every one is in, frames run.
-    pub(super) fn on_member_intro(&mut self, now: Instant, peer: PeerId, key: u64) {
+    pub(super) fn on_member_intro(&mut self, now: Instant, peer: PeerId, key: Verifier) {
         let Some(m) = self.peers.members.get_mut(&peer) else {
             return;
         };

@@ -2,12 +2,10 @@
 //! confirmed inputs of every slot. Only a spectator takes a feed, and only a
 //! feed (from any member: the sender is not checked to be the host).
 
-use super::wire::{InputRun, MAX_FRAMES_PER_MESSAGE};
+use super::keys::Verifier;
+use super::wire::{InputRun, MAX_FRAMES_PER_MESSAGE, MAX_SPECTATORS};
 use super::{Frame, Input, InputStatus, RollbackSession};
 use crate::PeerId;
-
-/// Most spectators a host admits.
-const MAX_SPECTATORS: usize = 32;
 
 impl<I: Input> RollbackSession<I> {
     /// Whether the host has room for another spectator.
@@ -17,7 +15,7 @@ impl<I: Input> RollbackSession<I> {
     }
 
     /// The spectators but `except`, with their keys (for a joiner's snapshot).
-    pub(super) fn spectators_but(&self, except: PeerId) -> Vec<(PeerId, u64)> {
+    pub(super) fn spectators_but(&self, except: PeerId) -> Vec<(PeerId, Verifier)> {
         self.peers
             .members
             .iter()

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 
 use super::input::repeat_last;
 use super::input_log::{INPUT_HISTORY_FRAMES, InputLog};
+use super::keys::Verifier;
 use super::wire::SlotEntry;
 use super::{Frame, Input, InputStatus, Predictor, Request, RollbackError};
 use crate::{Instant, PeerId};
@@ -28,8 +29,8 @@ pub(crate) struct PlayerSlot<I> {
     pub(crate) state: SlotState,
     /// The peer playing it (or that last played it).
     pub(crate) peer: PeerId,
-    /// That player's key.
-    pub(crate) key: u64,
+    /// That player's key verifier (all zeros: none).
+    pub(crate) key: Verifier,
     /// Whether it is played on this peer.
     pub(crate) local: bool,
     /// Its player's first frame (`Frame::MAX`: never played).
@@ -48,7 +49,7 @@ impl<I: Input> PlayerSlot<I> {
         Self {
             state: SlotState::Free,
             peer: PeerId(0),
-            key: 0,
+            key: [0; 32],
             local: false,
             active_from: Frame::MAX,
             until: None,

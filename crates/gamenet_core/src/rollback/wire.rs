@@ -9,6 +9,7 @@
 use crate::PeerId;
 use crate::codec::{DecodeError, Reader, Writer};
 
+use super::keys::{Proof, Verifier};
 use super::{Frame, Input};
 
 /// Most frames one input message carries.
@@ -52,11 +53,19 @@ fn blob<'a>(r: &mut Reader<'a>, max: usize, what: &'static str) -> Result<&'a [u
     r.take(len, what)
 }
 
+/// A list of distinct slots below [`MAX_PLAYERS`].
 fn slots(r: &mut Reader<'_>, what: &'static str) -> Result<Vec<u8>, DecodeError> {
     let n = r.u8(what)? as usize;
-    let s = r.take(n, what)?.to_vec();
-    if s.iter().any(|&s| s as usize >= MAX_PLAYERS) {
+    if n > MAX_PLAYERS {
         return Err(DecodeError::Invalid(what));
+    }
+    let s = r.take(n, what)?.to_vec();
+    let mut seen = 0u64;
+    for &slot in &s {
+        if slot as usize >= MAX_PLAYERS || seen & (1 << slot) != 0 {
+            return Err(DecodeError::Invalid(what));
+        }
+        seen |= 1 << slot;
     }
     Ok(s)
 }
@@ -104,17 +113,19 @@ pub(crate) fn encode_records<I: Input>(records: &[Vec<Option<I>>], out: &mut Vec
 }
 
 /// Decodes `count` records of `width` slots; never reads or allocates past what
-/// the counts allow.
+/// the counts allow, nor more than `budget` decoded bytes (taken off it).
 pub(crate) fn decode_records<I: Input>(
     bytes: &[u8],
     width: usize,
     count: usize,
+    budget: &mut usize,
 ) -> Result<Records<I>, DecodeError> {
     let len = width * (1 + I::SIZE);
     let total = len * count;
-    if total > 1 << 24 {
-        return Err(DecodeError::Invalid("input block too large"));
+    if total > *budget {
+        return Err(DecodeError::Invalid("inputs beyond the decode limit"));
     }
+    *budget -= total;
     let mut flat = Vec::with_capacity(total.min(1 << 16));
     let mut it = bytes.iter();
     while let Some(&b) = it.next() {
@@ -176,7 +187,11 @@ impl<I: Input> InputRun<I> {
         w.blob(&enc);
     }
 
-    fn read(r: &mut Reader<'_>, max_frames: usize) -> Result<Self, DecodeError> {
+    fn read(
+        r: &mut Reader<'_>,
+        max_frames: usize,
+        budget: &mut usize,
+    ) -> Result<Self, DecodeError> {
         let start = frame(r, "run start")?;
         let slots = slots(r, "run slots")?;
         let count = r.u16("run count")? as usize;
@@ -184,7 +199,7 @@ impl<I: Input> InputRun<I> {
             return Err(DecodeError::Invalid("run count"));
         }
         let data = blob(r, 1 << 20, "run data")?;
-        let records = decode_records(data, slots.len(), count)?;
+        let records = decode_records(data, slots.len(), count, budget)?;
         Ok(Self {
             start,
             slots,
@@ -200,8 +215,8 @@ pub(crate) struct SlotEntry {
     pub state: u8,
     /// The peer playing it (or that last played it).
     pub peer: PeerId,
-    /// That player's key.
-    pub key: u64,
+    /// That player's key verifier.
+    pub key: Verifier,
     /// Its player's first frame (`Frame::MAX`: never played).
     pub active_from: Frame,
     /// The first frame without its player, once it left.
@@ -211,10 +226,13 @@ pub(crate) struct SlotEntry {
 /// Inputs, acks and clock data: the sender's own slots' inputs, or a host's
 /// confirmed feed of every slot to a spectator.
 ///
-/// Who may send this: any member. Today's checks: from a non-member or a
-/// member being reported lost only the acks and clock count; a feed is taken
-/// only by a spectator and a player's run only by a player; a player's run
-/// must name exactly the sender's slots, a feed every slot.
+/// Who may send this: any member, of its own slots; a feed only the host.
+/// Checked on receipt: from a non-member nothing counts, from a member being
+/// reported lost only the acks and clock; a player's run must name exactly
+/// the sender's slots (else [`Misbehavior`](crate::Misbehavior)); a feed is
+/// taken only by a spectator, only from the host it knows (the player that
+/// admitted it, or the lowest-id player after that one left), and must name
+/// every slot; inputs further ahead than the receiver takes are dropped.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct InputsMsg<I> {
     /// Frames of the receiver's inputs (or feed) below this the sender has.
@@ -235,14 +253,19 @@ pub(crate) struct InputsMsg<I> {
 
 /// Sent to each peer on connect: who I am and what I want.
 ///
-/// Who may send this: any connected peer. Today's checks: the session size
-/// must match ours; a joiner's intro is taken only by a running player and
-/// only from a peer that is not a member yet; any other intro only from a
+/// Who may send this: any connected peer. Checked on receipt: the session
+/// size must match ours; a joiner's intro must prove its verifier for its own
+/// peer id (else [`Misbehavior`](crate::Misbehavior)), and is taken only by a
+/// running player; only such a proof ends the membership of an older member
+/// with the same verifier (a restarted player); any other intro only from a
 /// member, once.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct IntroMsg {
-    /// The sender's player key (for reconnecting).
-    pub key: u64,
+    /// The verifier of the sender's player key: the key itself never leaves
+    /// its peer.
+    pub key: Verifier,
+    /// A joiner's proof that it holds that key (`None` from a start player).
+    pub proof: Option<Proof>,
     /// Whether the sender asks to join a running session.
     pub joiner: bool,
     /// Slots the sender plays (0: a spectator).
@@ -253,16 +276,17 @@ pub(crate) struct IntroMsg {
 
 /// The host admits a peer into slots from a frame.
 ///
-/// Who may send this: the host only. Today's checks: the sender must be a
-/// player member (not that it is the host); the receiver must be a running
+/// Who may send this: the host only. Checked on receipt: the sender must be
+/// the host as the receiver sees it (else
+/// [`Misbehavior`](crate::Misbehavior)); the receiver must be a running
 /// player; the admit must fit (a new peer, slots not occupied, a frame not
-/// final yet).
+/// final yet, room for a spectator).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct AdmitMsg {
     /// The peer admitted.
     pub peer: PeerId,
-    /// Its player key.
-    pub key: u64,
+    /// Its key's verifier.
+    pub key: Verifier,
     /// Its slots (none: a spectator).
     pub slots: Vec<u8>,
     /// Its first frame.
@@ -273,8 +297,13 @@ pub(crate) struct AdmitMsg {
 
 /// The state a joiner starts from, with the slot table and inputs since.
 ///
-/// Who may send this: the host only. Today's checks: taken only while
-/// joining (from any peer) and only if it fits this session.
+/// Who may send this: the host that admitted the receiver. Checked on
+/// receipt: taken only while joining, only from the peer the joiner takes
+/// for the host (the lowest-id peer that introduced itself as a running
+/// player), which must also be the lowest-id player of the snapshot's own
+/// table, and only if it fits this session (else
+/// [`Misbehavior`](crate::Misbehavior)). A rogue host is out of reach of
+/// these checks: whoever holds the lowest id admits.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct SnapshotMsg<I> {
     /// The frame the state is the state at.
@@ -285,20 +314,28 @@ pub(crate) struct SnapshotMsg<I> {
     pub your_slots: Vec<u8>,
     /// Every slot's entry.
     pub table: Vec<SlotEntry>,
-    /// Spectators and their keys.
-    pub spectators: Vec<(PeerId, u64)>,
+    /// Spectators and their key verifiers.
+    pub spectators: Vec<(PeerId, Verifier)>,
     /// Inputs of the occupied slots from `frame` on.
     pub runs: Vec<InputRun<I>>,
     /// The game's serialized state.
     pub data: Vec<u8>,
 }
 
-/// What the sender has of a peer that left.
+/// What the sender has of a peer that left: a vote that it left.
 ///
-/// Who may send this: a player. Today's checks: taken only by a player, only
-/// from a player member not itself being reported lost, and only for the
-/// departed peer's slots; kept for later while the receiver joins or does
-/// not know the departed peer yet.
+/// Who may send this: a player member that lost the peer. Checked on
+/// receipt: taken only by a player, only from a player member not itself
+/// being reported lost, and only for the departed peer's slots (else
+/// [`Misbehavior`](crate::Misbehavior)). One report alone makes nobody
+/// leave: the receiver joins the agreement on its own evidence (its link
+/// lost the peer, it went silent or withheld its inputs), when more than
+/// half of the other players report it, or when two members report each
+/// other (a link between them broke: the higher id goes). A report on the
+/// receiver itself is believed only from a player it lost while cut off
+/// (the other side of a split played on), or from more than half of the
+/// others. Kept for later (bounded) while the receiver joins or does not
+/// know the departed peer yet.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LostMsg<I> {
     /// The peer that left.
@@ -309,7 +346,10 @@ pub(crate) struct LostMsg<I> {
 
 /// A confirmed frame's checksum, whole and per part.
 ///
-/// Who may send this: a player. Today's checks: taken from any member.
+/// Who may send this: a player member. Checked on receipt: from a player
+/// member only, for a checksum frame within the window the receiver keeps
+/// (from its oldest kept checksum to the inputs it would take ahead); one
+/// per peer and frame.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ChecksumMsg {
     /// The frame.
@@ -322,8 +362,8 @@ pub(crate) struct ChecksumMsg {
 
 /// The host refuses a join.
 ///
-/// Who may send this: the host only. Today's checks: taken only while
-/// joining, from any peer.
+/// Who may send this: the host only. Checked on receipt: taken only while
+/// joining, and only from the peer the joiner takes for the host.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RefuseMsg {
     /// Why.
@@ -350,6 +390,17 @@ pub(crate) enum Msg<I> {
 }
 
 const MAX_PARTS: usize = 1024;
+/// Most spectators a session has (a host admits no more).
+pub(crate) const MAX_SPECTATORS: usize = 32;
+
+/// Bounds on what one message may decode to, checked before allocating.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Limits {
+    /// A snapshot's state, in bytes.
+    pub snapshot: usize,
+    /// Decoded input records of one message, in bytes.
+    pub decoded_inputs: usize,
+}
 
 impl<I: Input> Msg<I> {
     /// Whether it goes on the reliable channel (all but inputs).
@@ -372,14 +423,17 @@ impl<I: Input> Msg<I> {
                 m.run.write(&mut w);
             }
             Msg::Intro(m) => {
-                w.u8(INTRO)
-                    .u64(m.key)
-                    .u8(m.joiner as u8)
-                    .u8(m.players)
-                    .u8(m.num_players);
+                w.u8(INTRO);
+                w.0.extend_from_slice(&m.key);
+                w.u8(m.joiner as u8).u8(m.players).u8(m.num_players);
+                if let Some(proof) = &m.proof {
+                    w.0.extend_from_slice(proof);
+                }
             }
             Msg::Admit(m) => {
-                w.u8(ADMIT).peer(m.peer).u64(m.key).u8(m.slots.len() as u8);
+                w.u8(ADMIT).peer(m.peer);
+                w.0.extend_from_slice(&m.key);
+                w.u8(m.slots.len() as u8);
                 w.0.extend_from_slice(&m.slots);
                 w.u32(m.from).u32(m.snapshot);
             }
@@ -391,15 +445,14 @@ impl<I: Input> Msg<I> {
                 w.0.extend_from_slice(&m.your_slots);
                 w.u8(m.table.len() as u8);
                 for e in &m.table {
-                    w.u8(e.state)
-                        .peer(e.peer)
-                        .u64(e.key)
-                        .u32(e.active_from)
-                        .u32(e.until.unwrap_or(Frame::MAX));
+                    w.u8(e.state).peer(e.peer);
+                    w.0.extend_from_slice(&e.key);
+                    w.u32(e.active_from).u32(e.until.unwrap_or(Frame::MAX));
                 }
                 w.u8(m.spectators.len() as u8);
                 for (p, k) in &m.spectators {
-                    w.peer(*p).u64(*k);
+                    w.peer(*p);
+                    w.0.extend_from_slice(k);
                 }
                 w.u8(m.runs.len() as u8);
                 for run in &m.runs {
@@ -428,10 +481,12 @@ impl<I: Input> Msg<I> {
         w.0
     }
 
-    /// Decodes a message; `max_snapshot` caps a snapshot's state bytes.
-    pub fn decode(bytes: &[u8], max_snapshot: usize) -> Result<Self, DecodeError> {
+    /// Decodes a message within `limits`, before anything else looks at it.
+    pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Self, DecodeError> {
         let (&kind, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
         let mut r = Reader { bytes: rest };
+        let budget = &mut limits.decoded_inputs.clone();
+        let max_snapshot = limits.snapshot;
         let msg = match kind {
             INPUTS => Msg::Inputs(InputsMsg {
                 ack: frame(&mut r, "ack")?,
@@ -440,17 +495,26 @@ impl<I: Input> Msg<I> {
                 echo_ms: r.u32("echo")?,
                 echo_hold_ms: r.u16("echo hold")?,
                 feed: r.u8("feed")? != 0,
-                run: InputRun::read(&mut r, MAX_FRAMES_PER_MESSAGE)?,
+                run: InputRun::read(&mut r, MAX_FRAMES_PER_MESSAGE, budget)?,
             }),
-            INTRO => Msg::Intro(IntroMsg {
-                key: r.u64("key")?,
-                joiner: r.u8("joiner")? != 0,
-                players: r.u8("players")?,
-                num_players: r.u8("num players")?,
-            }),
+            INTRO => {
+                let key = r.array("key")?;
+                let joiner = r.u8("joiner")? != 0;
+                Msg::Intro(IntroMsg {
+                    key,
+                    joiner,
+                    players: r.u8("players")?,
+                    num_players: r.u8("num players")?,
+                    proof: if joiner {
+                        Some(r.array("proof")?)
+                    } else {
+                        None
+                    },
+                })
+            }
             ADMIT => Msg::Admit(AdmitMsg {
                 peer: peer(&mut r, "admit peer")?,
-                key: r.u64("admit key")?,
+                key: r.array("admit key")?,
                 slots: slots(&mut r, "admit slots")?,
                 from: frame(&mut r, "admit from")?,
                 snapshot: frame(&mut r, "admit snapshot")?,
@@ -472,7 +536,7 @@ impl<I: Input> Msg<I> {
                     table.push(SlotEntry {
                         state,
                         peer: peer(&mut r, "slot peer")?,
-                        key: r.u64("slot key")?,
+                        key: r.array("slot key")?,
                         active_from: match r.u32("slot from")? {
                             Frame::MAX => Frame::MAX,
                             f if f > MAX_FRAME => return Err(DecodeError::Invalid("slot from")),
@@ -486,9 +550,12 @@ impl<I: Input> Msg<I> {
                     });
                 }
                 let n = r.u8("spectators")? as usize;
+                if n > MAX_SPECTATORS {
+                    return Err(DecodeError::Invalid("spectators"));
+                }
                 let mut spectators = Vec::with_capacity(n);
                 for _ in 0..n {
-                    spectators.push((peer(&mut r, "spectator")?, r.u64("spectator key")?));
+                    spectators.push((peer(&mut r, "spectator")?, r.array("spectator key")?));
                 }
                 let n = r.u8("runs")? as usize;
                 if n > MAX_PLAYERS {
@@ -496,7 +563,7 @@ impl<I: Input> Msg<I> {
                 }
                 let mut runs = Vec::with_capacity(n);
                 for _ in 0..n {
-                    runs.push(InputRun::read(&mut r, 4096)?);
+                    runs.push(InputRun::read(&mut r, 4096, budget)?);
                 }
                 let data = blob(&mut r, max_snapshot, "snapshot data")?.to_vec();
                 Msg::Snapshot(SnapshotMsg {
@@ -511,7 +578,7 @@ impl<I: Input> Msg<I> {
             }
             LOST => Msg::Lost(LostMsg {
                 peer: peer(&mut r, "lost peer")?,
-                run: InputRun::read(&mut r, 4096)?,
+                run: InputRun::read(&mut r, 4096, budget)?,
             }),
             CHECKSUM => {
                 let frame = frame(&mut r, "checksum frame")?;
@@ -544,6 +611,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    const LIMITS: Limits = Limits {
+        snapshot: 1 << 16,
+        decoded_inputs: 1 << 20,
+    };
+
     #[test]
     fn records_round_trip_compactly() {
         let mut records: Records<u16> = Vec::new();
@@ -553,7 +625,10 @@ mod tests {
         let mut enc = Vec::new();
         encode_records(&records, &mut enc);
         assert!(enc.len() < 40, "{} bytes", enc.len());
-        assert_eq!(decode_records::<u16>(&enc, 3, 64).unwrap(), records);
+        assert_eq!(
+            decode_records::<u16>(&enc, 3, 64, &mut (1 << 20)).unwrap(),
+            records
+        );
     }
 
     #[test]
@@ -574,14 +649,15 @@ mod tests {
                 run: run.clone(),
             }),
             Msg::Intro(IntroMsg {
-                key: 9,
+                key: [9; 32],
+                proof: Some([4; 64]),
                 joiner: true,
                 players: 1,
                 num_players: 4,
             }),
             Msg::Admit(AdmitMsg {
                 peer: PeerId(77),
-                key: 3,
+                key: [3; 32],
                 slots: vec![1],
                 from: 100,
                 snapshot: 90,
@@ -593,11 +669,11 @@ mod tests {
                 table: vec![SlotEntry {
                     state: 1,
                     peer: PeerId(1),
-                    key: 2,
+                    key: [2; 32],
                     active_from: 0,
                     until: None,
                 }],
-                spectators: vec![(PeerId(5), 6)],
+                spectators: vec![(PeerId(5), [6; 32])],
                 runs: vec![run.clone()],
                 data: vec![1, 2, 3],
             }),
@@ -615,14 +691,53 @@ mod tests {
             }),
         ];
         for m in msgs {
-            assert_eq!(Msg::decode(&m.encode(), 1 << 20).unwrap(), m);
+            assert_eq!(Msg::decode(&m.encode(), &LIMITS).unwrap(), m);
         }
+    }
+
+    #[test]
+    fn duplicate_slots_and_expanding_runs_are_refused_before_allocating() {
+        let mut run = InputRun {
+            start: 0,
+            slots: vec![1, 1],
+            records: vec![vec![Some(1u8), Some(2)]],
+        };
+        let inputs = |run: &InputRun<u8>| {
+            Msg::Inputs(InputsMsg {
+                ack: 0,
+                frame: 0,
+                time_ms: 0,
+                echo_ms: 0,
+                echo_hold_ms: 0,
+                feed: false,
+                run: run.clone(),
+            })
+        };
+        assert_eq!(
+            Msg::<u8>::decode(&inputs(&run).encode(), &LIMITS),
+            Err(DecodeError::Invalid("run slots"))
+        );
+        // 64 frames of 64 slots, all zeros: a few hundred bytes that decode
+        // to 8 KiB; a budget below that refuses it.
+        run.slots = (0..64).collect();
+        run.records = vec![vec![Some(0u8); 64]; 64];
+        let bytes = inputs(&run).encode();
+        assert!(bytes.len() < 600, "{} bytes", bytes.len());
+        let tight = Limits {
+            snapshot: 0,
+            decoded_inputs: (8 << 10) - 1,
+        };
+        assert!(Msg::<u8>::decode(&bytes, &LIMITS).is_ok());
+        assert_eq!(
+            Msg::<u8>::decode(&bytes, &tight),
+            Err(DecodeError::Invalid("inputs beyond the decode limit"))
+        );
     }
 
     proptest! {
         #[test]
         fn decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-            if let Ok(m) = Msg::<u32>::decode(&bytes, 1 << 16) {
+            if let Ok(m) = Msg::<u32>::decode(&bytes, &LIMITS) {
                 let _ = m.encode();
             }
         }
@@ -632,12 +747,12 @@ mod tests {
                                       tail in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut bytes = vec![kind];
             bytes.extend(tail);
-            let _ = Msg::<[u8; 3]>::decode(&bytes, 1 << 16);
+            let _ = Msg::<[u8; 3]>::decode(&bytes, &LIMITS);
         }
 
         #[test]
         fn records_decode_arbitrary(bytes in proptest::collection::vec(any::<u8>(), 0..100), width in 0usize..5, count in 0usize..70) {
-            let _ = decode_records::<u16>(&bytes, width, count);
+            let _ = decode_records::<u16>(&bytes, width, count, &mut (1 << 20));
         }
     }
 }

@@ -35,7 +35,7 @@ proptest::proptest! {
         let kinds = [PlayerKind::Local, PlayerKind::Remote(PeerId(2))];
         let mut s = RollbackSession::<u16>::start(RollbackConfig::default(), PeerId(1), 1, &kinds).unwrap();
         s.handle_peer_joined(now, PeerId(2));
-        s.handle_message(now, PeerId(2), &Msg::<u16>::Intro(wire::IntroMsg { key: 2, joiner: false, players: 1, num_players: 2 }).encode());
+        s.handle_message(now, PeerId(2), &Msg::<u16>::Intro(wire::IntroMsg { key: [2; 32], proof: None, joiner: false, players: 1, num_players: 2 }).encode());
         for (kind, tail) in msgs {
             let mut m = vec![[0x01u8, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15][kind as usize % 7]];
             m.extend(tail);
@@ -98,7 +98,8 @@ fn arb_msg() -> impl proptest::strategy::Strategy<Value = wire::Msg<u16>> {
         (any::<u64>(), any::<bool>(), 0u8..4, 0u8..5).prop_map(
             |(key, joiner, players, num_players)| {
                 Msg::Intro(wire::IntroMsg {
-                    key,
+                    key: [key as u8; 32],
+                    proof: joiner.then_some([key as u8; 64]),
                     joiner,
                     players,
                     num_players,
@@ -113,7 +114,7 @@ fn arb_msg() -> impl proptest::strategy::Strategy<Value = wire::Msg<u16>> {
         )
             .prop_map(|(p, slots, from, snapshot)| Msg::Admit(wire::AdmitMsg {
                 peer: PeerId(p),
-                key: 1,
+                key: [1; 32],
                 slots,
                 from,
                 snapshot
@@ -150,7 +151,7 @@ proptest::proptest! {
         for p in 2..4 {
             s.handle_peer_joined(now, PeerId(p));
         }
-        s.handle_message(now, PeerId(2), &wire::Msg::<u16>::Intro(wire::IntroMsg { key: 2, joiner: false, players: 1, num_players: 3 }).encode());
+        s.handle_message(now, PeerId(2), &wire::Msg::<u16>::Intro(wire::IntroMsg { key: [2; 32], proof: None, joiner: false, players: 1, num_players: 3 }).encode());
         for (i, m) in msgs.into_iter().enumerate() {
             let from = PeerId(2 + (i % 2) as u128);
             s.handle_message(now, from, &m.encode());
