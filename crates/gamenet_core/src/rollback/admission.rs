@@ -67,6 +67,9 @@ impl<I: Input> RollbackSession<I> {
             return;
         }
         if !body.joiner {
+            if self.me.phase == SessionPhase::Joining && body.players > 0 {
+                self.late_join.running.insert(peer);
+            }
             self.lost_member_back(peer);
             self.on_member_intro(now, peer, body.key);
             return;
@@ -81,6 +84,9 @@ impl<I: Input> RollbackSession<I> {
         if self.sync.spectator || self.me.phase == SessionPhase::Joining {
             return;
         }
+        // The joiner may have been linked before it asked (it rejoins): it
+        // learns who runs the session from the intros it gets back.
+        self.send_intro(peer);
         // A member asking to join again (it dropped its timeline), or a new
         // peer with a member's key (that player restarted): the old member has
         // left for good. Its departure is agreed on; the join waits for it.
@@ -207,12 +213,8 @@ impl<I: Input> RollbackSession<I> {
         if self.me.phase == SessionPhase::Joining || self.sync.spectator {
             return;
         }
-        if self
-            .peers
-            .members
-            .get(&from_peer)
-            .is_none_or(|m| m.spectator)
-        {
+        if self.host() != Some(from_peer) {
+            self.misbehaved(from_peer, Misbehavior::WrongSender { what: "admit" });
             return;
         }
         let joiner = body.peer;
@@ -222,6 +224,7 @@ impl<I: Input> RollbackSession<I> {
             || slots.iter().any(|&s| {
                 s >= self.sync.slots.len() || self.sync.slots[s].state == SlotState::Occupied
             })
+            || (slots.is_empty() && !self.spectator_room())
             || body.from < self.sync.sim_base
         {
             self.misbehaved(from_peer, Misbehavior::Rule("admit that cannot apply here"));

@@ -4,9 +4,10 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 
+use super::protocol::MAX_INPUT_LEAD;
 use super::wire::ChecksumMsg;
 use super::{Frame, Input, MAX_PLAYERS, RollbackEvent, RollbackSession, part_id};
-use crate::{Instant, PeerId};
+use crate::{Instant, Misbehavior, PeerId};
 
 /// Confirmed checksums kept, local and remote.
 pub(crate) const CHECKSUM_MEMORY: usize = 64;
@@ -172,41 +173,62 @@ impl Checksums {
     }
 
     /// A member's checksum: compared now if the frame is final here, kept
-    /// until it is otherwise.
+    /// until it is otherwise. Only checksum frames in `window` count (a frame
+    /// further ahead cannot be final anywhere yet), one per peer: the remote
+    /// ones kept stay bounded, and no peer can push out the others'.
     pub(crate) fn on_remote(
         &mut self,
         peer: PeerId,
         body: ChecksumMsg,
+        interval: u32,
+        window: std::ops::RangeInclusive<Frame>,
         events: &mut VecDeque<RollbackEvent>,
-    ) {
+    ) -> Result<(), Misbehavior> {
         let ChecksumMsg {
             frame,
             total,
             parts,
         } = body;
+        if interval == 0 {
+            return Ok(());
+        }
+        if frame % interval != 0 || frame > *window.end() {
+            return Err(Misbehavior::OutOfRange {
+                what: "checksum frame",
+            });
+        }
         if let Some(local) = self.local.get(&frame).cloned() {
             self.compare(peer, frame, &local, total, &parts, events);
-            return;
+            return Ok(());
         }
-        let oldest = self.local.keys().next_back().copied().unwrap_or(0);
-        if frame + 1024 < oldest {
-            return;
+        let oldest = self.local.keys().next().copied().unwrap_or(0);
+        if frame < oldest.max(*window.start()) {
+            return Ok(());
         }
         let entry = self.remote.entry(frame).or_default();
+        entry.retain(|(p, _, _)| *p != peer);
         if entry.len() < MAX_PLAYERS {
             entry.push((peer, total, parts));
         }
-        while self.remote.len() > 4 * CHECKSUM_MEMORY {
-            self.remote.pop_first();
-        }
+        Ok(())
     }
 }
 
 impl<I: Input> RollbackSession<I> {
-    /// A peer's checksum of a confirmed frame; only a member's counts.
+    /// A peer's checksum of a confirmed frame; only a player member's counts.
     pub(super) fn on_checksum(&mut self, _now: Instant, peer: PeerId, body: ChecksumMsg) {
-        if self.peers.members.contains_key(&peer) {
-            self.checksums.on_remote(peer, body, &mut self.events);
+        if self.peers.members.get(&peer).is_none_or(|m| m.spectator) {
+            return;
+        }
+        let interval = self.config.checksum_interval;
+        let memory = interval.saturating_mul(CHECKSUM_MEMORY as Frame);
+        let window = self.sync.sim_base.saturating_sub(memory)
+            ..=self.sync.current.saturating_add(MAX_INPUT_LEAD);
+        if let Err(e) = self
+            .checksums
+            .on_remote(peer, body, interval, window, &mut self.events)
+        {
+            self.misbehaved(peer, e);
         }
     }
 }

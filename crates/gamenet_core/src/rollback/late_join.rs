@@ -2,6 +2,8 @@
 //! inputs since), loading it, catching up with the others, and
 //! [`RollbackEvent::JoinerSynced`] once caught up; or the host's refusal.
 
+use std::collections::BTreeSet;
+
 use bytes::Bytes;
 
 use super::local::SessionPhase;
@@ -20,6 +22,10 @@ pub(crate) struct LateJoin {
     pub(crate) snapshot_to_load: Option<(Frame, Bytes)>,
     /// This peer's first frame, until it has caught up with the others.
     joined_at: Option<Frame>,
+    /// While joining: the linked peers that introduced themselves as running
+    /// players. The lowest id among them is the host, the only peer whose
+    /// snapshot or refusal counts.
+    pub(crate) running: BTreeSet<PeerId>,
 }
 
 impl<I: Input> RollbackSession<I> {
@@ -27,6 +33,16 @@ impl<I: Input> RollbackSession<I> {
     /// the inputs since; frames run from its frame.
     pub(super) fn on_snapshot(&mut self, now: Instant, peer: PeerId, body: SnapshotMsg<I>) {
         if self.me.phase != SessionPhase::Joining {
+            return;
+        }
+        let table_host = body
+            .table
+            .iter()
+            .filter(|e| e.state == 1 && e.peer != self.me.id)
+            .map(|e| e.peer)
+            .min();
+        if self.late_join.running.first() != Some(&peer) || table_host != Some(peer) {
+            self.misbehaved(peer, Misbehavior::WrongSender { what: "snapshot" });
             return;
         }
         let SnapshotMsg {
@@ -83,7 +99,7 @@ impl<I: Input> RollbackSession<I> {
             }
         }
         for (p, k) in spectators {
-            if p != self.me.id {
+            if p != self.me.id && !self.peers.members.contains_key(&p) {
                 self.peers
                     .members
                     .entry(p)
@@ -148,8 +164,8 @@ impl<I: Input> RollbackSession<I> {
     }
 
     /// The host's refusal, while joining.
-    pub(super) fn on_refuse(&mut self, _now: Instant, _peer: PeerId, body: RefuseMsg) {
-        if self.me.phase == SessionPhase::Joining {
+    pub(super) fn on_refuse(&mut self, _now: Instant, peer: PeerId, body: RefuseMsg) {
+        if self.me.phase == SessionPhase::Joining && self.late_join.running.first() == Some(&peer) {
             self.events.push_back(RollbackEvent::JoinRefused {
                 reason: body.reason,
             });

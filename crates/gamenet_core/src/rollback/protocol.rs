@@ -11,7 +11,7 @@ use crate::{Instant, Misbehavior, PeerId};
 
 /// Inputs further ahead of this peer's frame than this are not kept (an
 /// honest peer is never that far ahead; the sender repeats them later).
-const MAX_INPUT_LEAD: Frame = 512;
+pub(crate) const MAX_INPUT_LEAD: Frame = 512;
 /// Round trips longer than this are taken for clock trouble, not samples.
 const MAX_RTT_MS: u32 = 10_000;
 
@@ -43,6 +43,7 @@ impl<I: Input> RollbackSession<I> {
                 m.rtt.sample(Duration::from_millis(rtt as u64));
             }
         }
+        let (member_slots, first_input) = (m.slots.clone(), !m.synced);
         if lost || run.records.is_empty() || self.sync.spectator != feed {
             return;
         }
@@ -58,10 +59,15 @@ impl<I: Input> RollbackSession<I> {
         }
         // A feed carries the confirmed inputs of every slot, from the host to
         // a spectator; otherwise the sender's own slots.
-        if (feed && slots.len() != self.sync.slots.len()) || (!feed && m.slots != slots) {
+        if !feed && member_slots != slots {
+            self.misbehaved(peer, Misbehavior::Rule("inputs for slots not the sender's"));
             return;
         }
-        let first_input = !m.synced;
+        // A feed from a peer this spectator does not take for the host is
+        // dropped, not reported: the host may have changed on the way.
+        if feed && (slots.len() != self.sync.slots.len() || self.host() != Some(peer)) {
+            return;
+        }
         let mut got_any = false;
         let horizon = self.sync.current.saturating_add(MAX_INPUT_LEAD);
         for (k, &s) in slots.iter().enumerate() {

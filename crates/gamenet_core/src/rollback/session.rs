@@ -368,6 +368,11 @@ impl<I: Input> RollbackSession<I> {
         if self.tell_ex_member(peer) {
             return;
         }
+        self.send_intro(peer);
+    }
+
+    /// Tells `peer` who this peer is and what it wants.
+    pub(super) fn send_intro(&mut self, peer: PeerId) {
         let joiner = self.me.phase == SessionPhase::Joining;
         let intro = Msg::<I>::Intro(IntroMsg {
             key: self.me.key.verifier(),
@@ -385,6 +390,7 @@ impl<I: Input> RollbackSession<I> {
     pub fn handle_peer_left(&mut self, now: Instant, peer: PeerId, how: Leave) {
         self.peers.disconnect(peer);
         self.admission.forget(peer);
+        self.late_join.running.remove(&peer);
         if how == Leave::Quit && self.peers.members.contains_key(&peer) {
             self.membership.quit.insert(peer);
         }
