@@ -50,6 +50,11 @@ pub trait Transport {
     fn send(&mut self, peer: PeerId, channel: Channel, payload: &[u8]) -> Result<(), SendError>;
     /// Stops talking to a peer.
     fn drop_peer(&mut self, peer: PeerId) -> bool;
+    /// Drops a peer that broke the protocol and never links it again (the
+    /// default only drops it).
+    fn ban_peer(&mut self, peer: PeerId) -> bool {
+        self.drop_peer(peer)
+    }
     /// This peer's id, once known.
     fn local_id(&mut self) -> Option<PeerId>;
     /// Peers linked now.
@@ -75,6 +80,9 @@ impl Transport for PeerMesh {
     }
     fn drop_peer(&mut self, peer: PeerId) -> bool {
         PeerMesh::drop_peer(self, peer)
+    }
+    fn ban_peer(&mut self, peer: PeerId) -> bool {
+        PeerMesh::ban_peer(self, peer)
     }
     fn local_id(&mut self) -> Option<PeerId> {
         self.id()

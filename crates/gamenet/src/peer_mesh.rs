@@ -343,6 +343,16 @@ impl PeerMesh {
         dropped
     }
 
+    /// Drops a peer that broke the protocol and never links it again, not
+    /// even when it reconnects through signaling.
+    pub fn ban_peer(&mut self, peer: PeerId) -> bool {
+        let mut inner = self.shared.lock();
+        let dropped = inner.core.ban_peer(peer);
+        inner.flush();
+        inner.nudge();
+        dropped
+    }
+
     /// The peers that completed the handshake.
     pub fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
         let peers: Vec<PeerId> = self.shared.lock().core.joined_peers().collect();

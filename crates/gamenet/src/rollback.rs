@@ -218,14 +218,33 @@ impl<I: Input, T: Transport> RollbackNet<I, T> {
         };
         while let Some(t) = s.poll_transmit() {
             let data = tagged(ROLLBACK_TAG, &t.data);
-            // A peer that is gone is the session's to notice; full queues show
-            // up as a stalled peer.
-            let _ = self.transport.send(t.peer, t.channel, &data);
+            // A lost unreliable message is the protocol's to cover. A reliable
+            // one that cannot be queued would leave the peer's view of the
+            // session behind for good: the link is dropped instead, and the
+            // session agrees on that peer's departure (it may rejoin).
+            if let Err(error) = self.transport.send(t.peer, t.channel, &data)
+                && t.channel == Channel::Reliable
+            {
+                tracing::warn!(
+                    "gamenet: dropping {}: a reliable message was refused: {error}",
+                    t.peer
+                );
+                self.transport.drop_peer(t.peer);
+            }
         }
         while let Some(event) = s.poll_event() {
-            if let RollbackEvent::PeerMisbehaved { peer, reason } = &event {
-                tracing::warn!("gamenet: dropping {peer}: {reason}");
-                self.transport.drop_peer(*peer);
+            match &event {
+                RollbackEvent::PeerMisbehaved { peer, reason } => {
+                    tracing::warn!("gamenet: dropping {peer} for good: {reason}");
+                    self.transport.ban_peer(*peer);
+                }
+                RollbackEvent::Ended { reason } => {
+                    tracing::warn!("gamenet: this peer left the session: {reason}");
+                    for peer in self.transport.linked_peers() {
+                        self.transport.drop_peer(peer);
+                    }
+                }
+                _ => {}
             }
             self.rollback_events.push_back(event);
         }
@@ -296,6 +315,9 @@ impl<I: Input, T: Transport> Transport for RollbackNet<I, T> {
     }
     fn drop_peer(&mut self, peer: PeerId) -> bool {
         self.transport.drop_peer(peer)
+    }
+    fn ban_peer(&mut self, peer: PeerId) -> bool {
+        self.transport.ban_peer(peer)
     }
     fn local_id(&mut self) -> Option<PeerId> {
         self.transport.local_id()

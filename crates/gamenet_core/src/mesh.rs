@@ -61,6 +61,9 @@ pub struct Mesh {
     closed: HashSet<PeerId>,
     /// The peers of [`Mesh::closed`], oldest first, to forget the oldest.
     closed_order: VecDeque<PeerId>,
+    /// The last [`CLOSED_MEMORY`] peers banned for breaking the protocol,
+    /// oldest first: never linked again, whatever connection they come on.
+    banned: VecDeque<PeerId>,
     /// Packets waiting for [`Mesh::poll_transmit`].
     transmits: VecDeque<Transmit>,
     /// Events waiting for [`Mesh::poll_event`].
@@ -78,6 +81,7 @@ impl Mesh {
             lapsed: HashMap::new(),
             closed: HashSet::new(),
             closed_order: VecDeque::new(),
+            banned: VecDeque::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         })
@@ -96,6 +100,9 @@ impl Mesh {
     /// through signaling, or restarted), as a fresh link; what it still sends
     /// on the old one is ignored.
     pub fn handle_connected(&mut self, now: Instant, peer: PeerId) {
+        if self.banned.contains(&peer) {
+            return;
+        }
         let new_connection = self.connected.insert(peer);
         if self.closed.contains(&peer) {
             if !new_connection {
@@ -150,7 +157,7 @@ impl Mesh {
 
     /// A packet arrived from `peer` on `channel`.
     pub fn handle_packet(&mut self, now: Instant, peer: PeerId, channel: Channel, data: Bytes) {
-        if self.closed.contains(&peer) {
+        if self.closed.contains(&peer) || self.banned.contains(&peer) {
             return;
         }
         let size = data.len() as u64;
@@ -381,6 +388,26 @@ impl Mesh {
         }
         self.close_link(peer, Fault::Gone(LeaveReason::Dropped));
         true
+    }
+
+    /// Drops `peer` for breaking the protocol and never links it again: a
+    /// reconnect (its own, or this peer's automatic one) finds no link.
+    /// Returns whether it was linked.
+    pub fn ban_peer(&mut self, peer: PeerId) -> bool {
+        if !self.banned.contains(&peer) {
+            self.banned.push_back(peer);
+            if self.banned.len() > CLOSED_MEMORY {
+                self.banned.pop_front();
+            }
+        }
+        let dropped = self.drop_peer(peer);
+        self.connected.remove(&peer);
+        dropped
+    }
+
+    /// Whether `peer` was banned ([`Mesh::ban_peer`]).
+    pub fn is_banned(&self, peer: PeerId) -> bool {
+        self.banned.contains(&peer)
     }
 
     /// Says goodbye to every peer, as when leaving the mesh.

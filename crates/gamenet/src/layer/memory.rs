@@ -343,6 +343,15 @@ impl Transport for MemoryTransport {
         dropped
     }
 
+    fn ban_peer(&mut self, peer: PeerId) -> bool {
+        let mut net = self.net.lock();
+        let banned = net
+            .live(self.id)
+            .is_some_and(|node| node.mesh.ban_peer(peer));
+        net.flush(self.id);
+        banned
+    }
+
     fn local_id(&mut self) -> Option<PeerId> {
         Some(self.id)
     }

@@ -143,6 +143,10 @@ impl<I: Input> RollbackSession<I> {
                 self.admission.joins.push(j);
                 continue;
             }
+            if self.is_contested(now, j.peer) {
+                self.refuse(j.peer, "put out by the other players".into());
+                continue;
+            }
             let Some(slots) = self.choose_slots(now, &j) else {
                 self.refuse(j.peer, "the session is full".into());
                 continue;

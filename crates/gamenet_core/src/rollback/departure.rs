@@ -2,6 +2,18 @@
 //! has the leaver's inputs (and what they are); once all have reported, all
 //! take the furthest run, and the leaver's slots are disconnected from the
 //! frame after it, the same on every peer.
+//!
+//! A report is a vote, not a verdict: a player joins the agreement on a peer
+//! only on its own evidence (its transport lost the peer, the peer went
+//! silent or kept back its inputs while this player waited on them, or it
+//! asked to join again), when more than half of the other players report the
+//! peer, or when two members report each other (a link between them broke;
+//! the higher id goes, the same choice on every peer). So one liar can make
+//! nobody leave. A player whose report finds no agreement within twice the
+//! drop timeout, while it holds a quorum, is the odd one out: the others keep
+//! playing with a peer it cannot play with (the link between them broke, or
+//! one of the two lies), so it leaves the session
+//! ([`RollbackEvent::Ended`]) and the game never waits on it for ever.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,6 +29,8 @@ use crate::{Instant, Misbehavior, PeerId};
 /// The reports on one departed player.
 #[derive(Debug)]
 struct LossRound<I> {
+    /// When this peer opened it.
+    opened: Instant,
     /// The departed player's slots.
     slots: Vec<usize>,
     /// Its key's verifier (its slots keep it, for reclaiming).
@@ -35,6 +49,14 @@ pub(crate) struct Departures<I> {
     /// Reports not ours to judge yet (joining, or the departed peer's admit
     /// not in), with their senders.
     deferred: Vec<(PeerId, LostMsg<I>)>,
+    /// Reports on peers this one has no round on: votes, by accused peer then
+    /// by reporter, with when they came.
+    accusations: BTreeMap<PeerId, BTreeMap<PeerId, (Instant, InputRun<I>)>>,
+    /// Since when this peer cannot run a frame for want of remote inputs.
+    pub(crate) stalled_since: Option<Instant>,
+    /// Peers put out by the others' votes or for breaking a rule, with when:
+    /// a host does not admit them again within the reclaim window.
+    pub(crate) contested: BTreeMap<PeerId, Instant>,
 }
 
 impl<I> Default for Departures<I> {
@@ -43,6 +65,9 @@ impl<I> Default for Departures<I> {
             rounds: BTreeMap::new(),
             lost: BTreeSet::new(),
             deferred: Vec::new(),
+            accusations: BTreeMap::new(),
+            stalled_since: None,
+            contested: BTreeMap::new(),
         }
     }
 }
@@ -77,8 +102,9 @@ impl<I: Input> RollbackSession<I> {
         }
     }
 
-    /// Opens the round on `gone`: this peer's report, sent to the other players.
-    fn begin_loss_round(&mut self, _now: Instant, gone: PeerId) {
+    /// Opens the round on `gone`: this peer's report, sent to the other
+    /// players; the votes already in count.
+    fn begin_loss_round(&mut self, now: Instant, gone: PeerId) {
         if self.departure.rounds.contains_key(&gone) {
             return;
         }
@@ -90,10 +116,14 @@ impl<I: Input> RollbackSession<I> {
         self.departure.lost.insert(gone);
         let run = self.report_run(&slots);
         let mut round = LossRound {
+            opened: now,
             slots,
             key,
             reports: BTreeMap::new(),
         };
+        for (from, (_, run)) in self.departure.accusations.remove(&gone).unwrap_or_default() {
+            round.reports.insert(from, run);
+        }
         round.reports.insert(self.me.id, run.clone());
         self.departure.rounds.insert(gone, round);
         let msg = Msg::Lost(LostMsg { peer: gone, run });
@@ -156,27 +186,191 @@ impl<I: Input> RollbackSession<I> {
         {
             return;
         }
-        if !self.departure.rounds.contains_key(&gone) {
-            if self.peers.members.get(&gone).is_none_or(|m| m.spectator) {
-                return;
-            }
-            self.begin_loss_round(now, gone);
+        let Some(accused) = self.peers.members.get(&gone).filter(|m| !m.spectator) else {
+            return;
+        };
+        let expected: Vec<u8> = accused.slots.iter().map(|&s| s as u8).collect();
+        if body.run.slots != expected {
+            self.misbehaved(from, Misbehavior::Rule("loss report for the wrong slots"));
+            return;
         }
         if let Some(round) = self.departure.rounds.get_mut(&gone) {
-            let expected: Vec<u8> = round.slots.iter().map(|&s| s as u8).collect();
-            if body.run.slots != expected {
-                self.misbehaved(from, Misbehavior::Rule("loss report for the wrong slots"));
-                return;
-            }
             round.reports.insert(from, body.run);
+        } else {
+            self.departure
+                .accusations
+                .entry(gone)
+                .or_default()
+                .insert(from, (now, body.run));
+            // A mutual report may make the reporter the one to go.
+            for accused in [gone, from] {
+                if !self.departure.rounds.contains_key(&accused) && self.vote_carries(now, accused)
+                {
+                    self.contest(now, accused);
+                    self.begin_loss_round(now, accused);
+                }
+            }
         }
         self.try_finish_rounds(now);
     }
 
+    /// The players that count in a vote on `gone`: the members playing, not
+    /// being reported lost, but `gone` (this peer not included).
+    fn voters(&self, gone: PeerId) -> Vec<PeerId> {
+        let lost = &self.departure.lost;
+        self.peers
+            .members
+            .iter()
+            .filter(|(p, m)| !m.spectator && **p != gone && !lost.contains(p))
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// The voters that reported `accused` within the vote's lifetime.
+    fn accusers(&self, now: Instant, accused: PeerId) -> Vec<PeerId> {
+        let fresh = 2 * self.config.drop_timeout;
+        let voters = self.voters(accused);
+        self.departure
+            .accusations
+            .get(&accused)
+            .into_iter()
+            .flatten()
+            .filter(|(p, (at, _))| voters.contains(p) && now < *at + fresh)
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// Whether the others' reports on `gone` are enough for this peer to
+    /// join the agreement without evidence of its own: more than half of the
+    /// other players (this one counted, not reporting), or `gone` and a
+    /// reporter of lower id report each other.
+    fn vote_carries(&self, now: Instant, gone: PeerId) -> bool {
+        let accusers = self.accusers(now, gone);
+        let players = self.voters(gone).len() + 1;
+        2 * accusers.len() > players
+            || accusers
+                .iter()
+                .any(|&a| a < gone && self.accusers(now, a).contains(&gone))
+    }
+
+    /// Remembers `peer` as put out by the others or for a broken rule.
+    pub(super) fn contest(&mut self, now: Instant, peer: PeerId) {
+        let window = self.config.reclaim_window;
+        let contested = &mut self.departure.contested;
+        contested.retain(|_, at| now < *at + window);
+        if contested.len() < 4 * MAX_PLAYERS {
+            contested.insert(peer, now);
+        }
+    }
+
+    /// Whether a host turns `peer` away: put out by the others' votes or for
+    /// a broken rule within the reclaim window.
+    pub(super) fn is_contested(&self, now: Instant, peer: PeerId) -> bool {
+        self.departure
+            .contested
+            .get(&peer)
+            .is_some_and(|at| now < *at + self.config.reclaim_window)
+    }
+
+    /// Forgets votes past their lifetime.
+    pub(super) fn expire_accusations(&mut self, now: Instant) {
+        let fresh = 2 * self.config.drop_timeout;
+        for votes in self.departure.accusations.values_mut() {
+            votes.retain(|_, (at, _)| now < *at + fresh);
+        }
+        self.departure.accusations.retain(|_, v| !v.is_empty());
+    }
+
+    /// When the oldest round this peer opened without agreement gives up,
+    /// while it holds a quorum (a peer cut off waits for the split to heal).
+    pub(super) fn next_dispute(&self) -> Option<Instant> {
+        if !self.has_quorum() {
+            return None;
+        }
+        let patience = 2 * self.config.drop_timeout;
+        self.departure
+            .rounds
+            .values()
+            .map(|r| r.opened + patience)
+            .min()
+    }
+
+    /// A round open for twice the drop timeout while this peer holds a
+    /// quorum: the others keep playing with the peer this one reported, so
+    /// this one cannot follow their game; it leaves.
+    pub(super) fn check_disputes(&mut self, now: Instant) {
+        if self.me.phase != SessionPhase::Running || self.next_dispute().is_none_or(|t| now < t) {
+            return;
+        }
+        let disputed: Vec<PeerId> = self.departure.rounds.keys().copied().collect();
+        self.me.phase = SessionPhase::Ended;
+        self.events.push_back(RollbackEvent::Ended {
+            reason: format!(
+                "the other players keep playing with {disputed:?}, whom this peer lost"
+            ),
+        });
+    }
+
+    /// When a member that keeps back the inputs this peer waits on counts as
+    /// lost: twice the drop timeout after this peer stalled on it or its
+    /// inputs last moved on, whichever is later.
+    pub(super) fn next_withheld(&self) -> Option<Instant> {
+        self.withholding().into_iter().map(|(_, at)| at).min()
+    }
+
+    /// The members this peer waits on, with when they count as keeping
+    /// their inputs back. None while a round is open (the wait may be on the
+    /// departed peer) or while a member says it waits on someone else.
+    fn withholding(&self) -> Vec<(PeerId, Instant)> {
+        let Some(stalled) = self.departure.stalled_since else {
+            return Vec::new();
+        };
+        if self.departure.deciding() || self.me.phase != SessionPhase::Running {
+            return Vec::new();
+        }
+        let until = self.sync.remote_confirmed_until();
+        let patience = 2 * self.config.drop_timeout;
+        let mut out = Vec::new();
+        for (&p, m) in &self.peers.members {
+            let blocks = m
+                .slots
+                .iter()
+                .any(|&s| self.sync.slots[s].first_unknown() == until);
+            let waits_itself = self
+                .departure
+                .accusations
+                .values()
+                .any(|votes| votes.contains_key(&p));
+            if m.spectator || !blocks || waits_itself || self.departure.lost.contains(&p) {
+                continue;
+            }
+            let since = m.progressed_at.map_or(stalled, |t| t.max(stalled));
+            out.push((p, since + patience));
+        }
+        out
+    }
+
+    /// Members that kept their inputs back past their time are lost, on this
+    /// peer's own evidence.
+    pub(super) fn check_withheld(&mut self, now: Instant) {
+        let due: Vec<PeerId> = self
+            .withholding()
+            .into_iter()
+            .filter(|(_, at)| now >= *at)
+            .map(|(p, _)| p)
+            .collect();
+        for peer in due {
+            self.contest(now, peer);
+            self.player_left(now, peer);
+        }
+    }
+
     /// A member reports this peer lost: the others are agreeing on its
     /// departure and, if they hold a quorum, play on without it. Its timeline
-    /// ends there; it joins theirs again. A report that ends before this
-    /// peer's slots began is from before an earlier rejoin and is ignored.
+    /// ends there; it joins theirs again. Believed only from a player this
+    /// peer lost while cut off (the side that played on), or from more than
+    /// half of the other players; a report that ends before this peer's
+    /// slots began is from before an earlier rejoin and is ignored.
     fn on_lost_me(&mut self, now: Instant, from: PeerId, run: &InputRun<I>) {
         let from_member = self
             .peers
@@ -196,6 +390,18 @@ impl<I: Input> RollbackSession<I> {
             .unwrap_or(0);
         if end < began {
             return;
+        }
+        let me = self.me.id;
+        if !(self.membership.cut_off && self.departure.lost.contains(&from)) {
+            self.departure
+                .accusations
+                .entry(me)
+                .or_default()
+                .insert(from, (now, run.clone()));
+            let others = self.voters(me).len();
+            if 2 * self.accusers(now, me).len() <= others {
+                return;
+            }
         }
         self.rejoin(now, RejoinCause::Partition);
     }
@@ -285,6 +491,10 @@ impl<I: Input> RollbackSession<I> {
         // The departed peer's reports in other rounds no longer count as waited for.
         for r in self.departure.rounds.values_mut() {
             r.reports.remove(&gone);
+        }
+        self.departure.accusations.remove(&gone);
+        for votes in self.departure.accusations.values_mut() {
+            votes.remove(&gone);
         }
     }
 }

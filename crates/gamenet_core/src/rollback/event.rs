@@ -129,6 +129,14 @@ pub enum RollbackEvent {
         /// Why.
         cause: RejoinCause,
     },
+    /// This peer can no longer play in the session and has left it: it lost
+    /// a player the others keep playing with. Close its connections (a
+    /// [`RollbackNet`](https://docs.rs/gamenet) does); it may join again
+    /// later as a new session.
+    Ended {
+        /// Why.
+        reason: String,
+    },
     /// The host refused to let this peer join.
     JoinRefused {
         /// Why.

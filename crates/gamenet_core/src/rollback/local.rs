@@ -13,6 +13,8 @@ pub(crate) enum SessionPhase {
     Joining,
     /// Frames run.
     Running,
+    /// This peer left the session: nothing runs, nothing is sent.
+    Ended,
 }
 
 /// Who this peer is in the session, and where the session stands.

@@ -47,6 +47,8 @@ pub(crate) struct Member {
     pub(crate) pending: Vec<Bytes>,
     /// Whether its first inputs arrived.
     pub(crate) synced: bool,
+    /// When its inputs last moved on (this peer got a frame it lacked).
+    pub(crate) progressed_at: Option<Instant>,
 }
 
 impl Member {
@@ -67,6 +69,7 @@ impl Member {
             rtt: RttEstimator::default(),
             pending: Vec::new(),
             synced: false,
+            progressed_at: None,
         }
     }
 }

@@ -86,6 +86,9 @@ impl<I: Input> RollbackSession<I> {
                 }
             }
         }
+        if got_any && let Some(m) = self.peers.members.get_mut(&peer) {
+            m.progressed_at = Some(now);
+        }
         if got_any && first_input && !feed && self.me.phase == SessionPhase::Running {
             if let Some(m) = self.peers.members.get_mut(&peer) {
                 m.synced = true;

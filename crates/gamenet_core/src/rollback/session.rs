@@ -183,6 +183,11 @@ impl<I: Input> RollbackSession<I> {
         self.me.key.key
     }
 
+    /// Whether this peer left the session ([`RollbackEvent::Ended`]).
+    pub fn has_ended(&self) -> bool {
+        self.me.phase == SessionPhase::Ended
+    }
+
     /// Whether frames run (not synchronizing or waiting for a snapshot).
     pub fn is_running(&self) -> bool {
         self.me.phase == SessionPhase::Running
@@ -328,6 +333,11 @@ impl<I: Input> RollbackSession<I> {
     /// Runs timers: resends inputs while no frame runs, reports interrupted peers.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.time.time_ms(now);
+        if self.me.phase == SessionPhase::Running && !self.can_advance() {
+            self.departure.stalled_since.get_or_insert(now);
+        } else {
+            self.departure.stalled_since = None;
+        }
         let interrupt = self.next_silence();
         for (timer, at) in self
             .time
@@ -346,19 +356,28 @@ impl<I: Input> RollbackSession<I> {
                     for peer in silent {
                         self.player_left(now, peer);
                     }
+                    self.expire_accusations(now);
+                    self.check_withheld(now);
+                    self.check_disputes(now);
                 }
                 _ => {}
             }
         }
     }
 
-    /// When a member is next reported interrupted, or lost for its silence.
+    /// When a member is next reported interrupted, or lost for its silence
+    /// or for keeping its inputs back, or a disputed report of this peer's
+    /// gives up.
     fn next_silence(&self) -> Option<Instant> {
-        self.peers.next_silence(
+        let silence = self.peers.next_silence(
             self.config.interrupt_timeout,
             self.config.drop_timeout,
             &self.departure.lost,
-        )
+        );
+        [silence, self.next_withheld(), self.next_dispute()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The transport connected a peer (or it was connected before the session
@@ -373,6 +392,9 @@ impl<I: Input> RollbackSession<I> {
 
     /// Tells `peer` who this peer is and what it wants.
     pub(super) fn send_intro(&mut self, peer: PeerId) {
+        if self.me.phase == SessionPhase::Ended {
+            return;
+        }
         let joiner = self.me.phase == SessionPhase::Joining;
         let intro = Msg::<I>::Intro(IntroMsg {
             key: self.me.key.verifier(),
@@ -400,6 +422,9 @@ impl<I: Input> RollbackSession<I> {
     /// A message from a peer, on the channel it came.
     pub fn handle_message(&mut self, now: Instant, peer: PeerId, data: &[u8]) {
         self.time.time_ms(now);
+        if self.me.phase == SessionPhase::Ended {
+            return;
+        }
         let msg = match Msg::<I>::decode(data, &self.config.limits()) {
             Ok(m) => m,
             Err(e) => {
@@ -423,6 +448,9 @@ impl<I: Input> RollbackSession<I> {
 
     /// Reports a peer that broke the protocol.
     pub(super) fn misbehaved(&mut self, peer: PeerId, reason: Misbehavior) {
+        if let Some(now) = self.time.last {
+            self.contest(now, peer);
+        }
         self.events
             .push_back(RollbackEvent::PeerMisbehaved { peer, reason });
     }
@@ -516,6 +544,7 @@ impl<I: Input> RollbackSession<I> {
             });
         }
         self.sync.advance(&mut requests);
+        self.departure.stalled_since = None;
         let acks: Vec<Frame> = self.peers.members.values().map(|m| m.acked).collect();
         self.sync.prune_logs(acks.into_iter());
 

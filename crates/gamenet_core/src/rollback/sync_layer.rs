@@ -210,7 +210,7 @@ impl<I: Input> SyncLayer<I> {
     }
 
     /// First frame some remote slot's input is unknown for.
-    fn remote_confirmed_until(&self) -> Frame {
+    pub(crate) fn remote_confirmed_until(&self) -> Frame {
         if self.spectator {
             return self.confirmed_until();
         }

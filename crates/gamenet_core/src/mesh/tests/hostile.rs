@@ -81,3 +81,27 @@ proptest! {
         prop_assert!(mesh.send(other, Channel::Reliable, b"still here").is_ok());
     }
 }
+
+#[test]
+fn a_banned_peer_is_never_linked_again() {
+    let now = Instant::now();
+    let mut mesh = Mesh::new(MeshConfig::default()).unwrap();
+    let rogue = PeerId(9);
+    mesh.handle_connected(now, rogue);
+    while mesh.poll_transmit().is_some() {}
+    mesh.ban_peer(rogue);
+    assert!(mesh.is_banned(rogue));
+    while mesh.poll_transmit().is_some() {}
+    // It reconnects through signaling: no handshake, nothing it sends counts.
+    mesh.handle_disconnected(now, rogue);
+    mesh.handle_connected(now, rogue);
+    assert!(mesh.poll_transmit().is_none());
+    mesh.handle_packet(
+        now,
+        rogue,
+        Channel::Reliable,
+        Bytes::from_static(&[1, 2, 3]),
+    );
+    assert!(std::iter::from_fn(|| mesh.poll_event()).all(|e| !matches!(e, Event::PeerJoined(_))));
+    assert_eq!(mesh.joined_peers().count(), 0);
+}

@@ -167,3 +167,281 @@ proptest::proptest! {
         }
     }
 }
+
+/// A three-player game (plus an open slot) run to frame 600 on every node,
+/// with peers allowed to misbehave.
+fn hostile_net(seed: u64, target: Frame) -> Net {
+    let mut net = Net::with_kinds(4, 3, bad_link(seed), target);
+    net.hostile = true;
+    net.run(Duration::from_secs(100), |n| {
+        n.nodes.iter().all(|n| n.session.current_frame() >= 600)
+    });
+    net
+}
+
+/// Node `i`'s events that match.
+fn seen(net: &Net, i: usize, pred: impl Fn(&RollbackEvent) -> bool) -> usize {
+    net.nodes[i].events.iter().filter(|e| pred(e)).count()
+}
+
+/// A loss report on `victim` as node `from` would send it, its run at `start`.
+fn lie(net: &Net, victim: usize, start: Frame) -> Msg<u16> {
+    let slot = net.nodes[victim].session.local_slots()[0] as u8;
+    Msg::Lost(wire::LostMsg {
+        peer: net.nodes[victim].id,
+        run: wire::InputRun {
+            start,
+            slots: vec![slot],
+            records: vec![vec![Some(1)]; 4],
+        },
+    })
+}
+
+#[test]
+fn a_lie_that_a_connected_player_left_evicts_nobody_and_freezes_nobody() {
+    let mut net = hostile_net(61, 2_000);
+    // The rogue (node 2) tells both others, and the victim itself, that the
+    // victim (node 1) left; once at the present, once near the frame cap.
+    for start in [600, wire::MAX_FRAME - 10] {
+        for to in [0, 1] {
+            let msg = lie(&net, 1, start);
+            net.inject(2, to, &msg);
+        }
+    }
+    net.run(Duration::from_secs(300), |n| n.all_done());
+    net.assert_in_step();
+    net.assert_one_timeline();
+    for i in 0..3 {
+        let churn = seen(&net, i, |e| {
+            matches!(
+                e,
+                RollbackEvent::Disconnected { .. }
+                    | RollbackEvent::Rejoining { .. }
+                    | RollbackEvent::Ended { .. }
+                    | RollbackEvent::CutOff { .. }
+            )
+        });
+        assert_eq!(churn, 0, "node {i}: {:?}", net.nodes[i].events);
+    }
+}
+
+#[test]
+fn admits_from_a_player_that_is_not_the_host_are_refused_and_the_game_plays_on() {
+    let mut net = hostile_net(62, 2_000);
+    let rogue = net.nodes[2].id;
+    // A made-up player into the open slot, and phantom spectators.
+    let mut admits = vec![Msg::Admit(wire::AdmitMsg {
+        peer: PeerId(999),
+        key: [7; 32],
+        slots: vec![3],
+        from: 700,
+        snapshot: 600,
+    })];
+    for p in 0..300 {
+        admits.push(Msg::Admit(wire::AdmitMsg {
+            peer: PeerId(1_000 + p),
+            key: [7; 32],
+            slots: Vec::new(),
+            from: 700,
+            snapshot: 600,
+        }));
+    }
+    for msg in &admits {
+        net.inject(2, 1, msg);
+    }
+    net.run(Duration::from_secs(300), |n| {
+        n.nodes[..2]
+            .iter()
+            .all(|n| n.session.confirmed_checksum(n.game.target).is_some())
+    });
+    net.assert_in_step_among(&[0, 1]);
+    assert_eq!(
+        net.nodes[1].misbehaved.first(),
+        Some(&(rogue, Misbehavior::WrongSender { what: "admit" }))
+    );
+    assert_eq!(net.nodes[1].session.slot_peer(3), None);
+    assert!(net.nodes[1].session.members().all(|p| p.0 < 999));
+}
+
+#[test]
+fn checksums_claimed_for_frames_far_ahead_are_refused() {
+    let mut net = hostile_net(63, 2_000);
+    let rogue = net.nodes[2].id;
+    let far = net.nodes[0].session.current_frame() + 100_000;
+    let far = far - far % net.config.checksum_interval;
+    net.inject(
+        2,
+        0,
+        &Msg::Checksum(wire::ChecksumMsg {
+            frame: far,
+            total: 1,
+            parts: Vec::new(),
+        }),
+    );
+    net.run(Duration::from_secs(300), |n| {
+        n.nodes[..2]
+            .iter()
+            .all(|n| n.session.confirmed_checksum(n.game.target).is_some())
+    });
+    net.assert_in_step_among(&[0, 1]);
+    assert_eq!(
+        net.nodes[0].misbehaved.first(),
+        Some(&(
+            rogue,
+            Misbehavior::OutOfRange {
+                what: "checksum frame"
+            }
+        ))
+    );
+    // Desync detection stayed on.
+    assert!(net.nodes[0].session.stats().checksums_matched > 0);
+}
+
+#[test]
+fn a_player_that_withholds_its_inputs_from_everyone_is_dropped_and_the_others_play_on() {
+    let mut net = hostile_net(64, 4_000);
+    let rogue = net.nodes[2].id;
+    // From now on the rogue sends acks and clock data, never an input.
+    net.nodes[2].outbox = Some(Box::new(|_, data| data.first() != Some(&0x01)));
+    net.nodes[2].stop_at = Some(net.nodes[2].session.current_frame());
+    net.run(Duration::from_secs(600), |n| {
+        n.nodes[..2]
+            .iter()
+            .all(|n| n.session.confirmed_checksum(n.game.target).is_some())
+    });
+    net.assert_in_step_among(&[0, 1]);
+    // Dropped for its silence first (it sends nothing); back through the
+    // snapshot, it kept its inputs back again, was dropped for that, and
+    // the host does not take it in again.
+    for i in 0..2 {
+        assert!(
+            seen(
+                &net,
+                i,
+                |e| matches!(e, RollbackEvent::Disconnected { peer, .. } if *peer == rogue)
+            ) >= 1,
+            "node {i}: {:?}",
+            net.nodes[i].events
+        );
+        assert!(net.nodes[i].session.members().all(|p| p != rogue));
+    }
+    assert!(
+        seen(&net, 2, |e| matches!(e, RollbackEvent::JoinRefused { .. })) >= 1,
+        "{:?}",
+        net.nodes[2].events
+    );
+}
+
+#[test]
+fn a_join_without_a_proof_of_its_key_is_refused_and_takes_no_slot() {
+    let now = Instant::now();
+    let kinds = [
+        PlayerKind::Local,
+        PlayerKind::Remote(PeerId(2)),
+        PlayerKind::Open,
+    ];
+    let config = RollbackConfig {
+        num_players: 3,
+        ..RollbackConfig::default()
+    };
+    let mut s = RollbackSession::<u16>::start(config, PeerId(1), 1, &kinds).unwrap();
+    s.handle_peer_joined(now, PeerId(2));
+    let victim = keys::PlayerKey::new(2);
+    s.handle_message(
+        now,
+        PeerId(2),
+        &Msg::<u16>::Intro(wire::IntroMsg {
+            key: victim.verifier(),
+            proof: None,
+            joiner: false,
+            players: 1,
+            num_players: 3,
+        })
+        .encode(),
+    );
+    // A rogue names the victim's verifier (every player knows it) and signs
+    // its own id with a key of its own: no proof of the victim's key.
+    s.handle_peer_joined(now, PeerId(9));
+    s.handle_message(
+        now,
+        PeerId(9),
+        &Msg::<u16>::Intro(wire::IntroMsg {
+            key: victim.verifier(),
+            proof: Some(keys::PlayerKey::new(9).prove(PeerId(9))),
+            joiner: true,
+            players: 1,
+            num_players: 3,
+        })
+        .encode(),
+    );
+    let events: Vec<RollbackEvent> = std::iter::from_fn(|| s.poll_event()).collect();
+    assert!(events.contains(&RollbackEvent::PeerMisbehaved {
+        peer: PeerId(9),
+        reason: Misbehavior::Rule("join without a proof of its key"),
+    }));
+    // The victim is still a member; a replayed proof of the victim's from
+    // another id fails the same way.
+    assert!(s.members().any(|p| p == PeerId(2)));
+    let replayed = victim.prove(PeerId(2));
+    assert!(!keys::check(&victim.verifier(), PeerId(9), &replayed));
+}
+
+#[test]
+fn a_snapshot_from_a_peer_that_is_not_the_host_is_refused() {
+    let now = Instant::now();
+    let config = RollbackConfig {
+        num_players: 3,
+        ..RollbackConfig::default()
+    };
+    let mut s = RollbackSession::<u16>::join(config, PeerId(5), 5, 1).unwrap();
+    let intro = |players| {
+        Msg::<u16>::Intro(wire::IntroMsg {
+            key: [1; 32],
+            proof: None,
+            joiner: false,
+            players,
+            num_players: 3,
+        })
+        .encode()
+    };
+    for p in [1, 7] {
+        s.handle_peer_joined(now, PeerId(p));
+        s.handle_message(now, PeerId(p), &intro(1));
+    }
+    // Peer 7 makes up a session where it is the lowest player.
+    let entry = |state, peer| wire::SlotEntry {
+        state,
+        peer: PeerId(peer),
+        key: [1; 32],
+        active_from: 0,
+        until: None,
+    };
+    let fake = Msg::<u16>::Snapshot(wire::SnapshotMsg {
+        frame: 100,
+        from: 130,
+        your_slots: vec![2],
+        table: vec![entry(0, 0), entry(1, 7), entry(0, 0)],
+        spectators: Vec::new(),
+        runs: Vec::new(),
+        data: vec![1, 2, 3],
+    });
+    s.handle_message(now, PeerId(7), &fake.encode());
+    assert!(s.is_joining());
+    let events: Vec<RollbackEvent> = std::iter::from_fn(|| s.poll_event()).collect();
+    assert!(events.contains(&RollbackEvent::PeerMisbehaved {
+        peer: PeerId(7),
+        reason: Misbehavior::WrongSender { what: "snapshot" },
+    }));
+    // The real host's snapshot is taken.
+    let real = Msg::<u16>::Snapshot(wire::SnapshotMsg {
+        frame: 100,
+        from: 130,
+        your_slots: vec![2],
+        table: vec![entry(1, 1), entry(1, 7), entry(0, 0)],
+        spectators: Vec::new(),
+        runs: Vec::new(),
+        data: vec![1, 2, 3],
+    });
+    s.handle_message(now, PeerId(1), &real.encode());
+    assert!(s.is_running());
+}

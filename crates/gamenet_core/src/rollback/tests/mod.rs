@@ -10,7 +10,8 @@ use super::*;
 use crate::conditioner::SplitMix;
 use crate::sim::SimLinks;
 use crate::{
-    ConditionerConfig, Event, GoodbyeReason, Instant, LeaveReason, Mesh, MeshConfig, PeerId,
+    Channel, ConditionerConfig, Event, GoodbyeReason, Instant, LeaveReason, Mesh, MeshConfig,
+    Misbehavior, PeerId,
 };
 
 mod departure;
@@ -234,6 +235,10 @@ struct Node {
     backlog: Vec<Event>,
     /// Every final checksum it recorded, with the members it counted then.
     timeline: BTreeMap<Frame, (u64, BTreeSet<PeerId>)>,
+    /// The peers it reported misbehaving (only a hostile test allows any).
+    misbehaved: Vec<(PeerId, Misbehavior)>,
+    /// Which of its session's messages go out (a rogue's filter).
+    outbox: Option<Box<dyn FnMut(PeerId, &[u8]) -> bool>>,
 }
 
 impl Node {
@@ -262,6 +267,9 @@ struct Net {
     links: SimLinks,
     target: Frame,
     next_id: u128,
+    /// Whether peers may misbehave (a hostile test): reported misbehavior is
+    /// recorded and the peer dropped, instead of failing the test.
+    hostile: bool,
 }
 
 impl Net {
@@ -285,6 +293,7 @@ impl Net {
             links: SimLinks::default(),
             target,
             next_id: 1,
+            hostile: false,
         };
         let ids: Vec<PeerId> = (0..players).map(|i| PeerId(i as u128 + 1)).collect();
         net.next_id = players as u128 + 1;
@@ -324,6 +333,8 @@ impl Net {
             frozen: false,
             backlog: Vec::new(),
             timeline: BTreeMap::new(),
+            misbehaved: Vec::new(),
+            outbox: None,
         };
         let existing: Vec<PeerId> = self
             .nodes
@@ -340,6 +351,15 @@ impl Net {
                 self.nodes[i].mesh.handle_connected(now, b);
             }
         }
+    }
+
+    /// Sends `msg` from node `from` to node `to` as a reliable message of the
+    /// session's (what a rogue peer would send).
+    fn inject(&mut self, from: usize, to: usize, msg: &Msg<u16>) {
+        let to = self.nodes[to].id;
+        let _ = self.nodes[from]
+            .mesh
+            .send(to, Channel::Reliable, &msg.encode());
     }
 
     fn index(&self, id: PeerId) -> usize {
@@ -421,13 +441,29 @@ impl Net {
                 }
             }
             while let Some(e) = n.session.poll_event() {
-                if let RollbackEvent::PeerMisbehaved { .. } = &e {
-                    panic!("{}: {e:?}", n.id);
+                if let RollbackEvent::PeerMisbehaved { peer, reason } = &e {
+                    assert!(self.hostile, "{}: {e:?}", n.id);
+                    // As a transport would: the rule breaker is dropped.
+                    n.misbehaved.push((*peer, reason.clone()));
+                    n.mesh.drop_peer(*peer);
+                }
+                if std::env::var_os("ROLLBACK_TRACE").is_some() {
+                    eprintln!(
+                        "{:>8.3}s {} {e:?}",
+                        (now - self.start).as_secs_f64(),
+                        n.id.0
+                    );
+                }
+                if let RollbackEvent::Ended { .. } = &e {
+                    // As a transport would: it leaves the mesh.
+                    n.mesh.close();
                 }
                 n.events.push(e);
             }
             while let Some(t) = n.session.poll_transmit() {
-                let _ = n.mesh.send(t.peer, t.channel, &t.data);
+                if n.outbox.as_mut().is_none_or(|keep| keep(t.peer, &t.data)) {
+                    let _ = n.mesh.send(t.peer, t.channel, &t.data);
+                }
             }
             n.record_timeline(self.config.checksum_interval);
         }
