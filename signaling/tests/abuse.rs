@@ -82,7 +82,7 @@ async fn bad_input_is_refused_and_good_clients_are_still_served() {
     for n in 0..250 {
         let request = matchbox_protocol::JsonPeerRequest::Signal {
             receiver: target_id,
-            data: format!("candidate {n}").into(),
+            data: offer(&format!("candidate {n}")),
         };
         if flooder
             .send(Message::Text(request.to_string().into()))

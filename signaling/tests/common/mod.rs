@@ -78,11 +78,19 @@ pub async fn http_get_with(addr: SocketAddr, path: &str, headers: &str) -> Strin
     response
 }
 
-pub async fn signal(ws: &mut Ws, to: PeerId, data: &str) {
-    let request = JsonPeerRequest::Signal {
-        receiver: to,
-        data: serde_json::Value::from(data),
-    };
+/// The data of an offer signal carrying `sdp`, as `matchbox_socket` sends it.
+pub fn offer(sdp: &str) -> serde_json::Value {
+    serde_json::json!({ "Offer": sdp })
+}
+
+/// Sends an offer carrying `sdp` to `to`.
+pub async fn signal(ws: &mut Ws, to: PeerId, sdp: &str) {
+    send_signal(ws, to, offer(sdp)).await;
+}
+
+/// Sends a signal with any `data` to `to`.
+pub async fn send_signal(ws: &mut Ws, to: PeerId, data: serde_json::Value) {
+    let request = JsonPeerRequest::Signal { receiver: to, data };
     ws.send(Message::Text(request.to_string().into()))
         .await
         .unwrap();
@@ -195,7 +203,7 @@ pub async fn signal_passes(from: &mut Ws, from_id: PeerId, to: &mut Ws, to_id: P
         next_event(to).await,
         JsonPeerEvent::Signal {
             sender: from_id,
-            data: tag.into()
+            data: offer(tag)
         },
         "{tag}"
     );
