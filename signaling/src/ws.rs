@@ -406,6 +406,7 @@ impl Client {
                                     ));
                                 }
                             },
+                            () = overflow.happened() => break Some(self.overflowed()),
                             () = &mut shutdown => {
                                 break Some(close_frame(
                                     close::GOING_AWAY,
@@ -416,17 +417,7 @@ impl Client {
                     }
                     None => break None,
                 },
-                () = overflow.happened() => {
-                    app.metrics.refuse("send_queue_full");
-                    debug!(id = %self.id, "send queue overflowed");
-                    break Some(close_frame(
-                        close::TOO_SLOW,
-                        &format!(
-                            "too slow: over {} messages or {} bytes waiting to be read",
-                            app.config.send_queue, app.config.send_queue_bytes
-                        ),
-                    ));
-                }
+                () = overflow.happened() => break Some(self.overflowed()),
                 () = &mut idle_timer => {
                     if last_heard + idle > tokio::time::Instant::now() {
                         idle_timer.as_mut().reset(last_heard + idle);
@@ -457,6 +448,20 @@ impl Client {
             })
             .await;
         }
+    }
+
+    /// Its send queue overflowed: counted, and the close frame to end with.
+    fn overflowed(&self) -> Message {
+        let config = &self.app.config;
+        self.app.metrics.refuse("send_queue_full");
+        debug!(id = %self.id, "send queue overflowed");
+        close_frame(
+            close::TOO_SLOW,
+            &format!(
+                "too slow: over {} messages or {} bytes waiting to be read",
+                config.send_queue, config.send_queue_bytes
+            ),
+        )
     }
 
     /// Handles one text message; an error is the close frame to end with.

@@ -213,3 +213,220 @@ async fn a_full_server_refuses_newcomers_and_keeps_its_clients() {
     signal_passes(&mut a, a_id, &mut b, b_id, "still-served").await;
     assert_eq!(refused(addr, "max_clients").await, 1.0);
 }
+
+const SLOW: [u8; 4] = [127, 0, 0, 6];
+
+/// An SDP of `len` bytes, for offers that fill buffers quickly.
+fn sdp(len: usize) -> String {
+    format!("v=0\r\n{}", "a".repeat(len.saturating_sub(5)))
+}
+
+/// `mate` sends offers of `len` bytes to `slow_id`, one every `pace`, until the
+/// server tells it `slow_id` left (or `within` passes, failing the test).
+/// Returns when the queue for `slow_id` first held over `stalled_bytes` (the
+/// server's writes to it stalled), when it left, and the most bytes queued
+/// seen meanwhile. Every 50 offers, the pair `good` signals once.
+#[allow(clippy::too_many_arguments)]
+async fn flood_until_left(
+    addr: std::net::SocketAddr,
+    mate: &mut Ws,
+    slow_id: matchbox_protocol::PeerId,
+    len: usize,
+    pace: Duration,
+    stalled_bytes: f64,
+    within: Duration,
+    good: &mut (Ws, matchbox_protocol::PeerId, Ws, matchbox_protocol::PeerId),
+) -> (Option<tokio::time::Instant>, tokio::time::Instant, f64) {
+    use futures::StreamExt;
+    let start = tokio::time::Instant::now();
+    let offer = offer(&sdp(len));
+    let (mut stalled, mut peak) = (None, 0.0f64);
+    let mut tick = tokio::time::interval(pace);
+    for n in 0u64.. {
+        assert!(
+            start.elapsed() < within,
+            "{slow_id} still there after {within:?}"
+        );
+        tokio::select! {
+            message = mate.next() => {
+                let Some(Ok(Message::Text(text))) = message else {
+                    panic!("mate lost: {message:?}");
+                };
+                if text.parse::<JsonPeerEvent>().unwrap() == JsonPeerEvent::PeerLeft(slow_id) {
+                    return (stalled, tokio::time::Instant::now(), peak);
+                }
+            }
+            _ = tick.tick() => {
+                send_signal(mate, slow_id, offer.clone()).await;
+                let queued = metric(addr, "gamenet_signaling_queued_bytes").await;
+                peak = peak.max(queued);
+                if stalled.is_none() && queued > stalled_bytes {
+                    stalled = Some(tokio::time::Instant::now());
+                }
+                if n % 50 == 0 {
+                    let (a, a_id, b, b_id) = good;
+                    signal_passes(a, *a_id, b, *b_id, &format!("during-{n}")).await;
+                }
+            }
+        }
+    }
+    unreachable!()
+}
+
+/// Two well-behaved clients in one room: each with its id.
+async fn good_pair(
+    addr: std::net::SocketAddr,
+) -> (Ws, matchbox_protocol::PeerId, Ws, matchbox_protocol::PeerId) {
+    let (mut a, a_id) = connect_from(GOOD, addr, "good").await;
+    let (b, b_id) = connect_from(GOOD, addr, "good").await;
+    assert_eq!(next_event(&mut a).await, JsonPeerEvent::NewPeer(b_id));
+    (a, a_id, b, b_id)
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_within_the_write_timeout() {
+    let write_timeout = Duration::from_secs(1);
+    let (addr, _stop, _task) = start(Config {
+        write_timeout,
+        // Only the write timeout is to close the slow client here; the
+        // flooding room-mate has no signal limits either.
+        send_queue: 1_000_000,
+        send_queue_bytes: 64 << 20,
+        signal_rate: 0.0,
+        signal_byte_rate: 0.0,
+        ..Config::default()
+    })
+    .await;
+    let mut good = good_pair(addr).await;
+    let (mut mate, _) = connect_from(FLOOD, addr, "slow-room").await;
+    let (_slow, slow_id) = slow_reader(SLOW, addr, "slow-room").await;
+    assert_eq!(next_event(&mut mate).await, JsonPeerEvent::NewPeer(slow_id));
+    // 15 KB every 20 ms: 750 KB/s at the slow client.
+    let (stalled, left, peak) = flood_until_left(
+        addr,
+        &mut mate,
+        slow_id,
+        15_000,
+        Duration::from_millis(20),
+        45_000.0,
+        Duration::from_secs(60),
+        &mut good,
+    )
+    .await;
+    let stalled = stalled.expect("the writes to the slow client never stalled");
+    // Dropped within the write timeout of its writes stalling (the stall is
+    // seen once 3 offers wait, ~40 ms in), and what waited for it stayed
+    // within what the flood sends in that time.
+    assert!(
+        left - stalled <= write_timeout + Duration::from_millis(1000),
+        "left {:?} after its writes stalled",
+        left - stalled
+    );
+    assert!(peak <= 2_000_000.0, "{peak} bytes queued");
+    assert_eq!(refused(addr, "write_timeout").await, 1.0);
+    assert_eq!(refused(addr, "send_queue_full").await, 0.0);
+    // Its queue and its seat and connection are given back; the others stay.
+    let within = Duration::from_secs(5);
+    wait_for_metric(addr, "gamenet_signaling_queued_bytes", within, |q| q == 0.0).await;
+    wait_for_metric(addr, "gamenet_signaling_clients", within, |c| c == 3.0).await;
+    // The good pair, the mate, and the request asking.
+    wait_for_metric(addr, "gamenet_signaling_tcp_connections", within, |c| {
+        c == 4.0
+    })
+    .await;
+    let (a, a_id, b, b_id) = &mut good;
+    signal_passes(a, *a_id, b, *b_id, "after").await;
+}
+
+#[tokio::test]
+async fn the_shutdown_reaches_a_client_whose_writes_stall() {
+    let (addr, stop, task) = start(Config {
+        // Far longer than the test: only the shutdown can end the write.
+        write_timeout: Duration::from_secs(600),
+        send_queue: 1_000_000,
+        send_queue_bytes: 64 << 20,
+        signal_rate: 0.0,
+        signal_byte_rate: 0.0,
+        ..Config::default()
+    })
+    .await;
+    let (mut mate, _) = connect_from(FLOOD, addr, "slow-room").await;
+    let (_slow, slow_id) = slow_reader(SLOW, addr, "slow-room").await;
+    assert_eq!(next_event(&mut mate).await, JsonPeerEvent::NewPeer(slow_id));
+    let offer = offer(&sdp(15_000));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while metric(addr, "gamenet_signaling_queued_bytes").await < 100_000.0 {
+        assert!(tokio::time::Instant::now() < deadline, "never stalled");
+        send_signal(&mut mate, slow_id, offer.clone()).await;
+    }
+    // serve() waits up to 5 s for every client to go; the stalled one goes
+    // at once (its close frame and the wait for an answer take 1 s each at most).
+    let stopping = tokio::time::Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stopping.elapsed() < Duration::from_millis(3500),
+        "the shutdown took {:?}",
+        stopping.elapsed()
+    );
+    let (code, _) = expect_close(&mut mate).await;
+    assert_eq!(code, 1001);
+}
+
+#[tokio::test]
+async fn a_client_whose_queue_overflows_is_closed_instead_of_missing_messages() {
+    let (addr, _stop, _task) = start(Config {
+        // Only the overflow is to close the slow client here.
+        write_timeout: Duration::from_secs(600),
+        send_queue: 16,
+        signal_rate: 0.0,
+        signal_byte_rate: 0.0,
+        ..Config::default()
+    })
+    .await;
+    let mut good = good_pair(addr).await;
+    let (mut mate, _) = connect_from(FLOOD, addr, "slow-room").await;
+    let (_slow, slow_id) = slow_reader(SLOW, addr, "slow-room").await;
+    assert_eq!(next_event(&mut mate).await, JsonPeerEvent::NewPeer(slow_id));
+    let (stalled, left, peak) = flood_until_left(
+        addr,
+        &mut mate,
+        slow_id,
+        15_000,
+        Duration::from_millis(5),
+        45_000.0,
+        Duration::from_secs(60),
+        &mut good,
+    )
+    .await;
+    let stalled = stalled.expect("the writes to the slow client never stalled");
+    // Seventeen offers do not fit: it goes as soon as the queue overflows, not
+    // after the write timeout, with at most the queue's 16 messages waiting.
+    assert!(
+        left - stalled <= Duration::from_secs(2),
+        "left {:?} after its writes stalled",
+        left - stalled
+    );
+    assert!(peak <= 16.0 * 15_100.0, "{peak} bytes queued");
+    assert_eq!(refused(addr, "send_queue_full").await, 1.0);
+    assert_eq!(refused(addr, "write_timeout").await, 0.0);
+    assert!(
+        metric(
+            addr,
+            "gamenet_signaling_signals_dropped_total{reason=\"queue_full\"}"
+        )
+        .await
+            >= 1.0
+    );
+    let within = Duration::from_secs(5);
+    wait_for_metric(addr, "gamenet_signaling_queued_bytes", within, |q| q == 0.0).await;
+    wait_for_metric(addr, "gamenet_signaling_clients", within, |c| c == 3.0).await;
+    // A newcomer to the room is announced to the mate as usual.
+    let (_c, c_id) = connect_from(GOOD, addr, "slow-room").await;
+    assert_eq!(next_event(&mut mate).await, JsonPeerEvent::NewPeer(c_id));
+    let (a, a_id, b, b_id) = &mut good;
+    signal_passes(a, *a_id, b, *b_id, "after").await;
+}
