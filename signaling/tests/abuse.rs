@@ -430,3 +430,180 @@ async fn a_client_whose_queue_overflows_is_closed_instead_of_missing_messages() 
     let (a, a_id, b, b_id) = &mut good;
     signal_passes(a, *a_id, b, *b_id, "after").await;
 }
+
+async fn signals_refused(addr: std::net::SocketAddr, reason: &str) -> f64 {
+    metric(
+        addr,
+        &format!("gamenet_signaling_signals_refused_total{{reason=\"{reason}\"}}"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn only_offers_answers_and_candidates_of_bounded_size_pass() {
+    use serde_json::json;
+    let (addr, _stop, _task) = start(Config::default()).await;
+    let mut good = good_pair(addr).await;
+    let candidate = r#"{"candidate":"candidate:1 1 udp 2122260223 10.77.0.2 40123 typ host","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"abcd"}"#;
+    // Each kind matchbox_socket sends passes, the largest SDP allowed too.
+    let (mut s, s_id) = connect_from(GOOD, addr, "shapes").await;
+    let (mut r, r_id) = connect_from(GOOD, addr, "shapes").await;
+    assert_eq!(next_event(&mut s).await, JsonPeerEvent::NewPeer(r_id));
+    for data in [
+        json!({ "Offer": sdp(16 * 1024) }),
+        json!({ "Answer": "v=0\r\n" }),
+        json!({ "IceCandidate": candidate }),
+        json!({ "IceCandidate": "null" }),
+    ] {
+        send_signal(&mut s, r_id, data.clone()).await;
+        assert_eq!(
+            next_event(&mut r).await,
+            JsonPeerEvent::Signal { sender: s_id, data }
+        );
+    }
+    // Anything else closes its sender with the reason; the receiver gets
+    // nothing but the news that it left.
+    for (data, code, why, reason) in [
+        (
+            json!("hello"),
+            1003,
+            "invalid signal: data must be",
+            "shape",
+        ),
+        (
+            json!({ "Offer": 5 }),
+            1003,
+            "invalid signal: data must be",
+            "shape",
+        ),
+        (
+            json!({ "Teleport": "moon" }),
+            1003,
+            "invalid signal: data must be",
+            "shape",
+        ),
+        (
+            json!({ "Offer": "v=0", "Answer": "v=0" }),
+            1003,
+            "invalid signal: data must be",
+            "shape",
+        ),
+        (
+            json!({ "Offer": sdp(16 * 1024 + 1) }),
+            1009,
+            "an SDP of 16385 bytes",
+            "sdp_too_big",
+        ),
+        (
+            json!({ "IceCandidate": format!("{{\"candidate\":\"{}\"}}", "c".repeat(1100)) }),
+            1009,
+            "an ICE candidate of",
+            "candidate_too_big",
+        ),
+        (
+            json!({ "IceCandidate": "candidate:1 1 udp 1 10.0.0.1 1 typ host" }),
+            1003,
+            "JSON object or null",
+            "bad_candidate",
+        ),
+    ] {
+        let (mut bad, bad_id) = connect_from(GOOD, addr, "shapes").await;
+        assert_eq!(next_event(&mut r).await, JsonPeerEvent::NewPeer(bad_id));
+        send_signal(&mut bad, r_id, data.clone()).await;
+        let (got_code, got_why) = expect_close(&mut bad).await;
+        assert_eq!(got_code, code, "{data}: {got_why}");
+        assert!(got_why.contains(why), "{data}: {got_why}");
+        assert_eq!(
+            next_event(&mut r).await,
+            JsonPeerEvent::PeerLeft(bad_id),
+            "{data} must not pass"
+        );
+        let (a, a_id, b, b_id) = &mut good;
+        signal_passes(a, *a_id, b, *b_id, reason).await;
+    }
+    assert_eq!(signals_refused(addr, "shape").await, 4.0);
+    assert_eq!(signals_refused(addr, "sdp_too_big").await, 1.0);
+    assert_eq!(signals_refused(addr, "candidate_too_big").await, 1.0);
+    assert_eq!(signals_refused(addr, "bad_candidate").await, 1.0);
+    // The good sender is still there.
+    signal_passes(&mut s, s_id, &mut r, r_id, "still-here").await;
+}
+
+#[tokio::test]
+async fn a_flood_of_signal_bytes_is_cut_off_and_the_victim_served() {
+    let (rate, burst) = (20_000.0, 100_000u32);
+    let (addr, _stop, _task) = start(Config {
+        signal_byte_rate: rate,
+        signal_byte_burst: burst,
+        ..Config::default()
+    })
+    .await;
+    let mut good = good_pair(addr).await;
+    let (mut victim, victim_id) = connect_from(GOOD, addr, "victim").await;
+    let (mut friend, friend_id) = connect_from(GOOD, addr, "victim").await;
+    let (mut flooder, _) = connect_from(FLOOD, addr, "victim").await;
+    assert_eq!(
+        next_event(&mut victim).await,
+        JsonPeerEvent::NewPeer(friend_id)
+    );
+    let JsonPeerEvent::NewPeer(flooder_id) = next_event(&mut victim).await else {
+        panic!("no flooder");
+    };
+    let start = std::time::Instant::now();
+    // 15 KB offers as fast as they go: well under the signal count limit
+    // (200 at once), but over the byte budget after 6 or 7.
+    let offer = offer(&sdp(15_000));
+    let mut sent = 0;
+    for _ in 0..100 {
+        if flooder
+            .send(Message::Text(
+                matchbox_protocol::JsonPeerRequest::Signal {
+                    receiver: victim_id,
+                    data: offer.clone(),
+                }
+                .to_string()
+                .into(),
+            ))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        sent += 1;
+    }
+    let (code, reason) = expect_close(&mut flooder).await;
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("too many signal bytes"), "{reason}");
+    assert_eq!(refused(addr, "signal_bytes").await, 1.0);
+    // The victim got what the budget allowed, then the news that the
+    // flooder left.
+    let mut received = 0usize;
+    loop {
+        match next_event(&mut victim).await {
+            JsonPeerEvent::Signal { sender, data } => {
+                assert_eq!(sender, flooder_id);
+                received += data.to_string().len();
+            }
+            JsonPeerEvent::PeerLeft(id) if id == flooder_id => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let allowed = f64::from(burst) + rate * start.elapsed().as_secs_f64();
+    assert!(
+        (received as f64) <= allowed && received >= 5 * 15_000,
+        "victim received {received} bytes of {sent} offers; {allowed} allowed"
+    );
+    // The victim and its friend, and the pair elsewhere, are still served.
+    assert_eq!(
+        next_event(&mut friend).await,
+        JsonPeerEvent::NewPeer(flooder_id)
+    );
+    assert_eq!(
+        next_event(&mut friend).await,
+        JsonPeerEvent::PeerLeft(flooder_id)
+    );
+    signal_passes(&mut friend, friend_id, &mut victim, victim_id, "friend").await;
+    signal_passes(&mut victim, victim_id, &mut friend, friend_id, "back").await;
+    let (a, a_id, b, b_id) = &mut good;
+    signal_passes(a, *a_id, b, *b_id, "after").await;
+}
