@@ -208,17 +208,7 @@ fn serve_connection(
     let Some(guard) = app.open_connection(peer.ip()) else {
         app.metrics.refuse("connections_per_address");
         debug!(%peer, "too many connections from this address");
-        // Best effort, and never waiting: say why, then close.
-        let body = format!(
-            "{{\"error\":\"too many connections from this address (at most {})\"}}",
-            app.config.max_connections_per_address
-        );
-        let response = format!(
-            "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
-             content-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = tcp.try_write(response.as_bytes());
+        refuse_connection(app, tcp);
         return;
     };
     // Signals are small writes that should go out at once, not wait for the
@@ -254,6 +244,43 @@ fn serve_connection(
             }
         }
         drop(tracker);
+    });
+}
+
+/// Refused connections being told why at once, at most.
+pub(crate) const REFUSING: usize = 64;
+/// How long a refused connection is given to send its request (read and
+/// thrown away, so that closing does not reset the connection before the
+/// client read the answer).
+const REFUSAL_LINGER: Duration = Duration::from_millis(250);
+
+/// Answers a connection over the per-address limit with a 429 and closes it;
+/// past [`REFUSING`] such connections at once, closes it without a word.
+fn refuse_connection(app: &Arc<App>, tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(permit) = app.refusing.clone().try_acquire_owned() else {
+        return;
+    };
+    let body = format!(
+        "{{\"error\":\"too many connections from this address (at most {})\"}}",
+        app.config.max_connections_per_address
+    );
+    let response = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::spawn(async move {
+        let mut tcp = tcp;
+        let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+            tcp.write_all(response.as_bytes()).await?;
+            tcp.shutdown().await?;
+            let mut sink = [0u8; 1024];
+            while tcp.read(&mut sink).await? > 0 {}
+            Ok::<_, io::Error>(())
+        })
+        .await;
+        drop(permit);
     });
 }
 

@@ -68,6 +68,8 @@ pub(crate) struct App {
     lobby_misses: Mutex<RateLimiter>,
     /// Open TCP connections per address (by [`address_key`]).
     connections: Mutex<HashMap<IpAddr, usize>>,
+    /// Connections over the per-address limit being answered now.
+    pub(crate) refusing: Arc<tokio::sync::Semaphore>,
     /// Counters and gauges served at `/metrics`.
     pub(crate) metrics: Metrics,
     /// The web origins allowed to connect.
@@ -105,6 +107,7 @@ impl App {
             limiter: Mutex::new(RateLimiter::new(config.rate, config.rate_burst, 100_000)),
             lobby_misses: Mutex::new(RateLimiter::new(LOBBY_MISS_RATE, LOBBY_MISS_BURST, 100_000)),
             connections: Mutex::new(HashMap::new()),
+            refusing: Arc::new(tokio::sync::Semaphore::new(crate::server::REFUSING)),
             metrics: Metrics::default(),
             origins: OriginPolicy::new(config.allowed_origins.iter().cloned()),
             clients: AtomicUsize::new(0),

@@ -607,3 +607,261 @@ async fn a_flood_of_signal_bytes_is_cut_off_and_the_victim_served() {
     let (a, a_id, b, b_id) = &mut good;
     signal_passes(a, *a_id, b, *b_id, "after").await;
 }
+
+const ENUMERATOR: [u8; 4] = [127, 0, 0, 7];
+
+#[tokio::test]
+async fn lobby_codes_cannot_be_enumerated_and_the_invited_still_get_in() {
+    use gamenet_signaling::rooms::JoinCode;
+    let (addr, _stop, _task) = start(Config {
+        // The general rate is not what stops the guessing here.
+        rate: 100.0,
+        rate_burst: 1000,
+        ..Config::default()
+    })
+    .await;
+    let (status, lobby) = api_from(
+        GOOD,
+        addr,
+        "POST",
+        "/api/lobbies",
+        "",
+        r#"{"public": false}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{lobby}");
+    let code = lobby["code"].as_str().unwrap().to_owned();
+    let guesses = (1..)
+        .map(|n: u32| JoinCode::from_random(n.wrapping_mul(0x9e37_79b9)).to_string())
+        .filter(|guess| *guess != code);
+    let mut misses = 0;
+    let mut refusals = 0;
+    for guess in guesses.take(30) {
+        let (status, body) = http_from(
+            ENUMERATOR,
+            addr,
+            "GET",
+            &format!("/api/lobbies/{guess}"),
+            "",
+            "",
+        )
+        .await;
+        match status {
+            404 => misses += 1,
+            429 => {
+                assert!(
+                    body.contains("too many unknown lobby codes from 127.0.0.7"),
+                    "{body}"
+                );
+                refusals += 1;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    // Ten misses, then refused (another would come in six seconds).
+    assert_eq!((misses, refusals), (10, 20));
+    // Joining by code is the same guess: refused too, even with the right code.
+    let (status, body) = refusal(try_connect_from(ENUMERATOR, addr, "join/ZZZZZZ", &[]).await);
+    assert_eq!(status, 429, "{body}");
+    let (status, _) = http_from(
+        ENUMERATOR,
+        addr,
+        "GET",
+        &format!("/api/lobbies/{code}"),
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(status, 429);
+    assert_eq!(refused(addr, "lobby_misses").await, 22.0);
+    // The invited player finds the lobby and joins it meanwhile.
+    let (status, found) =
+        api_from(GOOD, addr, "GET", &format!("/api/lobbies/{code}"), "", "").await;
+    assert_eq!((status, &found["code"]), (200, &code.clone().into()));
+    let (mut host, _) = connect_from(GOOD, addr, &format!("join/{code}")).await;
+    let (_guest, guest_id) = connect_from([127, 0, 0, 3], addr, &format!("join/{code}")).await;
+    assert_eq!(
+        next_event(&mut host).await,
+        JsonPeerEvent::NewPeer(guest_id)
+    );
+}
+
+#[tokio::test]
+async fn ice_servers_and_lobby_lookups_count_against_the_request_rate() {
+    let (addr, _stop, _task) = start(Config {
+        rate: 0.5,
+        rate_burst: 3,
+        turn_urls: vec!["turn:turn.example.com:3478".into()],
+        turn_secret: Some("secret".into()),
+        ..Config::default()
+    })
+    .await;
+    let minter = [127, 0, 0, 9];
+    for _ in 0..3 {
+        let (status, ice) = api_from(minter, addr, "GET", "/api/ice", "", "").await;
+        assert_eq!(status, 200, "{ice}");
+        assert!(ice["iceServers"][0]["credential"].is_string(), "{ice}");
+    }
+    let (status, body) = http_from(minter, addr, "GET", "/api/ice", "", "").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("too many requests from 127.0.0.9"), "{body}");
+    // Lookups draw from the same budget.
+    let (status, lobby) = api_from(GOOD, addr, "POST", "/api/lobbies", "", "{}").await;
+    assert_eq!(status, 201, "{lobby}");
+    let lookup = format!("/api/lobbies/{}", lobby["code"].as_str().unwrap());
+    let (status, _) = http_from(minter, addr, "GET", &lookup, "", "").await;
+    assert_eq!(status, 429);
+    for _ in 0..2 {
+        let (status, _) = http_from(GOOD, addr, "GET", &lookup, "", "").await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = http_from(GOOD, addr, "GET", &lookup, "", "").await;
+    assert_eq!(status, 429);
+    // Another address is not affected.
+    let (status, _) = http_from([127, 0, 0, 3], addr, "GET", "/api/ice", "", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(refused(addr, "rate_limit").await, 3.0);
+}
+
+#[tokio::test]
+async fn lobbies_per_address_are_capped_and_names_checked() {
+    let (addr, _stop, _task) = start(Config {
+        rate: 100.0,
+        rate_burst: 1000,
+        max_lobbies_per_address: 3,
+        ..Config::default()
+    })
+    .await;
+    let hoarder = [127, 0, 0, 8];
+    for n in 0..3 {
+        let body = format!(r#"{{"name": "hoard {n}"}}"#);
+        let (status, lobby) = api_from(hoarder, addr, "POST", "/api/lobbies", "", &body).await;
+        assert_eq!(status, 201, "{lobby}");
+    }
+    let (status, body) = api_from(hoarder, addr, "POST", "/api/lobbies", "", "{}").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("too many lobbies from one address (3)"),
+        "{body}"
+    );
+    assert_eq!(refused(addr, "lobbies_per_address").await, 1.0);
+    // Someone else still creates one, and finds the hoarder's in the list.
+    let (status, lobby) = api_from(
+        GOOD,
+        addr,
+        "POST",
+        "/api/lobbies",
+        "",
+        r#"{"name": "mine"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{lobby}");
+    let (_, list) = api_from(GOOD, addr, "GET", "/api/lobbies", "", "").await;
+    assert_eq!(list["lobbies"].as_array().unwrap().len(), 4);
+    // A name that would read backwards, or break the lines it is shown in, is refused.
+    for name in ["\u{202E}gnp.exe", "a\u{2066}b", "two\nlines", "nul\u{0}"] {
+        let body = serde_json::json!({ "name": name }).to_string();
+        let (status, refused) = api_from(GOOD, addr, "POST", "/api/lobbies", "", &body).await;
+        assert_eq!(status, 400, "{name:?}: {refused}");
+        assert!(
+            refused["error"]
+                .as_str()
+                .unwrap()
+                .contains("is not allowed"),
+            "{refused}"
+        );
+    }
+    let (_, list) = api_from(GOOD, addr, "GET", "/api/lobbies", "", "").await;
+    assert_eq!(list["lobbies"].as_array().unwrap().len(), 4);
+}
+
+/// Limits by /64 over the address a trusted proxy names: the server reads
+/// `X-Forwarded-For` when `--trust-proxy` is set; the key function itself is
+/// unit-tested in `limits.rs`.
+#[tokio::test]
+async fn one_ipv6_64_is_one_address_for_the_limits() {
+    let (addr, _stop, _task) = start(Config {
+        trust_proxy: true,
+        rate: 0.1,
+        rate_burst: 2,
+        ..Config::default()
+    })
+    .await;
+    let from = |ip: &str| format!("X-Forwarded-For: {ip}\r\n");
+    for ip in ["2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:fffe"] {
+        let (status, body) = http(addr, "GET", "/api/ice", &from(ip), "").await;
+        assert_eq!(status, 200, "{ip}: {body}");
+    }
+    let (status, body) = http(addr, "GET", "/api/ice", &from("2001:db8:1:2:abcd::9"), "").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body.contains("too many requests from 2001:db8:1:2::/64"),
+        "{body}"
+    );
+    // WebSocket connections from that /64 are refused too; the next /64 is not.
+    let (status, body) = refusal(
+        try_connect_from(GOOD, addr, "r", &[("x-forwarded-for", "2001:db8:1:2::77")]).await,
+    );
+    assert_eq!(status, 429, "{body}");
+    let (status, _) = http(addr, "GET", "/api/ice", &from("2001:db8:1:3::1"), "").await;
+    assert_eq!(status, 200);
+    let mut ws = try_connect_from(GOOD, addr, "r", &[("x-forwarded-for", "2001:db8:1:3::2")])
+        .await
+        .unwrap();
+    assert!(matches!(
+        next_event(&mut ws).await,
+        JsonPeerEvent::IdAssigned(_)
+    ));
+}
+
+/// Over real IPv6 loopback: `::1` is limited as `::/64`, by connection count
+/// and by rate.
+#[tokio::test]
+async fn ipv6_loopback_clients_are_limited_by_their_prefix() {
+    let (addr, _stop, _task) = start_on(
+        "[::1]:0".parse().unwrap(),
+        Config {
+            rate_burst: 2,
+            rate: 0.1,
+            max_connections_per_address: 3,
+            ..Config::default()
+        },
+    )
+    .await;
+    let url = format!("ws://{addr}/r");
+    let (mut a, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    assert!(matches!(
+        next_event(&mut a).await,
+        JsonPeerEvent::IdAssigned(_)
+    ));
+    let (_b, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    // Two WebSockets and one idle connection are three: a fourth is refused
+    // at once (the server accepts in order: the idle one is counted first).
+    let idle = tcp_from("::1".parse().unwrap(), addr).await;
+    let (status, body) = http(addr, "GET", "/health", "", "").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body.contains("too many connections from this address"),
+        "{body}"
+    );
+    // Once the idle one is gone, a third WebSocket is over the rate (a burst
+    // of two for ::/64).
+    drop(idle);
+    let body = loop {
+        let (status, body) = refusal(
+            tokio_tungstenite::connect_async(&url)
+                .await
+                .map(|(ws, _)| ws),
+        );
+        assert_eq!(status, 429, "{body}");
+        if !body.contains("too many connections") {
+            break body;
+        }
+        // The server has not seen the idle connection close yet.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(body.contains("too many requests from ::/64"), "{body}");
+}
