@@ -49,6 +49,8 @@ impl ServerProcess {
                     // The load comes from one address; per-address limits off.
                     "--rate",
                     "0",
+                    "--max-connections-per-address",
+                    "0",
                     "--max-clients",
                     "100000",
                 ]);
@@ -201,17 +203,19 @@ async fn client(
             JsonPeerEvent::IdAssigned(_) => {}
             // The first of a pair is told of the second, and offers.
             JsonPeerEvent::NewPeer(other) => {
+                // Signals shaped as matchbox_socket's (gamenet-signaling
+                // refuses any other).
                 let offer = JsonPeerRequest::Signal {
                     receiver: other,
-                    data: "offer".into(),
+                    data: serde_json::json!({ "Offer": "v=0\r\n" }),
                 };
                 ws.send(send(offer)).await.map_err(|e| e.to_string())?;
             }
             JsonPeerEvent::Signal { sender, data } => {
-                if data == "offer" {
+                if data.get("Offer").is_some() {
                     let answer = JsonPeerRequest::Signal {
                         receiver: sender,
-                        data: "answer".into(),
+                        data: serde_json::json!({ "Answer": "v=0\r\n" }),
                     };
                     ws.send(send(answer)).await.map_err(|e| e.to_string())?;
                 }

@@ -8,8 +8,10 @@
 //! - `GET /api/ice` → `{"iceServers": [..], "ttl": 3600}` in `RTCIceServer` form.
 //!
 //! Errors are `{"error": "why"}` with a fitting status. With auth on, every
-//! endpoint needs a token; creating and listing lobbies count against the
-//! address's rate.
+//! endpoint needs a token. Every request counts against the address's rate
+//! (`--rate`); an address holds at most `--max-lobbies-per-address` lobbies;
+//! unknown codes asked for count against a small budget of misses per address
+//! (shared with joins by code), so that private lobbies cannot be enumerated.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,9 +27,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::{IceServerEntry, turn_credentials};
-use crate::rooms::{JoinCode, LobbyInfo, LobbySpec};
+use crate::limits::address_key;
+use crate::rooms::{JoinCode, LobbyInfo, LobbySpec, RoomError};
 use crate::state::{App, Refusal};
 
 /// Largest request body, in bytes.
@@ -60,7 +64,20 @@ pub(crate) fn router(app: &App) -> Router<Arc<App>> {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        // A body sent slowly holds its connection no longer than headers may.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout(app),
+        ))
         .layer(cors)
+}
+
+/// How long one API request may take, its body included.
+fn request_timeout(app: &App) -> std::time::Duration {
+    match app.config.header_timeout {
+        t if t.is_zero() => std::time::Duration::from_secs(3600),
+        t => t,
+    }
 }
 
 /// A lobby as the API returns it.
@@ -119,7 +136,8 @@ async fn create_lobby(
 ) -> Response {
     let created = (|| {
         check(&app, &headers, &query)?;
-        app.check_rate(app.client_ip(addr, &headers))?;
+        let ip = app.client_ip(addr, &headers);
+        app.check_rate(ip)?;
         let request: CreateLobby = serde_json::from_slice(&body).map_err(|e| {
             Refusal::new(
                 StatusCode::BAD_REQUEST,
@@ -135,13 +153,16 @@ async fn create_lobby(
         };
         app.hub()
             .rooms
-            .create_lobby(spec, Instant::now(), rand::random::<u32>)
+            .create_lobby_from(address_key(ip), spec, Instant::now(), rand::random::<u32>)
             .map_err(|e| {
-                let status = match e {
-                    crate::rooms::RoomError::TooManyLobbies(_) => StatusCode::SERVICE_UNAVAILABLE,
-                    _ => StatusCode::BAD_REQUEST,
+                let (status, reason) = match e {
+                    RoomError::TooManyLobbies(_) => (StatusCode::SERVICE_UNAVAILABLE, "bad_lobby"),
+                    RoomError::TooManyLobbiesFrom(_) => {
+                        (StatusCode::TOO_MANY_REQUESTS, "lobbies_per_address")
+                    }
+                    _ => (StatusCode::BAD_REQUEST, "bad_lobby"),
                 };
-                Refusal::new(status, "bad_lobby", e.to_string())
+                Refusal::new(status, reason, e.to_string())
             })
     })();
     match created {
@@ -183,22 +204,19 @@ async fn list_lobbies(
 
 async fn get_lobby(
     State(app): State<Arc<App>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
     Path(code): Path<String>,
 ) -> Response {
     let found = (|| {
         check(&app, &headers, &query)?;
-        let code: JoinCode = code.parse().map_err(|e: crate::rooms::RoomError| {
+        let ip = app.client_ip(addr, &headers);
+        app.check_rate(ip)?;
+        let code: JoinCode = code.parse().map_err(|e: RoomError| {
             Refusal::new(StatusCode::BAD_REQUEST, "bad_lobby", e.to_string())
         })?;
-        app.hub().rooms.lobby(code).ok_or_else(|| {
-            Refusal::new(
-                StatusCode::NOT_FOUND,
-                "unknown_lobby",
-                format!("no lobby with code {code}"),
-            )
-        })
+        app.find_lobby(ip, code)
     })();
     match found {
         Ok(info) => Json(LobbyView::from(info)).into_response(),
@@ -208,13 +226,18 @@ async fn get_lobby(
 
 /// The ICE servers clients should use: this server's STUN responder (at the
 /// public host, or the host the request was made to) and the TURN servers with
-/// fresh credentials.
+/// fresh credentials. Minting credentials counts against the address's rate.
 async fn ice_servers(
     State(app): State<Arc<App>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let subject = match check(&app, &headers, &query) {
+    let checked = check(&app, &headers, &query).and_then(|subject| {
+        app.check_rate(app.client_ip(addr, &headers))
+            .map(|()| subject)
+    });
+    let subject = match checked {
         Ok(subject) => subject,
         Err(refusal) => return refusal.respond(&app),
     };

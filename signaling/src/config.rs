@@ -19,14 +19,34 @@ pub struct Config {
     /// Most lobbies at once.
     #[arg(long, env = "GAMENET_MAX_LOBBIES", default_value_t = 10_000)]
     pub max_lobbies: usize,
+    /// Most lobbies created from one address (an IPv6 address by its /64) that
+    /// exist at once (0: no limit).
+    #[arg(long, env = "GAMENET_MAX_LOBBIES_PER_ADDRESS", default_value_t = 20)]
+    pub max_lobbies_per_address: usize,
     /// Seconds an empty lobby lives on before it is removed.
     #[arg(long, env = "GAMENET_LOBBY_TTL", default_value = "600", value_parser = parse_seconds)]
     pub lobby_ttl: Duration,
     /// Most WebSocket clients at once.
     #[arg(long, env = "GAMENET_MAX_CLIENTS", default_value_t = 50_000)]
     pub max_clients: usize,
-    /// New connections, lobby creations and listings per second from one
-    /// address (0: no limit).
+    /// Most open TCP connections (HTTP and WebSocket) from one address, an
+    /// IPv6 address by its /64 (0: no limit); past it, new connections get a
+    /// 429 and are closed. Not applied with `--trust-proxy`, where every
+    /// connection comes from the proxy.
+    #[arg(
+        long,
+        env = "GAMENET_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 256
+    )]
+    pub max_connections_per_address: usize,
+    /// Seconds a connection may take to send a request's headers (and an idle
+    /// HTTP keep-alive connection may wait for its next request) before it is
+    /// closed.
+    #[arg(long, env = "GAMENET_HEADER_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
+    pub header_timeout: Duration,
+    /// New WebSocket connections and API requests (lobby creation, listing
+    /// and lookup, ICE servers) per second from one address, an IPv6 address
+    /// by its /64 (0: no limit).
     #[arg(long, env = "GAMENET_RATE", default_value_t = 5.0)]
     pub rate: f64,
     /// How many of those one address may make at once.
@@ -46,9 +66,26 @@ pub struct Config {
     /// How many signals one client may send at once.
     #[arg(long, env = "GAMENET_SIGNAL_BURST", default_value_t = 200)]
     pub signal_burst: u32,
-    /// Messages queued for one client before further signals to it are dropped.
-    #[arg(long, env = "GAMENET_SEND_QUEUE", default_value_t = 256)]
+    /// Bytes of signals per second one client may send (0: no limit); past
+    /// it, and past `--signal-byte-burst` at once, the client is closed (1008).
+    #[arg(long, env = "GAMENET_SIGNAL_BYTE_RATE", default_value_t = 16.0 * 1024.0)]
+    pub signal_byte_rate: f64,
+    /// Bytes of signals one client may send at once: a handshake with each of
+    /// 15 room-mates takes about 70 KiB.
+    #[arg(long, env = "GAMENET_SIGNAL_BYTE_BURST", default_value_t = 256 * 1024)]
+    pub signal_byte_burst: u32,
+    /// Messages queued for one client; a client whose queue is full is not
+    /// keeping up and is closed (4002) rather than missing messages.
+    #[arg(long, env = "GAMENET_SEND_QUEUE", default_value_t = 1024)]
     pub send_queue: usize,
+    /// Bytes queued for one client; past it, as with `--send-queue`, the
+    /// client is closed (4002).
+    #[arg(long, env = "GAMENET_SEND_QUEUE_BYTES", default_value_t = 256 * 1024)]
+    pub send_queue_bytes: usize,
+    /// Seconds a write to a WebSocket client may take; a client that reads
+    /// too slowly for that is closed (4002), and its seat freed.
+    #[arg(long, env = "GAMENET_WRITE_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
+    pub write_timeout: Duration,
     /// Shared secret for access tokens; when set, WebSocket connections and API
     /// requests need a valid token (`?token=` or `Authorization: Bearer`).
     #[arg(long, env = "GAMENET_AUTH_SECRET", hide_env_values = true)]
@@ -119,15 +156,22 @@ impl Default for Config {
             web_dir: None,
             max_room_size: 16,
             max_lobbies: 10_000,
+            max_lobbies_per_address: 20,
             lobby_ttl: Duration::from_secs(600),
             max_clients: 50_000,
+            max_connections_per_address: 256,
+            header_timeout: Duration::from_secs(10),
             rate: 5.0,
             rate_burst: 20,
             max_message: 64 * 1024,
             idle_timeout: Duration::from_secs(60),
             signal_rate: 20.0,
             signal_burst: 200,
-            send_queue: 256,
+            signal_byte_rate: 16.0 * 1024.0,
+            signal_byte_burst: 256 * 1024,
+            send_queue: 1024,
+            send_queue_bytes: 256 * 1024,
+            write_timeout: Duration::from_secs(10),
             auth_secret: None,
             allowed_origins: Vec::new(),
             trust_proxy: false,
@@ -176,6 +220,30 @@ mod tests {
         let defaults = Cli::try_parse_from(["gamenet-signaling"]).unwrap().config;
         assert_eq!(defaults.stun_listen, Some("0.0.0.0:3478".parse().unwrap()));
         assert_eq!(defaults.lobby_ttl, Duration::from_secs(600));
+        // The binary's defaults are the library's (but for the STUN port).
+        let library = Config::default();
+        assert_eq!(
+            (
+                defaults.header_timeout,
+                defaults.write_timeout,
+                defaults.max_connections_per_address,
+                defaults.max_lobbies_per_address,
+                defaults.send_queue,
+                defaults.send_queue_bytes,
+                defaults.signal_byte_rate,
+                defaults.signal_byte_burst,
+            ),
+            (
+                library.header_timeout,
+                library.write_timeout,
+                library.max_connections_per_address,
+                library.max_lobbies_per_address,
+                library.send_queue,
+                library.send_queue_bytes,
+                library.signal_byte_rate,
+                library.signal_byte_burst,
+            )
+        );
         assert!(Cli::try_parse_from(["gamenet-signaling", "--stun-listen", "nowhere"]).is_err());
         assert!(Cli::try_parse_from(["gamenet-signaling", "--idle-timeout", "-1"]).is_err());
     }

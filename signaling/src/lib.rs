@@ -38,10 +38,12 @@ pub mod auth;
 pub mod limits;
 pub mod metrics;
 pub mod rooms;
+pub mod signals;
 pub mod stun;
 
 mod api;
 mod config;
+mod outbox;
 mod server;
 mod state;
 mod tasks;

@@ -1,14 +1,39 @@
-//! Rate limiting, with no I/O: a token bucket, and a token bucket per client
-//! address in a table of bounded size.
+//! Rate limiting, with no I/O: a token bucket, a token bucket per client
+//! address in a table of bounded size, and the key a client address is
+//! limited by.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-/// Token buckets by client address: each address may make `burst` requests at
-/// once, refilled at `rate` per second. Addresses whose bucket is full again are
-/// forgotten, so the table only holds recently active addresses; past
-/// `max_addresses` of those, new addresses are refused until some are forgotten.
+/// The key a client address is limited by: an IPv4 address as it is, an IPv6
+/// address by its /64 prefix (the rest of the address zeroed). One IPv6 host is
+/// usually given a whole /64 and can pick any address in it, so limits per
+/// IPv6 address would be no limits. An IPv4-mapped IPv6 address
+/// (`::ffff:a.b.c.d`, from a dual-stack socket) counts as its IPv4 address.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+        },
+    }
+}
+
+/// An address key as text for messages: `2001:db8::/64` or `192.0.2.7`.
+pub fn describe_key(key: IpAddr) -> String {
+    match key {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("{v6}/64"),
+    }
+}
+
+/// Token buckets by client address (by [`address_key`]): each address may make
+/// `burst` requests at once, refilled at `rate` per second. Addresses whose
+/// bucket is full again are forgotten, so the table only holds recently active
+/// addresses; past `max_addresses` of those, new addresses are refused until
+/// some are forgotten.
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: f64,
@@ -41,15 +66,44 @@ impl TokenBucket {
     /// Refills for the time since last asked, then takes a token, or says how
     /// long until one is there. `rate` must be above 0.
     pub fn take(&mut self, rate: f64, burst: u32, now: Instant) -> Result<(), RetryAfter> {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate).min(f64::from(burst.max(1)));
-        self.at = now;
+        self.take_n(1.0, rate, burst, now)
+    }
+
+    /// Like [`take`](Self::take), for a cost of `cost` tokens (a byte budget
+    /// charges each message its length). A cost over `burst` can never be
+    /// paid and is refused with [`Duration::MAX`].
+    pub fn take_n(
+        &mut self,
+        cost: f64,
+        rate: f64,
+        burst: u32,
+        now: Instant,
+    ) -> Result<(), RetryAfter> {
+        self.refill(rate, burst, now);
+        if self.tokens >= cost {
+            self.tokens -= cost;
+            Ok(())
+        } else if cost > f64::from(burst.max(1)) {
+            Err(RetryAfter(Duration::MAX))
+        } else {
+            Err(RetryAfter(seconds((cost - self.tokens) / rate)))
+        }
+    }
+
+    /// Whether a token is there now, without taking it.
+    pub fn has_token(&mut self, rate: f64, burst: u32, now: Instant) -> Result<(), RetryAfter> {
+        self.refill(rate, burst, now);
         if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
             Ok(())
         } else {
             Err(RetryAfter(seconds((1.0 - self.tokens) / rate)))
         }
+    }
+
+    fn refill(&mut self, rate: f64, burst: u32, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(f64::from(burst.max(1)));
+        self.at = now;
     }
 }
 
@@ -79,10 +133,28 @@ impl RateLimiter {
 
     /// Takes a token for `addr`, or says how long until one is free.
     pub fn check(&mut self, addr: IpAddr, now: Instant) -> Result<(), RetryAfter> {
+        let (rate, burst) = (self.rate, self.burst as u32);
+        self.with_bucket(addr, now, |bucket| bucket.take(rate, burst, now))
+    }
+
+    /// Whether `addr` has a token now, without taking it (for limits charged
+    /// only when a request turns out to be a miss).
+    pub fn peek(&mut self, addr: IpAddr, now: Instant) -> Result<(), RetryAfter> {
+        let (rate, burst) = (self.rate, self.burst as u32);
+        self.with_bucket(addr, now, |bucket| bucket.has_token(rate, burst, now))
+    }
+
+    fn with_bucket(
+        &mut self,
+        addr: IpAddr,
+        now: Instant,
+        f: impl FnOnce(&mut TokenBucket) -> Result<(), RetryAfter>,
+    ) -> Result<(), RetryAfter> {
         if !self.is_enabled() {
             return Ok(());
         }
         self.sweep(now);
+        let addr = address_key(addr);
         // `burst` came in as a u32.
         let burst = self.burst as u32;
         let full = self.buckets.len() >= self.max_addresses;
@@ -96,7 +168,7 @@ impl RateLimiter {
                 .entry(addr)
                 .or_insert(TokenBucket::full(burst, now)),
         };
-        bucket.take(self.rate, burst, now)
+        f(bucket)
     }
 
     /// Forgets addresses whose bucket has refilled, at most once a second.
@@ -178,6 +250,67 @@ mod tests {
             assert!(bucket.take(10.0, 2, later).is_ok());
         }
         assert!(bucket.take(10.0, 2, later).is_err());
+    }
+
+    #[test]
+    fn ipv6_addresses_are_limited_by_their_64_prefix() {
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            address_key(v6("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            v6("2001:db8:1:2::")
+        );
+        assert_eq!(address_key(v6("2001:db8:1:2::1")), v6("2001:db8:1:2::"));
+        assert_ne!(
+            address_key(v6("2001:db8:1:2::1")),
+            address_key(v6("2001:db8:1:3::1"))
+        );
+        assert_eq!(address_key(v6("::ffff:192.0.2.7")), v6("192.0.2.7"));
+        assert_eq!(address_key(ip(9)), ip(9));
+        assert_eq!(describe_key(v6("2001:db8:1:2::")), "2001:db8:1:2::/64");
+
+        // Every address of one /64 draws from one bucket; the next /64 has its own.
+        let mut limiter = RateLimiter::new(1.0, 3, 100);
+        let t = Instant::now();
+        for n in 1..=3u16 {
+            let host = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 7, n, n, n, n);
+            assert!(limiter.check(IpAddr::V6(host), t).is_ok());
+        }
+        assert!(limiter.check(v6("2001:db8:0:7:ffff::1"), t).is_err());
+        assert!(limiter.check(v6("2001:db8:0:8::1"), t).is_ok());
+        assert_eq!(limiter.tracked(), 2);
+    }
+
+    #[test]
+    fn a_byte_budget_charges_each_message_its_size() {
+        let t = Instant::now();
+        let mut bucket = TokenBucket::full(1000, t);
+        assert!(bucket.take_n(600.0, 100.0, 1000, t).is_ok());
+        assert_eq!(
+            bucket.take_n(600.0, 100.0, 1000, t),
+            Err(RetryAfter(Duration::from_secs(2)))
+        );
+        // Beyond the burst it could never be paid.
+        assert_eq!(
+            bucket.take_n(2000.0, 100.0, 1000, t),
+            Err(RetryAfter(Duration::MAX))
+        );
+        assert!(
+            bucket
+                .take_n(600.0, 100.0, 1000, t + Duration::from_secs(2))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn peeking_takes_nothing() {
+        let mut limiter = RateLimiter::new(1.0, 2, 10);
+        let t = Instant::now();
+        for _ in 0..5 {
+            assert!(limiter.peek(ip(1), t).is_ok());
+        }
+        assert!(limiter.check(ip(1), t).is_ok());
+        assert!(limiter.check(ip(1), t).is_ok());
+        assert!(limiter.peek(ip(1), t).is_err());
     }
 
     #[test]

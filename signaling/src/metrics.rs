@@ -42,6 +42,13 @@ pub struct Metrics {
     pub signals: Counter,
     /// Signals dropped, by reason.
     pub signals_dropped: Family<Reason, Counter>,
+    /// Signals refused for what they carry (not an offer, answer or ICE
+    /// candidate, or too big), by reason; their sender is closed.
+    pub signals_refused: Family<Reason, Counter>,
+    /// Bytes queued for WebSocket clients now, all clients together.
+    pub queued_bytes: Gauge,
+    /// TCP connections open now (HTTP and WebSocket).
+    pub tcp_connections: Gauge,
     /// Connections and requests refused or closed by a limit or check, by reason.
     pub refused: Family<Reason, Counter>,
     /// How long quick-match players waited for their group to fill.
@@ -65,6 +72,9 @@ impl Default for Metrics {
             matches: Counter::default(),
             signals: Counter::default(),
             signals_dropped: Family::default(),
+            signals_refused: Family::default(),
+            queued_bytes: Gauge::default(),
+            tcp_connections: Gauge::default(),
             refused: Family::default(),
             // 1 ms to ~65 s.
             matchmaking_seconds: Histogram::new(exponential_buckets(0.001, 4.0, 9)),
@@ -108,6 +118,21 @@ impl Default for Metrics {
             "signals_dropped",
             "Signals dropped, by reason",
             metrics.signals_dropped.clone(),
+        );
+        registry.register(
+            "signals_refused",
+            "Signals refused for what they carry (their sender is closed), by reason",
+            metrics.signals_refused.clone(),
+        );
+        registry.register(
+            "queued_bytes",
+            "Bytes queued for WebSocket clients now",
+            metrics.queued_bytes.clone(),
+        );
+        registry.register(
+            "tcp_connections",
+            "TCP connections open now, HTTP and WebSocket",
+            metrics.tcp_connections.clone(),
         );
         registry.register(
             "refused",

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,9 @@ pub enum RoomError {
     /// The server holds as many lobbies as it may.
     #[error("too many lobbies ({0}); try again later")]
     TooManyLobbies(usize),
+    /// The creator holds as many lobbies as one may.
+    #[error("too many lobbies from one address ({0}); try again once one has expired")]
+    TooManyLobbiesFrom(usize),
     /// The room is full.
     #[error("room is full ({0} peers)")]
     RoomFull(usize),
@@ -123,6 +127,43 @@ impl Serialize for JoinCode {
 
 fn is_name_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"_.~-".contains(&b)
+}
+
+/// Whether `c` may not be in a lobby name: control characters (C0, DEL, C1),
+/// the bidirectional marks, embeddings, overrides and isolates (which can
+/// make a name read differently from what it is, and spill into the text
+/// around it where it is shown), line and paragraph separators and the
+/// byte-order mark.
+pub fn is_forbidden_in_name(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{FEFF}'
+        )
+}
+
+/// Checks a lobby name: at most [`MAX_LOBBY_NAME`] characters, none of them
+/// [forbidden](is_forbidden_in_name).
+pub fn check_lobby_name(name: &str) -> Result<(), RoomError> {
+    if name.chars().count() > MAX_LOBBY_NAME {
+        return Err(RoomError::InvalidLobby(format!(
+            "name: at most {MAX_LOBBY_NAME} characters"
+        )));
+    }
+    if let Some(c) = name.chars().find(|&c| is_forbidden_in_name(c)) {
+        return Err(RoomError::InvalidLobby(format!(
+            "name: U+{:04X} is not allowed (no control or bidirectional formatting characters)",
+            u32::from(c)
+        )));
+    }
+    Ok(())
 }
 
 /// What a connecting client asked for.
@@ -251,6 +292,8 @@ pub struct LobbyInfo {
 #[derive(Debug)]
 struct Lobby {
     spec: LobbySpec,
+    /// Who created it, for the limit per creator.
+    owner: Option<IpAddr>,
     created: Instant,
     /// Since when nobody is in it (from creation until the first join).
     empty_since: Option<Instant>,
@@ -265,6 +308,9 @@ pub struct RoomLimits {
     pub max_lobbies: usize,
     /// An empty lobby is removed after this long.
     pub lobby_ttl: Duration,
+    /// Most lobbies one creator may hold at once (0: no limit); see
+    /// [`Rooms::create_lobby_from`].
+    pub max_lobbies_per_owner: usize,
 }
 
 impl Default for RoomLimits {
@@ -273,6 +319,7 @@ impl Default for RoomLimits {
             max_room_size: 16,
             max_lobbies: 10_000,
             lobby_ttl: Duration::from_secs(600),
+            max_lobbies_per_owner: 20,
         }
     }
 }
@@ -300,6 +347,8 @@ pub struct Rooms {
     /// When each member of a filling quick-match group joined.
     waiting_since: HashMap<PeerId, Instant>,
     lobbies: HashMap<JoinCode, Lobby>,
+    /// Lobbies held per creator.
+    owned: HashMap<IpAddr, usize>,
     next_group: u64,
 }
 
@@ -316,6 +365,7 @@ impl Rooms {
             filling: HashMap::new(),
             waiting_since: HashMap::new(),
             lobbies: HashMap::new(),
+            owned: HashMap::new(),
             next_group: 1,
         }
     }
@@ -472,17 +522,42 @@ impl Rooms {
     }
 
     /// Creates a lobby under a fresh code; `random` gives random bits for codes.
+    /// No limit per creator applies.
     pub fn create_lobby(
         &mut self,
         spec: LobbySpec,
         now: Instant,
+        random: impl FnMut() -> u32,
+    ) -> Result<LobbyInfo, RoomError> {
+        self.create(spec, None, now, random)
+    }
+
+    /// Creates a lobby for `owner` (a client address, by its limit key), who
+    /// may hold at most [`RoomLimits::max_lobbies_per_owner`] at once: a few
+    /// addresses cannot take the whole lobby table.
+    pub fn create_lobby_from(
+        &mut self,
+        owner: IpAddr,
+        spec: LobbySpec,
+        now: Instant,
+        random: impl FnMut() -> u32,
+    ) -> Result<LobbyInfo, RoomError> {
+        self.create(spec, Some(owner), now, random)
+    }
+
+    /// Lobbies `owner` holds now.
+    pub fn lobbies_of(&self, owner: IpAddr) -> usize {
+        self.owned.get(&owner).copied().unwrap_or(0)
+    }
+
+    fn create(
+        &mut self,
+        spec: LobbySpec,
+        owner: Option<IpAddr>,
+        now: Instant,
         mut random: impl FnMut() -> u32,
     ) -> Result<LobbyInfo, RoomError> {
-        if spec.name.chars().count() > MAX_LOBBY_NAME || spec.name.chars().any(char::is_control) {
-            return Err(RoomError::InvalidLobby(format!(
-                "name: at most {MAX_LOBBY_NAME} characters, no control characters"
-            )));
-        }
+        check_lobby_name(&spec.name)?;
         if spec.mode.len() > MAX_MODE || !spec.mode.bytes().all(is_name_char) {
             return Err(RoomError::InvalidMode);
         }
@@ -492,10 +567,16 @@ impl Rooms {
                 "max_players: from 2 to {max}"
             )));
         }
-        if self.lobbies.len() >= self.limits.max_lobbies {
+        let per_owner = self.limits.max_lobbies_per_owner;
+        let owner_full =
+            |rooms: &Self| owner.is_some_and(|o| per_owner > 0 && rooms.lobbies_of(o) >= per_owner);
+        if self.lobbies.len() >= self.limits.max_lobbies || owner_full(self) {
             self.expire_lobbies(now);
             if self.lobbies.len() >= self.limits.max_lobbies {
                 return Err(RoomError::TooManyLobbies(self.limits.max_lobbies));
+            }
+            if owner_full(self) {
+                return Err(RoomError::TooManyLobbiesFrom(per_owner));
             }
         }
         // With at most `max_lobbies` taken out of ~890 million codes, a few draws
@@ -508,10 +589,14 @@ impl Rooms {
             code,
             Lobby {
                 spec,
+                owner,
                 created: now,
                 empty_since: Some(now),
             },
         );
+        if let Some(owner) = owner {
+            *self.owned.entry(owner).or_default() += 1;
+        }
         Ok(self.info(code, &self.lobbies[&code]))
     }
 
@@ -551,10 +636,21 @@ impl Rooms {
     pub fn expire_lobbies(&mut self, now: Instant) -> usize {
         let ttl = self.limits.lobby_ttl;
         let before = self.lobbies.len();
+        let owned = &mut self.owned;
         self.lobbies.retain(|_, lobby| {
-            lobby
+            let keep = lobby
                 .empty_since
-                .is_none_or(|since| now.saturating_duration_since(since) < ttl)
+                .is_none_or(|since| now.saturating_duration_since(since) < ttl);
+            if !keep
+                && let Some(owner) = lobby.owner
+                && let Some(count) = owned.get_mut(&owner)
+            {
+                *count -= 1;
+                if *count == 0 {
+                    owned.remove(&owner);
+                }
+            }
+            keep
         });
         before - self.lobbies.len()
     }
@@ -593,6 +689,7 @@ mod tests {
             max_room_size: 4,
             max_lobbies: 3,
             lobby_ttl: Duration::from_secs(10),
+            max_lobbies_per_owner: 2,
         })
     }
 
@@ -812,6 +909,74 @@ mod tests {
                 .is_ok()
         );
         assert_eq!(r.lobby_count(), 1);
+    }
+
+    #[test]
+    fn lobby_names_without_control_or_bidi_characters() {
+        let mut r = rooms();
+        let t = Instant::now();
+        let mut random = counter();
+        for name in ["Friday ctf", "Élan vital", "日本語の部屋", "🎮 night", ""] {
+            assert_eq!(check_lobby_name(name), Ok(()), "{name}");
+        }
+        for name in [
+            "a\u{0}b",
+            "line\nbreak",
+            "tab\t",
+            "del\u{7f}",
+            "c1\u{85}",
+            "\u{202E}gnp.exe",
+            "left\u{202A}to",
+            "iso\u{2066}late\u{2069}",
+            "mark\u{200F}",
+            "mark\u{200E}",
+            "alm\u{061C}",
+            "sep\u{2028}",
+            "\u{FEFF}bom",
+        ] {
+            let created = r.create_lobby(
+                LobbySpec {
+                    name: name.into(),
+                    ..spec(true, 2, "")
+                },
+                t,
+                &mut random,
+            );
+            let Err(RoomError::InvalidLobby(why)) = created else {
+                panic!("{name:?} was accepted");
+            };
+            assert!(why.contains("is not allowed"), "{why}");
+        }
+        assert_eq!(r.lobby_count(), 0);
+    }
+
+    #[test]
+    fn one_owner_holds_a_bounded_number_of_lobbies() {
+        let mut r = rooms();
+        let t = Instant::now();
+        let mut random = counter();
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        for _ in 0..2 {
+            r.create_lobby_from(a, spec(true, 2, ""), t, &mut random)
+                .unwrap();
+        }
+        assert_eq!(
+            r.create_lobby_from(a, spec(true, 2, ""), t, &mut random),
+            Err(RoomError::TooManyLobbiesFrom(2))
+        );
+        assert_eq!(r.lobbies_of(a), 2);
+        // Another owner is not affected.
+        let other = r
+            .create_lobby_from(b, spec(false, 2, ""), t, &mut random)
+            .unwrap();
+        // A lobby that expires gives its owner the place back.
+        r.join(peer(1), RoomRequest::Lobby(other.code), t).unwrap();
+        let later = t + Duration::from_secs(10);
+        assert!(
+            r.create_lobby_from(a, spec(true, 2, ""), later, &mut random)
+                .is_ok()
+        );
+        assert_eq!((r.lobbies_of(a), r.lobbies_of(b)), (1, 1));
     }
 
     #[test]

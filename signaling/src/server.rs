@@ -2,24 +2,31 @@
 //! static files), serving and the graceful shutdown.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::Config;
-use crate::state::App;
+use crate::state::{App, ConnectionGuard};
 use crate::tasks::{expire_lobbies, run_stun};
 use crate::{api, ws};
 
@@ -120,11 +127,6 @@ impl Server {
             shutdown: shutdown_tx,
         } = self;
         let listener = tokio::net::TcpListener::from_std(listener).map_err(Error::Serve)?;
-        // Signals are small writes that should go out at once, not wait for the
-        // ACK of the one before (Nagle).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
         if let Some(socket) = stun {
             let socket = tokio::net::UdpSocket::from_std(socket).map_err(Error::Serve)?;
             tokio::spawn(run_stun(socket, app.clone()));
@@ -139,23 +141,33 @@ impl Server {
                  or reconnects); set one that outlives the process"
             );
         }
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown({
-            let app = app.clone();
-            async move {
-                shutdown.await;
-                info!("shutting down");
-                app.shutting_down.store(true, Ordering::SeqCst);
+        // Each connection's task holds a receiver: once none is left, every
+        // HTTP connection has ended (WebSockets are counted by their seats).
+        let (connections, connection) = watch::channel(());
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => serve_connection(&app, &router, tcp, peer, connection.clone()),
+                    Err(e) if is_connection_error(&e) => {}
+                    Err(e) => {
+                        // Out of file descriptors, most likely: wait for some
+                        // to come back rather than spin.
+                        warn!("accepting a connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                () = &mut shutdown => break,
             }
-        })
-        .await;
-        // Tell every WebSocket to close, and wait for them to go.
+        }
+        info!("shutting down");
+        drop(listener);
+        drop(connection);
+        // Tell every connection and WebSocket to close, and wait for them to go.
         app.shutting_down.store(true, Ordering::SeqCst);
         let _ = shutdown_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            connections.closed().await;
             loop {
                 let left = app.client_left.notified();
                 if app.clients.load(Ordering::SeqCst) == 0 {
@@ -165,7 +177,157 @@ impl Server {
             }
         })
         .await;
-        served.map_err(Error::Serve)
+        Ok(())
+    }
+}
+
+/// Largest request head (request line and headers) a client may send, in bytes.
+const MAX_REQUEST_HEAD: usize = 64 * 1024;
+
+/// Whether an `accept` error concerns only the connection being accepted.
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Serves one accepted TCP connection over HTTP/1.1 in a task of its own:
+/// refused at once when its address has too many open, closed when it is too
+/// slow to send a request's headers, handed over to the WebSocket when it
+/// upgrades, closed gracefully when the server shuts down.
+fn serve_connection(
+    app: &Arc<App>,
+    router: &Router,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tracker: watch::Receiver<()>,
+) {
+    let Some(guard) = app.open_connection(peer.ip()) else {
+        app.metrics.refuse("connections_per_address");
+        debug!(%peer, "too many connections from this address");
+        refuse_connection(app, tcp);
+        return;
+    };
+    // Signals are small writes that should go out at once, not wait for the
+    // ACK of the one before (Nagle).
+    let _ = tcp.set_nodelay(true);
+    let io = TokioIo::new(Counted { tcp, _guard: guard });
+    let service = router
+        .clone()
+        .map_request(move |mut request: Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request
+        });
+    let service = TowerToHyperService::new(service);
+    let mut shutdown = app.shutdown.clone();
+    let header_timeout = Some(app.config.header_timeout).filter(|t| !t.is_zero());
+    tokio::spawn(async move {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .max_buf_size(MAX_REQUEST_HEAD);
+        let connection = builder.serve_connection(io, service).with_upgrades();
+        tokio::pin!(connection);
+        tokio::select! {
+            served = connection.as_mut() => {
+                if let Err(e) = served {
+                    debug!(%peer, "connection: {e}");
+                }
+            }
+            () = async { let _ = shutdown.wait_for(|&down| down).await; } => {
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            }
+        }
+        drop(tracker);
+    });
+}
+
+/// Refused connections being told why at once, at most.
+pub(crate) const REFUSING: usize = 64;
+/// How long a refused connection is given to send its request (read and
+/// thrown away, so that closing does not reset the connection before the
+/// client read the answer).
+const REFUSAL_LINGER: Duration = Duration::from_millis(250);
+
+/// Answers a connection over the per-address limit with a 429 and closes it;
+/// past [`REFUSING`] such connections at once, closes it without a word.
+fn refuse_connection(app: &Arc<App>, tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(permit) = app.refusing.clone().try_acquire_owned() else {
+        return;
+    };
+    let body = format!(
+        "{{\"error\":\"too many connections from this address (at most {})\"}}",
+        app.config.max_connections_per_address
+    );
+    let response = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::spawn(async move {
+        let mut tcp = tcp;
+        let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+            tcp.write_all(response.as_bytes()).await?;
+            tcp.shutdown().await?;
+            let mut sink = [0u8; 1024];
+            while tcp.read(&mut sink).await? > 0 {}
+            Ok::<_, io::Error>(())
+        })
+        .await;
+        drop(permit);
+    });
+}
+
+/// A TCP connection that counts against its address while it is open,
+/// through HTTP and, after an upgrade, as a WebSocket.
+struct Counted {
+    tcp: TcpStream,
+    _guard: ConnectionGuard,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
     }
 }
 

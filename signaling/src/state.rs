@@ -5,26 +5,36 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use matchbox_protocol::PeerId;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 use crate::Config;
 use crate::auth::{self, OriginPolicy, TokenError};
-use crate::limits::RateLimiter;
+use crate::limits::{RateLimiter, address_key, describe_key};
 use crate::metrics::Metrics;
-use crate::rooms::{RoomLimits, Rooms};
+use crate::outbox::Outbox;
+use crate::rooms::{JoinCode, LobbyInfo, RoomLimits, Rooms};
+
+/// Unknown lobby codes one address may try at once (API lookups and
+/// WebSocket joins together), and how many more a second after that: ten a
+/// minute. Guessing one of 10,000 private lobbies among ~890 million codes
+/// then takes an address (an IPv6 /64) about 6 days on average, instead of
+/// 5 hours at the general request rate.
+const LOBBY_MISS_BURST: u32 = 10;
+/// See [`LOBBY_MISS_BURST`].
+const LOBBY_MISS_RATE: f64 = 10.0 / 60.0;
 
 /// Rooms and the send queues of the peers in them.
 pub(crate) struct Hub {
     /// Every room and lobby, and who is in which.
     pub(crate) rooms: Rooms,
     /// The send queue of each connected peer.
-    pub(crate) peers: HashMap<PeerId, mpsc::Sender<axum::extract::ws::Message>>,
+    pub(crate) peers: HashMap<PeerId, Outbox>,
     /// Which connection holds each peer id in its room: the one connected now,
     /// or the last one while its client may still reconnect.
     pub(crate) owners: HashMap<PeerId, u64>,
@@ -38,6 +48,7 @@ impl Hub {
                 max_room_size: config.max_room_size,
                 max_lobbies: config.max_lobbies,
                 lobby_ttl: config.lobby_ttl,
+                max_lobbies_per_owner: config.max_lobbies_per_address,
             }),
             peers: HashMap::new(),
             owners: HashMap::new(),
@@ -51,8 +62,14 @@ pub(crate) struct App {
     pub(crate) config: Config,
     /// Rooms and peers, behind one lock.
     hub: Mutex<Hub>,
-    /// Connection, lobby creation and listing rates per address.
+    /// Connection and API request rates per address.
     limiter: Mutex<RateLimiter>,
+    /// Unknown lobby codes tried per address.
+    lobby_misses: Mutex<RateLimiter>,
+    /// Open TCP connections per address (by [`address_key`]).
+    connections: Mutex<HashMap<IpAddr, usize>>,
+    /// Connections over the per-address limit being answered now.
+    pub(crate) refusing: Arc<tokio::sync::Semaphore>,
     /// Counters and gauges served at `/metrics`.
     pub(crate) metrics: Metrics,
     /// The web origins allowed to connect.
@@ -88,6 +105,9 @@ impl App {
         Self {
             hub: Mutex::new(Hub::new(config)),
             limiter: Mutex::new(RateLimiter::new(config.rate, config.rate_burst, 100_000)),
+            lobby_misses: Mutex::new(RateLimiter::new(LOBBY_MISS_RATE, LOBBY_MISS_BURST, 100_000)),
+            connections: Mutex::new(HashMap::new()),
+            refusing: Arc::new(tokio::sync::Semaphore::new(crate::server::REFUSING)),
             metrics: Metrics::default(),
             origins: OriginPolicy::new(config.allowed_origins.iter().cloned()),
             clients: AtomicUsize::new(0),
@@ -134,11 +154,66 @@ impl App {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 reason: "rate_limit",
                 message: format!(
-                    "too many requests from {ip}; retry in {:.1} s",
+                    "too many requests from {}; retry in {:.1} s",
+                    describe_key(address_key(ip)),
                     retry.0.as_secs_f64()
                 ),
                 retry_after: Some(retry.0),
             })
+    }
+
+    /// The lobby with `code`, for a client at `ip`: an unknown code counts
+    /// against the address's budget of misses, so that private lobbies cannot
+    /// be found by trying codes, through the API or by joining.
+    pub(crate) fn find_lobby(&self, ip: IpAddr, code: JoinCode) -> Result<LobbyInfo, Refusal> {
+        let now = Instant::now();
+        let too_many = |retry: crate::limits::RetryAfter| Refusal {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            reason: "lobby_misses",
+            message: format!(
+                "too many unknown lobby codes from {}; retry in {:.0} s",
+                describe_key(address_key(ip)),
+                retry.0.as_secs_f64().ceil()
+            ),
+            retry_after: Some(retry.0),
+        };
+        lock(&self.lobby_misses).peek(ip, now).map_err(too_many)?;
+        match self.hub().rooms.lobby(code) {
+            Some(info) => Ok(info),
+            None => {
+                let _ = lock(&self.lobby_misses).check(ip, now);
+                Err(Refusal::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_lobby",
+                    format!("no lobby with code {code}"),
+                ))
+            }
+        }
+    }
+
+    /// Counts a new TCP connection from `ip`; `None` if that address has as
+    /// many open as it may (`--max-connections-per-address`, not applied
+    /// behind a trusted proxy). The count goes down when the guard drops.
+    pub(crate) fn open_connection(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionGuard> {
+        let key = address_key(ip);
+        let max = self.config.max_connections_per_address;
+        let limited = max > 0 && !self.config.trust_proxy;
+        {
+            let mut open = lock(&self.connections);
+            let count = open.entry(key).or_default();
+            if limited && *count >= max {
+                if *count == 0 {
+                    open.remove(&key);
+                }
+                return None;
+            }
+            *count += 1;
+        }
+        self.metrics.tcp_connections.inc();
+        Some(ConnectionGuard {
+            app: self.clone(),
+            key,
+        })
     }
 
     /// Checks the request's `Origin` against the allow-list.
@@ -174,6 +249,26 @@ impl App {
             Some(token) => auth::verify_token(secret.as_bytes(), token, SystemTime::now()),
         };
         checked.map_err(|e| Refusal::new(StatusCode::UNAUTHORIZED, "token", e.to_string()))
+    }
+}
+
+/// An open TCP connection, counted against its address until dropped.
+pub(crate) struct ConnectionGuard {
+    app: Arc<App>,
+    key: IpAddr,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        let mut open = lock(&self.app.connections);
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+        drop(open);
+        self.app.metrics.tcp_connections.dec();
     }
 }
 

@@ -1,12 +1,13 @@
 //! WebSocket clients: the checks at the upgrade, then one task per client that
-//! joins its room, routes its signals, and enforces the message and idle limits.
+//! joins its room, routes its signals, and enforces the message, signal, idle
+//! and write limits.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -15,30 +16,40 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use matchbox_protocol::{JsonPeerEvent, JsonPeerRequest, PeerId, PeerRequest};
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 use tracing::{debug, info};
 
 use crate::auth::{self, MAX_RESUME_KEY, MIN_RESUME_KEY};
 use crate::limits::TokenBucket;
+use crate::metrics::Reason;
+use crate::outbox::{Inbox, NotQueued, outbox};
 use crate::rooms::{RoomError, RoomRequest};
+use crate::signals::{self, SignalError};
 use crate::state::{App, Refusal};
 
 /// Close codes sent to clients, with the reason as text.
 pub mod close {
     /// The server is shutting down.
     pub const GOING_AWAY: u16 = 1001;
-    /// A message that is not part of the protocol (binary, malformed, unknown type).
+    /// A message that is not part of the protocol (binary, malformed, unknown
+    /// type, a signal that is no offer, answer or ICE candidate).
     pub const UNSUPPORTED: u16 = 1003;
-    /// Too many signals.
+    /// Too many signals, or too many bytes of them.
     pub const POLICY: u16 = 1008;
-    /// A frame or message over the size limit.
+    /// A frame or message over the size limit, or a signal's SDP or candidate
+    /// over its own.
     pub const TOO_BIG: u16 = 1009;
     /// The room could not be joined (full, or the lobby is gone).
     pub const ROOM_REFUSED: u16 = 4000;
     /// Nothing received for the idle timeout.
     pub const IDLE: u16 = 4001;
+    /// The client does not read fast enough: a write took longer than the
+    /// write timeout, or its send queue overflowed.
+    pub const TOO_SLOW: u16 = 4002;
 }
+
+/// How long the close frame at the end may take to go out, and the client's
+/// answer to come back.
+const CLOSING: Duration = Duration::from_secs(1);
 
 /// `GET /` and `GET /<room>`, with `?next=N&mode=M` for quick-match.
 pub(crate) async fn open_room(
@@ -67,12 +78,7 @@ pub(crate) async fn lobby(
     Path(code): Path<String>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let request = RoomRequest::lobby(&code).and_then(|request| match &request {
-        RoomRequest::Lobby(code) if app.hub().rooms.lobby(*code).is_none() => {
-            Err(RoomError::UnknownLobby(*code))
-        }
-        _ => Ok(request),
-    });
+    let request = RoomRequest::lobby(&code);
     admit(app, addr, headers, query, upgrade, request)
 }
 
@@ -121,6 +127,10 @@ fn admit(
                 }
             },
         };
+        if let Ok(RoomRequest::Lobby(code)) = &request {
+            // An unknown code counts against the address's misses.
+            app.find_lobby(ip, *code)?;
+        }
         let request = request.map_err(|e| {
             let (status, reason) = match e {
                 RoomError::UnknownLobby(_) => (StatusCode::NOT_FOUND, "unknown_lobby"),
@@ -208,6 +218,8 @@ struct Client {
     ended: bool,
     /// Its signal rate.
     signals: TokenBucket,
+    /// Its signal byte rate.
+    signal_bytes: TokenBucket,
     _seat: Seat,
 }
 
@@ -223,6 +235,7 @@ impl Client {
         app.metrics.clients.inc();
         app.metrics.connections.inc();
         let signals = TokenBucket::full(app.config.signal_burst, Instant::now());
+        let signal_bytes = TokenBucket::full(app.config.signal_byte_burst, Instant::now());
         let connection = app.next_connection.fetch_add(1, Ordering::Relaxed);
         let mut client = Client {
             app,
@@ -231,6 +244,7 @@ impl Client {
             resumable: resume.is_some(),
             ended: false,
             signals,
+            signal_bytes,
             _seat: seat,
         };
         client.serve(socket, request, ip).await;
@@ -240,14 +254,16 @@ impl Client {
         let app = self.app.clone();
         let id = self.id;
         let (mut sink, stream) = socket.split();
-        if sink
-            .send(event(JsonPeerEvent::IdAssigned(id)))
-            .await
-            .is_err()
-        {
+        let write_timeout = app.config.write_timeout;
+        let hello = sink.send(event(JsonPeerEvent::IdAssigned(id)));
+        if !matches!(tokio::time::timeout(write_timeout, hello).await, Ok(Ok(()))) {
             return;
         }
-        let (outbox, inbox) = mpsc::channel(app.config.send_queue.max(1));
+        let (outbox, inbox) = outbox(
+            app.config.send_queue,
+            app.config.send_queue_bytes,
+            app.metrics.queued_bytes.clone(),
+        );
         let joined = {
             let mut hub = app.hub();
             if self.resumable
@@ -260,7 +276,8 @@ impl Client {
                 // those it is still connected to.
                 hub.owners.insert(id, self.connection);
                 for other in hub.rooms.room_mates(id) {
-                    let _ = outbox.try_send(event(JsonPeerEvent::NewPeer(other)));
+                    // Overflowing a fresh queue closes this client at once.
+                    let _ = outbox.push(event(JsonPeerEvent::NewPeer(other)));
                 }
                 // Replacing the old queue ends the old connection's task.
                 hub.peers.insert(id, outbox);
@@ -273,9 +290,10 @@ impl Client {
                     let new_peer = event(JsonPeerEvent::NewPeer(id));
                     for other in &joined.others {
                         if let Some(queue) = hub.peers.get(other) {
-                            // A full queue belongs to a client that is not reading; it
-                            // is closed by its own idle or write failure.
-                            let _ = queue.try_send(new_peer.clone());
+                            // A full queue belongs to a client that is not
+                            // reading: it is closed (and told who is here
+                            // should it come back with its key).
+                            let _ = queue.push(new_peer.clone());
                         }
                     }
                 }
@@ -297,9 +315,8 @@ impl Client {
                 };
                 app.metrics.refuse(reason);
                 info!(%id, %ip, %error, "refused");
-                let _ = sink
-                    .send(close_frame(close::ROOM_REFUSED, &error.to_string()))
-                    .await;
+                let refused = sink.send(close_frame(close::ROOM_REFUSED, &error.to_string()));
+                let _ = tokio::time::timeout(write_timeout, refused).await;
                 return;
             }
         };
@@ -321,14 +338,17 @@ impl Client {
 
     /// Passes the client's signals on and its queued messages to it until the
     /// connection ends, then leaves the room (or, with a key, holds its place
-    /// for a while).
+    /// for a while). Each write may take up to the write timeout, and gives
+    /// way to the shutdown: a client that stops reading is closed within it.
     async fn relay(
         &mut self,
         mut sink: futures::stream::SplitSink<WebSocket, Message>,
         mut stream: futures::stream::SplitStream<WebSocket>,
-        mut inbox: mpsc::Receiver<Message>,
+        mut inbox: Inbox,
     ) {
         let app = self.app.clone();
+        let write_timeout = app.config.write_timeout;
+        let overflow = inbox.overflow();
         // One timer for the idle limit, moved only when it fires: messages just
         // note when they came, so that they cost no timer work.
         let idle = app.config.idle_timeout;
@@ -369,12 +389,35 @@ impl Client {
                 }
                 queued = inbox.recv() => match queued {
                     Some(message) => {
-                        if sink.send(message).await.is_err() {
-                            break None;
+                        let write = tokio::time::timeout(write_timeout, sink.send(message));
+                        tokio::select! {
+                            written = write => match written {
+                                Ok(Ok(())) => {}
+                                Ok(Err(_)) => break None,
+                                Err(_) => {
+                                    app.metrics.refuse("write_timeout");
+                                    debug!(id = %self.id, "write timed out");
+                                    break Some(close_frame(
+                                        close::TOO_SLOW,
+                                        &format!(
+                                            "too slow: a write took over {} s",
+                                            write_timeout.as_secs_f64()
+                                        ),
+                                    ));
+                                }
+                            },
+                            () = overflow.happened() => break Some(self.overflowed()),
+                            () = &mut shutdown => {
+                                break Some(close_frame(
+                                    close::GOING_AWAY,
+                                    "the server is shutting down",
+                                ));
+                            }
                         }
                     }
                     None => break None,
                 },
+                () = overflow.happened() => break Some(self.overflowed()),
                 () = &mut idle_timer => {
                     if last_heard + idle > tokio::time::Instant::now() {
                         idle_timer.as_mut().reset(last_heard + idle);
@@ -393,9 +436,10 @@ impl Client {
         };
         self.end(closing.is_none() && !closed_by_client);
         if let Some(close) = closing {
-            let _ = sink.send(close).await;
+            // A client that does not read may never take the close frame.
+            let _ = tokio::time::timeout(CLOSING, sink.send(close)).await;
             // Give the client a moment to read the close before the socket drops.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            let _ = tokio::time::timeout(CLOSING, async {
                 while let Some(Ok(message)) = stream.next().await {
                     if matches!(message, Message::Close(_)) {
                         break;
@@ -406,17 +450,57 @@ impl Client {
         }
     }
 
+    /// Its send queue overflowed: counted, and the close frame to end with.
+    fn overflowed(&self) -> Message {
+        let config = &self.app.config;
+        self.app.metrics.refuse("send_queue_full");
+        debug!(id = %self.id, "send queue overflowed");
+        close_frame(
+            close::TOO_SLOW,
+            &format!(
+                "too slow: over {} messages or {} bytes waiting to be read",
+                config.send_queue, config.send_queue_bytes
+            ),
+        )
+    }
+
     /// Handles one text message; an error is the close frame to end with.
     fn on_request(&mut self, text: &str) -> Result<(), Message> {
         let app = &self.app;
         match JsonPeerRequest::from_str(text) {
             Ok(PeerRequest::Signal { receiver, data }) => {
+                if let Err(error) = signals::check(&data) {
+                    app.metrics
+                        .signals_refused
+                        .get_or_create(&Reason {
+                            reason: error.reason(),
+                        })
+                        .inc();
+                    debug!(id = %self.id, %error, "refused signal");
+                    let code = match error {
+                        SignalError::SdpTooBig(_) | SignalError::CandidateTooBig(_) => {
+                            close::TOO_BIG
+                        }
+                        _ => close::UNSUPPORTED,
+                    };
+                    return Err(close_frame(code, &error.to_string()));
+                }
+                let now = Instant::now();
                 let (rate, burst) = (app.config.signal_rate, app.config.signal_burst);
-                if rate > 0.0 && self.signals.take(rate, burst, Instant::now()).is_err() {
+                if rate > 0.0 && self.signals.take(rate, burst, now).is_err() {
                     app.metrics.refuse("signal_rate");
                     return Err(close_frame(
                         close::POLICY,
                         &format!("too many signals: over {burst} at once or {rate} a second"),
+                    ));
+                }
+                let (rate, burst) = (app.config.signal_byte_rate, app.config.signal_byte_burst);
+                let cost = text.len() as f64;
+                if rate > 0.0 && self.signal_bytes.take_n(cost, rate, burst, now).is_err() {
+                    app.metrics.refuse("signal_bytes");
+                    return Err(close_frame(
+                        close::POLICY,
+                        &format!("too many signal bytes: over {burst} at once or {rate} a second"),
                     ));
                 }
                 let message = event(JsonPeerEvent::Signal {
@@ -428,12 +512,13 @@ impl Client {
                     app.metrics.drop_signal("outside_room");
                     return Ok(());
                 }
-                match hub.peers.get(&receiver).map(|q| q.try_send(message)) {
+                match hub.peers.get(&receiver).map(|q| q.push(message)) {
                     Some(Ok(())) => {
                         app.metrics.signals.inc();
                     }
-                    Some(Err(TrySendError::Full(_))) => app.metrics.drop_signal("queue_full"),
-                    Some(Err(TrySendError::Closed(_))) | None => app.metrics.drop_signal("gone"),
+                    // The receiver is being closed for not keeping up.
+                    Some(Err(NotQueued::Overflow)) => app.metrics.drop_signal("queue_full"),
+                    Some(Err(NotQueued::Gone)) | None => app.metrics.drop_signal("gone"),
                 };
                 Ok(())
             }
@@ -520,7 +605,8 @@ fn leave(app: &App, id: PeerId, connection: u64) {
     hub.peers.remove(&id);
     for other in hub.rooms.leave(id, Instant::now()) {
         if let Some(queue) = hub.peers.get(&other) {
-            let _ = queue.try_send(left.clone());
+            // A full queue closes its client instead.
+            let _ = queue.push(left.clone());
         }
     }
 }

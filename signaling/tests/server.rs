@@ -29,7 +29,7 @@ async fn rooms_scope_peers_and_signals() {
         next_event(&mut b2).await,
         JsonPeerEvent::Signal {
             sender: b1_id,
-            data: "legit-b".into()
+            data: offer("legit-b")
         }
     );
     signal(&mut a2, a1_id, "legit-a").await;
@@ -37,7 +37,7 @@ async fn rooms_scope_peers_and_signals() {
         next_event(&mut a1).await,
         JsonPeerEvent::Signal {
             sender: a2_id,
-            data: "legit-a".into()
+            data: offer("legit-a")
         }
     );
 

@@ -2,7 +2,7 @@
 //! over real WebSockets and HTTP.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -21,10 +21,19 @@ pub async fn start(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..config
-    };
+    start_on("127.0.0.1:0".parse().unwrap(), config).await
+}
+
+/// Starts a server listening on `listen`.
+pub async fn start_on(
+    listen: SocketAddr,
+    config: Config,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let config = Config { listen, ..config };
     let server = Server::bind(&config).unwrap();
     let addr = server.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -78,11 +87,19 @@ pub async fn http_get_with(addr: SocketAddr, path: &str, headers: &str) -> Strin
     response
 }
 
-pub async fn signal(ws: &mut Ws, to: PeerId, data: &str) {
-    let request = JsonPeerRequest::Signal {
-        receiver: to,
-        data: serde_json::Value::from(data),
-    };
+/// The data of an offer signal carrying `sdp`, as `matchbox_socket` sends it.
+pub fn offer(sdp: &str) -> serde_json::Value {
+    serde_json::json!({ "Offer": sdp })
+}
+
+/// Sends an offer carrying `sdp` to `to`.
+pub async fn signal(ws: &mut Ws, to: PeerId, sdp: &str) {
+    send_signal(ws, to, offer(sdp)).await;
+}
+
+/// Sends a signal with any `data` to `to`.
+pub async fn send_signal(ws: &mut Ws, to: PeerId, data: serde_json::Value) {
+    let request = JsonPeerRequest::Signal { receiver: to, data };
     ws.send(Message::Text(request.to_string().into()))
         .await
         .unwrap();
@@ -96,8 +113,64 @@ pub async fn http(
     headers: &str,
     body: &str,
 ) -> (u16, String) {
+    http_over(
+        TcpStream::connect(addr).await.unwrap(),
+        method,
+        path,
+        headers,
+        body,
+    )
+    .await
+}
+
+/// A TCP connection to `addr` from `local` (any 127.0.0.0/8 address, or ::1).
+pub async fn tcp_from(local: IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = match local {
+        IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .unwrap();
+    socket
+        .bind(SocketAddr::new(local, 0))
+        .expect("bind a loopback address");
+    socket.connect(addr).await.unwrap()
+}
+
+/// Any HTTP/1.1 request from `local` over a fresh connection: status and body.
+pub async fn http_from(
+    local: [u8; 4],
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
+    let tcp = tcp_from(IpAddr::from(local), addr).await;
+    http_over(tcp, method, path, headers, body).await
+}
+
+/// A JSON API request from `local`: status and parsed body.
+pub async fn api_from(
+    local: [u8; 4],
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let (status, body) = http_from(local, addr, method, path, headers, body).await;
+    let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (status, value)
+}
+
+async fn http_over(
+    mut tcp: TcpStream,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -195,10 +268,55 @@ pub async fn signal_passes(from: &mut Ws, from_id: PeerId, to: &mut Ws, to_id: P
         next_event(to).await,
         JsonPeerEvent::Signal {
             sender: from_id,
-            data: tag.into()
+            data: offer(tag)
         },
         "{tag}"
     );
+}
+
+/// A WebSocket client from `local` with a 4 KiB receive buffer, which the
+/// test can leave unread so that the server's writes to it stall: its id,
+/// the only message it reads.
+pub async fn slow_reader(local: [u8; 4], addr: SocketAddr, path: &str) -> (Ws, PeerId) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind(SocketAddr::from((local, 0))).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let config =
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096);
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(
+        format!("ws://{addr}/{path}"),
+        MaybeTlsStream::Plain(tcp),
+        Some(config),
+    )
+    .await
+    .unwrap();
+    match next_event(&mut ws).await {
+        JsonPeerEvent::IdAssigned(id) => (ws, id),
+        other => panic!("expected an id, got {other:?}"),
+    }
+}
+
+/// Polls `/metrics` until `sample` satisfies `ok`, for up to `within`; its
+/// last value.
+pub async fn wait_for_metric(
+    addr: SocketAddr,
+    sample: &str,
+    within: Duration,
+    ok: impl Fn(f64) -> bool,
+) -> f64 {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let value = metric(addr, sample).await;
+        if ok(value) {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{sample} is still {value} after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The value of one sample line of `/metrics`, such as
