@@ -22,7 +22,9 @@ mod plugin;
 mod schedule;
 mod socket;
 
-pub use crate::snapshot::{AddRollback, Rollback, RollbackIds, SnapshotError, stable_hash};
+pub use crate::snapshot::{
+    AddRollback, Rollback, RollbackIds, SnapshotError, SnapshotLimits, stable_hash,
+};
 pub use app_ext::RollbackApp;
 pub use diagnostics::{
     BYTES_IN_PER_SEC, BYTES_OUT_PER_SEC, DESYNCS, FRAMES_PER_SEC, LOSS_PERCENT, PEERS,

@@ -22,6 +22,7 @@ use bevy_ecs::entity::EntityHashMap;
 use bevy_ecs::prelude::*;
 use gamenet::rollback::Frame;
 
+pub use self::serde::SnapshotLimits;
 pub(crate) use self::serde::{Serde, decode, encode};
 pub(crate) use component::{ComponentSnapshot, ImmutableSnapshot};
 pub(crate) use entity::EntitySnapshot;
@@ -43,6 +44,39 @@ pub(crate) struct LoadContext<'a> {
     pub remap: &'a mut EntityHashMap<Entity>,
 }
 
+/// What the parts of a late-join snapshot are checked against while they are
+/// decoded, before any is applied.
+pub(crate) struct StageContext {
+    /// The bounds.
+    pub limits: SnapshotLimits,
+    /// Component values still allowed (over every component type).
+    pub components_left: usize,
+    /// The rollback ids the snapshot holds (its entity part comes first).
+    pub ids: std::collections::HashSet<u32>,
+}
+
+impl StageContext {
+    /// Checks before decoding a snapshot bounded by `limits`.
+    pub fn new(limits: SnapshotLimits) -> Self {
+        Self {
+            limits,
+            components_left: limits.max_components,
+            ids: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Fails unless every id is one of the snapshot's entities.
+    pub fn check_ids<T>(&self, entries: &[(u32, T)]) -> Result<(), SnapshotError> {
+        match entries.iter().find(|(id, _)| !self.ids.contains(id)) {
+            Some(&(id, _)) => Err(SnapshotError::UnknownEntity { id }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A decoded and checked part of a late-join snapshot: applying it cannot fail.
+pub(crate) type Staged = Box<dyn FnOnce(&mut World, &mut LoadContext<'_>)>;
+
 /// One rolled-back type's snapshots.
 pub(crate) trait Snapshotter: Send + Sync + 'static {
     fn name(&self) -> &'static str;
@@ -55,14 +89,11 @@ pub(crate) trait Snapshotter: Send + Sync + 'static {
         let _ = (len, frame);
         Err(not_serializable(self.name()))
     }
-    /// Replaces the world's part of this type with a late-join snapshot.
-    fn read(
-        &mut self,
-        world: &mut World,
-        bytes: &[u8],
-        cx: &mut LoadContext<'_>,
-    ) -> Result<(), SnapshotError> {
-        let _ = (world, bytes, cx);
+    /// Decodes and checks this type's part of a late-join snapshot, without
+    /// touching the world; what it returns replaces the world's part of this
+    /// type.
+    fn stage(&mut self, bytes: &[u8], cx: &mut StageContext) -> Result<Staged, SnapshotError> {
+        let _ = (bytes, cx);
         Err(not_serializable(self.name()))
     }
 }
@@ -106,6 +137,28 @@ pub enum SnapshotError {
     /// Bytes from a peer would not decode.
     #[error("could not decode a snapshot part: {0}")]
     Decode(#[source] bitcode::Error),
+    /// A snapshot holds more of something than the [`SnapshotLimits`] allow.
+    #[error("snapshot holds {count} {what}, over the limit of {max}")]
+    TooMany {
+        /// What.
+        what: &'static str,
+        /// How many it holds.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A snapshot ends before what it frames.
+    #[error("snapshot truncated")]
+    Truncated,
+    /// A snapshot part has bytes after what it frames.
+    #[error("snapshot part has trailing bytes")]
+    Trailing,
+    /// A snapshot names a rollback entity twice.
+    #[error("snapshot holds rollback entity {id} twice")]
+    DuplicateEntity {
+        /// The rollback id.
+        id: u32,
+    },
     /// The snapshot names a rollback entity it does not hold.
     #[error("snapshot names rollback entity {id}, which it does not hold")]
     UnknownEntity {

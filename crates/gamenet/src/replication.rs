@@ -38,14 +38,14 @@
 //! # }
 //! ```
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 pub use gamenet_core::quantize;
 pub use gamenet_core::replication::*;
 
 use crate::layer::{Demux, LayerInput, Sorted, tagged};
 pub use crate::layer::{REPLICATION_TAG, Transport};
-use crate::{Event, Instant};
+use crate::{Bytes, Channel, Event, Instant, PeerId, SendError};
 #[cfg(doc)]
 use crate::{PeerMesh, rollback::RollbackNet};
 
@@ -64,7 +64,15 @@ pub struct ReplicationNet<T: Transport> {
     demux: Demux,
     /// Replication events for the application.
     replication_events: VecDeque<ReplicationEvent>,
+    /// Per peer, reliable messages the transport could not queue yet (and
+    /// those after them, to keep their order), oldest first, with their bytes.
+    backlog: BTreeMap<PeerId, (VecDeque<Bytes>, usize)>,
 }
+
+/// Most bytes of reliable messages held back per peer while its send queue is
+/// full; beyond, they are dropped and the replicator told (see
+/// [`ReplicationNet::flush`]).
+pub const MAX_BACKLOG: usize = 1 << 20;
 
 impl<T: Transport> ReplicationNet<T> {
     /// Replication on `transport`; the replicator exists once this peer's
@@ -83,6 +91,7 @@ impl<T: Transport> ReplicationNet<T> {
             replicator: None,
             demux: Demux::new(REPLICATION_TAG, None),
             replication_events: VecDeque::new(),
+            backlog: BTreeMap::new(),
         })
     }
 
@@ -125,6 +134,10 @@ impl<T: Transport> ReplicationNet<T> {
             if let Sorted::Layer(input) = self.demux.sort(event, self.replicator.is_some())
                 && let Some(r) = &mut self.replicator
             {
+                if let LayerInput::Left(peer, _) | LayerInput::Joined(peer) = &input {
+                    // What was held back belongs to the link that ended.
+                    self.backlog.remove(peer);
+                }
                 feed(r, now, input);
             }
         }
@@ -163,14 +176,56 @@ impl<T: Transport> ReplicationNet<T> {
     }
 
     /// Sends what is queued and acts on verdicts (a peer that sent garbage is
-    /// dropped).
+    /// dropped). A reliable message the transport cannot queue (the peer's
+    /// send queue is full) is held back, with the reliable messages after it
+    /// to keep their order, and sent at the next flush that finds room. Past
+    /// [`MAX_BACKLOG`] bytes held for one peer they are dropped and the
+    /// replicator is told ([`Replicator::handle_send_failed`]): it reports
+    /// [`ReplicationEvent::SendFailed`] and spawns its entities at that peer
+    /// again. Unreliable updates that do not go out are covered by the next
+    /// delta.
     pub fn flush(&mut self) {
         let Some(r) = &mut self.replicator else {
             return;
         };
+        let now = self.transport.now();
+        // What was held back goes first.
+        for (peer, (queue, bytes)) in &mut self.backlog {
+            while let Some(data) = queue.front() {
+                match self.transport.send(*peer, Channel::Reliable, data) {
+                    Ok(()) => {}
+                    Err(SendError::UnknownPeer(_)) => {}
+                    Err(_) => break,
+                }
+                *bytes -= data.len();
+                queue.pop_front();
+            }
+        }
+        self.backlog.retain(|_, (queue, _)| !queue.is_empty());
         while let Some(t) = r.poll_transmit() {
-            let data = tagged(REPLICATION_TAG, &t.data);
-            let _ = self.transport.send(t.peer, t.channel, &data);
+            let data = Bytes::from(tagged(REPLICATION_TAG, &t.data));
+            let reliable = t.channel == Channel::Reliable;
+            let held = reliable && self.backlog.contains_key(&t.peer);
+            let refused = !held
+                && match self.transport.send(t.peer, t.channel, &data) {
+                    Ok(()) | Err(SendError::UnknownPeer(_)) => false,
+                    Err(_) => reliable,
+                };
+            if !(held || refused) {
+                continue;
+            }
+            let (queue, bytes) = self.backlog.entry(t.peer).or_default();
+            *bytes += data.len();
+            queue.push_back(data);
+            if *bytes > MAX_BACKLOG {
+                tracing::warn!(
+                    "gamenet: {} does not take replication messages: {} bytes lost",
+                    t.peer,
+                    *bytes
+                );
+                self.backlog.remove(&t.peer);
+                r.handle_send_failed(now, t.peer);
+            }
         }
         while let Some(e) = r.poll_event() {
             if let ReplicationEvent::PeerMisbehaved { peer, reason } = &e {
@@ -179,6 +234,12 @@ impl<T: Transport> ReplicationNet<T> {
             }
             self.replication_events.push_back(e);
         }
+    }
+
+    /// Bytes of reliable messages to `peer` held back because its send queue
+    /// was full (see [`ReplicationNet::flush`]).
+    pub fn held_back(&self, peer: PeerId) -> usize {
+        self.backlog.get(&peer).map_or(0, |(_, bytes)| *bytes)
     }
 
     /// The next transport event that is not replication.

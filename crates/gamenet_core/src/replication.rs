@@ -15,7 +15,11 @@
 //!   entering a peer's scope are spawned there, leaving it despawned.
 //! - Spawns, despawns, ownership changes and game events travel reliably.
 //! - Ownership can be requested and handed over; when a peer leaves, the peer
-//!   with the lowest id takes over what it owned, on every peer alike.
+//!   with the lowest id takes over what it owned and announces it; the others
+//!   follow the announcement only from the successor they computed themselves.
+//! - Entity ids carry their creator's namespace (a fold of its peer id in the
+//!   32 high bits); who may send each message is checked on receipt (see
+//!   `wire`), and what one peer may make others hold is bounded.
 //!
 //! - Refused calls return a [`ReplicationError`]; a peer that breaks the
 //!   protocol is reported as [`ReplicationEvent::PeerMisbehaved`] with the

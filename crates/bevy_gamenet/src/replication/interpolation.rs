@@ -34,21 +34,33 @@ impl Buffer {
 
     /// The state at `at`: interpolated between the states that arrived
     /// around it, the oldest before them all, the newest after them all.
+    /// States whose fields do not fit `T` (their number, or a value wider
+    /// than its field) are never handed to [`NetState::from_fields`]: `None`.
     pub fn sample<T: NetState>(&self, at: Instant) -> Option<T> {
         let buffer = &self.0;
+        let state = |f: &Fields| fits::<T>(f).then(|| T::from_fields(f));
         let after = buffer.iter().position(|(t, _)| *t > at);
         match after {
-            Some(0) => buffer.front().map(|(_, f)| T::from_fields(f)),
+            Some(0) => buffer.front().and_then(|(_, f)| state(f)),
             Some(i) => {
                 let (t0, f0) = &buffer[i - 1];
                 let (t1, f1) = &buffer[i];
                 let span = t1.saturating_duration_since(*t0).as_secs_f32().max(1e-6);
                 let t = at.saturating_duration_since(*t0).as_secs_f32() / span;
-                Some(T::from_fields(f0).interpolate(&T::from_fields(f1), t.clamp(0.0, 1.0)))
+                Some(state(f0)?.interpolate(&state(f1)?, t.clamp(0.0, 1.0)))
             }
-            None => buffer.back().map(|(_, f)| T::from_fields(f)),
+            None => buffer.back().and_then(|(_, f)| state(f)),
         }
     }
+}
+
+/// Whether fields fit a state type: one per width, each within its width.
+pub(super) fn fits<T: NetState>(fields: &[u32]) -> bool {
+    fields.len() == T::WIDTHS.len()
+        && fields
+            .iter()
+            .zip(T::WIDTHS)
+            .all(|(&f, &w)| w >= 32 || f < 1u32 << w)
 }
 
 /// The time remote entities are shown at: `delay` before `now` (or `now`
@@ -158,6 +170,36 @@ mod tests {
         let b = buffer(start, &[(100, 10), (100, 20), (200, 30)]);
         let at = start + Duration::from_millis(150);
         assert_eq!(b.sample::<X>(at), Some(X(25)));
+    }
+
+    #[test]
+    fn fields_that_do_not_fit_the_type_are_never_made_a_state() {
+        /// Two fields of 4 bits; `from_fields` indexes both.
+        #[derive(Component, Clone, Debug, PartialEq)]
+        struct Two(u32, u32);
+        impl NetState for Two {
+            const WIDTHS: &'static [u8] = &[4, 4];
+            fn to_fields(&self) -> Vec<u32> {
+                vec![self.0, self.1]
+            }
+            fn from_fields(fields: &[u32]) -> Self {
+                Two(fields[0], fields[1])
+            }
+        }
+        let start = Instant::now();
+        let later = start + Duration::from_secs(1);
+        // One field: from_fields would index out of bounds.
+        let short = Buffer::new(start, fields(3));
+        assert_eq!(short.sample::<Two>(later), None);
+        // A value wider than its field.
+        let wide = Buffer::new(start, Fields::from(vec![1, 16]));
+        assert_eq!(wide.sample::<Two>(later), None);
+        // Between a good state and a bad one: none either.
+        let mut mixed = Buffer::new(start, Fields::from(vec![1, 2]));
+        assert_eq!(mixed.sample::<Two>(later), Some(Two(1, 2)));
+        mixed.push(start + Duration::from_millis(200), fields(9));
+        let between = start + Duration::from_millis(100);
+        assert_eq!(mixed.sample::<Two>(between), None);
     }
 
     #[test]

@@ -275,20 +275,12 @@ pub(super) fn register_builtins(app: &mut App) {
                 .push(Box::new(ImmutableSnapshot::<ChildOf>::new(
                     Some(|c, m| c.0 = m.get(&c.0).copied().unwrap_or(c.0)),
                     Some(Serde {
-                        ser: |v| {
-                            let v: Vec<(u32, u64)> =
-                                v.iter().map(|(id, c)| (*id, c.0.to_bits())).collect();
-                            encode(&v)
-                        },
+                        ser: |c| encode(&c.0.to_bits()),
                         de: |b| {
-                            decode::<Vec<(u32, u64)>>(b)?
-                                .into_iter()
-                                .map(|(id, bits)| {
-                                    Entity::try_from_bits(bits)
-                                        .map(|e| (id, ChildOf(e)))
-                                        .ok_or(SnapshotError::BadEntity { bits })
-                                })
-                                .collect()
+                            let bits = decode::<u64>(b)?;
+                            Entity::try_from_bits(bits)
+                                .map(ChildOf)
+                                .ok_or(SnapshotError::BadEntity { bits })
                         },
                     }),
                 )));

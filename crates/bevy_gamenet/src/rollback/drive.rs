@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use bevy_ecs::prelude::*;
 use gamenet::Transport;
-use gamenet::rollback::{Checksum, ChecksumPart, Input, Request, RollbackError, RollbackNet};
+use gamenet::rollback::{
+    Checksum, ChecksumPart, Input, Request, RollbackError, RollbackEvent, RollbackNet,
+};
 
 use super::schedule::advance;
 use super::socket::{FrameSession, NetMut};
@@ -15,7 +17,7 @@ use super::{
 };
 use crate::NetClock;
 use crate::link::SharedMesh;
-use crate::snapshot::{LoadContext, Registry};
+use crate::snapshot::{LoadContext, Registry, SnapshotLimits};
 
 /// Who decides when a rollback frame runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -39,6 +41,11 @@ pub(super) struct Settings {
     /// Who decides when frames run.
     pub clock: FrameClock,
 }
+
+/// A late-join snapshot did not load: the session is left (the socket
+/// removed, which closes its link) once the requests in hand are done.
+#[derive(Resource, Debug)]
+pub(super) struct LoadFailed;
 
 /// Most frames run in one app update (catching up after a hitch).
 const MAX_FRAMES_PER_UPDATE: usize = 32;
@@ -75,7 +82,12 @@ pub(crate) fn drive<I: Input>(world: &mut World) {
                 let _ = session.add_local_input(slot, input);
             }
             match session.advance_frame(now) {
-                Ok(requests) => run_requests(world, session, requests),
+                Ok(requests) => {
+                    run_requests(world, session, requests);
+                    if world.contains_resource::<LoadFailed>() {
+                        break;
+                    }
+                }
                 Err(RollbackError::Stalled) => break,
                 Err(e) => {
                     tracing::warn!("rollback: {e}");
@@ -98,6 +110,9 @@ pub(crate) fn drive<I: Input>(world: &mut World) {
             None => {}
         }
     });
+    if world.remove_resource::<LoadFailed>().is_some() {
+        world.remove_resource::<RollbackSocket<I>>();
+    }
 }
 
 /// Writes the mesh's events as the mesh plugin's messages, after a layer
@@ -181,10 +196,23 @@ pub fn run_requests<I: Input>(
                     }
                 },
                 Request::LoadSnapshot { frame, data } => {
-                    if let Err(e) = registry.read_all(world, &data) {
-                        tracing::error!("rollback: the host's snapshot does not load: {e}");
+                    let limits = world
+                        .get_resource::<SnapshotLimits>()
+                        .copied()
+                        .unwrap_or_default();
+                    match registry.read_all(world, &data, limits) {
+                        Ok(()) => world.resource_mut::<RollbackFrame>().0 = frame,
+                        Err(e) => {
+                            // The world is as it was; this peer cannot play
+                            // on, so it leaves (see `drive`) and says why.
+                            tracing::error!("rollback: the host's snapshot does not load: {e}");
+                            let reason = format!("the host's snapshot does not load: {e}");
+                            world
+                                .write_message(SessionEvent(RollbackEvent::JoinRefused { reason }));
+                            world.insert_resource(LoadFailed);
+                            return;
+                        }
                     }
-                    world.resource_mut::<RollbackFrame>().0 = frame;
                 }
             }
         }

@@ -20,6 +20,7 @@ use super::{
     RollbackSocket, RollbackTime, SessionEvent, diagnostics,
 };
 use crate::GamenetSet;
+use crate::snapshot::SnapshotLimits;
 
 /// How the plugin gets its session.
 enum Setup {
@@ -108,6 +109,7 @@ impl<I: Input> Plugin for RollbackPlugin<I> {
             .init_resource::<LocalInputs<I>>()
             .init_resource::<RollbackFrame>()
             .init_resource::<RollbackIds>()
+            .init_resource::<SnapshotLimits>()
             .insert_resource(Time::<RollbackTime>::default())
             .add_message::<SessionEvent>()
             .init_schedule(ReadInputs)

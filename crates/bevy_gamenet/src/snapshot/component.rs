@@ -12,8 +12,8 @@ use gamenet::rollback::Frame;
 use super::entity::{Rollback, entities_by_id};
 use super::serde::Serde;
 use super::{
-    Checksummer, LoadContext, Mapper, Ring, SnapshotError, Snapshotter, not_serializable,
-    stable_hash,
+    Checksummer, LoadContext, Mapper, Ring, SnapshotError, Snapshotter, StageContext, Staged,
+    not_serializable, stable_hash,
 };
 
 /// Snapshots of a mutable component, cloned.
@@ -54,39 +54,36 @@ fn write_entries<T>(
 ) -> Result<Vec<u8>, SnapshotError> {
     let name = type_name::<T>();
     let serde = serde.ok_or_else(|| not_serializable(name))?;
-    (serde.ser)(ring.saved(len, frame, name)?)
+    serde.write_entries(ring.saved(len, frame, name)?)
 }
 
-/// Inserts a component type's entries from a late-join snapshot.
-fn read_entries<T: Component + Clone>(
+/// Decodes a component type's entries from a late-join snapshot, within the
+/// limit and for the snapshot's entities only; applying them inserts each on
+/// the entity standing for its rollback id, entity references fixed.
+fn stage_entries<T: Component + Clone>(
     serde: Option<Serde<T>>,
-    world: &mut World,
     bytes: &[u8],
     map: Option<Mapper<T>>,
-    cx: &mut LoadContext<'_>,
-) -> Result<(), SnapshotError> {
+    cx: &mut StageContext,
+) -> Result<Staged, SnapshotError> {
     let serde = serde.ok_or_else(|| not_serializable(type_name::<T>()))?;
-    insert_entries(world, (serde.de)(bytes)?, map, cx)
-}
-
-/// Inserts late-join entries by rollback id, fixing entity references.
-fn insert_entries<T: Component + Clone>(
-    world: &mut World,
-    entries: Vec<(u32, T)>,
-    map: Option<Mapper<T>>,
-    cx: &mut LoadContext<'_>,
-) -> Result<(), SnapshotError> {
-    let by_id = entities_by_id(world);
-    for (id, mut t) in entries {
-        let Some(&e) = by_id.get(&id) else {
-            return Err(SnapshotError::UnknownEntity { id });
-        };
-        if let Some(map) = map {
-            map(&mut t, cx.remap);
-        }
-        world.entity_mut(e).insert(t);
-    }
-    Ok(())
+    let entries = serde.read_entries(bytes, cx.components_left)?;
+    cx.components_left -= entries.len();
+    cx.check_ids(&entries)?;
+    Ok(Box::new(
+        move |world: &mut World, cx: &mut LoadContext<'_>| {
+            let by_id = entities_by_id(world);
+            for (id, mut t) in entries {
+                let Some(&e) = by_id.get(&id) else {
+                    continue;
+                };
+                if let Some(map) = map {
+                    map(&mut t, cx.remap);
+                }
+                world.entity_mut(e).insert(t);
+            }
+        },
+    ))
 }
 
 impl<T: Component<Mutability = Mutable> + Clone> Snapshotter for ComponentSnapshot<T> {
@@ -98,13 +95,8 @@ impl<T: Component<Mutability = Mutable> + Clone> Snapshotter for ComponentSnapsh
         write_entries(self.serde, &self.ring, len, frame)
     }
 
-    fn read(
-        &mut self,
-        world: &mut World,
-        bytes: &[u8],
-        cx: &mut LoadContext<'_>,
-    ) -> Result<(), SnapshotError> {
-        read_entries(self.serde, world, bytes, self.map, cx)
+    fn stage(&mut self, bytes: &[u8], cx: &mut StageContext) -> Result<Staged, SnapshotError> {
+        stage_entries(self.serde, bytes, self.map, cx)
     }
 
     fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {
@@ -222,13 +214,8 @@ impl<T: Component + Clone + PartialEq> Snapshotter for ImmutableSnapshot<T> {
         write_entries(self.serde, &self.ring, len, frame)
     }
 
-    fn read(
-        &mut self,
-        world: &mut World,
-        bytes: &[u8],
-        cx: &mut LoadContext<'_>,
-    ) -> Result<(), SnapshotError> {
-        read_entries(self.serde, world, bytes, self.map, cx)
+    fn stage(&mut self, bytes: &[u8], cx: &mut StageContext) -> Result<Staged, SnapshotError> {
+        stage_entries(self.serde, bytes, self.map, cx)
     }
 
     fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {

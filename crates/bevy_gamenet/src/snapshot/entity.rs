@@ -6,8 +6,8 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::query::QueryState;
 use gamenet::rollback::Frame;
 
-use super::serde::{decode, encode};
-use super::{LoadContext, Ring, SnapshotError, Snapshotter, stable_hash};
+use super::serde::{Frames, put_u32};
+use super::{LoadContext, Ring, SnapshotError, Snapshotter, StageContext, Staged, stable_hash};
 
 /// Marks an entity for rollback, with an id that is the same on every peer.
 ///
@@ -86,30 +86,45 @@ impl Snapshotter for EntitySnapshot {
         "rollback entities"
     }
 
+    /// The count, then per entity its rollback id and entity bits.
     fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, SnapshotError> {
         let saved = self.ring.saved(len, frame, self.name())?;
-        let ids: Vec<(u32, u64)> = saved.iter().map(|(id, e)| (*id, e.to_bits())).collect();
-        encode(&ids)
+        let mut out = Vec::with_capacity(4 + saved.len() * 12);
+        put_u32(&mut out, saved.len());
+        for (id, e) in saved {
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(&e.to_bits().to_le_bytes());
+        }
+        Ok(out)
     }
 
-    fn read(
-        &mut self,
-        world: &mut World,
-        bytes: &[u8],
-        cx: &mut LoadContext<'_>,
-    ) -> Result<(), SnapshotError> {
-        let ids: Vec<(u32, u64)> = decode(bytes)?;
-        let current: Vec<Entity> = entities_by_id(world).into_values().collect();
-        for e in current {
-            world.despawn(e);
-        }
-        for (id, theirs) in ids {
-            let ours = world.spawn(Rollback(id)).id();
-            if let Some(theirs) = Entity::try_from_bits(theirs) {
-                cx.remap.insert(theirs, ours);
+    fn stage(&mut self, bytes: &[u8], cx: &mut StageContext) -> Result<Staged, SnapshotError> {
+        let mut f = Frames(bytes);
+        let n = f.count("rollback entities", 12, cx.limits.max_entities)?;
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = f.u32()?;
+            let bits = f.u64()?;
+            if !cx.ids.insert(id) {
+                return Err(SnapshotError::DuplicateEntity { id });
             }
+            ids.push((id, bits));
         }
-        Ok(())
+        f.finish()?;
+        Ok(Box::new(
+            move |world: &mut World, cx: &mut LoadContext<'_>| {
+                let current: Vec<Entity> = entities_by_id(world).into_values().collect();
+                for e in current {
+                    world.despawn(e);
+                }
+                for (id, theirs) in ids {
+                    let ours = world.spawn(Rollback(id)).id();
+                    if let Some(theirs) = Entity::try_from_bits(theirs) {
+                        cx.remap.insert(theirs, ours);
+                    }
+                }
+            },
+        ))
     }
 
     fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {

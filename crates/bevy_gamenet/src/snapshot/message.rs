@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use bevy_ecs::prelude::*;
 use gamenet::rollback::Frame;
 
-use super::{LoadContext, SnapshotError, Snapshotter};
+use super::{LoadContext, SnapshotError, Snapshotter, StageContext, Staged};
 
 /// Messages in rollback live for one frame (they are cleared before each
 /// rollback frame and on load), so there is nothing to save. The last frame's
@@ -28,14 +28,10 @@ impl<M: Message> Snapshotter for MessageSnapshot<M> {
     fn write(&mut self, _: usize, _: Frame) -> Result<Vec<u8>, SnapshotError> {
         Ok(Vec::new())
     }
-    fn read(
-        &mut self,
-        world: &mut World,
-        _: &[u8],
-        cx: &mut LoadContext<'_>,
-    ) -> Result<(), SnapshotError> {
-        self.load(world, 0, 0, cx);
-        Ok(())
+    fn stage(&mut self, _: &[u8], _: &mut StageContext) -> Result<Staged, SnapshotError> {
+        Ok(Box::new(|world: &mut World, _: &mut LoadContext<'_>| {
+            clear_messages::<M>(world);
+        }))
     }
 }
 

@@ -6,7 +6,10 @@ use bevy_ecs::prelude::*;
 use gamenet::rollback::Frame;
 
 use super::serde::{decode, encode};
-use super::{Checksummer, LoadContext, Mapper, Ring, SnapshotError, Snapshotter, not_serializable};
+use super::{
+    Checksummer, LoadContext, Mapper, Ring, SnapshotError, Snapshotter, StageContext, Staged,
+    not_serializable,
+};
 
 /// Snapshots of a resource, cloned.
 pub(crate) struct ResourceSnapshot<R: Resource + Clone> {
@@ -65,25 +68,23 @@ impl<R: Resource + Clone> Snapshotter for ResourceSnapshot<R> {
         (serde.ser)(self.ring.saved(len, frame, self.name())?)
     }
 
-    fn read(
-        &mut self,
-        world: &mut World,
-        bytes: &[u8],
-        cx: &mut LoadContext<'_>,
-    ) -> Result<(), SnapshotError> {
+    fn stage(&mut self, bytes: &[u8], _: &mut StageContext) -> Result<Staged, SnapshotError> {
         let serde = self.serde.ok_or_else(|| not_serializable(self.name()))?;
-        match (serde.de)(bytes)? {
-            Some(mut r) => {
-                if let Some(map) = self.map {
-                    map(&mut r, cx.remap);
+        let value = (serde.de)(bytes)?;
+        let map = self.map;
+        Ok(Box::new(
+            move |world: &mut World, cx: &mut LoadContext<'_>| match value {
+                Some(mut r) => {
+                    if let Some(map) = map {
+                        map(&mut r, cx.remap);
+                    }
+                    world.insert_resource(r);
                 }
-                world.insert_resource(r);
-            }
-            None => {
-                world.remove_resource::<R>();
-            }
-        }
-        Ok(())
+                None => {
+                    world.remove_resource::<R>();
+                }
+            },
+        ))
     }
 
     fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {

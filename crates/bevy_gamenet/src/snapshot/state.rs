@@ -6,7 +6,7 @@ use bevy_state::state::{FreelyMutableState, State};
 use gamenet::rollback::Frame;
 
 use super::serde::{decode, encode};
-use super::{LoadContext, Ring, SnapshotError, Snapshotter};
+use super::{LoadContext, Ring, SnapshotError, Snapshotter, StageContext, Staged};
 
 /// Whether any state is rolled back (then transitions run in rollback frames).
 #[derive(Resource, Default)]
@@ -33,19 +33,16 @@ impl<S: FreelyMutableState + Clone + serde::Serialize + serde::de::DeserializeOw
     fn write(&mut self, len: usize, frame: Frame) -> Result<Vec<u8>, SnapshotError> {
         encode(self.ring.saved(len, frame, self.name())?)
     }
-    fn read(
-        &mut self,
-        world: &mut World,
-        bytes: &[u8],
-        _: &mut LoadContext<'_>,
-    ) -> Result<(), SnapshotError> {
-        match decode::<Option<S>>(bytes)? {
-            Some(s) => world.insert_resource(State::new(s)),
-            None => {
-                world.remove_resource::<State<S>>();
-            }
-        }
-        Ok(())
+    fn stage(&mut self, bytes: &[u8], _: &mut StageContext) -> Result<Staged, SnapshotError> {
+        let value = decode::<Option<S>>(bytes)?;
+        Ok(Box::new(
+            move |world: &mut World, _: &mut LoadContext<'_>| match value {
+                Some(s) => world.insert_resource(State::new(s)),
+                None => {
+                    world.remove_resource::<State<S>>();
+                }
+            },
+        ))
     }
     fn name(&self) -> &'static str {
         std::any::type_name::<State<S>>()

@@ -1,5 +1,18 @@
 //! Who owns what: authority requests, hand-over to another peer, and host
-//! migration (what a departed peer owned passes to the lowest remaining id).
+//! migration (what a departed peer owned passes to the lowest remaining id,
+//! which announces it).
+//!
+//! Host migration without agreed membership: each peer sees departures on
+//! its own links, so two peers can compute different successors (one lost
+//! its link to the lowest id, or has not seen the departure yet). So the
+//! successor announces its take-over ([`TAKEOVER`](super::wire::TAKEOVER)),
+//! and the others pass the departed peer's entities on only when the
+//! announcement comes from the successor they computed themselves from the
+//! peers they replicated with when it left: until then the entities stay
+//! with the departed owner (shown as they were, never moved by anyone), so no
+//! two peers that hear each other name different owners. A peer that cannot
+//! hear the successor keeps them unowned until a link heals (then the
+//! contest rule of [`Replicator::contested`] settles two take-overs).
 
 use crate::bits::BitReader;
 use crate::codec::Reader;
@@ -51,27 +64,105 @@ impl Replicator {
         Ok(())
     }
 
-    /// What a departed peer owned passes to the remaining peer with the
-    /// lowest id (this one, perhaps), the same choice on every peer, until
-    /// the departed peer joins again (see [`Replicator::forget_inherited`]).
-    pub(super) fn migrate_from(&mut self, peer: PeerId) {
-        let mut successor = self.id;
-        for &p in self.links.keys() {
-            successor = successor.min(p);
+    /// A peer left here: what it owned passes to the successor (see
+    /// [`Replicator::settle`]); entities waiting for a successor that left
+    /// now look for the next one.
+    pub(super) fn migrate_from(&mut self, peer: PeerId, was_linked: bool) {
+        let waiting: Vec<PeerId> = self
+            .departed
+            .iter()
+            .filter(|(_, s)| **s == peer)
+            .map(|(d, _)| *d)
+            .collect();
+        if was_linked || self.table.iter().any(|r| r.entity.owner == peer) {
+            self.settle(peer, was_linked);
         }
-        for (id, row) in self.table.sorted_ids(|e| e.owner == peer) {
+        for d in waiting {
+            self.settle(d, false);
+        }
+        for link in self.links.values_mut() {
+            link.inc.claims.remove(&peer);
+        }
+    }
+
+    /// What the departed peer `d` owns here passes to the successor: the
+    /// lowest id among this peer and the peers it replicates with. If this
+    /// peer is it, it takes the entities over now and announces it (to
+    /// everyone when `announce`: `d` was linked, so it may own entities
+    /// elsewhere); otherwise they wait for the successor's announcement
+    /// (perhaps here already).
+    pub(super) fn settle(&mut self, d: PeerId, announce: bool) {
+        let successor = self.links.keys().copied().fold(self.id, PeerId::min);
+        let rows = self.table.sorted_ids(|e| e.owner == d);
+        for &(_, row) in &rows {
             if let Some(r) = self.table.get_mut(row) {
-                r.entity.owner = successor;
-                r.inherited_from.get_or_insert(peer);
+                r.inherited_from.get_or_insert(d);
             }
-            self.events.push_back(ReplicationEvent::OwnerChanged {
-                id,
-                owner: successor,
-            });
-            if successor == self.id {
+        }
+        let claimed = self
+            .links
+            .get(&successor)
+            .is_some_and(|l| l.inc.claims.contains(&d));
+        if successor == self.id {
+            self.departed.remove(&d);
+            self.assign(d, successor);
+            if announce || !rows.is_empty() {
+                let peers: Vec<PeerId> = self.links.keys().copied().collect();
+                for p in peers {
+                    self.reliable(p, wire::takeover_msg(d));
+                }
+            }
+        } else if claimed {
+            self.departed.remove(&d);
+            self.assign(d, successor);
+        } else if !rows.is_empty() {
+            self.departed.insert(d, successor);
+        } else {
+            self.departed.remove(&d);
+        }
+    }
+
+    /// Every entity `d` owns here passes to `owner`.
+    fn assign(&mut self, d: PeerId, owner: PeerId) {
+        for (id, row) in self.table.sorted_ids(|e| e.owner == d) {
+            if let Some(r) = self.table.get_mut(row) {
+                r.entity.owner = owner;
+                r.witnessed = true;
+            }
+            self.events
+                .push_back(ReplicationEvent::OwnerChanged { id, owner });
+            if owner == self.id {
                 self.take_over(row);
             }
         }
+    }
+
+    /// A [`TAKEOVER`](super::wire::TAKEOVER): the sender owns what the departed
+    /// peer owned, if it is the successor computed here.
+    pub(super) fn on_takeover(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
+        let mut r = Reader { bytes };
+        let departed = PeerId(u128::from_le_bytes(r.array("departed")?));
+        r.finish(())?;
+        if departed == peer {
+            return Err(Misbehavior::Rule("take-over of the sender's own entities"));
+        }
+        if departed == self.id {
+            // It lost its link to this peer, which still hears it: nothing
+            // of this peer's passes on a claim.
+            return Ok(());
+        }
+        if self.links.contains_key(&departed) {
+            // Still here: the claim counts once it leaves here too.
+            if let Some(link) = self.links.get_mut(&peer) {
+                link.inc.claims.insert(departed);
+            }
+            return Ok(());
+        }
+        if self.departed.get(&departed) == Some(&peer) {
+            self.departed.remove(&departed);
+            self.assign(departed, peer);
+        }
+        Ok(())
     }
 
     /// A peer that left joins again under its id (its link came back after
@@ -92,6 +183,7 @@ impl Replicator {
             self.remove(row);
             self.events.push_back(ReplicationEvent::Despawned { id });
         }
+        self.departed.remove(&peer);
     }
 
     /// A spawn from `peer` of an entity that is here already: whether `peer`'s
@@ -101,16 +193,21 @@ impl Replicator {
     /// (were it back, its entities would be forgotten first: see
     /// [`Replicator::forget_inherited`]): the lower id keeps the entity, the
     /// same choice on every peer, and a claim on an entity whose owner is
-    /// gone from here stands too.
+    /// gone from here stands too. Only entities that passed to a successor
+    /// here can be contested: any other stays with its owner.
     pub(super) fn contested(&mut self, peer: PeerId, row: EntityRow, id: NetId) -> bool {
-        let Some(owner) = self.table.get(row).map(|r| r.entity.owner) else {
+        let Some((owner, inherited)) = self
+            .table
+            .get(row)
+            .map(|r| (r.entity.owner, r.inherited_from.is_some()))
+        else {
             return false;
         };
         if owner == peer {
             return true;
         }
         let owner_here = owner == self.id || self.links.contains_key(&owner);
-        if owner_here && owner < peer {
+        if owner_here && (owner < peer || !inherited) {
             return false;
         }
         if owner == self.id {
@@ -145,12 +242,22 @@ impl Replicator {
         let Some(rec) = self.table.get_mut(row) else {
             return Ok(());
         };
-        if rec.entity.owner != peer || rec.entity.ty != ty {
+        if rec.entity.owner != peer {
+            return Ok(());
+        }
+        if rec.entity.ty != ty {
+            return Err(Misbehavior::Rule(
+                "hand-over of an entity with another type",
+            ));
+        }
+        // Only to a member of the room as seen here (never to made-up ids).
+        if owner != self.id && !self.links.contains_key(&owner) {
             return Ok(());
         }
         rec.entity.owner = owner;
         rec.entity.fields = fields;
         rec.inherited_from = None;
+        rec.witnessed = true;
         if let Some(link) = self.links.get_mut(&peer) {
             link.inc.forget(row);
             link.inc.resync.remove(&id);

@@ -2,16 +2,17 @@
 //! received states kept as baselines for the deltas that follow, and the
 //! record of packets to ack.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
 
 use crate::bits::BitReader;
 use crate::codec::{DecodeError, Reader};
-use crate::{Misbehavior, PeerId};
+use crate::{Instant, Misbehavior, PeerId};
 
 use super::Replicator;
-use super::table::EntityRow;
+use super::table::{EntityRow, fold, namespace};
 use super::types::{EntityState, Fields, NetId, ReplicationEvent};
-use super::wire::{self, RESYNC};
+use super::wire::{self, MISSING, RESYNC};
 
 /// Received states kept per entity, to decode deltas against.
 pub(super) const BASELINE_HISTORY: usize = 32;
@@ -19,14 +20,18 @@ pub(super) const BASELINE_HISTORY: usize = 32;
 /// with the next tick: a sender of many packets a tick would otherwise
 /// outrun the 64-packet ack window.
 const ACK_EVERY: u32 = 24;
+/// How long updates may name an entity never spawned here before its owner
+/// is asked to spawn it again ([`MISSING`]), and again after that: longer
+/// than a spawn in flight on the reliable channel usually takes.
+pub(super) const MISSING_AFTER: Duration = Duration::from_millis(500);
+/// Entities named by updates but never spawned, remembered per peer.
+const MAX_MISSING: usize = 256;
 
 /// What one peer sent this one.
 #[derive(Debug, Default)]
 pub(super) struct Incoming {
     /// Per row: received states of the entity, oldest first.
     history: Vec<Option<VecDeque<(u32, Fields)>>>,
-    /// Entities with a history here (bounds what this peer may spawn).
-    tracked: usize,
     /// Newest update seq received and the 64 before it.
     pub(super) latest: Option<u32>,
     /// Bit `n` set: packet `latest - n - 1` was received.
@@ -35,6 +40,12 @@ pub(super) struct Incoming {
     pub(super) unacked: u32,
     /// Entities whose baseline was gone, asked to be sent whole.
     pub(super) resync: BTreeSet<NetId>,
+    /// Entities updates named before their spawn arrived, and when they were
+    /// last asked for (or first named).
+    pub(super) missing: BTreeMap<NetId, Instant>,
+    /// Departed peers this peer announced it took over while they were still
+    /// replicated with here (see [`TAKEOVER`](super::wire::TAKEOVER)).
+    pub(super) claims: BTreeSet<PeerId>,
 }
 
 impl Incoming {
@@ -49,9 +60,6 @@ impl Incoming {
         if self.history.len() <= i {
             self.history.resize_with(i + 1, || None);
         }
-        if self.history[i].is_none() {
-            self.tracked += 1;
-        }
         self.history[i].get_or_insert_with(VecDeque::new)
     }
 
@@ -63,13 +71,8 @@ impl Incoming {
 
     /// Drops the entity's history.
     pub(super) fn forget(&mut self, row: EntityRow) {
-        if self
-            .history
-            .get_mut(row as usize)
-            .and_then(Option::take)
-            .is_some()
-        {
-            self.tracked -= 1;
+        if let Some(h) = self.history.get_mut(row as usize) {
+            *h = None;
         }
     }
 
@@ -105,44 +108,24 @@ impl Incoming {
 }
 
 impl Replicator {
-    /// A [`SPAWN`](super::wire::SPAWN): a new entity, or a known one sent whole again by
-    /// its owner.
+    /// A [`SPAWN`](super::wire::SPAWN): a new entity, or a known one sent
+    /// whole again (see the rules there).
     pub(super) fn on_spawn(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
         let mut r = Reader { bytes };
         let id = NetId(r.u64("id")?);
         let ty = r.u16("type")?;
         let fields = wire::read_fields(&self.schema, ty, &mut BitReader::new(r.rest()))?;
-        let existing = self.table.row_of(id);
-        let tracked = self.links.get(&peer).map_or(0, |l| l.inc.tracked);
-        if existing.is_none() && tracked >= self.config.max_entities_per_peer {
-            return Err(Misbehavior::Oversize {
-                what: "entities spawned",
-                len: tracked + 1,
-                max: self.config.max_entities_per_peer,
-            });
-        }
+        let theirs = fold(peer);
+        let creator = namespace(id) == theirs;
         let entity = EntityState {
             ty,
             owner: peer,
             fields,
         };
-        let row = match existing {
-            // Its owner sends it again (it left and re-entered scope), or
-            // another peer claims it too (see `contested`).
-            Some(row) => {
-                let same_type = self.table.get(row).is_some_and(|r| r.entity.ty == ty);
-                if !same_type || !self.contested(peer, row, id) {
-                    return Ok(());
-                }
-                let Some(r) = self.table.get_mut(row) else {
-                    return Ok(());
-                };
-                r.entity = entity;
-                self.events.push_back(ReplicationEvent::Updated { id });
-                row
-            }
+        let row = match self.table.row_of(id) {
             None => {
-                let row = self.table.insert(id, entity);
+                self.check_quota(theirs)?;
+                let row = self.table.insert(id, entity, theirs, creator);
                 self.events.push_back(ReplicationEvent::Spawned {
                     id,
                     ty,
@@ -150,9 +133,62 @@ impl Replicator {
                 });
                 row
             }
+            Some(row) => {
+                let Some(rec) = self.table.get(row) else {
+                    return Ok(());
+                };
+                let (owner, witnessed, known_ty) = (rec.entity.owner, rec.witnessed, rec.entity.ty);
+                if known_ty != ty {
+                    // An entity never changes type; from its owner that is a
+                    // lie, from another peer a claim that cannot stand.
+                    if owner == peer {
+                        return Err(Misbehavior::Rule("re-spawn of an entity with another type"));
+                    }
+                    return Ok(());
+                }
+                if owner == peer {
+                    // Its owner sends it again (it left and re-entered scope,
+                    // or was asked for it).
+                } else if creator && !witnessed {
+                    // The creator's own spawn beats a claim never checked here.
+                    self.check_quota(theirs)?;
+                    self.table.recharge(row, theirs);
+                    self.events
+                        .push_back(ReplicationEvent::OwnerChanged { id, owner: peer });
+                } else if creator && namespace(id) == fold(owner) {
+                    // Two peers whose ids fold alike: the owner known first
+                    // keeps the id.
+                    return Ok(());
+                } else if !self.contested(peer, row, id) {
+                    return Ok(());
+                }
+                let Some(r) = self.table.get_mut(row) else {
+                    return Ok(());
+                };
+                if owner != peer {
+                    r.witnessed = true;
+                }
+                r.entity = entity;
+                self.events.push_back(ReplicationEvent::Updated { id });
+                row
+            }
         };
         if let Some(link) = self.links.get_mut(&peer) {
             link.inc.reset(row);
+            link.inc.missing.remove(&id);
+        }
+        Ok(())
+    }
+
+    /// Whether one more entity may be charged to a namespace.
+    fn check_quota(&self, namespace: u64) -> Result<(), Misbehavior> {
+        let charged = self.table.charged(namespace);
+        if charged >= self.config.max_entities_per_peer {
+            return Err(Misbehavior::Oversize {
+                what: "entities spawned",
+                len: charged + 1,
+                max: self.config.max_entities_per_peer,
+            });
         }
         Ok(())
     }
@@ -173,7 +209,12 @@ impl Replicator {
 
     /// An [`UPDATE`](super::wire::UPDATE): its acks, then each entity decoded against its
     /// baseline, kept as a baseline and applied if it is the newest state from the owner.
-    pub(super) fn on_update(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
+    pub(super) fn on_update(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        bytes: &[u8],
+    ) -> Result<(), Misbehavior> {
         let mut r = Reader { bytes };
         let seq = r.u32("seq")?;
         let ack = r.u32("ack")?;
@@ -185,6 +226,7 @@ impl Replicator {
             links,
             schema,
             events,
+            transmits,
             ..
         } = self;
         let Some(inc) = links.get_mut(&peer).map(|l| &mut l.inc) else {
@@ -208,9 +250,28 @@ impl Replicator {
                 wire::read_back(&mut bits)?
             };
             let Some((row, rec)) = table.find(NetId(id)) else {
-                // Its spawn is still on the reliable channel: the rest of the
-                // packet cannot be read, and nothing is acked, so the sender
-                // sends full states again.
+                // Its spawn is still on the reliable channel (or was lost):
+                // the rest of the packet cannot be read, and nothing is
+                // acked, so the sender sends full states again. Named for
+                // long, its owner is asked to spawn it again.
+                let id = NetId(id);
+                let ask = match inc.missing.get(&id) {
+                    Some(&t) => now.saturating_duration_since(t) >= MISSING_AFTER,
+                    None => {
+                        if inc.missing.len() < MAX_MISSING {
+                            inc.missing.insert(id, now);
+                        }
+                        false
+                    }
+                };
+                if ask {
+                    inc.missing.insert(id, now);
+                    transmits.push_back(crate::Transmit {
+                        peer,
+                        channel: crate::Channel::Reliable,
+                        data: wire::id_msg(MISSING, id).into(),
+                    });
+                }
                 return Ok(());
             };
             let widths = schema

@@ -57,6 +57,9 @@ pub(super) struct Outgoing {
     pub(super) budget: Option<u32>,
     /// Bytes sent in the last second, for diagnostics.
     pub(super) sent: VecDeque<(Instant, usize)>,
+    /// A reliable message to this peer was lost: every entity in its scope is
+    /// spawned there anew at the next tick.
+    pub(super) respawn: bool,
 }
 
 impl Outgoing {
@@ -154,6 +157,56 @@ impl Replicator {
             link.out.mark_dirty(row);
         }
         Ok(())
+    }
+
+    /// An update named an entity of ours the peer never saw spawned (its
+    /// spawn was lost): it is spawned there again, whole, if in its scope.
+    pub(super) fn on_missing(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
+        let mut r = Reader { bytes };
+        let id = NetId(r.u64("id")?);
+        r.finish(())?;
+        if let Some(row) = self.table.row_of(id) {
+            self.respawn(peer, row);
+        }
+        Ok(())
+    }
+
+    /// Sends an owned entity in a peer's scope whole again as a spawn; acks of
+    /// packets sent before now do not count for it.
+    fn respawn(&mut self, peer: PeerId, row: EntityRow) {
+        let Some(rec) = self.table.get(row) else {
+            return;
+        };
+        if rec.entity.owner != self.id {
+            return;
+        }
+        let Some(link) = self.links.get_mut(&peer) else {
+            return;
+        };
+        let Some(s) = link.out.scope.get_mut(row) else {
+            return;
+        };
+        s.acked = None;
+        s.since = link.out.seq;
+        link.out.mark_dirty(row);
+        let msg = wire::spawn_msg(rec.id, &rec.entity, &self.schema);
+        self.reliable(peer, msg);
+    }
+
+    /// After a lost reliable message (see
+    /// [`Replicator::handle_send_failed`]): every entity in the peer's scope
+    /// is spawned there again.
+    pub(super) fn respawn_if_lost(&mut self, peer: PeerId) {
+        let Some(link) = self.links.get_mut(&peer) else {
+            return;
+        };
+        if !std::mem::take(&mut link.out.respawn) {
+            return;
+        }
+        let me = self.id;
+        for (_, row) in self.table.sorted_ids(|e| e.owner == me) {
+            self.respawn(peer, row);
+        }
     }
 
     /// One tick for one peer: budget, priorities, and as many update packets as the

@@ -12,9 +12,9 @@ use crate::{Channel, Instant, Misbehavior, PeerId, Transmit};
 use super::config::{ConfigError, ReplicationConfig};
 use super::error::ReplicationError;
 use super::outgoing::PeerLink;
-use super::table::{EntityRow, Table};
+use super::table::{EntityRow, Table, fold};
 use super::types::{EntityState, NetId, ReplicationEvent, Schema, clamp, clamp_one};
-use super::wire::{self, DESPAWN, EVENT, OWNER, REQUEST, RESYNC, SPAWN, UPDATE};
+use super::wire::{self, DESPAWN, EVENT, MISSING, OWNER, REQUEST, RESYNC, SPAWN, TAKEOVER, UPDATE};
 
 /// One peer's replication: its own entities out, the others' in.
 #[derive(Debug)]
@@ -37,12 +37,9 @@ pub struct Replicator {
     pub(super) transmits: VecDeque<Transmit>,
     /// Events for the application, oldest first.
     pub(super) events: VecDeque<ReplicationEvent>,
-}
-
-/// A peer id folded into the 32 high bits of the entity ids it makes.
-fn fold(peer: PeerId) -> u64 {
-    let v = peer.0;
-    ((v >> 64) as u64 ^ v as u64).rotate_left(17) & 0xffff_ffff
+    /// Departed peers whose entities wait for their successor's take-over
+    /// announcement: departed peer -> the successor computed here.
+    pub(super) departed: BTreeMap<PeerId, PeerId>,
 }
 
 impl Replicator {
@@ -60,6 +57,7 @@ impl Replicator {
             last_tick: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            departed: BTreeMap::new(),
         })
     }
 
@@ -136,7 +134,7 @@ impl Replicator {
             owner: self.id,
             fields: clamp(widths, fields),
         };
-        let row = self.table.insert(id, entity);
+        let row = self.table.insert(id, entity, fold(self.id), true);
         let peers: Vec<PeerId> = self.links.keys().copied().collect();
         for p in peers {
             self.enter_scope(p, row);
@@ -248,14 +246,29 @@ impl Replicator {
     /// lowest id (this one, perhaps), the same choice on every peer, until
     /// it joins again.
     pub fn handle_peer_left(&mut self, _now: Instant, peer: PeerId) {
-        self.links.remove(&peer);
-        self.migrate_from(peer);
+        let was_linked = self.links.remove(&peer).is_some();
+        self.migrate_from(peer, was_linked);
+    }
+
+    /// A reliable message to `peer` could not be queued (its send queue was
+    /// full, say): whatever it carried is lost. Reported as
+    /// [`ReplicationEvent::SendFailed`]; at the next tick every entity of this
+    /// peer in its scope is spawned there anew, whole (game events and
+    /// despawns the lost message carried stay lost).
+    pub fn handle_send_failed(&mut self, _now: Instant, peer: PeerId) {
+        let Some(link) = self.links.get_mut(&peer) else {
+            return;
+        };
+        if !link.out.respawn {
+            link.out.respawn = true;
+            self.events.push_back(ReplicationEvent::SendFailed { peer });
+        }
     }
 
     /// A message from a peer (ignored unless replicating with it). A peer
     /// that breaks the protocol is reported with
     /// [`ReplicationEvent::PeerMisbehaved`].
-    pub fn handle_message(&mut self, _now: Instant, peer: PeerId, data: &[u8]) {
+    pub fn handle_message(&mut self, now: Instant, peer: PeerId, data: &[u8]) {
         if !self.links.contains_key(&peer) {
             return;
         }
@@ -264,12 +277,14 @@ impl Replicator {
             return;
         };
         let result = match kind {
-            UPDATE => self.on_update(peer, rest),
+            UPDATE => self.on_update(now, peer, rest),
             SPAWN => self.on_spawn(peer, rest),
             DESPAWN => self.on_despawn(peer, rest),
             OWNER => self.on_owner(peer, rest),
             REQUEST => self.on_request(peer, rest),
             RESYNC => self.on_resync(peer, rest),
+            MISSING => self.on_missing(peer, rest),
+            TAKEOVER => self.on_takeover(peer, rest),
             EVENT => {
                 self.events.push_back(ReplicationEvent::Event {
                     peer,
@@ -301,6 +316,7 @@ impl Replicator {
         self.last_tick = Some(now);
         let peers: Vec<PeerId> = self.links.keys().copied().collect();
         for peer in peers {
+            self.respawn_if_lost(peer);
             self.tick_peer(now, peer, dt);
         }
     }

@@ -23,6 +23,34 @@ pub(super) struct Record {
     /// [`Replicator::migrate_from`](super::Replicator)): if it joins again, the
     /// entity is forgotten and it sends what it owns now.
     pub(super) inherited_from: Option<PeerId>,
+    /// The namespace (see [`namespace`]) it counts against for
+    /// [`max_entities_per_peer`](super::ReplicationConfig::max_entities_per_peer):
+    /// the peer that announced it first here. It stays charged through
+    /// hand-overs and take-overs, until the entity is gone.
+    pub(super) charged: u64,
+    /// Whether its owner's claim was checked here: it spawned the entity in
+    /// its own namespace, was handed it or took it over in view of this peer.
+    /// False for an id outside its announcer's namespace that this peer never
+    /// saw change hands (it joined later): its creator's own spawn overrides it.
+    pub(super) witnessed: bool,
+}
+
+/// The namespace of an id: the 32 high bits, the [`fold`] of the peer that
+/// made it.
+pub(super) fn namespace(id: NetId) -> u64 {
+    id.0 >> 32
+}
+
+/// A peer id folded into the 32 high bits of the entity ids it makes.
+///
+/// Two peers' ids (random 128-bit numbers the signaling server hands out)
+/// fold alike with odds of 2^-32 per pair: then they share a namespace and a
+/// quota, and where both announce the same id, the owner known first keeps it
+/// (the other's entity is not shown there) rather than either taking the
+/// other's.
+pub(super) fn fold(peer: PeerId) -> u64 {
+    let v = peer.0;
+    ((v >> 64) as u64 ^ v as u64).rotate_left(17) & 0xffff_ffff
 }
 
 /// Every entity known here, by row.
@@ -34,6 +62,8 @@ pub(super) struct Table {
     free: Vec<EntityRow>,
     /// Rows by id (std's keyed hasher: ids come from peers).
     index: HashMap<NetId, EntityRow>,
+    /// Entities per namespace charged (see [`Record::charged`]).
+    charges: HashMap<u64, usize>,
 }
 
 impl Table {
@@ -76,13 +106,38 @@ impl Table {
             .filter_map(|(row, r)| Some((row as EntityRow, r.as_ref()?)))
     }
 
-    /// Adds an entity in a free row (or a new one).
-    pub(super) fn insert(&mut self, id: NetId, entity: EntityState) -> EntityRow {
+    /// Entities charged to a namespace.
+    pub(super) fn charged(&self, namespace: u64) -> usize {
+        self.charges.get(&namespace).copied().unwrap_or(0)
+    }
+
+    /// Charges the entity in a row to another namespace.
+    pub(super) fn recharge(&mut self, row: EntityRow, namespace: u64) {
+        let Some(r) = self.records.get_mut(row as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let old = std::mem::replace(&mut r.charged, namespace);
+        uncharge(&mut self.charges, old);
+        *self.charges.entry(namespace).or_default() += 1;
+    }
+
+    /// Adds an entity in a free row (or a new one), charged to `charged`,
+    /// its owner's claim `witnessed` or not.
+    pub(super) fn insert(
+        &mut self,
+        id: NetId,
+        entity: EntityState,
+        charged: u64,
+        witnessed: bool,
+    ) -> EntityRow {
+        *self.charges.entry(charged).or_default() += 1;
         let record = Record {
             id,
             entity,
             priority: 1.0,
             inherited_from: None,
+            charged,
+            witnessed,
         };
         let row = match self.free.pop() {
             Some(row) => {
@@ -102,6 +157,7 @@ impl Table {
     pub(super) fn remove(&mut self, row: EntityRow) -> Option<Record> {
         let record = self.records.get_mut(row as usize).and_then(Option::take)?;
         self.index.remove(&record.id);
+        uncharge(&mut self.charges, record.charged);
         self.free.push(row);
         Some(record)
     }
@@ -121,5 +177,15 @@ impl Table {
             .collect();
         ids.sort_unstable();
         ids
+    }
+}
+
+/// One entity less charged to a namespace.
+fn uncharge(charges: &mut HashMap<u64, usize>, namespace: u64) {
+    if let Some(n) = charges.get_mut(&namespace) {
+        *n -= 1;
+        if *n == 0 {
+            charges.remove(&namespace);
+        }
     }
 }

@@ -70,6 +70,14 @@ pub enum ReplicationEvent {
         /// Its bytes.
         payload: Bytes,
     },
+    /// A reliable message to a peer could not be queued (see
+    /// [`Replicator::handle_send_failed`](super::Replicator::handle_send_failed)):
+    /// every entity of this peer in its scope is spawned there anew at the next
+    /// tick; game events and despawns the message carried are lost.
+    SendFailed {
+        /// The peer.
+        peer: PeerId,
+    },
     /// A peer broke the protocol (sent something malformed, or more than
     /// allowed); drop it.
     PeerMisbehaved {

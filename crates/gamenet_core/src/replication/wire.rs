@@ -28,17 +28,28 @@ pub(super) struct Chosen {
     pub(super) len: usize,
 }
 
-/// EntityState states and acks, unreliable: seq, ack, ack bits, count, then the
+/// Entity states and acks, unreliable: seq, ack, ack bits, count, then the
 /// entities (see [`encode_update`]).
 ///
 /// Who may send this: any peer; its acks always count, and a state is applied
-/// only if the sender owns the entity (others are kept as baselines only).
+/// only if the sender owns the entity here (others are kept as baselines
+/// only). An entity never spawned here stops the packet unacked and, after
+/// [`MISSING_AFTER`](super::incoming::MISSING_AFTER), is asked for with
+/// [`MISSING`].
 pub(super) const UPDATE: u8 = 0x01;
 /// An entity, whole: id, type, fields.
 ///
-/// Who may send this: any peer, for an id not known here (up to
-/// [`max_entities_per_peer`](super::ReplicationConfig::max_entities_per_peer));
-/// for a known id, only its owner (from others it is ignored).
+/// Who may send this: for an id not known here, any peer, up to
+/// [`max_entities_per_peer`](super::ReplicationConfig::max_entities_per_peer)
+/// ids charged to its namespace (more is reported): an id in its own namespace
+/// (the 32 high bits are the fold of its peer id) is its own; an id outside it
+/// is taken as an entity it was handed or took over before this peer could
+/// see it (say this peer joined later), an unchecked claim that the id's
+/// creator's own spawn overrides. For a known id: its owner, with the same type
+/// (another type is reported); the creator (by namespace) over an unchecked
+/// claim; or, for an entity that passed to a successor here, a lower-id peer
+/// that took it over too on the other side of a healed split. Anything else is
+/// ignored (two peers whose ids fold alike: the owner known first keeps it).
 pub(super) const SPAWN: u8 = 0x10;
 /// An entity is gone: id.
 ///
@@ -46,8 +57,9 @@ pub(super) const SPAWN: u8 = 0x10;
 pub(super) const DESPAWN: u8 = 0x11;
 /// An entity has a new owner: id, new owner, type, fields.
 ///
-/// Who may send this: the current owner, with the entity's type (from others,
-/// or with another type, it is ignored).
+/// Who may send this: the current owner, with the entity's type (another type
+/// is reported), handing it to a peer replicated with here or to this peer
+/// (a hand-over to anyone else, or from anyone else, is ignored).
 pub(super) const OWNER: u8 = 0x12;
 /// A request for an entity's authority: id.
 ///
@@ -62,6 +74,21 @@ pub(super) const EVENT: u8 = 0x14;
 /// Who may send this: any peer, for an entity of this peer in its scope (for
 /// others it is ignored).
 pub(crate) const RESYNC: u8 = 0x15;
+/// A take-over announcement: the peer that left (16 bytes), whose entities the
+/// sender now owns.
+///
+/// Who may send this: the successor of the departed peer as computed here
+/// (the lowest id among this peer and the peers it replicated with when the
+/// departed one left here); a claim from any other peer is ignored, one about
+/// a peer still replicated with here waits until it leaves here too, and one
+/// naming the sender itself is reported.
+pub(super) const TAKEOVER: u8 = 0x16;
+/// A request to spawn an entity again, an update having named it before its
+/// spawn arrived: id.
+///
+/// Who may send this: any peer, for an entity of this peer in its scope (for
+/// others it is ignored).
+pub(super) const MISSING: u8 = 0x17;
 
 /// Farthest baseline (in packets) a delta may refer to: a fast sender sends
 /// hundreds of packets a round trip.
@@ -77,6 +104,13 @@ pub(super) const MIN_PACKET: usize = HEADER + 16;
 pub(crate) fn id_msg(kind: u8, id: NetId) -> Vec<u8> {
     let mut m = vec![kind];
     m.extend_from_slice(&id.0.to_le_bytes());
+    m
+}
+
+/// A [`TAKEOVER`] of what `departed` owned.
+pub(super) fn takeover_msg(departed: crate::PeerId) -> Vec<u8> {
+    let mut m = vec![TAKEOVER];
+    m.extend_from_slice(&departed.0.to_le_bytes());
     m
 }
 

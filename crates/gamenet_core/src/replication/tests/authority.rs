@@ -221,3 +221,79 @@ fn an_entity_handed_over_after_a_take_over_stays_when_its_first_owner_returns() 
         "b forgot the entity it was handed"
     );
 }
+
+#[test]
+fn a_successor_is_agreed_when_one_peers_link_set_differs() {
+    use super::hostile::Room;
+    let (a, b, c) = (PeerId(1), PeerId(2), PeerId(3));
+    let mut room = Room::new(&[a, b, c], ReplicationConfig::default(), schema());
+    let id = room.at(c).spawn(0, &[5, 5, 5]).unwrap();
+    room.pump(|_| true);
+    // c's link to b times out at b; a still hears c. b computes a as the
+    // successor, but a does not see c gone: the entity stays c's at b until
+    // a announces a take-over (it never becomes a's at b while a says c's).
+    let now = room.now;
+    room.at(b).handle_peer_left(now, c);
+    room.pump(|_| true);
+    assert_eq!(room.at(a).entity(id).unwrap().owner, c);
+    assert_eq!(room.at(b).entity(id).unwrap().owner, c);
+    // c moves it; a follows (b does not hear c).
+    room.at(c).set(id, &[6, 6, 6]).unwrap();
+    room.tick(TICK, |t| t.peer != b);
+    assert_eq!(room.at(a).entity(id).unwrap().fields[0], 6);
+    // Now a sees c leave: it takes over and says so; b follows a.
+    let now = room.now;
+    room.at(a).handle_peer_left(now, c);
+    room.at(c).handle_peer_left(now, a);
+    room.pump(|_| true);
+    assert_eq!(room.at(a).entity(id).unwrap().owner, a);
+    assert_eq!(room.at(b).entity(id).unwrap().owner, a);
+    room.at(a).set(id, &[7, 7, 7]).unwrap();
+    room.tick(TICK, |_| true);
+    room.tick(TICK, |_| true);
+    assert_eq!(room.at(b).entity(id).unwrap().fields[0], 7);
+    assert!(room.reports(a).is_empty() && room.reports(b).is_empty());
+}
+
+#[test]
+fn a_take_over_claim_is_taken_only_from_the_successor_computed_here() {
+    use super::hostile::Room;
+    use crate::replication::wire::TAKEOVER;
+    let (a, b, c, d) = (PeerId(1), PeerId(2), PeerId(3), PeerId(4));
+    let mut room = Room::new(&[a, b, c, d], ReplicationConfig::default(), schema());
+    let id = room.at(d).spawn(0, &[5, 5, 5]).unwrap();
+    room.pump(|_| true);
+    let takeover = |departed: PeerId| {
+        let mut m = vec![TAKEOVER];
+        m.extend_from_slice(&departed.0.to_le_bytes());
+        m
+    };
+    // d leaves b first: b waits for a, its successor.
+    let now = room.now;
+    room.at(b).handle_peer_left(now, d);
+    room.pump(|_| true);
+    assert_eq!(room.at(b).entity(id).unwrap().owner, d);
+    // c claims d's entities at b: c is not the lowest id there, refused.
+    room.inject(b, c, &takeover(d));
+    assert_eq!(room.at(b).entity(id).unwrap().owner, d);
+    // A claim naming the sender itself is reported.
+    room.inject(b, c, &takeover(c));
+    room.pump(|_| true);
+    assert_eq!(
+        room.reports(b),
+        vec![(
+            c,
+            crate::Misbehavior::Rule("take-over of the sender's own entities")
+        )]
+    );
+    // a sees d leave and announces; c still hears d and keeps the claim
+    // until d leaves there too.
+    room.at(a).handle_peer_left(now, d);
+    room.pump(|_| true);
+    assert_eq!(room.at(a).entity(id).unwrap().owner, a);
+    assert_eq!(room.at(b).entity(id).unwrap().owner, a);
+    assert_eq!(room.at(c).entity(id).unwrap().owner, d);
+    room.at(c).handle_peer_left(now, d);
+    room.pump(|_| true);
+    assert_eq!(room.at(c).entity(id).unwrap().owner, a);
+}
