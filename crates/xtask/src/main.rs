@@ -502,62 +502,26 @@ struct FuzzTarget {
 
 /// Every target of `fuzz/` (see its `src/lib.rs`).
 const FUZZ_TARGETS: [FuzzTarget; 11] = [
-    FuzzTarget {
-        name: "mesh_wire",
-        feature: None,
-        smoke: true,
-    },
-    FuzzTarget {
-        name: "mesh_peer",
-        feature: None,
-        smoke: true,
-    },
-    FuzzTarget {
-        name: "rollback_session",
-        feature: None,
-        smoke: true,
-    },
-    FuzzTarget {
-        name: "replication",
-        feature: None,
-        smoke: true,
-    },
-    FuzzTarget {
-        name: "bits_quantize",
-        feature: None,
-        smoke: true,
-    },
-    FuzzTarget {
-        name: "signaling_ws",
-        feature: Some("signaling"),
-        smoke: false,
-    },
-    FuzzTarget {
-        name: "signaling_api",
-        feature: Some("signaling"),
-        smoke: false,
-    },
-    FuzzTarget {
-        name: "stun",
-        feature: Some("signaling"),
-        smoke: false,
-    },
-    FuzzTarget {
-        name: "token",
-        feature: Some("signaling"),
-        smoke: false,
-    },
-    FuzzTarget {
-        name: "ice_json",
-        feature: Some("net"),
-        smoke: false,
-    },
-    FuzzTarget {
-        name: "bevy_snapshot",
-        feature: Some("bevy"),
-        smoke: false,
-    },
+    fuzz_target("mesh_wire", None, true),
+    fuzz_target("mesh_peer", None, true),
+    fuzz_target("rollback_session", None, true),
+    fuzz_target("replication", None, true),
+    fuzz_target("bits_quantize", None, true),
+    fuzz_target("signaling_ws", Some("signaling"), false),
+    fuzz_target("signaling_api", Some("signaling"), false),
+    fuzz_target("stun", Some("signaling"), false),
+    fuzz_target("token", Some("signaling"), false),
+    fuzz_target("ice_json", Some("net"), false),
+    fuzz_target("bevy_snapshot", Some("bevy"), false),
 ];
+
+const fn fuzz_target(name: &'static str, feature: Option<&'static str>, smoke: bool) -> FuzzTarget {
+    FuzzTarget {
+        name,
+        feature,
+        smoke,
+    }
+}
 
 /// Seconds each smoke target runs in the test suite.
 const FUZZ_SMOKE_SECONDS: u64 = 15;
