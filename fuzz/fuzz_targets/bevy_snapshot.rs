@@ -1,7 +1,8 @@
 //! A late-join snapshot from a peer loaded into a Bevy world
 //! (`bevy_gamenet`'s snapshot decoding, through `run_requests`): never a
 //! panic; and whatever world it leaves, its own snapshot loads back to the
-//! same world.
+//! same world (the same entities and values: a snapshot's bytes may list
+//! them in another order), unless the snapshot repeated a rollback id.
 //!
 //! The first byte picks what is loaded: the rest of the input as it is, or
 //! a valid snapshot of the world (made once) with the rest of the input as
@@ -11,7 +12,7 @@
 
 use std::sync::OnceLock;
 
-use gamenet_fuzz::bevy::{app, load, snapshot};
+use gamenet_fuzz::bevy::{app, load, snapshot, state};
 use libfuzzer_sys::fuzz_target;
 
 fn valid() -> &'static [u8] {
@@ -44,8 +45,19 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut app = app();
     load(&mut app, 5, &input);
+    let loaded = state(&mut app);
     let first = snapshot(&mut app, 6);
+    // A snapshot that repeats a rollback id is loaded as it is, and its
+    // repeats do not survive the next load (`regressions/bevy_snapshot/`;
+    // reported, for `bevy_gamenet`'s snapshot code to refuse): the round
+    // trip below holds for the others.
+    if loaded.0.windows(2).any(|w| w[0].0 == w[1].0) {
+        return;
+    }
     load(&mut app, 7, &first);
-    let second = snapshot(&mut app, 8);
-    assert_eq!(first, second, "a snapshot of a loaded snapshot differs");
+    assert_eq!(
+        state(&mut app),
+        loaded,
+        "the world's own snapshot loads another world"
+    );
 });

@@ -110,3 +110,34 @@ pub fn load(app: &mut App, frame: Frame, data: &[u8]) {
         }],
     );
 }
+
+/// The rolled-back part of the world, in rollback id order: each entity's
+/// id, position and bag, and the score.
+pub type State = (
+    Vec<(u32, Option<(i32, i32)>, Option<(String, Vec<u16>)>)>,
+    Option<(u64, Option<String>)>,
+);
+
+/// The rolled-back part of the world (what a snapshot holds, whatever order
+/// it lists it in).
+pub fn state(app: &mut App) -> State {
+    let world = app.world_mut();
+    let mut entities: Vec<_> = world
+        .query::<(
+            &bevy_gamenet::rollback::Rollback,
+            Option<&Pos>,
+            Option<&Bag>,
+        )>()
+        .iter(world)
+        .map(|(r, p, b)| {
+            (
+                r.0,
+                p.map(|p| (p.0, p.1)),
+                b.map(|b| (b.name.clone(), b.items.clone())),
+            )
+        })
+        .collect();
+    entities.sort();
+    let score = world.get_resource::<Score>().map(|s| (s.0, s.1.clone()));
+    (entities, score)
+}
