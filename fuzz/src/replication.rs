@@ -83,7 +83,9 @@ impl World {
             for i in 0..self.reps.len() {
                 let from = self.reps[i].id();
                 while let Some(t) = self.reps[i].poll_transmit() {
-                    let j = t.peer.0 as usize - 1;
+                    // Peers 1 to 3 are delivered to; others (a stranger,
+                    // or an owner a hostile message named) are not there.
+                    let j = (t.peer.0 as usize).wrapping_sub(1);
                     if j < self.reps.len() {
                         if self.logging {
                             self.log.push((from, t.peer, t.data.to_vec()));
