@@ -117,6 +117,19 @@ struct CreateLobby {
     mode: String,
 }
 
+/// The lobby a `POST /api/lobbies` body asks for (checked by
+/// [`Rooms::create_lobby`](crate::rooms::Rooms::create_lobby)). Public with the
+/// `fuzzing` feature only, for the fuzz targets; not part of the API.
+pub fn lobby_request(body: &[u8]) -> Result<LobbySpec, serde_json::Error> {
+    let request: CreateLobby = serde_json::from_slice(body)?;
+    Ok(LobbySpec {
+        name: request.name,
+        public: request.public,
+        max_players: request.max_players,
+        mode: request.mode,
+    })
+}
+
 /// Origin and token checks shared by every endpoint.
 fn check(
     app: &App,
@@ -138,19 +151,13 @@ async fn create_lobby(
         check(&app, &headers, &query)?;
         let ip = app.client_ip(addr, &headers);
         app.check_rate(ip)?;
-        let request: CreateLobby = serde_json::from_slice(&body).map_err(|e| {
+        let spec = lobby_request(&body).map_err(|e| {
             Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "bad_json",
                 format!("invalid lobby request: {e}"),
             )
         })?;
-        let spec = LobbySpec {
-            name: request.name,
-            public: request.public,
-            max_players: request.max_players,
-            mode: request.mode,
-        };
         app.hub()
             .rooms
             .create_lobby_from(address_key(ip), spec, Instant::now(), rand::random::<u32>)

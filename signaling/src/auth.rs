@@ -63,7 +63,8 @@ pub fn issue_token(secret: &[u8], subject: &str, ttl: Duration, now: SystemTime)
     if !valid_subject(subject) {
         return None;
     }
-    let payload = format!("{}.{subject}", unix_secs(now) + ttl.as_secs());
+    // Saturating: a ttl past the end of time is valid for ever, not expired.
+    let payload = format!("{}.{subject}", unix_secs(now).saturating_add(ttl.as_secs()));
     let mut mac = sha256_mac(secret);
     mac.update(payload.as_bytes());
     let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
@@ -117,7 +118,7 @@ pub fn turn_credentials(
     } else {
         "gamenet"
     };
-    let username = format!("{}:{subject}", unix_secs(now) + ttl.as_secs());
+    let username = format!("{}:{subject}", unix_secs(now).saturating_add(ttl.as_secs()));
     let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(secret)
         .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
     mac.update(username.as_bytes());
@@ -206,6 +207,19 @@ mod tests {
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    /// Found by the `token` fuzz target (`fuzz/regressions/token/`): the
+    /// expiry wrapped round (a panic with overflow checks), and a token
+    /// meant to last for ever was issued expired.
+    #[test]
+    fn a_ttl_past_the_end_of_time_lasts_for_ever() {
+        let now = at(71_209_857_582_169_896 % (1 << 40));
+        let ttl = Duration::from_secs(u64::MAX - 1000);
+        let token = issue_token(SECRET, "", ttl, now).unwrap();
+        assert_eq!(verify_token(SECRET, &token, now).as_deref(), Ok(""));
+        let (username, _) = turn_credentials(SECRET, "p", ttl, now);
+        assert_eq!(username, format!("{}:p", u64::MAX));
     }
 
     #[test]

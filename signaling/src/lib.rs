@@ -49,5 +49,8 @@ mod state;
 mod tasks;
 mod ws;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use api::lobby_request;
 pub use config::Config;
 pub use server::{Error, Server, shutdown_signal};

@@ -64,11 +64,16 @@ impl BitWriter {
     /// Appends `len` bits of packed `bytes` (as [`BitWriter::finish`] gives
     /// them) from bit `start`; bits past the end of `bytes` are zeros.
     pub fn append_bits(&mut self, bytes: &[u8], start: usize, len: usize) {
-        let mut r = BitReader { bytes, pos: start };
+        let mut r = BitReader {
+            bytes,
+            pos: start.min(bytes.len() * 8),
+        };
         let mut left = len;
         while left > 0 {
             let n = left.min(64);
-            self.write(r.read(n as u32).unwrap_or(0), n as u32);
+            // A chunk that runs past the end keeps the bits before it.
+            let have = r.remaining().min(n);
+            self.write(r.read(have as u32).unwrap_or(0), n as u32);
             left -= n;
         }
     }
@@ -151,5 +156,29 @@ impl<'a> BitReader<'a> {
     /// Bits left.
     pub fn remaining(&self) -> usize {
         self.bytes.len() * 8 - self.pos
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `bits_quantize` fuzz target
+    /// (`fuzz/regressions/bits_quantize/`): a 64-bit chunk that ran past the
+    /// end of the source was copied as all zeros, its bits before the end too.
+    #[test]
+    fn append_bits_keeps_the_bits_before_the_end() {
+        let bytes = [0xff, 0x0f];
+        let mut w = BitWriter::new();
+        w.append_bits(&bytes, 4, 70);
+        assert_eq!(w.bit_len(), 70);
+        let out = w.finish();
+        let mut r = BitReader::new(&out);
+        assert_eq!(r.read(12), Ok(0xff));
+        assert_eq!(r.read(58), Ok(0));
+        // A start past the end copies zeros.
+        let mut w = BitWriter::new();
+        w.append_bits(&bytes, 100, 9);
+        assert_eq!(w.finish(), [0, 0]);
     }
 }

@@ -98,7 +98,10 @@ impl BoundedFloat {
     pub fn dequantize(&self, q: u32) -> f32 {
         let q = (q as u64).min(self.max_step());
         let range = self.max as f64 - self.min as f64;
-        (self.min as f64 + range * q as f64 / self.max_step() as f64) as f32
+        let v = (self.min as f64 + range * q as f64 / self.max_step() as f64) as f32;
+        // Rounding can step past a bound when the range dwarfs it; `max` and
+        // `min` (not `clamp`) leave NaN bounds alone.
+        v.max(self.min).min(self.max)
     }
 
     /// Writes `v`.
@@ -216,9 +219,11 @@ impl SmallestThree {
     /// quantised other three. `q` and `-q` are the same rotation and give the
     /// same stored form.
     pub fn quantize(&self, q: [f32; 4]) -> (u8, [u32; 3]) {
-        let norm = q.iter().map(|c| c * c).sum::<f32>().sqrt();
+        // In f64: the squares of large or tiny f32 components overflow or
+        // vanish in f32, and the rotation would be lost.
+        let norm = q.iter().map(|&c| c as f64 * c as f64).sum::<f64>().sqrt();
         let q = if norm.is_finite() && norm > 0.0 {
-            q.map(|c| c / norm)
+            q.map(|c| (c as f64 / norm) as f32)
         } else {
             [0.0, 0.0, 0.0, 1.0]
         };
@@ -346,6 +351,37 @@ mod tests {
             b.write(&mut w, v);
             let bytes = w.finish();
             prop_assert_eq!(b.read(&mut BitReader::new(&bytes)).unwrap(), v.clamp(min, min + span));
+        }
+    }
+
+    /// Found by the `bits_quantize` fuzz target
+    /// (`fuzz/regressions/bits_quantize/`): the squared norm of a quaternion
+    /// with a large component overflowed f32, and it was sent as the identity.
+    #[test]
+    fn a_quaternion_far_from_unit_length_keeps_its_rotation() {
+        let s = SmallestThree::new(23);
+        for q in [[4.0019713e25, 0.0, 0.0, 0.0], [0.0, 3.0e-30, 0.0, 4.0e-30]] {
+            let (l, rest) = s.quantize(q);
+            let back = s.dequantize(l, rest);
+            let norm = q.iter().map(|&c| c as f64 * c as f64).sum::<f64>().sqrt();
+            for (a, b) in q.iter().zip(back) {
+                assert!(
+                    (*a as f64 / norm - b as f64).abs() < 1e-5,
+                    "{q:?} -> {back:?}"
+                );
+            }
+        }
+    }
+
+    /// Found by the `bits_quantize` fuzz target
+    /// (`fuzz/regressions/bits_quantize/`): over a range far wider than a
+    /// bound, rounding read the top step back above the maximum.
+    #[test]
+    fn dequantized_floats_stay_within_their_bounds() {
+        let f = BoundedFloat::new(-7.2572242e31, 3.57e-43, 32);
+        for q in [0, 1, u32::MAX / 2, u32::MAX - 1, u32::MAX] {
+            let v = f.dequantize(q);
+            assert!((-7.2572242e31..=3.57e-43).contains(&v), "{q} -> {v}");
         }
     }
 

@@ -19,6 +19,13 @@
 //!   outside the workspace, runs first, `statesync` and `signaling`, which
 //!   installs matchbox_server 0.15 under `target/bench-tools` to compare with),
 //!   or the one named; reports go to `benches/results/`.
+//! - `fuzz [target|all|smoke] [seconds]`: builds the cargo-fuzz targets of
+//!   `fuzz/` (stable toolchain, `RUSTC_BOOTSTRAP=1`; installs cargo-fuzz when
+//!   missing) and runs the one named, all of them (the default) or the smoke
+//!   set for 60 seconds each (or as many as given), one after another, seeded
+//!   from `fuzz/corpus/<target>/` and `fuzz/regressions/<target>/`; fails on
+//!   a crash, which libFuzzer saves under `fuzz/artifacts/<target>/`. The test
+//!   suite runs the smoke set for a few seconds each.
 //! - `soak [minutes]`: four headless players for ten minutes (or as many as
 //!   given) with 5 % UDP loss and a 2 s outage every minute, in an isolated
 //!   network namespace: no desync, in step at the end, resident memory per
@@ -65,7 +72,10 @@ fn main() -> Result<()> {
         Some("bench") => bench(&root, &args[1..])?,
         Some("layout") => layout::check(&root)?,
         Some("soak") => soak(&root, &args[1..])?,
-        _ => bail!("usage: cargo xtask <setup|web-test|web-game|layout|test|serve|bench|soak>"),
+        Some("fuzz") => fuzz(&root, &args[1..])?,
+        _ => {
+            bail!("usage: cargo xtask <setup|web-test|web-game|layout|test|serve|bench|soak|fuzz>")
+        }
     }
     eprintln!("xtask: done in {:.0?}", started.elapsed());
     Ok(())
@@ -172,6 +182,7 @@ fn setup(root: &Path) -> Result<()> {
         let mut install = apt(&["install", "-y", "-qq", "--no-install-recommends"]);
         run(install.args(&packages))?;
     }
+    setup_fuzz()?;
     let browser = root.join("tests/browser");
     if !browser.join("node_modules/playwright-core").exists() {
         run(Command::new("npm")
@@ -271,10 +282,13 @@ fn test(root: &Path, started: Instant) -> Result<()> {
     timed("fmt", || {
         run(cargo().args(["fmt", "--all", "--", "--check"]))?;
         // The crates outside the workspace.
-        run(cargo()
-            .args(["fmt", "--manifest-path"])
-            .arg(root.join("benches/ggrs/Cargo.toml"))
-            .args(["--", "--check"]))
+        for krate in ["benches/ggrs", "fuzz"] {
+            run(cargo()
+                .args(["fmt", "--manifest-path"])
+                .arg(root.join(krate).join("Cargo.toml"))
+                .args(["--", "--check"]))?;
+        }
+        Ok(())
     })?;
     timed("layout", || layout::check(root))?;
     timed("clippy", || {
@@ -303,6 +317,10 @@ fn test(root: &Path, started: Instant) -> Result<()> {
     })?;
     timed("web-test", || web_test(root, false))?;
     timed("web-game", || web_game(root))?;
+    timed("fuzz smoke", || {
+        let smoke: Vec<&FuzzTarget> = FUZZ_TARGETS.iter().filter(|t| t.smoke).collect();
+        run_fuzz(root, &smoke, FUZZ_SMOKE_SECONDS)
+    })?;
     // The example game's tests and the end-to-end tests run it headless: its
     // window (Bevy's render stack, arena's only default feature) is not built
     // for them. Clippy above and the web build check the window's code.
@@ -465,6 +483,169 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
                 .env("MATCHBOX_SERVER_BIN", matchbox);
         }
         run(&mut bench)?;
+    }
+    Ok(())
+}
+
+/// A cargo-fuzz target of `fuzz/`.
+struct FuzzTarget {
+    /// Its binary's name.
+    name: &'static str,
+    /// The cargo feature of the fuzz crate it needs, if any.
+    feature: Option<&'static str>,
+    /// Whether the test suite's smoke runs it: the targets whose instrumented
+    /// build takes a minute or two. The others pull in the signaling server,
+    /// the WebRTC stack or Bevy, whose instrumented builds take many minutes
+    /// on a small machine; `cargo xtask fuzz` runs them.
+    smoke: bool,
+}
+
+/// Every target of `fuzz/` (see its `src/lib.rs`).
+const FUZZ_TARGETS: [FuzzTarget; 11] = [
+    fuzz_target("mesh_wire", None, true),
+    fuzz_target("mesh_peer", None, true),
+    fuzz_target("rollback_session", None, true),
+    fuzz_target("replication", None, true),
+    fuzz_target("bits_quantize", None, true),
+    fuzz_target("signaling_ws", Some("signaling"), false),
+    fuzz_target("signaling_api", Some("signaling"), false),
+    fuzz_target("stun", Some("signaling"), false),
+    fuzz_target("token", Some("signaling"), false),
+    fuzz_target("ice_json", Some("net"), false),
+    fuzz_target("bevy_snapshot", Some("bevy"), false),
+];
+
+const fn fuzz_target(name: &'static str, feature: Option<&'static str>, smoke: bool) -> FuzzTarget {
+    FuzzTarget {
+        name,
+        feature,
+        smoke,
+    }
+}
+
+/// Seconds each smoke target runs in the test suite.
+const FUZZ_SMOKE_SECONDS: u64 = 15;
+
+/// Installs cargo-fuzz when missing.
+fn setup_fuzz() -> Result<()> {
+    let have = cargo()
+        .args(["fuzz", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        run(cargo().args(["install", "--locked", "cargo-fuzz"]))?;
+    }
+    Ok(())
+}
+
+/// `cargo xtask fuzz [target|all|smoke] [seconds]`.
+fn fuzz(root: &Path, extra: &[String]) -> Result<()> {
+    let usage = || {
+        let names: Vec<&str> = FUZZ_TARGETS.iter().map(|t| t.name).collect();
+        format!("usage: cargo xtask fuzz [target|all|smoke] [seconds]; the targets are {names:?}")
+    };
+    let targets: Vec<&FuzzTarget> = match extra.first().map(String::as_str) {
+        None | Some("all") => FUZZ_TARGETS.iter().collect(),
+        Some("smoke") => FUZZ_TARGETS.iter().filter(|t| t.smoke).collect(),
+        Some(name) => match FUZZ_TARGETS.iter().find(|t| t.name == name) {
+            Some(t) => vec![t],
+            None => bail!("unknown fuzz target {name}; {}", usage()),
+        },
+    };
+    let seconds = match extra.get(1) {
+        Some(s) => s.parse::<u64>().with_context(usage)?,
+        None => 60,
+    };
+    run_fuzz(root, &targets, seconds)
+}
+
+/// A cargo-fuzz command in `fuzz/`: the stable toolchain with
+/// `RUSTC_BOOTSTRAP=1`, since cargo-fuzz passes nightly-only `-Z` flags for
+/// the coverage instrumentation; no sanitizer (the workspace forbids unsafe
+/// code: the targets hunt panics, with overflow checks and debug assertions
+/// on, and hangs).
+fn cargo_fuzz(root: &Path, subcommand: &str, features: &[&str]) -> Command {
+    let mut cmd = cargo();
+    cmd.args(["fuzz", subcommand, "--sanitizer", "none"])
+        .current_dir(root.join("fuzz"))
+        .env("RUSTC_BOOTSTRAP", "1");
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    cmd
+}
+
+/// Builds `targets` and runs each for `seconds`, one at a time; fails on
+/// the first crash.
+fn run_fuzz(root: &Path, targets: &[&FuzzTarget], seconds: u64) -> Result<()> {
+    setup_fuzz()?;
+    let mut features: Vec<&str> = targets.iter().filter_map(|t| t.feature).collect();
+    features.sort_unstable();
+    features.dedup();
+    let mut build = cargo_fuzz(root, "build", &features);
+    if let [one] = targets {
+        build.arg(one.name);
+    }
+    timed("fuzz build", || run(&mut build))?;
+    for target in targets {
+        let dir = |d: &str| root.join("fuzz").join(d).join(target.name);
+        // New inputs go to a working corpus under target/, not the committed one.
+        let work = root.join("fuzz/target/corpus").join(target.name);
+        std::fs::create_dir_all(&work)?;
+        // The build's features, so that nothing is built again.
+        let mut cmd = cargo_fuzz(root, "run", &features);
+        cmd.arg(target.name).arg(&work);
+        for seeds in [dir("corpus"), dir("regressions")] {
+            if seeds.is_dir() {
+                cmd.arg(seeds);
+            }
+        }
+        cmd.args([
+            "--",
+            &format!("-max_total_time={seconds}"),
+            "-timeout=10",
+            "-rss_limit_mb=2048",
+            "-print_final_stats=1",
+        ]);
+        run_fuzz_target(target.name, &mut cmd)?;
+    }
+    Ok(())
+}
+
+/// Runs one target, passing libFuzzer's output through but its progress
+/// lines, and says how many inputs it ran.
+fn run_fuzz_target(name: &str, cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: {cmd:?}");
+    let start = Instant::now();
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("run fuzz target {name}"))?;
+    let stderr = child.stderr.take().context("fuzz target output")?;
+    let mut runs = String::from("?");
+    for line in BufReader::new(stderr).lines() {
+        let line = line?;
+        if let Some(n) = line
+            .strip_prefix("stat::number_of_executed_units:")
+            .map(str::trim)
+        {
+            runs = n.to_owned();
+        }
+        // Progress lines start with `#<count>`; the rest (crashes with their
+        // stacks, the final stats) passes through.
+        if !line.starts_with('#') && !line.starts_with("INFO:") {
+            eprintln!("{line}");
+        }
+    }
+    let status = child.wait()?;
+    eprintln!(
+        "xtask: fuzz {name}: {runs} inputs in {:.0?}",
+        start.elapsed()
+    );
+    if !status.success() {
+        bail!("fuzz target {name} failed ({status}): the input is under fuzz/artifacts/{name}/");
     }
     Ok(())
 }
