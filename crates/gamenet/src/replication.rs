@@ -230,7 +230,7 @@ impl<T: Transport> ReplicationNet<T> {
         while let Some(e) = r.poll_event() {
             if let ReplicationEvent::PeerMisbehaved { peer, reason } = &e {
                 tracing::warn!("gamenet: dropping {peer}: {reason}");
-                self.transport.drop_peer(*peer);
+                self.transport.ban_peer(*peer);
             }
             self.replication_events.push_back(e);
         }

@@ -238,7 +238,7 @@ struct Node {
     /// The peers it reported misbehaving (only a hostile test allows any).
     misbehaved: Vec<(PeerId, Misbehavior)>,
     /// Which of its session's messages go out (a rogue's filter).
-    outbox: Option<Box<dyn FnMut(PeerId, &[u8]) -> bool>>,
+    outbox: Option<Outbox>,
 }
 
 impl Node {
@@ -257,6 +257,9 @@ impl Node {
         }
     }
 }
+
+/// A rogue's filter of its session's messages: which go out.
+type Outbox = Box<dyn FnMut(PeerId, &[u8]) -> bool>;
 
 struct Net {
     now: Instant,
