@@ -26,7 +26,7 @@ use tower_http::services::ServeDir;
 use tracing::{debug, info, warn};
 
 use crate::Config;
-use crate::state::{App, ConnectionGuard};
+use crate::state::{App, ConnectionGuard, REFUSING};
 use crate::tasks::{expire_lobbies, run_stun};
 use crate::{api, ws};
 
@@ -247,8 +247,6 @@ fn serve_connection(
     });
 }
 
-/// Refused connections being told why at once, at most.
-pub(crate) const REFUSING: usize = 64;
 /// How long a refused connection is given to send its request (read and
 /// thrown away, so that closing does not reset the connection before the
 /// client read the answer).

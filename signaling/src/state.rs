@@ -20,6 +20,9 @@ use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::rooms::{JoinCode, LobbyInfo, RoomLimits, Rooms};
 
+/// Refused connections being told why at once, at most.
+pub(crate) const REFUSING: usize = 64;
+
 /// Unknown lobby codes one address may try at once (API lookups and
 /// WebSocket joins together), and how many more a second after that: ten a
 /// minute. Guessing one of 10,000 private lobbies among ~890 million codes
@@ -107,7 +110,7 @@ impl App {
             limiter: Mutex::new(RateLimiter::new(config.rate, config.rate_burst, 100_000)),
             lobby_misses: Mutex::new(RateLimiter::new(LOBBY_MISS_RATE, LOBBY_MISS_BURST, 100_000)),
             connections: Mutex::new(HashMap::new()),
-            refusing: Arc::new(tokio::sync::Semaphore::new(crate::server::REFUSING)),
+            refusing: Arc::new(tokio::sync::Semaphore::new(REFUSING)),
             metrics: Metrics::default(),
             origins: OriginPolicy::new(config.allowed_origins.iter().cloned()),
             clients: AtomicUsize::new(0),

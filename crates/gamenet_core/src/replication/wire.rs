@@ -34,7 +34,7 @@ pub(super) struct Chosen {
 /// Who may send this: any peer; its acks always count, and a state is applied
 /// only if the sender owns the entity here (others are kept as baselines
 /// only). An entity never spawned here stops the packet unacked and, after
-/// [`MISSING_AFTER`](super::incoming::MISSING_AFTER), is asked for with
+/// `MISSING_AFTER` (500 ms, see `incoming`), is asked for with
 /// [`MISSING`].
 pub(super) const UPDATE: u8 = 0x01;
 /// An entity, whole: id, type, fields.
