@@ -26,7 +26,7 @@ use tower_http::services::ServeDir;
 use tracing::{debug, info, warn};
 
 use crate::Config;
-use crate::state::{App, ConnectionGuard, REFUSING};
+use crate::state::{App, ConnectionGuard};
 use crate::tasks::{expire_lobbies, run_stun};
 use crate::{api, ws};
 
@@ -253,7 +253,7 @@ fn serve_connection(
 const REFUSAL_LINGER: Duration = Duration::from_millis(250);
 
 /// Answers a connection over the per-address limit with a 429 and closes it;
-/// past [`REFUSING`] such connections at once, closes it without a word.
+/// past [`REFUSING`](crate::state::REFUSING) such connections at once, closes it without a word.
 fn refuse_connection(app: &Arc<App>, tcp: TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(permit) = app.refusing.clone().try_acquire_owned() else {
