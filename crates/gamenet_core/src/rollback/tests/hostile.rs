@@ -184,7 +184,7 @@ fn seen(net: &Net, i: usize, pred: impl Fn(&RollbackEvent) -> bool) -> usize {
     net.nodes[i].events.iter().filter(|e| pred(e)).count()
 }
 
-/// A loss report on `victim` as node `from` would send it, its run at `start`.
+/// A loss report on `victim`, its run at `start`.
 fn lie(net: &Net, victim: usize, start: Frame) -> Msg<u16> {
     let slot = net.nodes[victim].session.local_slots()[0] as u8;
     Msg::Lost(wire::LostMsg {
@@ -416,16 +416,20 @@ fn a_snapshot_from_a_peer_that_is_not_the_host_is_refused() {
         active_from: 0,
         until: None,
     };
-    let fake = Msg::<u16>::Snapshot(wire::SnapshotMsg {
-        frame: 100,
-        from: 130,
-        your_slots: vec![2],
-        table: vec![entry(0, 0), entry(1, 7), entry(0, 0)],
-        spectators: Vec::new(),
-        runs: Vec::new(),
-        data: vec![1, 2, 3],
-    });
-    s.handle_message(now, PeerId(7), &fake.encode());
+    let snapshot = |table| {
+        Msg::<u16>::Snapshot(wire::SnapshotMsg {
+            frame: 100,
+            from: 130,
+            your_slots: vec![2],
+            table,
+            spectators: Vec::new(),
+            runs: Vec::new(),
+            data: vec![1, 2, 3],
+        })
+        .encode()
+    };
+    let fake = snapshot(vec![entry(0, 0), entry(1, 7), entry(0, 0)]);
+    s.handle_message(now, PeerId(7), &fake);
     assert!(s.is_joining());
     let events: Vec<RollbackEvent> = std::iter::from_fn(|| s.poll_event()).collect();
     assert!(events.contains(&RollbackEvent::PeerMisbehaved {
@@ -433,15 +437,7 @@ fn a_snapshot_from_a_peer_that_is_not_the_host_is_refused() {
         reason: Misbehavior::WrongSender { what: "snapshot" },
     }));
     // The real host's snapshot is taken.
-    let real = Msg::<u16>::Snapshot(wire::SnapshotMsg {
-        frame: 100,
-        from: 130,
-        your_slots: vec![2],
-        table: vec![entry(1, 1), entry(1, 7), entry(0, 0)],
-        spectators: Vec::new(),
-        runs: Vec::new(),
-        data: vec![1, 2, 3],
-    });
-    s.handle_message(now, PeerId(1), &real.encode());
+    let real = snapshot(vec![entry(1, 1), entry(1, 7), entry(0, 0)]);
+    s.handle_message(now, PeerId(1), &real);
     assert!(s.is_running());
 }
