@@ -219,17 +219,27 @@ impl<I: Input, T: Transport> RollbackNet<I, T> {
         while let Some(t) = s.poll_transmit() {
             let data = tagged(ROLLBACK_TAG, &t.data);
             // A lost unreliable message is the protocol's to cover. A reliable
-            // one that cannot be queued would leave the peer's view of the
+            // one the peer's full queue refuses would leave its view of the
             // session behind for good: the link is dropped instead, and the
-            // session agrees on that peer's departure (it may rejoin).
-            if let Err(error) = self.transport.send(t.peer, t.channel, &data)
-                && t.channel == Channel::Reliable
-            {
-                tracing::warn!(
-                    "gamenet: dropping {}: a reliable message was refused: {error}",
-                    t.peer
-                );
-                self.transport.drop_peer(t.peer);
+            // session agrees on that peer's departure (it may come back
+            // through a new connection). A peer that is not linked (its link
+            // lapsed) is left to the mesh: dropping it would keep it from
+            // coming back when its link heals.
+            match self.transport.send(t.peer, t.channel, &data) {
+                Err(error @ SendError::QueueFull { .. }) if t.channel == Channel::Reliable => {
+                    tracing::warn!(
+                        "gamenet: dropping {}: a reliable message was refused: {error}",
+                        t.peer
+                    );
+                    self.transport.drop_peer(t.peer);
+                }
+                Err(error @ SendError::MessageTooLarge { .. }) => {
+                    tracing::error!(
+                        "gamenet: a rollback message to {} was refused: {error}",
+                        t.peer
+                    );
+                }
+                Ok(()) | Err(_) => {}
             }
         }
         while let Some(event) = s.poll_event() {
