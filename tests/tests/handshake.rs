@@ -1,7 +1,10 @@
-//! A rogue client speaking matchbox's signaling protocol by hand sends bad
-//! WebRTC handshakes to two linked peers through the real signaling server,
-//! then vanishes in the middle of a handshake. The two peers stay linked, never
-//! see the rogue join, and a real peer that comes afterwards links with both.
+//! Rogue clients speaking matchbox's signaling protocol by hand send bad
+//! WebRTC handshakes to two linked peers through the real signaling server:
+//! signals that do not parse (refused before the WebRTC stack sees them, the
+//! sender reported and banned), then signals that parse but that the stack
+//! rejects (costing that handshake only), and vanish in the middle of a
+//! handshake. The two peers stay linked, never see a rogue join, and a real
+//! peer that comes afterwards links with both.
 //! Losing the signaling server in the middle of handshakes leaves the links up
 //! as well.
 
@@ -40,25 +43,66 @@ fn bad_handshakes_from_a_rogue_client_leave_the_room_linked() {
             tokio::join!(wait_joined(&mut a, 1), wait_joined(&mut b, 1));
             let honest = [uuid_of(a.id().expect("id")), uuid_of(b.id().expect("id"))];
             println!("a and b linked at {}", unix_ms());
+            let (mut a_refused, mut b_refused) = (Vec::new(), Vec::new());
 
-            let mut rogue = Rogue::join(&url).await;
+            // A rogue whose signals do not parse: each peer refuses the first
+            // before its WebRTC stack sees it, reports the sender and drops
+            // everything it sends afterwards, good signals included.
+            let mut garbler = Rogue::join(&url).await;
+            let garbler_id = garbler.id;
             let script = async {
                 // The server announces the newcomer: both peers offer to it.
-                let offers = rogue.wait_for("Offer", &honest).await;
-                for peer in honest {
-                    // An answer that is no SDP (the peer's offer fails), an offer
-                    // that is none (a new handshake, which fails), an offer the
-                    // stack rejects (likewise).
-                    for bad in [
-                        json!({ "Answer": "garbage" }),
-                        json!({ "Offer": "garbage" }),
-                        json!({ "Offer": OFFER_WITHOUT_MID }),
-                    ] {
-                        rogue.signal(peer, bad).await;
-                        tokio::time::sleep(STEP).await;
+                let offers = garbler.wait_for("Offer", &honest).await;
+                // Shapes the server passes on, to each peer in turn.
+                for bad in [
+                    json!({ "Answer": "garbage" }),
+                    json!({ "Offer": "garbage" }),
+                    json!({ "Offer": "v=0\r\n" }),
+                    json!({ "IceCandidate": r#"{"candidate":"candidate:garbage","sdpMid":"0","sdpMLineIndex":0}"# }),
+                    json!({ "IceCandidate": r#"{"candidate":"candidate:1 1 UDP 1 10.77.0.9 x typ nonsense","sdpMid":"0","sdpMLineIndex":0}"# }),
+                    json!({ "IceCandidate": r#"{"sdpMid":"0"}"# }),
+                ] {
+                    for peer in honest {
+                        garbler.signal(peer, bad.clone()).await;
                     }
                 }
+                // A real offer after that is dropped too: no answer comes.
+                garbler
+                    .signal(honest[0], json!({ "Offer": offers[&honest[1]] }))
+                    .await;
+                garbler
+                    .signal(honest[1], json!({ "Offer": offers[&honest[0]] }))
+                    .await;
+                garbler.expect_silence(&honest, 4 * STEP).await;
+                // A shape the server refuses: it closes the garbler.
+                garbler
+                    .signal(honest[0], json!({ "IceCandidate": "not json" }))
+                    .await;
+                tokio::time::sleep(STEP).await;
                 println!("garbage sent at {}", unix_ms());
+            };
+            tokio::select! {
+                () = script => {}
+                () = undisturbed(&mut a, "a", &mut a_refused) => {}
+                () = undisturbed(&mut b, "b", &mut b_refused) => {}
+            }
+            let garbler_peer = PeerId(garbler_id.as_u128());
+            assert_eq!(a_refused, [garbler_peer], "a reports the garbler once");
+            assert_eq!(b_refused, [garbler_peer], "b reports the garbler once");
+            drop(garbler);
+
+            // A rogue whose signals parse but that the WebRTC stack rejects:
+            // that costs the one handshake, and the rogue may try again.
+            let mut rogue = Rogue::join(&url).await;
+            let script = async {
+                let offers = rogue.wait_for("Offer", &honest).await;
+                for peer in honest {
+                    rogue
+                        .signal(peer, json!({ "Offer": OFFER_WITHOUT_MID }))
+                        .await;
+                    tokio::time::sleep(STEP).await;
+                }
+                println!("rejected offers sent at {}", unix_ms());
                 // Each peer still handshakes with the rogue: it answers a real
                 // offer (the other peer's), or, if it is offering again itself
                 // (it retries with backoff) and holds the lower id, offers.
@@ -70,13 +114,12 @@ fn bad_handshakes_from_a_rogue_client_leave_the_room_linked() {
                     .await;
                 rogue.wait_for_any(&["Answer", "Offer"], &honest).await;
                 println!("both handshake again at {}", unix_ms());
-                // Bad candidates in the middle of those handshakes.
+                // Candidates that parse but that no stack can use, in the
+                // middle of those handshakes.
                 for peer in honest {
                     for candidate in [
-                        "not json",
-                        r#"{"candidate":"candidate:garbage","sdpMid":"0","sdpMLineIndex":0}"#,
-                        r#"{"candidate":"candidate:1 1 UDP 1 10.77.0.9 x typ nonsense","sdpMid":"0","sdpMLineIndex":0}"#,
-                        "[1,2]",
+                        r#"{"candidate":"candidate:1 1 UDP 1 10.77.0.9 9 typ host","sdpMid":"7","sdpMLineIndex":7}"#,
+                        r#"{"candidate":"candidate:2 1 TCP 1 10.77.0.9 0 typ relay","sdpMid":"0","sdpMLineIndex":0}"#,
                         "null",
                     ] {
                         rogue
@@ -88,9 +131,11 @@ fn bad_handshakes_from_a_rogue_client_leave_the_room_linked() {
             };
             tokio::select! {
                 () = script => {}
-                () = undisturbed(&mut a, "a") => {}
-                () = undisturbed(&mut b, "b") => {}
+                () = undisturbed(&mut a, "a", &mut a_refused) => {}
+                () = undisturbed(&mut b, "b", &mut b_refused) => {}
             }
+            assert_eq!(a_refused, [garbler_peer], "a refused nothing that parses");
+            assert_eq!(b_refused, [garbler_peer], "b refused nothing that parses");
 
             // The rogue vanishes in the middle of both handshakes.
             drop(rogue);
@@ -98,8 +143,8 @@ fn bad_handshakes_from_a_rogue_client_leave_the_room_linked() {
             let settle = tokio::time::sleep(Duration::from_secs(3));
             tokio::select! {
                 () = settle => {}
-                () = undisturbed(&mut a, "a") => {}
-                () = undisturbed(&mut b, "b") => {}
+                () = undisturbed(&mut a, "a", &mut a_refused) => {}
+                () = undisturbed(&mut b, "b", &mut b_refused) => {}
             }
 
             let b_id = PeerId(honest[1].as_u128());
@@ -169,6 +214,7 @@ fn signaling_lost_in_the_middle_of_handshakes_leaves_the_links_up() {
             // A newcomer that never answers: both peers wait for its answer when
             // the server goes away.
             let mut rogue = Rogue::join(&url).await;
+            let (mut a_refused, mut b_refused) = (Vec::new(), Vec::new());
             let script = async {
                 rogue.wait_for("Offer", &honest).await;
                 stop.send(()).expect("server running");
@@ -177,8 +223,8 @@ fn signaling_lost_in_the_middle_of_handshakes_leaves_the_links_up() {
             };
             tokio::select! {
                 () = script => {}
-                () = undisturbed(&mut a, "a") => {}
-                () = undisturbed(&mut b, "b") => {}
+                () = undisturbed(&mut a, "a", &mut a_refused) => {}
+                () = undisturbed(&mut b, "b", &mut b_refused) => {}
             }
             drop(rogue);
             server.join().expect("server thread");
@@ -192,12 +238,17 @@ fn uuid_of(peer: PeerId) -> Uuid {
     Uuid::from_u128(peer.0)
 }
 
-/// Runs `mesh` while something else happens; any event but a message, or the
-/// mesh failing, fails the test. Never returns.
-async fn undisturbed(mesh: &mut PeerMesh, name: &str) {
+/// Runs `mesh` while something else happens; any event but a message or a
+/// refused signal (recorded in `refused`), or the mesh failing, fails the
+/// test. Never returns.
+async fn undisturbed(mesh: &mut PeerMesh, name: &str, refused: &mut Vec<PeerId>) {
     loop {
         match mesh.next_event().await {
             Ok(Event::Message { .. }) => {}
+            Ok(Event::SignalRefused { peer, reason }) => {
+                println!("{name}: refused a signal from {peer}: {reason}");
+                refused.push(peer);
+            }
             Ok(other) => panic!("{name}: unexpected {other:?}"),
             Err(e) => panic!("{name}: mesh failed: {e}"),
         }
@@ -271,6 +322,7 @@ async fn talk(
 
 /// A client of the signaling server that speaks matchbox's protocol by hand.
 struct Rogue {
+    id: Uuid,
     ws: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
@@ -282,12 +334,37 @@ impl Rogue {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("rogue: websocket");
-        let mut rogue = Self { ws };
+        let mut rogue = Self {
+            id: Uuid::nil(),
+            ws,
+        };
         match rogue.next_event().await {
-            JsonPeerEvent::IdAssigned(id) => println!("rogue is {}", id.0),
+            JsonPeerEvent::IdAssigned(id) => {
+                println!("rogue is {}", id.0);
+                rogue.id = id.0;
+            }
             other => panic!("rogue: expected an id, got {other:?}"),
         }
         rogue
+    }
+
+    /// Fails if any of `peers` signals this rogue within `time`.
+    async fn expect_silence(&mut self, peers: &[Uuid], time: Duration) {
+        let end = tokio::time::Instant::now() + time;
+        loop {
+            let next = tokio::time::timeout_at(end, self.ws.next()).await;
+            let Ok(Some(message)) = next else {
+                // The time is up, or the server closed this client.
+                return;
+            };
+            if let Ok(Message::Text(text)) = message
+                && let Ok(JsonPeerEvent::Signal { sender, data }) = text.parse::<JsonPeerEvent>()
+                && peers.contains(&sender.0)
+                && data.get("Offer").is_none()
+            {
+                panic!("rogue: a banned rogue was answered: {data}");
+            }
+        }
     }
 
     async fn next_event(&mut self) -> JsonPeerEvent {

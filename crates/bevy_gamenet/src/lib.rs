@@ -65,7 +65,7 @@ use bevy_ecs::prelude::*;
 pub use clock::NetClock;
 pub use mesh::{
     GamenetPlugin, HandshakeFailed, MeshSocket, MessageReceived, PeerInterrupted, PeerJoined,
-    PeerLeft, PeerResumed,
+    PeerLeft, PeerResumed, SignalRefused,
 };
 pub(crate) use mesh::{add_mesh_messages, spawn_driver, write_event};
 

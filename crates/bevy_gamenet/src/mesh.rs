@@ -121,6 +121,16 @@ pub struct HandshakeFailed {
     pub error: HandshakeError,
 }
 
+/// A room-mate's WebRTC signal failed gamenet's checks before reaching the
+/// WebRTC stack; the peer is banned (never linked).
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct SignalRefused {
+    /// The sender, as the signaling server named it.
+    pub peer: PeerId,
+    /// What was wrong with the signal.
+    pub reason: String,
+}
+
 /// A message from a joined peer.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
 pub struct MessageReceived {
@@ -162,6 +172,10 @@ pub(crate) fn write_event(world: &mut World, event: Event) {
         Event::HandshakeFailed { peer, error } => {
             world.write_message(HandshakeFailed { peer, error });
         }
+        Event::SignalRefused { peer, reason } => {
+            tracing::warn!("gamenet: refused a signal from {peer}: {reason}");
+            world.write_message(SignalRefused { peer, reason });
+        }
         Event::Message {
             peer,
             channel,
@@ -183,6 +197,7 @@ pub(crate) fn add_mesh_messages(app: &mut App) {
         .add_message::<PeerLeft>()
         .add_message::<PeerInterrupted>()
         .add_message::<PeerResumed>()
+        .add_message::<SignalRefused>()
         .add_message::<HandshakeFailed>()
         .add_message::<MessageReceived>();
 }

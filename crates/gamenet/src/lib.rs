@@ -56,6 +56,7 @@ mod ice;
 mod page;
 mod peer_mesh;
 mod pump;
+pub mod signals;
 
 pub mod layer;
 pub mod replication;

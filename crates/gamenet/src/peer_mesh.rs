@@ -1,6 +1,7 @@
 //! [`PeerMesh`]: gamenet's protocol ([`gamenet_core::Mesh`]) over matchbox_socket's
 //! WebRTC data channels, and its builder.
 
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use gamenet_core::{LinkConditioner, Mesh};
 
 use crate::ice::merge_ice_servers;
 use crate::pump::{Shared, to_core, to_matchbox};
+use crate::signals::{CheckedSignallerBuilder, SharedGate};
 use crate::{
     Channel, ConditionerConfig, Error, Event, IceServer, Instant, MeshConfig, MeshDriver, PeerId,
     PeerStats, SendError,
@@ -157,8 +159,10 @@ impl PeerMeshBuilder {
         if !valid {
             return Err(Error::ReconnectKey);
         }
+        let gate = SharedGate::default();
         // Channel 0 is reliable, channel 1 unreliable: see `Channel::index`.
         let (mut socket, driver) = WebRtcSocket::builder(with_key(&self.room_url, &key))
+            .signaller_builder(Arc::new(CheckedSignallerBuilder::new(gate.clone())))
             .ice_server(ice)
             .reconnect_attempts(self.signaling_attempts)
             .signaling_resume(self.signaling_resume)
@@ -176,6 +180,7 @@ impl PeerMeshBuilder {
             socket,
             [reliable, unreliable],
             core,
+            gate,
             self.conditioner.map(LinkConditioner::new),
         );
         #[cfg(target_arch = "wasm32")]
@@ -347,6 +352,7 @@ impl PeerMesh {
     /// even when it reconnects through signaling.
     pub fn ban_peer(&mut self, peer: PeerId) -> bool {
         let mut inner = self.shared.lock();
+        inner.gate.lock().ban(to_matchbox(peer));
         let dropped = inner.core.ban_peer(peer);
         inner.flush();
         inner.nudge();

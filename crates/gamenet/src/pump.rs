@@ -18,6 +18,7 @@ use matchbox_socket::{PeerState, WebRtcChannel, WebRtcSocket};
 
 use gamenet_core::{LinkConditioner, Mesh, Transmit};
 
+use crate::signals::SharedGate;
 use crate::{Bytes, Channel, Instant, PeerId};
 
 /// Longest the driver sleeps without looking at the clock.
@@ -44,6 +45,9 @@ pub(crate) struct Inner {
     channels: [WebRtcChannel; 2],
     /// The protocol.
     pub(crate) core: Mesh,
+    /// Room-mates' signals refused before the socket saw them, and the peers
+    /// whose signals are dropped.
+    pub(crate) gate: SharedGate,
     /// Whether the socket or a channel closed.
     pub(crate) closed: bool,
     /// The link conditioner outgoing packets pass through, if any.
@@ -64,12 +68,14 @@ impl Shared {
         socket: WebRtcSocket,
         channels: [WebRtcChannel; 2],
         core: Mesh,
+        gate: SharedGate,
         conditioner: Option<LinkConditioner<Transmit>>,
     ) -> Self {
         Self(Arc::new(Mutex::new(Inner {
             socket,
             channels,
             core,
+            gate,
             closed: false,
             conditioner,
             event_waker: None,
@@ -191,6 +197,10 @@ impl Inner {
 
     fn on_wake(&mut self, now: Instant, wake: Wake) {
         let is_timer = matches!(wake, Wake::Timer);
+        let refusals = self.gate.lock().take_refusals();
+        for (peer, error) in refusals {
+            self.core.refuse_signal(peer, error.to_string());
+        }
         match wake {
             Wake::Peers(changes) => {
                 for change in changes {

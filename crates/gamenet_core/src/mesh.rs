@@ -405,6 +405,14 @@ impl Mesh {
         dropped
     }
 
+    /// A room-mate's signal failed the checks made before the WebRTC stack
+    /// sees it (by the transport, which owns the signaling): `peer` is banned
+    /// and reported as [`Event::SignalRefused`].
+    pub fn refuse_signal(&mut self, peer: PeerId, reason: String) {
+        self.ban_peer(peer);
+        self.events.push_back(Event::SignalRefused { peer, reason });
+    }
+
     /// Whether `peer` was banned ([`Mesh::ban_peer`]).
     pub fn is_banned(&self, peer: PeerId) -> bool {
         self.banned.contains(&peer)

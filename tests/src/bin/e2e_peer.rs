@@ -152,6 +152,7 @@ async fn serve(
             Event::HandshakeFailed { peer, error } => {
                 say(format!("handshake-failed {peer} {error}"))
             }
+            Event::SignalRefused { peer, reason } => say(format!("signal-refused {peer} {reason}")),
             Event::Message {
                 peer,
                 channel,

@@ -80,6 +80,11 @@ mod web {
                         set(&obj, "peer", peer.to_string());
                         set(&obj, "reason", error.to_string());
                     }
+                    Event::SignalRefused { peer, reason } => {
+                        set(&obj, "type", "signal-refused");
+                        set(&obj, "peer", peer.to_string());
+                        set(&obj, "reason", reason);
+                    }
                     Event::Message {
                         peer,
                         channel,

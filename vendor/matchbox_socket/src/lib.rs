@@ -13,5 +13,5 @@ pub use matchbox_protocol::PeerId;
 pub use webrtc_socket::{
     CandidatePair, CandidateType, ChannelConfig, MessageLoopFuture, Packet, PeerEvent, PeerRequest,
     PeerSignal, PeerState, RtcIceServerConfig, Signaller, SignallerBuilder, WebRtcChannel,
-    WebRtcSocket, WebRtcSocketBuilder, error::ChannelError,
+    WebRtcSocket, WebRtcSocketBuilder, WebSocketSignallerBuilder, error::ChannelError,
 };

@@ -154,6 +154,16 @@ pub enum Event {
         /// Why.
         error: HandshakeError,
     },
+    /// A room-mate's WebRTC signal (an offer, an answer or an ICE candidate,
+    /// passed on by the signaling server) failed the checks made before the
+    /// WebRTC stack sees it. The peer is banned ([`Mesh::ban_peer`](crate::Mesh::ban_peer)):
+    /// no link to it is made, and its later signals are dropped.
+    SignalRefused {
+        /// The sender, as the signaling server named it.
+        peer: PeerId,
+        /// What was wrong with the signal.
+        reason: String,
+    },
     /// A message from a joined peer.
     Message {
         /// The sender.

@@ -39,6 +39,9 @@ cfg_if! {
         mod wasm;
         type UseMessenger = wasm::WasmMessenger;
         type UseSignallerBuilder = wasm::WasmSignallerBuilder;
+        /// The signaller used when none is set: a WebSocket to the room URL. A custom
+        /// [`SignallerBuilder`] can wrap it (e.g. to check signals before the socket sees them).
+        pub type WebSocketSignallerBuilder = wasm::WasmSignallerBuilder;
         /// A future which runs the message loop for the socket and completes
         /// when the socket closes or disconnects
         pub type MessageLoopFuture = Pin<Box<dyn Future<Output = Result<(), Error>>>>;
@@ -46,6 +49,9 @@ cfg_if! {
         mod native;
         type UseMessenger = native::NativeMessenger;
         type UseSignallerBuilder = native::NativeSignallerBuilder;
+        /// The signaller used when none is set: a WebSocket to the room URL. A custom
+        /// [`SignallerBuilder`] can wrap it (e.g. to check signals before the socket sees them).
+        pub type WebSocketSignallerBuilder = native::NativeSignallerBuilder;
         /// A future which runs the message loop for the socket and completes
         /// when the socket closes or disconnects
         pub type MessageLoopFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;

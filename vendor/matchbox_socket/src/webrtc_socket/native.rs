@@ -52,8 +52,9 @@ pub(crate) struct NativeSignaller {
     websocket_stream: WebSocketStream<ConnectStream>,
 }
 
+/// The signaller used when none is set: a WebSocket to the room URL.
 #[derive(Debug, Default)]
-pub(crate) struct NativeSignallerBuilder;
+pub struct NativeSignallerBuilder;
 
 #[async_trait]
 impl SignallerBuilder for NativeSignallerBuilder {

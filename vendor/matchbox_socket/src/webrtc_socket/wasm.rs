@@ -40,8 +40,9 @@ pub(crate) struct WasmSignaller {
     websocket_stream: futures::stream::Fuse<WsStream>,
 }
 
+/// The signaller used when none is set: a WebSocket to the room URL.
 #[derive(Debug, Default)]
-pub(crate) struct WasmSignallerBuilder;
+pub struct WasmSignallerBuilder;
 
 #[async_trait(?Send)]
 impl SignallerBuilder for WasmSignallerBuilder {
