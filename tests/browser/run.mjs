@@ -1,15 +1,29 @@
 // Drives Debian's Chromium through one browser scenario against a running
 // gamenet-signaling server that serves the test page.
 //
-//   node run.mjs <two-tabs|native-echo|tab-close> <http://host:port> [artifact-dir]
+//   node run.mjs <two-tabs|native-echo|tab-close|rogue-signals> <http://host:port> [artifact-dir]
 //
 // Prints progress lines and exits non-zero when an expectation fails.
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 
 const [scenario, base, artifacts = 'artifacts'] = process.argv.slice(2);
 const APP = 'e2e';
 const log = (...a) => console.log(...a);
+
+// Lines the test writes to this script's standard input.
+const told = new Set();
+const input = createInterface({ input: process.stdin });
+input.on('line', l => told.add(l.trim()));
+
+async function toldLine(line, timeout) {
+  const end = Date.now() + timeout;
+  while (!told.has(line)) {
+    if (Date.now() > end) throw new Error(`the test did not say ${line}`);
+    await new Promise(r => setTimeout(r, 100));
+  }
+}
 
 function expect(cond, message) {
   if (!cond) throw new Error(`expectation failed: ${message}`);
@@ -99,6 +113,30 @@ try {
     expect(inOrder(rel, 'r', N), 'every reliable message echoed in order');
     expect(unrel.length >= U * 0.9, 'at least 90% of unreliable messages echoed');
     await screenshot(page, 'native-echo');
+  } else if (scenario === 'rogue-signals') {
+    // The test's rogue clients signal this tab (and the native peer): first
+    // signals that do not parse, then ones that parse but that the browser
+    // rejects. The tab refuses the first before its WebRTC stack sees them
+    // (a panic would abort the module) and keeps its link.
+    const errors = [];
+    const page = await openTab('tab', 'rogue');
+    page.on('pageerror', e => errors.push(String(e)));
+    const [native] = await waitJoined(page, 1);
+    log(`joined native peer ${native}`);
+    log(`tab is ${await page.evaluate(() => window.state.id)}`);
+    await page.waitForFunction(() => window.state.refused.length >= 1, null, { timeout: 60_000 });
+    const refused = await page.evaluate(() => window.state.refused.slice());
+    log(`refused ${refused.map(r => r.peer).join(' ')}: ${refused[0].reason}`);
+    // The test says when its rogues are done.
+    await toldLine('rogues gone', 90_000);
+    const N = 300;
+    await page.evaluate(([p, n]) => window.sendMany(p, n, true, 'r'), [native, N]);
+    const rel = await received(page, native, 'reliable', N);
+    const st = await page.evaluate(() => ({ joined: window.state.joined, left: window.state.left, refused: window.state.refused }));
+    log(`after the rogues: echoed ${rel.length}/${N}, joined ${st.joined.length}, left ${st.left.length}, refused ${st.refused.length}, page errors ${errors.length}`);
+    expect(inOrder(rel, 'r', N), 'every reliable message echoed in order after the rogues');
+    expect(st.joined.length === 1 && st.left.length === 0, 'the tab kept its one link and saw no rogue join');
+    expect(errors.length === 0, `no page error: ${errors.join('; ')}`);
   } else if (scenario === 'tab-close') {
     const page = await openTab('tab', 'close');
     const [native] = await waitJoined(page, 1);
@@ -111,8 +149,10 @@ try {
   }
   log('scenario passed');
   await browser.close();
+  input.close();
 } catch (e) {
   log(`scenario failed: ${e.stack ?? e}`);
   await browser.close();
+  input.close();
   process.exit(1);
 }

@@ -283,6 +283,7 @@ impl Drop for PeerProcess {
 pub struct Scenario {
     name: String,
     child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
     lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
     seen: Vec<String>,
 }
@@ -298,13 +299,16 @@ impl Scenario {
             .arg(format!("http://{HOST}:{PORT}"))
             .arg(dir.join("../target/browser-artifacts"))
             .stdout(Stdio::piped())
+            .stdin(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("run node (the README's test command installs it)");
         let stdout = child.stdout.take().expect("stdout");
+        let stdin = child.stdin.take();
         Self {
             name: name.to_owned(),
             child,
+            stdin,
             lines: tokio::io::BufReader::new(stdout).lines(),
             seen: Vec::new(),
         }
@@ -318,9 +322,33 @@ impl Scenario {
         Some(line)
     }
 
+    /// Writes `line` to the scenario's standard input (scenarios that wait
+    /// for the test read it).
+    pub async fn tell(&mut self, line: &str) {
+        use tokio::io::AsyncWriteExt;
+        if let Some(stdin) = &mut self.stdin {
+            stdin
+                .write_all(format!("{line}\n").as_bytes())
+                .await
+                .expect("write to the scenario");
+        }
+    }
+
+    /// The next line starting with `prefix`; fails if the scenario ends first.
+    pub async fn wait_line(&mut self, prefix: &str) -> String {
+        loop {
+            match self.next_line().await {
+                Some(line) if line.starts_with(prefix) => return line,
+                Some(_) => {}
+                None => panic!("browser scenario {} ended before {prefix:?}", self.name),
+            }
+        }
+    }
+
     /// Waits for the scenario to end, asserts that it passed and returns every
     /// line it printed.
     pub async fn finish(mut self) -> Vec<String> {
+        drop(self.stdin.take());
         while self.next_line().await.is_some() {}
         let status = self.child.wait().await.expect("node");
         assert!(
