@@ -32,10 +32,13 @@ pub const REPLICATION_TAG: u8 = 0xC0;
 /// before any peer links, and a rollback game starts within a heartbeat or two
 /// of its last player linking. What arrives meanwhile is the others' first
 /// inputs (redundant, 60 a second per peer) and a few control messages, so
-/// 1,024 covers seconds of it. A peer can fill the buffer with messages as
-/// large as the mesh allows, so it stays this small; what comes beyond it is
-/// dropped, as a lossy link would.
+/// 1,024 covers seconds of it. A peer could fill the buffer with messages as
+/// large as the mesh allows, so it also holds at most [`MAX_EARLY_BYTES`];
+/// what comes beyond either is dropped, as a lossy link would.
 pub(crate) const MAX_EARLY_MESSAGES: usize = 1024;
+
+/// Most bytes of early messages held (see [`MAX_EARLY_MESSAGES`]).
+pub(crate) const MAX_EARLY_BYTES: usize = 4 << 20;
 
 /// Something that carries messages between peers: a mesh, or a layer on one.
 ///
@@ -141,6 +144,8 @@ pub(crate) struct Demux {
     app_tag: Option<u8>,
     /// The layer's messages that came before its state machine, oldest first.
     early: VecDeque<(PeerId, Bytes)>,
+    /// The bytes of [`Demux::early`].
+    early_bytes: usize,
     /// Events for the application.
     events: VecDeque<Event>,
 }
@@ -152,6 +157,7 @@ impl Demux {
             tag,
             app_tag,
             early: VecDeque::new(),
+            early_bytes: 0,
             events: VecDeque::new(),
         }
     }
@@ -185,6 +191,7 @@ impl Demux {
             Event::PeerJoined(peer) => self.hold_unless(running, LayerInput::Joined(*peer)),
             Event::PeerLeft { peer, reason } => {
                 self.early.retain(|(p, _)| p != peer);
+                self.early_bytes = self.early.iter().map(|(_, d)| d.len()).sum();
                 self.hold_unless(running, LayerInput::Left(*peer, reason.clone()))
             }
             _ => Sorted::Held,
@@ -200,7 +207,10 @@ impl Demux {
             return Sorted::Layer(input);
         }
         if let LayerInput::Message(peer, data) = input {
-            if self.early.len() < MAX_EARLY_MESSAGES {
+            if self.early.len() < MAX_EARLY_MESSAGES
+                && self.early_bytes + data.len() <= MAX_EARLY_BYTES
+            {
+                self.early_bytes += data.len();
                 self.early.push_back((peer, data));
             } else {
                 tracing::debug!("gamenet: early message from {peer} over the limit; dropping it");
@@ -211,6 +221,7 @@ impl Demux {
 
     /// The held messages, oldest first, for the state machine that just started.
     pub(crate) fn take_early(&mut self) -> impl Iterator<Item = LayerInput> + use<> {
+        self.early_bytes = 0;
         std::mem::take(&mut self.early)
             .into_iter()
             .map(|(peer, data)| LayerInput::Message(peer, data))

@@ -282,7 +282,13 @@ impl PeerMesh {
 
     /// The next event, if one is ready.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.shared.lock().core.poll_event()
+        let mut inner = self.shared.lock();
+        let event = inner.core.poll_event();
+        // Taking a message may have let an acknowledgement out.
+        if matches!(event, Some(Event::Message { .. })) {
+            inner.flush();
+        }
+        event
     }
 
     /// Waits for the next event. Returns [`Error::Closed`] once the driver has stopped
@@ -291,6 +297,9 @@ impl PeerMesh {
         futures::future::poll_fn(|cx| {
             let mut inner = self.shared.lock();
             if let Some(event) = inner.core.poll_event() {
+                if matches!(event, Event::Message { .. }) {
+                    inner.flush();
+                }
                 return Poll::Ready(Ok(event));
             }
             if inner.closed {

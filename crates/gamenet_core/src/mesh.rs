@@ -12,6 +12,7 @@ mod config;
 mod event;
 mod handshake;
 mod heartbeat;
+mod inbound;
 mod lapse;
 mod link;
 mod reliable;
@@ -68,6 +69,8 @@ pub struct Mesh {
     transmits: VecDeque<Transmit>,
     /// Events waiting for [`Mesh::poll_event`].
     events: VecDeque<Event>,
+    /// For each message event waiting, what taking it gives back to its link.
+    credits: inbound::Credits,
 }
 
 impl Mesh {
@@ -84,6 +87,7 @@ impl Mesh {
             banned: VecDeque::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            credits: inbound::Credits::new(),
         })
     }
 
@@ -233,6 +237,9 @@ impl Mesh {
             // Heartbeats may overtake the hello on the other channel.
             return Ok(());
         }
+        if !self.within_budget(now, peer, &data) {
+            return Ok(());
+        }
         self.heard(now, peer);
         let Some(link) = self.links.get_mut(&peer) else {
             return Ok(());
@@ -256,11 +263,7 @@ impl Mesh {
                 let size = data.len() - UNRELIABLE_DATA_HEADER;
                 check_size(size, max_unreliable)?;
                 let payload = data.slice(UNRELIABLE_DATA_HEADER..);
-                self.events.push_back(Event::Message {
-                    peer,
-                    channel: Channel::Unreliable,
-                    payload,
-                });
+                self.deliver(peer, Channel::Unreliable, payload, 0);
                 return Ok(());
             }
         };
@@ -345,7 +348,11 @@ impl Mesh {
 
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front()?;
+        if matches!(event, Event::Message { .. }) {
+            self.credit();
+        }
+        Some(event)
     }
 
     /// Queues a message to a joined peer.

@@ -32,6 +32,10 @@ pub struct PeerStats {
     pub reliable_in_flight: u64,
     /// Reliable bytes queued and not yet sent, for lack of send window.
     pub reliable_queued: usize,
+    /// Unreliable packets from the peer dropped unread: over its inbound
+    /// budget ([`MeshConfig::inbound_packets_per_sec`](crate::MeshConfig::inbound_packets_per_sec)
+    /// and the settings beside it).
+    pub dropped_in: u64,
 }
 
 /// How many round-trip samples the percentile is taken over.

@@ -321,7 +321,13 @@ impl Transport for MemoryTransport {
     }
 
     fn poll_event(&mut self) -> Option<Event> {
-        self.net.lock().live(self.id)?.mesh.poll_event()
+        let mut net = self.net.lock();
+        let event = net.live(self.id)?.mesh.poll_event();
+        // Taking a message may have let an acknowledgement out.
+        if matches!(event, Some(Event::Message { .. })) {
+            net.flush(self.id);
+        }
+        event
     }
 
     fn send(&mut self, peer: PeerId, channel: Channel, payload: &[u8]) -> Result<(), SendError> {

@@ -45,6 +45,15 @@ pub struct MeshConfig {
     pub send_window: usize,
     /// Reliable bytes that may wait for send window per peer before sends fail.
     pub max_queued_bytes: usize,
+    /// Unreliable packets (data and heartbeats) taken from one peer per
+    /// second, with a second's burst; more are dropped unread.
+    pub inbound_packets_per_sec: u32,
+    /// Unreliable bytes taken from one peer per second, with a second's
+    /// burst; more are dropped unread.
+    pub inbound_bytes_per_sec: usize,
+    /// Unreliable messages of one peer that may wait for
+    /// [`Mesh::poll_event`](crate::Mesh::poll_event); more are dropped.
+    pub max_unpolled_unreliable: usize,
 }
 
 impl Default for MeshConfig {
@@ -60,6 +69,9 @@ impl Default for MeshConfig {
             fragment_size: DEFAULT_FRAGMENT_SIZE,
             send_window: DEFAULT_SEND_WINDOW,
             max_queued_bytes: 32 << 20,
+            inbound_packets_per_sec: 2000,
+            inbound_bytes_per_sec: 4 << 20,
+            max_unpolled_unreliable: 1024,
         }
     }
 }
@@ -101,7 +113,17 @@ pub enum ConfigError {
     /// [`MeshConfig::disconnect_timeout`].
     #[error("interrupt timeout must be shorter than disconnect timeout")]
     InterruptNotBeforeDisconnect,
+    /// The inbound budget cannot take the heartbeats, or one largest
+    /// unreliable message a second.
+    #[error(
+        "inbound budget too small: at least {MIN_INBOUND_PACKETS} packets, max_unreliable_size + 1 bytes and one unpolled message"
+    )]
+    InboundBudgetTooSmall,
 }
+
+/// Least [`MeshConfig::inbound_packets_per_sec`]: heartbeats (pings, pongs,
+/// acknowledgements) at the shortest interval with room to spare.
+pub const MIN_INBOUND_PACKETS: u32 = 64;
 
 impl MeshConfig {
     /// Checks that the settings can work together.
@@ -130,6 +152,12 @@ impl MeshConfig {
         }
         if self.max_queued_bytes < self.max_message_size {
             return Err(ConfigError::QueueTooSmall);
+        }
+        if self.inbound_packets_per_sec < MIN_INBOUND_PACKETS
+            || self.inbound_bytes_per_sec <= self.max_unreliable_size
+            || self.max_unpolled_unreliable == 0
+        {
+            return Err(ConfigError::InboundBudgetTooSmall);
         }
         Ok(())
     }

@@ -32,6 +32,15 @@ pub enum ProtocolError {
     /// A packet that has no place in the current phase, such as a second hello.
     #[error("unexpected packet: {0}")]
     Unexpected(&'static str),
+    /// The peer sent more reliable bytes than it was acknowledged, beyond
+    /// twice the [`MeshConfig::send_window`](crate::MeshConfig::send_window).
+    #[error("{unacked} reliable bytes sent unacknowledged, over the limit of {limit}")]
+    WindowExceeded {
+        /// Bytes received beyond the last acknowledgement.
+        unacked: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The peer acknowledged reliable bytes that were never sent.
     #[error("acknowledged {acked} reliable bytes, only {sent} sent")]
     AckBeyondSent {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::MeshConfig;
 use super::heartbeat::Heartbeats;
+use super::inbound::{Budget, next_epoch};
 use super::reliable::ReliableStream;
 use crate::Instant;
 use crate::stats::PeerStats;
@@ -62,6 +63,10 @@ pub(super) struct Link {
     pub(super) reliable: ReliableStream,
     /// Counters, and the statistics as of the last heartbeat.
     pub(super) stats: PeerStats,
+    /// Tells this link from earlier and later ones to the same peer.
+    pub(super) epoch: u64,
+    /// What the peer may still send unreliably, and its unpolled messages.
+    pub(super) inbound: Budget,
 }
 
 impl Link {
@@ -83,6 +88,8 @@ impl Link {
             heartbeats: Heartbeats::default(),
             reliable: ReliableStream::default(),
             stats: PeerStats::default(),
+            epoch: next_epoch(),
+            inbound: Budget::default(),
         }
     }
 

@@ -17,7 +17,7 @@ use super::wire::{
     FRAGMENT_CONT_HEADER, FRAGMENT_START_HEADER, RELIABLE_DATA_HEADER, ReliablePacket,
     UnreliablePacket,
 };
-use super::{Event, Mesh, MeshConfig};
+use super::{Mesh, MeshConfig};
 use crate::peer::{Channel, PeerId};
 
 /// One link's reliable stream, both ways.
@@ -30,6 +30,11 @@ pub(super) struct ReliableStream {
     peer_acked: u64,
     /// Encoded bytes of reliable data packets received from the peer in all.
     received: u64,
+    /// Of [`ReliableStream::received`], the bytes of the messages completed.
+    delivered: u64,
+    /// Of [`ReliableStream::delivered`], the bytes of the messages the
+    /// application took: what the peer is acknowledged.
+    consumed: u64,
     /// The value of [`ReliableStream::received`] the peer was last told.
     last_ack_sent: u64,
     /// Messages waiting for send window, oldest first; the front one may be
@@ -67,8 +72,27 @@ impl ReliableStream {
     /// The acknowledgement to put in a heartbeat now: every reliable byte
     /// received so far, which the peer is then taken to know.
     pub(super) fn ack_now(&mut self) -> u64 {
-        self.last_ack_sent = self.received;
-        self.received
+        self.last_ack_sent = self.ackable();
+        self.last_ack_sent
+    }
+
+    /// What the peer may be acknowledged: the bytes of the messages the
+    /// application took, and while it has taken every complete one, the
+    /// fragments of the message being reassembled too (which cannot be taken
+    /// before the rest of it comes). So at most one complete message beyond
+    /// the send window waits here. Never less than already acknowledged.
+    fn ackable(&self) -> u64 {
+        let taken = if self.consumed == self.delivered {
+            self.received
+        } else {
+            self.consumed
+        };
+        taken.max(self.last_ack_sent)
+    }
+
+    /// The application took a message of `bytes` encoded bytes.
+    pub(super) fn consume(&mut self, bytes: u64) {
+        self.consumed = (self.consumed + bytes).min(self.delivered);
     }
 
     /// Takes the peer's acknowledgement of `acked` bytes. Returns whether it
@@ -88,14 +112,39 @@ impl ReliableStream {
     }
 
     /// Takes in one received data packet, `data` its encoded bytes. Returns
-    /// the message it completes, if any.
+    /// the message it completes, if any, with the encoded bytes it took.
     fn receive(
+        &mut self,
+        packet: ReliablePacket<'_>,
+        data: &Bytes,
+        config: &MeshConfig,
+    ) -> Result<Option<(Bytes, u64)>, Fault> {
+        self.received += data.len() as u64;
+        // A peer keeps within the window of what it was acknowledged; twice
+        // that leaves room for a peer configured with a larger window.
+        let unacked = self.received - self.last_ack_sent;
+        let limit = 2 * config.send_window as u64 + config.fragment_size as u64;
+        if unacked > limit {
+            return Err(Fault::Protocol(ProtocolError::WindowExceeded {
+                unacked,
+                limit,
+            }));
+        }
+        let message = self.reassemble(packet, data, config.max_message_size)?;
+        Ok(message.map(|m| {
+            let bytes = self.received - self.delivered;
+            self.delivered = self.received;
+            (m, bytes)
+        }))
+    }
+
+    /// The message `packet` completes, if any.
+    fn reassemble(
         &mut self,
         packet: ReliablePacket<'_>,
         data: &Bytes,
         max_message: usize,
     ) -> Result<Option<Bytes>, Fault> {
-        self.received += data.len() as u64;
         match packet {
             ReliablePacket::Data(_) => {
                 if self.reassembly.is_some() {
@@ -137,10 +186,10 @@ impl ReliableStream {
         }
     }
 
-    /// The acknowledgement due once a quarter of `send_window` arrived since
-    /// the peer was last told, if it is due.
-    fn ack_due(&mut self, send_window: usize) -> Option<u64> {
-        if self.received - self.last_ack_sent >= (send_window / 4) as u64 {
+    /// The acknowledgement due once the application took a quarter of
+    /// `send_window` since the peer was last told, if it is due.
+    pub(super) fn ack_due(&mut self, send_window: usize) -> Option<u64> {
+        if self.ackable() - self.last_ack_sent >= (send_window / 4) as u64 {
             Some(self.ack_now())
         } else {
             None
@@ -255,19 +304,13 @@ impl Mesh {
         ) {
             return Ok(());
         }
-        let message = link
-            .reliable
-            .receive(packet, data, config.max_message_size)?;
+        let message = link.reliable.receive(packet, data, config)?;
         if let Some(acked) = link.reliable.ack_due(config.send_window) {
             let ack = UnreliablePacket::Ack { acked }.encode();
             self.push_transmit(peer, Channel::Unreliable, ack);
         }
-        if let Some(payload) = message {
-            self.events.push_back(Event::Message {
-                peer,
-                channel: Channel::Reliable,
-                payload,
-            });
+        if let Some((payload, bytes)) = message {
+            self.deliver(peer, Channel::Reliable, payload, bytes);
         }
         Ok(())
     }

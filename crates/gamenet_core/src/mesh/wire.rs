@@ -37,7 +37,7 @@ pub const MAX_APP_ID_LEN: usize = 255;
 
 const PING: u8 = 0x01;
 const PONG: u8 = 0x02;
-const UNRELIABLE_DATA: u8 = 0x03;
+pub(super) const UNRELIABLE_DATA: u8 = 0x03;
 const ACK: u8 = 0x04;
 
 const HELLO: u8 = 0x10;

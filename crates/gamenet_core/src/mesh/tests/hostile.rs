@@ -105,3 +105,112 @@ fn a_banned_peer_is_never_linked_again() {
     assert!(std::iter::from_fn(|| mesh.poll_event()).all(|e| !matches!(e, Event::PeerJoined(_))));
     assert_eq!(mesh.joined_peers().count(), 0);
 }
+
+/// Unreliable data packet `i` as `peer` would send it.
+fn unreliable(i: u32) -> Bytes {
+    UnreliablePacket::Data(&i.to_le_bytes()).encode().into()
+}
+
+fn messages_taken(mesh: &mut Mesh) -> usize {
+    std::iter::from_fn(|| mesh.poll_event())
+        .filter(|e| matches!(e, Event::Message { .. }))
+        .count()
+}
+
+#[test]
+fn a_flood_of_unreliable_packets_is_cut_to_the_budget() {
+    let config = MeshConfig {
+        inbound_packets_per_sec: 100,
+        ..MeshConfig::default()
+    };
+    let (mut mesh, peer, now) = joined_mesh(config);
+    // Ten thousand packets at once: the second's burst passes, the rest is
+    // dropped unread.
+    for i in 0..10_000 {
+        mesh.handle_packet(now, peer, Channel::Unreliable, unreliable(i));
+    }
+    assert_eq!(messages_taken(&mut mesh), 100);
+    assert_eq!(mesh.stats(peer).unwrap().dropped_in, 9_900);
+    // Half a second later, half the budget is back.
+    let later = now + Duration::from_millis(500);
+    for i in 0..1_000 {
+        mesh.handle_packet(later, peer, Channel::Unreliable, unreliable(i));
+    }
+    assert_eq!(messages_taken(&mut mesh), 50);
+    assert!(mesh.is_joined(peer), "a flood is not a violation");
+}
+
+#[test]
+fn unreliable_messages_the_application_has_not_taken_are_capped() {
+    let config = MeshConfig {
+        max_unpolled_unreliable: 10,
+        ..MeshConfig::default()
+    };
+    let (mut mesh, peer, now) = joined_mesh(config);
+    for i in 0..100 {
+        mesh.handle_packet(now, peer, Channel::Unreliable, unreliable(i));
+    }
+    assert_eq!(messages_taken(&mut mesh), 10);
+    assert_eq!(mesh.stats(peer).unwrap().dropped_in, 90);
+    // Taken, they make room again.
+    for i in 0..5 {
+        mesh.handle_packet(now, peer, Channel::Unreliable, unreliable(i));
+    }
+    assert_eq!(messages_taken(&mut mesh), 5);
+}
+
+/// The acknowledgements among what `mesh` sends.
+fn acks(mesh: &mut Mesh) -> Vec<u64> {
+    std::iter::from_fn(|| mesh.poll_transmit())
+        .filter_map(|t| match UnreliablePacket::decode(&t.data) {
+            Ok(UnreliablePacket::Ack { acked }) if t.channel == Channel::Unreliable => Some(acked),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn reliable_data_is_acknowledged_as_the_application_takes_it() {
+    let config = MeshConfig {
+        send_window: 16 << 10,
+        ..MeshConfig::default()
+    };
+    let (mut mesh, peer, now) = joined_mesh(config);
+    let _ = acks(&mut mesh);
+    let payload = [7u8; 1000];
+    for _ in 0..10 {
+        feed(&mut mesh, now, peer, ReliablePacket::Data(&payload));
+    }
+    assert_eq!(acks(&mut mesh), Vec::<u64>::new(), "nothing taken yet");
+    for _ in 0..5 {
+        assert!(matches!(mesh.poll_event(), Some(Event::Message { .. })));
+    }
+    // A quarter window (4 KiB) taken: five messages of 1,001 encoded bytes.
+    assert_eq!(acks(&mut mesh), vec![5 * 1001]);
+}
+
+#[test]
+fn reliable_data_past_the_window_drops_the_peer() {
+    let config = MeshConfig {
+        send_window: 4096,
+        ..MeshConfig::default()
+    };
+    let limit = 2 * 4096 + config.fragment_size as u64;
+    let (mut mesh, peer, now) = joined_mesh(config);
+    let payload = [7u8; 999];
+    // A peer that ignores the window, to an application that does not take
+    // its messages: dropped once past twice the window.
+    for _ in 0..20 {
+        feed(&mut mesh, now, peer, ReliablePacket::Data(&payload));
+        if !mesh.is_joined(peer) {
+            break;
+        }
+    }
+    assert_eq!(
+        violation(&mut mesh),
+        Some(ProtocolError::WindowExceeded {
+            unacked: 10_000,
+            limit
+        })
+    );
+}

@@ -266,6 +266,10 @@ fn resets_that_cross_meet_in_one_handshake() {
         matches!(&got[..], [Event::Message { payload, .. }] if payload.len() == 300_000),
         "{got:?}"
     );
+    // Taken messages are acknowledged with the next heartbeats.
+    a.handle_timeout(now + Duration::from_millis(400));
+    b.handle_timeout(now + Duration::from_millis(400));
+    pump(now, &mut a, a_id, &mut b, b_id);
     assert_eq!(a.stats(b_id).unwrap().reliable_in_flight, 0);
     assert_eq!(b.stats(a_id).unwrap().reliable_in_flight, 0);
 }
