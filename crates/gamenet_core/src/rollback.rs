@@ -87,6 +87,8 @@ mod local;
 pub mod membership;
 mod peers;
 mod protocol;
+#[cfg(feature = "rogue")]
+pub mod rogue;
 mod session;
 mod spectators;
 mod sync_layer;
