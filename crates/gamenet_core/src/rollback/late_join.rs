@@ -33,6 +33,11 @@ impl<I: Input> RollbackSession<I> {
     /// the inputs since; frames run from its frame.
     pub(super) fn on_snapshot(&mut self, now: Instant, peer: PeerId, body: SnapshotMsg<I>) {
         if self.me.phase != SessionPhase::Joining {
+            // A late copy from the host is harmless; from anyone else, a
+            // snapshot is a forgery.
+            if self.host() != Some(peer) {
+                self.misbehaved(peer, Misbehavior::WrongSender { what: "snapshot" });
+            }
             return;
         }
         let table_host = body

@@ -100,12 +100,12 @@ pub fn inputs_for<I: Input>(slot: u8, start: Frame, input: I) -> Vec<u8> {
     .encode()
 }
 
-/// An introduction claiming another player's key verifier, without the
-/// proof only that player can make.
+/// An introduction claiming another player's key verifier, with a proof
+/// that is not that player's signature.
 pub fn intro_claiming<I: Input>(verifier: [u8; 32], players: u8, num_players: u8) -> Vec<u8> {
     Msg::<I>::Intro(IntroMsg {
         key: verifier,
-        proof: None,
+        proof: Some([0; 64]),
         joiner: true,
         players,
         num_players,

@@ -47,7 +47,13 @@ pub struct RollbackSession<I: Input> {
     pub(super) membership: Membership,
     /// What happened, not polled yet.
     pub(super) events: VecDeque<RollbackEvent>,
+    /// The last [`MAX_RULE_BREAKERS`] peers reported for breaking the
+    /// protocol: reported once, and nothing more from them is read.
+    rule_breakers: VecDeque<PeerId>,
 }
+
+/// How many rule breakers a session remembers.
+const MAX_RULE_BREAKERS: usize = 1024;
 
 impl<I: Input> fmt::Debug for RollbackSession<I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -79,6 +85,7 @@ impl<I: Input> RollbackSession<I> {
             departure: Departures::default(),
             membership: Membership::default(),
             events: VecDeque::new(),
+            rule_breakers: VecDeque::new(),
         }
     }
 
@@ -422,7 +429,7 @@ impl<I: Input> RollbackSession<I> {
     /// A message from a peer, on the channel it came.
     pub fn handle_message(&mut self, now: Instant, peer: PeerId, data: &[u8]) {
         self.time.time_ms(now);
-        if self.me.phase == SessionPhase::Ended {
+        if self.me.phase == SessionPhase::Ended || self.rule_breakers.contains(&peer) {
             return;
         }
         let msg = match Msg::<I>::decode(data, &self.config.limits()) {
@@ -448,6 +455,13 @@ impl<I: Input> RollbackSession<I> {
 
     /// Reports a peer that broke the protocol.
     pub(super) fn misbehaved(&mut self, peer: PeerId, reason: Misbehavior) {
+        if self.rule_breakers.contains(&peer) {
+            return;
+        }
+        self.rule_breakers.push_back(peer);
+        if self.rule_breakers.len() > MAX_RULE_BREAKERS {
+            self.rule_breakers.pop_front();
+        }
         if let Some(now) = self.time.last {
             self.contest(now, peer);
         }

@@ -298,7 +298,8 @@ pub(crate) struct AdmitMsg {
 /// The state a joiner starts from, with the slot table and inputs since.
 ///
 /// Who may send this: the host that admitted the receiver. Checked on
-/// receipt: taken only while joining, only from the peer the joiner takes
+/// receipt: from a peer other than the host outside joining, a forgery; taken
+/// only while joining, only from the peer the joiner takes
 /// for the host (the lowest-id peer that introduced itself as a running
 /// player), which must also be the lowest-id player of the snapshot's own
 /// table, and only if it fits this session (else
