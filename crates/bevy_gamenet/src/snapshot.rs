@@ -53,6 +53,9 @@ pub(crate) struct StageContext {
     pub components_left: usize,
     /// The rollback ids the snapshot holds (its entity part comes first).
     pub ids: std::collections::HashSet<u32>,
+    /// The sender's entities (as bits) the snapshot holds, by rollback id:
+    /// what references between them may name.
+    pub entities: std::collections::HashMap<u64, u32>,
 }
 
 impl StageContext {
@@ -62,15 +65,56 @@ impl StageContext {
             limits,
             components_left: limits.max_components,
             ids: std::collections::HashSet::new(),
+            entities: std::collections::HashMap::new(),
         }
     }
 
-    /// Fails unless every id is one of the snapshot's entities.
-    pub fn check_ids<T>(&self, entries: &[(u32, T)]) -> Result<(), SnapshotError> {
-        match entries.iter().find(|(id, _)| !self.ids.contains(id)) {
-            Some(&(id, _)) => Err(SnapshotError::UnknownEntity { id }),
-            None => Ok(()),
+    /// Fails unless every entry's reference (`refers`) names another entity
+    /// of the snapshot, and the references form no cycle (a parent chain
+    /// that comes back to where it began).
+    pub fn check_references<T>(
+        &self,
+        entries: &[(u32, T)],
+        refers: fn(&T) -> bevy_ecs::entity::Entity,
+    ) -> Result<(), SnapshotError> {
+        let mut parent = std::collections::HashMap::with_capacity(entries.len());
+        for (id, t) in entries {
+            let bits = refers(t).to_bits();
+            match self.entities.get(&bits) {
+                Some(target) if target != id => {
+                    parent.insert(*id, *target);
+                }
+                _ => return Err(SnapshotError::BadEntity { bits }),
+            }
         }
+        for &start in parent.keys() {
+            let mut at = start;
+            for _ in 0..parent.len() {
+                match parent.get(&at) {
+                    Some(&next) if next == start => {
+                        return Err(SnapshotError::ReferenceCycle { id: start });
+                    }
+                    Some(&next) => at = next,
+                    None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails unless every id is one of the snapshot's entities, each at
+    /// most once.
+    pub fn check_ids<T>(&self, entries: &[(u32, T)]) -> Result<(), SnapshotError> {
+        let mut seen = std::collections::HashSet::with_capacity(entries.len());
+        for &(id, _) in entries {
+            if !self.ids.contains(&id) {
+                return Err(SnapshotError::UnknownEntity { id });
+            }
+            if !seen.insert(id) {
+                return Err(SnapshotError::DuplicateEntity { id });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -165,7 +209,13 @@ pub enum SnapshotError {
         /// The rollback id.
         id: u32,
     },
-    /// The snapshot holds bits that are no entity.
+    /// References between the snapshot's entities that form a cycle.
+    #[error("snapshot's references from rollback entity {id} come back to it")]
+    ReferenceCycle {
+        /// A rollback id on the cycle.
+        id: u32,
+    },
+    /// The snapshot holds bits that are no entity, or not one of its own.
     #[error("bad entity {bits:#x} in a snapshot")]
     BadEntity {
         /// The bits.

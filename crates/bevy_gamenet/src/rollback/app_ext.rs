@@ -270,9 +270,8 @@ pub(super) fn register_builtins(app: &mut App) {
             });
         }
         if registry.find::<ImmutableSnapshot<ChildOf>>().is_none() {
-            registry
-                .types
-                .push(Box::new(ImmutableSnapshot::<ChildOf>::new(
+            registry.types.push(Box::new(
+                ImmutableSnapshot::<ChildOf>::new(
                     Some(|c, m| c.0 = m.get(&c.0).copied().unwrap_or(c.0)),
                     Some(Serde {
                         ser: |c| encode(&c.0.to_bits()),
@@ -283,7 +282,9 @@ pub(super) fn register_builtins(app: &mut App) {
                                 .ok_or(SnapshotError::BadEntity { bits })
                         },
                     }),
-                )));
+                )
+                .referring(|c| c.0),
+            ));
         }
     }
 }

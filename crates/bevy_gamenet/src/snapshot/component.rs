@@ -64,12 +64,16 @@ fn stage_entries<T: Component + Clone>(
     serde: Option<Serde<T>>,
     bytes: &[u8],
     map: Option<Mapper<T>>,
+    refers: Option<fn(&T) -> Entity>,
     cx: &mut StageContext,
 ) -> Result<Staged, SnapshotError> {
     let serde = serde.ok_or_else(|| not_serializable(type_name::<T>()))?;
     let entries = serde.read_entries(bytes, cx.components_left)?;
     cx.components_left -= entries.len();
     cx.check_ids(&entries)?;
+    if let Some(refers) = refers {
+        cx.check_references(&entries, refers)?;
+    }
     Ok(Box::new(
         move |world: &mut World, cx: &mut LoadContext<'_>| {
             let by_id = entities_by_id(world);
@@ -96,7 +100,7 @@ impl<T: Component<Mutability = Mutable> + Clone> Snapshotter for ComponentSnapsh
     }
 
     fn stage(&mut self, bytes: &[u8], cx: &mut StageContext) -> Result<Staged, SnapshotError> {
-        stage_entries(self.serde, bytes, self.map, cx)
+        stage_entries(self.serde, bytes, self.map, None, cx)
     }
 
     fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {
@@ -192,6 +196,9 @@ pub(crate) struct ImmutableSnapshot<T: Component + Clone + PartialEq> {
     map: Option<Mapper<T>>,
     /// Its encoding for late joiners, if it has one.
     serde: Option<Serde<T>>,
+    /// The entity a value refers to, which a late-join snapshot must hold
+    /// (as `ChildOf`'s parent), if it refers to one.
+    refers: Option<fn(&T) -> Entity>,
 }
 
 impl<T: Component + Clone + PartialEq> ImmutableSnapshot<T> {
@@ -201,7 +208,16 @@ impl<T: Component + Clone + PartialEq> ImmutableSnapshot<T> {
             checksum: None,
             map,
             serde,
+            refers: None,
         }
+    }
+
+    /// Checks, in late-join snapshots, that the entity each value refers to
+    /// is another of the snapshot's entities and that references make no
+    /// cycle.
+    pub fn referring(mut self, refers: fn(&T) -> Entity) -> Self {
+        self.refers = Some(refers);
+        self
     }
 }
 
@@ -215,7 +231,7 @@ impl<T: Component + Clone + PartialEq> Snapshotter for ImmutableSnapshot<T> {
     }
 
     fn stage(&mut self, bytes: &[u8], cx: &mut StageContext) -> Result<Staged, SnapshotError> {
-        stage_entries(self.serde, bytes, self.map, cx)
+        stage_entries(self.serde, bytes, self.map, self.refers, cx)
     }
 
     fn save(&mut self, world: &mut World, len: usize, frame: Frame) -> Option<u64> {

@@ -108,6 +108,9 @@ impl Snapshotter for EntitySnapshot {
             if !cx.ids.insert(id) {
                 return Err(SnapshotError::DuplicateEntity { id });
             }
+            if cx.entities.insert(bits, id).is_some() {
+                return Err(SnapshotError::BadEntity { bits });
+            }
             ids.push((id, bits));
         }
         f.finish()?;
