@@ -111,7 +111,30 @@ impl<I: Input> RollbackSession<I> {
     /// Sends every connected member (not being reported lost) the inputs it
     /// has not acknowledged: a player's own slots, or the host's feed to a
     /// spectator; with acks and the clock echo.
+    /// While the members introduce themselves, this peer repeats its intro
+    /// to the linked ones every [`SYNC_KEEPALIVE`]: the members that did are
+    /// not silent while one that does not is timed out (see
+    /// `handle_peer_joined`).
+    fn keep_synchronizing(&mut self, now: Instant) {
+        // The resend timer fires an interval after `last_sent`.
+        self.time.last_sent = Some(now + SYNC_KEEPALIVE.saturating_sub(self.config.interval()));
+        let peers: Vec<PeerId> = self
+            .peers
+            .members
+            .keys()
+            .copied()
+            .filter(|p| self.peers.connected.contains(p))
+            .collect();
+        for peer in peers {
+            self.send_intro(peer);
+        }
+    }
+
     pub(super) fn send_inputs(&mut self, now: Instant) {
+        if self.me.phase == SessionPhase::Synchronizing {
+            self.keep_synchronizing(now);
+            return;
+        }
         if self.me.phase != SessionPhase::Running {
             return;
         }
@@ -193,3 +216,6 @@ impl<I: Input> RollbackSession<I> {
         }
     }
 }
+
+/// How often a synchronizing peer repeats its intro (a keep-alive).
+const SYNC_KEEPALIVE: std::time::Duration = std::time::Duration::from_millis(250);

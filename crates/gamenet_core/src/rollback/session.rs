@@ -370,6 +370,7 @@ impl<I: Input> RollbackSession<I> {
                 _ => {}
             }
         }
+        self.check_synchronized(now);
     }
 
     /// When a member is next reported interrupted, or lost for its silence
@@ -389,8 +390,21 @@ impl<I: Input> RollbackSession<I> {
 
     /// The transport connected a peer (or it was connected before the session
     /// was made, or its link came back).
-    pub fn handle_peer_joined(&mut self, _now: Instant, peer: PeerId) {
+    pub fn handle_peer_joined(&mut self, now: Instant, peer: PeerId) {
         self.peers.connect(peer);
+        // A member linked but not yet introduced is timed from its link: one
+        // that never introduces itself is silent, and dropped like one (the
+        // synchronization does not wait for it for ever).
+        if let Some(m) = self.peers.members.get_mut(&peer)
+            && !m.introduced
+            && m.last_heard.is_none()
+        {
+            m.last_heard = Some(now);
+        }
+        if self.me.phase == SessionPhase::Synchronizing {
+            // Starts the keep-alive intros.
+            self.time.last_sent.get_or_insert(now);
+        }
         if self.tell_ex_member(peer) {
             return;
         }
@@ -451,6 +465,7 @@ impl<I: Input> RollbackSession<I> {
             Msg::Refuse(body) => self.on_refuse(now, peer, body),
         }
         self.heal_desyncs(now, events_before);
+        self.check_synchronized(now);
     }
 
     /// Reports a peer that broke the protocol.
@@ -484,6 +499,12 @@ impl<I: Input> RollbackSession<I> {
             self.sync.slots[s].key = key;
         }
         self.events.push_back(RollbackEvent::Synchronized { peer });
+        self.check_synchronized(now);
+    }
+
+    /// Starts running once every start player introduced itself or was
+    /// agreed gone (one that never introduces itself is timed out as silent).
+    fn check_synchronized(&mut self, now: Instant) {
         if self.me.phase == SessionPhase::Synchronizing
             && self
                 .peers

@@ -441,3 +441,28 @@ fn a_snapshot_from_a_peer_that_is_not_the_host_is_refused() {
     s.handle_message(now, PeerId(1), &real);
     assert!(s.is_running());
 }
+
+#[test]
+fn a_player_that_links_but_never_introduces_itself_does_not_hold_the_start() {
+    let mut net = Net::with_kinds(3, 3, bad_link(71), 640);
+    net.hostile = true;
+    // The third player's mesh links, but its session says nothing.
+    net.nodes[2].outbox = Some(Box::new(|_, _| false));
+    net.run(Duration::from_secs(60), |n| {
+        n.nodes[..2]
+            .iter()
+            .all(|n| n.session.confirmed_checksum(n.game.target).is_some())
+    });
+    net.assert_in_step_among(&[0, 1]);
+    let mute = net.nodes[2].id;
+    for n in &net.nodes[..2] {
+        assert!(
+            n.events.iter().any(|e| matches!(
+                e,
+                RollbackEvent::Disconnected { peer, frame: 0, .. } if *peer == mute
+            )),
+            "{:?}",
+            n.events
+        );
+    }
+}
