@@ -34,7 +34,6 @@ use webrtc_sdp::attribute_type::{SdpAttribute, parse_attribute};
 use webrtc_sdp::media_type::SdpMediaValue;
 
 use crate::PeerId;
-use crate::pump::to_core;
 
 /// Longest SDP accepted in an offer or answer, in bytes (as the server's limit).
 pub const MAX_SDP: usize = 16 * 1024;
@@ -175,7 +174,7 @@ impl Gate {
                         tracing::warn!("gamenet: refused a signal from {sender}: {error}");
                         self.ban(*sender);
                         if self.refusals.len() < MEMORY {
-                            self.refusals.push_back((to_core(*sender), error));
+                            self.refusals.push_back((PeerId(sender.0.as_u128()), error));
                         }
                         false
                     }
@@ -330,6 +329,6 @@ mod tests {
         assert!(gate.admit(&PeerEvent::NewPeer(honest)));
         let refusals = gate.take_refusals();
         assert_eq!(refusals.len(), 1);
-        assert_eq!(refusals[0].0, to_core(rogue));
+        assert_eq!(refusals[0].0, PeerId(7));
     }
 }
