@@ -5,7 +5,7 @@
 //! anything, and WebRTC stacks have failed hard on input they did not expect
 //! (matchbox's native socket panicked on SDP that did not parse, taking every
 //! link with it; a browser's wasm module aborts on a panic). A
-//! [`CheckedSignallerBuilder`] wraps matchbox's WebSocket signaller: every
+//! A checking signaller wraps matchbox's WebSocket signaller: every
 //! signal is parsed here first (SDP by `webrtc-sdp`, the parser Firefox
 //! uses; the candidate's JSON and its candidate line), and one that does not
 //! parse is dropped and its sender reported and banned: the socket never

@@ -39,6 +39,8 @@ mod error;
 mod incoming;
 mod outgoing;
 mod replicator;
+#[cfg(feature = "rogue")]
+pub mod rogue;
 mod scope;
 mod table;
 mod types;
