@@ -82,6 +82,25 @@ pub fn duplicate_slots<I: Input>(start: Frame, input: I) -> Vec<u8> {
     .encode()
 }
 
+/// A feed of made-up inputs for all `slots` slots from `start`, which only
+/// the host may send a spectator.
+pub fn feed<I: Input>(slots: u8, start: Frame, input: I) -> Vec<u8> {
+    Msg::Inputs(InputsMsg {
+        ack: start,
+        frame: start + 8,
+        time_ms: 0,
+        echo_ms: 0,
+        echo_hold_ms: 0,
+        feed: true,
+        run: InputRun {
+            start,
+            slots: (0..slots).collect(),
+            records: vec![vec![Some(input); usize::from(slots)]; 8],
+        },
+    })
+    .encode()
+}
+
 /// Inputs for `slot`, which the sender does not play.
 pub fn inputs_for<I: Input>(slot: u8, start: Frame, input: I) -> Vec<u8> {
     Msg::Inputs(InputsMsg {

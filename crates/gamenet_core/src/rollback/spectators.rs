@@ -1,6 +1,7 @@
 //! Spectators: the host admits up to [`MAX_SPECTATORS`] and feeds them the
 //! confirmed inputs of every slot. Only a spectator takes a feed, and only a
-//! feed (from any member: the sender is not checked to be the host).
+//! feed, and only from the peer it takes for the host (a feed from another
+//! peer is dropped unread: the host may have changed on the way).
 
 use super::keys::Verifier;
 use super::wire::{InputRun, MAX_FRAMES_PER_MESSAGE, MAX_SPECTATORS};
