@@ -185,11 +185,11 @@ impl Peers {
             let Some(heard) = m.last_heard else {
                 continue;
             };
-            if !m.interrupted && now >= heard + interrupt {
+            if m.introduced && !m.interrupted && now >= heard + interrupt {
                 m.interrupted = true;
                 events.push_back(RollbackEvent::PeerInterrupted { peer });
             }
-            if !m.spectator && !lost.contains(&peer) && now >= heard + drop {
+            if !m.spectator && !lost.contains(&peer) && now >= heard + silence(m, drop) {
                 dropped.push(peer);
             }
         }
@@ -208,10 +208,26 @@ impl Peers {
             .iter()
             .filter_map(|(p, m)| {
                 let heard = m.last_heard?;
-                let interrupt_at = (!m.interrupted).then_some(heard + interrupt);
-                let drop_at = (!m.spectator && !lost.contains(p)).then_some(heard + drop);
+                let interrupt_at = (m.introduced && !m.interrupted).then_some(heard + interrupt);
+                let drop_at =
+                    (!m.spectator && !lost.contains(p)).then_some(heard + silence(m, drop));
                 interrupt_at.into_iter().chain(drop_at).min()
             })
             .min()
+    }
+}
+
+/// How long a start player linked but not yet introduced may stay silent
+/// beyond the drop timeout: its session starts only once it is linked to every
+/// other player, and a slow link elsewhere (a TURN fallback, a retried
+/// handshake) may take that long.
+pub(crate) const SYNC_GRACE: Duration = Duration::from_secs(20);
+
+/// How long `m` may stay silent before it is dropped.
+fn silence(m: &Member, drop: Duration) -> Duration {
+    if m.introduced {
+        drop
+    } else {
+        drop + SYNC_GRACE
     }
 }

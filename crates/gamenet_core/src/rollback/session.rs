@@ -393,8 +393,9 @@ impl<I: Input> RollbackSession<I> {
     pub fn handle_peer_joined(&mut self, now: Instant, peer: PeerId) {
         self.peers.connect(peer);
         // A member linked but not yet introduced is timed from its link: one
-        // that never introduces itself is silent, and dropped like one (the
-        // synchronization does not wait for it for ever).
+        // that never introduces itself is silent, and dropped like one after
+        // the drop timeout and `SYNC_GRACE` (the synchronization does not
+        // wait for it for ever).
         if let Some(m) = self.peers.members.get_mut(&peer)
             && !m.introduced
             && m.last_heard.is_none()
