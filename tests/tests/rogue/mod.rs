@@ -66,7 +66,9 @@ impl Rogue {
 
     pub async fn next_event(&mut self) -> JsonPeerEvent {
         loop {
-            match tokio::time::timeout(Duration::from_secs(20), self.ws.next()).await {
+            // A peer whose handshake with this rogue failed offers again
+            // after its handshake time-out (20 s) and a backoff: wait longer.
+            match tokio::time::timeout(Duration::from_secs(60), self.ws.next()).await {
                 Ok(Some(Ok(Message::Text(text)))) => return text.parse().expect("rogue: event"),
                 Ok(Some(Ok(_))) => {}
                 other => panic!("rogue: no event: {other:?}"),
