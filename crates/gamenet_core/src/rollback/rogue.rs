@@ -63,60 +63,48 @@ pub fn snapshot<I: Input>(frame: Frame, your_slots: Vec<u8>) -> Vec<u8> {
     .encode()
 }
 
-/// Inputs for 255 copies of one slot over 256 frames: about a kilobyte that
-/// would expand to 65,280 records, refused before decoding.
-pub fn duplicate_slots<I: Input>(start: Frame, input: I) -> Vec<u8> {
+/// An inputs message (a `feed` to a spectator or a player's own) of `input`
+/// for `slots` over `frames` frames from `start`, sent at frame `frame`.
+fn inputs<I: Input>(
+    feed: bool,
+    frame: Frame,
+    start: Frame,
+    slots: Vec<u8>,
+    frames: usize,
+    input: I,
+) -> Vec<u8> {
+    let records = vec![vec![Some(input); slots.len()]; frames];
     Msg::Inputs(InputsMsg {
         ack: start,
-        frame: start,
+        frame,
         time_ms: 0,
         echo_ms: 0,
         echo_hold_ms: 0,
-        feed: false,
+        feed,
         run: InputRun {
             start,
-            slots: vec![0; 255],
-            records: vec![vec![Some(input); 255]; 256],
+            slots,
+            records,
         },
     })
     .encode()
+}
+
+/// Inputs for 255 copies of one slot over 256 frames: about a kilobyte that
+/// would expand to 65,280 records, refused before decoding.
+pub fn duplicate_slots<I: Input>(start: Frame, input: I) -> Vec<u8> {
+    inputs(false, start, start, vec![0; 255], 256, input)
 }
 
 /// A feed of made-up inputs for all `slots` slots from `start`, which only
 /// the host may send a spectator.
 pub fn feed<I: Input>(slots: u8, start: Frame, input: I) -> Vec<u8> {
-    Msg::Inputs(InputsMsg {
-        ack: start,
-        frame: start + 8,
-        time_ms: 0,
-        echo_ms: 0,
-        echo_hold_ms: 0,
-        feed: true,
-        run: InputRun {
-            start,
-            slots: (0..slots).collect(),
-            records: vec![vec![Some(input); usize::from(slots)]; 8],
-        },
-    })
-    .encode()
+    inputs(true, start + 8, start, (0..slots).collect(), 8, input)
 }
 
 /// Inputs for `slot`, which the sender does not play.
 pub fn inputs_for<I: Input>(slot: u8, start: Frame, input: I) -> Vec<u8> {
-    Msg::Inputs(InputsMsg {
-        ack: start,
-        frame: start + 8,
-        time_ms: 0,
-        echo_ms: 0,
-        echo_hold_ms: 0,
-        feed: false,
-        run: InputRun {
-            start,
-            slots: vec![slot],
-            records: vec![vec![Some(input)]; 8],
-        },
-    })
-    .encode()
+    inputs(false, start + 8, start, vec![slot], 8, input)
 }
 
 /// An introduction claiming another player's key verifier, with a proof
