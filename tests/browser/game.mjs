@@ -64,7 +64,10 @@ async function openTab(name, room) {
   const page = await context.newPage();
   await page.addInitScript(HIDING);
   page.on('console', m => {
-    if (m.type() === 'error' || m.type() === 'warning') log(`[${name}] ${m.text()}`);
+    // TAB_CONSOLE=all shows every console line of the tabs (the game's
+    // tracing output), for reading a failure.
+    const all = process.env.TAB_CONSOLE === 'all';
+    if (all || m.type() === 'error' || m.type() === 'warning') log(`[${name}] ${m.text()}`);
   });
   page.on('pageerror', e => log(`[${name}] page error: ${e}`));
   await page.goto(`${base}/index.html?room=${room}&players=2`);
@@ -285,7 +288,15 @@ try {
     await b.evaluate(() => window.__show());
     const shown = Date.now();
     const after = Math.max(during.frame ?? 0, before.frame) + 60;
-    const frame = await sameChecksumAfter(a, b, after);
+    let frame;
+    try {
+      frame = await sameChecksumAfter(a, b, after);
+    } finally {
+      for (const [name, tab] of [['a', a], ['b', b]]) {
+        const s = await state(tab);
+        log(`${name} (${s.id}): status "${s.status}", events ${JSON.stringify(s.events)}`);
+      }
+    }
     log(`both tabs in step at frame ${frame}, ${Date.now() - shown} ms after b was shown`);
     const [sa, sb] = [await state(a), await state(b)];
     expect(sa.connected >= 2 && sb.connected >= 2, 'both tabs see each other');

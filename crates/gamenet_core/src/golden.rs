@@ -84,7 +84,7 @@ fn run(start: u32) -> InputRun<u16> {
 
 fn rollback_vectors(out: &mut Vec<(String, Vec<u8>)>) {
     let peer = PeerId(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10);
-    let msgs: [(&str, Msg<u16>); 7] = [
+    let msgs: [(&str, Msg<u16>); 8] = [
         (
             "inputs",
             Msg::Inputs(InputsMsg {
@@ -145,6 +145,7 @@ fn rollback_vectors(out: &mut Vec<(String, Vec<u8>)>) {
             }),
         ),
         ("lost", Msg::Lost(LostMsg { peer, run: run(60) })),
+        ("dropped", Msg::Dropped(LostMsg { peer, run: run(60) })),
         (
             "checksum",
             Msg::Checksum(ChecksumMsg {

@@ -48,6 +48,11 @@ struct Shared {
     rtt_ms: Vec<u32>,
     /// Frames the page drew in the last second.
     fps: usize,
+    /// This tab's peer id, once its session has one.
+    id: Option<String>,
+    /// The newest session and link events (the last 48), oldest first, as
+    /// text: what a failed browser test prints.
+    events: std::collections::VecDeque<String>,
     #[serde(skip)]
     checksums: BTreeMap<u32, u64>,
 }
@@ -148,7 +153,7 @@ pub fn start() {
         };
         SHARED.with(|s| s.borrow_mut().ice = ice.iter().flat_map(|i| i.urls.clone()).collect());
         let mut app = window_app(&url, lobby, ice, seed);
-        app.add_systems(Last, publish);
+        app.add_systems(Last, (record_events, publish));
         app.run();
     });
 }
@@ -182,6 +187,28 @@ async fn server_ice(server: &str) -> Vec<IceServer> {
     servers.unwrap_or_default()
 }
 
+/// Keeps the newest session and link events for the page.
+fn record_events(
+    mut session: MessageReader<bevy_gamenet::rollback::SessionEvent>,
+    mut joined: MessageReader<bevy_gamenet::PeerJoined>,
+    mut left: MessageReader<bevy_gamenet::PeerLeft>,
+) {
+    let lines = session
+        .read()
+        .map(|e| format!("{:?}", e.0))
+        .chain(joined.read().map(|e| format!("link up {}", e.0)))
+        .chain(left.read().map(|e| format!("link down {} ({:?})", e.peer, e.reason)));
+    SHARED.with(|s| {
+        let mut s = s.borrow_mut();
+        for line in lines {
+            s.events.push_back(line);
+            while s.events.len() > 48 {
+                s.events.pop_front();
+            }
+        }
+    });
+}
+
 /// Copies the game's state for the page.
 fn publish(world: &mut World, mut drawn: Local<std::collections::VecDeque<f64>>) {
     if let Some(now) = web_sys::window()
@@ -197,9 +224,10 @@ fn publish(world: &mut World, mut drawn: Local<std::collections::VecDeque<f64>>)
     // any frame it saw with another tab's, even when this tab renders slowly.
     let after = SHARED.with(|s| s.borrow().checksums.last_key_value().map(|(&f, _)| f));
     let confirmed = crate::confirmed_checksums_after(world, after);
-    let (connected, running, slot, status, rtt_ms) =
+    let (connected, running, slot, status, rtt_ms, id) =
         match world.get_resource_mut::<RollbackSocket<u8>>() {
             Some(mut socket) => {
+                let id = socket.session().map(|s| s.id().to_string());
                 let status = socket
                     .session()
                     .map(crate::window::waiting_for)
@@ -220,9 +248,9 @@ fn publish(world: &mut World, mut drawn: Local<std::collections::VecDeque<f64>>)
                         (mesh.peers().count() + 1, rtt)
                     })
                     .unwrap_or((1, Vec::new()));
-                (connected, running, slot, status, rtt_ms)
+                (connected, running, slot, status, rtt_ms, id)
             }
-            None => (1, false, None, String::new(), Vec::new()),
+            None => (1, false, None, String::new(), Vec::new(), None),
         };
     let positions: Vec<_> = world
         .query::<&Player>()
@@ -255,6 +283,7 @@ fn publish(world: &mut World, mut drawn: Local<std::collections::VecDeque<f64>>)
         s.score = score;
         s.status = status;
         s.rtt_ms = rtt_ms;
+        s.id = id;
         s.fps = drawn.len();
         if let Some(&(frame, checksum)) = confirmed.last() {
             s.frame = Some(frame);

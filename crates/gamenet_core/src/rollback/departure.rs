@@ -14,6 +14,13 @@
 //! playing with a peer it cannot play with (the link between them broke, or
 //! one of the two lies), so it leaves the session
 //! ([`RollbackEvent::Ended`]) and the game never waits on it for ever.
+//!
+//! The departed peer hears two things: while the others decide, their
+//! reports (a sign they wait on it; it answers with its intro, which calls
+//! the loss off on a peer that is cut off, since neither side played on);
+//! once a player plays on without it, a `Dropped` message, on which it ends
+//! its timeline and rejoins. So the side that played on stays, and two sides
+//! that both stalled resume together.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,6 +61,8 @@ pub(crate) struct Departures<I> {
     accusations: BTreeMap<PeerId, BTreeMap<PeerId, (Instant, InputRun<I>)>>,
     /// Since when this peer cannot run a frame for want of remote inputs.
     pub(crate) stalled_since: Option<Instant>,
+    /// Players that told this peer they play on without it, with when.
+    dropped_me: BTreeMap<PeerId, Instant>,
     /// Peers put out by the others' votes or for breaking a rule, with when:
     /// a host does not admit them again within the reclaim window.
     pub(crate) contested: BTreeMap<PeerId, Instant>,
@@ -67,6 +76,7 @@ impl<I> Default for Departures<I> {
             deferred: Vec::new(),
             accusations: BTreeMap::new(),
             stalled_since: None,
+            dropped_me: BTreeMap::new(),
             contested: BTreeMap::new(),
         }
     }
@@ -170,7 +180,7 @@ impl<I: Input> RollbackSession<I> {
         }
         let gone = body.peer;
         if gone == self.me.id {
-            self.on_lost_me(now, from, &body.run);
+            self.on_lost_me(now, from, &body.run, false);
             return;
         }
         if self.me.phase == SessionPhase::Joining || !self.peers.members.contains_key(&gone) {
@@ -365,13 +375,32 @@ impl<I: Input> RollbackSession<I> {
         }
     }
 
-    /// A member reports this peer lost: the others are agreeing on its
-    /// departure and, if they hold a quorum, play on without it. Its timeline
-    /// ends there; it joins theirs again. Believed only from a player this
-    /// peer lost while cut off (the side that played on), or from more than
-    /// half of the other players; a report that ends before this peer's
-    /// slots began is from before an earlier rejoin and is ignored.
-    fn on_lost_me(&mut self, now: Instant, from: PeerId, run: &InputRun<I>) {
+    /// A player tells this peer it plays on without it: only the departed
+    /// peer itself may be named.
+    pub(super) fn on_dropped(&mut self, now: Instant, from: PeerId, body: LostMsg<I>) {
+        if self.sync.spectator {
+            return;
+        }
+        if body.peer != self.me.id {
+            self.misbehaved(from, Misbehavior::Rule("dropped report on another peer"));
+            return;
+        }
+        self.on_lost_me(now, from, &body.run, true);
+    }
+
+    /// A member reports this peer lost. While it is only deciding
+    /// ([`Msg::Lost`], `settled` false: it may be cut off, or waiting for the
+    /// others' reports) the report is a vote and a sign that the sender waits
+    /// on this peer; this peer answers with its intro, which calls the loss
+    /// off on a sender that is cut off (neither side played on). Once the
+    /// sender plays on without this peer ([`Msg::Dropped`]), this peer's
+    /// timeline ends there and it joins theirs again, if the sender is a
+    /// player it lost while cut off (the side that played on) or more than
+    /// half of the other players say so. A report that ends before this
+    /// peer's slots began is from before an earlier rejoin and is ignored.
+    /// So two sides that both stalled never take each other's reports for a
+    /// verdict, and the side that played on is the one that stays.
+    fn on_lost_me(&mut self, now: Instant, from: PeerId, run: &InputRun<I>, settled: bool) {
         let from_member = self
             .peers
             .members
@@ -392,14 +421,26 @@ impl<I: Input> RollbackSession<I> {
             return;
         }
         let me = self.me.id;
+        self.departure
+            .accusations
+            .entry(me)
+            .or_default()
+            .insert(from, (now, run.clone()));
+        if !settled {
+            self.send_intro(from);
+            return;
+        }
         if !(self.membership.cut_off && self.departure.lost.contains(&from)) {
-            self.departure
-                .accusations
-                .entry(me)
-                .or_default()
-                .insert(from, (now, run.clone()));
-            let others = self.voters(me).len();
-            if 2 * self.accusers(now, me).len() <= others {
+            let fresh = 2 * self.config.drop_timeout;
+            let dropped_me = &mut self.departure.dropped_me;
+            dropped_me.retain(|_, at| now < *at + fresh);
+            if dropped_me.len() < 4 * MAX_PLAYERS {
+                dropped_me.insert(from, now);
+            }
+            let voters = self.voters(me);
+            let dropped_me = &self.departure.dropped_me;
+            let told = dropped_me.keys().filter(|p| voters.contains(p)).count();
+            if 2 * told <= voters.len() {
                 return;
             }
         }
@@ -496,5 +537,9 @@ impl<I: Input> RollbackSession<I> {
         for votes in self.departure.accusations.values_mut() {
             votes.remove(&gone);
         }
+        // This peer plays on without `gone`: told so now if its link is up (a
+        // frame loop that stopped while its mesh still answered), otherwise
+        // when it is back.
+        self.tell_ex_member(gone);
     }
 }

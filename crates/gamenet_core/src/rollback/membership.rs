@@ -134,10 +134,10 @@ impl<I: Input> RollbackSession<I> {
         self.player_left(now, peer);
     }
 
-    /// The link to `peer` is up again. If it played here and its departure
-    /// was agreed (this side played on without it), it is told so with a loss
-    /// report on itself, and rejoins (see `on_lost_me`); returns whether it
-    /// was. Otherwise it gets the usual intro: a member that was lost while
+    /// `peer` is not a member (any more). If it played here and its departure
+    /// was agreed (this side played on without it), it is told so
+    /// ([`Msg::Dropped`]), and rejoins (see `on_lost_me`); returns whether it
+    /// was. Called when a round finishes and when a link is up again. Otherwise it gets the usual intro: a member that was lost while
     /// this peer was cut off takes it as a sign that both sides stalled.
     pub(super) fn tell_ex_member(&mut self, peer: PeerId) -> bool {
         if self.me.phase != SessionPhase::Running
@@ -157,7 +157,7 @@ impl<I: Input> RollbackSession<I> {
         }
         let run = self.report_run(&slots);
         self.peers
-            .send(peer, &Msg::<I>::Lost(LostMsg { peer, run }));
+            .send(peer, &Msg::<I>::Dropped(LostMsg { peer, run }));
         true
     }
 

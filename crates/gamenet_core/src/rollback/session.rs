@@ -462,6 +462,7 @@ impl<I: Input> RollbackSession<I> {
             Msg::Admit(body) => self.on_admit(now, peer, body),
             Msg::Snapshot(body) => self.on_snapshot(now, peer, body),
             Msg::Lost(body) => self.on_lost(now, peer, body),
+            Msg::Dropped(body) => self.on_dropped(now, peer, body),
             Msg::Checksum(body) => self.on_checksum(now, peer, body),
             Msg::Refuse(body) => self.on_refuse(now, peer, body),
         }

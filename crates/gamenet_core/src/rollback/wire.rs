@@ -24,6 +24,7 @@ const SNAPSHOT: u8 = 0x12;
 const LOST: u8 = 0x13;
 const CHECKSUM: u8 = 0x14;
 const REFUSE: u8 = 0x15;
+const DROPPED: u8 = 0x16;
 
 /// A frame-major block of slot inputs: `records[frame][slot]`, `None` meaning
 /// disconnected.
@@ -333,10 +334,12 @@ pub(crate) struct SnapshotMsg<I> {
 /// lost the peer, it went silent or withheld its inputs), when more than
 /// half of the other players report it, or when two members report each
 /// other (a link between them broke: the higher id goes). A report on the
-/// receiver itself is believed only from a player it lost while cut off
-/// (the other side of a split played on), or from more than half of the
-/// others. Kept for later (bounded) while the receiver joins or does not
-/// know the departed peer yet.
+/// receiver itself is only a sign that the sender waits on it (answered with
+/// an intro); as [`Msg::Dropped`] (the sender plays on without it) it is
+/// believed from a player the receiver lost while cut off (the other side of
+/// a split played on), or from more than half of the others. Kept for later
+/// (bounded) while the receiver joins or does not know the departed peer
+/// yet.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LostMsg<I> {
     /// The peer that left.
@@ -384,6 +387,12 @@ pub(crate) enum Msg<I> {
     Snapshot(SnapshotMsg<I>),
     /// What the sender has of a peer that left.
     Lost(LostMsg<I>),
+    /// The sender plays on without the receiver: its departure was agreed.
+    /// Who may send this: a player member, to the departed peer only
+    /// (`peer` is the receiver; naming anyone else breaks the rule). Believed
+    /// as [`LostMsg`] says; a [`Msg::Lost`] on the receiver is only a vote
+    /// (the sender may be cut off or still deciding), answered with an intro.
+    Dropped(LostMsg<I>),
     /// A confirmed frame's checksum.
     Checksum(ChecksumMsg),
     /// The host refuses a join.
@@ -463,6 +472,10 @@ impl<I: Input> Msg<I> {
             }
             Msg::Lost(m) => {
                 w.u8(LOST).peer(m.peer);
+                m.run.write(&mut w);
+            }
+            Msg::Dropped(m) => {
+                w.u8(DROPPED).peer(m.peer);
                 m.run.write(&mut w);
             }
             Msg::Checksum(m) => {
@@ -581,6 +594,10 @@ impl<I: Input> Msg<I> {
                 peer: peer(&mut r, "lost peer")?,
                 run: InputRun::read(&mut r, 4096, budget)?,
             }),
+            DROPPED => Msg::Dropped(LostMsg {
+                peer: peer(&mut r, "dropped peer")?,
+                run: InputRun::read(&mut r, 4096, budget)?,
+            }),
             CHECKSUM => {
                 let frame = frame(&mut r, "checksum frame")?;
                 let total = r.u64("checksum")?;
@@ -679,6 +696,10 @@ mod tests {
                 data: vec![1, 2, 3],
             }),
             Msg::Lost(LostMsg {
+                peer: PeerId(3),
+                run: run.clone(),
+            }),
+            Msg::Dropped(LostMsg {
                 peer: PeerId(3),
                 run,
             }),

@@ -123,6 +123,10 @@ fn arb_msg() -> impl proptest::strategy::Strategy<Value = wire::Msg<u16>> {
             peer: PeerId(p),
             run
         })),
+        (1u128..6, arb_run()).prop_map(|(p, run)| Msg::Dropped(wire::LostMsg {
+            peer: PeerId(p),
+            run
+        })),
         (small.clone(), any::<u64>()).prop_map(|(frame, total)| Msg::Checksum(wire::ChecksumMsg {
             frame,
             total,
@@ -197,6 +201,14 @@ fn lie(net: &Net, victim: usize, start: Frame) -> Msg<u16> {
     })
 }
 
+/// A report to `victim` that the sender plays on without it.
+fn dropped_lie(net: &Net, victim: usize, start: Frame) -> Msg<u16> {
+    match lie(net, victim, start) {
+        Msg::Lost(body) => Msg::Dropped(body),
+        other => other,
+    }
+}
+
 #[test]
 fn a_lie_that_a_connected_player_left_evicts_nobody_and_freezes_nobody() {
     let mut net = hostile_net(61, 2_000);
@@ -207,6 +219,9 @@ fn a_lie_that_a_connected_player_left_evicts_nobody_and_freezes_nobody() {
             let msg = lie(&net, 1, start);
             net.inject(2, to, &msg);
         }
+        // And tells the victim it plays on without it (one of two others).
+        let msg = dropped_lie(&net, 1, start);
+        net.inject(2, 1, &msg);
     }
     net.run(Duration::from_secs(300), |n| n.all_done());
     net.assert_in_step();
