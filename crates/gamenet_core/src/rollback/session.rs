@@ -595,14 +595,17 @@ impl<I: Input> RollbackSession<I> {
         Ok(requests)
     }
 
-    /// Updates how far ahead of the playing members this peer runs.
+    /// Updates how far ahead of the playing members this peer runs. A member
+    /// not heard for the interrupt timeout does not count: its frame,
+    /// estimated on from its last report, would grow without it and make
+    /// this peer run as fast as it can (and on alone, for ever).
     fn update_frames_ahead(&mut self, now: Instant) {
         let lost = &self.departure.lost;
         let remote = self
             .peers
             .members
             .iter()
-            .filter(|(p, m)| !m.spectator && !lost.contains(p))
+            .filter(|(p, m)| !m.spectator && !m.interrupted && !lost.contains(p))
             .filter_map(|(_, m)| {
                 let (frame, at) = m.remote_frame?;
                 Some((frame, at, m.rtt.smoothed().unwrap_or_default()))

@@ -52,7 +52,8 @@ impl TimeSync {
 
     /// Updates `frames_ahead` from the members' last reported frames
     /// (`(frame, when it arrived, round-trip time)`), each estimated forward
-    /// to `now`; far behind, the estimate is taken as it is.
+    /// to `now`; far behind, the estimate is taken as it is. With no member
+    /// to pace against, this peer keeps its own pace.
     pub(crate) fn update_frames_ahead(
         &mut self,
         now: Instant,
@@ -77,6 +78,8 @@ impl TimeSync {
             } else {
                 *a * 0.9 + sample * 0.1
             };
+        } else {
+            self.frames_ahead = 0.0;
         }
     }
 
@@ -109,5 +112,24 @@ impl TimeSync {
             (Timer::Frame, frame),
             (Timer::Interrupt, interrupt),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn far_behind_it_catches_up_and_alone_it_keeps_its_own_pace() {
+        let mut time = TimeSync::default();
+        let now = Instant::now();
+        // A member reported frame 600 while this peer is at 0: far behind.
+        let remote = [(600, now, Duration::from_millis(20))];
+        time.update_frames_ahead(now, 0, 60, remote.into_iter());
+        assert!(time.catching_up());
+        // That member is gone (or silent): nobody to catch up with.
+        time.update_frames_ahead(now, 0, 60, std::iter::empty());
+        assert!(!time.catching_up());
+        assert_eq!(time.frames_ahead, 0.0);
     }
 }

@@ -83,3 +83,35 @@ fn the_lowest_id_held_for_twenty_seconds_rejoins_the_game_it_stalled() {
     );
     assert_eq!(net.nodes[0].session.local_slots(), vec![0]);
 }
+
+#[test]
+fn of_two_the_higher_id_held_for_twenty_seconds_rejoins_and_the_game_goes_on_at_once() {
+    let mut net = Net::new(2, bad_link(44), 3_008);
+    net.run(Duration::from_secs(100), |n| {
+        n.nodes[0].session.current_frame() >= 600
+    });
+    net.nodes[1].frozen = true;
+    let held_at = net.nodes[0].session.current_frame();
+    let until = net.now + Duration::from_secs(20);
+    net.run(Duration::from_secs(400), |n| n.now >= until);
+    net.nodes[1].frozen = false;
+    let shown = net.now;
+    // Alone, it kept the game's pace (60 frames a second, not faster): the
+    // held peer's frame, estimated on while it was silent, no longer counts.
+    let ran = net.nodes[0].session.current_frame() - held_at;
+    assert!(ran <= 20 * 60 + 60, "{ran} frames in 20 s");
+    // The lowest id played on alone (half, with the lowest id, holds a
+    // quorum); the held one rejoins it.
+    let played_on = net.nodes[0].session.current_frame();
+    net.run(Duration::from_secs(120), |n| {
+        n.nodes[1].session.is_running()
+            && n.nodes[1].session.confirmed_frame() > played_on + 60
+    });
+    let back = net.now - shown;
+    assert!(back < Duration::from_secs(5), "back in step {back:?} after it was shown");
+    net.run(Duration::from_secs(600), |n| n.all_done());
+    net.assert_in_step();
+    for e in &net.nodes[1].events {
+        assert!(!matches!(e, RollbackEvent::CutOff { .. }), "{:?}", net.nodes[1].events);
+    }
+}
