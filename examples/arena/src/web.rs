@@ -197,7 +197,10 @@ fn record_events(
         .read()
         .map(|e| format!("{:?}", e.0))
         .chain(joined.read().map(|e| format!("link up {}", e.0)))
-        .chain(left.read().map(|e| format!("link down {} ({:?})", e.peer, e.reason)));
+        .chain(
+            left.read()
+                .map(|e| format!("link down {} ({:?})", e.peer, e.reason)),
+        );
     SHARED.with(|s| {
         let mut s = s.borrow_mut();
         for line in lines {

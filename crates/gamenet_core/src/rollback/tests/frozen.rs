@@ -104,14 +104,20 @@ fn of_two_the_higher_id_held_for_twenty_seconds_rejoins_and_the_game_goes_on_at_
     // quorum); the held one rejoins it.
     let played_on = net.nodes[0].session.current_frame();
     net.run(Duration::from_secs(120), |n| {
-        n.nodes[1].session.is_running()
-            && n.nodes[1].session.confirmed_frame() > played_on + 60
+        n.nodes[1].session.is_running() && n.nodes[1].session.confirmed_frame() > played_on + 60
     });
     let back = net.now - shown;
-    assert!(back < Duration::from_secs(5), "back in step {back:?} after it was shown");
+    assert!(
+        back < Duration::from_secs(5),
+        "back in step {back:?} after it was shown"
+    );
     net.run(Duration::from_secs(600), |n| n.all_done());
     net.assert_in_step();
     for e in &net.nodes[1].events {
-        assert!(!matches!(e, RollbackEvent::CutOff { .. }), "{:?}", net.nodes[1].events);
+        assert!(
+            !matches!(e, RollbackEvent::CutOff { .. }),
+            "{:?}",
+            net.nodes[1].events
+        );
     }
 }
