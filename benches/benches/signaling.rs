@@ -4,10 +4,14 @@
 //! gamenet-signaling against matchbox_server 0.15 (what matchbox users run),
 //! each a separate release-built process, in the same run on the same machine.
 //!
-//! Reported per server and client count (median of the rounds): joins per
-//! second (clients matched and signaled / time from the first connect to the
-//! last answer), the clients held at the end, and the server's peak resident
-//! memory (`VmHWM`) with the part per client over its idle footprint.
+//! Reported per server and client count (median of the rounds), the server's
+//! own costs first: its CPU time per join and its peak resident memory
+//! (`VmHWM`) per client over its idle footprint; then joins per second
+//! (clients matched and signaled / time from the first connect to the last
+//! answer), which on a small machine is bounded by the load clients sharing
+//! its CPUs, and the clients held at the end. A second table runs the load the
+//! other way (one signal per pair, 200 connections in flight) at the largest
+//! count, to show what the load's shape changes.
 //!
 //! `cargo xtask bench signaling` builds both servers and runs this; it needs
 //! `GAMENET_SIGNALING_BIN` and `MATCHBOX_SERVER_BIN`. Writes
@@ -23,12 +27,29 @@ use matchbox_protocol::{JsonPeerEvent, JsonPeerRequest};
 use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-const COUNTS: [usize; 2] = [1000, 5000];
+const COUNTS: [usize; 3] = [1000, 5000, 10_000];
 /// Rounds per server and count: a round takes about a second, and single rounds
 /// vary by a fifth on a shared 2-core machine, so the median needs a few.
 const ROUNDS: usize = 11;
-/// Connection attempts in flight at once (both servers' listen backlogs hold it).
-const CONNECTING: usize = 128;
+/// The load's shape: connection attempts in flight at once (both servers'
+/// listen backlogs hold 128) and signals per pair.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    connecting: usize,
+    /// 2: an offer and an answer; 1: the offer only.
+    signals: usize,
+}
+
+/// The main tables' load.
+const MAIN: Shape = Shape {
+    connecting: 128,
+    signals: 2,
+};
+/// The other shape, at the largest count.
+const OTHER: Shape = Shape {
+    connecting: 200,
+    signals: 1,
+};
 const ROUND_LIMIT: Duration = Duration::from_secs(120);
 
 struct ServerProcess {
@@ -170,11 +191,12 @@ fn send(request: JsonPeerRequest) -> Message {
     Message::Text(request.to_string().into())
 }
 
-/// One client: connect, get an id, get matched, pass an offer and an answer,
-/// then hold the connection until `release`. Returns whether it was still
-/// connected when released.
+/// One client: connect, get an id, get matched, pass an offer and (with two
+/// signals) an answer, then hold the connection until `release`. Returns
+/// whether it was still connected when released.
 async fn client(
     url: String,
+    signals: usize,
     connecting: Arc<Semaphore>,
     done: tokio::sync::mpsc::UnboundedSender<Instant>,
     mut release: watch::Receiver<bool>,
@@ -210,9 +232,10 @@ async fn client(
                     data: serde_json::json!({ "Offer": "v=0\r\n" }),
                 };
                 ws.send(send(offer)).await.map_err(|e| e.to_string())?;
+                through = signals == 1;
             }
             JsonPeerEvent::Signal { sender, data } => {
-                if data.get("Offer").is_some() {
+                if data.get("Offer").is_some() && signals == 2 {
                     let answer = JsonPeerRequest::Signal {
                         receiver: sender,
                         data: serde_json::json!({ "Answer": "v=0\r\n" }),
@@ -235,12 +258,12 @@ async fn client(
     Ok(held)
 }
 
-async fn round(kind: Kind, clients: usize, port: u16) -> Round {
+async fn round(kind: Kind, clients: usize, shape: Shape, port: u16) -> Round {
     let server = ServerProcess::start(kind, port);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (idle_rss, _) = server.memory();
     let cpu_before = server.cpu();
-    let connecting = Arc::new(Semaphore::new(CONNECTING));
+    let connecting = Arc::new(Semaphore::new(shape.connecting));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let (release, released) = watch::channel(false);
     let url = format!("ws://127.0.0.1:{}/bench?next=2", server.port);
@@ -249,6 +272,7 @@ async fn round(kind: Kind, clients: usize, port: u16) -> Round {
         .map(|_| {
             tokio::spawn(client(
                 url.clone(),
+                shape.signals,
                 connecting.clone(),
                 done_tx.clone(),
                 released.clone(),
@@ -301,7 +325,91 @@ fn mib(bytes: f64) -> f64 {
     bytes / (1024.0 * 1024.0)
 }
 
+/// Runs one server at one count and shape for [`ROUNDS`] rounds; returns its
+/// summary and table row.
+fn measure(
+    runtime: &tokio::runtime::Runtime,
+    kind: Kind,
+    clients: usize,
+    shape: Shape,
+    port: &mut u16,
+) -> (Summary, String) {
+    let rounds: Vec<Round> = (0..ROUNDS)
+        .map(|_| {
+            *port += 1;
+            let r = runtime.block_on(round(kind, clients, shape, *port));
+            println!(
+                "{} {clients} {shape:?}: {:.0} µs server CPU per join, peak {:.1} MiB (idle {:.1} MiB), {:.0} joins/s, {} held",
+                kind.name(),
+                r.cpu_per_join.as_secs_f64() * 1e6,
+                mib(r.peak_rss as f64),
+                mib(r.idle_rss as f64),
+                r.joins_per_sec,
+                r.held,
+            );
+            r
+        })
+        .collect();
+    let joins = median(rounds.iter().map(|r| r.joins_per_sec).collect());
+    // The spread of the rounds, so that a ratio near a goal can be judged.
+    let (slowest, fastest) = rounds.iter().fold((f64::MAX, 0.0f64), |(lo, hi), r| {
+        (lo.min(r.joins_per_sec), hi.max(r.joins_per_sec))
+    });
+    let cpu = median(
+        rounds
+            .iter()
+            .map(|r| r.cpu_per_join.as_secs_f64() * 1e6)
+            .collect(),
+    );
+    let held = rounds.iter().map(|r| r.held).min().unwrap_or(0);
+    let peak = median(rounds.iter().map(|r| r.peak_rss as f64).collect());
+    let per_client = median(
+        rounds
+            .iter()
+            .map(|r| r.peak_rss.saturating_sub(r.idle_rss) as f64 / clients as f64)
+            .collect(),
+    );
+    let row = format!(
+        "| {} | {clients} | {cpu:.0} | {:.1} | {:.1} | {joins:.0} | {slowest:.0}–{fastest:.0} | {held} |",
+        kind.name(),
+        per_client / 1024.0,
+        mib(peak),
+    );
+    (
+        Summary {
+            joins,
+            slowest,
+            fastest,
+            cpu,
+            per_client,
+        },
+        row,
+    )
+}
+
+/// One line comparing our summary with matchbox_server's.
+fn compare(what: &str, ours: &Summary, theirs: &Summary) -> String {
+    format!(
+        "- {what}: **{:.2}x** matchbox_server's server CPU per join, **{:.2}x** its memory per client; {:.2}x its joins/s ({:.2}x–{:.2}x from our slowest round against its fastest to the reverse).",
+        ours.cpu / theirs.cpu,
+        ours.per_client / theirs.per_client,
+        ours.joins / theirs.joins,
+        ours.slowest / theirs.fastest,
+        ours.fastest / theirs.slowest,
+    )
+}
+
+const HEADER: &str = "| server | clients | server CPU µs/join | memory per client (KiB) | peak RSS (MiB) | joins/s | rounds' range | held |\n|---|---:|---:|---:|---:|---:|---:|---:|";
+
 fn main() {
+    // 10,000 clients take 10,000 sockets here and as many in the server,
+    // which inherits the limit.
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
+    let largest = COUNTS[COUNTS.len() - 1] as u64;
+    assert!(
+        limit > largest + 256,
+        "the open file limit ({limit}) is too low for {largest} clients: raise the hard limit (ulimit -Hn)"
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -310,87 +418,47 @@ fn main() {
     let _ = writeln!(
         report,
         "# Signaling load: gamenet-signaling vs matchbox_server 0.15\n\n\
-         `cargo xtask bench signaling`. N WebSocket clients connect at once ({CONNECTING} \
+         `cargo xtask bench signaling`. N WebSocket clients connect at once ({} \
          connection attempts in flight) to `/bench?next=2`, form 2-player quick-match \
          rooms and pass one offer and one answer through the server, then all stay \
          connected until the last is through. Servers are separate release-built \
          processes with `RUST_LOG=warn`; the clients run in the benchmark's process on \
-         the same {} CPUs. Median of {ROUNDS} rounds, each with a fresh server; \
-         memory is the server's peak resident set (`VmHWM`) and, per client, the \
-         peak over its idle resident set.\n",
+         the same {} CPUs. Median of {ROUNDS} rounds, each with a fresh server. \
+         Server CPU is the server process's user and system time over the round, per \
+         client through; memory is the server's peak resident set (`VmHWM`) and, per \
+         client, the peak over its idle resident set. Joins/s is bounded by the load \
+         clients, which share the CPUs: the server's CPU and memory are what it costs.\n",
+        MAIN.connecting,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    let _ = writeln!(
-        report,
-        "| server | clients | joins/s | rounds' range | server CPU µs/join | held | peak RSS (MiB) | per client (KiB) |\n|---|---:|---:|---:|---:|---:|---:|---:|"
-    );
+    let _ = writeln!(report, "{HEADER}");
     // Below the ephemeral range, which the clients' own ports come from.
     let mut port = 21_000;
     let mut summary = Vec::new();
     for clients in COUNTS {
-        let mut rows = Vec::new();
-        for kind in [Kind::Gamenet, Kind::Matchbox] {
-            let rounds: Vec<Round> = (0..ROUNDS)
-                .map(|_| {
-                    port += 1;
-                    let r = runtime.block_on(round(kind, clients, port));
-                    println!(
-                        "{} {clients}: {:.0} joins/s, {:.0} µs server CPU per join, {} held, peak {:.1} MiB (idle {:.1} MiB)",
-                        kind.name(),
-                        r.joins_per_sec,
-                        r.cpu_per_join.as_secs_f64() * 1e6,
-                        r.held,
-                        mib(r.peak_rss as f64),
-                        mib(r.idle_rss as f64)
-                    );
-                    r
-                })
-                .collect();
-            let joins = median(rounds.iter().map(|r| r.joins_per_sec).collect());
-            // The spread of the rounds, so that a ratio near a goal can be judged.
-            let (slowest, fastest) = rounds.iter().fold((f64::MAX, 0.0f64), |(lo, hi), r| {
-                (lo.min(r.joins_per_sec), hi.max(r.joins_per_sec))
-            });
-            let cpu = median(
-                rounds
-                    .iter()
-                    .map(|r| r.cpu_per_join.as_secs_f64() * 1e6)
-                    .collect(),
-            );
-            let held = rounds.iter().map(|r| r.held).min().unwrap_or(0);
-            let peak = median(rounds.iter().map(|r| r.peak_rss as f64).collect());
-            let per_client = median(
-                rounds
-                    .iter()
-                    .map(|r| r.peak_rss.saturating_sub(r.idle_rss) as f64 / clients as f64)
-                    .collect(),
-            );
-            let _ = writeln!(
-                report,
-                "| {} | {clients} | {joins:.0} | {slowest:.0}–{fastest:.0} | {cpu:.0} | {held} | {:.1} | {:.1} |",
-                kind.name(),
-                mib(peak),
-                per_client / 1024.0
-            );
-            rows.push(Summary {
-                joins,
-                slowest,
-                fastest,
-                cpu,
-                per_client,
-            });
-        }
-        let (ours, theirs) = (&rows[0], &rows[1]);
-        summary.push(format!(
-            "- {clients} clients: **{:.2}x** the joins/s of matchbox_server ({:.2}x–{:.2}x from our slowest round against its fastest to the reverse), {:.2}x its server CPU per join, **{:.2}x** its memory per client.",
-            ours.joins / theirs.joins,
-            ours.slowest / theirs.fastest,
-            ours.fastest / theirs.slowest,
-            ours.cpu / theirs.cpu,
-            ours.per_client / theirs.per_client
-        ));
+        let (ours, row) = measure(&runtime, Kind::Gamenet, clients, MAIN, &mut port);
+        let _ = writeln!(report, "{row}");
+        let (theirs, row) = measure(&runtime, Kind::Matchbox, clients, MAIN, &mut port);
+        let _ = writeln!(report, "{row}");
+        summary.push(compare(&format!("{clients} clients"), &ours, &theirs));
     }
     let _ = writeln!(report, "\n{}", summary.join("\n"));
+    let clients = COUNTS[COUNTS.len() - 1];
+    let _ = writeln!(
+        report,
+        "\n## The other load shape\n\n{clients} clients, {} connection attempts in flight, \
+         one signal per pair (the offer; no answer).\n\n{HEADER}",
+        OTHER.connecting
+    );
+    let (ours, row) = measure(&runtime, Kind::Gamenet, clients, OTHER, &mut port);
+    let _ = writeln!(report, "{row}");
+    let (theirs, row) = measure(&runtime, Kind::Matchbox, clients, OTHER, &mut port);
+    let _ = writeln!(report, "{row}");
+    let _ = writeln!(
+        report,
+        "\n{}",
+        compare(&format!("{clients} clients, other shape"), &ours, &theirs)
+    );
     println!("{report}");
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/signaling.md");
     std::fs::write(&path, report).expect("write the report");
