@@ -30,7 +30,8 @@
 //! - Only a side holding a quorum of the players may finish that agreement:
 //!   more than half of them, or half with the lowest id. A side without one is
 //!   cut off: it stalls, and when a lost player's link returns it rejoins
-//!   through the host's snapshot, so a split never leaves two timelines (see
+//!   through the host's snapshot if that side played on, or both resume where
+//!   they stalled if neither did, so a split never leaves two timelines (see
 //!   [`membership`]).
 //! - Checksums of confirmed frames are exchanged on an interval; parts are sent
 //!   as hashes of their names, so a desync names what differs, and a player

@@ -70,7 +70,7 @@ impl<I: Input> RollbackSession<I> {
             if self.me.phase == SessionPhase::Joining && body.players > 0 {
                 self.late_join.running.insert(peer);
             }
-            self.lost_member_back(peer);
+            self.lost_member_back(now, peer);
             self.on_member_intro(now, peer, body.key);
             return;
         }

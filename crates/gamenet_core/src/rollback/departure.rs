@@ -392,7 +392,9 @@ impl<I: Input> RollbackSession<I> {
     /// ([`Msg::Lost`], `settled` false: it may be cut off, or waiting for the
     /// others' reports) the report is a vote and a sign that the sender waits
     /// on this peer; this peer answers with its intro, which calls the loss
-    /// off on a sender that is cut off (neither side played on). Once the
+    /// off on a sender that is cut off (neither side played on), or, if the
+    /// sender is a player this peer already plays on without, with
+    /// [`Msg::Dropped`] (it missed being told). Once the
     /// sender plays on without this peer ([`Msg::Dropped`]), this peer's
     /// timeline ends there and it joins theirs again, if the sender is a
     /// player it lost while cut off (the side that played on) or more than
@@ -406,7 +408,15 @@ impl<I: Input> RollbackSession<I> {
             .members
             .get(&from)
             .is_some_and(|m| !m.spectator && m.introduced);
-        if self.me.phase != SessionPhase::Running || !from_member {
+        if self.me.phase != SessionPhase::Running {
+            return;
+        }
+        if !from_member {
+            // A player this peer plays on without, deciding on this peer: it
+            // missed being told (its link was down, or the teller's was).
+            if !settled {
+                self.tell_ex_member(from);
+            }
             return;
         }
         let end = run.start + run.records.len() as Frame;
@@ -427,7 +437,12 @@ impl<I: Input> RollbackSession<I> {
             .or_default()
             .insert(from, (now, run.clone()));
         if !settled {
-            self.send_intro(from);
+            // Not to a peer this peer has lost while it holds a quorum: that
+            // round finishes without it, and the intro would call the loss off
+            // on the other side just before it hears `Dropped`.
+            if !(self.departure.lost.contains(&from) && self.has_quorum()) {
+                self.send_intro(from);
+            }
             return;
         }
         if !(self.membership.cut_off && self.departure.lost.contains(&from)) {
@@ -451,9 +466,14 @@ impl<I: Input> RollbackSession<I> {
     /// it stalled too (no side of the split held a quorum, or none finished),
     /// so no frame was confirmed without it; its departure is called off and
     /// the game resumes where it stalled.
-    pub(super) fn call_off_loss(&mut self, peer: PeerId) {
+    pub(super) fn call_off_loss(&mut self, now: Instant, peer: PeerId) {
         if self.departure.rounds.remove(&peer).is_none() {
             return;
+        }
+        // Its withholding is timed afresh from now, or a peer cut off because
+        // the other kept its inputs back would lose it again at once.
+        if let Some(m) = self.peers.members.get_mut(&peer) {
+            m.progressed_at = Some(now);
         }
         self.departure.lost.remove(&peer);
         self.membership.quit.remove(&peer);

@@ -117,7 +117,9 @@ pub enum RollbackEvent {
         parts: Vec<String>,
     },
     /// This peer lost players without keeping a quorum of the membership: it
-    /// stalls (the others may play on) until one of them is back, then rejoins.
+    /// stalls (the others may play on) until one of them is back, then rejoins
+    /// (they played on) or resumes with them ([`RollbackEvent::PeerResumed`]:
+    /// they stalled too).
     CutOff {
         /// The players lost.
         lost: Vec<PeerId>,

@@ -17,12 +17,13 @@
 //! side without one is *cut off* ([`RollbackEvent::CutOff`]): it stalls at its
 //! prediction window (it never confirms a frame past the split, since the lost
 //! players' inputs are missing). When a lost player's link comes back, that
-//! player's side says how it went. If it played on, it sends this peer a loss
-//! report on itself, and this peer *rejoins* ([`RollbackEvent::Rejoining`]): it
+//! player's side says how it went. If it played on, it tells this peer so
+//! (`Dropped`), and this peer *rejoins* ([`RollbackEvent::Rejoining`]): it
 //! drops its own frames and loads the surviving side's snapshot through the
 //! late-join path, into the slots its key holds. If it stalled too (no side
-//! held a quorum), its intro says it still counts this peer as a member: the
-//! loss is called off on both sides and the game resumes where it stalled.
+//! held a quorum), its intro (sent on the link's return, or in answer to this
+//! peer's loss report) says it still counts this peer as a member: the loss
+//! is called off on both sides and the game resumes where it stalled.
 //!
 //! A healed partition, a peer that restarts with its key and a detected desync
 //! take the same path: a desync is healed by every player whose checksum
@@ -134,10 +135,11 @@ impl<I: Input> RollbackSession<I> {
         self.player_left(now, peer);
     }
 
-    /// `peer` is not a member (any more). If it played here and its departure
-    /// was agreed (this side played on without it), it is told so
-    /// ([`Msg::Dropped`]), and rejoins (see `on_lost_me`); returns whether it
-    /// was. Called when a round finishes and when a link is up again. Otherwise it gets the usual intro: a member that was lost while
+    /// If `peer` played here and its departure was agreed (this side plays on
+    /// without it), tells it so ([`Msg::Dropped`]; it rejoins if it believes
+    /// it, see `on_lost_me`) and returns true. Called when a round finishes,
+    /// when a link is up again (the caller sends the usual intro otherwise)
+    /// and when such a peer reports this one lost. Otherwise it gets the usual intro: a member that was lost while
     /// this peer was cut off takes it as a sign that both sides stalled.
     pub(super) fn tell_ex_member(&mut self, peer: PeerId) -> bool {
         if self.me.phase != SessionPhase::Running
@@ -164,9 +166,9 @@ impl<I: Input> RollbackSession<I> {
     /// A member's intro while it is lost and this peer is cut off: it counts
     /// this peer as a member still, so neither side played on; the loss is
     /// called off.
-    pub(super) fn lost_member_back(&mut self, peer: PeerId) {
+    pub(super) fn lost_member_back(&mut self, now: Instant, peer: PeerId) {
         if self.membership.cut_off && self.departure.lost.contains(&peer) {
-            self.call_off_loss(peer);
+            self.call_off_loss(now, peer);
         }
     }
 

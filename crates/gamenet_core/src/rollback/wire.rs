@@ -329,7 +329,8 @@ pub(crate) struct SnapshotMsg<I> {
 /// Who may send this: a player member that lost the peer. Checked on
 /// receipt: taken only by a player, only from a player member not itself
 /// being reported lost, and only for the departed peer's slots (else
-/// [`Misbehavior`](crate::Misbehavior)). One report alone makes nobody
+/// [`Misbehavior`](crate::Misbehavior)); a report naming the receiver is
+/// taken from any introduced player member. One report alone makes nobody
 /// leave: the receiver joins the agreement on its own evidence (its link
 /// lost the peer, it went silent or withheld its inputs), when more than
 /// half of the other players report it, or when two members report each
@@ -337,7 +338,8 @@ pub(crate) struct SnapshotMsg<I> {
 /// receiver itself is only a sign that the sender waits on it (answered with
 /// an intro); as [`Msg::Dropped`] (the sender plays on without it) it is
 /// believed from a player the receiver lost while cut off (the other side of
-/// a split played on), or from more than half of the others. Kept for later
+/// a split played on), or from more than half of the other players it has
+/// not lost. Kept for later
 /// (bounded) while the receiver joins or does not know the departed peer
 /// yet.
 #[derive(Debug, Clone, PartialEq)]

@@ -121,3 +121,40 @@ fn of_two_the_higher_id_held_for_twenty_seconds_rejoins_and_the_game_goes_on_at_
         );
     }
 }
+
+#[test]
+fn a_held_player_that_missed_one_players_drop_notice_is_told_again_when_it_reports() {
+    let mut net = Net::new(3, bad_link(45), 3_008);
+    net.run(Duration::from_secs(100), |n| {
+        n.nodes[0].session.current_frame() >= 600
+    });
+    let held = net.nodes[2].id;
+    // Nothing from node 1 reaches node 2 from now until long after it is
+    // back: node 2 hears that it was dropped from node 0 only.
+    let blocked = std::rc::Rc::new(std::cell::Cell::new(true));
+    let block = blocked.clone();
+    net.nodes[1].outbox = Some(Box::new(move |to, _| to != held || !block.get()));
+    net.nodes[2].frozen = true;
+    let until = net.now + Duration::from_secs(20);
+    net.run(Duration::from_secs(400), |n| n.now >= until);
+    net.nodes[2].frozen = false;
+    // Back in the game through node 0 alone, before node 1 is heard again.
+    net.run(Duration::from_secs(60), |n| {
+        n.nodes[2]
+            .events
+            .iter()
+            .any(|e| matches!(e, RollbackEvent::Rejoining { .. }))
+    });
+    assert!(
+        net.nodes[2]
+            .events
+            .iter()
+            .any(|e| matches!(e, RollbackEvent::Rejoining { .. })),
+        "{:?}",
+        net.nodes[2].events
+    );
+    blocked.set(false);
+    net.run(Duration::from_secs(600), |n| n.all_done());
+    net.assert_in_step();
+    assert_eq!(net.nodes[2].session.local_slots(), vec![2]);
+}
