@@ -394,14 +394,14 @@ impl<I: Input> RollbackSession<I> {
     /// on this peer; this peer answers with its intro, which calls the loss
     /// off on a sender that is cut off (neither side played on), or, if the
     /// sender is a player this peer already plays on without, with
-    /// [`Msg::Dropped`] (it missed being told). Once the
-    /// sender plays on without this peer ([`Msg::Dropped`]), this peer's
-    /// timeline ends there and it joins theirs again, if the sender is a
-    /// player it lost while cut off (the side that played on) or more than
-    /// half of the other players say so. A report that ends before this
-    /// peer's slots began is from before an earlier rejoin and is ignored.
-    /// So two sides that both stalled never take each other's reports for a
-    /// verdict, and the side that played on is the one that stays.
+    /// [`Msg::Dropped`] (it missed being told). Once the sender plays on
+    /// without this peer ([`Msg::Dropped`]), this peer's timeline ends there
+    /// and it joins theirs again, if the sender is a player it lost while cut
+    /// off (the side that played on) or more than half of the other players
+    /// say so. A report that ends before this peer's slots began is from
+    /// before an earlier rejoin and is ignored. So two sides that both
+    /// stalled never take each other's reports for a verdict, and the side
+    /// that played on is the one that stays.
     fn on_lost_me(&mut self, now: Instant, from: PeerId, run: &InputRun<I>, settled: bool) {
         let from_member = self
             .peers
