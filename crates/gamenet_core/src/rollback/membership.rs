@@ -138,9 +138,10 @@ impl<I: Input> RollbackSession<I> {
     /// If `peer` played here and its departure was agreed (this side plays on
     /// without it), tells it so ([`Msg::Dropped`]; it rejoins if it believes
     /// it, see `on_lost_me`) and returns true. Called when a round finishes,
-    /// when a link is up again (the caller sends the usual intro otherwise)
-    /// and when such a peer reports this one lost. Otherwise it gets the usual intro: a member that was lost while
-    /// this peer was cut off takes it as a sign that both sides stalled.
+    /// when such a peer reports this one lost, and when a link is up again;
+    /// there, if this returns false, the caller sends the usual intro, which a
+    /// member lost while this peer was cut off takes as a sign that both
+    /// sides stalled.
     pub(super) fn tell_ex_member(&mut self, peer: PeerId) -> bool {
         if self.me.phase != SessionPhase::Running
             || self.sync.spectator
