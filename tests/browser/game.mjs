@@ -289,15 +289,16 @@ try {
     const shown = Date.now();
     const after = Math.max(during.frame ?? 0, before.frame) + 60;
     let frame;
+    let back;
     try {
       frame = await sameChecksumAfter(a, b, after);
+      back = Date.now() - shown;
     } finally {
       for (const [name, tab] of [['a', a], ['b', b]]) {
         const s = await state(tab);
         log(`${name} (${s.id}): status "${s.status}", events ${JSON.stringify(s.events)}`);
       }
     }
-    const back = Date.now() - shown;
     log(`both tabs in step at frame ${frame}, ${back} ms after b was shown`);
     // One rejoin (or one call-off), not a long tug between the two.
     expect(back < 15_000, 'in step within 15 s of b being shown');

@@ -339,9 +339,8 @@ pub(crate) struct SnapshotMsg<I> {
 /// an intro); as [`Msg::Dropped`] (the sender plays on without it) it is
 /// believed from a player the receiver lost while cut off (the other side of
 /// a split played on), or from more than half of the other players it has
-/// not lost. Kept for later
-/// (bounded) while the receiver joins or does not know the departed peer
-/// yet.
+/// not lost. Kept for later (bounded) while the receiver joins or does not
+/// know the departed peer yet.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LostMsg<I> {
     /// The peer that left.
