@@ -102,6 +102,7 @@ fn rollback_vectors(out: &mut Vec<(String, Vec<u8>)>) {
             Msg::Intro(IntroMsg {
                 key: [0xde; 32],
                 proof: Some([0xad; 64]),
+                attempt: 7,
                 joiner: true,
                 players: 1,
                 num_players: 3,
@@ -115,6 +116,7 @@ fn rollback_vectors(out: &mut Vec<(String, Vec<u8>)>) {
                 slots: vec![2],
                 from: 130,
                 snapshot: 120,
+                attempt: 7,
             }),
         ),
         (

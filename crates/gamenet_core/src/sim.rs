@@ -58,6 +58,22 @@ impl SimLinks {
         }
     }
 
+    /// Cuts the direction from `from` to `to` only, as [`SimLinks::partition`]
+    /// does both.
+    pub fn hold(&mut self, from: PeerId, to: PeerId) {
+        self.blocked.entry((from, to)).or_default();
+    }
+
+    /// Ends the partition between `a` and `b` only, at `now`: the reliable
+    /// packets held by it set out; other partitions stay.
+    pub fn heal_pair(&mut self, now: Instant, a: PeerId, b: PeerId) {
+        for (from, to) in [(a, b), (b, a)] {
+            for data in self.blocked.remove(&(from, to)).unwrap_or_default() {
+                self.send(now, from, to, Channel::Reliable, data);
+            }
+        }
+    }
+
     /// Whether `a` and `b` are linked (both ways) and not partitioned.
     pub fn is_linked(&self, a: PeerId, b: PeerId) -> bool {
         [(a, b), (b, a)]

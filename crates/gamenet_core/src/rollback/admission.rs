@@ -22,6 +22,8 @@ struct JoinRequest {
     key: Verifier,
     /// The slots it asks for (0: to spectate).
     players: usize,
+    /// Its attempt ([`IntroMsg::attempt`]).
+    attempt: u64,
 }
 
 /// A joiner waiting for the game to serialize a snapshot.
@@ -87,6 +89,16 @@ impl<I: Input> RollbackSession<I> {
         // The joiner may have been linked before it asked (it rejoins): it
         // learns who runs the session from the intros it gets back.
         self.send_intro(peer);
+        if self
+            .peers
+            .members
+            .get(&peer)
+            .is_some_and(|m| m.attempt == Some(body.attempt))
+        {
+            // The request this peer took the host's admit of: it came over a
+            // link that was up again only after the admit.
+            return;
+        }
         // A member asking to join again (it dropped its timeline), or a new
         // peer with a member's key (that player restarted): the old member has
         // left for good. Its departure is agreed on; the join waits for it.
@@ -110,6 +122,7 @@ impl<I: Input> RollbackSession<I> {
             peer,
             key: body.key,
             players: body.players as usize,
+            attempt: body.attempt,
         });
     }
 
@@ -153,13 +166,14 @@ impl<I: Input> RollbackSession<I> {
             };
             let from = self.sync.current + self.config.input_delay + self.config.join_margin;
             let snapshot = self.sync.confirmed_frame();
-            self.apply_admit(now, j.peer, j.key, &slots, from, snapshot);
+            self.apply_admit(now, &j, &slots, from, snapshot);
             let msg = Msg::<I>::Admit(AdmitMsg {
                 peer: j.peer,
                 key: j.key,
                 slots: slots.iter().map(|&s| s as u8).collect(),
                 from,
                 snapshot,
+                attempt: j.attempt,
             });
             let others: Vec<PeerId> = self
                 .peers
@@ -234,19 +248,25 @@ impl<I: Input> RollbackSession<I> {
             self.misbehaved(from_peer, Misbehavior::Rule("admit that cannot apply here"));
             return;
         }
-        self.apply_admit(now, joiner, body.key, &slots, body.from, body.snapshot);
+        let join = JoinRequest {
+            peer: joiner,
+            key: body.key,
+            players: slots.len(),
+            attempt: body.attempt,
+        };
+        self.apply_admit(now, &join, &slots, body.from, body.snapshot);
     }
 
     /// Gives `joiner` its slots from frame `from` and makes it a member.
     fn apply_admit(
         &mut self,
         now: Instant,
-        joiner: PeerId,
-        key: Verifier,
+        join: &JoinRequest,
         slots: &[usize],
         from: Frame,
         snapshot: Frame,
     ) {
+        let (joiner, key) = (join.peer, join.key);
         for &s in slots {
             let slot = &mut self.sync.slots[s];
             slot.state = SlotState::Occupied;
@@ -261,6 +281,7 @@ impl<I: Input> RollbackSession<I> {
         let mut m = Member::new(key, slots.to_vec(), slots.is_empty(), snapshot);
         m.connected = self.peers.connected.contains(&joiner);
         m.introduced = true;
+        m.attempt = Some(join.attempt);
         self.peers.members.insert(joiner, m);
         self.admission.joins.retain(|j| j.peer != joiner);
         self.events.push_back(RollbackEvent::PlayerJoined {

@@ -49,6 +49,8 @@ pub(crate) struct Member {
     pub(crate) synced: bool,
     /// When its inputs last moved on (this peer got a frame it lacked).
     pub(crate) progressed_at: Option<Instant>,
+    /// The attempt of the join the host admitted it on, if it joined.
+    pub(crate) attempt: Option<u64>,
 }
 
 impl Member {
@@ -70,6 +72,7 @@ impl Member {
             pending: Vec::new(),
             synced: false,
             progressed_at: None,
+            attempt: None,
         }
     }
 }

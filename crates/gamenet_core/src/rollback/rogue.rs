@@ -35,6 +35,7 @@ pub fn admit<I: Input>(peer: PeerId, slots: Vec<u8>, from: Frame) -> Vec<u8> {
         slots,
         from,
         snapshot: from.saturating_sub(1),
+        attempt: 7,
     })
     .encode()
 }
@@ -113,6 +114,7 @@ pub fn intro_claiming<I: Input>(verifier: [u8; 32], players: u8, num_players: u8
     Msg::<I>::Intro(IntroMsg {
         key: verifier,
         proof: Some([0; 64]),
+        attempt: 7,
         joiner: true,
         players,
         num_players,

@@ -10,7 +10,7 @@ use super::checksum::Checksums;
 use super::departure::Departures;
 use super::keys::{PlayerKey, Verifier};
 use super::late_join::LateJoin;
-use super::local::{Me, SessionPhase};
+use super::local::{Me, SessionPhase, join_attempt};
 use super::membership::{Leave, Membership};
 use super::peers::{Member, Peers};
 use super::sync_layer::{SlotState, SyncLayer};
@@ -76,6 +76,7 @@ impl<I: Input> RollbackSession<I> {
                 key: PlayerKey::new(key),
                 local_players: 0,
                 phase: SessionPhase::Synchronizing,
+                attempt: 0,
             },
             peers: Peers::default(),
             time: TimeSync::default(),
@@ -94,6 +95,7 @@ impl<I: Input> RollbackSession<I> {
         let mut s = Self::empty(config, players == 0, id, key);
         s.me.local_players = players;
         s.me.phase = SessionPhase::Joining;
+        s.me.attempt = join_attempt();
         s.sync.skip_initial_save();
         s
     }
@@ -421,6 +423,7 @@ impl<I: Input> RollbackSession<I> {
         let intro = Msg::<I>::Intro(IntroMsg {
             key: self.me.key.verifier(),
             proof: joiner.then(|| self.me.key.prove(self.me.id)),
+            attempt: if joiner { self.me.attempt } else { 0 },
             joiner,
             players: self.me.local_players as u8,
             num_players: self.config.num_players as u8,

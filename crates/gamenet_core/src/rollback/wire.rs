@@ -259,7 +259,10 @@ pub(crate) struct InputsMsg<I> {
 /// peer id (else [`Misbehavior`](crate::Misbehavior)), and is taken only by a
 /// running player; only such a proof ends the membership of an older member
 /// with the same verifier (a restarted player); any other intro only from a
-/// member, once.
+/// member, once. A joiner's intro from a member admitted on that same attempt
+/// is the request the admit answered (it came over a link that was up only
+/// later) and changes nothing; a forger gains nothing by repeating an
+/// attempt, since the member it names is admitted already.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct IntroMsg {
     /// The verifier of the sender's player key: the key itself never leaves
@@ -267,6 +270,9 @@ pub(crate) struct IntroMsg {
     pub key: Verifier,
     /// A joiner's proof that it holds that key (`None` from a start player).
     pub proof: Option<Proof>,
+    /// A joiner's attempt: a number fresh for each of its joins, repeated in
+    /// the host's admit (0 from a start player; not sent).
+    pub attempt: u64,
     /// Whether the sender asks to join a running session.
     pub joiner: bool,
     /// Slots the sender plays (0: a spectator).
@@ -294,6 +300,8 @@ pub(crate) struct AdmitMsg {
     pub from: Frame,
     /// The frame of the snapshot it gets.
     pub snapshot: Frame,
+    /// The attempt of the join request admitted ([`IntroMsg::attempt`]).
+    pub attempt: u64,
 }
 
 /// The state a joiner starts from, with the slot table and inputs since.
@@ -439,6 +447,7 @@ impl<I: Input> Msg<I> {
                 w.u8(m.joiner as u8).u8(m.players).u8(m.num_players);
                 if let Some(proof) = &m.proof {
                     w.0.extend_from_slice(proof);
+                    w.u64(m.attempt);
                 }
             }
             Msg::Admit(m) => {
@@ -446,7 +455,7 @@ impl<I: Input> Msg<I> {
                 w.0.extend_from_slice(&m.key);
                 w.u8(m.slots.len() as u8);
                 w.0.extend_from_slice(&m.slots);
-                w.u32(m.from).u32(m.snapshot);
+                w.u32(m.from).u32(m.snapshot).u64(m.attempt);
             }
             Msg::Snapshot(m) => {
                 w.u8(SNAPSHOT)
@@ -525,6 +534,7 @@ impl<I: Input> Msg<I> {
                     } else {
                         None
                     },
+                    attempt: if joiner { r.u64("attempt")? } else { 0 },
                 })
             }
             ADMIT => Msg::Admit(AdmitMsg {
@@ -533,6 +543,7 @@ impl<I: Input> Msg<I> {
                 slots: slots(&mut r, "admit slots")?,
                 from: frame(&mut r, "admit from")?,
                 snapshot: frame(&mut r, "admit snapshot")?,
+                attempt: r.u64("admit attempt")?,
             }),
             SNAPSHOT => {
                 let frame_no = frame(&mut r, "snapshot frame")?;
@@ -670,6 +681,7 @@ mod tests {
             Msg::Intro(IntroMsg {
                 key: [9; 32],
                 proof: Some([4; 64]),
+                attempt: 7,
                 joiner: true,
                 players: 1,
                 num_players: 4,
@@ -680,6 +692,7 @@ mod tests {
                 slots: vec![1],
                 from: 100,
                 snapshot: 90,
+                attempt: 7,
             }),
             Msg::Snapshot(SnapshotMsg {
                 frame: 90,

@@ -165,3 +165,82 @@ fn four_players_all_cut_from_each_other_stall_and_resume_without_rejoining() {
         assert!(!net.nodes[i].session.is_cut_off());
     }
 }
+
+/// The lowest id is cut off from the other two, which play on; when the
+/// split heals, its link to the new host comes back first and it rejoins
+/// there; its link to the third player comes back only after that player
+/// took the host's admit of it, while it still waits for the snapshot, so
+/// its intro as a joiner reaches a player that counts it a member again. That
+/// intro is the request the admit answered, not a new one: nobody puts the
+/// rejoined player out again.
+#[test]
+fn a_rejoiners_intro_that_arrives_after_its_admit_does_not_put_it_out() {
+    let mut net = Net::new(3, bad_link(56), 3_008);
+    net.run(Duration::from_secs(100), |n| {
+        n.nodes[0].session.current_frame() >= 600
+    });
+    let (a, b, c) = (net.nodes[0].id, net.nodes[1].id, net.nodes[2].id);
+    net.links.partition(a, b);
+    net.links.partition(a, c);
+    let until = net.now + Duration::from_secs(15);
+    net.run(Duration::from_secs(400), |n| n.now >= until);
+    let now = net.now;
+    net.links.heal_pair(now, a, b);
+    net.run(Duration::from_secs(400), |n| {
+        n.nodes[0].session.is_joining()
+    });
+    // The host's snapshot waits; its admit reaches c.
+    net.links.hold(b, a);
+    net.run(Duration::from_secs(400), |n| reported_joined(n, 2, a));
+    let now = net.now;
+    net.links.heal_pair(now, a, c);
+    let until = net.now + Duration::from_secs(2);
+    net.run(Duration::from_secs(400), |n| n.now >= until);
+    assert!(net.nodes[0].session.is_joining(), "a got its snapshot");
+    let now = net.now;
+    net.links.heal_pair(now, a, b);
+    net.run(Duration::from_secs(800), |n| n.all_done());
+    net.assert_in_step();
+    net.assert_one_timeline();
+    for i in 0..3 {
+        let members: BTreeSet<PeerId> = net.nodes[i].session.members().collect();
+        let others: BTreeSet<PeerId> = [a, b, c]
+            .into_iter()
+            .filter(|&p| p != net.nodes[i].id)
+            .collect();
+        assert_eq!(members, others, "node {i}: {:?}", net.nodes[i].events);
+    }
+    assert_eq!(
+        count(&net, 0, |e| matches!(e, RollbackEvent::Rejoining { .. })),
+        1
+    );
+    // Nobody but a left, once, and nobody but a rejoined.
+    for i in 0..3 {
+        let left: Vec<PeerId> = net.nodes[i]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                RollbackEvent::Disconnected { peer, .. } => Some(*peer),
+                _ => None,
+            })
+            .collect();
+        let want = if i == 0 { vec![] } else { vec![a] };
+        assert_eq!(left, want, "node {i}: {:?}", net.nodes[i].events);
+    }
+    for i in [1, 2] {
+        assert_eq!(
+            count(&net, i, |e| matches!(e, RollbackEvent::Rejoining { .. })),
+            0,
+            "node {i}: {:?}",
+            net.nodes[i].events
+        );
+    }
+}
+
+/// Whether node `i` applied an admit of `peer`.
+fn reported_joined(net: &Net, i: usize, peer: PeerId) -> bool {
+    net.nodes[i]
+        .events
+        .iter()
+        .any(|e| matches!(e, RollbackEvent::PlayerJoined { peer: p, .. } if *p == peer))
+}

@@ -35,7 +35,7 @@ proptest::proptest! {
         let kinds = [PlayerKind::Local, PlayerKind::Remote(PeerId(2))];
         let mut s = RollbackSession::<u16>::start(RollbackConfig::default(), PeerId(1), 1, &kinds).unwrap();
         s.handle_peer_joined(now, PeerId(2));
-        s.handle_message(now, PeerId(2), &Msg::<u16>::Intro(wire::IntroMsg { key: [2; 32], proof: None, joiner: false, players: 1, num_players: 2 }).encode());
+        s.handle_message(now, PeerId(2), &Msg::<u16>::Intro(wire::IntroMsg { key: [2; 32], proof: None, attempt: 0, joiner: false, players: 1, num_players: 2 }).encode());
         for (kind, tail) in msgs {
             let mut m = vec![[0x01u8, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15][kind as usize % 7]];
             m.extend(tail);
@@ -100,6 +100,7 @@ fn arb_msg() -> impl proptest::strategy::Strategy<Value = wire::Msg<u16>> {
                 Msg::Intro(wire::IntroMsg {
                     key: [key as u8; 32],
                     proof: joiner.then_some([key as u8; 64]),
+                    attempt: if joiner { 7 } else { 0 },
                     joiner,
                     players,
                     num_players,
@@ -117,7 +118,8 @@ fn arb_msg() -> impl proptest::strategy::Strategy<Value = wire::Msg<u16>> {
                 key: [1; 32],
                 slots,
                 from,
-                snapshot
+                snapshot,
+                attempt: 7,
             })),
         (1u128..6, arb_run()).prop_map(|(p, run)| Msg::Lost(wire::LostMsg {
             peer: PeerId(p),
@@ -155,7 +157,7 @@ proptest::proptest! {
         for p in 2..4 {
             s.handle_peer_joined(now, PeerId(p));
         }
-        s.handle_message(now, PeerId(2), &wire::Msg::<u16>::Intro(wire::IntroMsg { key: [2; 32], proof: None, joiner: false, players: 1, num_players: 3 }).encode());
+        s.handle_message(now, PeerId(2), &wire::Msg::<u16>::Intro(wire::IntroMsg { key: [2; 32], proof: None, attempt: 0, joiner: false, players: 1, num_players: 3 }).encode());
         for (i, m) in msgs.into_iter().enumerate() {
             let from = PeerId(2 + (i % 2) as u128);
             s.handle_message(now, from, &m.encode());
@@ -251,6 +253,7 @@ fn admits_from_a_player_that_is_not_the_host_are_refused_and_the_game_plays_on()
         slots: vec![3],
         from: 700,
         snapshot: 600,
+        attempt: 7,
     })];
     for p in 0..300 {
         admits.push(Msg::Admit(wire::AdmitMsg {
@@ -259,6 +262,7 @@ fn admits_from_a_player_that_is_not_the_host_are_refused_and_the_game_plays_on()
             slots: Vec::new(),
             from: 700,
             snapshot: 600,
+            attempt: 7,
         }));
     }
     for msg in &admits {
@@ -368,6 +372,7 @@ fn a_join_without_a_proof_of_its_key_is_refused_and_takes_no_slot() {
         &Msg::<u16>::Intro(wire::IntroMsg {
             key: victim.verifier(),
             proof: None,
+            attempt: 0,
             joiner: false,
             players: 1,
             num_players: 3,
@@ -383,6 +388,7 @@ fn a_join_without_a_proof_of_its_key_is_refused_and_takes_no_slot() {
         &Msg::<u16>::Intro(wire::IntroMsg {
             key: victim.verifier(),
             proof: Some(keys::PlayerKey::new(9).prove(PeerId(9))),
+            attempt: 7,
             joiner: true,
             players: 1,
             num_players: 3,
@@ -413,6 +419,7 @@ fn a_snapshot_from_a_peer_that_is_not_the_host_is_refused() {
         Msg::<u16>::Intro(wire::IntroMsg {
             key: [1; 32],
             proof: None,
+            attempt: 0,
             joiner: false,
             players,
             num_players: 3,
