@@ -38,6 +38,7 @@ pub mod auth;
 pub mod limits;
 pub mod metrics;
 pub mod rooms;
+pub mod shared;
 pub mod signals;
 pub mod stun;
 

@@ -166,6 +166,22 @@ pub fn check_lobby_name(name: &str) -> Result<(), RoomError> {
     Ok(())
 }
 
+/// Checks a lobby's settings: its [name](check_lobby_name), its mode (at most
+/// [`MAX_MODE`] characters of `[A-Za-z0-9_.~-]`) and a player limit from 2 to
+/// `max_room_size`.
+pub fn check_lobby_spec(spec: &LobbySpec, max_room_size: usize) -> Result<(), RoomError> {
+    check_lobby_name(&spec.name)?;
+    if spec.mode.len() > MAX_MODE || !spec.mode.bytes().all(is_name_char) {
+        return Err(RoomError::InvalidMode);
+    }
+    if !(2..=max_room_size).contains(&spec.max_players) {
+        return Err(RoomError::InvalidLobby(format!(
+            "max_players: from 2 to {max_room_size}"
+        )));
+    }
+    Ok(())
+}
+
 /// What a connecting client asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RoomRequest {
@@ -529,7 +545,7 @@ impl Rooms {
         now: Instant,
         random: impl FnMut() -> u32,
     ) -> Result<LobbyInfo, RoomError> {
-        self.create(spec, None, now, random)
+        self.create(spec, None, now, codes(random))
     }
 
     /// Creates a lobby for `owner` (a client address, by its limit key), who
@@ -542,7 +558,20 @@ impl Rooms {
         now: Instant,
         random: impl FnMut() -> u32,
     ) -> Result<LobbyInfo, RoomError> {
-        self.create(spec, Some(owner), now, random)
+        self.create(spec, Some(owner), now, codes(random))
+    }
+
+    /// Creates a lobby for `owner` if given (limited as in
+    /// [`create_lobby_from`](Self::create_lobby_from)) under the first of
+    /// `codes` that is free.
+    pub fn create_lobby_with(
+        &mut self,
+        owner: Option<IpAddr>,
+        spec: LobbySpec,
+        now: Instant,
+        codes: &[JoinCode],
+    ) -> Result<LobbyInfo, RoomError> {
+        self.create(spec, owner, now, codes.iter().copied())
     }
 
     /// Lobbies `owner` holds now.
@@ -555,18 +584,9 @@ impl Rooms {
         spec: LobbySpec,
         owner: Option<IpAddr>,
         now: Instant,
-        mut random: impl FnMut() -> u32,
+        mut codes: impl Iterator<Item = JoinCode>,
     ) -> Result<LobbyInfo, RoomError> {
-        check_lobby_name(&spec.name)?;
-        if spec.mode.len() > MAX_MODE || !spec.mode.bytes().all(is_name_char) {
-            return Err(RoomError::InvalidMode);
-        }
-        let max = self.limits.max_room_size;
-        if !(2..=max).contains(&spec.max_players) {
-            return Err(RoomError::InvalidLobby(format!(
-                "max_players: from 2 to {max}"
-            )));
-        }
+        check_lobby_spec(&spec, self.limits.max_room_size)?;
         let per_owner = self.limits.max_lobbies_per_owner;
         let owner_full =
             |rooms: &Self| owner.is_some_and(|o| per_owner > 0 && rooms.lobbies_of(o) >= per_owner);
@@ -579,10 +599,7 @@ impl Rooms {
                 return Err(RoomError::TooManyLobbiesFrom(per_owner));
             }
         }
-        // With at most `max_lobbies` taken out of ~890 million codes, a few draws
-        // find a free one.
-        let code = (0..64)
-            .map(|_| JoinCode::from_random(random()))
+        let code = codes
             .find(|code| !self.lobbies.contains_key(code))
             .ok_or(RoomError::TooManyLobbies(self.limits.max_lobbies))?;
         self.lobbies.insert(
@@ -654,6 +671,12 @@ impl Rooms {
         });
         before - self.lobbies.len()
     }
+}
+
+/// Codes to try for a new lobby: with at most `max_lobbies` taken out of ~890
+/// million codes, a few random draws find a free one.
+fn codes(mut random: impl FnMut() -> u32) -> impl Iterator<Item = JoinCode> {
+    (0..64).map(move |_| JoinCode::from_random(random()))
 }
 
 impl RoomKey {

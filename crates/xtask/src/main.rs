@@ -156,6 +156,7 @@ fn setup(root: &Path) -> Result<()> {
         ("unshare", "util-linux"),
         ("iptables", "iptables"),
         ("turnserver", "coturn"),
+        ("redis-server", "redis-server"),
         ("nsenter", "util-linux"),
         ("node", "nodejs"),
         ("npm", "npm"),

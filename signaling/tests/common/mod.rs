@@ -2,6 +2,8 @@
 //! over real WebSockets and HTTP.
 #![allow(dead_code)]
 
+pub mod redis_server;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
