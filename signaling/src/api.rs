@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use axum::Json;
 use axum::Router;
@@ -32,6 +32,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::auth::{IceServerEntry, turn_credentials};
 use crate::limits::address_key;
 use crate::rooms::{JoinCode, LobbyInfo, LobbySpec, RoomError};
+use crate::shared::{SharedError, SharedState, now_millis};
 use crate::state::{App, Refusal};
 
 /// Largest request body, in bytes.
@@ -147,10 +148,10 @@ async fn create_lobby(
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let created = (|| {
+    let created = async {
         check(&app, &headers, &query)?;
         let ip = app.client_ip(addr, &headers);
-        app.check_rate(ip)?;
+        app.check_rate(ip).await?;
         let spec = lobby_request(&body).map_err(|e| {
             Refusal::new(
                 StatusCode::BAD_REQUEST,
@@ -158,10 +159,19 @@ async fn create_lobby(
                 format!("invalid lobby request: {e}"),
             )
         })?;
-        app.hub()
-            .rooms
-            .create_lobby_from(address_key(ip), spec, Instant::now(), rand::random::<u32>)
+        // With at most `--max-lobbies` taken out of ~890 million codes, a few
+        // random draws find a free one.
+        let codes: Vec<JoinCode> = (0..16)
+            .map(|_| JoinCode::from_random(rand::random::<u32>()))
+            .collect();
+        app.shared
+            .create_lobby(Some(address_key(ip)), spec, &codes, now_millis())
+            .await
             .map_err(|e| {
+                let e = match e {
+                    SharedError::Refused(e) => e,
+                    e => return app.unavailable(&e),
+                };
                 let (status, reason) = match e {
                     RoomError::TooManyLobbies(_) => (StatusCode::SERVICE_UNAVAILABLE, "bad_lobby"),
                     RoomError::TooManyLobbiesFrom(_) => {
@@ -171,7 +181,8 @@ async fn create_lobby(
                 };
                 Refusal::new(status, reason, e.to_string())
             })
-    })();
+    }
+    .await;
     match created {
         Ok(info) => {
             app.metrics.lobbies_created.inc();
@@ -188,8 +199,10 @@ async fn list_lobbies(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     // A listing sorts every public lobby: it counts against the rate too.
-    let checked =
-        check(&app, &headers, &query).and_then(|_| app.check_rate(app.client_ip(addr, &headers)));
+    let checked = match check(&app, &headers, &query) {
+        Ok(_) => app.check_rate(app.client_ip(addr, &headers)).await,
+        Err(refusal) => Err(refusal),
+    };
     if let Err(refusal) = checked {
         return refusal.respond(&app);
     }
@@ -199,13 +212,10 @@ async fn list_lobbies(
         .unwrap_or(50)
         .min(MAX_LIST);
     let mode = query.get("mode").map(String::as_str);
-    let lobbies: Vec<LobbyView> = app
-        .hub()
-        .rooms
-        .public_lobbies(mode, limit)
-        .into_iter()
-        .map(LobbyView::from)
-        .collect();
+    let lobbies: Vec<LobbyView> = match app.shared.public_lobbies(mode, limit).await {
+        Ok(lobbies) => lobbies.into_iter().map(LobbyView::from).collect(),
+        Err(error) => return app.unavailable(&error).respond(&app),
+    };
     Json(serde_json::json!({ "lobbies": lobbies })).into_response()
 }
 
@@ -216,15 +226,16 @@ async fn get_lobby(
     Query(query): Query<HashMap<String, String>>,
     Path(code): Path<String>,
 ) -> Response {
-    let found = (|| {
+    let found = async {
         check(&app, &headers, &query)?;
         let ip = app.client_ip(addr, &headers);
-        app.check_rate(ip)?;
+        app.check_rate(ip).await?;
         let code: JoinCode = code.parse().map_err(|e: RoomError| {
             Refusal::new(StatusCode::BAD_REQUEST, "bad_lobby", e.to_string())
         })?;
-        app.find_lobby(ip, code)
-    })();
+        app.find_lobby(ip, code).await
+    }
+    .await;
     match found {
         Ok(info) => Json(LobbyView::from(info)).into_response(),
         Err(refusal) => refusal.respond(&app),
@@ -240,10 +251,13 @@ async fn ice_servers(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let checked = check(&app, &headers, &query).and_then(|subject| {
-        app.check_rate(app.client_ip(addr, &headers))
-            .map(|()| subject)
-    });
+    let checked = match check(&app, &headers, &query) {
+        Ok(subject) => app
+            .check_rate(app.client_ip(addr, &headers))
+            .await
+            .map(|()| subject),
+        Err(refusal) => Err(refusal),
+    };
     let subject = match checked {
         Ok(subject) => subject,
         Err(refusal) => return refusal.respond(&app),

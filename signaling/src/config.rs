@@ -125,6 +125,14 @@ pub struct Config {
     /// WebSocket drops, unannounced, waiting for it to reconnect.
     #[arg(long, env = "GAMENET_RESUME_GRACE", default_value = "20", value_parser = parse_seconds)]
     pub resume_grace: Duration,
+    /// Redis to keep rooms, quick-match, lobbies, the client count and the
+    /// limits per address in, shared with every other instance using it
+    /// (`redis://host:port/db`); none: this process's memory.
+    #[arg(long, env = "GAMENET_REDIS", hide_env_values = true)]
+    pub redis: Option<String>,
+    /// Put before every Redis key and channel of this deployment.
+    #[arg(long, env = "GAMENET_REDIS_PREFIX", default_value = "gn:")]
+    pub redis_prefix: String,
 }
 
 /// Parses whole or fractional seconds.
@@ -182,6 +190,8 @@ impl Default for Config {
             turn_ttl: Duration::from_secs(3600),
             resume_secret: None,
             resume_grace: Duration::from_secs(20),
+            redis: None,
+            redis_prefix: "gn:".into(),
         }
     }
 }

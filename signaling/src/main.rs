@@ -72,7 +72,7 @@ async fn main() -> std::process::ExitCode {
         )
         .compact()
         .init();
-    let result = match Server::bind(&cli.config) {
+    let result = match Server::start(&cli.config).await {
         Ok(server) => server.serve(shutdown_signal()).await,
         Err(e) => Err(e),
     };

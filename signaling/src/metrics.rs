@@ -57,6 +57,12 @@ pub struct Metrics {
     pub stun_requests: Counter,
     /// Clients that reconnected with their key into the room they held.
     pub resumes: Counter,
+    /// Messages for clients of other instances handed to Redis.
+    pub relayed_out: Counter,
+    /// Messages from other instances, through Redis, for clients here.
+    pub relayed_in: Counter,
+    /// Operations on the shared state (Redis) that failed.
+    pub shared_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -80,6 +86,9 @@ impl Default for Metrics {
             matchmaking_seconds: Histogram::new(exponential_buckets(0.001, 4.0, 9)),
             stun_requests: Counter::default(),
             resumes: Counter::default(),
+            relayed_out: Counter::default(),
+            relayed_in: Counter::default(),
+            shared_errors: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -153,6 +162,21 @@ impl Default for Metrics {
             "resumes",
             "Clients that reconnected with their key into the room they held",
             metrics.resumes.clone(),
+        );
+        registry.register(
+            "relayed_out",
+            "Messages for clients of other instances handed to Redis",
+            metrics.relayed_out.clone(),
+        );
+        registry.register(
+            "relayed_in",
+            "Messages from other instances for clients here",
+            metrics.relayed_in.clone(),
+        );
+        registry.register(
+            "shared_errors",
+            "Operations on the shared state (Redis) that failed",
+            metrics.shared_errors.clone(),
         );
         Self {
             registry,

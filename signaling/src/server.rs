@@ -26,8 +26,10 @@ use tower_http::services::ServeDir;
 use tracing::{debug, info, warn};
 
 use crate::Config;
+use crate::rooms::RoomLimits;
+use crate::shared::{MemoryState, RedisState, RedisStateConfig, Shared, SharedState};
 use crate::state::{App, ConnectionGuard};
-use crate::tasks::{expire_lobbies, run_stun};
+use crate::tasks::{Incoming, expire_lobbies, relay_in, run_stun};
 use crate::{api, ws};
 
 /// Errors of the server.
@@ -53,6 +55,10 @@ pub enum Error {
     /// Serving failed.
     #[error("serving: {0}")]
     Serve(std::io::Error),
+    /// Redis (`--redis`) could not be reached, or was asked for from
+    /// [`Server::bind`], which cannot wait for it ([`Server::start`] can).
+    #[error("shared state: {0}")]
+    Shared(String),
 }
 
 /// A bound server, ready to serve.
@@ -67,11 +73,58 @@ pub struct Server {
     addr: SocketAddr,
     /// Set to `true` to close every connection and task.
     shutdown: watch::Sender<bool>,
+    /// With Redis: what other instances send this one's clients.
+    incoming: Option<Incoming>,
 }
 
 impl Server {
-    /// Binds the listening socket and, if configured, the STUN port.
+    /// Binds the listening socket and, if configured, the STUN port, with
+    /// rooms and limits in this process's memory. A config with `redis` set
+    /// is refused: use [`start`](Self::start).
     pub fn bind(config: &Config) -> Result<Self, Error> {
+        if config.redis.is_some() {
+            return Err(Error::Shared(
+                "a server on Redis is started with Server::start".into(),
+            ));
+        }
+        Self::bind_with(
+            config,
+            Shared::Memory(MemoryState::new(room_limits(config))),
+            None,
+        )
+    }
+
+    /// Binds like [`bind`](Self::bind); with `config.redis`, first connects to
+    /// Redis and subscribes to what other instances send this one.
+    pub async fn start(config: &Config) -> Result<Self, Error> {
+        let Some(url) = &config.redis else {
+            return Self::bind(config);
+        };
+        let mut redis_config = RedisStateConfig::new(url.clone(), room_limits(config));
+        redis_config.prefix = config.redis_prefix.clone();
+        let redis = RedisState::connect(redis_config)
+            .await
+            .map_err(|e| Error::Shared(e.to_string()))?;
+        let instance = uuid::Uuid::new_v4().simple().to_string();
+        let incoming: Incoming = Box::pin(
+            redis
+                .subscribe(&instance)
+                .await
+                .map_err(|e| Error::Shared(e.to_string()))?,
+        );
+        let mut server = Self::bind_with(config, Shared::Redis(redis), Some(incoming))?;
+        match Arc::get_mut(&mut server.app) {
+            Some(app) => app.instance = instance,
+            None => return Err(Error::Shared("the server's state is already shared".into())),
+        }
+        Ok(server)
+    }
+
+    fn bind_with(
+        config: &Config,
+        shared: Shared,
+        incoming: Option<Incoming>,
+    ) -> Result<Self, Error> {
         let bind_error = |source| Error::Bind {
             addr: config.listen,
             source,
@@ -93,13 +146,14 @@ impl Server {
         };
         let stun_addr = stun.as_ref().and_then(|s| s.local_addr().ok());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let app = Arc::new(App::new(config, shutdown_rx, stun_addr));
+        let app = Arc::new(App::new(config, shutdown_rx, stun_addr, shared));
         Ok(Self {
             app,
             listener,
             stun,
             addr,
             shutdown,
+            incoming,
         })
     }
 
@@ -125,6 +179,7 @@ impl Server {
             stun,
             addr,
             shutdown: shutdown_tx,
+            incoming,
         } = self;
         let listener = tokio::net::TcpListener::from_std(listener).map_err(Error::Serve)?;
         if let Some(socket) = stun {
@@ -132,6 +187,9 @@ impl Server {
             tokio::spawn(run_stun(socket, app.clone()));
         }
         tokio::spawn(expire_lobbies(app.clone()));
+        if let Some(incoming) = incoming {
+            tokio::spawn(relay_in(app.clone(), incoming));
+        }
         let router = router(app.clone());
         info!(%addr, stun = ?app.stun_addr, "listening");
         if app.config.resume_secret.is_none() {
@@ -178,6 +236,16 @@ impl Server {
         })
         .await;
         Ok(())
+    }
+}
+
+/// The room logic's limits from the server's settings.
+fn room_limits(config: &Config) -> RoomLimits {
+    RoomLimits {
+        max_room_size: config.max_room_size,
+        max_lobbies: config.max_lobbies,
+        lobby_ttl: config.lobby_ttl,
+        max_lobbies_per_owner: config.max_lobbies_per_address,
     }
 }
 
@@ -349,10 +417,18 @@ fn router(app: Arc<App>) -> Router {
     }
 }
 
-/// Ready while serving and not shutting down.
+/// Ready while serving and not shutting down, and with Redis, while this
+/// instance hears what the others send its clients.
 async fn ready(State(app): State<Arc<App>>) -> Response {
     if app.shutting_down.load(Ordering::SeqCst) {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    } else if !app.relay_up.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "not subscribed to Redis").into_response()
+    } else if let Shared::Redis(redis) = &app.shared
+        && let Err(error) = redis.ping().await
+    {
+        app.metrics.shared_errors.inc();
+        (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response()
     } else {
         "ready".into_response()
     }
@@ -360,10 +436,15 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
 
 /// `/metrics`: every metric in the OpenMetrics text format.
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    {
-        let hub = app.hub();
-        app.metrics.rooms.set(hub.rooms.room_count() as i64);
-        app.metrics.lobbies.set(hub.rooms.lobby_count() as i64);
+    match app.shared.counts().await {
+        Ok(counts) => {
+            app.metrics.rooms.set(counts.rooms as i64);
+            app.metrics.lobbies.set(counts.lobbies as i64);
+        }
+        Err(error) => {
+            app.metrics.shared_errors.inc();
+            debug!(%error, "counting rooms");
+        }
     }
     (
         [(

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,10 +15,11 @@ use tokio::sync::{Notify, watch};
 
 use crate::Config;
 use crate::auth::{self, OriginPolicy, TokenError};
-use crate::limits::{RateLimiter, address_key, describe_key};
+use crate::limits::{RetryAfter, address_key, describe_key};
 use crate::metrics::Metrics;
-use crate::outbox::Outbox;
-use crate::rooms::{JoinCode, LobbyInfo, RoomLimits, Rooms};
+use crate::outbox::{NotQueued, Outbox};
+use crate::rooms::{JoinCode, LobbyInfo};
+use crate::shared::{Bucket, Location, Shared, SharedError, SharedState, now_millis};
 
 /// Refused connections being told why at once, at most.
 pub(crate) const REFUSING: usize = 64;
@@ -31,11 +32,29 @@ pub(crate) const REFUSING: usize = 64;
 const LOBBY_MISS_BURST: u32 = 10;
 /// See [`LOBBY_MISS_BURST`].
 const LOBBY_MISS_RATE: f64 = 10.0 / 60.0;
+/// The bucket of unknown lobby codes per address.
+const LOBBY_MISSES: Bucket = Bucket {
+    name: "lobby_miss",
+    rate: LOBBY_MISS_RATE,
+    burst: LOBBY_MISS_BURST,
+};
 
-/// Rooms and the send queues of the peers in them.
-pub(crate) struct Hub {
-    /// Every room and lobby, and who is in which.
-    pub(crate) rooms: Rooms,
+/// What became of a message for a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Queued here, or handed to Redis for the instance holding the peer.
+    Queued,
+    /// The peer's queue is full: its client is being closed.
+    Overflow,
+    /// The peer is not connected (any more).
+    Gone,
+    /// Redis could not take it.
+    Unavailable,
+}
+
+/// The clients connected to this process.
+#[derive(Default)]
+pub(crate) struct Local {
     /// The send queue of each connected peer.
     pub(crate) peers: HashMap<PeerId, Outbox>,
     /// Which connection holds each peer id in its room: the one connected now,
@@ -43,32 +62,17 @@ pub(crate) struct Hub {
     pub(crate) owners: HashMap<PeerId, u64>,
 }
 
-impl Hub {
-    /// No rooms and no peers yet.
-    fn new(config: &Config) -> Self {
-        Self {
-            rooms: Rooms::new(RoomLimits {
-                max_room_size: config.max_room_size,
-                max_lobbies: config.max_lobbies,
-                lobby_ttl: config.lobby_ttl,
-                max_lobbies_per_owner: config.max_lobbies_per_address,
-            }),
-            peers: HashMap::new(),
-            owners: HashMap::new(),
-        }
-    }
-}
-
 /// What every request handler shares.
 pub(crate) struct App {
     /// The settings the server was bound with.
     pub(crate) config: Config,
-    /// Rooms and peers, behind one lock.
-    hub: Mutex<Hub>,
-    /// Connection and API request rates per address.
-    limiter: Mutex<RateLimiter>,
-    /// Unknown lobby codes tried per address.
-    lobby_misses: Mutex<RateLimiter>,
+    /// Rooms, lobbies and the limits that hold across instances: in memory,
+    /// or in Redis shared with other instances.
+    pub(crate) shared: Shared,
+    /// This process's id among the instances sharing a Redis.
+    pub(crate) instance: String,
+    /// The clients connected here.
+    local: Mutex<Local>,
     /// Open TCP connections per address (by [`address_key`]).
     connections: Mutex<HashMap<IpAddr, usize>>,
     /// Connections over the per-address limit being answered now.
@@ -91,6 +95,9 @@ pub(crate) struct App {
     pub(crate) resume_secret: Vec<u8>,
     /// Numbers WebSocket connections.
     pub(crate) next_connection: AtomicU64,
+    /// With Redis: whether this instance hears what other instances send its
+    /// clients (subscribed now). Always `true` in memory.
+    pub(crate) relay_up: AtomicBool,
 }
 
 /// Locks `mutex`, also when a panic elsewhere poisoned it.
@@ -104,11 +111,12 @@ impl App {
         config: &Config,
         shutdown: watch::Receiver<bool>,
         stun_addr: Option<SocketAddr>,
+        shared: Shared,
     ) -> Self {
         Self {
-            hub: Mutex::new(Hub::new(config)),
-            limiter: Mutex::new(RateLimiter::new(config.rate, config.rate_burst, 100_000)),
-            lobby_misses: Mutex::new(RateLimiter::new(LOBBY_MISS_RATE, LOBBY_MISS_BURST, 100_000)),
+            shared,
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+            local: Mutex::new(Local::default()),
             connections: Mutex::new(HashMap::new()),
             refusing: Arc::new(tokio::sync::Semaphore::new(REFUSING)),
             metrics: Metrics::default(),
@@ -123,13 +131,92 @@ impl App {
                 None => rand::random::<[u8; 32]>().to_vec(),
             },
             next_connection: AtomicU64::new(0),
+            relay_up: AtomicBool::new(true),
             config: config.clone(),
         }
     }
 
-    /// Locks the rooms and peers.
-    pub(crate) fn hub(&self) -> MutexGuard<'_, Hub> {
-        lock(&self.hub)
+    /// Locks the table of the clients connected here.
+    pub(crate) fn local(&self) -> MutexGuard<'_, Local> {
+        lock(&self.local)
+    }
+
+    /// Whether the shared state is in Redis (other instances may hold some
+    /// of the peers).
+    pub(crate) fn is_shared(&self) -> bool {
+        matches!(self.shared, Shared::Redis(_))
+    }
+
+    /// Queues `text` (a signaling event) for `to`, where `location` says it is
+    /// connected: here, or through Redis on another instance.
+    pub(crate) async fn deliver(&self, to: PeerId, location: &Location, text: &str) -> Delivery {
+        let here = match location {
+            Location::Here => true,
+            Location::At(instance) => *instance == self.instance,
+            Location::Nowhere => return Delivery::Gone,
+        };
+        if here {
+            return self.deliver_here(to, text);
+        }
+        let (Shared::Redis(redis), Location::At(instance)) = (&self.shared, location) else {
+            return Delivery::Gone;
+        };
+        match redis.publish(instance, &format!("{} {text}", to.0)).await {
+            Ok(()) => {
+                self.metrics.relayed_out.inc();
+                Delivery::Queued
+            }
+            Err(error) => {
+                self.metrics.shared_errors.inc();
+                tracing::debug!(%error, "relaying to another instance");
+                Delivery::Unavailable
+            }
+        }
+    }
+
+    /// Queues `text` for `to` if its client is connected here.
+    pub(crate) fn deliver_here(&self, to: PeerId, text: &str) -> Delivery {
+        let message = axum::extract::ws::Message::Text(text.into());
+        match self.local().peers.get(&to).map(|q| q.push(message)) {
+            Some(Ok(())) => Delivery::Queued,
+            // The receiver is being closed for not keeping up.
+            Some(Err(NotQueued::Overflow)) => Delivery::Overflow,
+            Some(Err(NotQueued::Gone)) | None => Delivery::Gone,
+        }
+    }
+
+    /// Queues `text` for each of `peers`, wherever they are connected; the
+    /// ones not reached are counted as dropped for `reason`.
+    pub(crate) async fn deliver_all(&self, peers: &[PeerId], text: &str) {
+        let locations = if self.is_shared() {
+            match self.shared.locate(peers).await {
+                Ok(locations) => locations,
+                Err(error) => {
+                    self.metrics.shared_errors.inc();
+                    tracing::warn!(%error, "locating peers");
+                    vec![Location::Nowhere; peers.len()]
+                }
+            }
+        } else {
+            vec![Location::Here; peers.len()]
+        };
+        for (peer, location) in peers.iter().zip(&locations) {
+            // A full queue closes its client instead (and tells it who is
+            // here should it come back with its key).
+            let _ = self.deliver(*peer, location, text).await;
+        }
+    }
+
+    /// The refusal for a shared state out of reach.
+    pub(crate) fn unavailable(&self, error: &SharedError) -> Refusal {
+        if matches!(error, SharedError::Unavailable(_)) {
+            self.metrics.shared_errors.inc();
+        }
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shared_state",
+            format!("the server cannot serve this now: {error}"),
+        )
     }
 
     /// The client's address: the connection's, or behind a trusted proxy the
@@ -149,10 +236,15 @@ impl App {
         peer.ip()
     }
 
-    /// Takes a token from `ip`'s rate limit.
-    pub(crate) fn check_rate(&self, ip: IpAddr) -> Result<(), Refusal> {
-        lock(&self.limiter)
-            .check(ip, Instant::now())
+    /// Takes a token from `ip`'s rate limit (across instances with Redis).
+    pub(crate) async fn check_rate(&self, ip: IpAddr) -> Result<(), Refusal> {
+        let bucket = Bucket {
+            name: "request",
+            rate: self.config.rate,
+            burst: self.config.rate_burst,
+        };
+        self.take_token(bucket, ip, false)
+            .await?
             .map_err(|retry| Refusal {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 reason: "rate_limit",
@@ -165,12 +257,27 @@ impl App {
             })
     }
 
+    async fn take_token(
+        &self,
+        bucket: Bucket,
+        ip: IpAddr,
+        peek: bool,
+    ) -> Result<Result<(), RetryAfter>, Refusal> {
+        self.shared
+            .take_token(bucket, ip, peek, now_millis())
+            .await
+            .map_err(|e| self.unavailable(&e))
+    }
+
     /// The lobby with `code`, for a client at `ip`: an unknown code counts
     /// against the address's budget of misses, so that private lobbies cannot
     /// be found by trying codes, through the API or by joining.
-    pub(crate) fn find_lobby(&self, ip: IpAddr, code: JoinCode) -> Result<LobbyInfo, Refusal> {
-        let now = Instant::now();
-        let too_many = |retry: crate::limits::RetryAfter| Refusal {
+    pub(crate) async fn find_lobby(
+        &self,
+        ip: IpAddr,
+        code: JoinCode,
+    ) -> Result<LobbyInfo, Refusal> {
+        let too_many = |retry: RetryAfter| Refusal {
             status: StatusCode::TOO_MANY_REQUESTS,
             reason: "lobby_misses",
             message: format!(
@@ -180,17 +287,20 @@ impl App {
             ),
             retry_after: Some(retry.0),
         };
-        lock(&self.lobby_misses).peek(ip, now).map_err(too_many)?;
-        match self.hub().rooms.lobby(code) {
-            Some(info) => Ok(info),
-            None => {
-                let _ = lock(&self.lobby_misses).check(ip, now);
+        self.take_token(LOBBY_MISSES, ip, true)
+            .await?
+            .map_err(too_many)?;
+        match self.shared.lobby(code).await {
+            Ok(Some(info)) => Ok(info),
+            Ok(None) => {
+                let _ = self.take_token(LOBBY_MISSES, ip, false).await?;
                 Err(Refusal::new(
                     StatusCode::NOT_FOUND,
                     "unknown_lobby",
                     format!("no lobby with code {code}"),
                 ))
             }
+            Err(e) => Err(self.unavailable(&e)),
         }
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::limits::RateLimiter;
+use crate::shared::{Shared, SharedState, now_millis};
 use crate::state::App;
 use crate::stun;
 
@@ -50,11 +51,69 @@ pub(crate) async fn expire_lobbies(app: Arc<App>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let expired = app.hub().rooms.expire_lobbies(Instant::now());
-                if expired > 0 {
-                    tracing::debug!(expired, "lobbies expired");
+                match app.shared.expire_lobbies(now_millis()).await {
+                    Ok(0) => {}
+                    Ok(expired) => tracing::debug!(expired, "lobbies expired"),
+                    Err(error) => {
+                        app.metrics.shared_errors.inc();
+                        tracing::warn!(%error, "expiring lobbies");
+                    }
                 }
             }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// What other instances publish for this one's clients, through Redis.
+pub(crate) type Incoming = std::pin::Pin<Box<dyn futures::Stream<Item = String> + Send>>;
+
+/// Hands what other instances sent through Redis to the clients here;
+/// subscribes again (every second until it works) when the subscription's
+/// connection is lost.
+pub(crate) async fn relay_in(app: Arc<App>, mut incoming: Incoming) {
+    use futures::StreamExt;
+    let Shared::Redis(redis) = &app.shared else {
+        return;
+    };
+    let mut shutdown = app.shutdown.clone();
+    loop {
+        tokio::select! {
+            payload = incoming.next() => match payload {
+                Some(payload) => {
+                    let Some((to, text)) = payload.split_once(' ') else {
+                        continue;
+                    };
+                    let Ok(to) = to.parse::<uuid::Uuid>() else {
+                        continue;
+                    };
+                    app.metrics.relayed_in.inc();
+                    let _ = app.deliver_here(matchbox_protocol::PeerId(to), text);
+                }
+                None => {
+                    app.relay_up.store(false, std::sync::atomic::Ordering::SeqCst);
+                    app.metrics.shared_errors.inc();
+                    tracing::warn!("the Redis subscription ended; subscribing again");
+                    loop {
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = shutdown.changed() => return,
+                        }
+                        match redis.subscribe(&app.instance).await {
+                            Ok(stream) => {
+                                incoming = Box::pin(stream);
+                                app.relay_up.store(true, std::sync::atomic::Ordering::SeqCst);
+                                tracing::info!("subscribed to Redis again");
+                                break;
+                            }
+                            Err(error) => {
+                                app.metrics.shared_errors.inc();
+                                tracing::debug!(%error, "subscribing again");
+                            }
+                        }
+                    }
+                }
+            },
             _ = shutdown.changed() => return,
         }
     }

@@ -21,10 +21,11 @@ use tracing::{debug, info};
 use crate::auth::{self, MAX_RESUME_KEY, MIN_RESUME_KEY};
 use crate::limits::TokenBucket;
 use crate::metrics::Reason;
-use crate::outbox::{Inbox, NotQueued, outbox};
+use crate::outbox::{Inbox, outbox};
 use crate::rooms::{RoomError, RoomRequest};
+use crate::shared::{Shared, SharedError, SharedState, now_millis};
 use crate::signals::{self, SignalError};
-use crate::state::{App, Refusal};
+use crate::state::{App, Delivery, Refusal};
 
 /// Close codes sent to clients, with the reason as text.
 pub mod close {
@@ -42,6 +43,8 @@ pub mod close {
     pub const ROOM_REFUSED: u16 = 4000;
     /// Nothing received for the idle timeout.
     pub const IDLE: u16 = 4001;
+    /// The shared state (Redis) is out of reach: try again later.
+    pub const UNAVAILABLE: u16 = 1013;
     /// The client does not read fast enough: a write took longer than the
     /// write timeout, or its send queue overflowed.
     pub const TOO_SLOW: u16 = 4002;
@@ -66,7 +69,7 @@ pub(crate) async fn open_room(
         query.get("mode").map(String::as_str),
         app.config.max_room_size,
     );
-    admit(app, addr, headers, query, upgrade, request)
+    admit(app, addr, headers, query, upgrade, request).await
 }
 
 /// `GET /join/<CODE>`: a lobby.
@@ -79,13 +82,13 @@ pub(crate) async fn lobby(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let request = RoomRequest::lobby(&code);
-    admit(app, addr, headers, query, upgrade, request)
+    admit(app, addr, headers, query, upgrade, request).await
 }
 
 /// The checks before a WebSocket is accepted, cheapest and most telling first,
 /// the seat among `--max-clients` last (so that refused requests hold none);
 /// each refusal is an HTTP status with a JSON reason, counted in the metrics.
-fn admit(
+async fn admit(
     app: Arc<App>,
     addr: SocketAddr,
     headers: HeaderMap,
@@ -101,53 +104,7 @@ fn admit(
         }
     };
     let ip = app.client_ip(addr, &headers);
-    let checked = (|| {
-        if app.shutting_down.load(Ordering::SeqCst) {
-            return Err(Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the server is shutting down",
-            ));
-        }
-        app.check_rate(ip)?;
-        app.check_origin(&headers)?;
-        app.check_token(&headers, &query)?;
-        let resume = match query.get("key") {
-            None => None,
-            Some(key) => match auth::resume_id(&app.resume_secret, key) {
-                Some(id) => Some(PeerId(id)),
-                None => {
-                    return Err(Refusal::new(
-                        StatusCode::BAD_REQUEST,
-                        "bad_key",
-                        format!(
-                            "invalid key: {MIN_RESUME_KEY} to {MAX_RESUME_KEY} characters of [A-Za-z0-9_-]"
-                        ),
-                    ));
-                }
-            },
-        };
-        if let Ok(RoomRequest::Lobby(code)) = &request {
-            // An unknown code counts against the address's misses.
-            app.find_lobby(ip, *code)?;
-        }
-        let request = request.map_err(|e| {
-            let (status, reason) = match e {
-                RoomError::UnknownLobby(_) => (StatusCode::NOT_FOUND, "unknown_lobby"),
-                _ => (StatusCode::BAD_REQUEST, "bad_room"),
-            };
-            Refusal::new(status, reason, e.to_string())
-        })?;
-        let seat = Seat::take(&app).ok_or_else(|| {
-            Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "max_clients",
-                format!("the server is full ({} clients)", app.config.max_clients),
-            )
-        })?;
-        Ok((request, seat, resume))
-    })();
-    let (request, seat, resume) = match checked {
+    let (request, seat, resume) = match check(&app, ip, &headers, &query, request).await {
         Ok(checked) => checked,
         Err(refusal) => return refusal.respond(&app),
     };
@@ -161,24 +118,108 @@ fn admit(
         .on_upgrade(move |socket| Client::run(app, seat, socket, request, ip, resume))
 }
 
+/// The checks of [`admit`]: the room asked for, the seat taken, and the peer
+/// id a resume key stands for.
+async fn check(
+    app: &Arc<App>,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    request: Result<RoomRequest, RoomError>,
+) -> Result<(RoomRequest, Seat, Option<PeerId>), Refusal> {
+    if app.shutting_down.load(Ordering::SeqCst) {
+        return Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down",
+        ));
+    }
+    app.check_rate(ip).await?;
+    app.check_origin(headers)?;
+    app.check_token(headers, query)?;
+    let resume = match query.get("key") {
+        None => None,
+        Some(key) => match auth::resume_id(&app.resume_secret, key) {
+            Some(id) => Some(PeerId(id)),
+            None => {
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_key",
+                    format!(
+                        "invalid key: {MIN_RESUME_KEY} to {MAX_RESUME_KEY} characters of [A-Za-z0-9_-]"
+                    ),
+                ));
+            }
+        },
+    };
+    if let Ok(RoomRequest::Lobby(code)) = &request {
+        // An unknown code counts against the address's misses.
+        app.find_lobby(ip, *code).await?;
+    }
+    let request = request.map_err(|e| {
+        let (status, reason) = match e {
+            RoomError::UnknownLobby(_) => (StatusCode::NOT_FOUND, "unknown_lobby"),
+            _ => (StatusCode::BAD_REQUEST, "bad_room"),
+        };
+        Refusal::new(status, reason, e.to_string())
+    })?;
+    let seat = Seat::take(app).await?.ok_or_else(|| {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "max_clients",
+            format!("the server is full ({} clients)", app.config.max_clients),
+        )
+    })?;
+    Ok((request, seat, resume))
+}
+
 /// A place among `--max-clients`, taken before the upgrade so that upgrades in
 /// flight count too, and given back when dropped: when its client leaves, or
-/// when the upgrade never happens.
-struct Seat(Arc<App>);
+/// when the upgrade never happens. With Redis, the count is across instances.
+struct Seat {
+    app: Arc<App>,
+    /// Whether a seat was taken in the shared count too.
+    shared: bool,
+}
 
 impl Seat {
-    fn take(app: &Arc<App>) -> Option<Self> {
-        let seat = Seat(app.clone());
+    async fn take(app: &Arc<App>) -> Result<Option<Self>, Refusal> {
+        let mut seat = Seat {
+            app: app.clone(),
+            shared: false,
+        };
+        let max = app.config.max_clients;
         let taken = app.clients.fetch_add(1, Ordering::SeqCst);
         // Dropping the seat gives the place back.
-        (taken < app.config.max_clients).then_some(seat)
+        if taken >= max {
+            return Ok(None);
+        }
+        if let Shared::Redis(redis) = &app.shared {
+            match redis.take_seat(&app.instance, max).await {
+                Ok(true) => seat.shared = true,
+                Ok(false) => return Ok(None),
+                Err(error) => return Err(app.unavailable(&error)),
+            }
+        }
+        Ok(Some(seat))
     }
 }
 
 impl Drop for Seat {
     fn drop(&mut self) {
-        self.0.clients.fetch_sub(1, Ordering::SeqCst);
-        self.0.client_left.notify_waiters();
+        self.app.clients.fetch_sub(1, Ordering::SeqCst);
+        self.app.client_left.notify_waiters();
+        if self.shared
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let app = self.app.clone();
+            runtime.spawn(async move {
+                if let Err(error) = app.shared.give_seat(&app.instance).await {
+                    app.metrics.shared_errors.inc();
+                    tracing::warn!(%error, "giving back a seat");
+                }
+            });
+        }
     }
 }
 
@@ -192,6 +233,16 @@ async fn shutting_down(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
 
 fn event(event: JsonPeerEvent) -> Message {
     Message::Text(event.to_string().into())
+}
+
+/// The text of the close for a shared state out of reach.
+fn unavailable_close(app: &App, error: &SharedError) -> Message {
+    app.metrics.shared_errors.inc();
+    app.metrics.refuse("shared_state");
+    close_frame(
+        close::UNAVAILABLE,
+        &format!("the server cannot serve this now: {error}"),
+    )
 }
 
 /// A close frame; WebSocket close reasons are at most 123 bytes.
@@ -254,60 +305,71 @@ impl Client {
         let app = self.app.clone();
         let id = self.id;
         let (mut sink, stream) = socket.split();
-        let write_timeout = app.config.write_timeout;
-        let hello = sink.send(event(JsonPeerEvent::IdAssigned(id)));
-        if !matches!(tokio::time::timeout(write_timeout, hello).await, Ok(Ok(()))) {
-            return;
-        }
         let (outbox, inbox) = outbox(
             app.config.send_queue,
             app.config.send_queue_bytes,
             app.metrics.queued_bytes.clone(),
         );
-        let joined = {
-            let mut hub = app.hub();
-            if self.resumable
-                && let Some(room) = hub.rooms.room_of(id).cloned()
+        // A client with a key that still holds its place (or replaces a
+        // connection the server has not seen drop yet) resumes: the room
+        // does not hear of it. It is told who is there, so that it can offer
+        // to peers it lost meanwhile; it ignores those it is still connected to.
+        let held = if self.resumable {
+            match app.shared.room_of(id).await {
+                Ok(room) => room.map(|room| (room, app.shared.room_mates(id))),
+                Err(error) => return self.refuse(sink, unavailable_close(&app, &error)).await,
+            }
+        } else {
+            None
+        };
+        if let Some((room, mates)) = held {
+            let mates = match mates.await {
+                Ok(mates) => mates,
+                Err(error) => return self.refuse(sink, unavailable_close(&app, &error)).await,
+            };
+            for other in mates {
+                // Overflowing a fresh queue closes this client at once.
+                let _ = outbox.push(event(JsonPeerEvent::NewPeer(other)));
+            }
             {
-                // The client reconnected with its key while it still holds its
-                // place (or replaces a connection the server has not seen drop
-                // yet): the room does not hear of it. It is told who is there,
-                // so that it can offer to peers it lost meanwhile; it ignores
-                // those it is still connected to.
-                hub.owners.insert(id, self.connection);
-                for other in hub.rooms.room_mates(id) {
-                    // Overflowing a fresh queue closes this client at once.
-                    let _ = outbox.push(event(JsonPeerEvent::NewPeer(other)));
-                }
+                let mut local = app.local();
+                local.owners.insert(id, self.connection);
                 // Replacing the old queue ends the old connection's task.
-                hub.peers.insert(id, outbox);
-                Ok(Err(room))
-            } else {
-                let joined = hub.rooms.join(id, request, Instant::now());
-                if let Ok(joined) = &joined {
-                    hub.peers.insert(id, outbox);
-                    hub.owners.insert(id, self.connection);
-                    let new_peer = event(JsonPeerEvent::NewPeer(id));
-                    for other in &joined.others {
-                        if let Some(queue) = hub.peers.get(other) {
-                            // A full queue belongs to a client that is not
-                            // reading: it is closed (and told who is here
-                            // should it come back with its key).
-                            let _ = queue.push(new_peer.clone());
-                        }
+                local.peers.insert(id, outbox);
+            }
+            app.metrics.resumes.inc();
+            debug!(%id, %ip, room = room.kind(), "resumed");
+            if !self.hello(&mut sink).await {
+                return self.end(true).await;
+            }
+            return self.relay(sink, stream, inbox).await;
+        }
+        // Registered before the join, so that a signal sent to it at once
+        // reaches it.
+        {
+            let mut local = app.local();
+            local.peers.insert(id, outbox);
+            local.owners.insert(id, self.connection);
+        }
+        let joined = match app
+            .shared
+            .join(id, &app.instance, &request, now_millis())
+            .await
+        {
+            Ok(joined) => joined,
+            Err(error) => {
+                self.ended = true;
+                {
+                    let mut local = app.local();
+                    if local.owners.get(&id) == Some(&self.connection) {
+                        local.owners.remove(&id);
+                        local.peers.remove(&id);
                     }
                 }
-                joined.map(Ok)
-            }
-        };
-        let joined = match joined {
-            Ok(Ok(joined)) => joined,
-            Ok(Err(room)) => {
-                app.metrics.resumes.inc();
-                debug!(%id, %ip, room = room.kind(), "resumed");
-                return self.relay(sink, stream, inbox).await;
-            }
-            Err(error) => {
+                let error = match error {
+                    SharedError::Refused(error) => error,
+                    error => return self.refuse(sink, unavailable_close(&app, &error)).await,
+                };
                 let reason = match error {
                     RoomError::RoomFull(_) => "room_full",
                     RoomError::UnknownLobby(_) => "unknown_lobby",
@@ -315,11 +377,17 @@ impl Client {
                 };
                 app.metrics.refuse(reason);
                 info!(%id, %ip, %error, "refused");
-                let refused = sink.send(close_frame(close::ROOM_REFUSED, &error.to_string()));
-                let _ = tokio::time::timeout(write_timeout, refused).await;
-                return;
+                let close = close_frame(close::ROOM_REFUSED, &error.to_string());
+                return self.refuse(sink, close).await;
             }
         };
+        let new_peer = JsonPeerEvent::NewPeer(id).to_string();
+        app.deliver_all(&joined.others, &new_peer).await;
+        // Its id only now that it is in the room: a client that has its id
+        // is found by the next joiner, on any instance.
+        if !self.hello(&mut sink).await {
+            return self.end(true).await;
+        }
         let kind = joined.room.kind();
         app.metrics
             .joins
@@ -334,6 +402,28 @@ impl Client {
         debug!(%id, %ip, kind, peers = joined.others.len() + 1, "joined");
 
         self.relay(sink, stream, inbox).await;
+    }
+
+    /// Tells the client its id; `false` if that write failed or timed out.
+    async fn hello(&self, sink: &mut futures::stream::SplitSink<WebSocket, Message>) -> bool {
+        let hello = sink.send(event(JsonPeerEvent::IdAssigned(self.id)));
+        matches!(
+            tokio::time::timeout(self.app.config.write_timeout, hello).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Closes a client that did not get into a room with `close` (after its
+    /// id, as a client expects one first).
+    async fn refuse(
+        &mut self,
+        mut sink: futures::stream::SplitSink<WebSocket, Message>,
+        close: Message,
+    ) {
+        self.ended = true;
+        if self.hello(&mut sink).await {
+            let _ = tokio::time::timeout(self.app.config.write_timeout, sink.send(close)).await;
+        }
     }
 
     /// Passes the client's signals on and its queued messages to it until the
@@ -372,7 +462,7 @@ impl Client {
                             break None;
                         }
                         Some(Ok(Message::Text(text))) => {
-                            if let Err(close) = self.on_request(&text) {
+                            if let Err(close) = self.on_request(&text).await {
                                 break Some(close);
                             }
                         }
@@ -434,7 +524,7 @@ impl Client {
                 }
             }
         };
-        self.end(closing.is_none() && !closed_by_client);
+        self.end(closing.is_none() && !closed_by_client).await;
         if let Some(close) = closing {
             // A client that does not read may never take the close frame.
             let _ = tokio::time::timeout(CLOSING, sink.send(close)).await;
@@ -465,8 +555,8 @@ impl Client {
     }
 
     /// Handles one text message; an error is the close frame to end with.
-    fn on_request(&mut self, text: &str) -> Result<(), Message> {
-        let app = &self.app;
+    async fn on_request(&mut self, text: &str) -> Result<(), Message> {
+        let app = self.app.clone();
         match JsonPeerRequest::from_str(text) {
             Ok(PeerRequest::Signal { receiver, data }) => {
                 if let Err(error) = signals::check(&data) {
@@ -503,22 +593,32 @@ impl Client {
                         &format!("too many signal bytes: over {burst} at once or {rate} a second"),
                     ));
                 }
-                let message = event(JsonPeerEvent::Signal {
+                let message = JsonPeerEvent::Signal {
                     sender: self.id,
                     data,
-                });
-                let hub = app.hub();
-                if !hub.rooms.can_signal(self.id, receiver) {
-                    app.metrics.drop_signal("outside_room");
-                    return Ok(());
                 }
-                match hub.peers.get(&receiver).map(|q| q.push(message)) {
-                    Some(Ok(())) => {
+                .to_string();
+                let location = match app.shared.route(self.id, receiver).await {
+                    Ok(Some(location)) => location,
+                    Ok(None) => {
+                        app.metrics.drop_signal("outside_room");
+                        return Ok(());
+                    }
+                    Err(error) => {
+                        app.metrics.shared_errors.inc();
+                        debug!(id = %self.id, %error, "routing a signal");
+                        app.metrics.drop_signal("unavailable");
+                        return Ok(());
+                    }
+                };
+                match app.deliver(receiver, &location, &message).await {
+                    Delivery::Queued => {
                         app.metrics.signals.inc();
                     }
                     // The receiver is being closed for not keeping up.
-                    Some(Err(NotQueued::Overflow)) => app.metrics.drop_signal("queue_full"),
-                    Some(Err(NotQueued::Gone)) | None => app.metrics.drop_signal("gone"),
+                    Delivery::Overflow => app.metrics.drop_signal("queue_full"),
+                    Delivery::Gone => app.metrics.drop_signal("gone"),
+                    Delivery::Unavailable => app.metrics.drop_signal("unavailable"),
                 };
                 Ok(())
             }
@@ -559,54 +659,58 @@ impl Client {
 
     /// The connection ended. A client with a key whose connection dropped
     /// keeps its place, unannounced, for `--resume-grace`; any other leaves now.
-    fn end(&mut self, dropped: bool) {
+    async fn end(&mut self, dropped: bool) {
         self.ended = true;
-        let app = &self.app;
-        let mut hub = app.hub();
-        if hub.owners.get(&self.id) != Some(&self.connection) {
-            // A newer connection with the same key took over.
-            return;
+        let app = self.app.clone();
+        let hold = {
+            let mut local = app.local();
+            if local.owners.get(&self.id) != Some(&self.connection) {
+                // A newer connection with the same key took over.
+                return;
+            }
+            let hold = dropped && self.resumable && !app.shutting_down.load(Ordering::SeqCst);
+            if hold {
+                local.peers.remove(&self.id);
+            }
+            hold
+        };
+        if !hold {
+            return leave(&app, self.id, self.connection).await;
         }
-        if !(dropped && self.resumable) || app.shutting_down.load(Ordering::SeqCst) {
-            drop(hub);
-            self.leave();
-            return;
-        }
-        hub.peers.remove(&self.id);
-        drop(hub);
-        let (app, id, connection) = (app.clone(), self.id, self.connection);
+        let (id, connection) = (self.id, self.connection);
         tokio::spawn(async move {
             tokio::time::sleep(app.config.resume_grace).await;
             let held = {
-                let hub = app.hub();
-                hub.owners.get(&id) == Some(&connection) && !hub.peers.contains_key(&id)
+                let local = app.local();
+                local.owners.get(&id) == Some(&connection) && !local.peers.contains_key(&id)
             };
             if held {
                 debug!(%id, "did not come back");
-                leave(&app, id, connection);
+                leave(&app, id, connection).await;
             }
         });
-    }
-
-    fn leave(&self) {
-        leave(&self.app, self.id, self.connection);
     }
 }
 
 /// Takes `id` out of its room and tells the others, unless a newer connection
 /// holds it.
-fn leave(app: &App, id: PeerId, connection: u64) {
-    let left = event(JsonPeerEvent::PeerLeft(id));
-    let mut hub = app.hub();
-    if hub.owners.get(&id) != Some(&connection) {
-        return;
+async fn leave(app: &App, id: PeerId, connection: u64) {
+    {
+        let mut local = app.local();
+        if local.owners.get(&id) != Some(&connection) {
+            return;
+        }
+        local.owners.remove(&id);
+        local.peers.remove(&id);
     }
-    hub.owners.remove(&id);
-    hub.peers.remove(&id);
-    for other in hub.rooms.leave(id, Instant::now()) {
-        if let Some(queue) = hub.peers.get(&other) {
-            // A full queue closes its client instead.
-            let _ = queue.push(left.clone());
+    match app.shared.leave(id, now_millis()).await {
+        Ok(others) => {
+            let left = JsonPeerEvent::PeerLeft(id).to_string();
+            app.deliver_all(&others, &left).await;
+        }
+        Err(error) => {
+            app.metrics.shared_errors.inc();
+            tracing::warn!(%id, %error, "leaving the room");
         }
     }
 }
@@ -614,8 +718,11 @@ fn leave(app: &App, id: PeerId, connection: u64) {
 impl Drop for Client {
     fn drop(&mut self) {
         // Already done on the way out, unless the task was cancelled.
-        if !self.ended {
-            self.leave();
+        if !self.ended
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let (app, id, connection) = (self.app.clone(), self.id, self.connection);
+            runtime.spawn(async move { leave(&app, id, connection).await });
         }
         self.app.metrics.clients.dec();
         // The seat goes back when the fields drop, after this.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use matchbox_protocol::PeerId;
 
-use super::{Bucket, Counts, Millis, SharedError, SharedState, now_millis};
+use super::{Bucket, Counts, Location, Millis, SharedError, SharedState, now_millis};
 use crate::limits::{RateLimiter, RetryAfter};
 use crate::rooms::{
     JoinCode, Joined, LobbyInfo, LobbySpec, RoomKey, RoomLimits, RoomRequest, Rooms,
@@ -81,6 +81,16 @@ impl SharedState for MemoryState {
 
     async fn can_signal(&self, from: PeerId, to: PeerId) -> Result<bool, SharedError> {
         Ok(lock(&self.rooms).can_signal(from, to))
+    }
+
+    async fn route(&self, from: PeerId, to: PeerId) -> Result<Option<Location>, SharedError> {
+        Ok(lock(&self.rooms)
+            .can_signal(from, to)
+            .then_some(Location::Here))
+    }
+
+    async fn locate(&self, peers: &[PeerId]) -> Result<Vec<Location>, SharedError> {
+        Ok(vec![Location::Here; peers.len()])
     }
 
     async fn create_lobby(

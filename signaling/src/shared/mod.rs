@@ -74,6 +74,17 @@ pub struct Counts {
     pub lobbies: usize,
 }
 
+/// Where a peer's client is connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// To this process (always, in memory).
+    Here,
+    /// To the instance with this id (perhaps this one).
+    At(String),
+    /// Nowhere known: it left meanwhile.
+    Nowhere,
+}
+
 /// A rate limit kept per client address (by its
 /// [`address_key`](crate::limits::address_key)): `burst` requests at once,
 /// refilled at `rate` a second.
@@ -141,6 +152,20 @@ pub trait SharedState: Send + Sync {
         to: PeerId,
     ) -> impl Future<Output = Result<bool, SharedError>> + Send;
 
+    /// Where `to` is connected, if `from` may send it a signal (both in one
+    /// room); `None` if it may not.
+    fn route(
+        &self,
+        from: PeerId,
+        to: PeerId,
+    ) -> impl Future<Output = Result<Option<Location>, SharedError>> + Send;
+
+    /// Where each of `peers` is connected.
+    fn locate(
+        &self,
+        peers: &[PeerId],
+    ) -> impl Future<Output = Result<Vec<Location>, SharedError>> + Send;
+
     /// Creates a lobby under a fresh code, for `owner` (a client address by its
     /// limit key) if given, who may hold at most
     /// [`RoomLimits::max_lobbies_per_owner`](crate::rooms::RoomLimits) at once.
@@ -207,6 +232,10 @@ pub trait SharedState: Send + Sync {
 
 /// One of the implementations, chosen at start-up (`--redis`).
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a server holds one, for its whole life"
+)]
 pub enum Shared {
     /// In this process's memory.
     Memory(MemoryState),
@@ -249,6 +278,14 @@ impl SharedState for Shared {
 
     async fn can_signal(&self, from: PeerId, to: PeerId) -> Result<bool, SharedError> {
         either!(self, s => s.can_signal(from, to))
+    }
+
+    async fn route(&self, from: PeerId, to: PeerId) -> Result<Option<Location>, SharedError> {
+        either!(self, s => s.route(from, to))
+    }
+
+    async fn locate(&self, peers: &[PeerId]) -> Result<Vec<Location>, SharedError> {
+        either!(self, s => s.locate(peers))
     }
 
     async fn create_lobby(

@@ -12,6 +12,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `peer:<id>` | string | the room of a peer |
+//! | `at:<id>` | string | the instance a peer is connected to |
 //! | `room:<room>` | hash | the room's members: peer id → its instance |
 //! | `fill:<size>:<mode>:<path>` | string | the quick-match group filling now |
 //! | `group` | counter | the last quick-match group number |
@@ -35,7 +36,7 @@ use matchbox_protocol::PeerId;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script, Value};
 
-use super::{Bucket, Counts, Millis, SharedError, SharedState};
+use super::{Bucket, Counts, Location, Millis, SharedError, SharedState};
 use crate::limits::{RetryAfter, address_key};
 use crate::rooms::{
     JoinCode, Joined, LobbyInfo, LobbySpec, RoomError, RoomKey, RoomLimits, RoomRequest,
@@ -70,9 +71,11 @@ impl RedisStateConfig {
 
 /// Rooms, lobbies, limits and the client count of every instance, in Redis.
 pub struct RedisState {
+    client: redis::Client,
     conn: ConnectionManager,
     prefix: String,
     limits: RoomLimits,
+    timeout: Duration,
     scripts: Scripts,
 }
 
@@ -90,6 +93,7 @@ struct Scripts {
     join: Script,
     leave: Script,
     room_mates: Script,
+    route: Script,
     create_lobby: Script,
     lobby: Script,
     public_lobbies: Script,
@@ -157,6 +161,7 @@ local others = redis.call('HKEYS', room)
 if n == 0 then redis.call('INCR', P..'nrooms') end
 redis.call('HSET', room, peer, inst)
 redis.call('SET', P..'peer:'..peer, rk)
+redis.call('SET', P..'at:'..peer, inst)
 redis.call('INCR', P..'npeers')
 if kind == 'l' then
   redis.call('HSET', P..'lobby:'..ARGV[7], 'empty', '')
@@ -186,7 +191,7 @@ local P, peer, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local pk = P..'peer:'..peer
 local rk = redis.call('GET', pk)
 if not rk then return {} end
-redis.call('DEL', pk)
+redis.call('DEL', pk, P..'at:'..peer)
 redis.call('DECR', P..'npeers')
 local room = P..'room:'..rk
 redis.call('HDEL', room, peer)
@@ -221,6 +226,16 @@ for _, m in ipairs(redis.call('HKEYS', ARGV[1]..'room:'..rk)) do
   if m ~= ARGV[2] then mates[#mates + 1] = m end
 end
 return mates
+";
+
+/// ARGV: prefix, from, to. Returns the instance of `to` (`''` if unknown)
+/// if both are in one room, else nil.
+const ROUTE: &str = r"
+local P = ARGV[1]
+if ARGV[2] == ARGV[3] then return false end
+local a = redis.call('GET', P..'peer:'..ARGV[2])
+if not a or a ~= redis.call('GET', P..'peer:'..ARGV[3]) then return false end
+return redis.call('GET', P..'at:'..ARGV[3]) or ''
 ";
 
 /// ARGV: prefix, owner (`''`: none), name, mode, public (`1`/`0`), max
@@ -325,6 +340,7 @@ impl Scripts {
             join: Script::new(JOIN),
             leave: Script::new(LEAVE),
             room_mates: Script::new(ROOM_MATES),
+            route: Script::new(ROUTE),
             create_lobby: with_expire(CREATE_LOBBY),
             lobby: with_lobby(LOBBY),
             public_lobbies: with_lobby(PUBLIC_LOBBIES),
@@ -390,6 +406,15 @@ fn room_key(text: &str) -> Result<RoomKey, SharedError> {
     }
 }
 
+/// An instance id as stored; empty for none known.
+fn location(at: String) -> Location {
+    if at.is_empty() {
+        Location::Nowhere
+    } else {
+        Location::At(at)
+    }
+}
+
 /// A lobby from `{code, name, mode, public, players, max}`.
 fn lobby_info(value: &Value) -> Result<Option<LobbyInfo>, SharedError> {
     let fields: Vec<Value> = redis::from_redis_value_ref(value).map_err(unavailable)?;
@@ -449,14 +474,62 @@ impl RedisState {
             .await
             .map_err(unavailable)?;
         Ok(Self {
+            client,
             conn,
             prefix: config.prefix,
             limits: RoomLimits {
                 max_room_size: config.limits.max_room_size.max(2),
                 ..config.limits
             },
+            timeout: config.timeout,
             scripts: Scripts::new(),
         })
+    }
+
+    /// Whether Redis answers now.
+    pub async fn ping(&self) -> Result<(), SharedError> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// The channel of the messages for the clients of `instance`.
+    fn channel(&self, instance: &str) -> String {
+        self.key(&format!("to:{instance}"))
+    }
+
+    /// Sends `payload` to whichever instance subscribed for `instance`
+    /// (lost if none is: Redis pub/sub keeps nothing).
+    pub async fn publish(&self, instance: &str, payload: &str) -> Result<(), SharedError> {
+        let _: i64 = self
+            .conn
+            .clone()
+            .publish(self.channel(instance), payload)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// The payloads published for `instance` from now on, over a connection of
+    /// its own; the stream ends when that connection does.
+    pub async fn subscribe(
+        &self,
+        instance: &str,
+    ) -> Result<impl futures::Stream<Item = String> + Send + use<>, SharedError> {
+        use futures::StreamExt;
+        let mut pubsub = tokio::time::timeout(self.timeout, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| unavailable("no answer from Redis in time"))?
+            .map_err(unavailable)?;
+        pubsub
+            .subscribe(self.channel(instance))
+            .await
+            .map_err(unavailable)?;
+        Ok(pubsub
+            .into_on_message()
+            .filter_map(|message| async move { message.get_payload::<String>().ok() }))
     }
 
     fn key(&self, rest: &str) -> String {
@@ -560,6 +633,38 @@ impl SharedState for RedisState {
             .await
             .map_err(unavailable)?;
         Ok(matches!(rooms.as_slice(), [Some(a), Some(b)] if a == b))
+    }
+
+    async fn route(&self, from: PeerId, to: PeerId) -> Result<Option<Location>, SharedError> {
+        let at: Option<String> = self
+            .scripts
+            .route
+            .arg(&self.prefix)
+            .arg(from.0.to_string())
+            .arg(to.0.to_string())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(at.map(location))
+    }
+
+    async fn locate(&self, peers: &[PeerId]) -> Result<Vec<Location>, SharedError> {
+        if peers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = peers
+            .iter()
+            .map(|p| self.key(&format!("at:{}", p.0)))
+            .collect();
+        let at: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(at
+            .into_iter()
+            .map(|at| at.map_or(Location::Nowhere, location))
+            .collect())
     }
 
     async fn create_lobby(

@@ -36,7 +36,7 @@ pub async fn start_on(
     tokio::task::JoinHandle<()>,
 ) {
     let config = Config { listen, ..config };
-    let server = Server::bind(&config).unwrap();
+    let server = Server::start(&config).await.unwrap();
     let addr = server.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
