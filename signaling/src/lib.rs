@@ -45,6 +45,7 @@ pub mod stun;
 mod api;
 mod config;
 mod outbox;
+mod seat;
 mod server;
 mod state;
 mod tasks;

@@ -35,6 +35,7 @@ use crate::rooms::{JoinCode, Joined, LobbyInfo, LobbySpec, RoomError, RoomKey, R
 
 mod memory;
 mod redis;
+mod scripts;
 
 pub use memory::MemoryState;
 pub use redis::{RedisState, RedisStateConfig};

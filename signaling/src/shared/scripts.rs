@@ -1,0 +1,270 @@
+//! The Lua scripts of [`RedisState`](super::RedisState): each step that reads
+//! and writes several keys runs as one script, atomically. The key layout is
+//! in the `redis` module's documentation.
+
+use redis::Script;
+
+/// The Lua scripts, loaded once (Redis caches them by hash).
+pub(super) struct Scripts {
+    pub(super) join: Script,
+    pub(super) leave: Script,
+    pub(super) room_mates: Script,
+    pub(super) route: Script,
+    pub(super) create_lobby: Script,
+    pub(super) lobby: Script,
+    pub(super) public_lobbies: Script,
+    pub(super) expire: Script,
+    pub(super) token: Script,
+    pub(super) take_seat: Script,
+    pub(super) give_seat: Script,
+}
+
+/// Removes lobbies empty since `now - ttl` or longer; shared by the scripts
+/// that expire lobbies.
+const EXPIRE_FN: &str = r"
+local function expire(P, now, ttl)
+  local old = redis.call('ZRANGEBYSCORE', P..'empty', '-inf', now - ttl)
+  for _, code in ipairs(old) do
+    local lk = P..'lobby:'..code
+    local f = redis.call('HMGET', lk, 'owner', 'public', 'mode')
+    redis.call('DEL', lk)
+    redis.call('ZREM', P..'lobbies', code)
+    redis.call('ZREM', P..'empty', code)
+    if f[2] == '1' then
+      redis.call('ZREM', P..'public', code)
+      redis.call('ZREM', P..'public:'..(f[3] or ''), code)
+    end
+    if f[1] and f[1] ~= '' then
+      if redis.call('DECR', P..'owned:'..f[1]) <= 0 then redis.call('DEL', P..'owned:'..f[1]) end
+    end
+  end
+  return #old
+end
+";
+
+/// ARGV: prefix, peer, instance, now, max room size, kind (`o`, `q`, `l`),
+/// then path | path, mode, size | code. Returns `{'ok', room, others,
+/// matched waits}` or `{refusal, number}`.
+const JOIN: &str = r"
+local P, peer, inst = ARGV[1], ARGV[2], ARGV[3]
+local now, maxroom, kind = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+if redis.call('EXISTS', P..'peer:'..peer) == 1 then return {'already', 0} end
+local rk, limit, fill, group, size
+if kind == 'o' then
+  rk = 'o:'..ARGV[7]
+  limit = maxroom
+elseif kind == 'q' then
+  local path, mode = ARGV[7], ARGV[8]
+  size = tonumber(ARGV[9])
+  fill = P..'fill:'..size..':'..mode..':'..path
+  group = redis.call('GET', fill)
+  if not group then
+    group = tostring(redis.call('INCR', P..'group'))
+    redis.call('SET', fill, group)
+  end
+  rk = 'q:'..size..':'..group..':'..mode..':'..path
+  limit = math.min(size, maxroom)
+else
+  local max = redis.call('HGET', P..'lobby:'..ARGV[7], 'max')
+  if not max then return {'unknown_lobby', 0} end
+  rk = 'l:'..ARGV[7]
+  limit = tonumber(max)
+end
+local room = P..'room:'..rk
+local n = redis.call('HLEN', room)
+if n >= limit then return {'full', limit} end
+local others = redis.call('HKEYS', room)
+if n == 0 then redis.call('INCR', P..'nrooms') end
+redis.call('HSET', room, peer, inst)
+redis.call('SET', P..'peer:'..peer, rk)
+redis.call('SET', P..'at:'..peer, inst)
+redis.call('INCR', P..'npeers')
+if kind == 'l' then
+  redis.call('HSET', P..'lobby:'..ARGV[7], 'empty', '')
+  redis.call('ZREM', P..'empty', ARGV[7])
+end
+local matched = {}
+if kind == 'q' then
+  local wait = P..'wait:'..rk
+  if n + 1 >= size then
+    if redis.call('GET', fill) == group then redis.call('DEL', fill) end
+    for _, m in ipairs(others) do
+      local since = tonumber(redis.call('HGET', wait, m)) or now
+      matched[#matched + 1] = math.max(0, now - since)
+    end
+    matched[#matched + 1] = 0
+    redis.call('DEL', wait)
+  else
+    redis.call('HSET', wait, peer, now)
+  end
+end
+return {'ok', rk, others, matched}
+";
+
+/// ARGV: prefix, peer, now. Returns the peers left in its room.
+const LEAVE: &str = r"
+local P, peer, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local pk = P..'peer:'..peer
+local rk = redis.call('GET', pk)
+if not rk then return {} end
+redis.call('DEL', pk, P..'at:'..peer)
+redis.call('DECR', P..'npeers')
+local room = P..'room:'..rk
+redis.call('HDEL', room, peer)
+local kind = string.sub(rk, 1, 1)
+if kind == 'q' then redis.call('HDEL', P..'wait:'..rk, peer) end
+local others = redis.call('HKEYS', room)
+if #others == 0 then
+  redis.call('DECR', P..'nrooms')
+  if kind == 'q' then
+    local size, group, mode, path = string.match(rk, '^q:(%d+):(%d+):([^:]*):(.*)$')
+    local fill = P..'fill:'..size..':'..mode..':'..path
+    if redis.call('GET', fill) == group then redis.call('DEL', fill) end
+    redis.call('DEL', P..'wait:'..rk)
+  elseif kind == 'l' then
+    local code = string.sub(rk, 3)
+    local lk = P..'lobby:'..code
+    if redis.call('EXISTS', lk) == 1 then
+      redis.call('HSET', lk, 'empty', now)
+      redis.call('ZADD', P..'empty', now, code)
+    end
+  end
+end
+return others
+";
+
+/// ARGV: prefix, peer. Returns the other members of its room.
+const ROOM_MATES: &str = r"
+local rk = redis.call('GET', ARGV[1]..'peer:'..ARGV[2])
+if not rk then return {} end
+local mates = {}
+for _, m in ipairs(redis.call('HKEYS', ARGV[1]..'room:'..rk)) do
+  if m ~= ARGV[2] then mates[#mates + 1] = m end
+end
+return mates
+";
+
+/// ARGV: prefix, from, to. Returns the instance of `to` (`''` if unknown)
+/// if both are in one room, else nil.
+const ROUTE: &str = r"
+local P = ARGV[1]
+if ARGV[2] == ARGV[3] then return false end
+local a = redis.call('GET', P..'peer:'..ARGV[2])
+if not a or a ~= redis.call('GET', P..'peer:'..ARGV[3]) then return false end
+return redis.call('GET', P..'at:'..ARGV[3]) or ''
+";
+
+/// ARGV: prefix, owner (`''`: none), name, mode, public (`1`/`0`), max
+/// players, now, ttl, max lobbies, max per owner, then candidate codes.
+/// Returns `{'ok', code}` or `{refusal, number}`.
+const CREATE_LOBBY: &str = r"
+local P, owner, now, ttl = ARGV[1], ARGV[2], tonumber(ARGV[7]), tonumber(ARGV[8])
+local maxl, per = tonumber(ARGV[9]), tonumber(ARGV[10])
+local function owner_full()
+  return owner ~= '' and per > 0 and tonumber(redis.call('GET', P..'owned:'..owner) or '0') >= per
+end
+if redis.call('ZCARD', P..'lobbies') >= maxl or owner_full() then
+  expire(P, now, ttl)
+  if redis.call('ZCARD', P..'lobbies') >= maxl then return {'too_many', maxl} end
+  if owner_full() then return {'too_many_from', per} end
+end
+for i = 11, #ARGV do
+  local code = ARGV[i]
+  local lk = P..'lobby:'..code
+  if redis.call('EXISTS', lk) == 0 then
+    redis.call('HSET', lk, 'name', ARGV[3], 'mode', ARGV[4], 'public', ARGV[5], 'max', ARGV[6],
+      'owner', owner, 'created', now, 'empty', now)
+    redis.call('ZADD', P..'lobbies', now, code)
+    redis.call('ZADD', P..'empty', now, code)
+    if ARGV[5] == '1' then
+      redis.call('ZADD', P..'public', now, code)
+      redis.call('ZADD', P..'public:'..ARGV[4], now, code)
+    end
+    if owner ~= '' then redis.call('INCR', P..'owned:'..owner) end
+    return {'ok', code}
+  end
+end
+return {'too_many', maxl}
+";
+
+/// A lobby's fields as `{code, name, mode, public, players, max}`, or `{}`.
+const LOBBY_FN: &str = r"
+local function lobby(P, code)
+  local f = redis.call('HMGET', P..'lobby:'..code, 'name', 'mode', 'public', 'max')
+  if not f[4] then return {} end
+  return {code, f[1], f[2], f[3], redis.call('HLEN', P..'room:l:'..code), f[4]}
+end
+";
+
+/// ARGV: prefix, code.
+const LOBBY: &str = "return lobby(ARGV[1], ARGV[2])";
+
+/// ARGV: prefix, the sorted set to list, limit. Returns lobbies as [`LOBBY`].
+const PUBLIC_LOBBIES: &str = r"
+local found = {}
+for _, code in ipairs(redis.call('ZREVRANGE', ARGV[1]..ARGV[2], 0, tonumber(ARGV[3]) - 1)) do
+  local l = lobby(ARGV[1], code)
+  if #l > 0 then found[#found + 1] = l end
+end
+return found
+";
+
+/// ARGV: prefix, now, ttl. Returns how many lobbies expired.
+const EXPIRE: &str = "return expire(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))";
+
+/// KEYS: the bucket. ARGV: rate (a second), burst, now, peek (`1`/`0`),
+/// time-to-live (ms). Returns 0 when a token was there (and taken unless
+/// peeking), or the milliseconds until one is.
+const TOKEN: &str = r"
+local rate, burst, now, peek = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'
+local f = redis.call('HMGET', KEYS[1], 't', 'at')
+local tokens, at = tonumber(f[1]) or burst, tonumber(f[2]) or now
+if now > at then
+  tokens = math.min(burst, tokens + (now - at) / 1000 * rate)
+  at = now
+end
+if tokens >= 1 then
+  if not peek then
+    redis.call('HSET', KEYS[1], 't', tostring(tokens - 1), 'at', at)
+    redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  end
+  return 0
+end
+return math.max(1, math.ceil((1 - tokens) / rate * 1000))
+";
+
+/// KEYS: the seats hash. ARGV: instance, max.
+const TAKE_SEAT: &str = r"
+local sum = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[1])) do sum = sum + tonumber(v) end
+if sum >= tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+return 1
+";
+
+/// KEYS: the seats hash. ARGV: instance.
+const GIVE_SEAT: &str = r"
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+";
+
+impl Scripts {
+    /// Every script, not loaded yet.
+    pub(super) fn new() -> Self {
+        let with_expire = |body: &str| Script::new(&format!("{EXPIRE_FN}\n{body}"));
+        let with_lobby = |body: &str| Script::new(&format!("{LOBBY_FN}\n{body}"));
+        Self {
+            join: Script::new(JOIN),
+            leave: Script::new(LEAVE),
+            room_mates: Script::new(ROOM_MATES),
+            route: Script::new(ROUTE),
+            create_lobby: with_expire(CREATE_LOBBY),
+            lobby: with_lobby(LOBBY),
+            public_lobbies: with_lobby(PUBLIC_LOBBIES),
+            expire: with_expire(EXPIRE),
+            token: Script::new(TOKEN),
+            take_seat: Script::new(TAKE_SEAT),
+            give_seat: Script::new(GIVE_SEAT),
+        }
+    }
+}
