@@ -15,7 +15,9 @@
 //!
 //! `cargo xtask bench signaling` builds both servers and runs this; it needs
 //! `GAMENET_SIGNALING_BIN` and `MATCHBOX_SERVER_BIN`. Writes
-//! `benches/results/signaling.md`.
+//! `benches/results/signaling.md`. Without `MATCHBOX_SERVER_BIN` it measures
+//! gamenet-signaling alone (to compare two builds of it, say) and only prints
+//! its rows.
 
 use std::fmt::Write as _;
 use std::process::{Child, Command, Stdio};
@@ -414,6 +416,9 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    if std::env::var_os("MATCHBOX_SERVER_BIN").is_none() {
+        return ours_alone(&runtime);
+    }
     let mut report = String::new();
     let _ = writeln!(
         report,
@@ -463,4 +468,20 @@ fn main() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/signaling.md");
     std::fs::write(&path, report).expect("write the report");
     println!("written to {}", path.display());
+}
+
+/// Measures gamenet-signaling alone, both load shapes, and prints its rows.
+fn ours_alone(runtime: &tokio::runtime::Runtime) {
+    let mut port = 21_000;
+    let mut rows = vec![HEADER.to_owned()];
+    for clients in COUNTS {
+        rows.push(measure(runtime, Kind::Gamenet, clients, MAIN, &mut port).1);
+    }
+    let clients = COUNTS[COUNTS.len() - 1];
+    rows.push(measure(runtime, Kind::Gamenet, clients, OTHER, &mut port).1);
+    println!(
+        "gamenet-signaling at {} alone (the last row: the other shape)\n\n{}",
+        env_path("GAMENET_SIGNALING_BIN"),
+        rows.join("\n")
+    );
 }

@@ -133,6 +133,12 @@ pub struct Config {
     /// Put before every Redis key and channel of this deployment.
     #[arg(long, env = "GAMENET_REDIS_PREFIX", default_value = "gn:")]
     pub redis_prefix: String,
+    /// With Redis: seconds an instance stays alive to the others without
+    /// announcing itself again (it does so three times as often). When one
+    /// dies, the others take its clients out of their rooms after this long,
+    /// unless they resumed on another instance meanwhile.
+    #[arg(long, env = "GAMENET_INSTANCE_TTL", default_value = "5", value_parser = parse_seconds)]
+    pub instance_ttl: Duration,
 }
 
 /// Parses whole or fractional seconds.
@@ -192,6 +198,7 @@ impl Default for Config {
             resume_grace: Duration::from_secs(20),
             redis: None,
             redis_prefix: "gn:".into(),
+            instance_ttl: Duration::from_secs(5),
         }
     }
 }

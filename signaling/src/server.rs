@@ -29,7 +29,7 @@ use crate::Config;
 use crate::rooms::RoomLimits;
 use crate::shared::{MemoryState, RedisState, RedisStateConfig, Shared, SharedState};
 use crate::state::{App, ConnectionGuard};
-use crate::tasks::{Incoming, expire_lobbies, relay_in, run_stun};
+use crate::tasks::{Incoming, expire_lobbies, relay_in, run_stun, watch_instances};
 use crate::{api, ws};
 
 /// Errors of the server.
@@ -106,6 +106,10 @@ impl Server {
             .await
             .map_err(|e| Error::Shared(e.to_string()))?;
         let instance = uuid::Uuid::new_v4().simple().to_string();
+        redis
+            .announce(&instance, config.instance_ttl)
+            .await
+            .map_err(|e| Error::Shared(e.to_string()))?;
         let incoming: Incoming = Box::pin(
             redis
                 .subscribe(&instance)
@@ -189,6 +193,7 @@ impl Server {
         tokio::spawn(expire_lobbies(app.clone()));
         if let Some(incoming) = incoming {
             tokio::spawn(relay_in(app.clone(), incoming));
+            tokio::spawn(watch_instances(app.clone()));
         }
         let router = router(app.clone());
         info!(%addr, stun = ?app.stun_addr, "listening");

@@ -118,3 +118,41 @@ pub(crate) async fn relay_in(app: Arc<App>, mut incoming: Incoming) {
         }
     }
 }
+
+/// With Redis: announces this instance every third of `--instance-ttl`, and
+/// takes the clients of instances whose announcement expired out of their
+/// rooms (their room-mates are told they left), unless they resumed on
+/// another instance meanwhile.
+pub(crate) async fn watch_instances(app: Arc<App>) {
+    let Shared::Redis(redis) = &app.shared else {
+        return;
+    };
+    let ttl = app.config.instance_ttl;
+    let mut tick = tokio::time::interval((ttl / 3).max(Duration::from_millis(50)));
+    let mut shutdown = app.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let watched = async {
+            redis.announce(&app.instance, ttl).await?;
+            for dead in redis.dead_instances().await? {
+                let left = redis.members_of(&dead).await?;
+                for peer in &left {
+                    let others = app.shared.leave(*peer, Some(&dead), now_millis()).await?;
+                    let event = matchbox_protocol::JsonPeerEvent::PeerLeft(*peer).to_string();
+                    app.deliver_all(&others, &event).await;
+                }
+                if redis.forget_instance(&dead).await? || !left.is_empty() {
+                    tracing::info!(instance = %dead, clients = left.len(), "a dead instance's clients left their rooms");
+                }
+            }
+            Ok::<_, crate::shared::SharedError>(())
+        };
+        if let Err(error) = watched.await {
+            app.metrics.shared_errors.inc();
+            tracing::debug!(%error, "watching the instances");
+        }
+    }
+}

@@ -265,19 +265,17 @@ impl Client {
         // connection the server has not seen drop yet) resumes: the room
         // does not hear of it. It is told who is there, so that it can offer
         // to peers it lost meanwhile; it ignores those it is still connected to.
+        // With Redis it may have held it through another instance: it is
+        // connected here from now on.
         let held = if self.resumable {
-            match app.shared.room_of(id).await {
-                Ok(room) => room.map(|room| (room, app.shared.room_mates(id))),
+            match app.shared.resume(id, &app.instance).await {
+                Ok(held) => held,
                 Err(error) => return self.refuse(sink, unavailable_close(&app, &error)).await,
             }
         } else {
             None
         };
         if let Some((room, mates)) = held {
-            let mates = match mates.await {
-                Ok(mates) => mates,
-                Err(error) => return self.refuse(sink, unavailable_close(&app, &error)).await,
-            };
             for other in mates {
                 // Overflowing a fresh queue closes this client at once.
                 let _ = outbox.push(event(JsonPeerEvent::NewPeer(other)));
@@ -654,7 +652,11 @@ async fn leave(app: &App, id: PeerId, connection: u64) {
         local.owners.remove(&id);
         local.peers.remove(&id);
     }
-    match app.shared.leave(id, now_millis()).await {
+    match app
+        .shared
+        .leave(id, Some(&app.instance), now_millis())
+        .await
+    {
         Ok(others) => {
             let left = JsonPeerEvent::PeerLeft(id).to_string();
             app.deliver_all(&others, &left).await;

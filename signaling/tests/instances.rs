@@ -183,3 +183,138 @@ async fn without_redis_joins_are_refused_with_a_reason_and_served_again_once_it_
     signal_passes(&mut d, d_id, &mut c, c_id, "d to c").await;
     let _ = (&mut a, a_id, &mut b);
 }
+
+/// An instance as a process of its own (the server binary), to be killed
+/// with SIGKILL.
+struct InstanceProcess {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl InstanceProcess {
+    async fn start(redis: &RedisServer, secret: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_gamenet-signaling"))
+            .args(["--listen", &addr.to_string(), "--stun-listen", "off"])
+            .args([
+                "--redis",
+                &redis.url(),
+                "--instance-ttl",
+                &TTL.as_secs_f64().to_string(),
+            ])
+            .args(["--resume-secret", secret, "--rate", "0"])
+            .args(["--max-connections-per-address", "0"])
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap();
+        // Killed when dropped, also if it never starts.
+        let instance = Self { child, addr };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let up = tokio::net::TcpStream::connect(addr).await.is_ok();
+            if up && http(addr, "GET", "/ready", "", "").await.0 == 200 {
+                return instance;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the instance did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for InstanceProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The instances' `--instance-ttl` in the tests with killed instances.
+const TTL: Duration = Duration::from_secs(2);
+const SECRET: &str = "instances test resume secret";
+
+/// An in-process instance for the tests with killed instances.
+async fn survivor(redis: &RedisServer) -> SocketAddr {
+    instance(
+        redis,
+        Config {
+            resume_secret: Some(SECRET.into()),
+            instance_ttl: TTL,
+            ..loose()
+        },
+    )
+    .await
+}
+
+/// Nothing arrives on `ws` for `quiet`.
+async fn hears_nothing(ws: &mut Ws, quiet: Duration) {
+    use futures::StreamExt;
+    match tokio::time::timeout(quiet, ws.next()).await {
+        Err(_) => {}
+        Ok(message) => panic!("expected nothing, got {message:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_killed_instances_clients_leave_their_rooms_within_its_ttl() {
+    let redis = RedisServer::start();
+    let mut doomed = InstanceProcess::start(&redis, SECRET).await;
+    let alive = survivor(&redis).await;
+    let (mut a, a_id) = connect(doomed.addr, "room").await;
+    let (mut b, _) = connect(alive, "room").await;
+    let _ = next_event(&mut a).await;
+    doomed.kill();
+    let killed = tokio::time::Instant::now();
+    let event = tokio::time::timeout(TTL * 3, next_event(&mut b))
+        .await
+        .expect("no PeerLeft within three TTLs");
+    assert_eq!(event, JsonPeerEvent::PeerLeft(a_id));
+    let took = killed.elapsed();
+    assert!(
+        took >= TTL / 2,
+        "left after {took:?}, before the instance could have expired"
+    );
+    println!(
+        "RESULT a killed instance's client left its room {took:?} after the kill (TTL {TTL:?})"
+    );
+    // Its seat and its place are free: a newcomer meets only b.
+    let (mut c, c_id) = connect(alive, "room").await;
+    assert_eq!(next_event(&mut b).await, JsonPeerEvent::NewPeer(c_id));
+    hears_nothing(&mut c, Duration::from_millis(200)).await;
+    drop(a);
+}
+
+#[tokio::test]
+async fn a_client_of_a_killed_instance_resumes_on_another_unseen_by_its_room() {
+    let redis = RedisServer::start();
+    let mut doomed = InstanceProcess::start(&redis, SECRET).await;
+    let alive = survivor(&redis).await;
+    let (mut a, a_id) = connect(doomed.addr, "game?key=player-a-key-0001").await;
+    let (mut b, b_id) = connect(alive, "game").await;
+    assert_eq!(next_event(&mut a).await, JsonPeerEvent::NewPeer(b_id));
+    doomed.kill();
+    drop(a);
+    // It comes back through the other instance (as through a load balancer)
+    // under its id, and is told who is there.
+    let (mut a, again) = connect(alive, "game?key=player-a-key-0001").await;
+    assert_eq!(again, a_id);
+    assert_eq!(next_event(&mut a).await, JsonPeerEvent::NewPeer(b_id));
+    // The room sees nothing of it, past the dead instance's TTL.
+    hears_nothing(&mut b, TTL * 2).await;
+    signal_passes(&mut b, b_id, &mut a, a_id, "b to a").await;
+    signal_passes(&mut a, a_id, &mut b, b_id, "a to b").await;
+    // A newcomer links with both.
+    let (_c, c_id) = connect(alive, "game").await;
+    assert_eq!(next_event(&mut a).await, JsonPeerEvent::NewPeer(c_id));
+    assert_eq!(next_event(&mut b).await, JsonPeerEvent::NewPeer(c_id));
+}

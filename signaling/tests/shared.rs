@@ -119,11 +119,11 @@ async fn open_rooms_are_shared_by_path() {
             s.join(peer(1), "i1", &open("b"), t).await,
             Err(SharedError::Refused(RoomError::AlreadyJoined))
         );
-        assert_eq!(s.leave(peer(1), t).await.unwrap(), [peer(2)]);
+        assert_eq!(s.leave(peer(1), None, t).await.unwrap(), [peer(2)]);
         assert!(!s.can_signal(peer(2), peer(1)).await.unwrap());
         assert_eq!(s.room_of(peer(1)).await.unwrap(), None);
-        assert!(s.leave(peer(1), t).await.unwrap().is_empty());
-        assert!(s.leave(peer(3), t).await.unwrap().is_empty());
+        assert!(s.leave(peer(1), None, t).await.unwrap().is_empty());
+        assert!(s.leave(peer(3), None, t).await.unwrap().is_empty());
         assert_eq!(s.counts().await.unwrap().rooms, 1);
         assert_eq!(s.counts().await.unwrap().peers, 1);
         // The room size limit.
@@ -170,7 +170,7 @@ async fn quick_match_forms_closed_groups_by_path_mode_and_size() {
         };
         assert!(s.can_signal(peer(1), peer(5)).await.unwrap());
         // The group is closed: one leaving does not let a newcomer in.
-        assert_eq!(s.leave(peer(1), t).await.unwrap(), [peer(5)]);
+        assert_eq!(s.leave(peer(1), None, t).await.unwrap(), [peer(5)]);
         let third = s
             .join(peer(6), "i1", &quick("q", 2, None), t)
             .await
@@ -181,7 +181,7 @@ async fn quick_match_forms_closed_groups_by_path_mode_and_size() {
         };
         assert_ne!(group, next);
         // A filling group its only member left starts over.
-        assert!(s.leave(peer(6), t).await.unwrap().is_empty());
+        assert!(s.leave(peer(6), None, t).await.unwrap().is_empty());
         let fourth = s
             .join(peer(7), "i1", &quick("q", 2, None), t)
             .await
@@ -318,8 +318,8 @@ async fn lobbies_are_created_listed_joined_and_expired() {
         assert!(s.lobby(b.code).await.unwrap().is_none());
         assert!(s.lobby(a.code).await.unwrap().is_some());
         assert_eq!(s.lobbies_of(owner).await.unwrap(), 1);
-        s.leave(peer(1), t + 20_000).await.unwrap();
-        s.leave(peer(2), t + 20_000).await.unwrap();
+        s.leave(peer(1), None, t + 20_000).await.unwrap();
+        s.leave(peer(2), None, t + 20_000).await.unwrap();
         assert_eq!(s.expire_lobbies(t + 29_999).await.unwrap(), 0);
         assert_eq!(s.expire_lobbies(t + 30_000).await.unwrap(), 1);
         assert_eq!(s.counts().await.unwrap(), Counts::default());

@@ -380,3 +380,80 @@ pub async fn start_server_serving(dir: &str, built: &str) -> String {
     })
     .await
 }
+
+/// A real `redis-server` for a test, on a loopback port in a temporary
+/// directory, without persistence; killed when dropped.
+pub struct RedisProcess {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    /// Its `redis://` URL.
+    pub url: String,
+}
+
+impl RedisProcess {
+    /// Starts one on `127.0.0.1:port` and waits until it answers.
+    pub fn start(port: u16) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("gamenet-e2e-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no", "--loglevel", "warning", "--dir"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server; `cargo xtask test` installs it)");
+        let process = Self {
+            child,
+            dir,
+            url: format!("redis://127.0.0.1:{port}/"),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            use std::io::{Read, Write};
+            let mut reply = [0u8; 7];
+            let answered = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
+                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut reply).is_ok()
+            });
+            if answered && &reply == b"+PONG\r\n" {
+                return process;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts a signaling instance on `port` keeping its rooms in Redis at
+/// `redis`; its `ws://` URL.
+pub async fn start_instance(port: u16, redis: &str) -> String {
+    let config = gamenet_signaling::Config {
+        listen: format!("0.0.0.0:{port}").parse().expect("address"),
+        redis: Some(redis.to_owned()),
+        ..gamenet_signaling::Config::default()
+    };
+    let server = gamenet_signaling::Server::start(&config)
+        .await
+        .expect("start a signaling instance on Redis");
+    tokio::spawn(server.serve(futures::future::pending()));
+    format!("ws://{HOST}:{port}")
+}

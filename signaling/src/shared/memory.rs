@@ -66,9 +66,26 @@ impl SharedState for MemoryState {
         Ok(lock(&self.rooms).join(peer, request.clone(), now)?)
     }
 
-    async fn leave(&self, peer: PeerId, now: Millis) -> Result<Vec<PeerId>, SharedError> {
+    async fn leave(
+        &self,
+        peer: PeerId,
+        _only_at: Option<&str>,
+        now: Millis,
+    ) -> Result<Vec<PeerId>, SharedError> {
         let now = self.instant(now);
         Ok(lock(&self.rooms).leave(peer, now))
+    }
+
+    async fn resume(
+        &self,
+        peer: PeerId,
+        _instance: &str,
+    ) -> Result<Option<(RoomKey, Vec<PeerId>)>, SharedError> {
+        let rooms = lock(&self.rooms);
+        Ok(rooms
+            .room_of(peer)
+            .cloned()
+            .map(|room| (room, rooms.room_mates(peer))))
     }
 
     async fn room_of(&self, peer: PeerId) -> Result<Option<RoomKey>, SharedError> {

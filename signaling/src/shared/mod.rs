@@ -127,12 +127,23 @@ pub trait SharedState: Send + Sync {
     ) -> impl Future<Output = Result<Joined, SharedError>> + Send;
 
     /// Takes `peer` out of its room; returns the peers left there, who must be
-    /// told. A complete quick-match group stays closed.
+    /// told. A complete quick-match group stays closed. With `only_at`, only
+    /// if the peer is connected to that instance (not if it resumed on
+    /// another meanwhile).
     fn leave(
         &self,
         peer: PeerId,
+        only_at: Option<&str>,
         now: Millis,
     ) -> impl Future<Output = Result<Vec<PeerId>, SharedError>> + Send;
+
+    /// A client resuming with its key on `instance`: if `peer` holds a place
+    /// in a room, it is now connected there; its room and room-mates.
+    fn resume(
+        &self,
+        peer: PeerId,
+        instance: &str,
+    ) -> impl Future<Output = Result<Option<(RoomKey, Vec<PeerId>)>, SharedError>> + Send;
 
     /// The room `peer` is in.
     fn room_of(
@@ -265,8 +276,21 @@ impl SharedState for Shared {
         either!(self, s => s.join(peer, instance, request, now))
     }
 
-    async fn leave(&self, peer: PeerId, now: Millis) -> Result<Vec<PeerId>, SharedError> {
-        either!(self, s => s.leave(peer, now))
+    async fn leave(
+        &self,
+        peer: PeerId,
+        only_at: Option<&str>,
+        now: Millis,
+    ) -> Result<Vec<PeerId>, SharedError> {
+        either!(self, s => s.leave(peer, only_at, now))
+    }
+
+    async fn resume(
+        &self,
+        peer: PeerId,
+        instance: &str,
+    ) -> Result<Option<(RoomKey, Vec<PeerId>)>, SharedError> {
+        either!(self, s => s.resume(peer, instance))
     }
 
     async fn room_of(&self, peer: PeerId) -> Result<Option<RoomKey>, SharedError> {

@@ -24,6 +24,9 @@
 //! | `empty` | sorted set | empty lobby codes, by when they became empty |
 //! | `owned:<address>` | counter | lobbies held per creator address |
 //! | `seats` | hash | clients connected per instance |
+//! | `inst:<instance>` | string | the instance is alive (expires unless announced again) |
+//! | `instances` | set | the instances seen and not yet forgotten |
+//! | `members:<instance>` | set | the peers connected to the instance that are in rooms |
 //! | `rate:<name>:<address>` | hash | a token bucket: tokens and when counted; expires once full again |
 //!
 //! A room is written `o:<path>`, `q:<size>:<group>:<mode>:<path>` or
@@ -223,6 +226,60 @@ impl RedisState {
         })
     }
 
+    /// Announces `instance` as alive for `ttl`; an instance whose
+    /// announcement expires is dead to the others.
+    pub async fn announce(&self, instance: &str, ttl: Duration) -> Result<(), SharedError> {
+        let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let _: () = redis::pipe()
+            .cmd("SET")
+            .arg(self.key(&format!("inst:{instance}")))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl)
+            .ignore()
+            .sadd(self.key("instances"), instance)
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Instances seen before whose announcement expired.
+    pub async fn dead_instances(&self) -> Result<Vec<String>, SharedError> {
+        self.scripts
+            .dead_instances
+            .arg(&self.prefix)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    /// The peers connected to `instance` (as far as Redis knows).
+    pub async fn members_of(&self, instance: &str) -> Result<Vec<PeerId>, SharedError> {
+        let members: Vec<String> = self
+            .conn
+            .clone()
+            .smembers(self.key(&format!("members:{instance}")))
+            .await
+            .map_err(unavailable)?;
+        members.iter().map(|m| peer_of(m)).collect()
+    }
+
+    /// Forgets a dead instance none of whose clients is in a room any more
+    /// (its seats are free again); `false` if some still are, or it is alive.
+    pub async fn forget_instance(&self, instance: &str) -> Result<bool, SharedError> {
+        let forgotten: u64 = self
+            .scripts
+            .forget_instance
+            .arg(&self.prefix)
+            .arg(instance)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(forgotten == 1)
+    }
+
     /// Whether Redis answers now.
     pub async fn ping(&self) -> Result<(), SharedError> {
         let _: String = redis::cmd("PING")
@@ -324,17 +381,44 @@ impl SharedState for RedisState {
         })
     }
 
-    async fn leave(&self, peer: PeerId, now: Millis) -> Result<Vec<PeerId>, SharedError> {
+    async fn leave(
+        &self,
+        peer: PeerId,
+        only_at: Option<&str>,
+        now: Millis,
+    ) -> Result<Vec<PeerId>, SharedError> {
         let reply: Value = self
             .scripts
             .leave
             .arg(&self.prefix)
             .arg(peer.0.to_string())
             .arg(now)
+            .arg(only_at.unwrap_or_default())
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
         peers(&reply)
+    }
+
+    async fn resume(
+        &self,
+        peer: PeerId,
+        instance: &str,
+    ) -> Result<Option<(RoomKey, Vec<PeerId>)>, SharedError> {
+        let reply: Vec<Value> = self
+            .scripts
+            .resume
+            .arg(&self.prefix)
+            .arg(peer.0.to_string())
+            .arg(instance)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        match reply.as_slice() {
+            [] => Ok(None),
+            [room, mates] => Ok(Some((room_key(&text(room)?)?, peers(mates)?))),
+            _ => Err(bad_reply("a resume")),
+        }
     }
 
     async fn room_of(&self, peer: PeerId) -> Result<Option<RoomKey>, SharedError> {

@@ -10,6 +10,9 @@ pub(super) struct Scripts {
     pub(super) leave: Script,
     pub(super) room_mates: Script,
     pub(super) route: Script,
+    pub(super) resume: Script,
+    pub(super) dead_instances: Script,
+    pub(super) forget_instance: Script,
     pub(super) create_lobby: Script,
     pub(super) lobby: Script,
     pub(super) public_lobbies: Script,
@@ -78,6 +81,7 @@ if n == 0 then redis.call('INCR', P..'nrooms') end
 redis.call('HSET', room, peer, inst)
 redis.call('SET', P..'peer:'..peer, rk)
 redis.call('SET', P..'at:'..peer, inst)
+redis.call('SADD', P..'members:'..inst, peer)
 redis.call('INCR', P..'npeers')
 if kind == 'l' then
   redis.call('HSET', P..'lobby:'..ARGV[7], 'empty', '')
@@ -101,12 +105,16 @@ end
 return {'ok', rk, others, matched}
 ";
 
-/// ARGV: prefix, peer, now. Returns the peers left in its room.
+/// ARGV: prefix, peer, now, instance (`''`: any). Takes the peer out of its
+/// room, if it is connected to that instance. Returns the peers left there.
 const LEAVE: &str = r"
 local P, peer, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local pk = P..'peer:'..peer
 local rk = redis.call('GET', pk)
 if not rk then return {} end
+local at = redis.call('GET', P..'at:'..peer)
+if ARGV[4] ~= '' and at ~= ARGV[4] then return {} end
+if at then redis.call('SREM', P..'members:'..at, peer) end
 redis.call('DEL', pk, P..'at:'..peer)
 redis.call('DECR', P..'npeers')
 local room = P..'room:'..rk
@@ -142,6 +150,45 @@ for _, m in ipairs(redis.call('HKEYS', ARGV[1]..'room:'..rk)) do
   if m ~= ARGV[2] then mates[#mates + 1] = m end
 end
 return mates
+";
+
+/// ARGV: prefix, peer, instance. Moves a peer that holds a place in a room
+/// to that instance (a client resuming there). Returns `{room, mates}`, or
+/// `{}` if it holds no place.
+const RESUME: &str = r"
+local P, peer, inst = ARGV[1], ARGV[2], ARGV[3]
+local rk = redis.call('GET', P..'peer:'..peer)
+if not rk then return {} end
+local old = redis.call('GET', P..'at:'..peer)
+if old then redis.call('SREM', P..'members:'..old, peer) end
+redis.call('SET', P..'at:'..peer, inst)
+redis.call('SADD', P..'members:'..inst, peer)
+redis.call('HSET', P..'room:'..rk, peer, inst)
+local mates = {}
+for _, m in ipairs(redis.call('HKEYS', P..'room:'..rk)) do
+  if m ~= peer then mates[#mates + 1] = m end
+end
+return {rk, mates}
+";
+
+/// ARGV: prefix. The instances seen whose announcement expired.
+const DEAD_INSTANCES: &str = r"
+local dead = {}
+for _, id in ipairs(redis.call('SMEMBERS', ARGV[1]..'instances')) do
+  if redis.call('EXISTS', ARGV[1]..'inst:'..id) == 0 then dead[#dead + 1] = id end
+end
+return dead
+";
+
+/// ARGV: prefix, instance. Forgets a dead instance once none of its clients
+/// is left in a room: its seats are free. Returns 1 if it was forgotten.
+const FORGET_INSTANCE: &str = r"
+local P, id = ARGV[1], ARGV[2]
+if redis.call('EXISTS', P..'inst:'..id) == 1 then return 0 end
+if redis.call('SCARD', P..'members:'..id) > 0 then return 0 end
+redis.call('SREM', P..'instances', id)
+redis.call('HDEL', P..'seats', id)
+return 1
 ";
 
 /// ARGV: prefix, from, to. Returns the instance of `to` (`''` if unknown)
@@ -258,6 +305,9 @@ impl Scripts {
             leave: Script::new(LEAVE),
             room_mates: Script::new(ROOM_MATES),
             route: Script::new(ROUTE),
+            resume: Script::new(RESUME),
+            dead_instances: Script::new(DEAD_INSTANCES),
+            forget_instance: Script::new(FORGET_INSTANCE),
             create_lobby: with_expire(CREATE_LOBBY),
             lobby: with_lobby(LOBBY),
             public_lobbies: with_lobby(PUBLIC_LOBBIES),
