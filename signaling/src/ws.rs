@@ -268,7 +268,7 @@ impl Client {
         // With Redis it may have held it through another instance: it is
         // connected here from now on.
         let held = if self.resumable {
-            match app.shared.resume(id, &app.instance).await {
+            match Box::pin(app.shared.resume(id, &app.instance)).await {
                 Ok(held) => held,
                 Err(error) => return self.refuse(sink, unavailable_close(&app, &error)).await,
             }
@@ -289,7 +289,7 @@ impl Client {
             app.metrics.resumes.inc();
             debug!(%id, %ip, room = room.kind(), "resumed");
             if !self.hello(&mut sink).await {
-                return self.end(true).await;
+                return Box::pin(self.end(true)).await;
             }
             return self.relay(sink, stream, inbox).await;
         }
@@ -300,42 +300,41 @@ impl Client {
             local.peers.insert(id, outbox);
             local.owners.insert(id, self.connection);
         }
-        let joined = match app
-            .shared
-            .join(id, &app.instance, &request, now_millis())
-            .await
-        {
-            Ok(joined) => joined,
-            Err(error) => {
-                self.ended = true;
-                {
-                    let mut local = app.local();
-                    if local.owners.get(&id) == Some(&self.connection) {
-                        local.owners.remove(&id);
-                        local.peers.remove(&id);
+        // Boxed, like the other calls of the shared state here: they are
+        // rare, and inline they would add their size to every client's task.
+        let joined =
+            match Box::pin(app.shared.join(id, &app.instance, &request, now_millis())).await {
+                Ok(joined) => joined,
+                Err(error) => {
+                    self.ended = true;
+                    {
+                        let mut local = app.local();
+                        if local.owners.get(&id) == Some(&self.connection) {
+                            local.owners.remove(&id);
+                            local.peers.remove(&id);
+                        }
                     }
+                    let error = match error {
+                        SharedError::Refused(error) => error,
+                        error => return self.refuse(sink, unavailable_close(&app, &error)).await,
+                    };
+                    let reason = match error {
+                        RoomError::RoomFull(_) => "room_full",
+                        RoomError::UnknownLobby(_) => "unknown_lobby",
+                        _ => "bad_room",
+                    };
+                    app.metrics.refuse(reason);
+                    info!(%id, %ip, %error, "refused");
+                    let close = close_frame(close::ROOM_REFUSED, &error.to_string());
+                    return self.refuse(sink, close).await;
                 }
-                let error = match error {
-                    SharedError::Refused(error) => error,
-                    error => return self.refuse(sink, unavailable_close(&app, &error)).await,
-                };
-                let reason = match error {
-                    RoomError::RoomFull(_) => "room_full",
-                    RoomError::UnknownLobby(_) => "unknown_lobby",
-                    _ => "bad_room",
-                };
-                app.metrics.refuse(reason);
-                info!(%id, %ip, %error, "refused");
-                let close = close_frame(close::ROOM_REFUSED, &error.to_string());
-                return self.refuse(sink, close).await;
-            }
-        };
+            };
         let new_peer = JsonPeerEvent::NewPeer(id).to_string();
-        app.deliver_all(&joined.others, &new_peer).await;
+        Box::pin(app.deliver_all(&joined.others, &new_peer)).await;
         // Its id only now that it is in the room: a client that has its id
         // is found by the next joiner, on any instance.
         if !self.hello(&mut sink).await {
-            return self.end(true).await;
+            return Box::pin(self.end(true)).await;
         }
         let kind = joined.room.kind();
         app.metrics
@@ -411,7 +410,7 @@ impl Client {
                             break None;
                         }
                         Some(Ok(Message::Text(text))) => {
-                            if let Err(close) = self.on_request(&text).await {
+                            if let Err(close) = Box::pin(self.on_request(&text)).await {
                                 break Some(close);
                             }
                         }
@@ -473,7 +472,7 @@ impl Client {
                 }
             }
         };
-        self.end(closing.is_none() && !closed_by_client).await;
+        Box::pin(self.end(closing.is_none() && !closed_by_client)).await;
         if let Some(close) = closing {
             // A client that does not read may never take the close frame.
             let _ = tokio::time::timeout(CLOSING, sink.send(close)).await;
