@@ -32,7 +32,7 @@ fn quick_match_across_two_instances_plays_one_game() {
                     |m| m,
                 ),
             ];
-            let mut timeline = Timeline::new(&["a", "b"][..]);
+            let mut timeline: Timeline = Timeline::new(&["a", "b"][..]);
             let started = Instant::now();
             let end = 300;
             while !timeline.all_confirmed_together(end) {
