@@ -79,6 +79,8 @@ fn mesh() {
 fn rollback() {
     use gamenet_fuzz::rollback::World;
     let mut seeds = Vec::new();
+    // One message of each kind heard in any phase, for the decoder alone.
+    let mut kinds: Vec<Vec<u8>> = Vec::new();
     for phase in Phase::ALL {
         // What the target hears in the world of this phase (a joiner: what
         // the late joiner heard).
@@ -90,6 +92,11 @@ fn rollback() {
                 (w, to)
             }
         };
+        for (_, _, m) in &world.log {
+            if !kinds.iter().any(|k| k.first() == m.first()) {
+                kinds.push(m.clone());
+            }
+        }
         let heard: Vec<(u8, &[u8])> = world
             .log
             .iter()
@@ -105,6 +112,8 @@ fn rollback() {
         seeds.push(seed);
     }
     write("rollback_session", &seeds);
+    kinds.sort();
+    write("rollback_wire", &kinds);
 }
 
 fn replication() {
@@ -121,6 +130,15 @@ fn replication() {
         .map(|c| Chunks::encode(c.iter().copied()))
         .collect();
     write("replication", &seeds);
+    // One message of each kind, for the decoder alone.
+    let mut kinds: Vec<Vec<u8>> = Vec::new();
+    for (_, _, m) in &world.log {
+        if !kinds.iter().any(|k| k.first() == m.first()) {
+            kinds.push(m.clone());
+        }
+    }
+    kinds.sort();
+    write("replication_wire", &kinds);
 }
 
 fn bits() {

@@ -8,7 +8,9 @@
 //! |---|---|---|
 //! | `mesh_wire` | `wire::{ReliablePacket, UnreliablePacket}::decode`, re-encoding what decodes | |
 //! | `mesh_peer` | packets to a [`gamenet_core::Mesh`] from a peer, fresh or joined | |
+//! | `rollback_wire` | the rollback message and input-record decoders, re-encoding what decodes | |
 //! | `rollback_session` | messages to a `RollbackSession` in every phase ([`rollback::Phase`]) | |
+//! | `replication_wire` | the replication message decoders, re-encoding what decodes | |
 //! | `replication` | messages to a `Replicator` with entities in play | |
 //! | `bits_quantize` | bit readers and quantisers: arbitrary bits, and round trips within the quantum | |
 //! | `bevy_snapshot` | a late-join snapshot loaded into a Bevy world | `bevy` |
@@ -29,6 +31,9 @@
 //! cd fuzz
 //! RUSTC_BOOTSTRAP=1 cargo fuzz run -s none mesh_wire corpus/mesh_wire -- -max_total_time=60
 //! ```
+//!
+//! The `_wire` targets call the decoders `gamenet_core` makes public for them
+//! with its `fuzzing` feature (`rollback::fuzzing`, `replication::fuzzing`).
 //!
 //! The targets build without a sanitizer (`-s none`): the workspace forbids
 //! unsafe code, so what they hunt is panics (overflow checks and debug

@@ -36,6 +36,9 @@
 mod authority;
 mod config;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod incoming;
 mod outgoing;
 mod replicator;

@@ -80,6 +80,9 @@ mod checksum;
 mod config;
 mod departure;
 mod event;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod input;
 mod input_log;
 mod keys;

@@ -502,10 +502,12 @@ struct FuzzTarget {
 }
 
 /// Every target of `fuzz/` (see its `src/lib.rs`).
-const FUZZ_TARGETS: [FuzzTarget; 11] = [
+const FUZZ_TARGETS: [FuzzTarget; 13] = [
     fuzz_target("mesh_wire", None, true),
     fuzz_target("mesh_peer", None, true),
+    fuzz_target("rollback_wire", None, true),
     fuzz_target("rollback_session", None, true),
+    fuzz_target("replication_wire", None, true),
     fuzz_target("replication", None, true),
     fuzz_target("bits_quantize", None, true),
     fuzz_target("signaling_ws", Some("signaling"), false),

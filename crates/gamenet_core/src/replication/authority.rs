@@ -14,8 +14,6 @@
 //! hear the successor keeps them unowned until a link heals (then the
 //! contest rule of [`Replicator::contested`] settles two take-overs).
 
-use crate::bits::BitReader;
-use crate::codec::Reader;
 use crate::{Misbehavior, PeerId};
 
 use super::Replicator;
@@ -140,9 +138,7 @@ impl Replicator {
     /// A [`TAKEOVER`](super::wire::TAKEOVER): the sender owns what the departed
     /// peer owned, if it is the successor computed here.
     pub(super) fn on_takeover(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
-        let mut r = Reader { bytes };
-        let departed = PeerId(u128::from_le_bytes(r.array("departed")?));
-        r.finish(())?;
+        let departed = wire::read_takeover(bytes)?;
         if departed == peer {
             return Err(Misbehavior::Rule("take-over of the sender's own entities"));
         }
@@ -231,11 +227,7 @@ impl Replicator {
     /// An [`OWNER`](super::wire::OWNER) message: the entity passes to the new owner with
     /// the state it was given.
     pub(super) fn on_owner(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
-        let mut r = Reader { bytes };
-        let id = NetId(r.u64("id")?);
-        let owner = PeerId(u128::from_le_bytes(r.array("owner")?));
-        let ty = r.u16("type")?;
-        let fields = wire::read_fields(&self.schema, ty, &mut BitReader::new(r.rest()))?;
+        let (id, owner, ty, fields) = wire::read_owner(bytes, &self.schema)?;
         let Some(row) = self.table.row_of(id) else {
             return Ok(());
         };
@@ -272,9 +264,7 @@ impl Replicator {
 
     /// A [`REQUEST`]: reported if this peer owns the entity.
     pub(super) fn on_request(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
-        let mut r = Reader { bytes };
-        let id = NetId(r.u64("id")?);
-        r.finish(())?;
+        let id = wire::read_id_msg(bytes)?;
         if self.entity(id).is_some_and(|e| e.owner == self.id) {
             self.events
                 .push_back(ReplicationEvent::AuthorityRequested { id, peer });

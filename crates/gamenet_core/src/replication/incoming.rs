@@ -5,8 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use crate::bits::BitReader;
-use crate::codec::{DecodeError, Reader};
+use crate::codec::DecodeError;
 use crate::{Instant, Misbehavior, PeerId};
 
 use super::Replicator;
@@ -111,10 +110,7 @@ impl Replicator {
     /// A [`SPAWN`](super::wire::SPAWN): a new entity, or a known one sent
     /// whole again (see the rules there).
     pub(super) fn on_spawn(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
-        let mut r = Reader { bytes };
-        let id = NetId(r.u64("id")?);
-        let ty = r.u16("type")?;
-        let fields = wire::read_fields(&self.schema, ty, &mut BitReader::new(r.rest()))?;
+        let (id, ty, fields) = wire::read_spawn(bytes, &self.schema)?;
         let theirs = fold(peer);
         let creator = namespace(id) == theirs;
         let entity = EntityState {
@@ -195,9 +191,7 @@ impl Replicator {
 
     /// A [`DESPAWN`](super::wire::DESPAWN) from the entity's owner.
     pub(super) fn on_despawn(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
-        let mut r = Reader { bytes };
-        let id = NetId(r.u64("id")?);
-        r.finish(())?;
+        let id = wire::read_id_msg(bytes)?;
         if let Some(row) = self.table.row_of(id)
             && self.table.get(row).is_some_and(|r| r.entity.owner == peer)
         {
@@ -215,12 +209,9 @@ impl Replicator {
         peer: PeerId,
         bytes: &[u8],
     ) -> Result<(), Misbehavior> {
-        let mut r = Reader { bytes };
-        let seq = r.u32("seq")?;
-        let ack = r.u32("ack")?;
-        let ack_bits = r.u64("ack bits")?;
-        let count = r.u16("count")? as usize;
-        self.on_ack(peer, ack, ack_bits);
+        let mut packet = wire::UpdateReader::new(bytes)?;
+        let seq = packet.seq;
+        self.on_ack(peer, packet.ack, packet.ack_bits);
         let Self {
             table,
             links,
@@ -232,29 +223,15 @@ impl Replicator {
         let Some(inc) = links.get_mut(&peer).map(|l| &mut l.inc) else {
             return Ok(());
         };
-        let mut bits = BitReader::new(r.rest());
-        let common = if count > 0 {
-            wire::read_back(&mut bits)?
-        } else {
-            0
-        };
-        let mut id = 0u64;
-        let mut updates: Vec<(EntityRow, Fields, bool)> = Vec::with_capacity(count);
+        let mut updates: Vec<(EntityRow, Fields, bool)> = Vec::with_capacity(packet.count as usize);
         let mut scratch = Vec::new();
         let mut resync = Vec::new();
-        for k in 0..count {
-            id = wire::read_id(&mut bits, id, k == 0)?;
-            let back = if bits.read_bool()? {
-                common
-            } else {
-                wire::read_back(&mut bits)?
-            };
-            let Some((row, rec)) = table.find(NetId(id)) else {
+        while let Some((id, back)) = packet.next_entity()? {
+            let Some((row, rec)) = table.find(id) else {
                 // Its spawn is still on the reliable channel (or was lost):
                 // the rest of the packet cannot be read, and nothing is
                 // acked, so the sender sends full states again. Named for
                 // long, its owner is asked to spawn it again.
-                let id = NetId(id);
                 let ask = match inc.missing.get(&id) {
                     Some(&t) => now.saturating_duration_since(t) >= MISSING_AFTER,
                     None => {
@@ -278,7 +255,7 @@ impl Replicator {
                 .widths(rec.entity.ty)
                 .ok_or(DecodeError::Invalid("entity type"))?;
             let baseline = if back == 0 {
-                inc.resync.remove(&NetId(id));
+                inc.resync.remove(&id);
                 None
             } else {
                 let base_seq = seq.wrapping_sub(back);
@@ -291,15 +268,15 @@ impl Replicator {
                         // Its baseline is gone (acks lost for longer than
                         // the history reaches): read past it and ask for it
                         // whole, once until a whole state comes.
-                        wire::skip_delta(&mut bits, widths)?;
-                        if inc.resync.insert(NetId(id)) {
-                            resync.push(NetId(id));
+                        packet.skip(widths)?;
+                        if inc.resync.insert(id) {
+                            resync.push(id);
                         }
                         continue;
                     }
                 }
             };
-            wire::read_delta(&mut bits, widths, baseline, &mut scratch)?;
+            packet.fields(widths, baseline, &mut scratch)?;
             updates.push((row, Fields::from(&scratch[..]), rec.entity.owner == peer));
         }
         inc.record(seq);

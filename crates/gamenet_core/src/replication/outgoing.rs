@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::bits::BitWriter;
-use crate::codec::Reader;
 use crate::{Channel, Instant, Misbehavior, PeerId, Transmit};
 
 use super::Replicator;
@@ -145,9 +144,7 @@ impl Replicator {
     /// The peer lacks the baseline of an entity of ours: the next update
     /// sends it whole, and acks of packets sent before now do not count.
     pub(super) fn on_resync(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
-        let mut r = Reader { bytes };
-        let id = NetId(r.u64("id")?);
-        r.finish(())?;
+        let id = wire::read_id_msg(bytes)?;
         if let Some(row) = self.table.row_of(id)
             && let Some(link) = self.links.get_mut(&peer)
             && let Some(s) = link.out.scope.get_mut(row)
@@ -162,9 +159,7 @@ impl Replicator {
     /// An update named an entity of ours the peer never saw spawned (its
     /// spawn was lost): it is spawned there again, whole, if in its scope.
     pub(super) fn on_missing(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), Misbehavior> {
-        let mut r = Reader { bytes };
-        let id = NetId(r.u64("id")?);
-        r.finish(())?;
+        let id = wire::read_id_msg(bytes)?;
         if let Some(row) = self.table.row_of(id) {
             self.respawn(peer, row);
         }

@@ -4,8 +4,9 @@
 //! Every message comes from a peer this one replicates with; messages from
 //! any other peer are ignored unread.
 
+use crate::PeerId;
 use crate::bits::{BitReader, BitWriter};
-use crate::codec::DecodeError;
+use crate::codec::{DecodeError, Reader};
 
 use super::table::EntityRow;
 use super::types::{EntityState, Fields, NetId, Schema};
@@ -133,7 +134,7 @@ fn write_back(w: &mut BitWriter, back: u32) {
 }
 
 /// Reads a baseline distance (see [`write_back`]).
-pub(super) fn read_back(r: &mut BitReader<'_>) -> Result<u32, DecodeError> {
+fn read_back(r: &mut BitReader<'_>) -> Result<u32, DecodeError> {
     let long = r.read_bool()?;
     Ok(r.read(if long { 16 } else { 7 })? as u32)
 }
@@ -223,11 +224,7 @@ fn full_fields(e: &EntityState, schema: &Schema) -> Vec<u8> {
 }
 
 /// Reads the whole fields of an entity of type `ty`.
-pub(super) fn read_fields(
-    schema: &Schema,
-    ty: u16,
-    r: &mut BitReader<'_>,
-) -> Result<Fields, DecodeError> {
+fn read_fields(schema: &Schema, ty: u16, r: &mut BitReader<'_>) -> Result<Fields, DecodeError> {
     let widths = schema
         .widths(ty)
         .ok_or(DecodeError::Invalid("entity type"))?;
@@ -235,6 +232,120 @@ pub(super) fn read_fields(
         .iter()
         .map(|&w| Ok(r.read(w as u32)? as u32))
         .collect()
+}
+
+/// Reads a [`SPAWN`] (after its kind byte): id, type and fields.
+pub(super) fn read_spawn(
+    bytes: &[u8],
+    schema: &Schema,
+) -> Result<(NetId, u16, Fields), DecodeError> {
+    let mut r = Reader { bytes };
+    let id = NetId(r.u64("id")?);
+    let ty = r.u16("type")?;
+    let fields = read_fields(schema, ty, &mut BitReader::new(r.rest()))?;
+    Ok((id, ty, fields))
+}
+
+/// Reads an [`OWNER`] (after its kind byte): id, new owner, type and fields.
+pub(super) fn read_owner(
+    bytes: &[u8],
+    schema: &Schema,
+) -> Result<(NetId, PeerId, u16, Fields), DecodeError> {
+    let mut r = Reader { bytes };
+    let id = NetId(r.u64("id")?);
+    let owner = PeerId(u128::from_le_bytes(r.array("owner")?));
+    let ty = r.u16("type")?;
+    let fields = read_fields(schema, ty, &mut BitReader::new(r.rest()))?;
+    Ok((id, owner, ty, fields))
+}
+
+/// Reads a message of one id (see [`id_msg`]), after its kind byte.
+pub(super) fn read_id_msg(bytes: &[u8]) -> Result<NetId, DecodeError> {
+    let mut r = Reader { bytes };
+    let id = NetId(r.u64("id")?);
+    r.finish(id)
+}
+
+/// Reads a [`TAKEOVER`] (after its kind byte): the departed peer.
+pub(super) fn read_takeover(bytes: &[u8]) -> Result<PeerId, DecodeError> {
+    let mut r = Reader { bytes };
+    let departed = PeerId(u128::from_le_bytes(r.array("departed")?));
+    r.finish(departed)
+}
+
+/// Reads an [`UPDATE`] (after its kind byte; see [`encode_update`]): the
+/// header first, then entity by entity, each entity's fields read against
+/// the baseline the caller finds (or skipped, the baseline being gone).
+pub(super) struct UpdateReader<'a> {
+    /// The packet's seq.
+    pub(super) seq: u32,
+    /// The newest seq of the receiver's the sender got.
+    pub(super) ack: u32,
+    /// Which of the 64 before it the sender got.
+    pub(super) ack_bits: u64,
+    /// Entities in the packet.
+    pub(super) count: u16,
+    bits: BitReader<'a>,
+    /// The shared baseline distance, read before the first entity.
+    common: u32,
+    /// The last id read.
+    id: u64,
+    /// Entities read so far.
+    read: u16,
+}
+
+impl<'a> UpdateReader<'a> {
+    /// Reads the header.
+    pub(super) fn new(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader { bytes };
+        Ok(Self {
+            seq: r.u32("seq")?,
+            ack: r.u32("ack")?,
+            ack_bits: r.u64("ack bits")?,
+            count: r.u16("count")?,
+            bits: BitReader::new(r.rest()),
+            common: 0,
+            id: 0,
+            read: 0,
+        })
+    }
+
+    /// The next entity's id and baseline distance (0: its fields are whole),
+    /// or `None` after the last; then [`UpdateReader::fields`] or
+    /// [`UpdateReader::skip`] reads its fields.
+    pub(super) fn next_entity(&mut self) -> Result<Option<(NetId, u32)>, DecodeError> {
+        if self.read >= self.count {
+            return Ok(None);
+        }
+        let first = self.read == 0;
+        if first {
+            self.common = read_back(&mut self.bits)?;
+        }
+        self.id = read_id(&mut self.bits, self.id, first)?;
+        self.read += 1;
+        let back = if self.bits.read_bool()? {
+            self.common
+        } else {
+            read_back(&mut self.bits)?
+        };
+        Ok(Some((NetId(self.id), back)))
+    }
+
+    /// Reads the entity's fields (see [`read_delta`]) into `out`.
+    pub(super) fn fields(
+        &mut self,
+        widths: &[u8],
+        base: Option<&[u32]>,
+        out: &mut Vec<u32>,
+    ) -> Result<(), DecodeError> {
+        read_delta(&mut self.bits, widths, base, out)
+    }
+
+    /// Reads past the entity's fields, delta-encoded against a baseline that
+    /// is not at hand.
+    pub(super) fn skip(&mut self, widths: &[u8]) -> Result<(), DecodeError> {
+        skip_delta(&mut self.bits, widths)
+    }
 }
 
 /// Ids in a packet ascend, so each is sent as the gap from the one before:
@@ -259,7 +370,7 @@ fn write_id(w: &mut BitWriter, id: u64, prev: Option<u64>) {
 }
 
 /// Reads an id (see [`write_id`]) after `prev`; `first` refuses a gap.
-pub(super) fn read_id(r: &mut BitReader<'_>, prev: u64, first: bool) -> Result<u64, DecodeError> {
+fn read_id(r: &mut BitReader<'_>, prev: u64, first: bool) -> Result<u64, DecodeError> {
     let gap = if !r.read_bool()? {
         1
     } else if !r.read_bool()? {
@@ -309,7 +420,7 @@ pub(super) fn write_delta(w: &mut BitWriter, widths: &[u8], base: Option<&[u32]>
 
 /// Reads past one entity's fields delta-encoded against a baseline that is
 /// not at hand.
-pub(super) fn skip_delta(r: &mut BitReader<'_>, widths: &[u8]) -> Result<(), DecodeError> {
+fn skip_delta(r: &mut BitReader<'_>, widths: &[u8]) -> Result<(), DecodeError> {
     for &width in widths {
         let width = width as u32;
         if !r.read_bool()? {
@@ -329,7 +440,7 @@ pub(super) fn skip_delta(r: &mut BitReader<'_>, widths: &[u8]) -> Result<(), Dec
 }
 
 /// Reads one entity's fields (see [`write_delta`]) into `out`.
-pub(super) fn read_delta(
+fn read_delta(
     r: &mut BitReader<'_>,
     widths: &[u8],
     base: Option<&[u32]>,

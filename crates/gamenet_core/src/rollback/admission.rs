@@ -302,9 +302,9 @@ impl<I: Input> RollbackSession<I> {
     }
 
     /// Turns away the peers waiting for a snapshot of `frame`: the game cannot
-    /// make one. They get [`RollbackEvent::JoinRefused`] with `reason`, and
-    /// their admission is undone as a departure (the members stop waiting for
-    /// their inputs).
+    /// make one. They get [`RollbackEvent::JoinRefused`] with `reason` (its
+    /// first 1,024 bytes), and their admission is undone as a departure (the
+    /// members stop waiting for their inputs).
     pub fn decline_snapshot(&mut self, frame: Frame, reason: &str) {
         let now = self.time.last;
         for p in self.take_pending(frame) {

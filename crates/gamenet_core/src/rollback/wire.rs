@@ -379,8 +379,16 @@ pub(crate) struct ChecksumMsg {
 /// joining, and only from the peer the joiner takes for the host.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RefuseMsg {
-    /// Why.
+    /// Why: at most [`MAX_REASON`] bytes go on the wire.
     pub reason: String,
+}
+
+/// Most bytes of a refusal's reason.
+const MAX_REASON: usize = 1024;
+
+/// The first [`MAX_REASON`] bytes of `reason`, cut at a character boundary.
+fn cut_reason(reason: &str) -> &str {
+    &reason[..reason.floor_char_boundary(MAX_REASON)]
 }
 
 /// A rollback protocol message.
@@ -499,7 +507,7 @@ impl<I: Input> Msg<I> {
             }
             Msg::Refuse(m) => {
                 w.u8(REFUSE);
-                w.blob(m.reason.as_bytes());
+                w.blob(cut_reason(&m.reason).as_bytes());
             }
         }
         w.0
@@ -627,9 +635,14 @@ impl<I: Input> Msg<I> {
                     parts,
                 })
             }
-            REFUSE => Msg::Refuse(RefuseMsg {
-                reason: String::from_utf8_lossy(blob(&mut r, 1024, "reason")?).into_owned(),
-            }),
+            REFUSE => {
+                // Read leniently, but within the limit: each malformed byte
+                // becomes a 3-byte replacement character.
+                let reason = String::from_utf8_lossy(blob(&mut r, MAX_REASON, "reason")?);
+                Msg::Refuse(RefuseMsg {
+                    reason: cut_reason(&reason).to_owned(),
+                })
+            }
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish(msg)
@@ -729,6 +742,35 @@ mod tests {
         for m in msgs {
             assert_eq!(Msg::decode(&m.encode(), &LIMITS).unwrap(), m);
         }
+    }
+
+    /// Found by the `rollback_wire` fuzz target
+    /// (`fuzz/regressions/rollback_wire/refuse-reason-expands`): a reason of
+    /// malformed bytes read as replacement characters, three bytes each, so
+    /// that the refusal encoded past the limit the decoder holds it to. The
+    /// reason is now cut to the limit, and encodes back to itself.
+    #[test]
+    fn refusal_reasons_stay_within_the_limit_both_ways() {
+        let mut bytes = vec![REFUSE];
+        bytes.extend_from_slice(&400u32.to_le_bytes());
+        bytes.extend_from_slice(&[0xff; 400]);
+        let m = Msg::<u16>::decode(&bytes, &LIMITS).unwrap();
+        let Msg::Refuse(RefuseMsg { reason }) = &m else {
+            panic!("{m:?}");
+        };
+        assert_eq!(reason.len(), 1023);
+        assert_eq!(Msg::decode(&m.encode(), &LIMITS).unwrap(), m);
+        // A longer reason of the host's is cut on the way out, not refused by
+        // the joiner.
+        let long = Msg::<u16>::Refuse(RefuseMsg {
+            reason: "é".repeat(600),
+        });
+        let Msg::Refuse(RefuseMsg { reason }) =
+            Msg::<u16>::decode(&long.encode(), &LIMITS).unwrap()
+        else {
+            panic!("not a refusal");
+        };
+        assert_eq!(reason, "é".repeat(512));
     }
 
     #[test]
