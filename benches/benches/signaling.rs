@@ -55,95 +55,161 @@ const OTHER: Shape = Shape {
 const ROUND_LIMIT: Duration = Duration::from_secs(120);
 
 struct ServerProcess {
-    child: Child,
-    port: u16,
+    /// The server processes, and with Redis the redis-server first.
+    children: Vec<Child>,
+    /// The ports clients connect to, one per instance.
+    ports: Vec<u16>,
+    /// Redis's temporary directory, removed at the end.
+    dir: Option<std::path::PathBuf>,
+}
+
+/// Waits until something listens on `port`.
+fn wait_listening(what: &str, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `command` quietly: per-connection logging is not what is measured.
+fn spawn_quiet(command: &mut Command, what: &str) -> Child {
+    command
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"))
+}
+
+/// gamenet-signaling on `port`, with the load's limits off.
+fn gamenet_command(port: u16) -> Command {
+    let mut c = Command::new(env_path("GAMENET_SIGNALING_BIN"));
+    c.args([
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--stun-listen",
+        "off",
+        // The load comes from one address; per-address limits off.
+        "--rate",
+        "0",
+        "--max-connections-per-address",
+        "0",
+        "--max-clients",
+        "100000",
+    ]);
+    c
 }
 
 impl ServerProcess {
+    /// Starts `kind` on ports from `port` (with Redis: Redis on `port`, the
+    /// instances on the next ones).
     fn start(kind: Kind, port: u16) -> Self {
-        let mut command = match kind {
-            Kind::Gamenet => {
-                let mut c = Command::new(env_path("GAMENET_SIGNALING_BIN"));
-                c.args([
-                    "--listen",
-                    &format!("127.0.0.1:{port}"),
-                    "--stun-listen",
-                    "off",
-                    // The load comes from one address; per-address limits off.
-                    "--rate",
-                    "0",
-                    "--max-connections-per-address",
-                    "0",
-                    "--max-clients",
-                    "100000",
-                ]);
-                c
-            }
+        let (children, ports, dir) = match kind {
+            Kind::Gamenet => (
+                vec![spawn_quiet(
+                    &mut gamenet_command(port),
+                    kind.name().as_str(),
+                )],
+                vec![port],
+                None,
+            ),
             Kind::Matchbox => {
                 let mut c = Command::new(env_path("MATCHBOX_SERVER_BIN"));
                 c.arg(format!("127.0.0.1:{port}"));
-                c
+                (
+                    vec![spawn_quiet(&mut c, "matchbox_server")],
+                    vec![port],
+                    None,
+                )
+            }
+            Kind::Redis(instances) => {
+                let dir = std::env::temp_dir().join(format!("gamenet-bench-redis-{port}"));
+                std::fs::create_dir_all(&dir).expect("a temporary directory");
+                let mut redis = Command::new("redis-server");
+                redis
+                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                    .args(["--save", "", "--appendonly", "no", "--dir"])
+                    .arg(&dir);
+                let mut children = vec![spawn_quiet(&mut redis, "redis-server")];
+                wait_listening("redis-server", port);
+                let ports: Vec<u16> = (1..=instances as u16).map(|i| port + i).collect();
+                for &p in &ports {
+                    let mut c = gamenet_command(p);
+                    c.args(["--redis", &format!("redis://127.0.0.1:{port}/")]);
+                    children.push(spawn_quiet(&mut c, "gamenet-signaling on Redis"));
+                }
+                (children, ports, Some(dir))
             }
         };
-        // Both quiet: per-connection logging is not what is measured.
-        let child = command
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {kind:?}: {e}"));
-        let server = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "{kind:?} did not start listening"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let server = Self {
+            children,
+            ports,
+            dir,
+        };
+        for &p in &server.ports {
+            wait_listening(&kind.name(), p);
         }
         server
     }
 
-    /// CPU time the server has used, user and system.
+    /// CPU time the server processes have used, user and system.
     fn cpu(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name (which is in parentheses): utime and
-        // stime are the 12th and 13th, in clock ticks (100 per second on Linux).
-        let ticks: u64 = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| {
-                rest.split_whitespace()
-                    .skip(11)
-                    .take(2)
-                    .filter_map(|t| t.parse::<u64>().ok())
-                    .sum()
-            })
-            .unwrap_or(0);
-        Duration::from_millis(ticks * 10)
+        self.children.iter().map(cpu_of).sum()
     }
 
-    /// Resident and peak resident memory, in bytes.
+    /// Resident and peak resident memory of the server processes, in bytes.
     fn memory(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                .unwrap_or(0)
-                * 1024
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        self.children
+            .iter()
+            .map(memory_of)
+            .fold((0, 0), |(r, p), (r2, p2)| (r + r2, p + p2))
     }
 }
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
+}
+
+/// CPU time a process has used, user and system.
+fn cpu_of(child: &Child) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and
+    // stime are the 12th and 13th, in clock ticks (100 per second on Linux).
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// Resident and peak resident memory of a process, in bytes.
+fn memory_of(child: &Child) -> (u64, u64) {
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 fn env_path(name: &str) -> String {
@@ -154,15 +220,20 @@ fn env_path(name: &str) -> String {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
+    /// gamenet-signaling, in memory.
     Gamenet,
     Matchbox,
+    /// gamenet-signaling: this many instances sharing one redis-server,
+    /// clients spread over them in turn.
+    Redis(usize),
 }
 
 impl Kind {
-    fn name(self) -> &'static str {
+    fn name(self) -> String {
         match self {
-            Kind::Gamenet => "gamenet-signaling",
-            Kind::Matchbox => "matchbox_server 0.15",
+            Kind::Gamenet => "gamenet-signaling".into(),
+            Kind::Matchbox => "matchbox_server 0.15".into(),
+            Kind::Redis(n) => format!("gamenet-signaling, {n} on Redis"),
         }
     }
 }
@@ -174,6 +245,9 @@ struct Round {
     held: usize,
     idle_rss: u64,
     peak_rss: u64,
+    /// Offer-to-answer round trips the offerers saw, of the pairs split across
+    /// instances (all pairs with one instance).
+    round_trips: Vec<Duration>,
 }
 
 /// One server at one client count, over its rounds.
@@ -193,14 +267,25 @@ fn send(request: JsonPeerRequest) -> Message {
     Message::Text(request.to_string().into())
 }
 
-/// One client: connect, get an id, get matched, pass an offer and (with two
-/// signals) an answer, then hold the connection until `release`. Returns
-/// whether it was still connected when released.
+/// What a client reports once through: when, and as the offerer of a pair
+/// with an answer, the offer's round trip and whether its peer was on
+/// another instance.
+type Through = (Instant, Option<(Duration, bool)>);
+
+/// An SDP standing in for a real one, naming the instance its sender is on.
+fn sdp(instance: usize) -> String {
+    format!("v=0\r\ns={instance}\r\n")
+}
+
+/// One client of instance `instance`: connect, get an id, get matched, pass
+/// an offer and (with two signals) an answer, then hold the connection until
+/// `release`. Returns whether it was still connected when released.
 async fn client(
     url: String,
+    instance: usize,
     signals: usize,
     connecting: Arc<Semaphore>,
-    done: tokio::sync::mpsc::UnboundedSender<Instant>,
+    done: tokio::sync::mpsc::UnboundedSender<Through>,
     mut release: watch::Receiver<bool>,
 ) -> Result<bool, String> {
     let permit = connecting.acquire().await.map_err(|e| e.to_string())?;
@@ -213,6 +298,8 @@ async fn client(
         .map_err(|e| format!("connect: {e}"))?;
     drop(permit);
     let mut through = false;
+    let mut offered = None;
+    let mut round_trip = None;
     while !through {
         let message = ws
             .next()
@@ -231,8 +318,9 @@ async fn client(
                 // refuses any other).
                 let offer = JsonPeerRequest::Signal {
                     receiver: other,
-                    data: serde_json::json!({ "Offer": "v=0\r\n" }),
+                    data: serde_json::json!({ "Offer": sdp(instance) }),
                 };
+                offered = Some(Instant::now());
                 ws.send(send(offer)).await.map_err(|e| e.to_string())?;
                 through = signals == 1;
             }
@@ -240,16 +328,20 @@ async fn client(
                 if data.get("Offer").is_some() && signals == 2 {
                     let answer = JsonPeerRequest::Signal {
                         receiver: sender,
-                        data: serde_json::json!({ "Answer": "v=0\r\n" }),
+                        data: serde_json::json!({ "Answer": sdp(instance) }),
                     };
                     ws.send(send(answer)).await.map_err(|e| e.to_string())?;
+                }
+                if let (Some(at), Some(answer)) = (offered, data.get("Answer")) {
+                    let across = answer.as_str() != Some(sdp(instance).as_str());
+                    round_trip = Some((at.elapsed(), across));
                 }
                 through = true;
             }
             JsonPeerEvent::PeerLeft(_) => return Err("peer left".into()),
         }
     }
-    let _ = done.send(Instant::now());
+    let _ = done.send((Instant::now(), round_trip));
     let _ = release.wait_for(|&r| r).await;
     // Still connected if the server has not closed on us.
     let held = matches!(
@@ -263,17 +355,19 @@ async fn client(
 async fn round(kind: Kind, clients: usize, shape: Shape, port: u16) -> Round {
     let server = ServerProcess::start(kind, port);
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let instances = server.ports.len();
     let (idle_rss, _) = server.memory();
     let cpu_before = server.cpu();
     let connecting = Arc::new(Semaphore::new(shape.connecting));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let (release, released) = watch::channel(false);
-    let url = format!("ws://127.0.0.1:{}/bench?next=2", server.port);
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients)
-        .map(|_| {
+        .map(|i| {
+            let instance = i % instances;
             tokio::spawn(client(
-                url.clone(),
+                format!("ws://127.0.0.1:{}/bench?next=2", server.ports[instance]),
+                instance,
                 shape.signals,
                 connecting.clone(),
                 done_tx.clone(),
@@ -284,12 +378,18 @@ async fn round(kind: Kind, clients: usize, shape: Shape, port: u16) -> Round {
     drop(done_tx);
     let mut last = start;
     let mut through = 0;
+    let mut round_trips = Vec::new();
     let deadline = tokio::time::Instant::now() + ROUND_LIMIT;
     while through < clients {
         match tokio::time::timeout_at(deadline, done_rx.recv()).await {
-            Ok(Some(at)) => {
+            Ok(Some((at, round_trip))) => {
                 last = last.max(at);
                 through += 1;
+                if let Some((took, across)) = round_trip
+                    && (across || instances == 1)
+                {
+                    round_trips.push(took);
+                }
             }
             Ok(None) => break,
             Err(_) => panic!("{kind:?}: only {through} of {clients} through in {ROUND_LIMIT:?}"),
@@ -315,6 +415,7 @@ async fn round(kind: Kind, clients: usize, shape: Shape, port: u16) -> Round {
         held,
         idle_rss,
         peak_rss,
+        round_trips,
     }
 }
 
@@ -338,7 +439,8 @@ fn measure(
 ) -> (Summary, String) {
     let rounds: Vec<Round> = (0..ROUNDS)
         .map(|_| {
-            *port += 1;
+            // Room for Redis and three instances.
+            *port += 4;
             let r = runtime.block_on(round(kind, clients, shape, *port));
             println!(
                 "{} {clients} {shape:?}: {:.0} µs server CPU per join, peak {:.1} MiB (idle {:.1} MiB), {:.0} joins/s, {} held",
@@ -371,8 +473,22 @@ fn measure(
             .map(|r| r.peak_rss.saturating_sub(r.idle_rss) as f64 / clients as f64)
             .collect(),
     );
+    let mut round_trips: Vec<Duration> = rounds
+        .iter()
+        .flat_map(|r| r.round_trips.iter().copied())
+        .collect();
+    round_trips.sort();
+    let percentile = |p: f64| {
+        let at = ((round_trips.len() as f64 * p) as usize).min(round_trips.len().saturating_sub(1));
+        round_trips[at].as_secs_f64() * 1e3
+    };
+    let round_trip = if round_trips.is_empty() {
+        "–".to_owned()
+    } else {
+        format!("{:.1} / {:.1}", percentile(0.5), percentile(0.99))
+    };
     let row = format!(
-        "| {} | {clients} | {cpu:.0} | {:.1} | {:.1} | {joins:.0} | {slowest:.0}–{fastest:.0} | {held} |",
+        "| {} | {clients} | {cpu:.0} | {:.1} | {:.1} | {joins:.0} | {slowest:.0}–{fastest:.0} | {round_trip} | {held} |",
         kind.name(),
         per_client / 1024.0,
         mib(peak),
@@ -389,6 +505,16 @@ fn measure(
     )
 }
 
+/// One line on what Redis adds to a join, against the in-memory server.
+fn redis_cost(clients: usize, instances: usize, shared: &Summary, memory: &Summary) -> String {
+    format!(
+        "- {clients} clients, {instances} instance(s) on Redis: {:.0} µs of CPU per join in all (instances and Redis), {:+.0} µs against memory; {:.1} KiB per client in all.",
+        shared.cpu,
+        shared.cpu - memory.cpu,
+        shared.per_client / 1024.0,
+    )
+}
+
 /// One line comparing our summary with matchbox_server's.
 fn compare(what: &str, ours: &Summary, theirs: &Summary) -> String {
     format!(
@@ -401,7 +527,7 @@ fn compare(what: &str, ours: &Summary, theirs: &Summary) -> String {
     )
 }
 
-const HEADER: &str = "| server | clients | server CPU µs/join | memory per client (KiB) | peak RSS (MiB) | joins/s | rounds' range | held |\n|---|---:|---:|---:|---:|---:|---:|---:|";
+const HEADER: &str = "| server | clients | server CPU µs/join | memory per client (KiB) | peak RSS (MiB) | joins/s | rounds' range | offer→answer ms p50 / p99 | held |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|";
 
 fn main() {
     // 10,000 clients take 10,000 sockets here and as many in the server,
@@ -432,7 +558,13 @@ fn main() {
          Server CPU is the server process's user and system time over the round, per \
          client through; memory is the server's peak resident set (`VmHWM`) and, per \
          client, the peak over its idle resident set. Joins/s is bounded by the load \
-         clients, which share the CPUs: the server's CPU and memory are what it costs.\n",
+         clients, which share the CPUs: the server's CPU and memory are what it costs. \
+         \"N on Redis\": N gamenet-signaling instances sharing a fresh redis-server (no \
+         persistence), clients spread over them in turn, so that about half the pairs are \
+         split across instances; CPU and memory are those of all these processes together. \
+         Offer→answer: the round trip an offerer sees from sending its offer to getting \
+         the answer, through the server (over pairs split across instances, with several), \
+         pooled over the rounds.\n",
         MAIN.connecting,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
@@ -446,6 +578,11 @@ fn main() {
         let (theirs, row) = measure(&runtime, Kind::Matchbox, clients, MAIN, &mut port);
         let _ = writeln!(report, "{row}");
         summary.push(compare(&format!("{clients} clients"), &ours, &theirs));
+        for instances in 1..=3 {
+            let (shared, row) = measure(&runtime, Kind::Redis(instances), clients, MAIN, &mut port);
+            let _ = writeln!(report, "{row}");
+            summary.push(redis_cost(clients, instances, &shared, &ours));
+        }
     }
     let _ = writeln!(report, "\n{}", summary.join("\n"));
     let clients = COUNTS[COUNTS.len() - 1];
@@ -476,6 +613,9 @@ fn ours_alone(runtime: &tokio::runtime::Runtime) {
     let mut rows = vec![HEADER.to_owned()];
     for clients in COUNTS {
         rows.push(measure(runtime, Kind::Gamenet, clients, MAIN, &mut port).1);
+        for instances in 1..=3 {
+            rows.push(measure(runtime, Kind::Redis(instances), clients, MAIN, &mut port).1);
+        }
     }
     let clients = COUNTS[COUNTS.len() - 1];
     rows.push(measure(runtime, Kind::Gamenet, clients, OTHER, &mut port).1);
