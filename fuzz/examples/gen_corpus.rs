@@ -1,8 +1,9 @@
 //! Writes the seed corpus, `corpus/<target>/seed-<n>`: valid encodings taken
 //! from real sessions, a few per target. Run from the `fuzz` directory:
 //! `cargo run --example gen_corpus --features signaling` (without the feature
-//! the signaling targets' seeds are left as they are). `bevy_snapshot` needs
-//! none: it patches a valid snapshot it makes itself.
+//! the signaling targets' seeds are left as they are). `bevy_snapshot` and
+//! `bevy_snapshot_decode` need none: they patch a valid snapshot they make
+//! themselves.
 
 use std::path::Path;
 

@@ -14,6 +14,7 @@
 //! | `replication` | messages to a `Replicator` with entities in play | |
 //! | `bits_quantize` | bit readers and quantisers: arbitrary bits, and round trips within the quantum | |
 //! | `bevy_snapshot` | a late-join snapshot loaded into a Bevy world | `bevy` |
+//! | `bevy_snapshot_decode` | a late-join snapshot decoded and checked alone, against the limits | `bevy` |
 //! | `signaling_ws` | a WebSocket client's JSON message and room request | `signaling` |
 //! | `signaling_api` | the HTTP API's lobby bodies, join codes and listing | `signaling` |
 //! | `stun` | the STUN responder | `signaling` |
@@ -33,7 +34,9 @@
 //! ```
 //!
 //! The `_wire` targets call the decoders `gamenet_core` makes public for them
-//! with its `fuzzing` feature (`rollback::fuzzing`, `replication::fuzzing`).
+//! with its `fuzzing` feature (`rollback::fuzzing`, `replication::fuzzing`);
+//! `bevy_snapshot_decode` calls `bevy_gamenet`'s (`rollback::fuzzing`), which
+//! decodes and checks a snapshot the way loading it does, with no world.
 //!
 //! The targets build without a sanitizer (`-s none`): the workspace forbids
 //! unsafe code, so what they hunt is panics (overflow checks and debug

@@ -18,6 +18,9 @@
 mod app_ext;
 mod diagnostics;
 mod drive;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod plugin;
 mod schedule;
 mod socket;

@@ -502,7 +502,7 @@ struct FuzzTarget {
 }
 
 /// Every target of `fuzz/` (see its `src/lib.rs`).
-const FUZZ_TARGETS: [FuzzTarget; 13] = [
+const FUZZ_TARGETS: [FuzzTarget; 14] = [
     fuzz_target("mesh_wire", None, true),
     fuzz_target("mesh_peer", None, true),
     fuzz_target("rollback_wire", None, true),
@@ -516,6 +516,7 @@ const FUZZ_TARGETS: [FuzzTarget; 13] = [
     fuzz_target("token", Some("signaling"), false),
     fuzz_target("ice_json", Some("net"), false),
     fuzz_target("bevy_snapshot", Some("bevy"), false),
+    fuzz_target("bevy_snapshot_decode", Some("bevy"), false),
 ];
 
 const fn fuzz_target(name: &'static str, feature: Option<&'static str>, smoke: bool) -> FuzzTarget {

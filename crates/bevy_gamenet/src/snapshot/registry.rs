@@ -9,7 +9,7 @@ use gamenet::rollback::Frame;
 use super::serde::{Frames, Serde, SnapshotLimits, put_u32};
 use super::{
     Checksummer, ComponentSnapshot, LoadContext, ResourceSerde, ResourceSnapshot, SnapshotError,
-    Snapshotter, StageContext,
+    Snapshotter, StageContext, Staged,
 };
 
 /// Checksum and entity mapping set on a registered type after the fact.
@@ -49,14 +49,31 @@ impl Registry {
     }
 
     /// Replaces the rolled-back world with a snapshot from `write_all`, all or
-    /// nothing: every part is decoded and checked within `limits` first, and
-    /// on an error the world is left as it was.
+    /// nothing: every part is decoded and checked within `limits` first
+    /// ([`Registry::stage_all`]), and on an error the world is left as it was.
     pub fn read_all(
         &mut self,
         world: &mut World,
         bytes: &[u8],
         limits: SnapshotLimits,
     ) -> Result<(), SnapshotError> {
+        let (staged, _) = self.stage_all(bytes, limits)?;
+        let mut remap = EntityHashMap::default();
+        let mut lcx = LoadContext { remap: &mut remap };
+        for apply in staged {
+            apply(world, &mut lcx);
+        }
+        Ok(())
+    }
+
+    /// Decodes and checks every part of a snapshot from `write_all` within
+    /// `limits`, without touching a world: the parts, each ready to apply,
+    /// and what the checks counted.
+    pub fn stage_all(
+        &mut self,
+        bytes: &[u8],
+        limits: SnapshotLimits,
+    ) -> Result<(Vec<Staged>, StageContext), SnapshotError> {
         if bytes.len() > limits.max_bytes {
             return Err(SnapshotError::TooLarge {
                 len: bytes.len(),
@@ -83,12 +100,7 @@ impl Registry {
             staged.push(t.stage(part, &mut cx)?);
         }
         f.finish()?;
-        let mut remap = EntityHashMap::default();
-        let mut lcx = LoadContext { remap: &mut remap };
-        for apply in staged {
-            apply(world, &mut lcx);
-        }
-        Ok(())
+        Ok((staged, cx))
     }
 
     pub fn find<S: 'static>(&mut self) -> Option<&mut S> {
