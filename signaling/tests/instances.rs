@@ -318,3 +318,27 @@ async fn a_client_of_a_killed_instance_resumes_on_another_unseen_by_its_room() {
     assert_eq!(next_event(&mut a).await, JsonPeerEvent::NewPeer(c_id));
     assert_eq!(next_event(&mut b).await, JsonPeerEvent::NewPeer(c_id));
 }
+
+#[tokio::test]
+async fn an_instance_killed_mid_matchmaking_leaves_no_dead_member_in_the_group() {
+    let redis = RedisServer::start();
+    let mut doomed = InstanceProcess::start(&redis, SECRET).await;
+    let alive = survivor(&redis).await;
+    // A group of three filling: a on the doomed instance, b on the other.
+    let (_a, a_id) = connect(doomed.addr, "mm?next=3").await;
+    let (mut b, _) = connect(alive, "mm?next=3").await;
+    doomed.kill();
+    let event = tokio::time::timeout(TTL * 3, next_event(&mut b))
+        .await
+        .expect("no PeerLeft within three TTLs");
+    assert_eq!(event, JsonPeerEvent::PeerLeft(a_id));
+    // The group fills with live peers only: b, c and d.
+    let (mut c, c_id) = connect(alive, "mm?next=3").await;
+    assert_eq!(next_event(&mut b).await, JsonPeerEvent::NewPeer(c_id));
+    let (mut d, d_id) = connect(alive, "mm?next=3").await;
+    assert_eq!(next_event(&mut b).await, JsonPeerEvent::NewPeer(d_id));
+    assert_eq!(next_event(&mut c).await, JsonPeerEvent::NewPeer(d_id));
+    // Closed: the next one starts a group of its own.
+    let (_e, _) = connect(alive, "mm?next=3").await;
+    hears_nothing(&mut d, Duration::from_millis(300)).await;
+}
