@@ -342,3 +342,139 @@ async fn an_instance_killed_mid_matchmaking_leaves_no_dead_member_in_the_group()
     let (_e, _) = connect(alive, "mm?next=3").await;
     hears_nothing(&mut d, Duration::from_millis(300)).await;
 }
+
+/// Debian's nginx in front of instances, as in the README: round-robin over
+/// `upstreams`, WebSocket upgrades passed on; stopped when dropped.
+struct LoadBalancer {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    addr: SocketAddr,
+}
+
+impl LoadBalancer {
+    async fn start(upstreams: &[SocketAddr]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let dir = std::env::temp_dir().join(format!("gamenet-nginx-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let servers: String = upstreams
+            .iter()
+            .map(|u| format!("        server {u} max_fails=1 fail_timeout=10s;\n"))
+            .collect();
+        let d = dir.display();
+        let config = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log warn;\nevents {{ worker_connections 1024; }}\n\
+             http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n\
+             proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n\
+             uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n\
+             upstream gamenet {{\n{servers}    }}\n    server {{\n\
+             listen {addr};\n        location / {{\n\
+             proxy_pass http://gamenet;\n            proxy_http_version 1.1;\n\
+             proxy_set_header Upgrade $http_upgrade;\n\
+             proxy_set_header Connection \"upgrade\";\n\
+             proxy_set_header Host $host;\n\
+             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+             proxy_read_timeout 120s;\n        }}\n    }}\n}}\n"
+        );
+        let file = dir.join("nginx.conf");
+        std::fs::write(&file, config).unwrap();
+        let child = std::process::Command::new("nginx")
+            .arg("-c")
+            .arg(&file)
+            .arg("-p")
+            .arg(&dir)
+            .spawn()
+            .expect("nginx (Debian package nginx; `cargo xtask test` installs it)");
+        let balancer = Self { child, dir, addr };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nginx did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        balancer
+    }
+}
+
+impl Drop for LoadBalancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Through nginx: clients spread over both instances share a room; one
+/// instance killed, its clients come back through nginx (to the other) under
+/// their ids, unseen by their room-mates, and a newcomer is announced to all.
+#[tokio::test]
+async fn through_a_load_balancer_clients_of_a_killed_instance_resume_on_the_other() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let redis = RedisServer::start();
+    let mut doomed = InstanceProcess::start(&redis, SECRET).await;
+    let alive = survivor(&redis).await;
+    let nginx = LoadBalancer::start(&[doomed.addr, alive]).await;
+    // Four players, round-robin over the two instances, in one room.
+    let mut players = Vec::new();
+    for n in 0..4 {
+        let key = format!("player-key-{n:08}");
+        let (ws, id) = connect(nginx.addr, &format!("lb?key={key}")).await;
+        players.push((ws, id, key, false));
+    }
+    let ids: Vec<_> = players.iter().map(|(_, id, _, _)| *id).collect();
+    for (n, (ws, _, _, _)) in players.iter_mut().enumerate() {
+        // Each is told of those who came after it.
+        for later in &ids[n + 1..] {
+            assert_eq!(next_event(ws).await, JsonPeerEvent::NewPeer(*later));
+        }
+    }
+    assert!(
+        metric(doomed.addr, "gamenet_signaling_clients").await >= 1.0,
+        "nginx sent no client to the first instance"
+    );
+    doomed.kill();
+    // Clients whose connection dropped come back through nginx with their key.
+    for (ws, id, key, resumed) in &mut players {
+        let dropped = matches!(
+            tokio::time::timeout(Duration::from_millis(300), ws.next()).await,
+            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_))))
+        );
+        if dropped {
+            let (again, again_id) = connect(nginx.addr, &format!("lb?key={key}")).await;
+            assert_eq!(again_id, *id, "the same id through the other instance");
+            *ws = again;
+            *resumed = true;
+        }
+    }
+    let resumed = players.iter().filter(|p| p.3).count();
+    assert!(resumed >= 1, "no client was on the killed instance");
+    // The resumed are told who is there; nobody else hears anything, past the
+    // dead instance's TTL: no departure, no arrival.
+    tokio::time::sleep(TTL * 2).await;
+    for (ws, id, _, was_resumed) in &mut players {
+        loop {
+            match tokio::time::timeout(Duration::from_millis(50), ws.next()).await {
+                Err(_) => break,
+                Ok(Some(Ok(Message::Text(text)))) => match text.parse().unwrap() {
+                    JsonPeerEvent::NewPeer(other) if *was_resumed && ids.contains(&other) => {}
+                    other => panic!("{id}: {other:?}"),
+                },
+                Ok(other) => panic!("{id}: {other:?}"),
+            }
+        }
+    }
+    let (_e, e_id) = connect(nginx.addr, "lb").await;
+    for (ws, _, _, _) in &mut players {
+        assert_eq!(next_event(ws).await, JsonPeerEvent::NewPeer(e_id));
+    }
+    println!(
+        "RESULT through nginx: {resumed} of 4 clients resumed on the other instance under their ids, unseen by the room; a newcomer announced to all 4"
+    );
+}

@@ -157,6 +157,7 @@ fn setup(root: &Path) -> Result<()> {
         ("iptables", "iptables"),
         ("turnserver", "coturn"),
         ("redis-server", "redis-server"),
+        ("nginx", "nginx"),
         ("nsenter", "util-linux"),
         ("node", "nodejs"),
         ("npm", "npm"),
