@@ -12,17 +12,11 @@
 #![no_main]
 
 use std::cell::RefCell;
-use std::sync::OnceLock;
 
 use bevy_gamenet::rollback::fuzzing::{Decoded, SnapshotDecoder};
 use bevy_gamenet::rollback::{SnapshotError, SnapshotLimits};
-use gamenet_fuzz::bevy::{app, snapshot};
+use gamenet_fuzz::bevy::{app, snapshot_input};
 use libfuzzer_sys::fuzz_target;
-
-fn valid() -> &'static [u8] {
-    static VALID: OnceLock<Vec<u8>> = OnceLock::new();
-    VALID.get_or_init(|| snapshot(&mut app(), 0))
-}
 
 thread_local! {
     static DECODER: RefCell<SnapshotDecoder> = RefCell::new(
@@ -99,27 +93,8 @@ fn check(decoder: &mut SnapshotDecoder, bytes: &[u8], limits: SnapshotLimits, d:
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else {
+    let Some(input) = snapshot_input(data) else {
         return;
-    };
-    let input = match mode % 3 {
-        0 => rest.to_vec(),
-        1 => {
-            let mut v = valid().to_vec();
-            for t in rest.chunks_exact(3) {
-                let at = u16::from_le_bytes([t[0], t[1]]) as usize % v.len();
-                v[at] = t[2];
-            }
-            v
-        }
-        _ => {
-            let mut v = valid().to_vec();
-            if let [a, b, tail @ ..] = rest {
-                v.truncate(u16::from_le_bytes([*a, *b]) as usize % (v.len() + 1));
-                v.extend_from_slice(tail);
-            }
-            v
-        }
     };
     DECODER.with_borrow_mut(|decoder| {
         let limits = SnapshotLimits::default();

@@ -141,3 +141,37 @@ pub fn state(app: &mut App) -> State {
     let score = world.get_resource::<Score>().map(|s| (s.0, s.1.clone()));
     (entities, score)
 }
+
+/// A valid snapshot of [`app`]'s world, made once.
+pub fn valid_snapshot() -> &'static [u8] {
+    static VALID: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    VALID.get_or_init(|| snapshot(&mut app(), 0))
+}
+
+/// The snapshot bytes a fuzz input stands for, its first byte picking how:
+/// the rest of the input as it is; or [`valid_snapshot`] with the rest as
+/// `(offset, offset, byte)` triples written into it; or [`valid_snapshot`]
+/// cut short at the offset the next two bytes give and the rest appended.
+/// `None` for an empty input.
+pub fn snapshot_input(data: &[u8]) -> Option<Vec<u8>> {
+    let (&mode, rest) = data.split_first()?;
+    Some(match mode % 3 {
+        0 => rest.to_vec(),
+        1 => {
+            let mut v = valid_snapshot().to_vec();
+            for t in rest.chunks_exact(3) {
+                let at = u16::from_le_bytes([t[0], t[1]]) as usize % v.len();
+                v[at] = t[2];
+            }
+            v
+        }
+        _ => {
+            let mut v = valid_snapshot().to_vec();
+            if let [a, b, tail @ ..] = rest {
+                v.truncate(u16::from_le_bytes([*a, *b]) as usize % (v.len() + 1));
+                v.extend_from_slice(tail);
+            }
+            v
+        }
+    })
+}
