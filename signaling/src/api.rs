@@ -32,7 +32,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::auth::{IceServerEntry, turn_credentials};
 use crate::limits::address_key;
 use crate::rooms::{JoinCode, LobbyInfo, LobbySpec, RoomError};
-use crate::shared::{SharedError, SharedState, now_millis};
+use crate::shared::{HeldLobby, SharedError, SharedState, now_millis};
 use crate::state::{App, Refusal};
 
 /// Largest request body, in bytes.
@@ -164,9 +164,21 @@ async fn create_lobby(
         let codes: Vec<JoinCode> = (0..16)
             .map(|_| JoinCode::from_random(rand::random::<u32>()))
             .collect();
+        let now = now_millis();
+        let held = spec.clone();
         app.shared
-            .create_lobby(Some(address_key(ip)), spec, &codes, now_millis())
+            .create_lobby(Some(address_key(ip)), spec, &codes, now)
             .await
+            .inspect(|info| {
+                app.mirror(|mirror| {
+                    mirror.lobby(HeldLobby {
+                        code: info.code,
+                        spec: held,
+                        owner: Some(address_key(ip)),
+                        created: now,
+                    });
+                });
+            })
             .map_err(|e| {
                 let e = match e {
                     SharedError::Refused(e) => e,

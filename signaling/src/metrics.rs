@@ -63,6 +63,14 @@ pub struct Metrics {
     pub relayed_in: Counter,
     /// Operations on the shared state (Redis) that failed.
     pub shared_errors: Counter,
+    /// Times this instance wrote back what it holds (Redis lost its data or
+    /// was out of reach).
+    pub write_backs: Counter,
+    /// Clients connected across all instances (with Redis; else this
+    /// instance's), set when scraped.
+    pub clients_all: Gauge,
+    /// Peers in rooms across all instances, set when scraped.
+    pub peers: Gauge,
 }
 
 impl Default for Metrics {
@@ -89,6 +97,9 @@ impl Default for Metrics {
             relayed_out: Counter::default(),
             relayed_in: Counter::default(),
             shared_errors: Counter::default(),
+            write_backs: Counter::default(),
+            clients_all: Gauge::default(),
+            peers: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -177,6 +188,21 @@ impl Default for Metrics {
             "shared_errors",
             "Operations on the shared state (Redis) that failed",
             metrics.shared_errors.clone(),
+        );
+        registry.register(
+            "write_backs",
+            "Times this instance wrote back what it holds into Redis",
+            metrics.write_backs.clone(),
+        );
+        registry.register(
+            "clients_all",
+            "WebSocket clients connected across all instances",
+            metrics.clients_all.clone(),
+        );
+        registry.register(
+            "peers",
+            "Peers in rooms across all instances",
+            metrics.peers.clone(),
         );
         Self {
             registry,

@@ -445,12 +445,18 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         Ok(counts) => {
             app.metrics.rooms.set(counts.rooms as i64);
             app.metrics.lobbies.set(counts.lobbies as i64);
+            app.metrics.peers.set(counts.peers as i64);
         }
         Err(error) => {
             app.metrics.shared_errors.inc();
             debug!(%error, "counting rooms");
         }
     }
+    let clients = match app.shared.seats().await {
+        Ok(seats) if app.is_shared() => seats,
+        _ => app.clients.load(Ordering::SeqCst),
+    };
+    app.metrics.clients_all.set(clients as i64);
     (
         [(
             header::CONTENT_TYPE,

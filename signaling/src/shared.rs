@@ -38,7 +38,7 @@ mod redis;
 mod scripts;
 
 pub use memory::MemoryState;
-pub use redis::{RedisState, RedisStateConfig};
+pub use redis::{Held, HeldLobby, HeldPeer, RedisState, RedisStateConfig, Synced};
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;

@@ -18,8 +18,11 @@ use crate::auth::{self, OriginPolicy, TokenError};
 use crate::limits::{RetryAfter, address_key, describe_key};
 use crate::metrics::Metrics;
 use crate::outbox::{NotQueued, Outbox};
-use crate::rooms::{JoinCode, LobbyInfo};
-use crate::shared::{Bucket, Location, Shared, SharedError, SharedState, now_millis};
+use crate::rooms::{JoinCode, Joined, LobbyInfo, RoomKey};
+use crate::shared::{
+    Bucket, Held, HeldLobby, HeldPeer, Location, Millis, Shared, SharedError, SharedState, Synced,
+    now_millis,
+};
 
 /// Refused connections being told why at once, at most.
 pub(crate) const REFUSING: usize = 64;
@@ -60,6 +63,115 @@ pub(crate) struct Local {
     /// Which connection holds each peer id in its room: the one connected now,
     /// or the last one while its client may still reconnect.
     pub(crate) owners: HashMap<PeerId, u64>,
+    /// With Redis: what this instance holds of the shared state.
+    pub(crate) mirror: Mirror,
+}
+
+/// With Redis, what this instance holds of the shared state: kept to write it
+/// back should Redis lose it, and to pass signals between its own clients
+/// while Redis is out of reach. Empty in memory.
+#[derive(Default)]
+pub(crate) struct Mirror {
+    /// The room of each client here that is in one.
+    rooms: HashMap<PeerId, RoomKey>,
+    /// Quick-match groups still filling that clients here wait in, with
+    /// since when each waits.
+    filling: HashMap<RoomKey, Vec<(PeerId, Millis)>>,
+    /// Lobbies made here or that clients here joined.
+    lobbies: HashMap<JoinCode, HeldLobby>,
+}
+
+impl Mirror {
+    /// `peer` joined as `joined` says, at `now`.
+    pub(crate) fn joined(&mut self, peer: PeerId, joined: &Joined, now: Millis) {
+        self.rooms.insert(peer, joined.room.clone());
+        if matches!(joined.room, RoomKey::Quick { .. }) {
+            if joined.matched.is_empty() {
+                let waiting = self.filling.entry(joined.room.clone()).or_default();
+                waiting.push((peer, now));
+            } else {
+                self.filling.remove(&joined.room);
+            }
+        }
+    }
+
+    /// `peer` resumed here, in `room`.
+    pub(crate) fn resumed(&mut self, peer: PeerId, room: RoomKey) {
+        self.rooms.insert(peer, room);
+    }
+
+    /// `peer` left its room.
+    pub(crate) fn left(&mut self, peer: PeerId) {
+        let Some(room) = self.rooms.remove(&peer) else {
+            return;
+        };
+        if let Some(waiting) = self.filling.get_mut(&room) {
+            waiting.retain(|(p, _)| *p != peer);
+            if waiting.is_empty() {
+                self.filling.remove(&room);
+            }
+        }
+    }
+
+    /// A lobby made here, or joined by a client here.
+    pub(crate) fn lobby(&mut self, lobby: HeldLobby) {
+        self.lobbies.entry(lobby.code).or_insert(lobby);
+    }
+
+    /// What to ask Redis about: the groups still filling, the lobbies held.
+    pub(crate) fn asked(&self) -> (Vec<RoomKey>, Vec<JoinCode>) {
+        (
+            self.filling.keys().cloned().collect(),
+            self.lobbies.keys().copied().collect(),
+        )
+    }
+
+    /// Forgets the groups Redis says are complete and the lobbies it says
+    /// expired (only when Redis did not lose its data).
+    pub(crate) fn synced(&mut self, synced: &Synced) {
+        for room in &synced.complete {
+            self.filling.remove(room);
+        }
+        for code in &synced.gone {
+            self.lobbies.remove(code);
+        }
+    }
+
+    /// Whether `a` and `b` are both in one room, as far as this instance knows.
+    pub(crate) fn same_room(&self, a: PeerId, b: PeerId) -> bool {
+        a != b && matches!((self.rooms.get(&a), self.rooms.get(&b)), (Some(x), Some(y)) if x == y)
+    }
+}
+
+impl Local {
+    /// Whether a signal from `from` to `to` may pass to `to`'s client here
+    /// without Redis: both in one room, as far as this instance knows.
+    pub(crate) fn routes_here(&self, from: PeerId, to: PeerId) -> bool {
+        self.mirror.same_room(from, to) && self.peers.contains_key(&to)
+    }
+
+    /// What this instance holds, to write back: its connected clients in
+    /// rooms (not those away within their resume grace: they may be back
+    /// on another instance), the lobbies, and `seats`.
+    pub(crate) fn held(&self, seats: usize) -> Held {
+        let waiting: HashMap<PeerId, Millis> =
+            self.mirror.filling.values().flatten().copied().collect();
+        Held {
+            peers: self
+                .mirror
+                .rooms
+                .iter()
+                .filter(|(peer, _)| self.peers.contains_key(peer))
+                .map(|(peer, room)| HeldPeer {
+                    peer: *peer,
+                    room: room.clone(),
+                    waiting_since: waiting.get(peer).copied(),
+                })
+                .collect(),
+            lobbies: self.mirror.lobbies.values().cloned().collect(),
+            seats,
+        }
+    }
 }
 
 /// What every request handler shares.
@@ -139,6 +251,14 @@ impl App {
     /// Locks the table of the clients connected here.
     pub(crate) fn local(&self) -> MutexGuard<'_, Local> {
         lock(&self.local)
+    }
+
+    /// Updates the mirror of what this instance holds, with Redis (in memory
+    /// there is none to keep).
+    pub(crate) fn mirror(&self, update: impl FnOnce(&mut Mirror)) {
+        if self.is_shared() {
+            update(&mut self.local().mirror);
+        }
     }
 
     /// Whether the shared state is in Redis (other instances may hold some

@@ -119,24 +119,40 @@ pub(crate) async fn relay_in(app: Arc<App>, mut incoming: Incoming) {
     }
 }
 
-/// With Redis: announces this instance every third of `--instance-ttl`, and
-/// takes the clients of instances whose announcement expired out of their
-/// rooms (their room-mates are told they left), unless they resumed on
-/// another instance meanwhile.
+/// With Redis: announces this instance every third of `--instance-ttl`;
+/// writes back what it holds when Redis lost its data, or after Redis was
+/// out of reach (see [`write_back`]); and takes the clients of instances
+/// whose announcement expired out of their rooms (their room-mates are told
+/// they left), unless they resumed on another instance meanwhile.
 pub(crate) async fn watch_instances(app: Arc<App>) {
     let Shared::Redis(redis) = &app.shared else {
         return;
     };
     let ttl = app.config.instance_ttl;
-    let mut tick = tokio::time::interval((ttl / 3).max(Duration::from_millis(50)));
+    let period = (ttl / 3).max(Duration::from_millis(50));
+    // Long enough for every live instance to sync once and write back.
+    let restore_window = period * 2;
+    let mut tick = tokio::time::interval(period);
     let mut shutdown = app.shutdown.clone();
+    // Errors seen by the last sync: any since means a write-back.
+    let mut errors = app.metrics.shared_errors.get();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
         let watched = async {
-            redis.announce(&app.instance, ttl).await?;
+            let (filling, lobbies) = app.local().mirror.asked();
+            let synced = redis
+                .sync(&app.instance, ttl, restore_window, &filling, &lobbies)
+                .await?;
+            let seen = app.metrics.shared_errors.get();
+            if synced.lost || seen != errors {
+                write_back(&app, redis, synced.lost).await?;
+            } else {
+                app.local().mirror.synced(&synced);
+            }
+            errors = seen;
             for dead in redis.dead_instances().await? {
                 let left = redis.members_of(&dead).await?;
                 for peer in &left {
@@ -155,4 +171,50 @@ pub(crate) async fn watch_instances(app: Arc<App>) {
             tracing::debug!(%error, "watching the instances");
         }
     }
+}
+
+/// Makes Redis agree with what this instance holds: writes back its clients
+/// in rooms, the quick-match groups they wait in, its lobbies and its seat
+/// count, where missing (after Redis `lost` its data, or after it was out of
+/// reach and some change may not have reached it); then takes out of their
+/// rooms the peers Redis still places here that are not connected here (a
+/// leave that failed meanwhile), telling their room-mates.
+async fn write_back(
+    app: &App,
+    redis: &crate::shared::RedisState,
+    lost: bool,
+) -> Result<(), crate::shared::SharedError> {
+    let held = app
+        .local()
+        .held(app.clients.load(std::sync::atomic::Ordering::SeqCst));
+    let (peers, lobbies) = redis.restore(&app.instance, &held, now_millis()).await?;
+    // Read after the write-back, and checked against the clients here after
+    // that: a client joining meanwhile is registered here before Redis has it.
+    let recorded = redis.members_of(&app.instance).await?;
+    let stale: Vec<_> = {
+        let local = app.local();
+        recorded
+            .into_iter()
+            .filter(|peer| !local.owners.contains_key(peer))
+            .collect()
+    };
+    for peer in &stale {
+        let others = app
+            .shared
+            .leave(*peer, Some(&app.instance), now_millis())
+            .await?;
+        let event = matchbox_protocol::JsonPeerEvent::PeerLeft(*peer).to_string();
+        app.deliver_all(&others, &event).await;
+    }
+    app.metrics.write_backs.inc();
+    if lost || peers + lobbies + stale.len() > 0 {
+        tracing::info!(
+            lost,
+            peers,
+            lobbies,
+            stale = stale.len(),
+            "wrote back what this instance holds"
+        );
+    }
+    Ok(())
 }

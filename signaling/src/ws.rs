@@ -24,7 +24,7 @@ use crate::metrics::Reason;
 use crate::outbox::{Inbox, outbox};
 use crate::rooms::{RoomError, RoomRequest};
 use crate::seat::Seat;
-use crate::shared::{SharedError, SharedState, now_millis};
+use crate::shared::{HeldLobby, Location, SharedError, SharedState, now_millis};
 use crate::signals::{self, SignalError};
 use crate::state::{App, Delivery, Refusal};
 
@@ -155,7 +155,8 @@ async fn check(
     };
     if let Ok(RoomRequest::Lobby(code)) = &request {
         // An unknown code counts against the address's misses.
-        app.find_lobby(ip, *code).await?;
+        let info = app.find_lobby(ip, *code).await?;
+        app.mirror(|mirror| mirror.lobby(HeldLobby::from(info)));
     }
     let request = request.map_err(|e| {
         let (status, reason) = match e {
@@ -286,6 +287,7 @@ impl Client {
                 // Replacing the old queue ends the old connection's task.
                 local.peers.insert(id, outbox);
             }
+            app.mirror(|mirror| mirror.resumed(id, room.clone()));
             app.metrics.resumes.inc();
             debug!(%id, %ip, room = room.kind(), "resumed");
             if !self.hello(&mut sink).await {
@@ -302,33 +304,36 @@ impl Client {
         }
         // Boxed, like the other calls of the shared state here: they are
         // rare, and inline they would add their size to every client's task.
-        let joined =
-            match Box::pin(app.shared.join(id, &app.instance, &request, now_millis())).await {
-                Ok(joined) => joined,
-                Err(error) => {
-                    self.ended = true;
-                    {
-                        let mut local = app.local();
-                        if local.owners.get(&id) == Some(&self.connection) {
-                            local.owners.remove(&id);
-                            local.peers.remove(&id);
-                        }
+        let now = now_millis();
+        let joined = match Box::pin(app.shared.join(id, &app.instance, &request, now)).await {
+            Ok(joined) => {
+                app.mirror(|mirror| mirror.joined(id, &joined, now));
+                joined
+            }
+            Err(error) => {
+                self.ended = true;
+                {
+                    let mut local = app.local();
+                    if local.owners.get(&id) == Some(&self.connection) {
+                        local.owners.remove(&id);
+                        local.peers.remove(&id);
                     }
-                    let error = match error {
-                        SharedError::Refused(error) => error,
-                        error => return self.refuse(sink, unavailable_close(&app, &error)).await,
-                    };
-                    let reason = match error {
-                        RoomError::RoomFull(_) => "room_full",
-                        RoomError::UnknownLobby(_) => "unknown_lobby",
-                        _ => "bad_room",
-                    };
-                    app.metrics.refuse(reason);
-                    info!(%id, %ip, %error, "refused");
-                    let close = close_frame(close::ROOM_REFUSED, &error.to_string());
-                    return self.refuse(sink, close).await;
                 }
-            };
+                let error = match error {
+                    SharedError::Refused(error) => error,
+                    error => return self.refuse(sink, unavailable_close(&app, &error)).await,
+                };
+                let reason = match error {
+                    RoomError::RoomFull(_) => "room_full",
+                    RoomError::UnknownLobby(_) => "unknown_lobby",
+                    _ => "bad_room",
+                };
+                app.metrics.refuse(reason);
+                info!(%id, %ip, %error, "refused");
+                let close = close_frame(close::ROOM_REFUSED, &error.to_string());
+                return self.refuse(sink, close).await;
+            }
+        };
         let new_peer = JsonPeerEvent::NewPeer(id).to_string();
         Box::pin(app.deliver_all(&joined.others, &new_peer)).await;
         // Its id only now that it is in the room: a client that has its id
@@ -555,8 +560,12 @@ impl Client {
                     Err(error) => {
                         app.metrics.shared_errors.inc();
                         debug!(id = %self.id, %error, "routing a signal");
-                        app.metrics.drop_signal("unavailable");
-                        return Ok(());
+                        // Between two clients here in one room, it passes.
+                        if !app.local().routes_here(self.id, receiver) {
+                            app.metrics.drop_signal("unavailable");
+                            return Ok(());
+                        }
+                        Location::Here
                     }
                 };
                 match app.deliver(receiver, &location, &message).await {
@@ -650,6 +659,7 @@ async fn leave(app: &App, id: PeerId, connection: u64) {
         }
         local.owners.remove(&id);
         local.peers.remove(&id);
+        local.mirror.left(id);
     }
     match app
         .shared

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use common::redis_server::RedisServer;
 use common::*;
+use futures::StreamExt;
 use gamenet_signaling::Config;
-use matchbox_protocol::JsonPeerEvent;
+use matchbox_protocol::{JsonPeerEvent, PeerId};
+use tokio_tungstenite::tungstenite::Message;
 
 /// An instance on Redis at `redis`, with limits loose enough for one test
 /// address unless `config` says otherwise.
@@ -129,8 +131,42 @@ async fn limits_hold_across_instances() {
     assert!(body.contains("full"), "{body}");
 }
 
+/// Joins `path` on `addr` once the instances serve joins again after Redis
+/// came back (a join refused meanwhile gets its id, then a close).
+async fn join_when_served(addr: SocketAddr, path: &str) -> (Ws, PeerId) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(mut ws) = try_connect_from([127, 0, 0, 1], addr, path, &[]).await {
+            let JsonPeerEvent::IdAssigned(id) = next_event(&mut ws).await else {
+                panic!("no id first");
+            };
+            // A refused join is closed right after its id.
+            match tokio::time::timeout(Duration::from_secs(1), ws.next()).await {
+                Err(_) => return (ws, id),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
+                    assert!(reason.contains("cannot serve"), "{reason}");
+                }
+                Ok(other) => panic!("{other:?}"),
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "joins still refused"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Redis killed under two instances: what needs it is refused with a reason
+/// and a metric, `/ready` says so, and signals between clients of one
+/// instance in one room still pass. Redis back empty: the instances write
+/// back what they hold, and the open room, the waiting quick-match peer and
+/// both lobbies (one empty, one with a player) are whole again: newcomers on
+/// either instance meet those who were there, and signals pass across
+/// instances again.
 #[tokio::test]
-async fn without_redis_joins_are_refused_with_a_reason_and_served_again_once_it_is_back() {
+async fn redis_restarted_empty_gets_back_the_rooms_queues_and_lobbies_the_instances_hold() {
     let mut redis = RedisServer::start();
     let port = redis.addr.port();
     let one = instance(&redis, loose()).await;
@@ -138,9 +174,23 @@ async fn without_redis_joins_are_refused_with_a_reason_and_served_again_once_it_
     let (mut a, a_id) = connect(one, "room").await;
     let (mut b, b_id) = connect(two, "room").await;
     assert_eq!(next_event(&mut a).await, JsonPeerEvent::NewPeer(b_id));
+    let (mut a2, a2_id) = connect(one, "room").await;
+    assert_eq!(next_event(&mut a).await, JsonPeerEvent::NewPeer(a2_id));
+    assert_eq!(next_event(&mut b).await, JsonPeerEvent::NewPeer(a2_id));
+    let (mut waiting, waiting_id) = connect(two, "arena?next=2").await;
+    let lobby = |name: &str, max: usize| {
+        format!(r#"{{"name": "{name}", "public": true, "max_players": {max}}}"#)
+    };
+    let (status, made) = api(one, "POST", "/api/lobbies", "", &lobby("empty", 2)).await;
+    assert_eq!(status, 201, "{made}");
+    let empty = made["code"].as_str().unwrap().to_owned();
+    let (status, made) = api(two, "POST", "/api/lobbies", "", &lobby("busy", 3)).await;
+    assert_eq!(status, 201, "{made}");
+    let busy = made["code"].as_str().unwrap().to_owned();
+    let (mut host, host_id) = connect(one, &format!("join/{busy}")).await;
+
     redis.kill();
-    let refused = try_connect_from([127, 0, 0, 1], one, "room", &[]).await;
-    let (status, body) = refusal(refused);
+    let (status, body) = refusal(try_connect_from([127, 0, 0, 1], one, "room", &[]).await);
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("cannot serve"), "{body}");
     let (status, body) = api(two, "GET", "/api/lobbies", "", "").await;
@@ -154,10 +204,11 @@ async fn without_redis_joins_are_refused_with_a_reason_and_served_again_once_it_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(metric(one, "gamenet_signaling_shared_errors_total").await >= 1.0);
-    // Back, empty: new rooms form again (what was held before is the
-    // write-back's business, not this test's).
+    // Held rooms are still served where the instance can: between its own
+    // clients.
+    signal_passes(&mut a, a_id, &mut a2, a2_id, "a to a2 without Redis").await;
+
     let _redis = RedisServer::start_on(port);
-    // Each instance is ready again once it has subscribed again.
     for addr in [one, two] {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         while http(addr, "GET", "/ready", "", "").await.0 != 200 {
@@ -165,23 +216,52 @@ async fn without_redis_joins_are_refused_with_a_reason_and_served_again_once_it_
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let (mut c, c_id) = loop {
-        match try_connect_from([127, 0, 0, 1], one, "again", &[]).await {
-            Ok(mut ws) => match next_event(&mut ws).await {
-                JsonPeerEvent::IdAssigned(id) => break (ws, id),
-                other => panic!("{other:?}"),
-            },
-            Err(_) => {
-                assert!(tokio::time::Instant::now() < deadline, "still refused");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
+    // A newcomer on one is paired with the peer that waited on two.
+    let (mut newcomer, newcomer_id) = join_when_served(one, "arena?next=2").await;
+    assert_eq!(
+        next_event(&mut waiting).await,
+        JsonPeerEvent::NewPeer(newcomer_id)
+    );
+    signal_passes(
+        &mut waiting,
+        waiting_id,
+        &mut newcomer,
+        newcomer_id,
+        "waiting to newcomer",
+    )
+    .await;
+    // The open room has its three members on both instances.
+    let (mut n, n_id) = join_when_served(two, "room").await;
+    for ws in [&mut a, &mut a2, &mut b] {
+        assert_eq!(next_event(ws).await, JsonPeerEvent::NewPeer(n_id));
+    }
+    signal_passes(&mut a, a_id, &mut b, b_id, "a to b").await;
+    signal_passes(&mut n, n_id, &mut a2, a2_id, "n to a2").await;
+    // Both lobbies are listed and joinable, the busy one with its player.
+    let (status, listed) = api(one, "GET", "/api/lobbies", "", "").await;
+    assert_eq!(status, 200, "{listed}");
+    let players = |code: &str| {
+        listed["lobbies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["code"] == code)
+            .map(|l| l["players"].as_u64().unwrap())
     };
-    let (mut d, d_id) = connect(two, "again").await;
-    assert_eq!(next_event(&mut c).await, JsonPeerEvent::NewPeer(d_id));
-    signal_passes(&mut d, d_id, &mut c, c_id, "d to c").await;
-    let _ = (&mut a, a_id, &mut b);
+    assert_eq!(players(&empty), Some(0), "{listed}");
+    assert_eq!(players(&busy), Some(1), "{listed}");
+    let (mut guest, guest_id) = connect(two, &format!("join/{busy}")).await;
+    assert_eq!(
+        next_event(&mut host).await,
+        JsonPeerEvent::NewPeer(guest_id)
+    );
+    signal_passes(&mut guest, guest_id, &mut host, host_id, "guest to host").await;
+    let (_first, _) = connect(two, &format!("join/{empty}")).await;
+    for addr in [one, two] {
+        assert!(metric(addr, "gamenet_signaling_write_backs_total").await >= 1.0);
+    }
+    assert_eq!(metric(one, "gamenet_signaling_peers").await, 9.0);
+    assert_eq!(metric(two, "gamenet_signaling_clients_all").await, 9.0);
 }
 
 /// An instance as a process of its own (the server binary), to be killed

@@ -14,8 +14,8 @@ use common::redis_server::RedisServer;
 use gamenet_signaling::limits::RetryAfter;
 use gamenet_signaling::rooms::{JoinCode, LobbySpec, RoomError, RoomKey, RoomLimits, RoomRequest};
 use gamenet_signaling::shared::{
-    Bucket, Counts, MemoryState, Millis, RedisState, RedisStateConfig, Shared, SharedError,
-    SharedState, now_millis,
+    Bucket, Counts, Held, HeldLobby, HeldPeer, MemoryState, Millis, RedisState, RedisStateConfig,
+    Shared, SharedError, SharedState, now_millis,
 };
 use matchbox_protocol::PeerId;
 
@@ -605,21 +605,234 @@ async fn redis_going_away_is_an_error_and_its_return_is_picked_up() {
         RedisState::connect(config).await,
         Err(SharedError::Unavailable(_))
     ));
-    // Back, empty (no persistence): the connection is made again by itself.
+    // Back, empty (no persistence): the connection is made again by itself,
+    // and the instance's next sync finds the data lost.
     let _redis = RedisServer::start_on(port);
+    let synced = until_served(|| state.sync("i1", Duration::from_secs(5), WINDOW, &[], &[])).await;
+    assert!(synced.lost, "Redis came back empty");
+    let held = Held {
+        peers: vec![HeldPeer {
+            peer: peer(1),
+            room: RoomKey::Open("a".into()),
+            waiting_since: None,
+        }],
+        ..Held::default()
+    };
+    assert_eq!(state.restore("i1", &held, t).await.unwrap(), (1, 0));
+    let a = open("a");
+    let joined = until_served(|| state.join(peer(2), "i1", &a, t)).await;
+    assert_eq!(joined.others, vec![peer(1)], "written back");
+}
+
+/// How long joins wait after Redis lost its data, in these tests.
+const WINDOW: Duration = Duration::from_millis(300);
+
+/// Runs `call` until the shared state serves it (for up to 10 s).
+async fn until_served<T, F, Fut>(mut call: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SharedError>>,
+{
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let joined = loop {
-        match state.join(peer(2), "i1", &open("a"), t).await {
-            Ok(joined) => break joined,
+    loop {
+        match call().await {
+            Ok(value) => return value,
             Err(SharedError::Unavailable(e)) => {
                 assert!(
                     std::time::Instant::now() < deadline,
                     "still unavailable: {e}"
                 );
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => panic!("{e}"),
         }
+    }
+}
+
+/// Redis restarted empty under two instances: the first to notice opens the
+/// restore window (joins, resumes and lookups wait), both write back what
+/// they hold, and then rooms, waiting quick-match groups and lobbies are whole
+/// again: new peers join them, new groups take new numbers.
+#[tokio::test]
+async fn what_instances_hold_is_written_back_after_redis_lost_its_data() {
+    let mut redis = RedisServer::start();
+    let port = redis.addr.port();
+    let (one, two) = (
+        redis_state(&redis, limits()).await,
+        redis_state(&redis, limits()).await,
+    );
+    let t = now_millis();
+    let ttl = Duration::from_secs(5);
+    let owner = ip("198.51.100.7");
+    // One: peer 1 in an open room, peer 2 waiting for a group of 3, an empty
+    // lobby it made. Two: peer 3 waiting in the same group, peer 4 in a
+    // lobby one made.
+    one.join(peer(1), "i1", &open("a"), t).await.unwrap();
+    let group = one
+        .join(peer(2), "i1", &quick("q", 3, None), t)
+        .await
+        .unwrap();
+    two.join(peer(3), "i2", &quick("q", 3, None), t + 5)
+        .await
+        .unwrap();
+    let empty = one
+        .create_lobby(
+            Some(owner),
+            spec("empty", true, 2, "duel"),
+            &[code("EEEEEE")],
+            t,
+        )
+        .await
+        .unwrap();
+    let busy = one
+        .create_lobby(
+            Some(owner),
+            spec("busy", false, 3, ""),
+            &[code("BBBBBB")],
+            t + 1,
+        )
+        .await
+        .unwrap();
+    two.join(peer(4), "i2", &RoomRequest::Lobby(busy.code), t)
+        .await
+        .unwrap();
+    let lobby = |info: &gamenet_signaling::rooms::LobbyInfo, created| HeldLobby {
+        code: info.code,
+        spec: spec(&info.name, info.public, info.max_players, &info.mode),
+        owner: Some(owner),
+        created,
     };
-    assert!(joined.others.is_empty(), "Redis came back empty");
+    let held_one = Held {
+        peers: vec![
+            HeldPeer {
+                peer: peer(1),
+                room: RoomKey::Open("a".into()),
+                waiting_since: None,
+            },
+            HeldPeer {
+                peer: peer(2),
+                room: group.room.clone(),
+                waiting_since: Some(t),
+            },
+        ],
+        lobbies: vec![lobby(&empty, t), lobby(&busy, t + 1)],
+        seats: 2,
+    };
+    let held_two = Held {
+        peers: vec![
+            HeldPeer {
+                peer: peer(3),
+                room: group.room.clone(),
+                waiting_since: Some(t + 5),
+            },
+            HeldPeer {
+                peer: peer(4),
+                room: RoomKey::Lobby(busy.code),
+                waiting_since: None,
+            },
+        ],
+        lobbies: vec![HeldLobby {
+            owner: None,
+            ..lobby(&busy, t)
+        }],
+        seats: 2,
+    };
+    // Nothing lost yet: the group is still filling, both lobbies are there.
+    let synced = one
+        .sync(
+            "i1",
+            ttl,
+            WINDOW,
+            std::slice::from_ref(&group.room),
+            &[empty.code],
+        )
+        .await
+        .unwrap();
+    assert_eq!(synced, Default::default());
+
+    redis.kill();
+    let _redis = RedisServer::start_on(port);
+    // Before any instance noticed, joins wait too.
+    let refused = until_served(|| async {
+        match one.join(peer(9), "i1", &open("a"), t).await {
+            Err(SharedError::Unavailable(e)) if e.contains("refilled") => Ok(e),
+            other => Err(SharedError::Unavailable(format!("{other:?}"))),
+        }
+    })
+    .await;
+    assert!(refused.contains("retry"), "{refused}");
+    let synced = one
+        .sync(
+            "i1",
+            ttl,
+            WINDOW,
+            std::slice::from_ref(&group.room),
+            &[empty.code],
+        )
+        .await
+        .unwrap();
+    assert!(synced.lost);
+    assert!(matches!(
+        two.lobby(busy.code).await,
+        Err(SharedError::Unavailable(_))
+    ));
+    assert_eq!(one.restore("i1", &held_one, t).await.unwrap(), (2, 2));
+    assert!(two.sync("i2", ttl, WINDOW, &[], &[]).await.unwrap().lost);
+    // The lobby one wrote back already is left as it is.
+    assert_eq!(two.restore("i2", &held_two, t).await.unwrap(), (2, 0));
+    // Written twice, counted once.
+    assert_eq!(one.restore("i1", &held_one, t).await.unwrap(), (0, 0));
+    assert!(!one.sync("i1", ttl, WINDOW, &[], &[]).await.unwrap().lost);
+
+    // The open room, the waiting group and the lobbies are whole again.
+    let a = open("a");
+    let joined = until_served(|| two.join(peer(5), "i2", &a, t + 10)).await;
+    assert_eq!(joined.others, vec![peer(1)]);
+    let completed = one
+        .join(peer(6), "i1", &quick("q", 3, None), t + 10)
+        .await
+        .unwrap();
+    assert_eq!(completed.room, group.room);
+    assert_eq!(sorted(completed.others), sorted(vec![peer(2), peer(3)]));
+    assert_eq!(completed.matched.len(), 3, "{:?}", completed.matched);
+    assert!(completed.matched.contains(&Duration::from_millis(10)));
+    // A new group of the same queue takes a new number.
+    let next = two
+        .join(peer(7), "i2", &quick("q", 3, None), t + 20)
+        .await
+        .unwrap();
+    assert!(next.others.is_empty());
+    assert_ne!(next.room, group.room);
+    let synced = one
+        .sync(
+            "i1",
+            ttl,
+            WINDOW,
+            std::slice::from_ref(&group.room),
+            &[empty.code],
+        )
+        .await
+        .unwrap();
+    assert_eq!(synced.complete, vec![group.room.clone()]);
+    assert!(synced.gone.is_empty());
+    let listed = two.public_lobbies(Some("duel"), 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].code, empty.code);
+    let busy_now = two.lobby(busy.code).await.unwrap().unwrap();
+    assert_eq!((busy_now.players, busy_now.max_players), (1, 3));
+    let joined = one
+        .join(peer(8), "i1", &RoomRequest::Lobby(busy.code), t)
+        .await
+        .unwrap();
+    assert_eq!(joined.others, vec![peer(4)]);
+    assert_eq!(one.lobbies_of(owner).await.unwrap(), 2);
+    assert_eq!(one.seats().await.unwrap(), 4);
+    assert_eq!(
+        two.counts().await.unwrap(),
+        Counts {
+            peers: 8,
+            rooms: 4,
+            lobbies: 2
+        }
+    );
 }

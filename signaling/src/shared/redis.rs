@@ -28,6 +28,18 @@
 //! | `instances` | set | the instances seen and not yet forgotten |
 //! | `members:<instance>` | set | the peers connected to the instance that are in rooms |
 //! | `rate:<name>:<address>` | hash | a token bucket: tokens and when counted; expires once full again |
+//! | `epoch` | string | a random id set by the first instance to find it missing: a new one means Redis lost its data |
+//! | `restoring` | string | set (expiring) while the instances write back what they hold |
+//!
+//! Redis may lose everything (a restart without persistence). Each instance
+//! keeps what it holds (its clients' rooms, quick-match groups they wait in,
+//! the lobbies it made or its clients are in) and finds out on its next
+//! [`sync`](RedisState::sync): the epoch is missing, or not the one it knew.
+//! The first to notice opens a restore window, during which joins, resumes
+//! and lobby look-ups are refused as unavailable (retry shortly), and every
+//! instance [`restore`](RedisState::restore)s what it holds. The same write-back
+//! follows any time Redis was out of reach, with its data or without: it only
+//! adds what is missing.
 //!
 //! A room is written `o:<path>`, `q:<size>:<group>:<mode>:<path>` or
 //! `l:<code>` (paths and modes have no `:`).
@@ -38,6 +50,11 @@ use std::time::Duration;
 use matchbox_protocol::PeerId;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Value};
+
+mod instances;
+mod restore;
+
+pub use restore::{Held, HeldLobby, HeldPeer, Synced};
 
 use super::scripts::Scripts;
 use super::{Bucket, Counts, Location, Millis, SharedError, SharedState};
@@ -81,6 +98,25 @@ pub struct RedisState {
     limits: RoomLimits,
     timeout: Duration,
     scripts: Scripts,
+    /// The epoch of the data this instance last saw.
+    epoch: std::sync::Mutex<String>,
+}
+
+/// The refusal while the instances write back what they hold.
+const RESTORING: &str = "Redis lost its data and is being refilled: retry shortly";
+
+/// A room as the scripts write it.
+fn room_text(key: &RoomKey) -> String {
+    match key {
+        RoomKey::Open(path) => format!("o:{path}"),
+        RoomKey::Quick {
+            path,
+            mode,
+            size,
+            group,
+        } => format!("q:{size}:{group}:{mode}:{path}"),
+        RoomKey::Lobby(code) => format!("l:{code}"),
+    }
 }
 
 impl std::fmt::Debug for RedisState {
@@ -159,10 +195,12 @@ fn location(at: String) -> Location {
 fn lobby_info(value: &Value) -> Result<Option<LobbyInfo>, SharedError> {
     let fields: Vec<Value> = redis::from_redis_value_ref(value).map_err(unavailable)?;
     let [code, name, mode, public, players, max] = fields.as_slice() else {
-        return if fields.is_empty() {
-            Ok(None)
-        } else {
-            Err(bad_reply("a lobby"))
+        return match fields.as_slice() {
+            [] => Ok(None),
+            [status] if text(status)? == "restoring" => {
+                Err(SharedError::Unavailable(RESTORING.into()))
+            }
+            _ => Err(bad_reply("a lobby")),
         };
     };
     Ok(Some(LobbyInfo {
@@ -188,6 +226,7 @@ fn refusal(status: &str, number: usize, request: &RoomRequest) -> SharedError {
         },
         "too_many" => RoomError::TooManyLobbies(number).into(),
         "too_many_from" => RoomError::TooManyLobbiesFrom(number).into(),
+        "restoring" => SharedError::Unavailable(RESTORING.into()),
         other => bad_reply(other),
     }
 }
@@ -209,11 +248,15 @@ impl RedisState {
         .await
         .map_err(|_| unavailable(format!("no answer from {} in time", config.url)))?
         .map_err(unavailable)?;
-        let _: String = redis::cmd("PING")
-            .query_async(&mut conn)
+        let epoch: String = Scripts::new()
+            .epoch
+            .arg(&config.prefix)
+            .arg(uuid::Uuid::new_v4().simple().to_string())
+            .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
         Ok(Self {
+            epoch: std::sync::Mutex::new(epoch),
             client,
             conn,
             prefix: config.prefix,
@@ -224,60 +267,6 @@ impl RedisState {
             timeout: config.timeout,
             scripts: Scripts::new(),
         })
-    }
-
-    /// Announces `instance` as alive for `ttl`; an instance whose
-    /// announcement expires is dead to the others.
-    pub async fn announce(&self, instance: &str, ttl: Duration) -> Result<(), SharedError> {
-        let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let _: () = redis::pipe()
-            .cmd("SET")
-            .arg(self.key(&format!("inst:{instance}")))
-            .arg(1)
-            .arg("PX")
-            .arg(ttl)
-            .ignore()
-            .sadd(self.key("instances"), instance)
-            .ignore()
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    /// Instances seen before whose announcement expired.
-    pub async fn dead_instances(&self) -> Result<Vec<String>, SharedError> {
-        self.scripts
-            .dead_instances
-            .arg(&self.prefix)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)
-    }
-
-    /// The peers connected to `instance` (as far as Redis knows).
-    pub async fn members_of(&self, instance: &str) -> Result<Vec<PeerId>, SharedError> {
-        let members: Vec<String> = self
-            .conn
-            .clone()
-            .smembers(self.key(&format!("members:{instance}")))
-            .await
-            .map_err(unavailable)?;
-        members.iter().map(|m| peer_of(m)).collect()
-    }
-
-    /// Forgets a dead instance none of whose clients is in a room any more
-    /// (its seats are free again); `false` if some still are, or it is alive.
-    pub async fn forget_instance(&self, instance: &str) -> Result<bool, SharedError> {
-        let forgotten: u64 = self
-            .scripts
-            .forget_instance
-            .arg(&self.prefix)
-            .arg(instance)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
-        Ok(forgotten == 1)
     }
 
     /// Whether Redis answers now.
@@ -416,6 +405,9 @@ impl SharedState for RedisState {
             .map_err(unavailable)?;
         match reply.as_slice() {
             [] => Ok(None),
+            [status] if text(status)? == "restoring" => {
+                Err(SharedError::Unavailable(RESTORING.into()))
+            }
             [room, mates] => Ok(Some((room_key(&text(room)?)?, peers(mates)?))),
             _ => Err(bad_reply("a resume")),
         }
@@ -697,20 +689,6 @@ impl SharedState for RedisState {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A room as the scripts write it.
-    fn room_text(key: &RoomKey) -> String {
-        match key {
-            RoomKey::Open(path) => format!("o:{path}"),
-            RoomKey::Quick {
-                path,
-                mode,
-                size,
-                group,
-            } => format!("q:{size}:{group}:{mode}:{path}"),
-            RoomKey::Lobby(code) => format!("l:{code}"),
-        }
-    }
 
     #[test]
     fn rooms_are_written_and_read_back_alike() {

@@ -20,7 +20,20 @@ pub(super) struct Scripts {
     pub(super) token: Script,
     pub(super) take_seat: Script,
     pub(super) give_seat: Script,
+    pub(super) epoch: Script,
+    pub(super) sync: Script,
+    pub(super) restore: Script,
 }
+
+/// Whether the state is being written back after Redis lost it: no epoch
+/// (no instance has noticed yet) or the restore window still open. Joins,
+/// resumes and lobby look-ups wait for it, so that nothing new lands in a
+/// room before its members are back.
+const RESTORING_FN: &str = r"
+local function restoring(P)
+  return redis.call('EXISTS', P..'epoch') == 0 or redis.call('EXISTS', P..'restoring') == 1
+end
+";
 
 /// Removes lobbies empty since `now - ttl` or longer; shared by the scripts
 /// that expire lobbies.
@@ -45,12 +58,25 @@ local function expire(P, now, ttl)
 end
 ";
 
+/// The next quick-match group number. The counter starts from the clock
+/// (milliseconds times 1,000), so that after Redis lost it new groups never
+/// take the number of a group whose members are yet to be written back.
+const NEXT_GROUP_FN: &str = r"
+local function next_group(P, now)
+  if redis.call('EXISTS', P..'group') == 0 then
+    redis.call('SET', P..'group', string.format('%d', now * 1000))
+  end
+  return string.format('%d', redis.call('INCR', P..'group'))
+end
+";
+
 /// ARGV: prefix, peer, instance, now, max room size, kind (`o`, `q`, `l`),
 /// then path | path, mode, size | code. Returns `{'ok', room, others,
 /// matched waits}` or `{refusal, number}`.
 const JOIN: &str = r"
 local P, peer, inst = ARGV[1], ARGV[2], ARGV[3]
 local now, maxroom, kind = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+if restoring(P) then return {'restoring', 0} end
 if redis.call('EXISTS', P..'peer:'..peer) == 1 then return {'already', 0} end
 local rk, limit, fill, group, size
 if kind == 'o' then
@@ -62,7 +88,7 @@ elseif kind == 'q' then
   fill = P..'fill:'..size..':'..mode..':'..path
   group = redis.call('GET', fill)
   if not group then
-    group = tostring(redis.call('INCR', P..'group'))
+    group = next_group(P, now)
     redis.call('SET', fill, group)
   end
   rk = 'q:'..size..':'..group..':'..mode..':'..path
@@ -154,9 +180,10 @@ return mates
 
 /// ARGV: prefix, peer, instance. Moves a peer that holds a place in a room
 /// to that instance (a client resuming there). Returns `{room, mates}`, or
-/// `{}` if it holds no place.
+/// `{}` if it holds no place, `{'restoring'}` while the state is written back.
 const RESUME: &str = r"
 local P, peer, inst = ARGV[1], ARGV[2], ARGV[3]
+if restoring(P) then return {'restoring'} end
 local rk = redis.call('GET', P..'peer:'..peer)
 if not rk then return {} end
 local old = redis.call('GET', P..'at:'..peer)
@@ -243,8 +270,12 @@ local function lobby(P, code)
 end
 ";
 
-/// ARGV: prefix, code.
-const LOBBY: &str = "return lobby(ARGV[1], ARGV[2])";
+/// ARGV: prefix, code. `{'restoring'}` while the state is written back (an
+/// unknown code then may only not be back yet).
+const LOBBY: &str = r"
+if restoring(ARGV[1]) then return {'restoring'} end
+return lobby(ARGV[1], ARGV[2])
+";
 
 /// ARGV: prefix, the sorted set to list, limit. Returns lobbies as [`LOBBY`].
 const PUBLIC_LOBBIES: &str = r"
@@ -295,17 +326,118 @@ if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS
 return 0
 ";
 
+/// ARGV: prefix, candidate epoch. Sets the epoch if there is none; returns it.
+const EPOCH: &str = r"
+redis.call('SET', ARGV[1]..'epoch', ARGV[2], 'NX')
+return redis.call('GET', ARGV[1]..'epoch')
+";
+
+/// ARGV: prefix, instance, time-to-live (ms), candidate epoch, restore window
+/// (ms), how many rooms follow, the quick-match rooms this instance has
+/// clients waiting in, then the lobby codes it holds. Announces the instance
+/// alive. With no epoch (Redis lost its data), sets the candidate and opens
+/// the restore window. Returns `{epoch, rooms no longer filling, codes not
+/// in Redis}`.
+const SYNC: &str = r"
+local P, inst, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+redis.call('SET', P..'inst:'..inst, 1, 'PX', ttl)
+redis.call('SADD', P..'instances', inst)
+local epoch = redis.call('GET', P..'epoch')
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('SET', P..'epoch', epoch)
+  redis.call('SET', P..'restoring', 1, 'PX', tonumber(ARGV[5]))
+end
+local nrooms = tonumber(ARGV[6])
+local complete, gone = {}, {}
+for i = 7, 6 + nrooms do
+  local rk = ARGV[i]
+  local size, group, mode, path = string.match(rk, '^q:(%d+):(%d+):([^:]*):(.*)$')
+  if not size or redis.call('GET', P..'fill:'..size..':'..mode..':'..path) ~= group then
+    complete[#complete + 1] = rk
+  end
+end
+for i = 7 + nrooms, #ARGV do
+  if redis.call('EXISTS', P..'lobby:'..ARGV[i]) == 0 then gone[#gone + 1] = ARGV[i] end
+end
+return {epoch, complete, gone}
+";
+
+/// ARGV: prefix, instance, now, seats, how many lobbies follow, then each
+/// lobby as code, name, mode, public, max, owner, created, then each peer as
+/// peer, room, waiting since (`''`: not waiting). Writes back what an
+/// instance holds, leaving alone what is there already (another instance
+/// wrote it back, or it changed meanwhile). Returns `{peers, lobbies}`
+/// written back.
+const RESTORE: &str = r"
+local P, inst, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local nlobbies = tonumber(ARGV[5])
+local peers, lobbies = 0, 0
+if tonumber(ARGV[4]) > 0 then redis.call('HSET', P..'seats', inst, ARGV[4]) end
+local i = 6
+for _ = 1, nlobbies do
+  local code, name, mode, public, max, owner, created =
+    ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], tonumber(ARGV[i + 6])
+  i = i + 7
+  local lk = P..'lobby:'..code
+  if redis.call('EXISTS', lk) == 0 then
+    redis.call('HSET', lk, 'name', name, 'mode', mode, 'public', public, 'max', max,
+      'owner', owner, 'created', created, 'empty', now)
+    redis.call('ZADD', P..'lobbies', created, code)
+    redis.call('ZADD', P..'empty', now, code)
+    if public == '1' then
+      redis.call('ZADD', P..'public', created, code)
+      redis.call('ZADD', P..'public:'..mode, created, code)
+    end
+    if owner ~= '' then redis.call('INCR', P..'owned:'..owner) end
+    lobbies = lobbies + 1
+  end
+end
+while i + 2 <= #ARGV do
+  local peer, rk, since = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
+  if redis.call('EXISTS', P..'peer:'..peer) == 0 then
+    local room = P..'room:'..rk
+    if redis.call('HLEN', room) == 0 then redis.call('INCR', P..'nrooms') end
+    redis.call('HSET', room, peer, inst)
+    redis.call('SET', P..'peer:'..peer, rk)
+    redis.call('SET', P..'at:'..peer, inst)
+    redis.call('SADD', P..'members:'..inst, peer)
+    redis.call('INCR', P..'npeers')
+    local kind = string.sub(rk, 1, 1)
+    if kind == 'l' then
+      local code = string.sub(rk, 3)
+      if redis.call('EXISTS', P..'lobby:'..code) == 1 then
+        redis.call('HSET', P..'lobby:'..code, 'empty', '')
+        redis.call('ZREM', P..'empty', code)
+      end
+    elseif kind == 'q' then
+      local size, group, mode, path = string.match(rk, '^q:(%d+):(%d+):([^:]*):(.*)$')
+      if tonumber(redis.call('GET', P..'group') or '0') < tonumber(group) then
+        redis.call('SET', P..'group', group)
+      end
+      if since ~= '' and tonumber(size) > redis.call('HLEN', room) then
+        redis.call('HSET', P..'wait:'..rk, peer, since)
+        redis.call('SET', P..'fill:'..size..':'..mode..':'..path, group, 'NX')
+      end
+    end
+    peers = peers + 1
+  end
+end
+return {peers, lobbies}
+";
+
 impl Scripts {
     /// Every script, not loaded yet.
     pub(super) fn new() -> Self {
         let with_expire = |body: &str| Script::new(&format!("{EXPIRE_FN}\n{body}"));
-        let with_lobby = |body: &str| Script::new(&format!("{LOBBY_FN}\n{body}"));
+        let with_lobby = |body: &str| Script::new(&format!("{RESTORING_FN}\n{LOBBY_FN}\n{body}"));
         Self {
-            join: Script::new(JOIN),
+            join: Script::new(&format!("{RESTORING_FN}\n{NEXT_GROUP_FN}\n{JOIN}")),
             leave: Script::new(LEAVE),
             room_mates: Script::new(ROOM_MATES),
             route: Script::new(ROUTE),
-            resume: Script::new(RESUME),
+            resume: Script::new(&format!("{RESTORING_FN}\n{RESUME}")),
             dead_instances: Script::new(DEAD_INSTANCES),
             forget_instance: Script::new(FORGET_INSTANCE),
             create_lobby: with_expire(CREATE_LOBBY),
@@ -315,6 +447,9 @@ impl Scripts {
             token: Script::new(TOKEN),
             take_seat: Script::new(TAKE_SEAT),
             give_seat: Script::new(GIVE_SEAT),
+            epoch: Script::new(EPOCH),
+            sync: Script::new(SYNC),
+            restore: Script::new(RESTORE),
         }
     }
 }
