@@ -21,7 +21,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use gamenet::{Event, IceServer, PeerId, PeerMesh};
 
 pub mod faults;
+#[path = "../../signaling/tests/common/load_balancer.rs"]
+pub mod load_balancer;
 pub mod nat;
+#[path = "../../signaling/tests/common/redis_server.rs"]
+pub mod redis_server;
 pub mod replication;
 pub mod session;
 
@@ -381,65 +385,42 @@ pub async fn start_server_serving(dir: &str, built: &str) -> String {
     .await
 }
 
-/// A real `redis-server` for a test, on a loopback port in a temporary
-/// directory, without persistence; killed when dropped.
-pub struct RedisProcess {
-    child: std::process::Child,
-    dir: std::path::PathBuf,
-    /// Its `redis://` URL.
-    pub url: String,
+/// The signaling server on a runtime of its own, so that it can vanish at
+/// once, like a killed process (every connection dropped without a word, its
+/// tasks stopped, so with Redis its announcement expires), and come back.
+pub struct KillableServer {
+    stop: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
-impl RedisProcess {
-    /// Starts one on `127.0.0.1:port` and waits until it answers.
-    pub fn start(port: u16) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("gamenet-e2e-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "no", "--loglevel", "warning", "--dir"])
-            .arg(&dir)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian package redis-server; `cargo xtask test` installs it)");
-        let process = Self {
-            child,
-            dir,
-            url: format!("redis://127.0.0.1:{port}/"),
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            use std::io::{Read, Write};
-            let mut reply = [0u8; 7];
-            let answered = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
-                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-                s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut reply).is_ok()
-            });
-            if answered && &reply == b"+PONG\r\n" {
-                return process;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+impl KillableServer {
+    /// Starts one with `config` (on Redis if `config.redis` is set) and waits
+    /// until it listens.
+    pub fn start(config: gamenet_signaling::Config) -> Self {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let (up, is_up) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("server runtime");
+            let server = runtime
+                .block_on(gamenet_signaling::Server::start(&config))
+                .expect("start the signaling server");
+            runtime.spawn(server.serve(futures::future::pending()));
+            let _ = up.send(());
+            let _ = stopped.recv();
+            runtime.shutdown_background();
+        });
+        is_up.recv().expect("server started");
+        Self { stop, thread }
     }
-}
 
-impl Drop for RedisProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+    /// Kills it.
+    pub fn kill(self) {
+        self.stop.send(()).expect("server running");
+        self.thread.join().expect("server thread");
     }
 }
 

@@ -1,21 +1,29 @@
-//! Two signaling instances sharing a real `redis-server`, on real WebRTC in a
+//! Signaling instances sharing a real `redis-server`, on real WebRTC in a
 //! network namespace: quick-match pairs two headless arena games connected
-//! to different instances, and they play one game in step.
+//! to different instances, and they play one game in step; and behind Debian's
+//! nginx, an instance killed under a running game: its players come back
+//! through nginx on the other instance under their ids, unseen by the game,
+//! and a late joiner plays on with them.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use gamenet::PeerId;
 use gamenet::rollback::RollbackStart;
-use gamenet_e2e::faults::Timeline;
-use gamenet_e2e::{PORT, RedisProcess, isolated, start_instance};
+use gamenet_e2e::faults::{AppTimeline, Timeline};
+use gamenet_e2e::load_balancer::LoadBalancer;
+use gamenet_e2e::redis_server::RedisServer;
+use gamenet_e2e::session::{mesh_id, step_games};
+use gamenet_e2e::{HOST, KillableServer, PORT, http_get_body, isolated, start_instance};
 
 #[test]
 fn quick_match_across_two_instances_plays_one_game() {
     isolated(
         "quick_match_across_two_instances_plays_one_game",
         || async {
-            let redis = RedisProcess::start(6390);
-            let one = start_instance(PORT, &redis.url).await;
-            let two = start_instance(PORT + 1, &redis.url).await;
+            let redis = RedisServer::start();
+            let one = start_instance(PORT, &redis.url()).await;
+            let two = start_instance(PORT + 1, &redis.url()).await;
             let mut apps = [
                 arena::headless_app_as(
                     &format!("{one}/arena?next=2"),
@@ -53,6 +61,132 @@ fn quick_match_across_two_instances_plays_one_game() {
                 "RESULT quick-match across two instances on Redis: frame {end} confirmed together \
              {:.2}s after start; one timeline ({compared} frame checks), in step at frame {frame}",
                 started.elapsed().as_secs_f64()
+            );
+        },
+    );
+}
+
+/// The instances' `--instance-ttl`: a dead instance's clients that did not
+/// come back elsewhere are out of their rooms this long after.
+const TTL: Duration = Duration::from_secs(3);
+
+/// An instance on `port`, on Redis at `redis`, resuming clients by their keys.
+fn instance(port: u16, redis: &RedisServer) -> KillableServer {
+    KillableServer::start(gamenet_signaling::Config {
+        listen: format!("0.0.0.0:{port}").parse().expect("address"),
+        redis: Some(redis.url()),
+        resume_secret: Some("e2e instances resume secret".into()),
+        instance_ttl: TTL,
+        ..Default::default()
+    })
+}
+
+/// WebSocket clients connected to the instance on `port`.
+async fn clients(port: u16) -> f64 {
+    let metrics = http_get_body(&format!("http://{HOST}:{port}/metrics"))
+        .await
+        .unwrap_or_default();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("gamenet_signaling_clients ")?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn an_instance_killed_under_a_running_game_its_players_resume_through_nginx_unseen() {
+    isolated(
+        "an_instance_killed_under_a_running_game_its_players_resume_through_nginx_unseen",
+        || async {
+            let redis = RedisServer::start();
+            let (first, second) = (PORT + 1, PORT + 2);
+            let doomed = instance(first, &redis);
+            let _alive = instance(second, &redis);
+            let upstream = |port: u16| {
+                SocketAddr::from((HOST.parse::<std::net::Ipv4Addr>().expect("host"), port))
+            };
+            let _nginx =
+                LoadBalancer::start_on(upstream(PORT), &[upstream(first), upstream(second)]).await;
+            let url = format!("ws://{HOST}:{PORT}/killed");
+            // Three slots; the game starts with two, the third is open.
+            let game = |start, seed| Some(arena::headless_app_as(&url, 3, start, seed, |m| m));
+            let mut apps = vec![
+                game(RollbackStart::Players(2), 1),
+                game(RollbackStart::Players(2), 2),
+                None,
+            ];
+            let mut timeline = Timeline::new(&["a", "b", "c"][..]);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while timeline.apps()[..2]
+                .iter()
+                .any(|a| a.confirmed_frame() < 300)
+            {
+                step_games(&mut apps, &mut timeline, None);
+                assert!(Instant::now() < deadline, "a and b never reached frame 300");
+            }
+            let ids: Vec<Option<PeerId>> = apps[..2]
+                .iter_mut()
+                .map(|a| mesh_id(a.as_mut().expect("game")))
+                .collect();
+            let on_doomed = clients(first).await;
+            assert!(
+                on_doomed >= 1.0,
+                "nginx sent neither player to the first instance"
+            );
+
+            doomed.kill();
+            let killed = timeline.mark("the first instance killed");
+            let at_kill = timeline.apps()[..2]
+                .iter()
+                .map(AppTimeline::confirmed_frame)
+                .min()
+                .unwrap_or(0);
+            while clients(second).await < 2.0 {
+                assert!(
+                    timeline.elapsed() < killed + TTL,
+                    "the players were not both back on signaling within the TTL"
+                );
+                step_games(&mut apps, &mut timeline, None);
+            }
+            let reconnected = timeline.mark("both on the second instance") - killed;
+            let again: Vec<Option<PeerId>> = apps[..2]
+                .iter_mut()
+                .map(|a| mesh_id(a.as_mut().expect("game")))
+                .collect();
+            assert_eq!(again, ids, "the same peer ids on the other instance");
+            // Past the dead instance's TTL: nobody is taken out of the room.
+            while timeline.elapsed() < killed + TTL * 2 {
+                step_games(&mut apps, &mut timeline, None);
+            }
+            let before_join = timeline.apps()[0].confirmed_frame();
+            assert!(
+                before_join > at_kill + 120,
+                "a and b stopped while their instance was gone: {at_kill} → {before_join}"
+            );
+
+            // A late joiner, through nginx, takes the open slot.
+            apps[2] = game(RollbackStart::Join { players: 1 }, 3);
+            let joined = timeline.mark("c joins the running game");
+            let end = before_join + 300;
+            let deadline = Instant::now() + Duration::from_secs(90);
+            while !timeline.all_confirmed_together(end) {
+                step_games(&mut apps, &mut timeline, None);
+                assert!(
+                    Instant::now() < deadline,
+                    "the three never played on together"
+                );
+            }
+            let together = timeline.elapsed() - joined;
+            let compared = timeline.assert_one_timeline();
+            timeline.assert_no_departure();
+            let frame = timeline.assert_in_step(end);
+            println!(
+                "RESULT instance killed under a running game ({on_doomed} of 2 players on it): \
+                 a and b played on from frame {at_kill} to {before_join}, back on the other instance \
+                 through nginx {:.2}s after the kill under the same ids, nobody left past the TTL; \
+                 c joined and all three confirmed frame {end} together {:.2}s later; one timeline \
+                 ({compared} frame checks), in step at frame {frame}, no departures",
+                reconnected.as_secs_f64(),
+                together.as_secs_f64()
             );
         },
     );

@@ -9,57 +9,25 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bevy_app::App;
-use bevy_gamenet::rollback::RollbackSocket;
 use gamenet::rollback::{Frame, RollbackStart};
 use gamenet::{Channel, Event, PeerId, PeerMesh};
 use gamenet_e2e::faults::{AppTimeline, ReportedGame, Timeline};
+use gamenet_e2e::session::{mesh_id, step_games};
 use gamenet_e2e::{
-    HOST, PORT, PeerProcess, http_get_body, isolated, join, next_event, unix_ms, wait_joined,
+    HOST, KillableServer, PORT, PeerProcess, http_get_body, isolated, join, next_event, unix_ms,
+    wait_joined,
 };
 
 const APP: &str = "e2e";
 const SECRET: &str = "e2e resume secret";
 
-/// Runs the signaling server on a runtime of its own, so that it can vanish at
-/// once, like a killed process, and come back on the same port.
-struct KillableServer {
-    stop: std::sync::mpsc::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl KillableServer {
-    fn start() -> Self {
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let (up, is_up) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("server runtime");
-            let config = gamenet_signaling::Config {
-                listen: format!("0.0.0.0:{PORT}").parse().expect("address"),
-                resume_secret: Some(SECRET.into()),
-                ..Default::default()
-            };
-            let server = runtime
-                .block_on(async { gamenet_signaling::Server::bind(&config) })
-                .expect("bind");
-            runtime.spawn(server.serve(futures::future::pending()));
-            let _ = up.send(());
-            let _ = stopped.recv();
-            // Drops every connection without a word to anyone.
-            runtime.shutdown_background();
-        });
-        is_up.recv().expect("server started");
-        Self { stop, thread }
-    }
-
-    fn kill(self) {
-        self.stop.send(()).expect("server running");
-        self.thread.join().expect("server thread");
-    }
+/// The signaling server on [`PORT`], resuming clients by their keys.
+fn signaling() -> KillableServer {
+    KillableServer::start(gamenet_signaling::Config {
+        listen: format!("0.0.0.0:{PORT}").parse().expect("address"),
+        resume_secret: Some(SECRET.into()),
+        ..Default::default()
+    })
 }
 
 /// The server's count of connected WebSocket clients.
@@ -102,7 +70,7 @@ fn signaling_killed_and_restarted_keeps_ids_and_admits_a_newcomer() {
     isolated(
         "signaling_killed_and_restarted_keeps_ids_and_admits_a_newcomer",
         || async {
-            let server = KillableServer::start();
+            let server = signaling();
             let url = format!("ws://{HOST}:{PORT}/room");
             let mut a = join(&url, APP).expect("join");
             let mut b = join(&url, APP).expect("join");
@@ -114,7 +82,7 @@ fn signaling_killed_and_restarted_keeps_ids_and_admits_a_newcomer() {
             println!("signaling killed at {}", unix_ms());
             let watch = async {
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                let server = KillableServer::start();
+                let server = signaling();
                 println!("signaling restarted at {}", unix_ms());
                 // Both come back by themselves.
                 while clients().await < 2.0 {
@@ -185,7 +153,7 @@ fn a_peer_process_restarted_with_its_key_comes_back_under_its_id() {
     isolated(
         "a_peer_process_restarted_with_its_key_comes_back_under_its_id",
         || async {
-            let server = KillableServer::start();
+            let server = signaling();
             let url = format!("ws://{HOST}:{PORT}/restart");
             let mut a = join(&url, APP).expect("join");
             let key = "victim-key-0123456789";
@@ -256,7 +224,7 @@ fn a_handshake_that_fails_while_udp_is_down_is_retried() {
     isolated(
         "a_handshake_that_fails_while_udp_is_down_is_retried",
         || async {
-            let server = KillableServer::start();
+            let server = signaling();
             let url = format!("ws://{HOST}:{PORT}/retry");
             let connect_timeout = Duration::from_secs(3);
             let joiner = |url: &str| {
@@ -306,28 +274,6 @@ fn a_handshake_that_fails_while_udp_is_down_is_retried() {
 /// Frames the games run on together after a fault, past where they were.
 const RUN_ON: Frame = 300;
 
-/// Steps the games present, records them (and what `reported` printed, as
-/// the game at index 1) and waits a little.
-fn step_games(apps: &mut [Option<App>], timeline: &mut Timeline, reported: Option<&ReportedGame>) {
-    for app in apps.iter_mut().flatten() {
-        app.update();
-    }
-    timeline.record_partly(&apps.iter().map(Option::as_ref).collect::<Vec<_>>());
-    if let Some(game) = reported {
-        game.feed(timeline, 1);
-    }
-    std::thread::sleep(Duration::from_millis(4));
-}
-
-/// The mesh's peer id of a game.
-fn mesh_id(app: &mut App) -> Option<PeerId> {
-    app.world_mut()
-        .get_resource_mut::<RollbackSocket<u8>>()?
-        .net_mut()?
-        .mesh_mut()
-        .id()
-}
-
 /// The lowest confirmed frame of the apps.
 fn min_confirmed(timeline: &Timeline) -> Frame {
     timeline
@@ -343,7 +289,7 @@ fn signaling_killed_and_restarted_mid_game_then_a_late_joiner_plays_one_game() {
     isolated(
         "signaling_killed_and_restarted_mid_game_then_a_late_joiner_plays_one_game",
         || async {
-            let server = KillableServer::start();
+            let server = signaling();
             let url = format!("ws://{HOST}:{PORT}/midgame");
             // Three slots; the game starts with two, the third is open.
             let game = |start, seed| Some(arena::headless_app_as(&url, 3, start, seed, |m| m));
@@ -376,7 +322,7 @@ fn signaling_killed_and_restarted_mid_game_then_a_late_joiner_plays_one_game() {
             while timeline.elapsed() < killed + Duration::from_secs(2) {
                 step_games(&mut apps, &mut timeline, None);
             }
-            let server = KillableServer::start();
+            let server = signaling();
             timeline.mark("signaling restarted");
             while clients().await < 2.0 {
                 assert!(
@@ -452,7 +398,7 @@ fn a_game_process_killed_and_restarted_with_its_key_rejoins_its_slot() {
     isolated(
         "a_game_process_killed_and_restarted_with_its_key_rejoins_its_slot",
         || async {
-            let server = KillableServer::start();
+            let server = signaling();
             let url = format!("ws://{HOST}:{PORT}/killed");
             let start_b = |rejoin: bool| {
                 let mut command = Command::new(std::env::current_exe().expect("own executable"));

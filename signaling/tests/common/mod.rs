@@ -2,6 +2,7 @@
 //! over real WebSockets and HTTP.
 #![allow(dead_code)]
 
+pub mod load_balancer;
 pub mod redis_server;
 
 use std::net::{IpAddr, SocketAddr};

@@ -24,7 +24,7 @@ impl RedisServer {
         Self::start_on(port)
     }
 
-    /// Starts one on `port` (again after [`stop`](Self::stop), say) and waits
+    /// Starts one on `port` (again after [`kill`](Self::kill), say) and waits
     /// until it answers.
     pub fn start_on(port: u16) -> Self {
         let dir = std::env::temp_dir().join(format!(
