@@ -282,10 +282,20 @@ impl App {
             return Delivery::Gone;
         };
         match redis.publish(instance, &format!("{} {text}", to.0)).await {
-            Ok(()) => {
+            Ok(true) => {
                 self.metrics.relayed_out.inc();
                 Delivery::Queued
             }
+            // Its instance is not subscribed now (Redis pub/sub keeps
+            // nothing): lost. A dead instance's client either resumes
+            // elsewhere (and is told who is there) or is taken out.
+            Ok(false) => match redis.is_alive(instance).await {
+                Ok(false) => Delivery::Gone,
+                _ => {
+                    self.metrics.shared_errors.inc();
+                    Delivery::Unavailable
+                }
+            },
             Err(error) => {
                 self.metrics.shared_errors.inc();
                 tracing::debug!(%error, "relaying to another instance");
@@ -305,26 +315,30 @@ impl App {
         }
     }
 
-    /// Queues `text` for each of `peers`, wherever they are connected; the
-    /// ones not reached are counted as dropped for `reason`.
-    pub(crate) async fn deliver_all(&self, peers: &[PeerId], text: &str) {
+    /// Queues `text` for each of `peers`, wherever they are connected;
+    /// `false` if it could not be handed to the instance of one of them
+    /// (Redis out of reach, or that instance not subscribed now).
+    pub(crate) async fn deliver_all(&self, peers: &[PeerId], text: &str) -> bool {
         let locations = if self.is_shared() {
             match self.shared.locate(peers).await {
                 Ok(locations) => locations,
                 Err(error) => {
                     self.metrics.shared_errors.inc();
                     tracing::warn!(%error, "locating peers");
-                    vec![Location::Nowhere; peers.len()]
+                    return peers.is_empty();
                 }
             }
         } else {
             vec![Location::Here; peers.len()]
         };
+        let mut reached = true;
         for (peer, location) in peers.iter().zip(&locations) {
             // A full queue closes its client instead (and tells it who is
             // here should it come back with its key).
-            let _ = self.deliver(*peer, location, text).await;
+            let delivery = self.deliver(*peer, location, text).await;
+            reached &= delivery != Delivery::Unavailable;
         }
+        reached
     }
 
     /// The refusal for a shared state out of reach.

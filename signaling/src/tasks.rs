@@ -69,8 +69,10 @@ pub(crate) async fn expire_lobbies(app: Arc<App>) {
 pub(crate) type Incoming = std::pin::Pin<Box<dyn futures::Stream<Item = String> + Send>>;
 
 /// Hands what other instances sent through Redis to the clients here;
-/// subscribes again (every second until it works) when the subscription's
-/// connection is lost.
+/// subscribes again (every third of `--instance-ttl` until it works) when
+/// the subscription's connection is lost. Meanwhile `/ready` says so, and
+/// joins into rooms with a client here are refused (their `NewPeer` would be
+/// lost).
 pub(crate) async fn relay_in(app: Arc<App>, mut incoming: Incoming) {
     use futures::StreamExt;
     let Shared::Redis(redis) = &app.shared else {
@@ -96,7 +98,7 @@ pub(crate) async fn relay_in(app: Arc<App>, mut incoming: Incoming) {
                     tracing::warn!("the Redis subscription ended; subscribing again");
                     loop {
                         tokio::select! {
-                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            () = tokio::time::sleep(app.config.instance_ttl / 3) => {}
                             _ = shutdown.changed() => return,
                         }
                         match redis.subscribe(&app.instance).await {

@@ -335,7 +335,14 @@ impl Client {
             }
         };
         let new_peer = JsonPeerEvent::NewPeer(id).to_string();
-        Box::pin(app.deliver_all(&joined.others, &new_peer)).await;
+        if !Box::pin(app.deliver_all(&joined.others, &new_peer)).await {
+            // A room-mate's instance did not hear of it (out of Redis's reach
+            // now): rather than a room where some never link, the join is
+            // undone and the client told to come back.
+            Box::pin(leave(&app, id, self.connection)).await;
+            let error = SharedError::Unavailable("a room-mate's server is out of reach".into());
+            return self.refuse(sink, unavailable_close(&app, &error)).await;
+        }
         // Its id only now that it is in the room: a client that has its id
         // is found by the next joiner, on any instance.
         if !self.hello(&mut sink).await {

@@ -265,6 +265,50 @@ async fn redis_restarted_empty_gets_back_the_rooms_queues_and_lobbies_the_instan
     assert_eq!(metric(two, "gamenet_signaling_clients_all").await, 9.0);
 }
 
+/// An instance whose Redis subscription is cut (Redis itself fine) would not
+/// hear of newcomers to its clients' rooms: such a join is refused with a
+/// reason, not accepted unheard, until the instance has subscribed again.
+#[tokio::test]
+async fn a_join_whose_room_mates_instance_cannot_hear_it_is_refused_until_it_can() {
+    let redis = RedisServer::start();
+    let one = instance(
+        &redis,
+        Config {
+            // Subscribes again a third of this after losing it.
+            instance_ttl: Duration::from_secs(9),
+            ..loose()
+        },
+    )
+    .await;
+    let two = instance(&redis, loose()).await;
+    let (mut a, _) = connect(one, "room").await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(killed, 2, "both instances' subscriptions");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while http(one, "GET", "/ready", "", "").await.0 != 503 {
+        assert!(tokio::time::Instant::now() < deadline, "still ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut b = try_connect_from([127, 0, 0, 1], two, "room", &[])
+        .await
+        .unwrap();
+    let _ = next_event(&mut b).await;
+    let (code, reason) = expect_close(&mut b).await;
+    assert_eq!(code, 1013, "{reason}");
+    assert!(reason.contains("out of reach"), "{reason}");
+    // Subscribed again: the newcomer is announced.
+    let (_b, b_id) = join_when_served(two, "room").await;
+    assert_eq!(next_event(&mut a).await, JsonPeerEvent::NewPeer(b_id));
+}
+
 /// An instance as a process of its own (the server binary), to be killed
 /// with SIGKILL.
 struct InstanceProcess {

@@ -437,7 +437,7 @@ fn soak(root: &Path, extra: &[String]) -> Result<()> {
 }
 
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
-    let names = ["transport", "rollback", "statesync", "signaling"];
+    let names = ["transport", "rollback", "statesync", "signaling", "relay"];
     let chosen: Vec<&str> = match extra.first().map(String::as_str) {
         Some(name) if names.contains(&name) => vec![name],
         Some(other) => bail!("unknown benchmark {other}; there are {names:?}"),

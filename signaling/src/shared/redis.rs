@@ -283,16 +283,16 @@ impl RedisState {
         self.key(&format!("to:{instance}"))
     }
 
-    /// Sends `payload` to whichever instance subscribed for `instance`
-    /// (lost if none is: Redis pub/sub keeps nothing).
-    pub async fn publish(&self, instance: &str, payload: &str) -> Result<(), SharedError> {
-        let _: i64 = self
+    /// Sends `payload` to whichever instance subscribed for `instance`;
+    /// `false` if none is (then it is lost: Redis pub/sub keeps nothing).
+    pub async fn publish(&self, instance: &str, payload: &str) -> Result<bool, SharedError> {
+        let receivers: i64 = self
             .conn
             .clone()
             .publish(self.channel(instance), payload)
             .await
             .map_err(unavailable)?;
-        Ok(())
+        Ok(receivers > 0)
     }
 
     /// The payloads published for `instance` from now on, over a connection of

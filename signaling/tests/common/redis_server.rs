@@ -82,6 +82,11 @@ impl RedisServer {
             && &reply == b"+PONG\r\n"
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Its URL for the Redis client.
     pub fn url(&self) -> String {
         format!("redis://{}/", self.addr)

@@ -62,4 +62,13 @@ impl RedisState {
             .map_err(unavailable)?;
         Ok(forgotten == 1)
     }
+
+    /// Whether `instance` announced itself within its time-to-live.
+    pub async fn is_alive(&self, instance: &str) -> Result<bool, SharedError> {
+        self.conn
+            .clone()
+            .exists(self.key(&format!("inst:{instance}")))
+            .await
+            .map_err(unavailable)
+    }
 }
