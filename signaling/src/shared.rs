@@ -113,6 +113,26 @@ impl Bucket {
     }
 }
 
+/// The client seats there are: across all instances, and per client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeatLimits {
+    /// Clients at most (`--max-clients`).
+    pub max: usize,
+    /// Clients one address may have at once (0: no limit).
+    pub per_address: usize,
+}
+
+/// What became of a seat asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seating {
+    /// Taken: give it back when the client leaves.
+    Taken,
+    /// Every seat is taken.
+    Full,
+    /// The address has as many as it may.
+    AddressFull,
+}
+
 /// The state instances share. Every method may fail with
 /// [`SharedError::Unavailable`] when the state lives elsewhere and cannot be
 /// reached; [`MemoryState`] never does.
@@ -227,16 +247,23 @@ pub trait SharedState: Send + Sync {
         now: Millis,
     ) -> impl Future<Output = Result<Result<(), RetryAfter>, SharedError>> + Send;
 
-    /// Takes a client seat for `instance` if fewer than `max` are taken across
-    /// all instances; `false` when the servers are full.
+    /// Takes a client seat for `instance`, for a client at `address` (by its
+    /// [`address_key`](crate::limits::address_key)), if fewer than
+    /// `limits.max` are taken across all instances and fewer than
+    /// `limits.per_address` by that address.
     fn take_seat(
         &self,
         instance: &str,
-        max: usize,
-    ) -> impl Future<Output = Result<bool, SharedError>> + Send;
+        address: IpAddr,
+        limits: SeatLimits,
+    ) -> impl Future<Output = Result<Seating, SharedError>> + Send;
 
-    /// Gives back a seat `instance` took.
-    fn give_seat(&self, instance: &str) -> impl Future<Output = Result<(), SharedError>> + Send;
+    /// Gives back a seat `instance` took for `address`.
+    fn give_seat(
+        &self,
+        instance: &str,
+        address: IpAddr,
+    ) -> impl Future<Output = Result<(), SharedError>> + Send;
 
     /// Seats taken across all instances.
     fn seats(&self) -> impl Future<Output = Result<usize, SharedError>> + Send;
@@ -357,12 +384,17 @@ impl SharedState for Shared {
         either!(self, s => s.take_token(bucket, key, peek, now))
     }
 
-    async fn take_seat(&self, instance: &str, max: usize) -> Result<bool, SharedError> {
-        either!(self, s => s.take_seat(instance, max))
+    async fn take_seat(
+        &self,
+        instance: &str,
+        address: IpAddr,
+        limits: SeatLimits,
+    ) -> Result<Seating, SharedError> {
+        either!(self, s => s.take_seat(instance, address, limits))
     }
 
-    async fn give_seat(&self, instance: &str) -> Result<(), SharedError> {
-        either!(self, s => s.give_seat(instance))
+    async fn give_seat(&self, instance: &str, address: IpAddr) -> Result<(), SharedError> {
+        either!(self, s => s.give_seat(instance, address))
     }
 
     async fn seats(&self) -> Result<usize, SharedError> {

@@ -79,6 +79,8 @@ pub(crate) struct Mirror {
     filling: HashMap<RoomKey, Vec<(PeerId, Millis)>>,
     /// Lobbies made here or that clients here joined.
     lobbies: HashMap<JoinCode, HeldLobby>,
+    /// Seats taken here per client address (by its limit key).
+    addresses: HashMap<IpAddr, usize>,
 }
 
 impl Mirror {
@@ -109,6 +111,21 @@ impl Mirror {
             waiting.retain(|(p, _)| *p != peer);
             if waiting.is_empty() {
                 self.filling.remove(&room);
+            }
+        }
+    }
+
+    /// A client at `address` took a seat here.
+    pub(crate) fn seat_taken(&mut self, address: IpAddr) {
+        *self.addresses.entry(address).or_default() += 1;
+    }
+
+    /// A client at `address` gave its seat back.
+    pub(crate) fn seat_given(&mut self, address: IpAddr) {
+        if let Some(seats) = self.addresses.get_mut(&address) {
+            *seats = seats.saturating_sub(1);
+            if *seats == 0 {
+                self.addresses.remove(&address);
             }
         }
     }
@@ -170,6 +187,12 @@ impl Local {
                 .collect(),
             lobbies: self.mirror.lobbies.values().cloned().collect(),
             seats,
+            addresses: self
+                .mirror
+                .addresses
+                .iter()
+                .map(|(address, seats)| (*address, *seats))
+                .collect(),
         }
     }
 }

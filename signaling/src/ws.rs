@@ -165,7 +165,7 @@ async fn check(
         };
         Refusal::new(status, reason, e.to_string())
     })?;
-    let seat = Seat::take(app).await?.ok_or_else(|| {
+    let seat = Seat::take(app, ip).await?.ok_or_else(|| {
         Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "max_clients",

@@ -132,6 +132,57 @@ async fn limits_hold_across_instances() {
     assert!(body.contains("full"), "{body}");
 }
 
+/// Behind a load balancer (`--trust-proxy`), the clients of one forwarded
+/// address are counted across instances against
+/// `--max-connections-per-address`; a client leaving frees its place.
+#[tokio::test]
+async fn clients_per_address_are_counted_across_instances_behind_a_proxy() {
+    let redis = RedisServer::start();
+    let config = Config {
+        trust_proxy: true,
+        max_connections_per_address: 2,
+        ..loose()
+    };
+    let one = instance(&redis, config.clone()).await;
+    let two = instance(&redis, config).await;
+    let from = |ip: &'static str| [("x-forwarded-for", ip)];
+    let player = "198.51.100.9";
+    let open = |addr| async move {
+        let mut ws = try_connect_from([127, 0, 0, 1], addr, "room", &from(player))
+            .await
+            .unwrap();
+        let _ = next_event(&mut ws).await;
+        ws
+    };
+    let mut first = open(one).await;
+    let _second = open(two).await;
+    for addr in [one, two] {
+        let (status, body) =
+            refusal(try_connect_from([127, 0, 0, 1], addr, "room", &from(player)).await);
+        assert_eq!(status, 429, "{body}");
+        assert!(body.contains("too many clients from"), "{body}");
+    }
+    // Another address behind the same proxy is not held back.
+    let mut other = try_connect_from([127, 0, 0, 1], two, "room", &from("203.0.113.4"))
+        .await
+        .unwrap();
+    let _ = next_event(&mut other).await;
+    first.close(None).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match try_connect_from([127, 0, 0, 1], two, "room", &from(player)).await {
+            Ok(_) => break,
+            Err(_) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the place stayed taken"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// Joins `path` on `addr` once the instances serve joins again after Redis
 /// came back (a join refused meanwhile gets its id, then a close).
 async fn join_when_served(addr: SocketAddr, path: &str) -> (Ws, PeerId) {

@@ -15,7 +15,7 @@ use gamenet_signaling::limits::RetryAfter;
 use gamenet_signaling::rooms::{JoinCode, LobbySpec, RoomError, RoomKey, RoomLimits, RoomRequest};
 use gamenet_signaling::shared::{
     Bucket, Counts, Held, HeldLobby, HeldPeer, MemoryState, Millis, RedisState, RedisStateConfig,
-    Shared, SharedError, SharedState, now_millis,
+    SeatLimits, Seating, Shared, SharedError, SharedState, now_millis,
 };
 use matchbox_protocol::PeerId;
 
@@ -429,15 +429,46 @@ async fn rate_buckets_refill_and_key_ipv6_by_prefix() {
 }
 
 #[tokio::test]
-async fn seats_are_counted_against_the_maximum() {
+async fn seats_are_counted_against_the_maximum_and_per_address() {
     on_both(limits(), |s, _| async move {
-        assert!(s.take_seat("i1", 2).await.unwrap());
-        assert!(s.take_seat("i2", 2).await.unwrap());
-        assert!(!s.take_seat("i1", 2).await.unwrap());
-        assert_eq!(s.seats().await.unwrap(), 2);
-        s.give_seat("i2").await.unwrap();
-        assert!(s.take_seat("i1", 2).await.unwrap());
-        assert_eq!(s.seats().await.unwrap(), 2);
+        let (a, b) = (ip("192.0.2.1"), ip("2001:db8::1"));
+        let limits = SeatLimits {
+            max: 3,
+            per_address: 2,
+        };
+        assert_eq!(s.take_seat("i1", a, limits).await.unwrap(), Seating::Taken);
+        assert_eq!(s.take_seat("i2", a, limits).await.unwrap(), Seating::Taken);
+        // The address has two, on whichever instances.
+        assert_eq!(
+            s.take_seat("i1", a, limits).await.unwrap(),
+            Seating::AddressFull
+        );
+        // One /64 is one address.
+        assert_eq!(s.take_seat("i1", b, limits).await.unwrap(), Seating::Taken);
+        assert_eq!(
+            s.take_seat("i2", ip("2001:db8::2"), limits).await.unwrap(),
+            Seating::Full
+        );
+        assert_eq!(s.seats().await.unwrap(), 3);
+        s.give_seat("i2", a).await.unwrap();
+        let six = |n: u16| IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, n]);
+        assert_eq!(
+            s.take_seat("i1", six(3), limits).await.unwrap(),
+            Seating::Taken
+        );
+        s.give_seat("i1", a).await.unwrap();
+        // The /64 has two, wherever they are and whatever their last bits.
+        assert_eq!(
+            s.take_seat("i2", six(4), limits).await.unwrap(),
+            Seating::AddressFull
+        );
+        assert_eq!(s.take_seat("i1", a, limits).await.unwrap(), Seating::Taken);
+        assert_eq!(s.seats().await.unwrap(), 3);
+        let open = SeatLimits {
+            max: 10,
+            per_address: 0,
+        };
+        assert_eq!(s.take_seat("i1", a, open).await.unwrap(), Seating::Taken);
     })
     .await;
 }
@@ -572,10 +603,26 @@ async fn lobbies_limits_and_seats_hold_across_instances() {
             .unwrap()
             .is_err()
     );
-    assert!(one.take_seat("i1", 2).await.unwrap());
-    assert!(two.take_seat("i2", 2).await.unwrap());
-    assert!(!two.take_seat("i2", 2).await.unwrap());
-    assert!(!one.take_seat("i1", 2).await.unwrap());
+    let seats = SeatLimits {
+        max: 2,
+        per_address: 0,
+    };
+    assert_eq!(
+        one.take_seat("i1", owner, seats).await.unwrap(),
+        Seating::Taken
+    );
+    assert_eq!(
+        two.take_seat("i2", owner, seats).await.unwrap(),
+        Seating::Taken
+    );
+    assert_eq!(
+        two.take_seat("i2", owner, seats).await.unwrap(),
+        Seating::Full
+    );
+    assert_eq!(
+        one.take_seat("i1", owner, seats).await.unwrap(),
+        Seating::Full
+    );
 }
 
 /// Redis out of reach is an error saying so, within the timeout, never a hang;
@@ -717,6 +764,7 @@ async fn what_instances_hold_is_written_back_after_redis_lost_its_data() {
         ],
         lobbies: vec![lobby(&empty, t), lobby(&busy, t + 1)],
         seats: 2,
+        addresses: vec![(owner, 2)],
     };
     let held_two = Held {
         peers: vec![
@@ -736,6 +784,7 @@ async fn what_instances_hold_is_written_back_after_redis_lost_its_data() {
             ..lobby(&busy, t)
         }],
         seats: 2,
+        addresses: vec![(owner, 2)],
     };
     // Nothing lost yet: the group is still filling, both lobbies are there.
     let synced = one

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use matchbox_protocol::PeerId;
 
-use super::{Bucket, Counts, Location, Millis, SharedError, SharedState, now_millis};
-use crate::limits::{RateLimiter, RetryAfter};
+use super::{
+    Bucket, Counts, Location, Millis, SeatLimits, Seating, SharedError, SharedState, now_millis,
+};
+use crate::limits::{RateLimiter, RetryAfter, address_key};
 use crate::rooms::{
     JoinCode, Joined, LobbyInfo, LobbySpec, RoomKey, RoomLimits, RoomRequest, Rooms,
 };
@@ -25,6 +27,8 @@ pub struct MemoryState {
     /// One rate table per [`Bucket::name`].
     rates: Mutex<HashMap<&'static str, RateLimiter>>,
     seats: AtomicUsize,
+    /// Seats taken per client address.
+    addresses: Mutex<HashMap<IpAddr, usize>>,
     /// The instant that [`Millis`] `origin.1` stands for: wall-clock times
     /// passed in become instants from there, so that the room logic runs on a
     /// monotonic clock.
@@ -43,6 +47,7 @@ impl MemoryState {
             rooms: Mutex::new(Rooms::new(limits)),
             rates: Mutex::new(HashMap::new()),
             seats: AtomicUsize::new(0),
+            addresses: Mutex::new(HashMap::new()),
             origin: (Instant::now(), now_millis()),
         }
     }
@@ -170,21 +175,40 @@ impl SharedState for MemoryState {
         })
     }
 
-    async fn take_seat(&self, _instance: &str, max: usize) -> Result<bool, SharedError> {
-        Ok(self
-            .seats
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |taken| {
-                (taken < max).then_some(taken + 1)
-            })
-            .is_ok())
+    async fn take_seat(
+        &self,
+        _instance: &str,
+        address: IpAddr,
+        limits: SeatLimits,
+    ) -> Result<Seating, SharedError> {
+        let address = address_key(address);
+        let mut addresses = lock(&self.addresses);
+        if self.seats.load(Ordering::SeqCst) >= limits.max {
+            return Ok(Seating::Full);
+        }
+        let held = addresses.entry(address).or_default();
+        if limits.per_address > 0 && *held >= limits.per_address {
+            return Ok(Seating::AddressFull);
+        }
+        *held += 1;
+        self.seats.fetch_add(1, Ordering::SeqCst);
+        Ok(Seating::Taken)
     }
 
-    async fn give_seat(&self, _instance: &str) -> Result<(), SharedError> {
-        let _ = self
-            .seats
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |taken| {
-                taken.checked_sub(1)
-            });
+    async fn give_seat(&self, _instance: &str, address: IpAddr) -> Result<(), SharedError> {
+        let address = address_key(address);
+        let mut addresses = lock(&self.addresses);
+        if let Some(held) = addresses.get_mut(&address) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                addresses.remove(&address);
+            }
+            let _ = self
+                .seats
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |taken| {
+                    taken.checked_sub(1)
+                });
+        }
         Ok(())
     }
 

@@ -24,6 +24,8 @@
 //! | `empty` | sorted set | empty lobby codes, by when they became empty |
 //! | `owned:<address>` | counter | lobbies held per creator address |
 //! | `seats` | hash | clients connected per instance |
+//! | `seats:<address>` | hash | an address's clients per instance |
+//! | `addrs:<instance>` | set | the addresses with clients on the instance |
 //! | `inst:<instance>` | string | the instance is alive (expires unless announced again) |
 //! | `instances` | set | the instances seen and not yet forgotten |
 //! | `members:<instance>` | set | the peers connected to the instance that are in rooms |
@@ -57,7 +59,7 @@ mod restore;
 pub use restore::{Held, HeldLobby, HeldPeer, Synced};
 
 use super::scripts::Scripts;
-use super::{Bucket, Counts, Location, Millis, SharedError, SharedState};
+use super::{Bucket, Counts, Location, Millis, SeatLimits, Seating, SharedError, SharedState};
 use crate::limits::{RetryAfter, address_key};
 use crate::rooms::{
     JoinCode, Joined, LobbyInfo, LobbySpec, RoomError, RoomKey, RoomLimits, RoomRequest,
@@ -276,43 +278,6 @@ impl RedisState {
             .await
             .map_err(unavailable)?;
         Ok(())
-    }
-
-    /// The channel of the messages for the clients of `instance`.
-    fn channel(&self, instance: &str) -> String {
-        self.key(&format!("to:{instance}"))
-    }
-
-    /// Sends `payload` to whichever instance subscribed for `instance`;
-    /// `false` if none is (then it is lost: Redis pub/sub keeps nothing).
-    pub async fn publish(&self, instance: &str, payload: &str) -> Result<bool, SharedError> {
-        let receivers: i64 = self
-            .conn
-            .clone()
-            .publish(self.channel(instance), payload)
-            .await
-            .map_err(unavailable)?;
-        Ok(receivers > 0)
-    }
-
-    /// The payloads published for `instance` from now on, over a connection of
-    /// its own; the stream ends when that connection does.
-    pub async fn subscribe(
-        &self,
-        instance: &str,
-    ) -> Result<impl futures::Stream<Item = String> + Send + use<>, SharedError> {
-        use futures::StreamExt;
-        let mut pubsub = tokio::time::timeout(self.timeout, self.client.get_async_pubsub())
-            .await
-            .map_err(|_| unavailable("no answer from Redis in time"))?
-            .map_err(unavailable)?;
-        pubsub
-            .subscribe(self.channel(instance))
-            .await
-            .map_err(unavailable)?;
-        Ok(pubsub
-            .into_on_message()
-            .filter_map(|message| async move { message.get_payload::<String>().ok() }))
     }
 
     fn key(&self, rest: &str) -> String {
@@ -647,25 +612,37 @@ impl SharedState for RedisState {
         })
     }
 
-    async fn take_seat(&self, instance: &str, max: usize) -> Result<bool, SharedError> {
+    async fn take_seat(
+        &self,
+        instance: &str,
+        address: IpAddr,
+        limits: SeatLimits,
+    ) -> Result<Seating, SharedError> {
         let taken: u64 = self
             .scripts
             .take_seat
-            .key(self.key("seats"))
+            .arg(&self.prefix)
             .arg(instance)
-            .arg(max)
+            .arg(limits.max)
+            .arg(address_key(address).to_string())
+            .arg(limits.per_address)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
-        Ok(taken == 1)
+        Ok(match taken {
+            1 => Seating::Taken,
+            2 => Seating::AddressFull,
+            _ => Seating::Full,
+        })
     }
 
-    async fn give_seat(&self, instance: &str) -> Result<(), SharedError> {
+    async fn give_seat(&self, instance: &str, address: IpAddr) -> Result<(), SharedError> {
         let _: u64 = self
             .scripts
             .give_seat
-            .key(self.key("seats"))
+            .arg(&self.prefix)
             .arg(instance)
+            .arg(address_key(address).to_string())
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;

@@ -215,6 +215,10 @@ if redis.call('EXISTS', P..'inst:'..id) == 1 then return 0 end
 if redis.call('SCARD', P..'members:'..id) > 0 then return 0 end
 redis.call('SREM', P..'instances', id)
 redis.call('HDEL', P..'seats', id)
+for _, addr in ipairs(redis.call('SMEMBERS', P..'addrs:'..id)) do
+  redis.call('HDEL', P..'seats:'..addr, id)
+end
+redis.call('DEL', P..'addrs:'..id)
 return 1
 ";
 
@@ -311,18 +315,34 @@ end
 return math.max(1, math.ceil((1 - tokens) / rate * 1000))
 ";
 
-/// KEYS: the seats hash. ARGV: instance, max.
+/// ARGV: prefix, instance, max, address, max per address (0: none).
+/// Returns 1 when taken, 0 when every seat is, 2 when the address has as
+/// many as it may.
 const TAKE_SEAT: &str = r"
-local sum = 0
-for _, v in ipairs(redis.call('HVALS', KEYS[1])) do sum = sum + tonumber(v) end
-if sum >= tonumber(ARGV[2]) then return 0 end
-redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+local P, inst, addr = ARGV[1], ARGV[2], ARGV[4]
+local function sum(key)
+  local n = 0
+  for _, v in ipairs(redis.call('HVALS', key)) do n = n + tonumber(v) end
+  return n
+end
+if sum(P..'seats') >= tonumber(ARGV[3]) then return 0 end
+local per = tonumber(ARGV[5])
+if per > 0 and sum(P..'seats:'..addr) >= per then return 2 end
+redis.call('HINCRBY', P..'seats', inst, 1)
+redis.call('HINCRBY', P..'seats:'..addr, inst, 1)
+redis.call('SADD', P..'addrs:'..inst, addr)
 return 1
 ";
 
-/// KEYS: the seats hash. ARGV: instance.
+/// ARGV: prefix, instance, address.
 const GIVE_SEAT: &str = r"
-if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+local P, inst, addr = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('HINCRBY', P..'seats', inst, -1) <= 0 then redis.call('HDEL', P..'seats', inst) end
+local ak = P..'seats:'..addr
+if redis.call('HINCRBY', ak, inst, -1) <= 0 then
+  redis.call('HDEL', ak, inst)
+  redis.call('SREM', P..'addrs:'..inst, addr)
+end
 return 0
 ";
 
@@ -363,7 +383,8 @@ end
 return {epoch, complete, gone}
 ";
 
-/// ARGV: prefix, instance, now, seats, how many lobbies follow, then each
+/// ARGV: prefix, instance, now, seats, how many addresses follow, then each
+/// address and its seats, how many lobbies follow, then each
 /// lobby as code, name, mode, public, max, owner, created, then each peer as
 /// peer, room, waiting since (`''`: not waiting). Writes back what an
 /// instance holds, leaving alone what is there already (another instance
@@ -371,10 +392,16 @@ return {epoch, complete, gone}
 /// written back.
 const RESTORE: &str = r"
 local P, inst, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local nlobbies = tonumber(ARGV[5])
 local peers, lobbies = 0, 0
 if tonumber(ARGV[4]) > 0 then redis.call('HSET', P..'seats', inst, ARGV[4]) end
 local i = 6
+for _ = 1, tonumber(ARGV[5]) do
+  redis.call('HSET', P..'seats:'..ARGV[i], inst, ARGV[i + 1])
+  redis.call('SADD', P..'addrs:'..inst, ARGV[i])
+  i = i + 2
+end
+local nlobbies = tonumber(ARGV[i])
+i = i + 1
 for _ = 1, nlobbies do
   local code, name, mode, public, max, owner, created =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], tonumber(ARGV[i + 6])

@@ -1,4 +1,5 @@
-//! Instances announcing themselves, and the clients of dead ones.
+//! Instances announcing themselves, the clients of dead ones, and the
+//! messages instances send each other's clients.
 
 use std::time::Duration;
 
@@ -70,5 +71,42 @@ impl RedisState {
             .exists(self.key(&format!("inst:{instance}")))
             .await
             .map_err(unavailable)
+    }
+
+    /// The channel of the messages for the clients of `instance`.
+    fn channel(&self, instance: &str) -> String {
+        self.key(&format!("to:{instance}"))
+    }
+
+    /// Sends `payload` to whichever instance subscribed for `instance`;
+    /// `false` if none is (then it is lost: Redis pub/sub keeps nothing).
+    pub async fn publish(&self, instance: &str, payload: &str) -> Result<bool, SharedError> {
+        let receivers: i64 = self
+            .conn
+            .clone()
+            .publish(self.channel(instance), payload)
+            .await
+            .map_err(unavailable)?;
+        Ok(receivers > 0)
+    }
+
+    /// The payloads published for `instance` from now on, over a connection of
+    /// its own; the stream ends when that connection does.
+    pub async fn subscribe(
+        &self,
+        instance: &str,
+    ) -> Result<impl futures::Stream<Item = String> + Send + use<>, SharedError> {
+        use futures::StreamExt;
+        let mut pubsub = tokio::time::timeout(self.timeout, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| unavailable("no answer from Redis in time"))?
+            .map_err(unavailable)?;
+        pubsub
+            .subscribe(self.channel(instance))
+            .await
+            .map_err(unavailable)?;
+        Ok(pubsub
+            .into_on_message()
+            .filter_map(|message| async move { message.get_payload::<String>().ok() }))
     }
 }

@@ -75,6 +75,8 @@ pub struct Held {
     pub lobbies: Vec<HeldLobby>,
     /// Its clients connected (seats against `--max-clients`).
     pub seats: usize,
+    /// Its clients per address (by its limit key).
+    pub addresses: Vec<(IpAddr, usize)>,
 }
 
 impl RedisState {
@@ -147,7 +149,13 @@ impl RedisState {
             .arg(instance)
             .arg(now)
             .arg(held.seats)
-            .arg(held.lobbies.len());
+            .arg(held.addresses.len());
+        for (address, seats) in &held.addresses {
+            invocation
+                .arg(address_key(*address).to_string())
+                .arg(*seats);
+        }
+        invocation.arg(held.lobbies.len());
         for lobby in &held.lobbies {
             invocation
                 .arg(lobby.code.as_str())
