@@ -508,7 +508,12 @@ fn measure(
 /// One line on what Redis adds to a join, against the in-memory server.
 fn redis_cost(clients: usize, instances: usize, shared: &Summary, memory: &Summary) -> String {
     format!(
-        "- {clients} clients, {instances} instance(s) on Redis: {:.0} µs of CPU per join in all (instances and Redis), {:+.0} µs against memory; {:.1} KiB per client in all.",
+        "- {clients} clients, {instances} {} on Redis: {:.0} µs of CPU per join in all (instances and Redis), {:+.0} µs against memory; {:.1} KiB per client in all.",
+        if instances == 1 {
+            "instance"
+        } else {
+            "instances"
+        },
         shared.cpu,
         shared.cpu - memory.cpu,
         shared.per_client / 1024.0,

@@ -91,6 +91,7 @@ impl Server {
             config,
             Shared::Memory(MemoryState::new(room_limits(config))),
             None,
+            new_instance_id(),
         )
     }
 
@@ -105,7 +106,7 @@ impl Server {
         let redis = RedisState::connect(redis_config)
             .await
             .map_err(|e| Error::Shared(e.to_string()))?;
-        let instance = uuid::Uuid::new_v4().simple().to_string();
+        let instance = new_instance_id();
         redis
             .announce(&instance, config.instance_ttl)
             .await
@@ -116,18 +117,14 @@ impl Server {
                 .await
                 .map_err(|e| Error::Shared(e.to_string()))?,
         );
-        let mut server = Self::bind_with(config, Shared::Redis(redis), Some(incoming))?;
-        match Arc::get_mut(&mut server.app) {
-            Some(app) => app.instance = instance,
-            None => return Err(Error::Shared("the server's state is already shared".into())),
-        }
-        Ok(server)
+        Self::bind_with(config, Shared::Redis(redis), Some(incoming), instance)
     }
 
     fn bind_with(
         config: &Config,
         shared: Shared,
         incoming: Option<Incoming>,
+        instance: String,
     ) -> Result<Self, Error> {
         let bind_error = |source| Error::Bind {
             addr: config.listen,
@@ -150,7 +147,7 @@ impl Server {
         };
         let stun_addr = stun.as_ref().and_then(|s| s.local_addr().ok());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let app = Arc::new(App::new(config, shutdown_rx, stun_addr, shared));
+        let app = Arc::new(App::new(config, shutdown_rx, stun_addr, shared, instance));
         Ok(Self {
             app,
             listener,
@@ -437,6 +434,11 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     } else {
         "ready".into_response()
     }
+}
+
+/// A fresh id for this process among the instances sharing a Redis.
+fn new_instance_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// `/metrics`: every metric in the OpenMetrics text format.

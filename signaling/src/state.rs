@@ -241,16 +241,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl App {
-    /// The shared state of a server with `config`, told to close by `shutdown`.
+    /// The shared state of a server with `config`, told to close by
+    /// `shutdown`, known to other instances as `instance`.
     pub(crate) fn new(
         config: &Config,
         shutdown: watch::Receiver<bool>,
         stun_addr: Option<SocketAddr>,
         shared: Shared,
+        instance: String,
     ) -> Self {
         Self {
             shared,
-            instance: uuid::Uuid::new_v4().simple().to_string(),
+            instance,
             local: Mutex::new(Local::default()),
             connections: Mutex::new(HashMap::new()),
             refusing: Arc::new(tokio::sync::Semaphore::new(REFUSING)),
