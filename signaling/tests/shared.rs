@@ -884,4 +884,21 @@ async fn what_instances_hold_is_written_back_after_redis_lost_its_data() {
             lobbies: 2
         }
     );
+    // A big instance writes back in batches; its own seat count is what it
+    // says, replacing the one kept.
+    let many = Held {
+        peers: (0..1200u128)
+            .map(|n| HeldPeer {
+                peer: peer(10_000 + n),
+                room: RoomKey::Open(format!("big{}", n % 300)),
+                waiting_since: None,
+            })
+            .collect(),
+        seats: 1,
+        ..Held::default()
+    };
+    assert_eq!(two.restore("i2", &many, t).await.unwrap(), (1200, 0));
+    assert_eq!(two.counts().await.unwrap().peers, 1208);
+    assert_eq!(two.counts().await.unwrap().rooms, 304);
+    assert_eq!(one.seats().await.unwrap(), 3);
 }

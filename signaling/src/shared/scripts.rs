@@ -383,7 +383,8 @@ end
 return {epoch, complete, gone}
 ";
 
-/// ARGV: prefix, instance, now, seats, how many addresses follow, then each
+/// ARGV: prefix, instance, now, seats (`''`: leave the counts alone), how
+/// many addresses follow, then each
 /// address and its seats, how many lobbies follow, then each
 /// lobby as code, name, mode, public, max, owner, created, then each peer as
 /// peer, room, waiting since (`''`: not waiting). Writes back what an
@@ -393,7 +394,18 @@ return {epoch, complete, gone}
 const RESTORE: &str = r"
 local P, inst, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local peers, lobbies = 0, 0
-if tonumber(ARGV[4]) > 0 then redis.call('HSET', P..'seats', inst, ARGV[4]) end
+if ARGV[4] ~= '' then
+  -- The instance's own counts are what it says, replacing any kept.
+  if tonumber(ARGV[4]) > 0 then
+    redis.call('HSET', P..'seats', inst, ARGV[4])
+  else
+    redis.call('HDEL', P..'seats', inst)
+  end
+  for _, addr in ipairs(redis.call('SMEMBERS', P..'addrs:'..inst)) do
+    redis.call('HDEL', P..'seats:'..addr, inst)
+  end
+  redis.call('DEL', P..'addrs:'..inst)
+end
 local i = 6
 for _ = 1, tonumber(ARGV[5]) do
   redis.call('HSET', P..'seats:'..ARGV[i], inst, ARGV[i + 1])

@@ -23,6 +23,9 @@ pub struct Synced {
     pub gone: Vec<JoinCode>,
 }
 
+/// Peers written back by one script at most.
+const RESTORE_BATCH: usize = 500;
+
 /// A lobby as an instance holds it, to write back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldLobby {
@@ -143,48 +146,61 @@ impl RedisState {
         held: &Held,
         now: Millis,
     ) -> Result<(usize, usize), SharedError> {
-        let mut invocation = self.scripts.restore.prepare_invoke();
-        invocation
-            .arg(&self.prefix)
-            .arg(instance)
-            .arg(now)
-            .arg(held.seats)
-            .arg(held.addresses.len());
-        for (address, seats) in &held.addresses {
-            invocation
-                .arg(address_key(*address).to_string())
-                .arg(*seats);
+        // In batches, so that Redis is never held long by one script: the
+        // counts and lobbies with the first.
+        let mut written = (0, 0);
+        let mut batches = held.peers.chunks(RESTORE_BATCH);
+        let mut first = true;
+        loop {
+            let batch = batches.next().unwrap_or_default();
+            if !first && batch.is_empty() {
+                break;
+            }
+            let mut invocation = self.scripts.restore.prepare_invoke();
+            invocation.arg(&self.prefix).arg(instance).arg(now);
+            if first {
+                invocation.arg(held.seats).arg(held.addresses.len());
+                for (address, seats) in &held.addresses {
+                    invocation
+                        .arg(address_key(*address).to_string())
+                        .arg(*seats);
+                }
+                invocation.arg(held.lobbies.len());
+                for lobby in &held.lobbies {
+                    invocation
+                        .arg(lobby.code.as_str())
+                        .arg(&lobby.spec.name)
+                        .arg(&lobby.spec.mode)
+                        .arg(if lobby.spec.public { "1" } else { "0" })
+                        .arg(lobby.spec.max_players)
+                        .arg(
+                            lobby
+                                .owner
+                                .map(|o| address_key(o).to_string())
+                                .unwrap_or_default(),
+                        )
+                        .arg(lobby.created);
+                }
+            } else {
+                invocation.arg("").arg(0).arg(0);
+            }
+            for peer in batch {
+                invocation
+                    .arg(peer.peer.0.to_string())
+                    .arg(room_text(&peer.room))
+                    .arg(
+                        peer.waiting_since
+                            .map(|since| since.to_string())
+                            .unwrap_or_default(),
+                    );
+            }
+            let (peers, lobbies): (usize, usize) = invocation
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(unavailable)?;
+            written = (written.0 + peers, written.1 + lobbies);
+            first = false;
         }
-        invocation.arg(held.lobbies.len());
-        for lobby in &held.lobbies {
-            invocation
-                .arg(lobby.code.as_str())
-                .arg(&lobby.spec.name)
-                .arg(&lobby.spec.mode)
-                .arg(if lobby.spec.public { "1" } else { "0" })
-                .arg(lobby.spec.max_players)
-                .arg(
-                    lobby
-                        .owner
-                        .map(|o| address_key(o).to_string())
-                        .unwrap_or_default(),
-                )
-                .arg(lobby.created);
-        }
-        for peer in &held.peers {
-            invocation
-                .arg(peer.peer.0.to_string())
-                .arg(room_text(&peer.room))
-                .arg(
-                    peer.waiting_since
-                        .map(|since| since.to_string())
-                        .unwrap_or_default(),
-                );
-        }
-        let (peers, lobbies): (usize, usize) = invocation
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
-        Ok((peers, lobbies))
+        Ok(written)
     }
 }
