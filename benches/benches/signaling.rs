@@ -17,7 +17,7 @@
 //! `GAMENET_SIGNALING_BIN` and `MATCHBOX_SERVER_BIN`. Writes
 //! `benches/results/signaling.md`. Without `MATCHBOX_SERVER_BIN` it measures
 //! gamenet-signaling alone (to compare two builds of it, say) and only prints
-//! its rows.
+//! its rows; with `GAMENET_BENCH_MEMORY_ONLY` set too, only the in-memory ones.
 
 use std::fmt::Write as _;
 use std::process::{Child, Command, Stdio};
@@ -616,9 +616,11 @@ fn main() {
 fn ours_alone(runtime: &tokio::runtime::Runtime) {
     let mut port = 21_000;
     let mut rows = vec![HEADER.to_owned()];
+    // Set to compare builds in memory only (one without Redis, say).
+    let memory_only = std::env::var_os("GAMENET_BENCH_MEMORY_ONLY").is_some();
     for clients in COUNTS {
         rows.push(measure(runtime, Kind::Gamenet, clients, MAIN, &mut port).1);
-        for instances in 1..=3 {
+        for instances in (1..=3).filter(|_| !memory_only) {
             rows.push(measure(runtime, Kind::Redis(instances), clients, MAIN, &mut port).1);
         }
     }
