@@ -4,7 +4,10 @@
 //! in the past. It connects a mesh of its own
 //! ([`ReplicationPlugin::connect`]) or shares the app's rollback session's
 //! ([`ReplicationPlugin::over_rollback`]): players under rollback, shared
-//! objects replicated, one connection.
+//! objects replicated, one connection. Despawning an entity of this peer
+//! despawns it on every peer; game events travel as typed messages
+//! ([`ToPeers`], [`FromPeer`]); ownership moves by [`RequestAuthority`] and
+//! [`HandOver`], and is told by [`OwnerChanged`].
 //!
 //! ```no_run
 //! use bevy_app::App;
@@ -46,6 +49,7 @@
 mod components;
 mod diagnostics;
 mod interpolation;
+mod messages;
 mod plugin;
 mod socket;
 mod systems;
@@ -53,5 +57,8 @@ mod systems;
 pub use crate::link::SharedMesh;
 pub use components::{NetEntity, NetState, Remote, Replicated};
 pub use diagnostics::{BYTES_PER_SEC, ENTITIES_IN_SCOPE};
+pub use messages::{
+    AuthorityRequested, FromPeer, HandOver, NetMessage, OwnerChanged, RequestAuthority, ToPeers,
+};
 pub use plugin::{ReplicationApp, ReplicationPlugin, ReplicationSettings};
 pub use socket::{AppTransport, ReplicationSocket};

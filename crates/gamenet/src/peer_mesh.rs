@@ -267,7 +267,7 @@ impl PeerMesh {
     }
 
     /// This peer's id, once the signaling server has assigned it.
-    pub fn id(&mut self) -> Option<PeerId> {
+    pub fn id(&self) -> Option<PeerId> {
         self.shared.lock().socket.id().map(to_core)
     }
 

@@ -53,6 +53,7 @@ pub use config::{ConfigError, ReplicationConfig};
 pub use error::ReplicationError;
 pub use replicator::Replicator;
 pub use types::{EntityState, Fields, NetId, ReplicationEvent, Schema};
+pub use wire::MAX_EVENT;
 
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,11 @@ use gamenet::replication::{ReplicationConfig, ReplicationNet, Schema};
 use gamenet::rollback::Input;
 
 use super::components::{Index, TypeIndex, Types};
-use super::systems::{apply_remote, publish, receive, send};
+use super::messages::{
+    AuthorityRequested, FromPeer, HandOver, MessageIndex, MessageTypes, NetMessage, OwnerChanged,
+    RequestAuthority, ToPeers, decode, send_messages,
+};
+use super::systems::{apply_remote, authority, despawned, publish, receive, send};
 use super::{AppTransport, NetState, ReplicationSocket, diagnostics};
 use crate::GamenetSet;
 use crate::link::SharedMesh;
@@ -99,8 +103,17 @@ impl Plugin for ReplicationPlugin {
         app.init_resource::<ReplicationSettings>()
             .init_resource::<Types>()
             .init_resource::<Index>()
+            .init_resource::<MessageTypes>()
+            .add_message::<AuthorityRequested>()
+            .add_message::<OwnerChanged>()
+            .add_message::<RequestAuthority>()
+            .add_message::<HandOver>()
+            .add_observer(despawned)
             .add_systems(PreUpdate, receive.in_set(GamenetSet::Receive))
-            .add_systems(PostUpdate, send.in_set(GamenetSet::Send))
+            .add_systems(
+                PostUpdate,
+                (authority.before(send), send).in_set(GamenetSet::Send),
+            )
             .add_systems(
                 PostUpdate,
                 diagnostics::measure.after(GamenetSet::SendPackets),
@@ -158,10 +171,14 @@ fn connect(app: &mut App) -> Option<ReplicationSocket> {
     }
 }
 
-/// Registration of replicated state types.
+/// Registration of replicated state types and game events.
 pub trait ReplicationApp {
     /// Replicates `T` (register in the same order on every peer).
     fn replicate<T: NetState>(&mut self) -> &mut Self;
+
+    /// Sends `M` as game events ([`ToPeers`]) and writes those that arrive
+    /// as [`FromPeer`] (register in the same order on every peer).
+    fn replicate_message<M: NetMessage>(&mut self) -> &mut Self;
 }
 
 impl ReplicationApp for App {
@@ -181,6 +198,23 @@ impl ReplicationApp for App {
             .add_systems(
                 PostUpdate,
                 publish::<T>.in_set(GamenetSet::Send).before(send),
+            )
+    }
+
+    fn replicate_message<M: NetMessage>(&mut self) -> &mut Self {
+        self.init_resource::<MessageTypes>();
+        let index = {
+            let mut types = self.world_mut().resource_mut::<MessageTypes>();
+            types.names.push(std::any::type_name::<M>());
+            types.decoders.push(decode::<M>);
+            u16::try_from(types.names.len() - 1).unwrap_or(u16::MAX)
+        };
+        self.insert_resource(MessageIndex::<M>(index, PhantomData))
+            .add_message::<ToPeers<M>>()
+            .add_message::<FromPeer<M>>()
+            .add_systems(
+                PostUpdate,
+                send_messages::<M>.in_set(GamenetSet::Send).before(send),
             )
     }
 }

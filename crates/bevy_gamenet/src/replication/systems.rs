@@ -9,6 +9,7 @@ use gamenet::replication::ReplicationEvent;
 
 use super::components::{Index, TypeIndex};
 use super::interpolation::{Buffer, display_time};
+use super::messages::{AuthorityRequested, HandOver, OwnerChanged, RequestAuthority, dispatch};
 use super::{
     AppTransport, NetEntity, NetState, Remote, Replicated, ReplicationSettings, ReplicationSocket,
 };
@@ -80,9 +81,78 @@ pub(super) fn receive(
                         .insert(Replicated);
                 } else if let Ok(mut remote) = remotes.get_mut(entity) {
                     remote.owner = owner;
+                } else if let Some(ent) = r.entity(id) {
+                    // Handed away: shown from the new owner's updates.
+                    commands
+                        .entity(entity)
+                        .remove::<Replicated>()
+                        .insert((Remote { owner }, Buffer::new(now, ent.fields.clone())));
+                }
+                commands.write_message(OwnerChanged { entity, owner });
+            }
+            ReplicationEvent::AuthorityRequested { id, peer } => {
+                if let Some(&entity) = index.0.get(&id) {
+                    commands.write_message(AuthorityRequested { entity, peer });
                 }
             }
+            ReplicationEvent::Event { peer, payload } => {
+                commands.queue(move |world: &mut World| dispatch(world, peer, &payload));
+            }
+            // Logged by the network, which drops the peer; the entities are
+            // spawned there again.
             _ => {}
+        }
+    }
+}
+
+/// An entity of this peer that loses its replication id (despawned, or the
+/// component removed) is despawned on every peer. A remote entity removed
+/// here is only forgotten here.
+pub(super) fn despawned(
+    remove: On<Remove<NetEntity>>,
+    entities: Query<(&NetEntity, Has<Remote>)>,
+    socket: Option<ResMut<ReplicationSocket>>,
+    mut index: ResMut<Index>,
+) {
+    let Ok((net, remote)) = entities.get(remove.entity) else {
+        return;
+    };
+    // Gone from the index first when the replication layer despawned it.
+    if index.0.get(&net.0) != Some(&remove.entity) {
+        return;
+    }
+    index.0.remove(&net.0);
+    if remote {
+        return;
+    }
+    if let Some(r) = socket.and_then(|s| s.into_inner().0.replicator_mut()) {
+        let _ = r.despawn(net.0);
+    }
+}
+
+/// Asks for and hands over entities as the game wrote ([`RequestAuthority`],
+/// [`HandOver`]).
+pub(super) fn authority(
+    mut requests: MessageReader<RequestAuthority>,
+    mut hand_overs: MessageReader<HandOver>,
+    entities: Query<&NetEntity>,
+    socket: Option<ResMut<ReplicationSocket>>,
+) {
+    let Some(r) = socket.and_then(|s| s.into_inner().0.replicator_mut()) else {
+        requests.clear();
+        hand_overs.clear();
+        return;
+    };
+    for RequestAuthority(entity) in requests.read() {
+        if let Ok(net) = entities.get(*entity) {
+            r.request_authority(net.0);
+        }
+    }
+    for HandOver { entity, to } in hand_overs.read() {
+        if let Ok(net) = entities.get(*entity)
+            && let Err(error) = r.hand_over(net.0, *to)
+        {
+            tracing::warn!(%error, "replication: handing over {entity}");
         }
     }
 }

@@ -94,8 +94,8 @@ pub(super) const MISSING: u8 = 0x17;
 /// Farthest baseline (in packets) a delta may refer to: a fast sender sends
 /// hundreds of packets a round trip.
 pub(super) const MAX_BACK: u32 = u16::MAX as u32;
-/// Largest game event.
-pub(super) const MAX_EVENT: usize = 64 * 1024;
+/// Largest game event, in bytes; longer ones are cut.
+pub const MAX_EVENT: usize = 64 * 1024;
 /// Bytes of an update packet's header.
 pub(super) const HEADER: usize = 19;
 /// Smallest update packet worth starting: the header and a few entities.
