@@ -55,7 +55,7 @@ mod socket;
 mod systems;
 
 pub use crate::link::SharedMesh;
-pub use components::{NetEntity, NetState, Remote, Replicated};
+pub use components::{HiddenFrom, NetEntity, NetState, Remote, Replicated};
 pub use diagnostics::{BYTES_PER_SEC, ENTITIES_IN_SCOPE};
 pub use messages::{
     AuthorityRequested, FromPeer, HandOver, NetMessage, OwnerChanged, RequestAuthority, ToPeers,

@@ -10,8 +10,8 @@ use std::time::Duration;
 use bevy_app::{App, Startup, Update};
 use bevy_ecs::prelude::*;
 use bevy_gamenet::replication::{
-    AuthorityRequested, FromPeer, HandOver, NetEntity, OwnerChanged, Remote, Replicated,
-    ReplicationApp, ReplicationPlugin, RequestAuthority, ToPeers,
+    AuthorityRequested, FromPeer, HandOver, HiddenFrom, NetEntity, OwnerChanged, Remote,
+    Replicated, ReplicationApp, ReplicationPlugin, RequestAuthority, ToPeers,
 };
 use bevy_gamenet::test_app::TestNetwork;
 use gamenet::replication::{NetId, ReplicationConfig};
@@ -193,4 +193,73 @@ fn despawns_events_and_hand_overs_reach_every_peer() {
         "RESULT despawns, events and a hand-over on request: all agreed {:?} into the simulated run",
         net.now().saturating_duration_since(start)
     );
+}
+
+#[test]
+fn an_entity_hidden_from_one_peer_is_despawned_there_and_nowhere_else() {
+    let mut net = TestNetwork::new(bad_link(9));
+    let ball = |x, y| Ball { x, y };
+    net.add_app(IDS[0], |t| replica(t, vec![ball(5, 5)]));
+    net.add_app(IDS[1], |t| replica(t, Vec::new()));
+    net.add_app(IDS[2], |t| replica(t, Vec::new()));
+    let limit = Duration::from_secs(8);
+    let mut expected = BTreeMap::new();
+    net.run_until(limit, |apps| {
+        let shown = owners(&mut apps[0], IDS[0]);
+        expected.clone_from(&shown);
+        shown.len() == 1 && all_show(apps, &shown)
+    });
+    let (id, (entity, _, _)) = balls(net.app_mut(0), IDS[0]).pop_first().expect("the ball");
+    net.app_mut(0)
+        .world_mut()
+        .entity_mut(entity)
+        .insert(HiddenFrom([IDS[1]].into()));
+    let shown_to = |apps: &mut [App]| -> Vec<bool> {
+        apps.iter_mut()
+            .zip(IDS)
+            .map(|(app, me)| balls(app, me).contains_key(&id))
+            .collect()
+    };
+    net.run_until(limit, |apps| shown_to(apps) == [true, false, true]);
+    // It keeps moving for the others only.
+    *net.app_mut(0)
+        .world_mut()
+        .get_mut::<Ball>(entity)
+        .expect("ball") = ball(50, 60);
+    net.run_until(limit, |apps| {
+        balls(&mut apps[2], IDS[2])[&id].2 == ball(50, 60)
+    });
+    net.run_for(Duration::from_millis(500));
+    let shown: Vec<bool> = (0..3)
+        .map(|i| balls(net.app_mut(i), IDS[i]).contains_key(&id))
+        .collect();
+    assert_eq!(shown, [true, false, true]);
+    // A ball spawned hidden never shows there.
+    let hidden = net
+        .app_mut(0)
+        .world_mut()
+        .spawn((ball(9, 9), Replicated, HiddenFrom([IDS[2]].into())))
+        .id();
+    net.run_until(limit, |apps| balls(&mut apps[1], IDS[1]).len() == 1);
+    net.run_for(Duration::from_millis(500));
+    assert_eq!(
+        balls(net.app_mut(2), IDS[2]).len(),
+        1,
+        "only the first ball"
+    );
+    // Shown again to everyone.
+    net.app_mut(0)
+        .world_mut()
+        .entity_mut(entity)
+        .remove::<HiddenFrom>();
+    net.app_mut(0)
+        .world_mut()
+        .entity_mut(hidden)
+        .remove::<HiddenFrom>();
+    net.run_until(limit, |apps| {
+        apps.iter_mut()
+            .zip(IDS)
+            .all(|(app, me)| balls(app, me).len() == 2)
+    });
+    assert_eq!(balls(net.app_mut(1), IDS[1])[&id].2, ball(50, 60));
 }

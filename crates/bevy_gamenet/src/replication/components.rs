@@ -1,7 +1,7 @@
 //! What replicated entities carry, and what the replication systems share:
 //! the registered state types and the entities by replication id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 
 use bevy_ecs::prelude::*;
@@ -29,6 +29,13 @@ pub trait NetState: Component<Mutability = bevy_ecs::component::Mutable> + Clone
 /// Marks an entity of this peer for replication.
 #[derive(Component, Debug, Clone, Copy, Default)]
 pub struct Replicated;
+
+/// Hides an entity of this peer from these peers: it is despawned there
+/// (or never spawned) and nowhere else; change the set to show or hide it
+/// again, remove the component to show it to everyone. A peer that links
+/// later gets it spawned, then despawned within a frame or two.
+#[derive(Component, Debug, Clone, Default, PartialEq, Eq)]
+pub struct HiddenFrom(pub BTreeSet<PeerId>);
 
 /// An entity's replication id.
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use super::messages::{
     AuthorityRequested, FromPeer, HandOver, MessageIndex, MessageTypes, NetMessage, OwnerChanged,
     RequestAuthority, ToPeers, decode, send_messages,
 };
-use super::systems::{apply_remote, authority, despawned, publish, receive, send};
+use super::systems::{apply_remote, authority, despawned, publish, receive, send, visibility};
 use super::{AppTransport, NetState, ReplicationSocket, diagnostics};
 use crate::GamenetSet;
 use crate::link::SharedMesh;
@@ -112,7 +112,7 @@ impl Plugin for ReplicationPlugin {
             .add_systems(PreUpdate, receive.in_set(GamenetSet::Receive))
             .add_systems(
                 PostUpdate,
-                (authority.before(send), send).in_set(GamenetSet::Send),
+                (authority.before(send), visibility.before(send), send).in_set(GamenetSet::Send),
             )
             .add_systems(
                 PostUpdate,
@@ -197,7 +197,10 @@ impl ReplicationApp for App {
             )
             .add_systems(
                 PostUpdate,
-                publish::<T>.in_set(GamenetSet::Send).before(send),
+                publish::<T>
+                    .in_set(GamenetSet::Send)
+                    .before(visibility)
+                    .before(send),
             )
     }
 

@@ -1,17 +1,19 @@
 //! The replication systems: take in what arrived, apply it to remote
 //! entities, publish this peer's entities, send at the tick rate.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bevy_ecs::prelude::*;
-use gamenet::Instant;
 use gamenet::replication::ReplicationEvent;
+use gamenet::{Instant, PeerId};
 
 use super::components::{Index, TypeIndex};
 use super::interpolation::{Buffer, display_time};
 use super::messages::{AuthorityRequested, HandOver, OwnerChanged, RequestAuthority, dispatch};
 use super::{
-    AppTransport, NetEntity, NetState, Remote, Replicated, ReplicationSettings, ReplicationSocket,
+    AppTransport, HiddenFrom, NetEntity, NetState, Remote, Replicated, ReplicationSettings,
+    ReplicationSocket,
 };
 use crate::NetClock;
 
@@ -128,6 +130,48 @@ pub(super) fn despawned(
     if let Some(r) = socket.and_then(|s| s.into_inner().0.replicator_mut()) {
         let _ = r.despawn(net.0);
     }
+}
+
+/// Entities of this peer whose hidden set changed, or that just got their
+/// replication id.
+type VisibilityChanged = (Owned, Or<(Changed<HiddenFrom>, Added<NetEntity>)>);
+
+/// Shows and hides this peer's entities as their [`HiddenFrom`] says, to
+/// the peers linked now: when the set changes, when it is removed, and for
+/// peers that linked since the last frame.
+pub(super) fn visibility(
+    socket: Option<ResMut<ReplicationSocket>>,
+    mut linked: Local<BTreeSet<PeerId>>,
+    changed: Query<(&NetEntity, &HiddenFrom), VisibilityChanged>,
+    hidden: Query<(&NetEntity, &HiddenFrom), Owned>,
+    mut shown: RemovedComponents<HiddenFrom>,
+    owned: Query<&NetEntity, Owned>,
+) {
+    let Some(r) = socket.and_then(|s| s.into_inner().0.replicator_mut()) else {
+        return;
+    };
+    let peers: BTreeSet<PeerId> = r.peers().collect();
+    for (net, from) in &changed {
+        for &peer in &peers {
+            r.set_visible(peer, net.0, !from.0.contains(&peer));
+        }
+    }
+    for entity in shown.read() {
+        if let Ok(net) = owned.get(entity) {
+            for &peer in &peers {
+                r.set_visible(peer, net.0, true);
+            }
+        }
+    }
+    let new: Vec<PeerId> = peers.difference(&linked).copied().collect();
+    if !new.is_empty() {
+        for (net, from) in &hidden {
+            for peer in new.iter().filter(|p| from.0.contains(p)) {
+                r.set_visible(*peer, net.0, false);
+            }
+        }
+    }
+    *linked = peers;
 }
 
 /// Asks for and hands over entities as the game wrote ([`RequestAuthority`],
