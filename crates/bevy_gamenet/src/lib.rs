@@ -16,6 +16,8 @@
 //! ([`GamenetSet::Send`]) and packets out ([`GamenetSet::SendPackets`]) in
 //! [`PostUpdate`]. Order a game's own networking systems against them.
 //!
+//! `use bevy_gamenet::prelude::*;` brings in what a game uses most.
+//!
 //! The plugins' systems go by the [`NetClock`] resource, read once per app
 //! update; a test inserts [`NetClock::manual`] and moves time itself.
 //! With the feature `memory`, the module `test_app` joins apps through a
@@ -53,6 +55,7 @@
 mod clock;
 mod link;
 mod mesh;
+pub mod prelude;
 pub mod replication;
 pub mod rollback;
 mod snapshot;

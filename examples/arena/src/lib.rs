@@ -15,18 +15,8 @@ use std::time::Duration;
 
 use bevy_app::{App, Plugin, ScheduleRunnerPlugin, Update};
 use bevy_ecs::prelude::*;
-use bevy_gamenet::replication::{
-    NetState, Remote, Replicated, ReplicationApp, ReplicationPlugin, ReplicationSettings,
-};
-use bevy_gamenet::rollback::{
-    AddRollback, LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, RollbackApp, RollbackFrame,
-    RollbackPlugin, RollbackSchedule, RollbackSocket,
-};
+use bevy_gamenet::prelude::*;
 use bevy_time::{Time, TimePlugin};
-use gamenet::replication::ReplicationConfig;
-use gamenet::replication::quantize::BoundedFloat;
-use gamenet::rollback::{Frame, InputStatus, RollbackConfig, RollbackStart};
-use gamenet::{IceServer, PeerMesh, PeerMeshBuilder};
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "window")]

@@ -1,0 +1,28 @@
+//! What a game uses most, in one import:
+//!
+//! ```
+//! use bevy_gamenet::prelude::*;
+//! ```
+//!
+//! The plugins and their app extensions, the messages they write, the
+//! replication components, the rollback schedule and its inputs, and the
+//! `gamenet` types their settings take (mesh builder, ICE servers, peer ids,
+//! channels, rollback and replication settings, the quantisers).
+
+pub use crate::replication::{
+    AuthorityRequested, FromPeer, HandOver, HiddenFrom, NetEntity, NetMessage, NetState,
+    OwnerChanged, Remote, Replicated, ReplicationApp, ReplicationPlugin, ReplicationSettings,
+    RequestAuthority, ToPeers,
+};
+pub use crate::rollback::{
+    AddRollback, LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, Rollback, RollbackApp,
+    RollbackFrame, RollbackPlugin, RollbackSchedule, RollbackSocket, RollbackTime, SessionEvent,
+};
+pub use crate::{
+    GamenetPlugin, GamenetSet, HandshakeFailed, MeshSocket, MessageReceived, NetClock,
+    PeerInterrupted, PeerJoined, PeerLeft, PeerResumed, SignalRefused,
+};
+pub use gamenet::replication::ReplicationConfig;
+pub use gamenet::replication::quantize::{BoundedFloat, BoundedInt, Position, SmallestThree};
+pub use gamenet::rollback::{Frame, Input, InputStatus, RollbackConfig, RollbackStart};
+pub use gamenet::{Channel, IceServer, PeerId, PeerMesh, PeerMeshBuilder};
