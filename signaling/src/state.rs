@@ -169,8 +169,8 @@ impl Local {
 
     /// What this instance holds, to write back: its connected clients in
     /// rooms (not those away within their resume grace: they may be back
-    /// on another instance), the lobbies, and `seats`.
-    pub(crate) fn held(&self, seats: usize) -> Held {
+    /// on another instance), the lobbies, and the seats it took in Redis.
+    pub(crate) fn held(&self) -> Held {
         let waiting: HashMap<PeerId, Millis> =
             self.mirror.filling.values().flatten().copied().collect();
         Held {
@@ -186,7 +186,7 @@ impl Local {
                 })
                 .collect(),
             lobbies: self.mirror.lobbies.values().cloned().collect(),
-            seats,
+            seats: self.mirror.addresses.values().sum(),
             addresses: self
                 .mirror
                 .addresses

@@ -186,9 +186,8 @@ async fn write_back(
     redis: &crate::shared::RedisState,
     lost: bool,
 ) -> Result<(), crate::shared::SharedError> {
-    let held = app
-        .local()
-        .held(app.clients.load(std::sync::atomic::Ordering::SeqCst));
+    // Seats as the mirror counts them: those Redis gave this instance.
+    let held = app.local().held();
     let (peers, lobbies) = redis.restore(&app.instance, &held, now_millis()).await?;
     // Read after the write-back, and checked against the clients here after
     // that: a client joining meanwhile is registered here before Redis has it.

@@ -285,6 +285,12 @@ impl Replicator {
             RESYNC => self.on_resync(peer, rest),
             MISSING => self.on_missing(peer, rest),
             TAKEOVER => self.on_takeover(peer, rest),
+            // Senders cut events to the limit: a longer one is a lie.
+            EVENT if rest.len() > wire::MAX_EVENT => Err(Misbehavior::Oversize {
+                what: "game event",
+                len: rest.len(),
+                max: wire::MAX_EVENT,
+            }),
             EVENT => {
                 self.events.push_back(ReplicationEvent::Event {
                     peer,

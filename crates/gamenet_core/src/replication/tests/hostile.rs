@@ -368,3 +368,30 @@ fn a_reliable_send_that_failed_is_reported_and_the_scope_spawned_again() {
     room.tick(TICK, |_| true);
     assert_eq!(&room.at(b).entity(id).unwrap().fields[..], &[1, 2, 3]);
 }
+
+#[test]
+fn a_game_event_over_the_limit_is_reported_and_not_delivered() {
+    let now = Instant::now();
+    let mut r = Replicator::new(ReplicationConfig::default(), schema(), PeerId(1)).unwrap();
+    r.handle_peer_joined(now, PeerId(2));
+    let mut at_limit = vec![EVENT];
+    at_limit.resize(1 + crate::replication::MAX_EVENT, 7);
+    r.handle_message(now, PeerId(2), &at_limit);
+    let mut over = at_limit.clone();
+    over.push(7);
+    r.handle_message(now, PeerId(2), &over);
+    let events: Vec<_> = std::iter::from_fn(|| r.poll_event()).collect();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [
+                ReplicationEvent::Event { peer: PeerId(2), payload },
+                ReplicationEvent::PeerMisbehaved {
+                    peer: PeerId(2),
+                    reason: crate::Misbehavior::Oversize { len, .. },
+                },
+            ] if payload.len() == crate::replication::MAX_EVENT && *len == crate::replication::MAX_EVENT + 1
+        ),
+        "{events:?}"
+    );
+}
