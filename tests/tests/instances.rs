@@ -107,26 +107,9 @@ fn an_instance_killed_under_a_running_game_its_players_resume_through_nginx_unse
             let _nginx =
                 LoadBalancer::start_on(upstream(PORT), &[upstream(first), upstream(second)]).await;
             let url = format!("ws://{HOST}:{PORT}/killed");
-            // Three slots; the game starts with two, the third is open.
-            let game = |start, seed| Some(arena::headless_app_as(&url, 3, start, seed, |m| m));
-            let mut apps = vec![
-                game(RollbackStart::Players(2), 1),
-                game(RollbackStart::Players(2), 2),
-                None,
-            ];
-            let mut timeline = Timeline::new(&["a", "b", "c"][..]);
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while timeline.apps()[..2]
-                .iter()
-                .any(|a| a.confirmed_frame() < 300)
-            {
-                step_games(&mut apps, &mut timeline, None);
-                assert!(Instant::now() < deadline, "a and b never reached frame 300");
-            }
-            let ids: Vec<Option<PeerId>> = apps[..2]
-                .iter_mut()
-                .map(|a| mesh_id(a.as_mut().expect("game")))
-                .collect();
+            let mut mid = MidGame::start(move |start, seed| {
+                arena::headless_app_as(&url, 3, start, seed, |m| m)
+            });
             let on_doomed = clients(first).await;
             assert!(
                 on_doomed >= 1.0,
@@ -134,59 +117,44 @@ fn an_instance_killed_under_a_running_game_its_players_resume_through_nginx_unse
             );
 
             doomed.kill();
-            let killed = timeline.mark("the first instance killed");
-            let at_kill = timeline.apps()[..2]
-                .iter()
-                .map(AppTimeline::confirmed_frame)
-                .min()
-                .unwrap_or(0);
+            let killed = mid.timeline.mark("the first instance killed");
+            let at_kill = mid.confirmed();
             while clients(second).await < 2.0 {
                 assert!(
-                    timeline.elapsed() < killed + TTL,
+                    mid.timeline.elapsed() < killed + TTL,
                     "the players were not both back on signaling within the TTL"
                 );
-                step_games(&mut apps, &mut timeline, None);
+                mid.step();
             }
-            let reconnected = timeline.mark("both on the second instance") - killed;
-            let again: Vec<Option<PeerId>> = apps[..2]
-                .iter_mut()
-                .map(|a| mesh_id(a.as_mut().expect("game")))
-                .collect();
-            assert_eq!(again, ids, "the same peer ids on the other instance");
+            let reconnected = mid.timeline.mark("both on the second instance") - killed;
+            assert_eq!(
+                mid.ids_now(),
+                mid.ids,
+                "the same peer ids on the other instance"
+            );
             // Past the dead instance's TTL: nobody is taken out of the room.
-            while timeline.elapsed() < killed + TTL * 2 {
-                step_games(&mut apps, &mut timeline, None);
+            while mid.timeline.elapsed() < killed + TTL * 2 {
+                mid.step();
             }
-            let before_join = timeline.apps()[0].confirmed_frame();
+            let before_join = mid.timeline.apps()[0].confirmed_frame();
             assert!(
                 before_join > at_kill + 120,
                 "a and b stopped while their instance was gone: {at_kill} → {before_join}"
             );
 
             // A late joiner, through nginx, takes the open slot.
-            apps[2] = game(RollbackStart::Join { players: 1 }, 3);
-            let joined = timeline.mark("c joins the running game");
-            let end = before_join + 300;
-            let deadline = Instant::now() + Duration::from_secs(90);
-            while !timeline.all_confirmed_together(end) {
-                step_games(&mut apps, &mut timeline, None);
-                assert!(
-                    Instant::now() < deadline,
-                    "the three never played on together"
-                );
-            }
-            let together = timeline.elapsed() - joined;
-            let compared = timeline.assert_one_timeline();
-            timeline.assert_no_departure();
-            let frame = timeline.assert_in_step(end);
+            let late = mid.late_join();
             println!(
                 "RESULT instance killed under a running game ({on_doomed} of 2 players on it): \
                  a and b played on from frame {at_kill} to {before_join}, back on the other instance \
                  through nginx {:.2}s after the kill under the same ids, nobody left past the TTL; \
-                 c joined and all three confirmed frame {end} together {:.2}s later; one timeline \
-                 ({compared} frame checks), in step at frame {frame}, no departures",
+                 c joined and all three confirmed frame {} together {:.2}s later; one timeline \
+                 ({} frame checks), in step at frame {}, no departures",
                 reconnected.as_secs_f64(),
-                together.as_secs_f64()
+                late.end,
+                late.took.as_secs_f64(),
+                late.compared,
+                late.in_step
             );
         },
     );

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use gamenet::rollback::{Frame, RollbackStart};
 use gamenet::{Channel, Event, PeerId, PeerMesh};
 use gamenet_e2e::faults::{AppTimeline, ReportedGame, Timeline};
-use gamenet_e2e::session::{mesh_id, step_games};
+use gamenet_e2e::session::{MID_GAME_RUN, MidGame, step_games};
 use gamenet_e2e::{
     HOST, KillableServer, PORT, PeerProcess, http_get_body, isolated, join, next_event, unix_ms,
     wait_joined,
@@ -271,9 +271,6 @@ fn a_handshake_that_fails_while_udp_is_down_is_retried() {
     );
 }
 
-/// Frames the games run on together after a fault, past where they were.
-const RUN_ON: Frame = 300;
-
 /// The lowest confirmed frame of the apps.
 fn min_confirmed(timeline: &Timeline) -> Frame {
     timeline
@@ -291,81 +288,49 @@ fn signaling_killed_and_restarted_mid_game_then_a_late_joiner_plays_one_game() {
         || async {
             let server = signaling();
             let url = format!("ws://{HOST}:{PORT}/midgame");
-            // Three slots; the game starts with two, the third is open.
-            let game = |start, seed| Some(arena::headless_app_as(&url, 3, start, seed, |m| m));
-            let mut apps = vec![
-                game(RollbackStart::Players(2), 1),
-                game(RollbackStart::Players(2), 2),
-                None,
-            ];
-            let mut timeline = Timeline::new(&["a", "b", "c"][..]);
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while timeline.apps()[..2]
-                .iter()
-                .any(|a| a.confirmed_frame() < 300)
-            {
-                step_games(&mut apps, &mut timeline, None);
-                assert!(Instant::now() < deadline, "a and b never reached frame 300");
-            }
-            let ids: Vec<Option<PeerId>> = apps[..2]
-                .iter_mut()
-                .map(|a| mesh_id(a.as_mut().expect("game")))
-                .collect();
+            let mut mid = MidGame::start(move |start, seed| {
+                arena::headless_app_as(&url, 3, start, seed, |m| m)
+            });
 
             server.kill();
-            let killed = timeline.mark("signaling killed");
-            let at_kill = timeline.apps()[..2]
-                .iter()
-                .map(AppTimeline::confirmed_frame)
-                .min()
-                .unwrap_or(0);
-            while timeline.elapsed() < killed + Duration::from_secs(2) {
-                step_games(&mut apps, &mut timeline, None);
+            let killed = mid.timeline.mark("signaling killed");
+            let at_kill = mid.confirmed();
+            while mid.timeline.elapsed() < killed + Duration::from_secs(2) {
+                mid.step();
             }
             let server = signaling();
-            timeline.mark("signaling restarted");
+            mid.timeline.mark("signaling restarted");
             while clients().await < 2.0 {
                 assert!(
-                    timeline.elapsed() < killed + Duration::from_secs(20),
+                    mid.timeline.elapsed() < killed + Duration::from_secs(20),
                     "the games did not reconnect to signaling"
                 );
-                step_games(&mut apps, &mut timeline, None);
+                mid.step();
             }
-            let reconnected = timeline.mark("both back on signaling") - killed;
-            let again: Vec<Option<PeerId>> = apps[..2]
-                .iter_mut()
-                .map(|a| mesh_id(a.as_mut().expect("game")))
-                .collect();
-            assert_eq!(again, ids, "the same peer ids after the restart");
-            let before_join = timeline.apps()[0].confirmed_frame();
+            let reconnected = mid.timeline.mark("both back on signaling") - killed;
+            assert_eq!(
+                mid.ids_now(),
+                mid.ids,
+                "the same peer ids after the restart"
+            );
+            let before_join = mid.timeline.apps()[0].confirmed_frame();
             assert!(
                 before_join > at_kill + 120,
                 "a and b stopped while signaling was gone: {at_kill} → {before_join}"
             );
 
             // A late joiner takes the open slot of the running game.
-            apps[2] = game(RollbackStart::Join { players: 1 }, 3);
-            let joined = timeline.mark("c joins the running game");
-            let end = before_join + RUN_ON;
-            let deadline = Instant::now() + Duration::from_secs(90);
-            while !timeline.all_confirmed_together(end) {
-                step_games(&mut apps, &mut timeline, None);
-                assert!(
-                    Instant::now() < deadline,
-                    "the three never played on together"
-                );
-            }
-            let together = timeline.elapsed() - joined;
-            let compared = timeline.assert_one_timeline();
-            timeline.assert_no_departure();
-            let frame = timeline.assert_in_step(end);
+            let late = mid.late_join();
             println!(
                 "RESULT signaling restart mid-game: a and b played on from frame {at_kill} to {before_join} \
                  while it was gone, back on signaling {:.2}s after the kill under the same ids; \
-                 c joined and all three confirmed frame {end} together {:.2}s later; \
-                 one timeline ({compared} frame checks), in step at frame {frame}, no departures",
+                 c joined and all three confirmed frame {} together {:.2}s later; \
+                 one timeline ({} frame checks), in step at frame {}, no departures",
                 reconnected.as_secs_f64(),
-                together.as_secs_f64()
+                late.end,
+                late.took.as_secs_f64(),
+                late.compared,
+                late.in_step
             );
             server.kill();
         },
@@ -435,7 +400,7 @@ fn a_game_process_killed_and_restarted_with_its_key_rejoins_its_slot() {
             let b = start_b(true);
             let restarted = timeline.mark("b's process restarted with its key");
             let at_restart = timeline.apps()[0].confirmed_frame();
-            let end = at_kill + RUN_ON;
+            let end = at_kill + MID_GAME_RUN;
             let deadline = Instant::now() + Duration::from_secs(90);
             while !timeline.all_confirmed_together(end) {
                 step_games(&mut apps, &mut timeline, Some(&b));
