@@ -8,12 +8,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use gamenet::PeerId;
 use gamenet::rollback::RollbackStart;
-use gamenet_e2e::faults::{AppTimeline, Timeline};
+use gamenet_e2e::faults::Timeline;
 use gamenet_e2e::load_balancer::LoadBalancer;
 use gamenet_e2e::redis_server::RedisServer;
-use gamenet_e2e::session::{mesh_id, step_games};
+use gamenet_e2e::session::MidGame;
 use gamenet_e2e::{HOST, KillableServer, PORT, http_get_body, isolated, start_instance};
 
 #[test]
