@@ -52,6 +52,9 @@
 //!     .run();
 //! ```
 
+// `#[derive(NetState)]` names this crate `::bevy_gamenet`, here too.
+extern crate self as bevy_gamenet;
+
 mod clock;
 mod link;
 mod mesh;

@@ -12,7 +12,7 @@
 pub use crate::replication::{
     AuthorityRequested, FromPeer, HandOver, HiddenFrom, NetEntity, NetMessage, NetState,
     OwnerChanged, Remote, Replicated, ReplicationApp, ReplicationPlugin, ReplicationSettings,
-    RequestAuthority, ToPeers,
+    RequestAuthority, ToPeers, Transform2d, Transform3d, TransformState,
 };
 pub use crate::rollback::{
     AddRollback, LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, Rollback, RollbackApp,

@@ -48,14 +48,26 @@
 
 mod components;
 mod diagnostics;
+mod fields;
 mod interpolation;
 mod messages;
 mod plugin;
 mod socket;
 mod systems;
+mod transform;
 
 pub use crate::link::SharedMesh;
+pub use bevy_gamenet_derive::NetState;
 pub use components::{HiddenFrom, NetEntity, NetState, Remote, Replicated};
+pub use fields::{FieldReader, NetField, QuantizedFloats, QuantizedInt};
+pub use transform::{Transform2d, Transform3d, TransformState};
+
+/// What `#[derive(NetState)]` expands to uses; not part of the API.
+#[doc(hidden)]
+pub mod __derive {
+    pub use super::fields::*;
+    pub use gamenet::replication::quantize::{BoundedFloat, BoundedInt, SmallestThree};
+}
 pub use diagnostics::{BYTES_PER_SEC, ENTITIES_IN_SCOPE};
 pub use messages::{
     AuthorityRequested, FromPeer, HandOver, NetMessage, OwnerChanged, RequestAuthority, ToPeers,

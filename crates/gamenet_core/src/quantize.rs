@@ -26,8 +26,8 @@
 pub use crate::bits::{BitReader, BitWriter};
 use crate::codec::DecodeError;
 
-/// Bits needed to tell `count` values apart.
-pub fn bits_for(count: u64) -> u32 {
+/// Bits needed to tell `count` values apart; usable in a `const`.
+pub const fn bits_for(count: u64) -> u32 {
     if count <= 1 {
         0
     } else {
@@ -123,17 +123,34 @@ pub struct BoundedInt {
 }
 
 impl BoundedInt {
-    /// Integers from `min` to `max` inclusive.
-    pub fn new(min: i64, max: i64) -> Self {
-        Self {
-            min: min.min(max),
-            max: max.max(min),
+    /// Integers from `min` to `max` inclusive; usable in a `const`.
+    pub const fn new(min: i64, max: i64) -> Self {
+        if min <= max {
+            Self { min, max }
+        } else {
+            Self { min: max, max: min }
         }
     }
 
     /// Bits per value.
-    pub fn bits(&self) -> u32 {
-        bits_for((self.max as i128 - self.min as i128 + 1).min(u64::MAX as i128) as u64)
+    pub const fn bits(&self) -> u32 {
+        let count = self.max as i128 - self.min as i128 + 1;
+        let count = if count > u64::MAX as i128 {
+            u64::MAX
+        } else {
+            count as u64
+        };
+        bits_for(count)
+    }
+
+    /// The stored integer of `v`, clamped to the range.
+    pub fn quantize(&self, v: i64) -> u64 {
+        (v.clamp(self.min, self.max) as i128 - self.min as i128) as u64
+    }
+
+    /// The integer a stored one stands for, clamped to the range.
+    pub fn dequantize(&self, q: u64) -> i64 {
+        (self.min as i128 + q as i128).min(self.max as i128) as i64
     }
 
     /// Writes `v`, clamped to the range.
@@ -160,6 +177,11 @@ pub struct Position {
 }
 
 impl Position {
+    /// `axis` on every axis; usable in a `const`.
+    pub const fn uniform(axis: BoundedFloat) -> Self {
+        Self { axes: [axis; 3] }
+    }
+
     /// The same bounds and precision on every axis.
     pub fn cube(half_extent: f32, precision: f32) -> Self {
         let axis = BoundedFloat::with_precision(-half_extent, half_extent, precision);
@@ -167,8 +189,8 @@ impl Position {
     }
 
     /// Bits per position.
-    pub fn bits(&self) -> u32 {
-        self.axes.iter().map(BoundedFloat::bits).sum()
+    pub const fn bits(&self) -> u32 {
+        self.axes[0].bits() + self.axes[1].bits() + self.axes[2].bits()
     }
 
     /// The stored integers of `p`.
@@ -202,8 +224,9 @@ pub struct SmallestThree {
 }
 
 impl SmallestThree {
-    /// `bits` bits per stored component (2 + 3 × `bits` in all).
-    pub fn new(bits: u32) -> Self {
+    /// `bits` bits per stored component (2 + 3 × `bits` in all); usable in
+    /// a `const`.
+    pub const fn new(bits: u32) -> Self {
         let m = std::f32::consts::FRAC_1_SQRT_2;
         Self {
             component: BoundedFloat::new(-m, m, bits),
@@ -211,7 +234,7 @@ impl SmallestThree {
     }
 
     /// Bits per rotation.
-    pub fn bits(&self) -> u32 {
+    pub const fn bits(&self) -> u32 {
         2 + 3 * self.component.bits()
     }
 

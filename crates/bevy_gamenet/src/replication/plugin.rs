@@ -19,6 +19,7 @@ use super::messages::{
     RequestAuthority, ToPeers, decode, send_messages,
 };
 use super::systems::{apply_remote, authority, despawned, publish, receive, send, visibility};
+use super::transform::{TransformState, from_transforms, to_transforms};
 use super::{AppTransport, NetState, ReplicationSocket, diagnostics};
 use crate::GamenetSet;
 use crate::link::SharedMesh;
@@ -176,6 +177,11 @@ pub trait ReplicationApp {
     /// Replicates `T` (register in the same order on every peer).
     fn replicate<T: NetState>(&mut self) -> &mut Self;
 
+    /// Replicates `T` and links it to the entity's `Transform` (see
+    /// [`TransformState`]): [`Transform2d`](super::Transform2d) and
+    /// [`Transform3d`](super::Transform3d) are ready-made.
+    fn replicate_transform<T: TransformState>(&mut self) -> &mut Self;
+
     /// Sends `M` as game events ([`ToPeers`]) and writes those that arrive
     /// as [`FromPeer`] (register in the same order on every peer).
     fn replicate_message<M: NetMessage>(&mut self) -> &mut Self;
@@ -201,6 +207,22 @@ impl ReplicationApp for App {
                     .in_set(GamenetSet::Send)
                     .before(visibility)
                     .before(send),
+            )
+    }
+
+    fn replicate_transform<T: TransformState>(&mut self) -> &mut Self {
+        self.replicate::<T>()
+            .add_systems(
+                PreUpdate,
+                to_transforms::<T>
+                    .in_set(GamenetSet::Receive)
+                    .after(apply_remote::<T>),
+            )
+            .add_systems(
+                PostUpdate,
+                from_transforms::<T>
+                    .in_set(GamenetSet::Send)
+                    .before(publish::<T>),
             )
     }
 

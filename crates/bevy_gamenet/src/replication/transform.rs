@@ -1,0 +1,136 @@
+//! Ready-made states for an entity's `Transform` ([`Transform2d`],
+//! [`Transform3d`]) and [`TransformState`], the link from any state to it:
+//! taken from `Transform` on the owner, written to it on other peers.
+
+use bevy_ecs::prelude::*;
+use bevy_math::{Quat, Vec2, Vec3};
+use bevy_transform::components::Transform;
+
+use super::{NetState, Remote, Replicated};
+
+/// A state that stands for an entity's `Transform`: registered with
+/// [`replicate_transform`](super::ReplicationApp::replicate_transform), it
+/// is taken from the `Transform` of this peer's entities when that changes,
+/// and written to the `Transform` of remote ones (inserted if missing).
+pub trait TransformState: NetState + PartialEq {
+    /// The state of `transform`.
+    fn from_transform(transform: &Transform) -> Self;
+    /// Writes the state to `transform`, leaving what it does not carry.
+    fn apply(&self, transform: &mut Transform);
+}
+
+/// A 2D `Transform`: x and y within ±16 384 units to 0.01 (21 bits each),
+/// the angle about z to a 65 536th of a turn; z and scale stay as each peer
+/// has them. 58 bits.
+#[derive(Component, Clone, Copy, PartialEq, Debug, Default, NetState)]
+#[require(Transform)]
+pub struct Transform2d {
+    /// x and y.
+    #[net(range = -16384.0..16384.0, precision = 0.01)]
+    pub translation: Vec2,
+    /// Radians about z.
+    #[net(angle, bits = 16)]
+    pub angle: f32,
+}
+
+impl TransformState for Transform2d {
+    fn from_transform(t: &Transform) -> Self {
+        let (axis, angle) = t.rotation.to_axis_angle();
+        Self {
+            translation: t.translation.truncate(),
+            angle: if axis.z < 0.0 { -angle } else { angle },
+        }
+    }
+
+    fn apply(&self, t: &mut Transform) {
+        t.translation = self.translation.extend(t.translation.z);
+        t.rotation = Quat::from_rotation_z(self.angle);
+    }
+}
+
+/// A 3D `Transform`: each axis within ±16 384 units to 0.001 (24 bits),
+/// the rotation in smallest-three form with 14 bits per component (about
+/// 0.01°); scale stays as each peer has it. 116 bits.
+#[derive(Component, Clone, Copy, PartialEq, Debug, Default, NetState)]
+#[require(Transform)]
+pub struct Transform3d {
+    /// Position.
+    #[net(range = -16384.0..16384.0, precision = 0.001)]
+    pub translation: Vec3,
+    /// Rotation.
+    #[net(rotation, bits = 14)]
+    pub rotation: Quat,
+}
+
+impl TransformState for Transform3d {
+    fn from_transform(t: &Transform) -> Self {
+        Self {
+            translation: t.translation,
+            rotation: t.rotation,
+        }
+    }
+
+    fn apply(&self, t: &mut Transform) {
+        t.translation = self.translation;
+        t.rotation = self.rotation;
+    }
+}
+
+/// Takes this peer's entities' state from their `Transform` when it changed.
+pub(super) fn from_transforms<T: TransformState>(
+    mut q: Query<(&Transform, &mut T), (With<Replicated>, Without<Remote>, Changed<Transform>)>,
+) {
+    for (transform, mut state) in &mut q {
+        state.set_if_neq(T::from_transform(transform));
+    }
+}
+
+/// Writes remote entities' state to their `Transform`.
+pub(super) fn to_transforms<T: TransformState>(
+    mut commands: Commands,
+    mut q: Query<(Entity, &T, Option<&mut Transform>), (With<Remote>, Changed<T>)>,
+) {
+    for (entity, state, transform) in &mut q {
+        match transform {
+            Some(mut t) => state.apply(&mut t),
+            None => {
+                let mut t = Transform::default();
+                state.apply(&mut t);
+                commands.entity(entity).insert(t);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_2d_transform_round_trips_within_its_bounds() {
+        let t =
+            Transform::from_xyz(1234.567, -89.012, 5.0).with_rotation(Quat::from_rotation_z(-2.5));
+        let state = Transform2d::from_transform(&t);
+        let back = Transform2d::from_fields(&state.to_fields());
+        assert!((back.translation - state.translation).abs().max_element() <= 0.01);
+        assert!((back.angle - -2.5).abs() <= std::f32::consts::PI / 65535.0);
+        let mut out = Transform::from_xyz(0.0, 0.0, 7.0);
+        back.apply(&mut out);
+        assert_eq!(out.translation.z, 7.0);
+        assert!(out.rotation.angle_between(t.rotation) < 1e-3);
+        let bits: u32 = Transform2d::WIDTHS.iter().map(|&w| w as u32).sum();
+        assert_eq!(bits, 58);
+    }
+
+    #[test]
+    fn a_3d_transform_round_trips_within_its_bounds() {
+        let rotation = Quat::from_euler(bevy_math::EulerRot::YXZ, 1.0, -0.4, 2.9);
+        let t = Transform::from_xyz(-16000.5, 3.25, 999.999).with_rotation(rotation);
+        let state = Transform3d::from_transform(&t);
+        let back = Transform3d::from_fields(&state.to_fields());
+        assert!((back.translation - t.translation).abs().max_element() <= 0.001);
+        assert!(back.rotation.angle_between(rotation) < 0.001);
+        let bits: u32 = Transform3d::WIDTHS.iter().map(|&w| w as u32).sum();
+        assert_eq!(bits, 116);
+    }
+}
