@@ -107,56 +107,22 @@ impl Player {
     }
 }
 
-/// The ball: replicated, simulated by its owner.
-#[derive(Component, Clone, PartialEq, Debug)]
+/// The ball: replicated, simulated by its owner. Positions to 0.05 px,
+/// velocities to 0.25 px/s.
+#[derive(Component, Clone, PartialEq, Debug, NetState)]
 pub struct Ball {
     /// Centre, in pixels.
+    #[net(range = 0.0..WIDTH as f32, bits = 14)]
     pub x: f32,
     /// Centre, in pixels.
+    #[net(range = 0.0..HEIGHT as f32, bits = 14)]
     pub y: f32,
     /// Velocity, in pixels per second.
+    #[net(range = -1024.0..1024.0, bits = 13, jump)]
     pub vx: f32,
     /// Velocity, in pixels per second.
+    #[net(range = -1024.0..1024.0, bits = 13, jump)]
     pub vy: f32,
-}
-
-/// Ball positions to 0.05 px, velocities to 0.25 px/s.
-const BALL_X: BoundedFloat = BoundedFloat::new(0.0, WIDTH as f32, 14);
-const BALL_Y: BoundedFloat = BoundedFloat::new(0.0, HEIGHT as f32, 14);
-const BALL_V: BoundedFloat = BoundedFloat::new(-1024.0, 1024.0, 13);
-
-impl NetState for Ball {
-    const WIDTHS: &'static [u8] = &[
-        BALL_X.bits() as u8,
-        BALL_Y.bits() as u8,
-        BALL_V.bits() as u8,
-        BALL_V.bits() as u8,
-    ];
-    fn to_fields(&self) -> Vec<u32> {
-        vec![
-            BALL_X.quantize(self.x),
-            BALL_Y.quantize(self.y),
-            BALL_V.quantize(self.vx),
-            BALL_V.quantize(self.vy),
-        ]
-    }
-    fn from_fields(f: &[u32]) -> Self {
-        Ball {
-            x: BALL_X.dequantize(f[0]),
-            y: BALL_Y.dequantize(f[1]),
-            vx: BALL_V.dequantize(f[2]),
-            vy: BALL_V.dequantize(f[3]),
-        }
-    }
-    fn interpolate(&self, next: &Self, t: f32) -> Self {
-        let lerp = |a: f32, b: f32| a + (b - a) * t;
-        Ball {
-            x: lerp(self.x, next.x),
-            y: lerp(self.y, next.y),
-            vx: next.vx,
-            vy: next.vy,
-        }
-    }
 }
 
 impl Ball {
@@ -171,25 +137,12 @@ impl Ball {
 }
 
 /// Goals scored against each side: replicated with the ball's owner.
-#[derive(Component, Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[derive(Component, Clone, Copy, PartialEq, Eq, Debug, Default, NetState)]
 pub struct Score {
     /// Goals into the left goal (scored by the right side).
     pub right: u16,
     /// Goals into the right goal (scored by the left side).
     pub left: u16,
-}
-
-impl NetState for Score {
-    const WIDTHS: &'static [u8] = &[16, 16];
-    fn to_fields(&self) -> Vec<u32> {
-        vec![self.left as u32, self.right as u32]
-    }
-    fn from_fields(f: &[u32]) -> Self {
-        Score {
-            left: f[0] as u16,
-            right: f[1] as u16,
-        }
-    }
 }
 
 /// The game's rules: players, the ball and the score. Add it after
