@@ -12,28 +12,17 @@
 //! ```no_run
 //! use bevy_app::App;
 //! use bevy_ecs::prelude::*;
-//! use bevy_gamenet::replication::{NetState, Replicated, ReplicationApp, ReplicationPlugin};
-//! use gamenet::replication::ReplicationConfig;
-//! use gamenet::replication::quantize::BoundedFloat;
-//! use gamenet::{IceServer, PeerMesh};
+//! use bevy_gamenet::prelude::*;
 //!
-//! #[derive(Component, Clone, PartialEq, Debug)]
-//! struct Ball { x: f32, y: f32 }
-//!
-//! /// ±100 m in 16 bits (steps of 3 mm).
-//! const AXIS: BoundedFloat = BoundedFloat::new(-100.0, 100.0, 16);
-//!
-//! impl NetState for Ball {
-//!     const WIDTHS: &'static [u8] = &[AXIS.bits() as u8, AXIS.bits() as u8];
-//!     fn to_fields(&self) -> Vec<u32> {
-//!         vec![AXIS.quantize(self.x), AXIS.quantize(self.y)]
-//!     }
-//!     fn from_fields(f: &[u32]) -> Self {
-//!         Ball { x: AXIS.dequantize(f[0]), y: AXIS.dequantize(f[1]) }
-//!     }
-//!     fn interpolate(&self, next: &Self, t: f32) -> Self {
-//!         Ball { x: self.x + (next.x - self.x) * t, y: self.y + (next.y - self.y) * t }
-//!     }
+//! /// ±100 m to 1 cm, and a heading.
+//! #[derive(Component, Clone, PartialEq, Debug, NetState)]
+//! struct Ball {
+//!     #[net(range = -100.0..100.0, precision = 0.01)]
+//!     x: f32,
+//!     #[net(range = -100.0..100.0, precision = 0.01)]
+//!     y: f32,
+//!     #[net(angle, bits = 10)]
+//!     heading: f32,
 //! }
 //!
 //! let builder = PeerMesh::builder("ws://localhost:3000/world").ice_server(IceServer::none());
@@ -41,7 +30,7 @@
 //!     .add_plugins(ReplicationPlugin::connect(builder, ReplicationConfig::default()))
 //!     .replicate::<Ball>()
 //!     .add_systems(bevy_app::Startup, |mut c: Commands| {
-//!         c.spawn((Ball { x: 1.0, y: 2.0 }, Replicated));
+//!         c.spawn((Ball { x: 1.0, y: 2.0, heading: 0.0 }, Replicated));
 //!     })
 //!     .run();
 //! ```

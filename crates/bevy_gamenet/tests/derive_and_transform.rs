@@ -215,3 +215,24 @@ fn transforms_replicate_within_their_quantisation_bounds() {
         angle
     );
 }
+
+#[test]
+fn an_entity_with_two_states_is_sent_once_with_the_first() {
+    let mut net = TestNetwork::new(link());
+    net.add_app(PeerId(1), app);
+    net.add_app(PeerId(2), app);
+    net.app_mut(0).world_mut().spawn((
+        Transform::from_xyz(1.0, 2.0, 3.0),
+        Transform2d::default(),
+        Transform3d::default(),
+        Replicated,
+    ));
+    net.run_until(Duration::from_secs(5), |apps| {
+        let world = apps[1].world_mut();
+        world.query::<&Remote>().iter(world).count() > 0
+    });
+    net.run_for(Duration::from_millis(500));
+    let world = net.app_mut(1).world_mut();
+    let remotes = world.query::<&Remote>().iter(world).count();
+    assert_eq!(remotes, 1, "one entity, not one per state");
+}

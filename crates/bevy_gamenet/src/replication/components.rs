@@ -59,7 +59,12 @@ pub(super) struct Types {
 
 /// Entities by replication id.
 #[derive(Resource, Default)]
-pub(super) struct Index(pub BTreeMap<NetId, Entity>);
+pub(super) struct Index(pub BTreeMap<NetId, Entity>, pub PublishedNow);
+
+/// This peer's entities given a replication id in this frame, by the
+/// publishing type (the id itself is inserted by deferred commands).
+#[derive(Default)]
+pub(super) struct PublishedNow(pub BTreeMap<Entity, u16>);
 
 /// The wire type index of a state type.
 #[derive(Resource)]

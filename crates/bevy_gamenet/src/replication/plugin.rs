@@ -174,7 +174,10 @@ fn connect(app: &mut App) -> Option<ReplicationSocket> {
 
 /// Registration of replicated state types and game events.
 pub trait ReplicationApp {
-    /// Replicates `T` (register in the same order on every peer).
+    /// Replicates `T` (register in the same order on every peer). An entity
+    /// carries one replicated state: of two on the same entity, only the
+    /// first published is sent (and a warning logged); put what travels
+    /// together in one type.
     fn replicate<T: NetState>(&mut self) -> &mut Self;
 
     /// Replicates `T` and links it to the entity's `Transform` (see

@@ -8,7 +8,7 @@ use bevy_ecs::prelude::*;
 use gamenet::replication::ReplicationEvent;
 use gamenet::{Instant, PeerId};
 
-use super::components::{Index, TypeIndex};
+use super::components::{Index, TypeIndex, Types};
 use super::interpolation::{Buffer, display_time};
 use super::messages::{AuthorityRequested, HandOver, OwnerChanged, RequestAuthority, dispatch};
 use super::{
@@ -246,6 +246,7 @@ pub(super) fn publish<T: NetState>(
     socket: Option<ResMut<ReplicationSocket>>,
     mut index: ResMut<Index>,
     ty: Res<TypeIndex<T>>,
+    types: Res<Types>,
     q: Query<(Entity, &T, Option<&NetEntity>), ToPublish<T>>,
 ) {
     let ty = ty.0;
@@ -257,6 +258,19 @@ pub(super) fn publish<T: NetState>(
             return;
         };
         for (entity, state, net) in &q {
+            let other = match net {
+                Some(net) => r.entity(net.0).map(|e| e.ty).filter(|&t| t != ty),
+                None => index.1.0.get(&entity).copied(),
+            };
+            if let Some(other) = other {
+                // One state type per entity: the first one published wins.
+                tracing::warn!(
+                    "replication: {entity} has two replicated states ({} and {}); only the first is sent",
+                    types.names.get(other as usize).copied().unwrap_or("?"),
+                    std::any::type_name::<T>(),
+                );
+                continue;
+            }
             let fields = state.to_fields();
             match net {
                 Some(net) => {
@@ -266,6 +280,7 @@ pub(super) fn publish<T: NetState>(
                     if let Ok(id) = r.spawn(ty, &fields) {
                         commands.entity(entity).insert(NetEntity(id));
                         index.0.insert(id, entity);
+                        index.1.0.insert(entity, ty);
                     }
                 }
             }
@@ -278,8 +293,10 @@ pub(super) fn send(
     clock: Res<NetClock>,
     socket: Option<ResMut<ReplicationSocket>>,
     settings: Res<ReplicationSettings>,
+    mut index: ResMut<Index>,
     mut last: Local<Option<Instant>>,
 ) {
+    index.1.0.clear();
     let Some(mut socket) = socket else {
         return;
     };

@@ -13,8 +13,8 @@ use super::{NetState, Remote, Replicated};
 /// is taken from the `Transform` of this peer's entities when that changes,
 /// and written to the `Transform` of remote ones (inserted if missing).
 pub trait TransformState: NetState + PartialEq {
-    /// The state of `transform`.
-    fn from_transform(transform: &Transform) -> Self;
+    /// Copies what the state carries from `transform`, keeping the rest.
+    fn copy_from(&mut self, transform: &Transform);
     /// Writes the state to `transform`, leaving what it does not carry.
     fn apply(&self, transform: &mut Transform);
 }
@@ -34,12 +34,10 @@ pub struct Transform2d {
 }
 
 impl TransformState for Transform2d {
-    fn from_transform(t: &Transform) -> Self {
+    fn copy_from(&mut self, t: &Transform) {
         let (axis, angle) = t.rotation.to_axis_angle();
-        Self {
-            translation: t.translation.truncate(),
-            angle: if axis.z < 0.0 { -angle } else { angle },
-        }
+        self.translation = t.translation.truncate();
+        self.angle = if axis.z < 0.0 { -angle } else { angle };
     }
 
     fn apply(&self, t: &mut Transform) {
@@ -63,11 +61,9 @@ pub struct Transform3d {
 }
 
 impl TransformState for Transform3d {
-    fn from_transform(t: &Transform) -> Self {
-        Self {
-            translation: t.translation,
-            rotation: t.rotation,
-        }
+    fn copy_from(&mut self, t: &Transform) {
+        self.translation = t.translation;
+        self.rotation = t.rotation;
     }
 
     fn apply(&self, t: &mut Transform) {
@@ -81,7 +77,9 @@ pub(super) fn from_transforms<T: TransformState>(
     mut q: Query<(&Transform, &mut T), (With<Replicated>, Without<Remote>, Changed<Transform>)>,
 ) {
     for (transform, mut state) in &mut q {
-        state.set_if_neq(T::from_transform(transform));
+        let mut new = state.clone();
+        new.copy_from(transform);
+        state.set_if_neq(new);
     }
 }
 
@@ -110,7 +108,8 @@ mod tests {
     fn a_2d_transform_round_trips_within_its_bounds() {
         let t =
             Transform::from_xyz(1234.567, -89.012, 5.0).with_rotation(Quat::from_rotation_z(-2.5));
-        let state = Transform2d::from_transform(&t);
+        let mut state = Transform2d::default();
+        state.copy_from(&t);
         let back = Transform2d::from_fields(&state.to_fields());
         assert!((back.translation - state.translation).abs().max_element() <= 0.01);
         assert!((back.angle - -2.5).abs() <= std::f32::consts::PI / 65535.0);
@@ -126,7 +125,8 @@ mod tests {
     fn a_3d_transform_round_trips_within_its_bounds() {
         let rotation = Quat::from_euler(bevy_math::EulerRot::YXZ, 1.0, -0.4, 2.9);
         let t = Transform::from_xyz(-16000.5, 3.25, 999.999).with_rotation(rotation);
-        let state = Transform3d::from_transform(&t);
+        let mut state = Transform3d::default();
+        state.copy_from(&t);
         let back = Transform3d::from_fields(&state.to_fields());
         assert!((back.translation - t.translation).abs().max_element() <= 0.001);
         assert!(back.rotation.angle_between(rotation) < 0.001);
