@@ -72,9 +72,15 @@ impl TransformState for Transform3d {
     }
 }
 
+/// This peer's replicated entities whose `Transform` changed.
+type MovedHere = (With<Replicated>, Without<Remote>, Changed<Transform>);
+
+/// Remote entities whose state changed.
+type ChangedThere<T> = (With<Remote>, Changed<T>);
+
 /// Takes this peer's entities' state from their `Transform` when it changed.
 pub(super) fn from_transforms<T: TransformState>(
-    mut q: Query<(&Transform, &mut T), (With<Replicated>, Without<Remote>, Changed<Transform>)>,
+    mut q: Query<(&Transform, &mut T), MovedHere>,
 ) {
     for (transform, mut state) in &mut q {
         let mut new = state.clone();
@@ -86,7 +92,7 @@ pub(super) fn from_transforms<T: TransformState>(
 /// Writes remote entities' state to their `Transform`.
 pub(super) fn to_transforms<T: TransformState>(
     mut commands: Commands,
-    mut q: Query<(Entity, &T, Option<&mut Transform>), (With<Remote>, Changed<T>)>,
+    mut q: Query<(Entity, &T, Option<&mut Transform>), ChangedThere<T>>,
 ) {
     for (entity, state, transform) in &mut q {
         match transform {
