@@ -233,6 +233,7 @@ mod bevy {
         .insert_resource(ReplicationSettings {
             tick_hz: 60,
             interpolation_delay: Duration::from_millis(50),
+            ..ReplicationSettings::default()
         })
         .add_systems(Update, roll);
         app.finish();

@@ -310,7 +310,7 @@ pub async fn gamenet(url: &str, peers: usize, scale: usize, secs: u64) -> Outcom
                     && measuring
                 {
                     for e in events {
-                        if let ReplicationEvent::Updated { id } = e
+                        if let ReplicationEvent::Updated { id, .. } = e
                             && let Some(&k) = index.get(&id)
                             && k % SAMPLE == 0
                             && let Some(ent) = r.entity(id)

@@ -58,6 +58,7 @@ pub mod __derive {
     pub use gamenet::replication::quantize::{BoundedFloat, BoundedInt, SmallestThree};
 }
 pub use diagnostics::{BYTES_PER_SEC, ENTITIES_IN_SCOPE};
+pub use interpolation::Timeline;
 pub use messages::{
     AuthorityRequested, FromPeer, HandOver, NetMessage, OwnerChanged, RequestAuthority, ToPeers,
 };

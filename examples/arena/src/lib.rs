@@ -348,6 +348,7 @@ pub fn add_network_as(
         .insert_resource(ReplicationSettings {
             tick_hz: 60,
             interpolation_delay: Duration::from_millis(50),
+            ..ReplicationSettings::default()
         });
 }
 

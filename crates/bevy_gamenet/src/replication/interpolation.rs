@@ -1,12 +1,13 @@
-//! Showing remote entities a little in the past: their received states by
-//! arrival time, sampled between the two around the time shown.
+//! Showing remote entities a little in the past: their received states
+//! placed on their owner's timeline (or by arrival), sampled between the two
+//! around the time shown.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use bevy_ecs::prelude::*;
-use gamenet::Instant;
 use gamenet::replication::Fields;
+use gamenet::{Instant, PeerId};
 
 use super::NetState;
 
@@ -23,9 +24,10 @@ impl Buffer {
         Self(VecDeque::from([(at, fields)]))
     }
 
-    /// Adds the state that arrived at `at`, dropping the oldest beyond
-    /// [`MAX_BUFFERED`].
+    /// Adds the newest state, placed at `at` (or at the newest one's time if
+    /// that is later), dropping the oldest beyond [`MAX_BUFFERED`].
     pub fn push(&mut self, at: Instant, fields: Fields) {
+        let at = self.0.back().map_or(at, |(last, _)| at.max(*last));
         self.0.push_back((at, fields));
         while self.0.len() > MAX_BUFFERED {
             self.0.pop_front();
@@ -51,6 +53,108 @@ impl Buffer {
             }
             None => buffer.back().and_then(|(_, f)| state(f)),
         }
+    }
+}
+
+/// Where remote states are placed in time, to interpolate between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Timeline {
+    /// When their owner sent them (every update packet carries its clock),
+    /// mapped to this peer's clock by the least-delayed packet of the last
+    /// second or two: network jitter stays out of the motion.
+    #[default]
+    Sender,
+    /// When they arrived here: jitter shows as uneven motion.
+    Arrival,
+}
+
+/// Each owner's replication clock mapped to this peer's.
+#[derive(Debug, Default)]
+pub(super) struct SenderClocks(BTreeMap<PeerId, ClockMap>);
+
+/// How long one window of the lowest delay lasts; the target is the lower
+/// of the current and the previous window's, so one window without a fast
+/// packet changes nothing, and a lasting change of route or a drifting
+/// clock is followed within two windows.
+const WINDOW: Duration = Duration::from_secs(2);
+
+/// How fast (seconds per second) the mapping moves towards its target once
+/// the first window is over: slow enough that motion only stretches by 2%,
+/// never jumps.
+const SLEW: f64 = 0.02;
+
+/// A delay this far (seconds) from the estimate is a clock started anew.
+const RESTART: f64 = 10.0;
+
+/// One owner's clock against this peer's.
+#[derive(Debug, Clone, Copy)]
+struct ClockMap {
+    /// The first packet's arrival here, and its stamp.
+    origin: (Instant, u64),
+    /// When the current window began, and the lowest delay in it (seconds
+    /// of arrival past the stamp, both from `origin`).
+    current: (Instant, f64),
+    /// The lowest delay of the window before (none yet: infinite).
+    previous: f64,
+    /// The delay states are placed with.
+    estimate: f64,
+    /// The last packet's arrival.
+    last: Instant,
+}
+
+impl SenderClocks {
+    /// When a state `owner` stamped `sent` (milliseconds on its clock) and
+    /// that arrived at `now` is placed here.
+    pub fn place(&mut self, owner: PeerId, sent: u64, now: Instant) -> Instant {
+        let fresh = ClockMap {
+            origin: (now, sent),
+            current: (now, 0.0),
+            previous: f64::INFINITY,
+            estimate: 0.0,
+            last: now,
+        };
+        let map = self.0.entry(owner).or_insert(fresh);
+        let (origin, first) = map.origin;
+        let stamp = (sent as f64 - first as f64) / 1000.0;
+        let delay = now.saturating_duration_since(origin).as_secs_f64() - stamp;
+        if (delay - map.estimate).abs() > RESTART {
+            // A clock started anew (the owner's link was rebuilt): map it
+            // from this packet.
+            *map = fresh;
+            return now;
+        }
+        if now.saturating_duration_since(map.current.0) >= WINDOW {
+            map.previous = map.current.1;
+            map.current = (now, delay);
+        } else {
+            map.current.1 = map.current.1.min(delay);
+        }
+        let target = map.current.1.min(map.previous);
+        if map.previous.is_infinite() {
+            map.estimate = target;
+        } else {
+            let step = SLEW * now.saturating_duration_since(map.last).as_secs_f64();
+            map.estimate += (target - map.estimate).clamp(-step, step);
+        }
+        map.last = now;
+        let offset = stamp + map.estimate;
+        if offset >= 0.0 {
+            origin + Duration::from_secs_f64(offset)
+        } else {
+            origin
+                .checked_sub(Duration::from_secs_f64(-offset))
+                .unwrap_or(origin)
+        }
+    }
+
+    /// Forgets owners that are no longer linked.
+    pub fn retain(&mut self, linked: impl Fn(PeerId) -> bool) {
+        self.0.retain(|&peer, _| linked(peer));
+    }
+
+    /// Owners tracked.
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 }
 
@@ -207,5 +311,30 @@ mod tests {
         let now = Instant::now() + Duration::from_secs(1);
         let delay = Duration::from_millis(100);
         assert_eq!(display_time(now, delay) + delay, now);
+    }
+
+    #[test]
+    fn jittered_arrivals_are_placed_on_the_senders_timeline() {
+        let start = Instant::now();
+        let mut clocks = SenderClocks::default();
+        let owner = PeerId(7);
+        // Stamped every 33 ms, delayed 30 to 70 ms (a fixed pattern).
+        let mut placed = Vec::new();
+        for k in 0..200u64 {
+            let sent = 1_000_000 + k * 33;
+            let delay = 30 + (k * 37 % 41);
+            let now = start + Duration::from_millis(k * 33 + delay);
+            placed.push(clocks.place(owner, sent, now));
+        }
+        // Past the first window, every gap is the sender's 33 ms.
+        for w in placed[70..].windows(2) {
+            let gap = w[1].duration_since(w[0]).as_secs_f64() * 1000.0;
+            assert!((gap - 33.0).abs() < 0.5, "gap {gap:.2} ms");
+        }
+        // A clock started anew is mapped from its first packet.
+        let now = start + Duration::from_secs(20);
+        assert_eq!(clocks.place(owner, 5, now), now);
+        clocks.retain(|p| p != owner);
+        assert_eq!(clocks.len(), 0);
     }
 }

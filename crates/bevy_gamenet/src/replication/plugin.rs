@@ -14,6 +14,7 @@ use gamenet::replication::{ReplicationConfig, ReplicationNet, Schema};
 use gamenet::rollback::Input;
 
 use super::components::{Index, TypeIndex, Types};
+use super::interpolation::Timeline;
 use super::messages::{
     AuthorityRequested, FromPeer, HandOver, MessageIndex, MessageTypes, NetMessage, OwnerChanged,
     RequestAuthority, ToPeers, decode, send_messages,
@@ -32,6 +33,8 @@ pub struct ReplicationSettings {
     /// How far in the past remote entities are shown, to interpolate between
     /// received states.
     pub interpolation_delay: Duration,
+    /// Where received states are placed in time.
+    pub timeline: Timeline,
 }
 
 impl Default for ReplicationSettings {
@@ -39,6 +42,7 @@ impl Default for ReplicationSettings {
         Self {
             tick_hz: 30,
             interpolation_delay: Duration::from_millis(100),
+            timeline: Timeline::Sender,
         }
     }
 }

@@ -9,7 +9,7 @@ use gamenet::replication::ReplicationEvent;
 use gamenet::{Instant, PeerId};
 
 use super::components::{Index, TypeIndex, Types};
-use super::interpolation::{Buffer, display_time};
+use super::interpolation::{Buffer, SenderClocks, Timeline, display_time};
 use super::messages::{AuthorityRequested, HandOver, OwnerChanged, RequestAuthority, dispatch};
 use super::{
     AppTransport, HiddenFrom, NetEntity, NetState, Remote, Replicated, ReplicationSettings,
@@ -20,7 +20,8 @@ use crate::NetClock;
 /// Takes in what arrived: spawns, despawns and buffers remote states.
 pub(super) fn receive(
     mut commands: Commands,
-    clock: Res<NetClock>,
+    (clock, settings): (Res<NetClock>, Res<ReplicationSettings>),
+    mut clocks: Local<SenderClocks>,
     socket: Option<ResMut<ReplicationSocket>>,
     mut index: ResMut<Index>,
     mut buffers: Query<&mut Buffer>,
@@ -46,6 +47,10 @@ pub(super) fn receive(
     let Some(r) = net.replicator() else {
         return;
     };
+    if clocks.len() > r.peers().count() {
+        let linked: BTreeSet<PeerId> = r.peers().collect();
+        clocks.retain(|peer| linked.contains(&peer));
+    }
     for e in events {
         match e {
             ReplicationEvent::Spawned { id, ty: _, owner } => {
@@ -59,11 +64,15 @@ pub(super) fn receive(
                     .id();
                 index.0.insert(id, entity);
             }
-            ReplicationEvent::Updated { id } => {
+            ReplicationEvent::Updated { id, sent, fields } => {
                 if let (Some(&entity), Some(ent)) = (index.0.get(&id), r.entity(id))
                     && let Ok(mut b) = buffers.get_mut(entity)
                 {
-                    b.push(now, ent.fields.clone());
+                    let at = match (settings.timeline, sent) {
+                        (Timeline::Sender, Some(sent)) => clocks.place(ent.owner, sent, now),
+                        _ => now,
+                    };
+                    b.push(at, fields);
                 }
             }
             ReplicationEvent::Despawned { id } => {
@@ -288,6 +297,9 @@ pub(super) fn publish<T: NetState>(
     }
 }
 
+/// How much earlier than its period a tick may come.
+const TICK_SLACK: Duration = Duration::from_millis(2);
+
 /// Sends an update packet at the tick rate.
 pub(super) fn send(
     clock: Res<NetClock>,
@@ -302,7 +314,9 @@ pub(super) fn send(
     };
     let now = clock.now();
     let period = Duration::from_secs_f64(1.0 / settings.tick_hz.max(1) as f64);
-    if last.is_some_and(|t| now.saturating_duration_since(t) < period) {
+    // A frame a little early still ticks: at 60 frames a second, a 30 Hz
+    // tick falls every second frame, not every third.
+    if last.is_some_and(|t| now.saturating_duration_since(t) + TICK_SLACK < period) {
         socket.0.flush();
         return;
     }

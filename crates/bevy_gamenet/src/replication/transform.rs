@@ -79,9 +79,7 @@ type MovedHere = (With<Replicated>, Without<Remote>, Changed<Transform>);
 type ChangedThere<T> = (With<Remote>, Changed<T>);
 
 /// Takes this peer's entities' state from their `Transform` when it changed.
-pub(super) fn from_transforms<T: TransformState>(
-    mut q: Query<(&Transform, &mut T), MovedHere>,
-) {
+pub(super) fn from_transforms<T: TransformState>(mut q: Query<(&Transform, &mut T), MovedHere>) {
     for (transform, mut state) in &mut q {
         let mut new = state.clone();
         new.copy_from(transform);

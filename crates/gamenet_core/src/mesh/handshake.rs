@@ -16,7 +16,7 @@ use crate::Instant;
 use crate::peer::{Channel, PeerId};
 
 /// Version of the gamenet wire protocol this build speaks.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 impl Mesh {
     /// Sends our hello to `peer` and schedules its repetition.

@@ -58,6 +58,8 @@ pub enum Message {
 pub struct Update {
     /// Its seq.
     pub seq: u32,
+    /// The sender's clock, in milliseconds (wrapping).
+    pub clock: u16,
     /// The sender's acks: the newest seq and the 64 before it.
     pub ack: (u32, u64),
     /// The entities read, in packet order.
@@ -138,6 +140,7 @@ fn update(
     let mut packet = wire::UpdateReader::new(bytes)?;
     let mut update = Update {
         seq: packet.seq,
+        clock: packet.clock,
         ack: (packet.ack, packet.ack_bits),
         entities: Vec::new(),
         complete: true,
@@ -225,5 +228,11 @@ fn encode_update(schema: &Schema, u: &Update) -> Option<Vec<u8>> {
             len: deltas.bit_len() - start,
         });
     }
-    Some(wire::encode_update(u.seq, u.ack, &chosen, &deltas.finish()))
+    Some(wire::encode_update(
+        u.seq,
+        u.clock,
+        u.ack,
+        &chosen,
+        &deltas.finish(),
+    ))
 }

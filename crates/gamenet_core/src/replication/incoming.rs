@@ -45,9 +45,21 @@ pub(super) struct Incoming {
     /// Departed peers this peer announced it took over while they were still
     /// replicated with here (see [`TAKEOVER`](super::wire::TAKEOVER)).
     pub(super) claims: BTreeSet<PeerId>,
+    /// The newest clock the peer's update packets carried, unwrapped.
+    clock: Option<u64>,
 }
 
 impl Incoming {
+    /// A packet's clock unwrapped against the newest one seen (packets come
+    /// reordered by far less than the 32 s a wrap is apart), from 2^32.
+    fn unwrap_clock(&mut self, clock: u16) -> u64 {
+        let last = self.clock.unwrap_or((1 << 32) + clock as u64);
+        let back = clock.wrapping_sub(last as u16) as i16;
+        let at = last.saturating_add_signed(back as i64);
+        self.clock = Some(last.max(at));
+        at
+    }
+
     /// The received states of the entity in a row.
     fn history(&self, row: EntityRow) -> Option<&VecDeque<(u32, Fields)>> {
         self.history.get(row as usize).and_then(Option::as_ref)
@@ -165,7 +177,11 @@ impl Replicator {
                     r.witnessed = true;
                 }
                 r.entity = entity;
-                self.events.push_back(ReplicationEvent::Updated { id });
+                self.events.push_back(ReplicationEvent::Updated {
+                    id,
+                    sent: None,
+                    fields: r.entity.fields.clone(),
+                });
                 row
             }
         };
@@ -211,6 +227,7 @@ impl Replicator {
     ) -> Result<(), Misbehavior> {
         let mut packet = wire::UpdateReader::new(bytes)?;
         let seq = packet.seq;
+        let clock = packet.clock;
         self.on_ack(peer, packet.ack, packet.ack_bits);
         let Self {
             table,
@@ -223,6 +240,7 @@ impl Replicator {
         let Some(inc) = links.get_mut(&peer).map(|l| &mut l.inc) else {
             return Ok(());
         };
+        let sent = inc.unwrap_clock(clock);
         let mut updates: Vec<(EntityRow, Fields, bool)> = Vec::with_capacity(packet.count as usize);
         let mut scratch = Vec::new();
         let mut resync = Vec::new();
@@ -299,8 +317,12 @@ impl Replicator {
                 && let Some(rec) = table.get_mut(row)
                 && rec.entity.fields != fields
             {
-                rec.entity.fields = fields;
-                events.push_back(ReplicationEvent::Updated { id: rec.id });
+                rec.entity.fields = fields.clone();
+                events.push_back(ReplicationEvent::Updated {
+                    id: rec.id,
+                    sent: Some(sent),
+                    fields,
+                });
             }
         }
         let ack_now = inc.unacked >= ACK_EVERY;

@@ -88,10 +88,18 @@ impl Outgoing {
 }
 
 impl Replicator {
+    /// This peer's replication clock at `now`, as update packets carry it:
+    /// milliseconds since its first packet, wrapping.
+    pub(super) fn clock(&mut self, now: Instant) -> u16 {
+        let epoch = *self.epoch.get_or_insert(now);
+        now.saturating_duration_since(epoch).as_millis() as u16
+    }
+
     /// Sends `peer` an update packet with acks alone, now.
     pub(super) fn send_acks_now(&mut self, now: Instant, peer: PeerId) {
+        let clock = self.clock(now);
         if let Some(link) = self.links.get_mut(&peer) {
-            send_acks(link, &mut self.transmits, now, peer);
+            send_acks(link, &mut self.transmits, now, peer, clock);
         }
     }
 
@@ -210,6 +218,7 @@ impl Replicator {
         let default_budget = self.config.budget_bytes_per_sec;
         let max_packet = self.config.max_packet;
         let me = self.id;
+        let clock = self.clock(now);
         let table = &self.table;
         let schema = &self.schema;
         let transmits = &mut self.transmits;
@@ -279,12 +288,12 @@ impl Replicator {
                 next += 1;
             }
             let deltas = deltas.finish();
-            let mut data = wire::encode_update(seq, link.inc.acks(), &chosen, &deltas);
+            let mut data = wire::encode_update(seq, clock, link.inc.acks(), &chosen, &deltas);
             // The estimate was short: give back the least urgent until it fits.
             while data.len() > limit && chosen.len() > 1 {
                 chosen.pop();
                 next -= 1;
-                data = wire::encode_update(seq, link.inc.acks(), &chosen, &deltas);
+                data = wire::encode_update(seq, clock, link.inc.acks(), &chosen, &deltas);
             }
             if data.len() > max_packet {
                 // One entity too large for any packet: skipped.
@@ -295,7 +304,7 @@ impl Replicator {
         }
         if !sent_any && link.inc.latest.is_some() {
             // Nothing to send: the acks go anyway.
-            send_acks(link, transmits, now, peer);
+            send_acks(link, transmits, now, peer, clock);
         }
     }
 }
@@ -329,9 +338,15 @@ fn chosen_entry(
 }
 
 /// An update packet with acks alone.
-fn send_acks(link: &mut PeerLink, transmits: &mut VecDeque<Transmit>, now: Instant, peer: PeerId) {
+fn send_acks(
+    link: &mut PeerLink,
+    transmits: &mut VecDeque<Transmit>,
+    now: Instant,
+    peer: PeerId,
+    clock: u16,
+) {
     let seq = link.out.seq.wrapping_add(1);
-    let data = wire::encode_update(seq, link.inc.acks(), &[], &[]);
+    let data = wire::encode_update(seq, clock, link.inc.acks(), &[], &[]);
     finish_packet(link, transmits, now, peer, seq, data, Vec::new());
 }
 

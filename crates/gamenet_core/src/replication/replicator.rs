@@ -33,6 +33,9 @@ pub struct Replicator {
     pub(super) links: BTreeMap<PeerId, PeerLink>,
     /// When the last tick ran (acks sent between ticks are timed by it).
     pub(super) last_tick: Option<Instant>,
+    /// The start of this peer's replication clock, which stamps update
+    /// packets: the first packet sent.
+    pub(super) epoch: Option<Instant>,
     /// Messages to send, oldest first.
     pub(super) transmits: VecDeque<Transmit>,
     /// Events for the application, oldest first.
@@ -55,6 +58,7 @@ impl Replicator {
             table: Table::default(),
             links: BTreeMap::new(),
             last_tick: None,
+            epoch: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             departed: BTreeMap::new(),

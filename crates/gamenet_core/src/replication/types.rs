@@ -42,6 +42,16 @@ pub enum ReplicationEvent {
     Updated {
         /// The entity.
         id: NetId,
+        /// When its owner sent this state: milliseconds on the owner's
+        /// replication clock, from an origin of its own (compare only stamps
+        /// of one sender); `None` for a state that came whole on the reliable
+        /// channel. Interpolating on these stamps instead of arrival times
+        /// keeps network jitter out of the motion.
+        sent: Option<u64>,
+        /// The state, as it was sent (several may arrive between two reads
+        /// of [`Replicator::entity`](super::Replicator::entity), which holds
+        /// the newest).
+        fields: Fields,
     },
     /// A remote entity is gone (despawned or out of scope).
     Despawned {

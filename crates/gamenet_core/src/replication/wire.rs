@@ -29,8 +29,13 @@ pub(super) struct Chosen {
     pub(super) len: usize,
 }
 
-/// Entity states and acks, unreliable: seq, ack, ack bits, count, then the
-/// entities (see [`encode_update`]).
+/// Entity states and acks, unreliable: seq, the sender's clock, ack, ack
+/// bits, count, then the entities (see [`encode_update`]).
+///
+/// The clock (milliseconds since the sender's first packet, wrapping at
+/// 2^16) places each state on the sender's timeline, so the receiver's
+/// interpolation does not follow network jitter; a sender that lies about
+/// it only misplaces its own entities' motion.
 ///
 /// Who may send this: any peer; its acks always count, and a state is applied
 /// only if the sender owns the entity here (others are kept as baselines
@@ -97,7 +102,7 @@ pub(super) const MAX_BACK: u32 = u16::MAX as u32;
 /// Largest game event, in bytes; longer ones are cut.
 pub const MAX_EVENT: usize = 64 * 1024;
 /// Bytes of an update packet's header.
-pub(super) const HEADER: usize = 19;
+pub(super) const HEADER: usize = 21;
 /// Smallest update packet worth starting: the header and a few entities.
 pub(super) const MIN_PACKET: usize = HEADER + 16;
 
@@ -157,11 +162,12 @@ fn common_back(chosen: &[&Chosen]) -> u32 {
     best
 }
 
-/// An update packet: header (seq, ack, ack bits, count), then the entities
+/// An update packet: header (seq, clock, ack, ack bits, count), then the entities
 /// in id order: a shared baseline distance, and per entity its id gap, a
 /// baseline bit (or distance) and its fields.
 pub(super) fn encode_update(
     seq: u32,
+    clock: u16,
     (ack, ack_bits): (u32, u64),
     chosen: &[Chosen],
     deltas: &[u8],
@@ -188,6 +194,7 @@ pub(super) fn encode_update(
     let mut data = Vec::with_capacity(HEADER + w.bit_len() / 8 + 1);
     data.push(UPDATE);
     data.extend_from_slice(&seq.to_le_bytes());
+    data.extend_from_slice(&clock.to_le_bytes());
     data.extend_from_slice(&ack.to_le_bytes());
     data.extend_from_slice(&ack_bits.to_le_bytes());
     data.extend_from_slice(&(sorted.len() as u16).to_le_bytes());
@@ -279,6 +286,8 @@ pub(super) fn read_takeover(bytes: &[u8]) -> Result<PeerId, DecodeError> {
 pub(super) struct UpdateReader<'a> {
     /// The packet's seq.
     pub(super) seq: u32,
+    /// The sender's clock when it sent the packet, in milliseconds (wrapping).
+    pub(super) clock: u16,
     /// The newest seq of the receiver's the sender got.
     pub(super) ack: u32,
     /// Which of the 64 before it the sender got.
@@ -300,6 +309,7 @@ impl<'a> UpdateReader<'a> {
         let mut r = Reader { bytes };
         Ok(Self {
             seq: r.u32("seq")?,
+            clock: r.u16("clock")?,
             ack: r.u32("ack")?,
             ack_bits: r.u64("ack bits")?,
             count: r.u16("count")?,

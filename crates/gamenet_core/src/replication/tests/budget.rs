@@ -31,7 +31,7 @@ fn a_tight_budget_starves_no_entity() {
     let mut count: BTreeMap<NetId, u32> = BTreeMap::new();
     let start = net.nodes[1].events.first().map(|e| e.0).unwrap();
     for (at, e) in &net.nodes[1].events {
-        if let ReplicationEvent::Updated { id } | ReplicationEvent::Spawned { id, .. } = e {
+        if let ReplicationEvent::Updated { id, .. } | ReplicationEvent::Spawned { id, .. } = e {
             let prev = last.insert(*id, *at).unwrap_or(start);
             let w = widest.entry(*id).or_default();
             *w = (*w).max(*at - prev);
