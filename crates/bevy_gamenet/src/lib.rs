@@ -70,10 +70,10 @@ use bevy_ecs::prelude::*;
 
 pub use clock::NetClock;
 pub use mesh::{
-    GamenetPlugin, HandshakeFailed, MeshSocket, MessageReceived, PeerInterrupted, PeerJoined,
-    PeerLeft, PeerResumed, SignalRefused,
+    ConnectionFailed, GamenetPlugin, HandshakeFailed, MeshSocket, MessageReceived, PeerInterrupted,
+    PeerJoined, PeerLeft, PeerResumed, SignalRefused,
 };
-pub(crate) use mesh::{add_mesh_messages, spawn_driver, write_event};
+pub(crate) use mesh::{Failures, add_mesh_messages, spawn_driver, write_event};
 
 /// The stages every gamenet layer (mesh, rollback, replication) runs its
 /// systems in; layers order against these sets, never against each other's

@@ -2,6 +2,7 @@
 //! messages, its driver spawned on Bevy's IO task pool.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex};
 
 use bevy_app::{App, Plugin, PreUpdate};
 use bevy_ecs::prelude::*;
@@ -37,11 +38,10 @@ impl Plugin for GamenetPlugin {
         add_shared(app);
         app.add_systems(PreUpdate, receive.in_set(GamenetSet::ReceivePackets));
         if let Some(builder) = self.connect.clone() {
-            match MeshSocket::connect(builder) {
-                Ok(socket) => {
-                    app.insert_resource(socket);
-                }
-                Err(error) => tracing::error!("gamenet: could not connect: {error}"),
+            let failures = app.world().resource::<Failures>().clone();
+            if let Some((mesh, driver)) = failures.build("gamenet", builder) {
+                spawn_driver(driver, Some(failures));
+                app.insert_resource(MeshSocket(mesh));
             }
         }
     }
@@ -57,20 +57,69 @@ impl MeshSocket {
         Self(mesh)
     }
 
-    /// Builds a mesh and spawns its driver on Bevy's IO task pool.
+    /// Builds a mesh and spawns its driver on Bevy's IO task pool (a driver
+    /// that stops on an error is only logged: [`GamenetPlugin::connect`]
+    /// also reports it as [`ConnectionFailed`]).
     pub fn connect(builder: PeerMeshBuilder) -> Result<Self, gamenet::Error> {
         let (mesh, driver) = builder.build()?;
-        spawn_driver(driver);
+        spawn_driver(driver, None);
         Ok(Self(mesh))
     }
 }
 
-/// Spawns a mesh's driver on Bevy's IO task pool.
-pub(crate) fn spawn_driver(driver: MeshDriver) {
+/// The connection could not be made, or is over for good: the mesh could not
+/// be built (its settings, ICE servers or reconnect key), or its driver
+/// stopped on an error (the signaling server unreachable after its attempts,
+/// or gone past the resume limit; the WebRTC stack failed). Nothing more is
+/// sent or received on it: show `error` and offer to try again.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionFailed {
+    /// What failed, for the player.
+    pub error: String,
+}
+
+/// Connection failures, from the plugins' set-up and from drivers on the IO
+/// task pool, written as [`ConnectionFailed`] at the next frame.
+#[derive(Resource, Clone, Default)]
+pub(crate) struct Failures(Arc<Mutex<Vec<String>>>);
+
+impl Failures {
+    /// Notes a failure (and logs it).
+    pub fn push(&self, error: String) {
+        tracing::error!("{error}");
+        if let Ok(mut list) = self.0.lock() {
+            list.push(error);
+        }
+    }
+
+    /// Builds a mesh for `part` of the app, noting a failure.
+    pub fn build(&self, part: &str, builder: PeerMeshBuilder) -> Option<(PeerMesh, MeshDriver)> {
+        builder
+            .build()
+            .map_err(|error| self.push(format!("{part}: could not connect: {error}")))
+            .ok()
+    }
+}
+
+/// Writes the failures noted since the last frame.
+fn report_failures(failures: Res<Failures>, mut out: MessageWriter<ConnectionFailed>) {
+    let noted = failures.0.lock().map(|mut l| std::mem::take(&mut *l));
+    for error in noted.unwrap_or_default() {
+        out.write(ConnectionFailed { error });
+    }
+}
+
+/// Spawns a mesh's driver on Bevy's IO task pool; a driver that stops on an
+/// error is noted in `failures` (or only logged).
+pub(crate) fn spawn_driver(driver: MeshDriver, failures: Option<Failures>) {
     let pool = bevy_tasks::IoTaskPool::get_or_init(bevy_tasks::TaskPool::new);
     pool.spawn(async move {
         if let Err(error) = driver.await {
-            tracing::warn!("gamenet: mesh driver ended: {error}");
+            let error = format!("gamenet: the connection ended: {error}");
+            match failures {
+                Some(failures) => failures.push(error),
+                None => tracing::warn!("{error}"),
+            }
         }
     })
     .detach();
@@ -193,6 +242,14 @@ pub(crate) fn write_event(world: &mut World, event: Event) {
 
 /// Registers the mesh's messages.
 pub(crate) fn add_mesh_messages(app: &mut App) {
+    if !app.world().contains_resource::<Failures>() {
+        app.init_resource::<Failures>()
+            .add_message::<ConnectionFailed>()
+            .add_systems(
+                PreUpdate,
+                report_failures.in_set(GamenetSet::ReceivePackets),
+            );
+    }
     app.add_message::<PeerJoined>()
         .add_message::<PeerLeft>()
         .add_message::<PeerInterrupted>()

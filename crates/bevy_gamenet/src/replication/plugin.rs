@@ -22,8 +22,8 @@ use super::messages::{
 use super::systems::{apply_remote, authority, despawned, publish, receive, send, visibility};
 use super::transform::{TransformState, from_transforms, to_transforms};
 use super::{AppTransport, NetState, ReplicationSocket, diagnostics};
-use crate::GamenetSet;
 use crate::link::SharedMesh;
+use crate::{Failures, GamenetSet};
 
 /// Settings of the plugin.
 #[derive(Resource, Debug, Clone)]
@@ -146,23 +146,19 @@ impl Plugin for ReplicationPlugin {
 /// The replication network, once every state type is registered: over a
 /// mesh of its own (its driver spawned) or the link to the rollback
 /// session's; none if the plugin was not asked to connect, or on an error
-/// (logged).
+/// (written as [`ConnectionFailed`](crate::ConnectionFailed)).
 fn connect(app: &mut App) -> Option<ReplicationSocket> {
     let Pending(on, config) = app.world_mut().remove_resource::<Pending>()?;
     let schema = Schema {
         types: app.world().resource::<Types>().widths.clone(),
     };
+    let failures = app.world().resource::<Failures>().clone();
     let transport = match on {
-        On::Mesh(builder) => match builder.build() {
-            Ok((mesh, driver)) => {
-                crate::spawn_driver(driver);
-                AppTransport::Mesh(Box::new(mesh))
-            }
-            Err(e) => {
-                tracing::error!("replication: could not connect: {e}");
-                return None;
-            }
-        },
+        On::Mesh(builder) => {
+            let (mesh, driver) = failures.build("replication", *builder)?;
+            crate::spawn_driver(driver, Some(failures.clone()));
+            AppTransport::Mesh(Box::new(mesh))
+        }
         On::Rollback => AppTransport::Rollback(app.world().resource::<SharedMesh>().clone()),
         #[cfg(feature = "memory")]
         On::Memory(transport) => AppTransport::Memory(transport),
@@ -170,7 +166,7 @@ fn connect(app: &mut App) -> Option<ReplicationSocket> {
     match ReplicationNet::new(transport, config, schema) {
         Ok(net) => Some(ReplicationSocket(net)),
         Err(e) => {
-            tracing::error!("replication: {e}");
+            failures.push(format!("replication: {e}"));
             None
         }
     }

@@ -19,8 +19,8 @@ use super::{
     LocalInputs, LocalPlayers, ReadInputs, RollbackFrame, RollbackIds, RollbackSchedule,
     RollbackSocket, RollbackTime, SessionEvent, diagnostics,
 };
-use crate::GamenetSet;
 use crate::snapshot::SnapshotLimits;
+use crate::{Failures, GamenetSet};
 
 /// How the plugin gets its session.
 enum Setup {
@@ -126,7 +126,8 @@ impl<I: Input> Plugin for RollbackPlugin<I> {
             );
         diagnostics::register(app);
         register_builtins(app);
-        if let Some(socket) = setup.and_then(|setup| start::<I>(&self.config, setup)) {
+        let failures = app.world().resource::<Failures>().clone();
+        if let Some(socket) = setup.and_then(|setup| start::<I>(&self.config, setup, &failures)) {
             app.insert_resource(socket);
         }
     }
@@ -148,31 +149,31 @@ fn settings(config: &RollbackConfig, clock: FrameClock, setup: Option<&Setup>) -
 }
 
 /// The session a setup asks for: a sync test, or a mesh connecting (its
-/// driver spawned); none for a manual setup or on an error (logged).
-fn start<I: Input>(config: &RollbackConfig, setup: Setup) -> Option<RollbackSocket<I>> {
+/// driver spawned); none for a manual setup or on an error (noted in
+/// `failures`, written as [`ConnectionFailed`](crate::ConnectionFailed)).
+fn start<I: Input>(
+    config: &RollbackConfig,
+    setup: Setup,
+    failures: &Failures,
+) -> Option<RollbackSocket<I>> {
     match setup {
         Setup::SyncTest(distance) => match SyncTestSession::<I>::new(config.clone(), distance) {
             Ok(s) => Some(RollbackSocket::sync_test(s)),
             Err(e) => {
-                tracing::error!("rollback: {e}");
+                failures.push(format!("rollback: {e}"));
                 None
             }
         },
-        Setup::Net(builder, start, key) => match builder.build() {
-            Ok((mesh, driver)) => {
-                crate::spawn_driver(driver);
-                Some(RollbackSocket::net(RollbackNet::<I>::new(
-                    mesh,
-                    config.clone(),
-                    start,
-                    key,
-                )))
-            }
-            Err(e) => {
-                tracing::error!("rollback: could not connect: {e}");
-                None
-            }
-        },
+        Setup::Net(builder, start, key) => {
+            let (mesh, driver) = failures.build("rollback", *builder)?;
+            crate::spawn_driver(driver, Some(failures.clone()));
+            Some(RollbackSocket::net(RollbackNet::<I>::new(
+                mesh,
+                config.clone(),
+                start,
+                key,
+            )))
+        }
         Setup::Manual => None,
         #[cfg(feature = "memory")]
         Setup::Memory(transport, start, key) => Some(RollbackSocket::memory(RollbackNet::new(
