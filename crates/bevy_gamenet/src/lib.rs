@@ -16,6 +16,11 @@
 //! ([`GamenetSet::Send`]) and packets out ([`GamenetSet::SendPackets`]) in
 //! [`PostUpdate`]. Order a game's own networking systems against them.
 //!
+//! In an app with Bevy's states (`StatesPlugin`, part of `DefaultPlugins`),
+//! every plugin keeps the [`Connection`] state: connecting, playing,
+//! reconnecting while a link is silent, failed ([`ConnectionFailed`] says
+//! why). Menus and overlays run `OnEnter` of its variants.
+//!
 //! `use bevy_gamenet::prelude::*;` brings in what a game uses most.
 //!
 //! The plugins' systems go by the [`NetClock`] resource, read once per app
@@ -62,6 +67,7 @@ pub mod prelude;
 pub mod replication;
 pub mod rollback;
 mod snapshot;
+mod state;
 #[cfg(feature = "memory")]
 pub mod test_app;
 
@@ -74,6 +80,7 @@ pub use mesh::{
     PeerJoined, PeerLeft, PeerResumed, SignalRefused,
 };
 pub(crate) use mesh::{Failures, add_mesh_messages, spawn_driver, write_event};
+pub use state::Connection;
 
 /// The stages every gamenet layer (mesh, rollback, replication) runs its
 /// systems in; layers order against these sets, never against each other's

@@ -45,6 +45,10 @@ impl Plugin for GamenetPlugin {
             }
         }
     }
+
+    fn finish(&self, app: &mut App) {
+        crate::state::init(app);
+    }
 }
 
 /// The peer mesh as a Bevy resource; dereferences to [`PeerMesh`].

@@ -19,8 +19,8 @@ pub use crate::rollback::{
     RollbackFrame, RollbackPlugin, RollbackSchedule, RollbackSocket, RollbackTime, SessionEvent,
 };
 pub use crate::{
-    ConnectionFailed, GamenetPlugin, GamenetSet, HandshakeFailed, MeshSocket, MessageReceived,
-    NetClock, PeerInterrupted, PeerJoined, PeerLeft, PeerResumed, SignalRefused,
+    Connection, ConnectionFailed, GamenetPlugin, GamenetSet, HandshakeFailed, MeshSocket,
+    MessageReceived, NetClock, PeerInterrupted, PeerJoined, PeerLeft, PeerResumed, SignalRefused,
 };
 pub use gamenet::replication::ReplicationConfig;
 pub use gamenet::replication::quantize::{BoundedFloat, BoundedInt, Position, SmallestThree};

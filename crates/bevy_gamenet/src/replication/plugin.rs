@@ -137,6 +137,7 @@ impl Plugin for ReplicationPlugin {
     }
 
     fn finish(&self, app: &mut App) {
+        crate::state::init(app);
         if let Some(socket) = connect(app) {
             app.insert_resource(socket);
         }

@@ -131,6 +131,10 @@ impl<I: Input> Plugin for RollbackPlugin<I> {
             app.insert_resource(socket);
         }
     }
+
+    fn finish(&self, app: &mut App) {
+        crate::state::init(app);
+    }
 }
 
 /// The driver's settings: a ring long enough for the prediction window (and
