@@ -100,8 +100,46 @@ fn a_rollback_app_keeps_the_state_too() {
     }
 }
 
+/// Updates `app` until its state is [`Connection::Failed`], for up to
+/// `limit`; returns the [`ConnectionFailed`] messages written meanwhile.
+fn until_failed(app: &mut App, limit: Duration) -> Vec<ConnectionFailed> {
+    let start = std::time::Instant::now();
+    let mut failures = Vec::new();
+    while state(app) != Connection::Failed {
+        assert!(start.elapsed() < limit, "not failed after {limit:?}");
+        app.update();
+        let mut messages = app
+            .world_mut()
+            .resource_mut::<bevy_ecs::message::Messages<ConnectionFailed>>();
+        failures.extend(messages.drain());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    failures
+}
+
 #[test]
-fn a_connection_that_cannot_be_made_is_failed() {
+fn a_bad_server_url_ends_failed_with_a_message() {
+    // Port 9 (discard) on loopback: nothing listens, the connection is refused.
+    let mut app = App::new();
+    app.add_plugins((
+        StatesPlugin,
+        GamenetPlugin::connect(
+            PeerMesh::builder("ws://127.0.0.1:9/room")
+                .ice_server(IceServer::none())
+                .signaling_attempts(Some(1)),
+        ),
+    ));
+    app.finish();
+    let failures = until_failed(&mut app, Duration::from_secs(20));
+    println!("RESULT failed: {failures:?}");
+    assert!(
+        failures.iter().any(|f| f.error.contains("signaling")),
+        "{failures:?}"
+    );
+}
+
+#[test]
+fn a_mesh_that_cannot_be_built_ends_failed_with_a_message() {
     // No ICE server set: the mesh cannot be built.
     let mut app = App::new();
     app.add_plugins((
@@ -112,7 +150,9 @@ fn a_connection_that_cannot_be_made_is_failed() {
         ),
     ));
     app.finish();
-    app.update();
-    app.update();
-    assert_eq!(state(&app), Connection::Failed);
+    let failures = until_failed(&mut app, Duration::from_secs(1));
+    assert!(
+        failures.iter().any(|f| f.error.contains("ICE")),
+        "{failures:?}"
+    );
 }
