@@ -47,7 +47,9 @@ fn mesh_vectors(out: &mut Vec<(String, Vec<u8>)>) {
             "hello",
             ReliablePacket::Hello {
                 version: 3,
+                link: 0x0102_0304,
                 app_id: "arena",
+                schema: &[1, 2, 3, 4, 5, 6, 7, 8],
             },
         ),
         ("hello_ack", ReliablePacket::HelloAck),

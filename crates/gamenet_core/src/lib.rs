@@ -80,7 +80,7 @@ pub use conditioner::{ConditionerConfig, LinkConditioner};
 pub use mesh::wire;
 pub use mesh::{
     ConfigError, DEFAULT_FRAGMENT_SIZE, DEFAULT_SEND_WINDOW, Event, HandshakeError, LeaveReason,
-    Mesh, MeshConfig, PROTOCOL_VERSION, ProtocolError, SendError,
+    Mesh, MeshConfig, PROTOCOL_VERSION, ProtocolError, SendError, TypeSchema,
 };
 pub use misbehavior::Misbehavior;
 pub use peer::{Channel, PeerId, Transmit};

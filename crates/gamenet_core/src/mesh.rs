@@ -16,6 +16,7 @@ mod inbound;
 mod lapse;
 mod link;
 mod reliable;
+mod schema;
 #[cfg(test)]
 mod tests;
 pub mod wire;
@@ -23,6 +24,7 @@ pub mod wire;
 pub use config::{ConfigError, DEFAULT_FRAGMENT_SIZE, DEFAULT_SEND_WINDOW, MeshConfig};
 pub use event::{Event, HandshakeError, LeaveReason, ProtocolError, SendError};
 pub use handshake::PROTOCOL_VERSION;
+pub use schema::TypeSchema;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -65,6 +67,8 @@ pub struct Mesh {
     /// The last [`CLOSED_MEMORY`] peers banned for breaking the protocol,
     /// oldest first: never linked again, whatever connection they come on.
     banned: VecDeque<PeerId>,
+    /// The types this peer registered, which its hello carries.
+    schema: TypeSchema,
     /// Packets waiting for [`Mesh::poll_transmit`].
     transmits: VecDeque<Transmit>,
     /// Events waiting for [`Mesh::poll_event`].
@@ -85,6 +89,7 @@ impl Mesh {
             closed: HashSet::new(),
             closed_order: VecDeque::new(),
             banned: VecDeque::new(),
+            schema: TypeSchema::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             credits: inbound::Credits::new(),
@@ -94,6 +99,29 @@ impl Mesh {
     /// The settings in force.
     pub fn config(&self) -> &MeshConfig {
         &self.config
+    }
+
+    /// Sets the types this peer registered for its layers, which its hellos
+    /// carry and the peers' hellos must match. Call it before the first
+    /// handshake: hellos still waiting for [`Mesh::poll_transmit`] are
+    /// rewritten, those already taken are not.
+    pub fn set_schema(&mut self, schema: TypeSchema) {
+        self.schema = schema;
+        let mut transmits = std::mem::take(&mut self.transmits);
+        for transmit in &mut transmits {
+            if transmit.channel == Channel::Reliable
+                && let Ok(ReliablePacket::Hello { link, .. }) =
+                    ReliablePacket::decode(&transmit.data)
+            {
+                transmit.data = Bytes::from(self.hello(link));
+            }
+        }
+        self.transmits = transmits;
+    }
+
+    /// The types this peer registered ([`Mesh::set_schema`]).
+    pub fn schema(&self) -> &TypeSchema {
+        &self.schema
     }
 
     /// The transport connected a peer: start the handshake (or, if its link
@@ -108,7 +136,8 @@ impl Mesh {
             return;
         }
         let new_connection = self.connected.insert(peer);
-        if self.closed.contains(&peer) {
+        let was_closed = self.closed.contains(&peer);
+        if was_closed {
             if !new_connection {
                 return;
             }
@@ -120,10 +149,14 @@ impl Mesh {
             return;
         }
         let timeout = self.config.handshake_timeout;
-        let link = self
-            .links
-            .entry(peer)
-            .or_insert_with(|| Link::new(now, timeout));
+        let link = self.links.entry(peer).or_insert_with(|| {
+            let mut link = Link::new(now, timeout);
+            // A new connection to a peer whose link ended: it may have sent on
+            // a link it still took for joined (its side heard of the new
+            // connection first). That is ignored until its fresh hello.
+            link.stragglers = was_closed;
+            link
+        });
         if link.connected {
             return;
         }
@@ -211,6 +244,16 @@ impl Mesh {
             return Ok(());
         }
         match packet {
+            ReliablePacket::Hello { link, .. }
+                if from_another_link(self.links.get(&peer), link) =>
+            {
+                // A hello of a fresh link on our joined one: the peer restarted,
+                // or its side ended the link (its transport replaced the
+                // connection before ours said so). Ours ends too, and a fresh
+                // handshake takes this hello in.
+                self.on_reset(now, peer);
+                self.on_reliable(now, peer, data.clone())
+            }
             ReliablePacket::Hello { .. } => {
                 // Our acknowledgement crossed a repeated hello: answer it again.
                 self.push_transmit(peer, Channel::Reliable, ReliablePacket::HelloAck.encode());
@@ -513,4 +556,10 @@ impl Mesh {
             data,
         });
     }
+}
+
+/// Whether a hello of link id `theirs` on the joined `link` is from another
+/// link than the one joined.
+fn from_another_link(link: Option<&Link>, theirs: u32) -> bool {
+    link.is_some_and(|l| l.peer_link != Some(theirs))
 }

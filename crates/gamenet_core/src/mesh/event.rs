@@ -71,6 +71,16 @@ pub enum HandshakeError {
         /// The peer's application id.
         theirs: String,
     },
+    /// The peer registered other types than ours for its layers, or in
+    /// another order ([`TypeSchema`](crate::TypeSchema)): the two would read
+    /// each other's messages as the wrong types.
+    #[error("the peer registers other types: at #{index}, {detail}")]
+    SchemaMismatch {
+        /// The first entry where the two lists part.
+        index: usize,
+        /// Our entry there, named, and what the peer has.
+        detail: String,
+    },
     /// The peer refused us as incompatible before we saw its hello.
     #[error("the peer refused the handshake")]
     Refused,
@@ -240,7 +250,8 @@ impl Fault {
         match self {
             Fault::Handshake(HandshakeError::Refused) | Fault::Gone(LeaveReason::Left(_)) => None,
             Fault::Handshake(HandshakeError::VersionMismatch { .. })
-            | Fault::Handshake(HandshakeError::AppMismatch { .. }) => {
+            | Fault::Handshake(HandshakeError::AppMismatch { .. })
+            | Fault::Handshake(HandshakeError::SchemaMismatch { .. }) => {
                 Some(GoodbyeReason::Incompatible)
             }
             Fault::Protocol(_) | Fault::Handshake(HandshakeError::Protocol(_)) => {

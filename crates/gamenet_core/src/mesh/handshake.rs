@@ -16,19 +16,28 @@ use crate::Instant;
 use crate::peer::{Channel, PeerId};
 
 /// Version of the gamenet wire protocol this build speaks.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 impl Mesh {
+    /// Our hello on the link of id `link`, encoded.
+    pub(super) fn hello(&self, link: u32) -> Box<[u8]> {
+        ReliablePacket::Hello {
+            version: PROTOCOL_VERSION,
+            link,
+            app_id: &self.config.app_id,
+            schema: &self.schema.encode(),
+        }
+        .encode()
+    }
+
     /// Sends our hello to `peer` and schedules its repetition.
     pub(super) fn send_hello(&mut self, now: Instant, peer: PeerId) {
-        let hello = ReliablePacket::Hello {
-            version: PROTOCOL_VERSION,
-            app_id: &self.config.app_id,
-        }
-        .encode();
-        if let Some(link) = self.links.get_mut(&peer) {
-            link.next_ping = now + self.config.heartbeat_interval * 2;
-        }
+        let Some(link) = self.links.get_mut(&peer) else {
+            return;
+        };
+        link.next_ping = now + self.config.heartbeat_interval * 2;
+        let id = link.id();
+        let hello = self.hello(id);
         self.push_transmit(peer, Channel::Reliable, hello);
     }
 
@@ -54,7 +63,12 @@ impl Mesh {
         };
         let mut is_data = false;
         match packet {
-            ReliablePacket::Hello { version, app_id } => {
+            ReliablePacket::Hello {
+                version,
+                link: link_id,
+                app_id,
+                schema,
+            } => {
                 if version != PROTOCOL_VERSION {
                     return Err(Fault::Handshake(HandshakeError::VersionMismatch {
                         ours: PROTOCOL_VERSION,
@@ -67,8 +81,10 @@ impl Mesh {
                         theirs: app_id.to_owned(),
                     }));
                 }
+                self.schema.check(schema).map_err(Fault::Handshake)?;
                 *hello_received = true;
                 link.stragglers = false;
+                link.peer_link = Some(link_id);
                 if link.connected {
                     self.push_transmit(peer, Channel::Reliable, ReliablePacket::HelloAck.encode());
                 }

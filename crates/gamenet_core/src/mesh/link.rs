@@ -65,6 +65,10 @@ pub(super) struct Link {
     pub(super) stats: PeerStats,
     /// Tells this link from earlier and later ones to the same peer.
     pub(super) epoch: u64,
+    /// The link id the peer's hello carried ([`link_id`] on its side), once
+    /// one came: a hello with another id on the joined link means the peer
+    /// started a fresh link.
+    pub(super) peer_link: Option<u32>,
     /// What the peer may still send unreliably, and its unpolled messages.
     pub(super) inbound: Budget,
 }
@@ -89,8 +93,15 @@ impl Link {
             reliable: ReliableStream::default(),
             stats: PeerStats::default(),
             epoch: next_epoch(),
+            peer_link: None,
             inbound: Budget::default(),
         }
+    }
+
+    /// The id our hellos on this link carry, unlike any other link's of
+    /// this process or an earlier run of it (see [`link_id`]).
+    pub(super) fn id(&self) -> u32 {
+        link_id(self.epoch)
     }
 
     /// Whether the handshake completed.
@@ -123,4 +134,22 @@ impl Link {
             }
         }
     }
+}
+
+/// The id of the link of `epoch`: the epoch mixed with a seed drawn once per
+/// process from the wall clock and an address, so that a restarted process
+/// (whose epochs start over) does not repeat the ids of its earlier run. Not
+/// a clock reading: only compared for equality.
+pub(super) fn link_id(epoch: u64) -> u32 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        let nanos = web_time::SystemTime::now()
+            .duration_since(web_time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        nanos ^ (&SEED as *const _ as u64).rotate_left(32)
+    });
+    let mut z = seed ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) as u32
 }

@@ -219,7 +219,9 @@ impl Net {
 /// The hello of a peer of the default application.
 const HELLO: ReliablePacket<'static> = ReliablePacket::Hello {
     version: PROTOCOL_VERSION,
+    link: 1,
     app_id: "gamenet",
+    schema: &[],
 };
 
 /// Hands `packet` to `mesh` as if `peer` had sent it on the reliable channel.

@@ -35,6 +35,9 @@ pub const HELLO_MAGIC: u32 = u32::from_le_bytes(*b"GNET");
 /// Longest application id a hello may carry, in bytes.
 pub const MAX_APP_ID_LEN: usize = 255;
 
+/// Most schema hashes a hello carries ([`crate::TypeSchema::hashes`]).
+pub const MAX_SCHEMA_ENTRIES: usize = 255;
+
 const PING: u8 = 0x01;
 const PONG: u8 = 0x02;
 pub(super) const UNRELIABLE_DATA: u8 = 0x03;
@@ -160,8 +163,16 @@ pub enum ReliablePacket<'a> {
     Hello {
         /// Protocol version of the sender.
         version: u16,
+        /// The sender's id for this link: repeated hellos of one link carry
+        /// the same, a fresh link (the sender restarted, or started over)
+        /// another, which makes a joined receiver start over too.
+        link: u32,
         /// Application id of the sender: peers of different applications never talk.
         app_id: &'a str,
+        /// The sender's registered types ([`crate::TypeSchema`]): a 32-bit hash
+        /// each, little-endian, at most [`MAX_SCHEMA_ENTRIES`]; peers whose lists
+        /// differ never talk.
+        schema: &'a [u8],
     },
     /// The sender received the receiver's matching hello. Hellos are repeated until
     /// acknowledged, since a message sent while the receiver's end of a fresh data
@@ -288,10 +299,18 @@ impl<'a> ReliablePacket<'a> {
                     return Err(DecodeError::Invalid("hello magic"));
                 }
                 let version = r.u16("hello version")?;
+                let link = r.u32("hello link id")?;
                 let len = usize::from(r.u8("hello app id length")?);
                 let app_id = std::str::from_utf8(r.take(len, "hello app id")?)
                     .map_err(|_| DecodeError::Invalid("hello app id is not UTF-8"))?;
-                r.finish(ReliablePacket::Hello { version, app_id })
+                let entries = usize::from(r.u8("hello schema length")?);
+                let schema = r.take(entries * 4, "hello schema")?;
+                r.finish(ReliablePacket::Hello {
+                    version,
+                    link,
+                    app_id,
+                    schema,
+                })
             }
             HELLO_ACK => r.finish(ReliablePacket::HelloAck),
             RESET => r.finish(ReliablePacket::Reset),
@@ -326,13 +345,22 @@ impl<'a> ReliablePacket<'a> {
     pub fn encode(&self) -> Box<[u8]> {
         let mut out = Vec::with_capacity(self.encoded_len());
         match *self {
-            ReliablePacket::Hello { version, app_id } => {
+            ReliablePacket::Hello {
+                version,
+                link,
+                app_id,
+                schema,
+            } => {
                 let app_id = truncate_str(app_id, MAX_APP_ID_LEN);
+                let schema = schema_bytes(schema);
                 out.push(HELLO);
                 out.extend_from_slice(&HELLO_MAGIC.to_le_bytes());
                 out.extend_from_slice(&version.to_le_bytes());
+                out.extend_from_slice(&link.to_le_bytes());
                 out.push(app_id.len() as u8);
                 out.extend_from_slice(app_id.as_bytes());
+                out.push((schema.len() / 4) as u8);
+                out.extend_from_slice(schema);
             }
             ReliablePacket::HelloAck => out.push(HELLO_ACK),
             ReliablePacket::Reset => out.push(RESET),
@@ -360,7 +388,9 @@ impl<'a> ReliablePacket<'a> {
     /// Length of the encoded packet in bytes.
     pub fn encoded_len(&self) -> usize {
         match self {
-            ReliablePacket::Hello { app_id, .. } => 8 + truncate_str(app_id, MAX_APP_ID_LEN).len(),
+            ReliablePacket::Hello { app_id, schema, .. } => {
+                13 + truncate_str(app_id, MAX_APP_ID_LEN).len() + schema_bytes(schema).len()
+            }
             ReliablePacket::HelloAck | ReliablePacket::Reset => 1,
             ReliablePacket::Goodbye(_) => 2,
             ReliablePacket::Data(payload) => RELIABLE_DATA_HEADER + payload.len(),
@@ -368,6 +398,12 @@ impl<'a> ReliablePacket<'a> {
             ReliablePacket::FragmentCont(chunk) => FRAGMENT_CONT_HEADER + chunk.len(),
         }
     }
+}
+
+/// The whole hashes of a hello's schema, at most [`MAX_SCHEMA_ENTRIES`].
+fn schema_bytes(schema: &[u8]) -> &[u8] {
+    let len = (schema.len() / 4).min(MAX_SCHEMA_ENTRIES) * 4;
+    &schema[..len]
 }
 
 fn truncate_str(s: &str, max: usize) -> &str {
@@ -413,7 +449,9 @@ mod tests {
         let packets = [
             ReliablePacket::Hello {
                 version: 3,
+                link: 0xdead_beef,
                 app_id: "my-game/1.2",
+                schema: &[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff],
             },
             ReliablePacket::Goodbye(GoodbyeReason::Incompatible),
             ReliablePacket::HelloAck,
@@ -468,6 +506,13 @@ mod tests {
             Err(DecodeError::Trailing(1))
         );
         assert!(ReliablePacket::decode(&[HELLO, b'G', b'N', b'E', b'T', 1, 0, 5, b'a']).is_err());
+        // A schema shorter than its count.
+        assert!(
+            ReliablePacket::decode(&[
+                HELLO, b'G', b'N', b'E', b'T', 1, 0, 0, 0, 0, 0, 1, b'a', 1, 0, 0, 0
+            ])
+            .is_err()
+        );
     }
 
     #[test]
@@ -475,7 +520,9 @@ mod tests {
         let id = "é".repeat(200);
         let bytes = ReliablePacket::Hello {
             version: 1,
+            link: 1,
             app_id: &id,
+            schema: &[],
         }
         .encode();
         match ReliablePacket::decode(&bytes) {

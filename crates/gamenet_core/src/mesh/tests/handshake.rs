@@ -54,7 +54,9 @@ fn version_mismatch_is_reported() {
     a.handle_connected(now, PeerId(2));
     let hello = ReliablePacket::Hello {
         version: PROTOCOL_VERSION + 1,
+        link: 1,
         app_id: "gamenet",
+        schema: &[],
     };
     a.handle_packet(now, PeerId(2), Channel::Reliable, hello.encode().into());
     assert_eq!(
@@ -67,6 +69,69 @@ fn version_mismatch_is_reported() {
             },
         })
     );
+}
+
+/// A schema of `entries`.
+fn schema(entries: &[&str]) -> TypeSchema {
+    let mut schema = TypeSchema::new();
+    for e in entries {
+        schema.push(*e);
+    }
+    schema
+}
+
+#[test]
+fn peers_that_register_other_types_fail_the_handshake_naming_them() {
+    let now = Instant::now();
+    let mut a = Mesh::new(MeshConfig::default()).unwrap();
+    let mut b = Mesh::new(MeshConfig::default()).unwrap();
+    let (ida, idb) = (PeerId(1), PeerId(2));
+    a.handle_connected(now, idb);
+    b.handle_connected(now, ida);
+    // Set after the hellos were queued: they are rewritten.
+    a.set_schema(schema(&[
+        "rollback input u8",
+        "replication state game::Ball",
+    ]));
+    b.set_schema(schema(&[
+        "rollback input u8",
+        "replication state game::Score",
+    ]));
+    for _ in 0..4 {
+        while let Some(t) = a.poll_transmit() {
+            b.handle_packet(now, ida, t.channel, t.data);
+        }
+        while let Some(t) = b.poll_transmit() {
+            a.handle_packet(now, idb, t.channel, t.data);
+        }
+    }
+    let failure = |m: &mut Mesh| {
+        std::iter::from_fn(|| m.poll_event()).find_map(|e| match e {
+            Event::HandshakeFailed { error, .. } => Some(error),
+            _ => None,
+        })
+    };
+    let (ea, eb) = (failure(&mut a), failure(&mut b));
+    assert!(
+        matches!(&ea, Some(HandshakeError::SchemaMismatch { index: 1, detail })
+            if detail.contains("`replication state game::Ball`")),
+        "{ea:?}"
+    );
+    assert!(
+        matches!(&eb, Some(HandshakeError::SchemaMismatch { index: 1, detail })
+            if detail.contains("`replication state game::Score`")),
+        "{eb:?}"
+    );
+    assert_eq!(a.joined_peers().count(), 0);
+}
+
+#[test]
+fn peers_that_register_the_same_types_join() {
+    let mut net = Net::new(2, MeshConfig::default());
+    for i in 0..2 {
+        net.mesh(i).set_schema(schema(&["rollback input u8"]));
+    }
+    net.join_all();
 }
 
 #[test]

@@ -322,3 +322,82 @@ fn a_goodbye_to_a_timed_out_side_closes_the_peer() {
     assert_eq!(sent(&mut mesh), Vec::<&str>::new());
     assert!(!mesh.drop_peer(peer));
 }
+
+/// Meshes `a` (peer 1) and `b` (peer 2), joined.
+fn joined_pair(now: Instant) -> (Mesh, Mesh) {
+    let (ida, idb) = (PeerId(1), PeerId(2));
+    let mut a = Mesh::new(MeshConfig::default()).unwrap();
+    let mut b = Mesh::new(MeshConfig::default()).unwrap();
+    a.handle_connected(now, idb);
+    b.handle_connected(now, ida);
+    pump(now, &mut a, ida, &mut b, idb);
+    assert!(a.is_joined(idb) && b.is_joined(ida));
+    events(&mut a);
+    (a, b)
+}
+
+/// Whether `mesh` reported a failed handshake or a peer that broke the
+/// protocol.
+fn no_failure(events: &[Event]) -> bool {
+    !events.iter().any(|e| {
+        matches!(
+            e,
+            Event::HandshakeFailed { .. }
+                | Event::PeerLeft {
+                    reason: LeaveReason::Left(GoodbyeReason::ProtocolViolation)
+                        | LeaveReason::ProtocolViolation(_),
+                    ..
+                }
+        )
+    })
+}
+
+#[test]
+fn a_restarted_peer_whose_hello_beats_the_transports_news_links_again() {
+    // b's process restarts under its id; its new connection's hello reaches
+    // a before a's transport reports the old connection's end and the new
+    // one (a WebRTC stack reports the replacement after the first packets).
+    let now = Instant::now();
+    let (ida, idb) = (PeerId(1), PeerId(2));
+    let (mut a, _old_b) = joined_pair(now);
+    let mut b = Mesh::new(MeshConfig::default()).unwrap();
+    b.handle_connected(now, ida);
+    pump(now, &mut a, ida, &mut b, idb);
+    b.send(ida, Channel::Reliable, b"from the new b").unwrap();
+    pump(now, &mut a, ida, &mut b, idb);
+    // The transport's news, late.
+    a.handle_disconnected(now, idb);
+    a.handle_connected(now, idb);
+    b.send(ida, Channel::Reliable, b"more from the new b")
+        .unwrap();
+    pump(now, &mut a, ida, &mut b, idb);
+    let (ea, eb) = (events(&mut a), events(&mut b));
+    assert!(no_failure(&ea), "a: {ea:?}");
+    assert!(no_failure(&eb), "b: {eb:?}");
+    assert!(a.is_joined(idb) && b.is_joined(ida), "a: {ea:?}\nb: {eb:?}");
+    a.send(idb, Channel::Reliable, b"to the new b").unwrap();
+    pump(now, &mut a, ida, &mut b, idb);
+    let got: Vec<Event> = events(&mut b);
+    assert!(
+        got.iter().any(
+            |e| matches!(e, Event::Message { payload, .. } if &payload[..] == b"to the new b")
+        ),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_restarted_peer_reported_first_links_again() {
+    // The same restart, the transport's news first.
+    let now = Instant::now();
+    let (ida, idb) = (PeerId(1), PeerId(2));
+    let (mut a, _old_b) = joined_pair(now);
+    a.handle_disconnected(now, idb);
+    a.handle_connected(now, idb);
+    let mut b = Mesh::new(MeshConfig::default()).unwrap();
+    b.handle_connected(now, ida);
+    pump(now, &mut a, ida, &mut b, idb);
+    let (ea, eb) = (events(&mut a), events(&mut b));
+    assert!(no_failure(&ea) && no_failure(&eb), "a: {ea:?}\nb: {eb:?}");
+    assert!(a.is_joined(idb) && b.is_joined(ida), "a: {ea:?}\nb: {eb:?}");
+}
