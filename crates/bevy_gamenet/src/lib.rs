@@ -66,6 +66,7 @@ mod mesh;
 pub mod prelude;
 pub mod replication;
 pub mod rollback;
+mod schema;
 mod snapshot;
 mod state;
 #[cfg(feature = "memory")]

@@ -29,6 +29,14 @@ pub(crate) use entity::EntitySnapshot;
 pub use entity::{AddRollback, Rollback, RollbackIds};
 pub(crate) use message::{MessageClears, MessageSnapshot, clear_messages};
 pub(crate) use registry::Registry;
+
+/// The names of the rolled-back types registered so far, in order.
+pub(crate) fn registered_names(world: &World) -> Vec<&'static str> {
+    world
+        .get_resource::<Registry>()
+        .map(|r| r.types.iter().map(|t| t.name()).collect())
+        .unwrap_or_default()
+}
 pub(crate) use resource::{ResourceSerde, ResourceSnapshot};
 use ring::Ring;
 pub(crate) use state::{RollbackStates, StateSnapshot};

@@ -10,7 +10,7 @@ use bevy_ecs::prelude::*;
 use bevy_gamenet::replication::{NetEntity, NetState, ReplicationApp, ReplicationPlugin};
 use bevy_gamenet::test_app::TestNetwork;
 use gamenet::replication::{REPLICATION_TAG, ReplicationConfig, ReplicationNet, Schema};
-use gamenet::{Channel, ConditionerConfig, MemoryTransport, PeerId, Transport};
+use gamenet::{Channel, ConditionerConfig, MemoryTransport, PeerId, Transport, TypeSchema};
 
 use common::Ball;
 
@@ -64,7 +64,21 @@ fn a_peer_that_changes_an_entitys_type_is_dropped_and_nothing_panics() {
     let schema = Schema {
         types: vec![vec![16, 16], vec![8]],
     };
-    let transport = net.network().transport(LIAR).unwrap();
+    let mut transport = net.network().transport(LIAR).unwrap();
+    // The liar runs a build that registers the same types (the entries the
+    // plugin puts in the handshake's schema), so it links.
+    let mut types = TypeSchema::new();
+    types.push(format!(
+        "replication state {} {:?}",
+        std::any::type_name::<Ball>(),
+        Ball::WIDTHS
+    ));
+    types.push(format!(
+        "replication state {} {:?}",
+        std::any::type_name::<Tag>(),
+        Tag::WIDTHS
+    ));
+    transport.set_schema(types);
     let mut liar = Liar::new(transport, ReplicationConfig::default(), schema).unwrap();
     for _ in 0..300 {
         step(&mut net, &mut liar);

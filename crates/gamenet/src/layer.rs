@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use crate::{Bytes, Channel, Event, Instant, LeaveReason, PeerId, PeerMesh, SendError};
+use crate::{Bytes, Channel, Event, Instant, LeaveReason, PeerId, PeerMesh, SendError, TypeSchema};
 
 #[cfg(feature = "memory")]
 mod memory;
@@ -69,6 +69,12 @@ pub trait Transport {
     fn poll_timeout(&self) -> Option<Instant> {
         None
     }
+    /// Sets the types this peer's layers registered, which a mesh's
+    /// handshake compares with each peer's (see [`TypeSchema`]); before the
+    /// first link. The default ignores them.
+    fn set_schema(&mut self, schema: TypeSchema) {
+        let _ = schema;
+    }
 }
 
 impl Transport for PeerMesh {
@@ -98,6 +104,9 @@ impl Transport for PeerMesh {
     }
     fn poll_timeout(&self) -> Option<Instant> {
         PeerMesh::poll_timeout(self)
+    }
+    fn set_schema(&mut self, schema: TypeSchema) {
+        PeerMesh::set_schema(self, schema);
     }
 }
 

@@ -75,5 +75,5 @@ pub use peer_mesh::{
 pub use gamenet_core::hash;
 pub use gamenet_core::{
     Bytes, Channel, ConditionerConfig, ConfigError, Event, GoodbyeReason, HandshakeError, Instant,
-    LeaveReason, MeshConfig, PeerId, PeerStats, ProtocolError, SendError,
+    LeaveReason, MeshConfig, PeerId, PeerStats, ProtocolError, SendError, TypeSchema,
 };

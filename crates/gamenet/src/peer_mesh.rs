@@ -14,7 +14,7 @@ use crate::pump::{Shared, to_core, to_matchbox};
 use crate::signals::{CheckedSignallerBuilder, SharedGate};
 use crate::{
     Channel, ConditionerConfig, Error, Event, IceServer, Instant, MeshConfig, MeshDriver, PeerId,
-    PeerStats, SendError,
+    PeerStats, SendError, TypeSchema,
 };
 
 /// Builds a [`PeerMesh`].
@@ -264,6 +264,16 @@ impl PeerMesh {
         let ice = merge_ice_servers(servers.into_iter().collect())?;
         self.shared.lock().socket.set_ice_server(ice);
         Ok(())
+    }
+
+    /// Sets the types this peer's layers registered (rollback components and
+    /// inputs, replicated states, messages), which every hello carries: a
+    /// peer whose list differs fails the handshake with
+    /// [`HandshakeError::SchemaMismatch`](crate::HandshakeError::SchemaMismatch),
+    /// naming the first type where they part. Call it before the first
+    /// link (the Bevy plugins do when the app finishes building).
+    pub fn set_schema(&mut self, schema: TypeSchema) {
+        self.shared.lock().core.set_schema(schema);
     }
 
     /// This peer's id, once the signaling server has assigned it.

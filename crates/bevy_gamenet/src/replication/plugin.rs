@@ -154,7 +154,7 @@ fn connect(app: &mut App) -> Option<ReplicationSocket> {
         types: app.world().resource::<Types>().widths.clone(),
     };
     let failures = app.world().resource::<Failures>().clone();
-    let transport = match on {
+    let mut transport = match on {
         On::Mesh(builder) => {
             let (mesh, driver) = failures.build("replication", *builder)?;
             crate::spawn_driver(driver, Some(failures.clone()));
@@ -164,6 +164,8 @@ fn connect(app: &mut App) -> Option<ReplicationSocket> {
         #[cfg(feature = "memory")]
         On::Memory(transport) => AppTransport::Memory(transport),
     };
+    // On the rollback session's mesh, the rollback plugin sets it.
+    gamenet::Transport::set_schema(&mut transport, crate::schema::of(app.world(), Vec::new()));
     match ReplicationNet::new(transport, config, schema) {
         Ok(net) => Some(ReplicationSocket(net)),
         Err(e) => {
@@ -200,6 +202,14 @@ impl ReplicationApp for App {
             types.names.push(std::any::type_name::<T>());
             (types.widths.len() - 1) as u16
         };
+        crate::schema::register(
+            self,
+            format!(
+                "replication state {} {:?}",
+                std::any::type_name::<T>(),
+                T::WIDTHS
+            ),
+        );
         self.insert_resource(TypeIndex::<T>(ty, PhantomData))
             .add_systems(
                 PreUpdate,
@@ -238,6 +248,10 @@ impl ReplicationApp for App {
             types.decoders.push(decode::<M>);
             u16::try_from(types.names.len() - 1).unwrap_or(u16::MAX)
         };
+        crate::schema::register(
+            self,
+            format!("replication message {}", std::any::type_name::<M>()),
+        );
         self.insert_resource(MessageIndex::<M>(index, PhantomData))
             .add_message::<ToPeers<M>>()
             .add_message::<FromPeer<M>>()

@@ -28,6 +28,14 @@ pub enum AppTransport {
 }
 
 impl Transport for AppTransport {
+    fn set_schema(&mut self, schema: gamenet::TypeSchema) {
+        match self {
+            Self::Mesh(m) => m.set_schema(schema),
+            #[cfg(feature = "memory")]
+            Self::Memory(m) => m.set_schema(schema),
+            Self::Rollback(_) => {}
+        }
+    }
     fn update(&mut self) {
         match self {
             Self::Mesh(m) => Transport::update(&mut **m),

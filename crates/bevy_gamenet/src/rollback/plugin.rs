@@ -134,6 +134,17 @@ impl<I: Input> Plugin for RollbackPlugin<I> {
 
     fn finish(&self, app: &mut App) {
         crate::state::init(app);
+        // Every type is registered by now, and no link is up yet.
+        let mut first = vec![format!("rollback input {}", std::any::type_name::<I>())];
+        first.extend(
+            crate::snapshot::registered_names(app.world())
+                .into_iter()
+                .map(|name| format!("rollback {name}")),
+        );
+        let schema = crate::schema::of(app.world(), first);
+        if let Some(mut socket) = app.world_mut().get_resource_mut::<RollbackSocket<I>>() {
+            socket.set_schema(schema);
+        }
     }
 }
 

@@ -119,6 +119,16 @@ impl<I: Input> RollbackSocket<I> {
         }
     }
 
+    /// Hands the app's registered types to the mesh, for its handshake.
+    pub(crate) fn set_schema(&mut self, schema: gamenet::TypeSchema) {
+        match &mut self.inner {
+            Inner::Net(n) => n.mesh_mut().set_schema(schema),
+            #[cfg(feature = "memory")]
+            Inner::Memory(n) => gamenet::Transport::set_schema(n.mesh_mut(), schema),
+            _ => {}
+        }
+    }
+
     /// The network side, for networked play over a mesh.
     pub fn net_ref(&self) -> Option<&RollbackNet<I>> {
         match &self.inner {

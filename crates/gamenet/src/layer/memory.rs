@@ -320,6 +320,12 @@ impl Transport for MemoryTransport {
         self.net.lock().update(self.id);
     }
 
+    fn set_schema(&mut self, schema: gamenet_core::TypeSchema) {
+        if let Some(node) = self.net.lock().live(self.id) {
+            node.mesh.set_schema(schema);
+        }
+    }
+
     fn poll_event(&mut self) -> Option<Event> {
         let mut net = self.net.lock();
         let event = net.live(self.id)?.mesh.poll_event();
