@@ -14,6 +14,7 @@ pub use crate::replication::{
     OwnerChanged, Remote, Replicated, ReplicationApp, ReplicationPlugin, ReplicationSettings,
     RequestAuthority, ToPeers, Transform2d, Transform3d, TransformState,
 };
+pub use crate::rollback::Input;
 pub use crate::rollback::{
     AddRollback, LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, Rollback, RollbackApp,
     RollbackFrame, RollbackPlugin, RollbackSchedule, RollbackSocket, RollbackTime, SessionEvent,
@@ -24,5 +25,5 @@ pub use crate::{
 };
 pub use gamenet::replication::ReplicationConfig;
 pub use gamenet::replication::quantize::{BoundedFloat, BoundedInt, Position, SmallestThree};
-pub use gamenet::rollback::{Frame, Input, InputStatus, RollbackConfig, RollbackStart};
+pub use gamenet::rollback::{Frame, InputStatus, RollbackConfig, RollbackStart};
 pub use gamenet::{Channel, IceServer, PeerId, PeerMesh, PeerMeshBuilder};

@@ -29,11 +29,16 @@ pub use crate::snapshot::{
     AddRollback, Rollback, RollbackIds, SnapshotError, SnapshotLimits, stable_hash,
 };
 pub use app_ext::RollbackApp;
+/// Derives [`Input`] for a struct of inputs or an enum of unit variants;
+/// see [`bevy_gamenet_derive::Input`].
+pub use bevy_gamenet_derive::Input;
 pub use diagnostics::{
     BYTES_IN_PER_SEC, BYTES_OUT_PER_SEC, DESYNCS, FRAMES_PER_SEC, LOSS_PERCENT, PEERS,
     RESIMULATED_PER_SEC, RTT_MS,
 };
 pub use drive::{FrameClock, run_requests};
+/// A player's input for one frame (derive it with `#[derive(Input)]`).
+pub use gamenet::rollback::Input;
 pub use plugin::RollbackPlugin;
 pub use schedule::{
     LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, RollbackFrame, RollbackSchedule,

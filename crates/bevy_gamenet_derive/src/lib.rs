@@ -1,7 +1,10 @@
 //! `#[derive(NetState)]`: a replicated state from a plain struct, each
-//! field stored at the precision its `#[net(...)]` attribute asks for. Use
-//! it through `bevy_gamenet` (`bevy_gamenet::prelude::NetState`), whose
+//! field stored at the precision its `#[net(...)]` attribute asks for; and
+//! `#[derive(Input)]`, a rollback input from a struct of inputs or an enum.
+//! Use them through `bevy_gamenet` (`bevy_gamenet::prelude::*`), whose
 //! `replication` module documents the attributes.
+
+mod input;
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as Tokens};
@@ -27,6 +30,23 @@ use syn::{Data, DeriveInput, Expr, ExprLit, ExprRange, ExprUnary, Fields, Lit, R
 pub fn derive_net_state(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as DeriveInput);
     match derive(&input) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// Derives `bevy_gamenet::rollback::Input`, the fixed-size bytes of a
+/// player's input for one frame:
+/// - for a struct whose fields are all `Input` (integers, `bool`, byte
+///   arrays, other derived inputs): the fields one after another;
+/// - for an enum of unit variants: the variant's index in one byte; a byte
+///   naming no variant reads as the enum's `Default`.
+///
+/// The type also needs `Copy`, `PartialEq`, `Default` and `Debug`.
+#[proc_macro_derive(Input)]
+pub fn derive_input(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as DeriveInput);
+    match input::derive(&input) {
         Ok(tokens) => tokens.into(),
         Err(e) => e.to_compile_error().into(),
     }

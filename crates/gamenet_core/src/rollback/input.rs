@@ -7,8 +7,8 @@ use crate::PeerId;
 
 /// An input of one player for one frame: plain bytes of a fixed size.
 ///
-/// Implemented for unsigned integers and byte arrays; a game's input struct
-/// implements it by writing its fields.
+/// Implemented for integers, `bool` and byte arrays; a game's input struct
+/// implements it by writing its fields (`bevy_gamenet` derives it).
 pub trait Input: Copy + PartialEq + Default + fmt::Debug + Send + Sync + 'static {
     /// Encoded size in bytes.
     const SIZE: usize;
@@ -34,7 +34,18 @@ macro_rules! int_input {
         }
     )*};
 }
-int_input!(u8, u16, u32, u64);
+int_input!(u8, u16, u32, u64, i8, i16, i32, i64);
+
+/// One byte; any byte but 0 reads as `true`.
+impl Input for bool {
+    const SIZE: usize = 1;
+    fn write(&self, out: &mut [u8]) {
+        out[0] = u8::from(*self);
+    }
+    fn read(bytes: &[u8]) -> Self {
+        bytes[0] != 0
+    }
+}
 
 impl<const N: usize> Input for [u8; N]
 where
