@@ -53,7 +53,7 @@ pub fn mesh_id(app: &mut App) -> Option<PeerId> {
     app.world_mut()
         .get_resource_mut::<RollbackSocket<u8>>()?
         .net_mut()?
-        .mesh_mut()
+        .mesh()
         .id()
 }
 

@@ -49,7 +49,7 @@ fn socket(app: &mut App) -> Mut<'_, RollbackSocket<u8>> {
 
 /// The id of the app's mesh, once signaling gave it.
 fn id_of(app: &mut App) -> Option<PeerId> {
-    socket(app).net_mut()?.mesh_mut().id()
+    socket(app).net_mut()?.mesh().id()
 }
 
 /// The slot the app's session plays.
@@ -65,7 +65,7 @@ fn send_raw(rogue: &mut App, peer: PeerId, channel: Channel, tag: u8, payload: &
     data.push(tag);
     data.extend_from_slice(payload);
     if let Some(net) = socket(rogue).net_mut() {
-        let _ = net.mesh_mut().send(peer, channel, &data);
+        let _ = net.raw_mesh_mut().send(peer, channel, &data);
     }
 }
 

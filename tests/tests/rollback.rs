@@ -226,7 +226,7 @@ fn two_bevy_peers_roll_back_in_step_over_a_lossy_delayed_link() {
                 let mut socket = b.world_mut().resource_mut::<RollbackSocket<u8>>();
                 socket
                     .net_mut()
-                    .and_then(|n| n.mesh_mut().id())
+                    .and_then(|n| n.mesh().id())
                     .expect("b's id")
             };
             a.world_mut()

@@ -67,14 +67,14 @@ impl SharedMesh {
     /// borrower who is linked.
     pub(crate) fn pump<I: Input, T: Transport>(&self, net: &mut RollbackNet<I, T>) {
         let mut q = self.lock();
-        q.id = net.mesh_mut().local_id();
+        q.id = net.local_id();
         q.peers = net.mesh().linked_peers();
         q.now = Some(net.now());
         for (peer, channel, data) in q.outbox.drain(..) {
             let _ = net.send(peer, channel, &data);
         }
         for peer in q.drops.drain(..) {
-            net.mesh_mut().drop_peer(peer);
+            net.drop_peer(peer);
         }
     }
 

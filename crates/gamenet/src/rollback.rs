@@ -111,9 +111,23 @@ impl<I: Input, T: Transport> RollbackNet<I, T> {
         &self.transport
     }
 
-    /// The mesh (the transport), to read stats or close it.
-    pub fn mesh_mut(&mut self) -> &mut T {
+    /// The mesh itself, past the layer: a message sent through it arrives
+    /// without the application tag, and peers drop the sender for breaking
+    /// the protocol. For tests that play such a peer; games send with
+    /// [`RollbackNet::send`] and read the mesh with [`RollbackNet::mesh`].
+    #[doc(hidden)]
+    pub fn raw_mesh_mut(&mut self) -> &mut T {
         &mut self.transport
+    }
+
+    /// This peer's id, once known.
+    pub fn local_id(&mut self) -> Option<PeerId> {
+        self.transport.local_id()
+    }
+
+    /// Stops talking to `peer` (its slot goes on as disconnected).
+    pub fn drop_peer(&mut self, peer: PeerId) -> bool {
+        self.transport.drop_peer(peer)
     }
 
     /// The time now on the transport's clock: what to give the session's
@@ -270,7 +284,20 @@ impl<I: Input, T: Transport> RollbackNet<I, T> {
         self.rollback_events.pop_front()
     }
 
-    /// Sends an application message.
+    /// Sends an application message to every linked peer; the first
+    /// error, if any (the others are still sent to).
+    pub fn broadcast(&mut self, channel: Channel, payload: &[u8]) -> Result<(), SendError> {
+        let data = tagged(APP_TAG, payload);
+        let mut result = Ok(());
+        for peer in self.transport.linked_peers() {
+            let sent = self.transport.send(peer, channel, &data);
+            result = result.and(sent);
+        }
+        result
+    }
+
+    /// Sends an application message (tagged, so that the peers' layers tell
+    /// it from the game's own messages).
     pub fn send(
         &mut self,
         peer: PeerId,
@@ -313,6 +340,13 @@ fn leave_of(reason: &LeaveReason) -> Leave {
 
 /// The application channel of a rollback layer, as a transport for another
 /// layer (replication) on the same mesh.
+impl<I: Input> RollbackNet<I, PeerMesh> {
+    /// Says goodbye to every peer and closes the mesh.
+    pub fn close(&mut self) {
+        self.transport.close();
+    }
+}
+
 impl<I: Input, T: Transport> Transport for RollbackNet<I, T> {
     fn update(&mut self) {
         RollbackNet::update(self);

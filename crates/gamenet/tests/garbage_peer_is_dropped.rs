@@ -71,7 +71,7 @@ fn a_rollback_message_the_session_cannot_decode() {
         let garbage = [ROLLBACK_TAG, 0xff, 0xfe, 0xfd, 0xfc];
         sim.peers[2]
             .net
-            .mesh_mut()
+            .raw_mesh_mut()
             .send(to, Channel::Reliable, &garbage)
             .unwrap();
     });
@@ -83,7 +83,7 @@ fn a_message_without_a_layer_tag() {
     let left = liar_is_dropped(|sim, to| {
         sim.peers[2]
             .net
-            .mesh_mut()
+            .raw_mesh_mut()
             .send(to, Channel::Reliable, &[0x00, 1, 2, 3])
             .unwrap();
     });

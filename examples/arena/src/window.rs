@@ -244,7 +244,7 @@ fn show_lobby(
     ];
     match socket.net_mut() {
         Some(net) => {
-            let mesh = net.mesh_mut();
+            let mesh = net.mesh();
             let me = mesh.id();
             let peers: Vec<_> = mesh.peers().collect();
             lines.push(format!(

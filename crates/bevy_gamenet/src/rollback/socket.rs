@@ -122,9 +122,9 @@ impl<I: Input> RollbackSocket<I> {
     /// Hands the app's registered types to the mesh, for its handshake.
     pub(crate) fn set_schema(&mut self, schema: gamenet::TypeSchema) {
         match &mut self.inner {
-            Inner::Net(n) => n.mesh_mut().set_schema(schema),
+            Inner::Net(n) => n.raw_mesh_mut().set_schema(schema),
             #[cfg(feature = "memory")]
-            Inner::Memory(n) => gamenet::Transport::set_schema(n.mesh_mut(), schema),
+            Inner::Memory(n) => gamenet::Transport::set_schema(n.raw_mesh_mut(), schema),
             _ => {}
         }
     }
