@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use bevy_app::App;
 use bevy_ecs::message::Messages;
-use bevy_gamenet::{GamenetPlugin, MeshSocket, MessageReceived, PeerJoined};
-use gamenet::{Channel, IceServer, PeerId, PeerMesh};
+use bevy_gamenet::{GamenetPlugin, LinkConditions, MeshSocket, MessageReceived, PeerJoined};
+use gamenet::{Channel, ConditionerConfig, IceServer, PeerId, PeerMesh};
 use gamenet_e2e::{isolated, start_server};
 
 fn app(url: &str) -> App {
@@ -58,4 +58,72 @@ fn two_bevy_apps_join_and_exchange_a_message() {
         assert_eq!(&message.payload[..], b"from a bevy system");
         assert_eq!(message.channel, Channel::Reliable);
     });
+}
+
+/// Runs both apps until `done` holds of a's smoothed RTT to b, for at most
+/// `limit`; returns the RTT then.
+async fn rtt_until(
+    a: &mut App,
+    b: &mut App,
+    limit: Duration,
+    done: impl Fn(Duration) -> bool,
+) -> Option<Duration> {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        a.update();
+        b.update();
+        let socket = a.world().resource::<MeshSocket>();
+        let rtt = socket
+            .peers()
+            .next()
+            .and_then(|peer| socket.stats(peer))
+            .and_then(|s| s.rtt);
+        if let Some(rtt) = rtt.filter(|rtt| done(*rtt)) {
+            return Some(rtt);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+#[test]
+fn the_link_conditioner_is_a_resource_changed_while_the_apps_run() {
+    isolated(
+        "the_link_conditioner_is_a_resource_changed_while_the_apps_run",
+        || async {
+            let url = format!("{}/bevy-conditions?next=2", start_server().await);
+            let mut a = app(&url);
+            let mut b = app(&url);
+            let limit = Duration::from_secs(20);
+            let clean = rtt_until(&mut a, &mut b, limit, |rtt| rtt < Duration::from_millis(40))
+                .await
+                .expect("the apps never linked on a clean link");
+            // 80 ms one way, each way: the RTT grows past 160 ms.
+            let slow = ConditionerConfig {
+                latency: Duration::from_millis(80),
+                ..ConditionerConfig::default()
+            };
+            for app in [&mut a, &mut b] {
+                app.world_mut().resource_mut::<LinkConditions>().0 = Some(slow.clone());
+            }
+            let conditioned = rtt_until(&mut a, &mut b, limit, |rtt| {
+                rtt > Duration::from_millis(150)
+            })
+            .await
+            .expect("the conditioner never slowed the link");
+            let on = a.world().resource::<MeshSocket>().link_conditioner();
+            assert_eq!(on, Some(slow));
+            // Off again: the RTT falls back.
+            for app in [&mut a, &mut b] {
+                app.world_mut().resource_mut::<LinkConditions>().0 = None;
+            }
+            let cleared = rtt_until(&mut a, &mut b, limit, |rtt| rtt < Duration::from_millis(40))
+                .await
+                .expect("the link never came back");
+            assert_eq!(a.world().resource::<MeshSocket>().link_conditioner(), None);
+            println!(
+                "RESULT smoothed RTT: clean {clean:?}, with 80 ms each way {conditioned:?}, off again {cleared:?}"
+            );
+        },
+    );
 }

@@ -61,6 +61,7 @@
 extern crate self as bevy_gamenet;
 
 mod clock;
+mod conditions;
 mod link;
 mod mesh;
 pub mod prelude;
@@ -76,6 +77,7 @@ use bevy_app::{App, PostUpdate, PreUpdate};
 use bevy_ecs::prelude::*;
 
 pub use clock::NetClock;
+pub use conditions::LinkConditions;
 pub use mesh::{
     ConnectionFailed, GamenetPlugin, HandshakeFailed, MeshSocket, MessageReceived, PeerInterrupted,
     PeerJoined, PeerLeft, PeerResumed, SignalRefused,

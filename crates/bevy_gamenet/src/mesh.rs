@@ -36,6 +36,7 @@ impl GamenetPlugin {
 impl Plugin for GamenetPlugin {
     fn build(&self, app: &mut App) {
         add_shared(app);
+        crate::conditions::follow::<MeshSocket>(app);
         app.add_systems(PreUpdate, receive.in_set(GamenetSet::ReceivePackets));
         if let Some(builder) = self.connect.clone() {
             let failures = app.world().resource::<Failures>().clone();
@@ -127,6 +128,12 @@ pub(crate) fn spawn_driver(driver: MeshDriver, failures: Option<Failures>) {
         }
     })
     .detach();
+}
+
+impl crate::conditions::OnPeerMesh for MeshSocket {
+    fn peer_mesh(&mut self) -> Option<&mut PeerMesh> {
+        Some(&mut self.0)
+    }
 }
 
 impl Deref for MeshSocket {

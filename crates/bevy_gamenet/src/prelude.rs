@@ -20,10 +20,11 @@ pub use crate::rollback::{
     RollbackFrame, RollbackPlugin, RollbackSchedule, RollbackSocket, RollbackTime, SessionEvent,
 };
 pub use crate::{
-    Connection, ConnectionFailed, GamenetPlugin, GamenetSet, HandshakeFailed, MeshSocket,
-    MessageReceived, NetClock, PeerInterrupted, PeerJoined, PeerLeft, PeerResumed, SignalRefused,
+    Connection, ConnectionFailed, GamenetPlugin, GamenetSet, HandshakeFailed, LinkConditions,
+    MeshSocket, MessageReceived, NetClock, PeerInterrupted, PeerJoined, PeerLeft, PeerResumed,
+    SignalRefused,
 };
 pub use gamenet::replication::ReplicationConfig;
 pub use gamenet::replication::quantize::{BoundedFloat, BoundedInt, Position, SmallestThree};
 pub use gamenet::rollback::{Frame, InputStatus, RollbackConfig, RollbackStart};
-pub use gamenet::{Channel, IceServer, PeerId, PeerMesh, PeerMeshBuilder};
+pub use gamenet::{Channel, ConditionerConfig, IceServer, PeerId, PeerMesh, PeerMeshBuilder};

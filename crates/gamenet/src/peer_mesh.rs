@@ -276,6 +276,19 @@ impl PeerMesh {
         self.shared.lock().core.set_schema(schema);
     }
 
+    /// Puts a link conditioner between the mesh and the network, or changes
+    /// the one on (`None` removes it), while the mesh runs: to try a game on
+    /// a bad network without one (see [`ConditionerConfig::presets`]).
+    /// Packets already held keep their delays.
+    pub fn set_link_conditioner(&mut self, config: Option<ConditionerConfig>) {
+        self.shared.lock().set_conditioner(config);
+    }
+
+    /// The link conditioner's behaviour, if one is on.
+    pub fn link_conditioner(&self) -> Option<ConditionerConfig> {
+        self.shared.lock().conditioner()
+    }
+
     /// This peer's id, once the signaling server has assigned it.
     pub fn id(&self) -> Option<PeerId> {
         self.shared.lock().socket.id().map(to_core)

@@ -16,7 +16,7 @@ use futures::{FutureExt, StreamExt};
 use futures_timer::Delay;
 use matchbox_socket::{PeerState, WebRtcChannel, WebRtcSocket};
 
-use gamenet_core::{LinkConditioner, Mesh, Transmit};
+use gamenet_core::{ConditionerConfig, LinkConditioner, Mesh, Transmit};
 
 use crate::signals::SharedGate;
 use crate::{Bytes, Channel, Instant, PeerId};
@@ -279,6 +279,24 @@ impl Inner {
         // Goodbyes go now, not after the conditioner's delay.
         self.flush_held();
         self.socket.close();
+    }
+
+    /// Changes the link conditioner (`None` removes it): packets it holds
+    /// keep their times; once removed, what it held goes at once.
+    pub(crate) fn set_conditioner(&mut self, config: Option<ConditionerConfig>) {
+        match (config, &mut self.conditioner) {
+            (Some(config), Some(c)) => c.set_config(config),
+            (Some(config), None) => self.conditioner = Some(LinkConditioner::new(config)),
+            (None, _) => {
+                self.flush_held();
+                self.conditioner = None;
+            }
+        }
+    }
+
+    /// The link conditioner's behaviour, if one is on.
+    pub(crate) fn conditioner(&self) -> Option<ConditionerConfig> {
+        self.conditioner.as_ref().map(|c| c.config().clone())
     }
 
     /// Sends what the conditioner still holds now, as when closing.

@@ -40,6 +40,35 @@ impl Default for ConditionerConfig {
     }
 }
 
+impl ConditionerConfig {
+    /// Named links to try a game on, best first: `perfect` (no change),
+    /// `wifi` (20 + 0-10 ms, 1 % loss), `mobile` (60 + 0-40 ms, 3 % loss),
+    /// `bad` (120 + 0-80 ms, 10 % loss, 2 % duplicated). Delays are one way.
+    pub fn presets() -> [(&'static str, ConditionerConfig); 4] {
+        let link = |ms: u64, jitter: u64, loss: f64, duplicate: f64| ConditionerConfig {
+            latency: Duration::from_millis(ms),
+            jitter: Duration::from_millis(jitter),
+            loss,
+            duplicate,
+            ..ConditionerConfig::default()
+        };
+        [
+            ("perfect", ConditionerConfig::default()),
+            ("wifi", link(20, 10, 0.01, 0.0)),
+            ("mobile", link(60, 40, 0.03, 0.0)),
+            ("bad", link(120, 80, 0.10, 0.02)),
+        ]
+    }
+
+    /// The preset of that name ([`ConditionerConfig::presets`]).
+    pub fn preset(name: &str) -> Option<ConditionerConfig> {
+        Self::presets()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, c)| c)
+    }
+}
+
 /// A small seeded generator (splitmix64): repeatable coin flips.
 #[derive(Debug, Clone)]
 pub struct SplitMix(u64);
@@ -125,6 +154,14 @@ impl<T: Clone> LinkConditioner<T> {
         &self.config
     }
 
+    /// Changes the behaviour for the packets sent from now on (its random
+    /// choices start over from the new seed). Packets on their way keep
+    /// their times, and no reliable packet overtakes one sent before.
+    pub fn set_config(&mut self, config: ConditionerConfig) {
+        self.rng = SplitMix::new(config.seed);
+        self.config = config;
+    }
+
     fn delay(&mut self) -> Duration {
         let jitter = self.config.jitter.as_secs_f64() * self.rng.next_f64();
         self.config.latency + Duration::from_secs_f64(jitter)
@@ -188,6 +225,32 @@ impl<T: Clone> LinkConditioner<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_changed_config_applies_to_later_packets_and_keeps_reliable_order() {
+        let now = Instant::now();
+        let mut c = LinkConditioner::new(ConditionerConfig::preset("bad").unwrap());
+        c.send(now, 1, true);
+        c.send(now, 2, false);
+        c.set_config(ConditionerConfig::default());
+        assert_eq!(c.config(), &ConditionerConfig::default());
+        // Sent later, on a perfect link: the unreliable one goes at once,
+        // the reliable one waits for the reliable one sent before it.
+        c.send(now, 3, true);
+        c.send(now, 4, false);
+        assert_eq!(c.poll(now), Some(4));
+        assert_eq!(c.poll(now), None);
+        let mut rest = Vec::new();
+        while let Some(at) = c.poll_timeout() {
+            assert!(at >= now + Duration::from_millis(120), "{at:?}");
+            rest.extend(c.poll(at));
+        }
+        rest.retain(|p| *p != 2); // possibly lost
+        assert_eq!(rest, [1, 3]);
+        let names: Vec<&str> = ConditionerConfig::presets().iter().map(|p| p.0).collect();
+        assert_eq!(names, ["perfect", "wifi", "mobile", "bad"]);
+        assert_eq!(ConditionerConfig::preset("nope"), None);
+    }
 
     #[test]
     fn delays_drops_and_keeps_reliable_order() {

@@ -124,6 +124,7 @@ impl Plugin for ReplicationPlugin {
                 diagnostics::measure.after(GamenetSet::SendPackets),
             );
         diagnostics::register(app);
+        crate::conditions::follow::<ReplicationSocket>(app);
         match self.on.lock().ok().and_then(|mut on| on.take()) {
             Some(On::Rollback) => {
                 app.init_resource::<SharedMesh>()

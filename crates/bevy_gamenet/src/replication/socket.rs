@@ -99,3 +99,12 @@ impl Transport for AppTransport {
         }
     }
 }
+
+impl crate::conditions::OnPeerMesh for ReplicationSocket {
+    fn peer_mesh(&mut self) -> Option<&mut PeerMesh> {
+        match self.0.transport_mut() {
+            AppTransport::Mesh(mesh) => Some(mesh),
+            _ => None,
+        }
+    }
+}

@@ -279,3 +279,12 @@ impl<I: Input> FrameSession<I> for SyncTestSession<I> {
     /// A sync test asks for no snapshots.
     fn decline_snapshot(&mut self, _frame: Frame, _reason: &str) {}
 }
+
+impl<I: Input> crate::conditions::OnPeerMesh for RollbackSocket<I> {
+    fn peer_mesh(&mut self) -> Option<&mut gamenet::PeerMesh> {
+        match &mut self.inner {
+            Inner::Net(n) => Some(n.raw_mesh_mut()),
+            _ => None,
+        }
+    }
+}

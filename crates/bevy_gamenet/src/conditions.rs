@@ -1,0 +1,55 @@
+//! [`LinkConditions`]: the link conditioner of the app's mesh as a
+//! resource, changeable while the game runs.
+
+use bevy_app::{App, PreUpdate};
+use bevy_ecs::component::Mutable;
+use bevy_ecs::prelude::*;
+use gamenet::{ConditionerConfig, PeerMesh};
+
+use crate::GamenetSet;
+
+/// The link conditioner between the app's [`PeerMesh`] and the network:
+/// `None` for none. Change it while the game runs to try it on a worse
+/// network (`ConditionerConfig::preset("mobile")`); packets already held
+/// keep their delays. It starts as the mesh builder's `link_conditioner`.
+/// Over the in-memory test network, the network's own links apply instead.
+#[derive(Resource, Debug, Clone, Default, PartialEq)]
+pub struct LinkConditions(pub Option<ConditionerConfig>);
+
+/// A resource that may hold the app's [`PeerMesh`].
+pub(crate) trait OnPeerMesh: Resource + Component<Mutability = Mutable> {
+    /// The mesh, if this resource runs on one of its own.
+    fn peer_mesh(&mut self) -> Option<&mut PeerMesh>;
+}
+
+/// Keeps the mesh of `S`'s conditioner as [`LinkConditions`] says.
+pub(crate) fn follow<S: OnPeerMesh>(app: &mut App) {
+    app.init_resource::<LinkConditions>()
+        .add_systems(PreUpdate, apply::<S>.before(GamenetSet::ReceivePackets));
+}
+
+/// Adopts the builder's conditioner when the mesh first shows up (unless
+/// the game set one), then hands every change to the mesh.
+fn apply<S: OnPeerMesh>(
+    mut adopted: Local<bool>,
+    mut conditions: ResMut<LinkConditions>,
+    socket: Option<ResMut<S>>,
+) {
+    let Some(mut socket) = socket else {
+        return;
+    };
+    let Some(mesh) = socket.peer_mesh() else {
+        return;
+    };
+    let on = mesh.link_conditioner();
+    if !*adopted {
+        *adopted = true;
+        if conditions.0.is_none() && on.is_some() {
+            conditions.0 = on;
+            return;
+        }
+    }
+    if on != conditions.0 {
+        mesh.set_link_conditioner(conditions.0.clone());
+    }
+}
