@@ -185,3 +185,13 @@ mod tests {
         assert!(app.world().contains_resource::<NetClock>());
     }
 }
+
+/// The guides under `docs/`, whose code runs as doc tests.
+#[cfg(doctest)]
+mod guides {
+    #[doc = include_str!("../../../docs/choosing.md")]
+    struct Choosing;
+
+    #[doc = include_str!("../../../docs/determinism.md")]
+    struct Determinism;
+}
