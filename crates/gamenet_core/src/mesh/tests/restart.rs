@@ -401,3 +401,53 @@ fn a_restarted_peer_reported_first_links_again() {
     assert!(no_failure(&ea) && no_failure(&eb), "a: {ea:?}\nb: {eb:?}");
     assert!(a.is_joined(idb) && b.is_joined(ida), "a: {ea:?}\nb: {eb:?}");
 }
+
+/// b's process dies and a restarted b comes `after` later: a's link to the
+/// old b is interrupted (or lapsed); `news` says what a's transport reports
+/// and when. Runs a's and b's timers for 20 s and returns whether both end
+/// joined, with their events.
+fn restart_after(after: Duration, news: Option<bool>) -> (bool, Vec<Event>, Vec<Event>) {
+    let start = Instant::now();
+    let (ida, idb) = (PeerId(1), PeerId(2));
+    let (mut a, _old_b) = joined_pair(start);
+    let mut now = start;
+    let step = Duration::from_millis(50);
+    while now < start + after {
+        now += step;
+        a.handle_timeout(now);
+        while a.poll_transmit().is_some() {}
+    }
+    if news == Some(true) {
+        a.handle_disconnected(now, idb);
+        a.handle_connected(now, idb);
+    }
+    let mut b = Mesh::new(MeshConfig::default()).unwrap();
+    b.handle_connected(now, ida);
+    let (mut ea, mut eb) = (Vec::new(), Vec::new());
+    for i in 0..400 {
+        pump(now, &mut a, ida, &mut b, idb);
+        if news == Some(false) && i == 3 {
+            a.handle_disconnected(now, idb);
+            a.handle_connected(now, idb);
+        }
+        now += step;
+        a.handle_timeout(now);
+        b.handle_timeout(now);
+        ea.extend(events(&mut a));
+        eb.extend(events(&mut b));
+    }
+    (a.is_joined(idb) && b.is_joined(ida), ea, eb)
+}
+
+#[test]
+fn a_restarted_peer_links_again_whenever_it_comes_and_whatever_the_transport_says() {
+    for after in [500, 1_500, 2_600, 9_000, 12_000] {
+        for news in [None, Some(true), Some(false)] {
+            let (joined, ea, eb) = restart_after(Duration::from_millis(after), news);
+            assert!(
+                joined && no_failure(&ea) && no_failure(&eb),
+                "restarted after {after} ms, news {news:?}:\na: {ea:?}\nb: {eb:?}"
+            );
+        }
+    }
+}
