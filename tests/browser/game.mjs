@@ -242,6 +242,22 @@ try {
     const colours = [await screenshot(a, 'arena-tab-a'), await screenshot(b, 'arena-tab-b')];
     log(`screenshots: ${colours[0]} and ${colours[1]} colours`);
     expect(colours.every(c => c > 8), 'screenshots are not blank');
+    // The overlay plugin's figures, read back through the page hook.
+    const shown = await waitState(a, s => s.overlay.shown && s.overlay.readings.peers >= 1 &&
+      s.overlay.readings.rtt_ms > 0, 'the overlay shows in a, with a peer and its RTT');
+    log(`overlay in a: ${JSON.stringify(shown.overlay)}`);
+    expect(!(await state(b)).overlay.shown, 'the overlay shows in a only');
+    expect(shown.overlay.readings.frames_per_sec > 0, 'the overlay shows the frame rate');
+    expect(shown.overlay.readings.desyncs === 0, 'the overlay shows no desync');
+    // F4 switches the link conditioner to its next preset, and round to off.
+    await a.keyboard.press('F4');
+    await waitState(a, s => s.overlay.link === 'wifi', 'F4 sets the wifi preset');
+    for (const next of ['mobile', 'bad', 'off']) {
+      await a.keyboard.press('F4');
+      await waitState(a, s => s.overlay.link === next, `F4 sets ${next}`);
+    }
+    await a.keyboard.press('F3');
+    await waitState(a, s => !s.overlay.shown, 'F3 hides the overlay');
   } else if (scenario === 'host-leaves') {
     const a = await openTab('a', 'host');
     const b = await openTab('b', 'host');

@@ -20,6 +20,8 @@ pub struct LinkConditions(pub Option<ConditionerConfig>);
 pub(crate) trait OnPeerMesh: Resource + Component<Mutability = Mutable> {
     /// The mesh, if this resource runs on one of its own.
     fn peer_mesh(&mut self) -> Option<&mut PeerMesh>;
+    /// The mesh, to read, if this resource runs on one of its own.
+    fn peer_mesh_ref(&self) -> Option<&PeerMesh>;
 }
 
 /// Keeps the mesh of `S`'s conditioner as [`LinkConditions`] says.

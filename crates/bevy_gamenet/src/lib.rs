@@ -62,8 +62,11 @@ extern crate self as bevy_gamenet;
 
 mod clock;
 mod conditions;
+pub mod diagnostics;
 mod link;
 mod mesh;
+#[cfg(feature = "overlay")]
+pub mod overlay;
 pub mod prelude;
 pub mod replication;
 pub mod rollback;

@@ -37,6 +37,7 @@ impl Plugin for GamenetPlugin {
     fn build(&self, app: &mut App) {
         add_shared(app);
         crate::conditions::follow::<MeshSocket>(app);
+        crate::diagnostics::measure_mesh::<MeshSocket>(app);
         app.add_systems(PreUpdate, receive.in_set(GamenetSet::ReceivePackets));
         if let Some(builder) = self.connect.clone() {
             let failures = app.world().resource::<Failures>().clone();
@@ -133,6 +134,9 @@ pub(crate) fn spawn_driver(driver: MeshDriver, failures: Option<Failures>) {
 impl crate::conditions::OnPeerMesh for MeshSocket {
     fn peer_mesh(&mut self) -> Option<&mut PeerMesh> {
         Some(&mut self.0)
+    }
+    fn peer_mesh_ref(&self) -> Option<&PeerMesh> {
+        Some(&self.0)
     }
 }
 

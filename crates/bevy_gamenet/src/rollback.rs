@@ -25,6 +25,8 @@ mod plugin;
 mod schedule;
 mod socket;
 
+/// The mesh's diagnostics, here too (see [`crate::diagnostics`]).
+pub use crate::diagnostics::{BYTES_IN_PER_SEC, BYTES_OUT_PER_SEC, LOSS_PERCENT, PEERS, RTT_MS};
 pub use crate::snapshot::{
     AddRollback, Rollback, RollbackIds, SnapshotError, SnapshotLimits, stable_hash,
 };
@@ -32,10 +34,7 @@ pub use app_ext::RollbackApp;
 /// Derives [`Input`] for a struct of inputs or an enum of unit variants;
 /// see [`bevy_gamenet_derive::Input`].
 pub use bevy_gamenet_derive::Input;
-pub use diagnostics::{
-    BYTES_IN_PER_SEC, BYTES_OUT_PER_SEC, DESYNCS, FRAMES_PER_SEC, LOSS_PERCENT, PEERS,
-    RESIMULATED_PER_SEC, RTT_MS,
-};
+pub use diagnostics::{DESYNCS, FRAMES_PER_SEC, RESIMULATED_PER_SEC};
 pub use drive::{FrameClock, run_requests};
 /// A player's input for one frame (derive it with `#[derive(Input)]`).
 pub use gamenet::rollback::Input;

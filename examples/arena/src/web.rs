@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use bevy::prelude::*;
+use bevy_gamenet::overlay::NetworkOverlay;
 use bevy_gamenet::replication::Remote;
 use bevy_gamenet::rollback::RollbackSocket;
 use gamenet::IceServer;
@@ -48,6 +49,9 @@ struct Shared {
     rtt_ms: Vec<u32>,
     /// Frames the page drew in the last second.
     fps: usize,
+    /// The network overlay: whether it shows, its figures by name and the
+    /// link conditioner's preset.
+    overlay: Overlay,
     /// This tab's peer id, once its session has one.
     id: Option<String>,
     /// The newest session and link events (the last 48), oldest first, as
@@ -55,6 +59,14 @@ struct Shared {
     events: std::collections::VecDeque<String>,
     #[serde(skip)]
     checksums: BTreeMap<u32, u64>,
+}
+
+/// The network overlay, as the page reads it.
+#[derive(Default, Serialize)]
+struct Overlay {
+    shown: bool,
+    readings: BTreeMap<&'static str, f64>,
+    link: String,
 }
 
 thread_local! {
@@ -255,6 +267,14 @@ fn publish(world: &mut World, mut drawn: Local<std::collections::VecDeque<f64>>)
             }
             None => (1, false, None, String::new(), Vec::new(), None),
         };
+    let overlay = world
+        .get_resource::<NetworkOverlay>()
+        .map(|o| Overlay {
+            shown: o.shown,
+            readings: o.readings.iter().copied().collect(),
+            link: o.link.clone(),
+        })
+        .unwrap_or_default();
     let positions: Vec<_> = world
         .query::<&Player>()
         .iter(world)
@@ -288,6 +308,7 @@ fn publish(world: &mut World, mut drawn: Local<std::collections::VecDeque<f64>>)
         s.rtt_ms = rtt_ms;
         s.id = id;
         s.fps = drawn.len();
+        s.overlay = overlay;
         if let Some(&(frame, checksum)) = confirmed.last() {
             s.frame = Some(frame);
             s.checksum = Some(format!("{checksum:#018x}"));

@@ -1,21 +1,15 @@
 //! The game in a window (native) or a canvas (web): the field, players as
 //! coloured squares, the ball and the score; a lobby screen until the game
-//! starts (the room, who is connected, how to invite); a network overlay on
-//! F3 built on the plugins' diagnostics. Arrow keys or WASD move your player,
+//! starts (the room, who is connected, how to invite); bevy_gamenet's
+//! network overlay on F3. Arrow keys or WASD move your player,
 //! Space (or left Shift) dashes.
 
-use std::time::Duration;
-
-use bevy::diagnostic::{DiagnosticPath, DiagnosticsStore};
 use bevy::log::LogPlugin;
 use bevy::prelude::*;
 use bevy::render::view::{Msaa, Tonemapping};
 use bevy_gamenet::GamenetSet;
-use bevy_gamenet::replication::BYTES_PER_SEC as REPLICATION_BYTES_PER_SEC;
-use bevy_gamenet::rollback::{
-    BYTES_IN_PER_SEC, BYTES_OUT_PER_SEC, DESYNCS, FRAMES_PER_SEC, LOSS_PERCENT, LocalInputs,
-    LocalPlayers, PEERS, RESIMULATED_PER_SEC, RTT_MS, ReadInputs, RollbackSocket,
-};
+use bevy_gamenet::overlay::NetworkOverlayPlugin;
+use bevy_gamenet::rollback::{LocalInputs, LocalPlayers, ReadInputs, RollbackSocket};
 use gamenet::IceServer;
 
 use crate::{
@@ -66,28 +60,26 @@ pub fn window_app(url: &str, lobby: Lobby, ice: Vec<IceServer>, seed: u64) -> Ap
             }),
     );
     crate::add_network(&mut app, url, players, ice, seed);
-    app.add_plugins(ArenaPlugin)
-        .insert_resource(ClearColor(Color::srgb(0.06, 0.07, 0.09)))
-        .insert_resource(lobby)
-        // Keys pressed since the last frame count in this one's inputs.
-        .configure_sets(
-            PreUpdate,
-            GamenetSet::ReceivePackets.after(bevy::input::InputSystems),
-        )
-        .add_systems(ReadInputs, keyboard)
-        .add_systems(Startup, setup)
-        .add_systems(
-            Update,
-            (
-                show_players,
-                show_ball,
-                show_status,
-                show_lobby,
-                toggle_overlay,
-                show_overlay,
-            )
-                .after(crate::MoveBall),
-        );
+    app.add_plugins((
+        ArenaPlugin,
+        NetworkOverlayPlugin {
+            key: OVERLAY_KEY,
+            ..default()
+        },
+    ))
+    .insert_resource(ClearColor(Color::srgb(0.06, 0.07, 0.09)))
+    .insert_resource(lobby)
+    // Keys pressed since the last frame count in this one's inputs.
+    .configure_sets(
+        PreUpdate,
+        GamenetSet::ReceivePackets.after(bevy::input::InputSystems),
+    )
+    .add_systems(ReadInputs, keyboard)
+    .add_systems(Startup, setup)
+    .add_systems(
+        Update,
+        (show_players, show_ball, show_status, show_lobby).after(crate::MoveBall),
+    );
     app
 }
 
@@ -173,26 +165,6 @@ fn setup(mut commands: Commands) {
                 TextLayout::justify(Justify::Center),
             ));
         });
-    // The network overlay, hidden until F3.
-    commands.spawn((
-        Overlay,
-        Text::new(""),
-        TextFont {
-            font_size: FontSize::Px(15.0),
-            ..default()
-        },
-        TextColor(Color::srgb(0.75, 1.0, 0.75)),
-        Node {
-            position_type: PositionType::Absolute,
-            top: Val::Px(40.0),
-            right: Val::Px(12.0),
-            padding: UiRect::all(Val::Px(8.0)),
-            ..default()
-        },
-        BackgroundColor(Color::srgba(0.0, 0.0, 0.0, 0.75)),
-        Visibility::Hidden,
-        GlobalZIndex(20),
-    ));
 }
 
 /// The lobby screen and its text.
@@ -201,10 +173,6 @@ struct LobbyScreen;
 
 #[derive(Component)]
 struct LobbyText;
-
-/// The network overlay.
-#[derive(Component)]
-struct Overlay;
 
 /// Whether the game runs (every player is in).
 fn running(socket: &RollbackSocket<u8>) -> bool {
@@ -279,75 +247,6 @@ fn show_lobby(
     if text.0 != new {
         text.0 = new;
     }
-}
-
-fn toggle_overlay(
-    keys: Res<ButtonInput<KeyCode>>,
-    mut overlay: Query<&mut Visibility, With<Overlay>>,
-) {
-    if !keys.just_pressed(OVERLAY_KEY) {
-        return;
-    }
-    for mut visibility in &mut overlay {
-        *visibility = match *visibility {
-            Visibility::Hidden => Visibility::Inherited,
-            _ => Visibility::Hidden,
-        };
-    }
-}
-
-/// Refreshed four times a second while shown.
-fn show_overlay(
-    time: Res<Time<Real>>,
-    mut last: Local<Duration>,
-    store: Res<DiagnosticsStore>,
-    socket: Option<Res<RollbackSocket<u8>>>,
-    mut overlay: Query<(&mut Text, &Visibility), With<Overlay>>,
-) {
-    let Ok((mut text, visibility)) = overlay.single_mut() else {
-        return;
-    };
-    if *visibility == Visibility::Hidden || time.elapsed() < *last + Duration::from_millis(250) {
-        return;
-    }
-    *last = time.elapsed();
-    let value = |path: &DiagnosticPath| store.get(path).and_then(|d| d.smoothed()).unwrap_or(0.0);
-    let mut lines = vec![
-        format!("peers        {:.0}", value(&PEERS)),
-        format!("rtt (worst)  {:.0} ms", value(&RTT_MS)),
-        format!("loss (worst) {:.1} %", value(&LOSS_PERCENT)),
-        format!(
-            "in / out     {:.1} / {:.1} kB/s",
-            value(&BYTES_IN_PER_SEC) / 1e3,
-            value(&BYTES_OUT_PER_SEC) / 1e3
-        ),
-        format!(
-            "state sync   {:.1} kB/s",
-            value(&REPLICATION_BYTES_PER_SEC) / 1e3
-        ),
-        format!("frames       {:.0} /s", value(&FRAMES_PER_SEC)),
-        format!("rollback     {:.0} frames/s", value(&RESIMULATED_PER_SEC)),
-    ];
-    let desyncs = store.get(&DESYNCS).and_then(|d| d.value()).unwrap_or(0.0);
-    lines.push(if desyncs > 0.0 {
-        format!("DESYNC       {desyncs:.0} detected!")
-    } else {
-        "desyncs      none".to_owned()
-    });
-    if let Some(net) = socket.as_ref().and_then(|s| s.net_ref()) {
-        let mesh = net.mesh();
-        for peer in mesh.peers() {
-            if let Some(s) = mesh.stats(peer) {
-                lines.push(format!(
-                    "{}  {} ms  {:.0} % loss",
-                    short(peer),
-                    s.rtt.map(|r| r.as_millis()).unwrap_or(0),
-                    s.loss * 100.0
-                ));
-            }
-        }
-    }
-    text.0 = lines.join("\n");
 }
 
 /// Arrow keys or WASD, for every local player.

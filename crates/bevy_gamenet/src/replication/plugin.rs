@@ -125,6 +125,7 @@ impl Plugin for ReplicationPlugin {
             );
         diagnostics::register(app);
         crate::conditions::follow::<ReplicationSocket>(app);
+        crate::diagnostics::measure_mesh::<ReplicationSocket>(app);
         match self.on.lock().ok().and_then(|mut on| on.take()) {
             Some(On::Rollback) => {
                 app.init_resource::<SharedMesh>()

@@ -107,4 +107,10 @@ impl crate::conditions::OnPeerMesh for ReplicationSocket {
             _ => None,
         }
     }
+    fn peer_mesh_ref(&self) -> Option<&PeerMesh> {
+        match self.0.transport() {
+            AppTransport::Mesh(mesh) => Some(mesh),
+            _ => None,
+        }
+    }
 }

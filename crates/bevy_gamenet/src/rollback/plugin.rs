@@ -126,6 +126,7 @@ impl<I: Input> Plugin for RollbackPlugin<I> {
             );
         diagnostics::register(app);
         crate::conditions::follow::<RollbackSocket<I>>(app);
+        crate::diagnostics::measure_mesh::<RollbackSocket<I>>(app);
         register_builtins(app);
         let failures = app.world().resource::<Failures>().clone();
         if let Some(socket) = setup.and_then(|setup| start::<I>(&self.config, setup, &failures)) {

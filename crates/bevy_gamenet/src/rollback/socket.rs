@@ -287,4 +287,7 @@ impl<I: Input> crate::conditions::OnPeerMesh for RollbackSocket<I> {
             _ => None,
         }
     }
+    fn peer_mesh_ref(&self) -> Option<&gamenet::PeerMesh> {
+        self.net_ref().map(|n| n.mesh())
+    }
 }
