@@ -406,7 +406,11 @@ fn a_game_process_killed_and_restarted_with_its_key_rejoins_its_slot() {
                 step_games(&mut apps, &mut timeline, Some(&b));
                 assert!(
                     Instant::now() < deadline,
-                    "a and b never played on together"
+                    "a and b never played on together:\n{}",
+                    timeline.report(
+                        killed.saturating_sub(Duration::from_millis(300)),
+                        timeline.elapsed()
+                    )
                 );
             }
             let again = timeline.apps()[0]
