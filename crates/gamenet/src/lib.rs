@@ -44,6 +44,12 @@
 //! (feature `memory`) a `MemoryTransport`, real core meshes on a simulated
 //! network for tests. [`layer`] holds what they share: the tag bytes that let
 //! them use one mesh, the trait, and the transport's clock, the only one they read.
+//!
+//! # Lobbies
+//!
+//! [`lobby::LobbyClient`] creates, lists and finds lobbies on a
+//! `gamenet-signaling` server and gives the URL that joins one, and fetches
+//! the server's ICE servers.
 #![cfg_attr(
     not(test),
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -52,6 +58,7 @@
 mod driver;
 mod error;
 mod ice;
+pub mod lobby;
 #[cfg(target_arch = "wasm32")]
 mod page;
 mod peer_mesh;
