@@ -127,3 +127,128 @@ fn the_link_conditioner_is_a_resource_changed_while_the_apps_run() {
         },
     );
 }
+
+/// A rollback app that chooses its game through the lobby API of `server`.
+fn lobby_app(server: &str) -> App {
+    use bevy_gamenet::prelude::*;
+    let mut app = App::new();
+    app.add_plugins((
+        bevy_state::app::StatesPlugin,
+        RollbackPlugin::<u8>::manual(RollbackConfig::default()),
+        LobbyPlugin::new(server),
+    ));
+    app.finish();
+    app.cleanup();
+    app
+}
+
+/// The connection state of `app`.
+fn connection(app: &App) -> bevy_gamenet::Connection {
+    **app
+        .world()
+        .resource::<bevy_state::state::State<bevy_gamenet::Connection>>()
+}
+
+#[test]
+fn a_bevy_game_is_created_as_a_lobby_and_joined_from_the_list() {
+    use bevy_gamenet::Connection;
+    use bevy_gamenet::lobby::{Lobbies, LobbyAnswer, LobbySpec};
+    use bevy_gamenet::rollback::{ConnectRollback, RollbackSocket};
+    use gamenet::rollback::RollbackStart;
+
+    isolated(
+        "a_bevy_game_is_created_as_a_lobby_and_joined_from_the_list",
+        || async {
+            let server = start_server().await;
+            let mut a = lobby_app(&server);
+            let mut b = lobby_app(&server);
+            a.update();
+            assert_eq!(connection(&a), Connection::InLobby);
+            a.world().resource::<Lobbies>().create(LobbySpec {
+                name: "bevy duel".into(),
+                mode: "bevy-e2e".into(),
+                ..LobbySpec::default()
+            });
+            let mut states = (vec![connection(&a)], vec![connection(&b)]);
+            let mut code = None;
+            let mut asked_list = false;
+            let mut running_at = None;
+            for frame in 0..4000 {
+                a.update();
+                b.update();
+                for (app, seen) in [(&mut a, &mut states.0), (&mut b, &mut states.1)] {
+                    let now = connection(app);
+                    if seen.last() != Some(&now) {
+                        seen.push(now);
+                    }
+                    for answer in drain::<LobbyAnswer>(app) {
+                        match answer {
+                            LobbyAnswer::Ready(ticket) => {
+                                code.get_or_insert(ticket.lobby.code.clone());
+                                let builder = ticket.builder().app_id("bevy-lobby-e2e");
+                                let start = RollbackStart::Players(ticket.lobby.max_players);
+                                app.world_mut().commands().queue(ConnectRollback::<u8>::new(
+                                    builder,
+                                    start,
+                                    1 + frame,
+                                ));
+                            }
+                            LobbyAnswer::Listed(list) => {
+                                let ours = list.iter().find(|l| Some(&l.code) == code.as_ref());
+                                match ours {
+                                    Some(lobby) => {
+                                        app.world().resource::<Lobbies>().join(&lobby.code)
+                                    }
+                                    // Not listed yet: b asks again.
+                                    None => asked_list = false,
+                                }
+                            }
+                            LobbyAnswer::Failed { request, error } => {
+                                panic!("{request} failed: {error}")
+                            }
+                            LobbyAnswer::Found(_) => {}
+                        }
+                    }
+                }
+                // b looks in the list until a's lobby is there.
+                let b_connected = b.world().contains_resource::<RollbackSocket<u8>>();
+                if code.is_some() && !b_connected && !asked_list {
+                    b.world().resource::<Lobbies>().list("bevy-e2e", 10);
+                    asked_list = true;
+                }
+                let running = |app: &mut App| {
+                    app.world_mut()
+                        .get_resource_mut::<RollbackSocket<u8>>()
+                        .and_then(|s| s.session().map(|s| s.is_running()))
+                        .unwrap_or(false)
+                };
+                if running(&mut a) && running(&mut b) {
+                    running_at = Some(frame);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            println!(
+                "RESULT lobby {code:?}: a went {:?}, b went {:?}",
+                states.0, states.1
+            );
+            assert!(running_at.is_some(), "the two games never started together");
+            assert_eq!(
+                states.0,
+                [
+                    Connection::InLobby,
+                    Connection::Connecting,
+                    Connection::Playing
+                ]
+            );
+            assert_eq!(
+                states.1,
+                [
+                    Connection::InLobby,
+                    Connection::Connecting,
+                    Connection::Playing
+                ]
+            );
+        },
+    );
+}

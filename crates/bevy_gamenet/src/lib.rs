@@ -64,6 +64,7 @@ mod clock;
 mod conditions;
 pub mod diagnostics;
 mod link;
+pub mod lobby;
 mod mesh;
 #[cfg(feature = "overlay")]
 pub mod overlay;

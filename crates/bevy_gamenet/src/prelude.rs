@@ -9,6 +9,7 @@
 //! `gamenet` types their settings take (mesh builder, ICE servers, peer ids,
 //! channels, rollback and replication settings, the quantisers).
 
+pub use crate::lobby::{Lobbies, LobbyAnswer, LobbyPlugin, LobbySpec, LobbyTicket};
 pub use crate::replication::{
     AuthorityRequested, FromPeer, HandOver, HiddenFrom, NetEntity, NetMessage, NetState,
     OwnerChanged, Remote, Replicated, ReplicationApp, ReplicationPlugin, ReplicationSettings,
@@ -16,8 +17,9 @@ pub use crate::replication::{
 };
 pub use crate::rollback::Input;
 pub use crate::rollback::{
-    AddRollback, LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, Rollback, RollbackApp,
-    RollbackFrame, RollbackPlugin, RollbackSchedule, RollbackSocket, RollbackTime, SessionEvent,
+    AddRollback, ConnectRollback, LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, Rollback,
+    RollbackApp, RollbackFrame, RollbackPlugin, RollbackSchedule, RollbackSocket, RollbackTime,
+    SessionEvent,
 };
 pub use crate::{
     Connection, ConnectionFailed, GamenetPlugin, GamenetSet, HandshakeFailed, LinkConditions,

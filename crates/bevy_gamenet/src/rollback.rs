@@ -38,7 +38,7 @@ pub use diagnostics::{DESYNCS, FRAMES_PER_SEC, RESIMULATED_PER_SEC};
 pub use drive::{FrameClock, run_requests};
 /// A player's input for one frame (derive it with `#[derive(Input)]`).
 pub use gamenet::rollback::Input;
-pub use plugin::RollbackPlugin;
+pub use plugin::{ConnectRollback, RollbackPlugin};
 pub use schedule::{
     LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, RollbackFrame, RollbackSchedule,
     RollbackTime, SessionEvent,

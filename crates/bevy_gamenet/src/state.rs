@@ -1,6 +1,6 @@
-//! [`Connection`], the app's connection as a Bevy [`State`]: connecting,
-//! playing, reconnecting, failed; set from the mesh's messages by every
-//! gamenet plugin.
+//! [`Connection`], the app's connection as a Bevy [`State`]: in a lobby,
+//! connecting, playing, reconnecting, failed; set from the mesh's messages by
+//! every gamenet plugin.
 
 use std::collections::BTreeSet;
 
@@ -18,6 +18,10 @@ use crate::{ConnectionFailed, GamenetSet, PeerInterrupted, PeerJoined, PeerLeft,
 /// and the like.
 #[derive(States, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Connection {
+    /// Choosing a lobby: the app has [`LobbyPlugin`](crate::lobby::LobbyPlugin)
+    /// and has not connected yet (see
+    /// [`ConnectRollback`](crate::rollback::ConnectRollback)).
+    InLobby,
     /// No peer linked yet (or none left): reaching the signaling server,
     /// waiting for or linking to peers.
     #[default]
@@ -32,6 +36,10 @@ pub enum Connection {
     Failed,
 }
 
+/// Present while the app chooses a lobby, before it connects.
+#[derive(Resource)]
+pub(crate) struct Choosing;
+
 /// The peers the state is worked out from.
 #[derive(Default)]
 struct Links {
@@ -41,11 +49,13 @@ struct Links {
 }
 
 impl Links {
-    fn state(&self) -> Connection {
+    fn state(&self, choosing: bool) -> Connection {
         if self.failed {
             Connection::Failed
         } else if !self.interrupted.is_empty() {
             Connection::Reconnecting
+        } else if self.linked.is_empty() && choosing {
+            Connection::InLobby
         } else if self.linked.is_empty() {
             Connection::Connecting
         } else {
@@ -63,8 +73,12 @@ pub(crate) fn init(app: &mut App) {
     {
         return;
     }
-    app.init_state::<Connection>()
-        .add_systems(PreUpdate, follow.after(GamenetSet::Receive));
+    if app.world().contains_resource::<Choosing>() {
+        app.insert_state(Connection::InLobby);
+    } else {
+        app.init_state::<Connection>();
+    }
+    app.add_systems(PreUpdate, follow.after(GamenetSet::Receive));
 }
 
 /// Follows peers joining, going silent, resuming and leaving, and failures.
@@ -76,6 +90,7 @@ fn follow(
     mut resumed: MessageReader<PeerResumed>,
     mut left: MessageReader<PeerLeft>,
     mut failed: MessageReader<ConnectionFailed>,
+    choosing: Option<Res<Choosing>>,
     state: Res<State<Connection>>,
     mut next: ResMut<NextState<Connection>>,
 ) {
@@ -98,7 +113,7 @@ fn follow(
     if failed.read().next().is_some() {
         links.failed = true;
     }
-    let now = links.state();
+    let now = links.state(choosing.is_some());
     if now != **state {
         next.set(now);
     }

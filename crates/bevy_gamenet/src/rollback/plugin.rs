@@ -145,7 +145,69 @@ impl<I: Input> Plugin for RollbackPlugin<I> {
         );
         let schema = crate::schema::of(app.world(), first);
         if let Some(mut socket) = app.world_mut().get_resource_mut::<RollbackSocket<I>>() {
+            socket.set_schema(schema.clone());
+        }
+        app.insert_resource(Later::<I> {
+            config: self.config.clone(),
+            schema,
+            _input: PhantomData,
+        });
+    }
+}
+
+/// What a later connection ([`ConnectRollback`]) starts with: the session's
+/// settings and the registered types.
+#[derive(Resource)]
+struct Later<I: Input> {
+    config: RollbackConfig,
+    schema: gamenet::TypeSchema,
+    _input: PhantomData<fn() -> I>,
+}
+
+/// Connects the rollback game of an app set up with
+/// [`RollbackPlugin::manual`], once it knows where to play (say, after
+/// choosing a lobby: see [`lobby`](crate::lobby)): `commands.queue(ConnectRollback::<I>::new(..))`.
+/// A mesh that cannot be built is a [`ConnectionFailed`](crate::ConnectionFailed);
+/// an app that already has a session keeps it.
+pub struct ConnectRollback<I: Input> {
+    builder: PeerMeshBuilder,
+    start: RollbackStart,
+    key: u64,
+    _input: PhantomData<fn() -> I>,
+}
+
+impl<I: Input> ConnectRollback<I> {
+    /// Connects with `builder` and starts as `start` says; `key` identifies
+    /// this player for reconnecting.
+    pub fn new(builder: PeerMeshBuilder, start: RollbackStart, key: u64) -> Self {
+        Self {
+            builder,
+            start,
+            key,
+            _input: PhantomData,
+        }
+    }
+}
+
+impl<I: Input> Command for ConnectRollback<I> {
+    type Out = ();
+
+    fn apply(self, world: &mut World) {
+        let failures = world.resource::<Failures>().clone();
+        if world.contains_resource::<RollbackSocket<I>>() {
+            tracing::warn!("rollback: already connected; the new connection is not made");
+            return;
+        }
+        let Some(later) = world.get_resource::<Later<I>>() else {
+            failures.push("rollback: connected before the app was built".into());
+            return;
+        };
+        let (config, schema) = (later.config.clone(), later.schema.clone());
+        world.remove_resource::<crate::state::Choosing>();
+        let setup = Setup::Net(Box::new(self.builder), self.start, self.key);
+        if let Some(mut socket) = start::<I>(&config, setup, &failures) {
             socket.set_schema(schema);
+            world.insert_resource(socket);
         }
     }
 }
