@@ -1,7 +1,7 @@
 // Drives Debian's Chromium through one scenario of the example game (arena)
 // served by a running gamenet-signaling server.
 //
-//   node game.mjs <two-tabs|host-leaves|cross-play|hidden-3s|hidden-20s|rtt> <http://host:port> [artifact-dir]
+//   node game.mjs <two-tabs|lobby-three|host-leaves|cross-play|hidden-3s|hidden-20s|rtt> <http://host:port> [artifact-dir]
 //
 // Tabs are 960x640 unless VIEWPORT=<w>x<h> says otherwise. `rtt` takes the
 // tabs' RTT apart: both drawing, then b's frames held (b's page answers from
@@ -58,8 +58,13 @@ const HIDING = () => {
 };
 
 async function openTab(name, room) {
+  return openPage(name, `room=${room}&players=2`);
+}
+
+// A tab of the game at `index.html?<query>`, `viewport` (`<w>x<h>`) in size.
+async function openPage(name, query, viewport = process.env.VIEWPORT ?? '960x640') {
   // One context per tab, as two players on two machines.
-  const [width, height] = (process.env.VIEWPORT ?? '960x640').split('x').map(Number);
+  const [width, height] = viewport.split('x').map(Number);
   const context = await browser.newContext({ viewport: { width, height } });
   const page = await context.newPage();
   await page.addInitScript(HIDING);
@@ -70,7 +75,7 @@ async function openTab(name, room) {
     if (all || m.type() === 'error' || m.type() === 'warning') log(`[${name}] ${m.text()}`);
   });
   page.on('pageerror', e => log(`[${name}] page error: ${e}`));
-  await page.goto(`${base}/index.html?room=${room}&players=2`);
+  await page.goto(`${base}/index.html?${query}`);
   await page.waitForFunction(() => window.game !== undefined, null, { timeout: 60_000 });
   return page;
 }
@@ -178,8 +183,105 @@ async function sameChecksumAfter(a, b, after, timeout = 60_000) {
   }
 }
 
+// Whether a screenshot of the tab shows both goals whole: the left (blue)
+// goal's colour in the left tenth of the page and the right (red) one's in
+// the right tenth, each over at least a sixth of the page's height.
+async function goalsShown(page, name) {
+  mkdirSync(artifacts, { recursive: true });
+  const png = await page.screenshot({ path: `${artifacts}/${name}.png` });
+  return page.evaluate(async b64 => {
+    const blob = await (await fetch(`data:image/png;base64,${b64}`)).blob();
+    const bitmap = await createImageBitmap(blob);
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    const ctx = canvas.getContext('2d');
+    ctx.drawImage(bitmap, 0, 0);
+    const { width, height } = bitmap;
+    const data = ctx.getImageData(0, 0, width, height).data;
+    const near = (i, [r, g, b]) =>
+      Math.abs(data[i] - r) < 40 && Math.abs(data[i + 1] - g) < 40 && Math.abs(data[i + 2] - b) < 40;
+    // Rows where the colour shows within the band of columns.
+    const rows = (from, to, colour) => {
+      let n = 0;
+      for (let y = 0; y < height; y++) {
+        for (let x = from; x < to; x++) {
+          if (near((y * width + x) * 4, colour)) { n++; break; }
+        }
+      }
+      return n;
+    };
+    const band = Math.floor(width / 10);
+    const left = rows(0, band, [64, 140, 255]);
+    const right = rows(width - band, width, [255, 89, 77]);
+    return { width, height, left, right, whole: left > height / 6 && right > height / 6 };
+  }, png.toString('base64'));
+}
+
+// Every tab holds the same confirmed checksum for a frame past `after` on
+// the first tab; returns that frame.
+async function sameChecksumAll(tabs, after, timeout = 90_000) {
+  const { frame } = await waitState(tabs[0], s => s.frame !== null && s.frame > after,
+    `the first tab confirmed frame past ${after}`, timeout);
+  const until = Date.now() + timeout;
+  for (;;) {
+    const sums = await Promise.all(tabs.map(t => t.evaluate(f => window.game.checksum(f), frame)));
+    if (sums.every(c => c !== null)) {
+      log(`frame ${frame}: checksums ${sums.join(', ')}`);
+      expect(sums.every(c => c === sums[0]), 'every tab holds the same checksum');
+      return frame;
+    }
+    expect(Date.now() < until, `every tab reaches frame ${frame}`);
+    await new Promise(r => setTimeout(r, 100));
+  }
+}
+
 try {
-  if (scenario === 'two-tabs') {
+  if (scenario === 'lobby-three') {
+    // a creates a lobby for three: its code comes back from the server and
+    // goes into the address bar as the link to share.
+    const a = await openPage('a', 'players=3&name=Friday%20night');
+    const made = await waitState(a, s => !s.choosing && s.room.length === 6, 'a created a lobby');
+    const code = made.room;
+    log(`a created lobby ${code} for ${made.players} players, link ${made.link}`);
+    expect(made.players === 3, 'the lobby is for three');
+    expect(made.link.endsWith(`?lobby=${code}`), 'the link carries the code');
+    expect(a.url().endsWith(`?lobby=${code}`), "the code is in a's address bar");
+    await new Promise(r => setTimeout(r, 1000));
+    const lobbyColours = await screenshot(a, 'arena-lobby-code');
+    expect(lobbyColours > 8, 'the lobby screenshot is not blank');
+    // b joins by code, as from the link.
+    const b = await openPage('b', `lobby=${code}`);
+    await waitState(b, s => !s.choosing && s.room === code, 'b joined the lobby by code');
+    log(`b joined lobby ${code} by code`);
+    // c picks it from the list of open games.
+    // c's tab is small: the field fits it, both goals in view.
+    const c = await openPage('c', 'pick', '640x420');
+    const listing = await waitState(c, s => s.lobbies.some(l => l[0] === code),
+      'c lists the lobby');
+    const index = listing.lobbies.findIndex(l => l[0] === code);
+    log(`c lists ${JSON.stringify(listing.lobbies)}; picks #${index + 1}`);
+    expect(listing.lobbies[index][1] === 'Friday night' && listing.lobbies[index][2] === 2 &&
+      listing.lobbies[index][3] === 3, 'the list names the lobby and its 2 of 3 players');
+    await c.locator('#arena').click();
+    await c.focus('#arena');
+    await c.keyboard.press(`Digit${index + 1}`);
+    await waitState(c, s => !s.choosing && s.room === code, 'c joined the lobby from the list');
+    const three = s => s.running && s.connected === 3;
+    const states = await Promise.all([
+      waitState(a, three, 'a: 3 players connected', 90_000),
+      waitState(b, three, 'b: 3 players connected', 90_000),
+      waitState(c, three, 'c: 3 players connected', 90_000),
+    ]);
+    const slots = states.map(s => s.slot);
+    log(`3 players connected in lobby ${code}, slots ${slots.join(', ')}`);
+    expect(new Set(slots).size === 3 && slots.every(s => s !== null), 'three different slots');
+    const frame = await sameChecksumAll([a, b, c], 120);
+    log(`all three in step at frame ${frame}`);
+    const colours = await screenshot(a, 'arena-three');
+    expect(colours > 8, 'the screenshot is not blank');
+    const goals = await goalsShown(c, 'arena-small-tab');
+    log(`c's 640x420 tab shows the goals over ${goals.left} and ${goals.right} of ${goals.height} rows`);
+    expect(goals.whole, 'both goals in view in a small tab');
+  } else if (scenario === 'two-tabs') {
     const a = await openTab('a', 'duel');
     // Alone in the room, a shows the lobby.
     const lobby = await waitState(a, s => s.connected === 1 && s.room === 'duel', 'a in the lobby');

@@ -1,6 +1,7 @@
 //! The example game (arena) in headless Chromium, served by the real signaling
 //! server, each test in its own isolated network namespace: two tabs play each
-//! other, a tab plays a native game, the tab that owns the ball leaves, and a
+//! other, three tabs meet in a lobby (created, joined by code, picked from
+//! the list), a tab plays a native game, the tab that owns the ball leaves, and a
 //! tab's frames stop for 3 s and for 20 s as a hidden tab's do
 //! (`requestAnimationFrame` held, timers clamped to a second; Chromium runs
 //! without flags against background throttling).
@@ -43,6 +44,25 @@ fn two_tabs_play_each_other() {
         );
         assert!(lines.iter().any(|l| l.starts_with("b sees a's player")));
     });
+}
+
+#[test]
+fn three_tabs_meet_in_a_lobby_by_code_and_from_the_list() {
+    isolated(
+        "three_tabs_meet_in_a_lobby_by_code_and_from_the_list",
+        || async {
+            start().await;
+            let lines = Scenario::start("game.mjs", "lobby-three").finish().await;
+            assert!(lines.iter().any(|l| l.starts_with("b joined lobby")));
+            assert!(lines.iter().any(|l| l.starts_with("3 players connected")));
+            assert!(lines.iter().any(|l| l.starts_with("all three in step")));
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with("c's 640x420 tab shows the goals"))
+            );
+        },
+    );
 }
 
 #[test]

@@ -4,6 +4,9 @@
 use bevy_app::{App, PreUpdate};
 use bevy_ecs::component::Mutable;
 use bevy_ecs::prelude::*;
+use bevy_ecs::reflect::ReflectResource;
+use bevy_reflect::Reflect;
+use bevy_reflect::std_traits::ReflectDefault;
 use gamenet::{ConditionerConfig, PeerMesh};
 
 use crate::GamenetSet;
@@ -13,7 +16,8 @@ use crate::GamenetSet;
 /// network (`ConditionerConfig::preset("mobile")`); packets already held
 /// keep their delays. It starts as the mesh builder's `link_conditioner`.
 /// Over the in-memory test network, the network's own links apply instead.
-#[derive(Resource, Debug, Clone, Default, PartialEq)]
+#[derive(Resource, Reflect, Debug, Clone, Default, PartialEq)]
+#[reflect(Resource, Debug, Default, PartialEq)]
 pub struct LinkConditions(pub Option<ConditionerConfig>);
 
 /// A resource that may hold the app's [`PeerMesh`].

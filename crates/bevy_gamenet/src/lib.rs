@@ -23,6 +23,14 @@
 //!
 //! `use bevy_gamenet::prelude::*;` brings in what a game uses most.
 //!
+//! [`lobby::LobbyPlugin`] finds the game to join through the server's
+//! lobbies (create, list, join by code) before connecting: the
+//! [`Connection`] state is `InLobby` until
+//! [`rollback::ConnectRollback`] connects the chosen lobby.
+//!
+//! The public components and resources derive `bevy_reflect::Reflect` and are
+//! registered by every plugin, for inspectors and editors.
+//!
 //! The plugins' systems go by the [`NetClock`] resource, read once per app
 //! update; a test inserts [`NetClock::manual`] and moves time itself.
 //! With the feature `memory`, the module `test_app` joins apps through a
@@ -112,8 +120,31 @@ pub enum GamenetSet {
 /// the clock, the mesh's messages (adding them twice is harmless).
 pub(crate) fn add_shared(app: &mut App) {
     configure_sets(app);
+    register_types(app);
     clock::init(app);
     add_mesh_messages(app);
+}
+
+/// Registers the public components and resources for reflection (editors,
+/// inspectors, scenes). Handles to the network (`MeshSocket`,
+/// `RollbackSocket`, `ReplicationSocket`, `Lobbies`) and the clock are not
+/// reflected: they hold connections and instants, not data.
+fn register_types(app: &mut App) {
+    app.register_type::<Connection>()
+        .register_type::<LinkConditions>()
+        .register_type::<rollback::Rollback>()
+        .register_type::<rollback::RollbackFrame>()
+        .register_type::<rollback::LocalPlayers>()
+        .register_type::<rollback::SnapshotLimits>()
+        .register_type::<replication::Replicated>()
+        .register_type::<replication::HiddenFrom>()
+        .register_type::<replication::NetEntity>()
+        .register_type::<replication::Remote>()
+        .register_type::<replication::Transform2d>()
+        .register_type::<replication::Transform3d>()
+        .register_type::<replication::ReplicationSettings>();
+    #[cfg(feature = "overlay")]
+    app.register_type::<overlay::NetworkOverlay>();
 }
 
 /// Orders the [`GamenetSet`]s.
@@ -187,6 +218,49 @@ mod tests {
                 .contains_resource::<replication::ReplicationSocket>()
         );
         assert!(app.world().contains_resource::<NetClock>());
+    }
+
+    #[test]
+    fn public_components_and_resources_are_reflected() {
+        use bevy_ecs::reflect::{AppTypeRegistry, ReflectComponent};
+        use bevy_reflect::{GetPath, PartialReflect};
+        let mut app = App::new();
+        app.add_plugins(GamenetPlugin::default());
+        let registry = app.world().resource::<AppTypeRegistry>().clone();
+        let registry = registry.read();
+        for name in [
+            "bevy_gamenet::state::Connection",
+            "bevy_gamenet::conditions::LinkConditions",
+            "bevy_gamenet::replication::components::HiddenFrom",
+            "bevy_gamenet::replication::components::Remote",
+            "bevy_gamenet::replication::transform::Transform3d",
+            "bevy_gamenet::replication::plugin::ReplicationSettings",
+            "bevy_gamenet::rollback::schedule::RollbackFrame",
+        ] {
+            assert!(registry.get_with_type_path(name).is_some(), "{name}");
+        }
+        // An inspector's path into a component, and its insertion by reflection.
+        let remote = replication::Remote {
+            owner: gamenet::PeerId(7),
+        };
+        assert_eq!(remote.path::<u128>("owner.0"), Ok(&7));
+        let reflect = registry
+            .get_type_data::<ReflectComponent>(std::any::TypeId::of::<replication::Transform2d>())
+            .expect("Transform2d reflects as a component");
+        let entity = app.world_mut().spawn_empty().id();
+        let state = replication::Transform2d {
+            translation: bevy_math::Vec2::new(1.5, -2.0),
+            angle: 0.25,
+        };
+        reflect.insert(
+            &mut app.world_mut().entity_mut(entity),
+            state.as_partial_reflect(),
+            &registry,
+        );
+        assert_eq!(
+            app.world().get::<replication::Transform2d>(entity),
+            Some(&state)
+        );
     }
 }
 

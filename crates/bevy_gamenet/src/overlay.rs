@@ -8,8 +8,11 @@ use bevy_app::{App, Plugin, Startup, Update};
 use bevy_color::Color;
 use bevy_diagnostic::{DiagnosticPath, DiagnosticsStore};
 use bevy_ecs::prelude::*;
+use bevy_ecs::reflect::ReflectResource;
 use bevy_input::ButtonInput;
 use bevy_input::keyboard::KeyCode;
+use bevy_reflect::Reflect;
+use bevy_reflect::std_traits::ReflectDefault;
 use bevy_text::{FontSize, TextColor, TextFont};
 use bevy_ui::prelude::{BackgroundColor, Node, Text};
 use bevy_ui::{Display, GlobalZIndex, PositionType, UiRect, Val};
@@ -49,7 +52,8 @@ impl Default for NetworkOverlayPlugin {
 
 /// What the overlay shows, refreshed four times a second: read it to show
 /// the figures elsewhere or to check them in a test.
-#[derive(Resource, Debug, Clone, Default)]
+#[derive(Resource, Reflect, Debug, Clone, Default)]
+#[reflect(Resource, Debug, Default)]
 pub struct NetworkOverlay {
     /// Whether the overlay is on screen.
     pub shown: bool,

@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 
 use bevy_app::{App, PreUpdate};
 use bevy_ecs::prelude::*;
+use bevy_reflect::Reflect;
+use bevy_reflect::std_traits::ReflectDefault;
 use bevy_state::app::{AppExtStates, StatesPlugin};
 use bevy_state::prelude::{NextState, State, States};
 use gamenet::PeerId;
@@ -16,7 +18,8 @@ use crate::{ConnectionFailed, GamenetSet, PeerInterrupted, PeerJoined, PeerLeft,
 /// (`StatesPlugin`, part of `DefaultPlugins`). Read it with
 /// `Res<State<Connection>>`, or run systems `OnEnter(Connection::Failed)`
 /// and the like.
-#[derive(States, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(States, Reflect, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[reflect(Debug, Default, PartialEq, Hash)]
 pub enum Connection {
     /// Choosing a lobby: the app has [`LobbyPlugin`](crate::lobby::LobbyPlugin)
     /// and has not connected yet (see

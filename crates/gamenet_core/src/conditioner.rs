@@ -14,6 +14,7 @@ use crate::Instant;
 
 /// How a conditioned link misbehaves. The default is a perfect link.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "reflect", derive(bevy_reflect::Reflect))]
 pub struct ConditionerConfig {
     /// Delay added to every packet, one way.
     pub latency: Duration,

@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 /// Identifies a peer in the mesh; assigned by the signaling server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "reflect", derive(bevy_reflect::Reflect))]
 pub struct PeerId(pub u128);
 
 impl fmt::Display for PeerId {

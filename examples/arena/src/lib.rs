@@ -20,6 +20,8 @@ use bevy_time::{Time, TimePlugin};
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "window")]
+pub mod lobbies;
+#[cfg(feature = "window")]
 pub mod window;
 
 #[cfg(all(feature = "window", target_arch = "wasm32"))]
@@ -298,6 +300,29 @@ pub fn wander(
     }
 }
 
+/// The networking plugins for a game that connects later, once a lobby is
+/// chosen (with [`ConnectRollback`]); its slots are the lobby's.
+pub fn add_network_later(app: &mut App) {
+    let config = RollbackConfig {
+        num_players: MAX_PLAYERS,
+        ..RollbackConfig::default()
+    };
+    app.add_plugins(RollbackPlugin::<u8>::manual(config));
+    add_replication(app);
+}
+
+/// Replication of the ball and the score over the rollback session's mesh.
+fn add_replication(app: &mut App) {
+    app.add_plugins(ReplicationPlugin::over_rollback::<u8>(
+        ReplicationConfig::default(),
+    ))
+    .insert_resource(ReplicationSettings {
+        tick_hz: 60,
+        interpolation_delay: Duration::from_millis(50),
+        ..ReplicationSettings::default()
+    });
+}
+
 /// The networking plugins for a game at `url` (`…/room?next=N`) with
 /// `players` slots.
 pub fn add_network(app: &mut App, url: &str, players: usize, ice: Vec<IceServer>, seed: u64) {
@@ -341,15 +366,8 @@ pub fn add_network_as(
             .app_id("gamenet-arena")
             .ice_servers(ice),
     );
-    app.add_plugins(RollbackPlugin::<u8>::connect(config, builder, start, seed))
-        .add_plugins(ReplicationPlugin::over_rollback::<u8>(
-            ReplicationConfig::default(),
-        ))
-        .insert_resource(ReplicationSettings {
-            tick_hz: 60,
-            interpolation_delay: Duration::from_millis(50),
-            ..ReplicationSettings::default()
-        });
+    app.add_plugins(RollbackPlugin::<u8>::connect(config, builder, start, seed));
+    add_replication(app);
 }
 
 /// A windowless game at `url` with scripted inputs from `seed`, updating

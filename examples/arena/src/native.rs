@@ -98,7 +98,11 @@ fn windowed(args: &Args, url: &str, players: usize, ice: Vec<IceServer>) -> AppE
         players,
         invite: format!("cargo run -p arena -- --room {}", args.room),
     };
-    arena::window::window_app(url, lobby, ice, args.seed).run()
+    let join = arena::window::Join::Room {
+        url: url.to_owned(),
+        ice,
+    };
+    arena::window::window_app(join, lobby, args.seed).run()
 }
 
 #[cfg(not(feature = "window"))]

@@ -1,10 +1,15 @@
-//! The game in the browser: the room, the players and the server come from
-//! the page's URL (`?room=CODE&players=2&server=ws://host:port`; without a
-//! room a join code is made up and put in the address bar, so the link can be
-//! shared), the ICE servers from the server's `/api/ice` (its STUN responder,
-//! TURN with fresh credentials) unless `&stun=stun:host:port` names one, the
-//! game draws into the canvas `#arena` with WebGL2, and a small JS hook reports
-//! its state (`arena_state()`, `arena_checksum(frame)`).
+//! The game in the browser. The page's URL says how it finds its players:
+//! - `?lobby=CODE` joins the server's lobby of that code;
+//! - `?pick` lists the open games to pick one from (keys 1–9);
+//! - otherwise it creates a lobby (`&players=2`–`4`, `&name=`) and puts its
+//!   code in the address bar, so the link can be shared;
+//! - `?room=NAME&players=N` joins a quick-match room instead.
+//!
+//! `&server=ws://host:port` names another signaling server. The ICE servers
+//! come from the server's `/api/ice` (its STUN responder, TURN with fresh
+//! credentials) unless `&stun=stun:host:port` names one (rooms only). The game
+//! draws into the canvas `#arena` with WebGL2, and a small JS hook reports its
+//! state (`arena_state()`, `arena_checksum(frame)`).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -17,7 +22,8 @@ use gamenet::IceServer;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::window::{Lobby, window_app};
+use crate::lobbies::{LobbyChoice, LobbyFlow};
+use crate::window::{Join, Lobby, window_app};
 use crate::{Ball, MAX_PLAYERS, Player, Score};
 
 /// Confirmed checksums kept for [`arena_checksum`].
@@ -54,6 +60,13 @@ struct Shared {
     overlay: Overlay,
     /// This tab's peer id, once its session has one.
     id: Option<String>,
+    /// The open games listed while picking one: code, name, players, most
+    /// players.
+    lobbies: Vec<(String, String, usize, usize)>,
+    /// Whether the player is choosing a lobby (none joined yet).
+    choosing: bool,
+    /// The lobby choice's last error.
+    lobby_error: String,
     /// The newest session and link events (the last 48), oldest first, as
     /// text: what a failed browser test prints.
     events: std::collections::VecDeque<String>,
@@ -92,18 +105,7 @@ pub fn arena_checksum(frame: u32) -> Option<String> {
     })
 }
 
-/// A join code: six letters and digits that do not look alike.
-fn make_code() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    (0..6)
-        .map(|_| {
-            let i = (js_sys::Math::random() * ALPHABET.len() as f64) as usize;
-            ALPHABET[i.min(ALPHABET.len() - 1)] as char
-        })
-        .collect()
-}
-
-/// Keeps what a room name may hold: letters, digits, `-` and `_`.
+/// Keeps what a room name or code may hold: letters, digits, `-` and `_`.
 fn clean(room: &str) -> String {
     room.chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
@@ -120,21 +122,13 @@ pub fn start() {
     let search = location.search().unwrap_or_default();
     let params = web_sys::UrlSearchParams::new_with_str(&search).ok();
     let param = |name: &str| params.as_ref().and_then(|p| p.get(name));
-    let mut room = clean(&param("room").unwrap_or_default());
+    let room = clean(&param("room").unwrap_or_default());
     let players = param("players")
         .and_then(|p| p.parse().ok())
         .unwrap_or(2)
         .clamp(2, MAX_PLAYERS);
     let origin = location.origin().unwrap_or_default();
     let path = location.pathname().unwrap_or_default();
-    if room.is_empty() {
-        room = make_code();
-        let query = format!("?room={room}&players={players}");
-        if let Ok(history) = window.history() {
-            let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&query));
-        }
-    }
-    let link = format!("{origin}{path}?room={room}&players={players}");
     let server = param("server").unwrap_or_else(|| {
         let host = location.host().unwrap_or_default();
         let scheme = if location.protocol().unwrap_or_default() == "https:" {
@@ -144,7 +138,40 @@ pub fn start() {
         };
         format!("{scheme}://{host}")
     });
+    let seed = (js_sys::Math::random() * u32::MAX as f64) as u64;
+    if room.is_empty() {
+        let choice = match (clean(&param("lobby").unwrap_or_default()), param("pick")) {
+            (code, _) if !code.is_empty() => LobbyChoice::Code(code),
+            (_, Some(_)) => LobbyChoice::Pick,
+            _ => LobbyChoice::Create {
+                name: param("name")
+                    .map(|n| n.chars().filter(|c| !c.is_control()).take(40).collect())
+                    .filter(|n: &String| !n.is_empty())
+                    .unwrap_or_else(|| "arena".into()),
+                players,
+            },
+        };
+        let mut invite_base = format!("{origin}{path}?lobby=");
+        if let Some(server) = param("server") {
+            invite_base = format!("{origin}{path}?server={server}&lobby=");
+        }
+        let join = Join::Lobby {
+            server,
+            choice,
+            invite_base,
+        };
+        let lobby = Lobby {
+            room: String::new(),
+            players,
+            invite: String::new(),
+        };
+        let mut app = window_app(join, lobby, seed);
+        app.add_systems(Last, (record_events, publish, show_code));
+        app.run();
+        return;
+    }
     let stun = param("stun");
+    let link = format!("{origin}{path}?room={room}&players={players}");
     let url = format!("{}/{room}?next={players}", server.trim_end_matches('/'));
     SHARED.with(|s| {
         let mut s = s.borrow_mut();
@@ -157,46 +184,55 @@ pub fn start() {
         players,
         invite: link,
     };
-    let seed = (js_sys::Math::random() * u32::MAX as f64) as u64;
     wasm_bindgen_futures::spawn_local(async move {
         let ice = match stun {
             Some(stun) => vec![IceServer::stun(stun)],
             None => server_ice(&server).await,
         };
         SHARED.with(|s| s.borrow_mut().ice = ice.iter().flat_map(|i| i.urls.clone()).collect());
-        let mut app = window_app(&url, lobby, ice, seed);
+        let mut app = window_app(Join::Room { url, ice }, lobby, seed);
         app.add_systems(Last, (record_events, publish));
         app.run();
     });
 }
 
+/// Once a lobby is joined: its code and link for the page, and the link in
+/// the address bar (so that it can be shared or reloaded).
+fn show_code(flow: Res<LobbyFlow>, lobby: Res<Lobby>, mut shown: Local<bool>) {
+    SHARED.with(|s| {
+        let mut s = s.borrow_mut();
+        s.choosing = flow.joined.is_none();
+        s.lobby_error = flow.error.clone();
+        s.lobbies = flow
+            .listed
+            .iter()
+            .map(|l| (l.code.clone(), l.name.clone(), l.players, l.max_players))
+            .collect();
+        if flow.joined.is_some() {
+            s.room = lobby.room.clone();
+            s.link = lobby.invite.clone();
+            s.players = lobby.players;
+        }
+    });
+    if *shown || flow.joined.is_none() {
+        return;
+    }
+    *shown = true;
+    if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
+        let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&lobby.invite));
+    }
+}
+
 /// The ICE servers the signaling server hands out at `/api/ice`; none (host
 /// candidates only, enough on one network) if it has none or cannot say.
 async fn server_ice(server: &str) -> Vec<IceServer> {
-    use wasm_bindgen_futures::JsFuture;
-    let http = server.trim_end_matches('/').replacen("ws", "http", 1);
-    let url = format!("{http}/api/ice");
-    let fetched = async {
-        let window = web_sys::window()?;
-        let response: web_sys::Response = JsFuture::from(window.fetch_with_str(&url))
-            .await
-            .ok()?
-            .dyn_into()
-            .ok()?;
-        if !response.ok() {
-            return None;
+    match gamenet::lobby::LobbyClient::new(server).ice_servers().await {
+        Ok(servers) => servers,
+        Err(e) => {
+            warn!("no ICE servers from {server}: {e}; host candidates only");
+            Vec::new()
         }
-        let text = JsFuture::from(response.text().ok()?)
-            .await
-            .ok()?
-            .as_string()?;
-        IceServer::list_from_json(&text).ok()
-    };
-    let servers = fetched.await;
-    if servers.is_none() {
-        warn!("no ICE servers from {url}: host candidates only");
     }
-    servers.unwrap_or_default()
 }
 
 /// Keeps the newest session and link events for the page.

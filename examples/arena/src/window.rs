@@ -4,6 +4,7 @@
 //! network overlay on F3. Arrow keys or WASD move your player,
 //! Space (or left Shift) dashes.
 
+use bevy::camera::ScalingMode;
 use bevy::log::LogPlugin;
 use bevy::prelude::*;
 use bevy::render::view::{Msaa, Tonemapping};
@@ -27,15 +28,36 @@ pub struct Lobby {
     pub invite: String,
 }
 
+/// How the game finds its players.
+pub enum Join {
+    /// The room at `url` (`…/room?next=N`), with these ICE servers.
+    Room {
+        /// The room's WebSocket URL.
+        url: String,
+        /// ICE servers.
+        ice: Vec<IceServer>,
+    },
+    /// A lobby of the server at `server`, chosen as `choice` says; the
+    /// invitation is `invite_base` and the lobby's code.
+    Lobby {
+        /// The signaling server (`ws://host:port`).
+        server: String,
+        /// Create, join by code, or pick from the list.
+        choice: crate::lobbies::LobbyChoice,
+        /// The invitation link without its code.
+        invite_base: String,
+    },
+}
+
 /// The key that shows and hides the network overlay.
 pub const OVERLAY_KEY: KeyCode = KeyCode::F3;
 
 /// Space around the field, in pixels.
 const MARGIN: f32 = 40.0;
 
-/// A game in a window (or the canvas `#arena` on the web) at `url`, waiting
-/// in the lobby described by `lobby`.
-pub fn window_app(url: &str, lobby: Lobby, ice: Vec<IceServer>, seed: u64) -> App {
+/// A game in a window (or the canvas `#arena` on the web) that joins as
+/// `join` says, waiting in the lobby described by `lobby`.
+pub fn window_app(join: Join, lobby: Lobby, seed: u64) -> App {
     let (room, players) = (lobby.room.clone(), lobby.players);
     let mut app = App::new();
     app.add_plugins(
@@ -59,7 +81,17 @@ pub fn window_app(url: &str, lobby: Lobby, ice: Vec<IceServer>, seed: u64) -> Ap
                 ..default()
             }),
     );
-    crate::add_network(&mut app, url, players, ice, seed);
+    match join {
+        Join::Room { url, ice } => crate::add_network(&mut app, &url, players, ice, seed),
+        Join::Lobby {
+            server,
+            choice,
+            invite_base,
+        } => {
+            crate::add_network_later(&mut app);
+            crate::lobbies::add_lobbies(&mut app, &server, choice, invite_base, seed);
+        }
+    }
     app.add_plugins((
         ArenaPlugin,
         NetworkOverlayPlugin {
@@ -104,7 +136,20 @@ struct Status;
 fn setup(mut commands: Commands) {
     // Flat colours and axis-aligned squares: no multisampling or tone mapping
     // to pay for (a software-rendered browser tab draws several times faster).
-    commands.spawn((Camera2d, Msaa::Off, Tonemapping::None));
+    // The whole field and its margin in view, whatever the window's size
+    // (a 640x420 tab shows all of it, smaller).
+    commands.spawn((
+        Camera2d,
+        Msaa::Off,
+        Tonemapping::None,
+        Projection::Orthographic(OrthographicProjection {
+            scaling_mode: ScalingMode::AutoMin {
+                min_width: WIDTH as f32 + 2.0 * MARGIN,
+                min_height: HEIGHT as f32 + 2.0 * MARGIN,
+            },
+            ..OrthographicProjection::default_2d()
+        }),
+    ));
     // The field, its half-way line and the two goals.
     commands.spawn((
         Sprite::from_color(
@@ -186,6 +231,7 @@ fn short(peer: gamenet::PeerId) -> String {
 
 fn show_lobby(
     lobby: Res<Lobby>,
+    flow: Option<Res<crate::lobbies::LobbyFlow>>,
     socket: Option<ResMut<RollbackSocket<u8>>>,
     mut screen: Query<&mut Visibility, With<LobbyScreen>>,
     mut text: Query<&mut Text, With<LobbyText>>,
@@ -194,6 +240,13 @@ fn show_lobby(
         return;
     };
     let Some(mut socket) = socket else {
+        // No game chosen yet: the lobby choice.
+        if let Some(flow) = flow {
+            let new = crate::lobbies::lines(&flow).join("\n");
+            if text.0 != new {
+                text.0 = new;
+            }
+        }
         return;
     };
     let shown = if running(&socket) {
@@ -208,7 +261,10 @@ fn show_lobby(
     let mut lines = vec![
         "gamenet arena".to_owned(),
         String::new(),
-        format!("Room {}", lobby.room),
+        match &flow.and_then(|f| f.joined.clone()) {
+            Some(joined) => format!("Lobby \"{}\", code {}", joined.name, joined.code),
+            None => format!("Room {}", lobby.room),
+        },
     ];
     match socket.net_mut() {
         Some(net) => {

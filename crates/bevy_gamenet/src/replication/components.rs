@@ -5,6 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 
 use bevy_ecs::prelude::*;
+use bevy_ecs::reflect::ReflectComponent;
+use bevy_reflect::Reflect;
+use bevy_reflect::std_traits::ReflectDefault;
 use gamenet::PeerId;
 use gamenet::replication::NetId;
 
@@ -27,22 +30,26 @@ pub trait NetState: Component<Mutability = bevy_ecs::component::Mutable> + Clone
 }
 
 /// Marks an entity of this peer for replication.
-#[derive(Component, Debug, Clone, Copy, Default)]
+#[derive(Component, Reflect, Debug, Clone, Copy, Default)]
+#[reflect(Component, Debug, Default)]
 pub struct Replicated;
 
 /// Hides an entity of this peer from these peers: it is despawned there
 /// (or never spawned) and nowhere else; change the set to show or hide it
 /// again, remove the component to show it to everyone. A peer that links
 /// later gets it spawned, then despawned within a frame or two.
-#[derive(Component, Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Component, Reflect, Debug, Clone, Default, PartialEq, Eq)]
+#[reflect(Component, Debug, Default, PartialEq)]
 pub struct HiddenFrom(pub BTreeSet<PeerId>);
 
 /// An entity's replication id.
-#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Component, Reflect, Debug, Clone, Copy, PartialEq, Eq)]
+#[reflect(Component, Debug, PartialEq)]
 pub struct NetEntity(pub NetId);
 
 /// An entity owned by another peer.
-#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Component, Reflect, Debug, Clone, Copy, PartialEq, Eq)]
+#[reflect(Component, Debug, PartialEq)]
 pub struct Remote {
     /// Its owner.
     pub owner: PeerId,

@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use bevy_ecs::prelude::*;
+use bevy_reflect::Reflect;
+use bevy_reflect::std_traits::ReflectDefault;
 use gamenet::replication::Fields;
 use gamenet::{Instant, PeerId};
 
@@ -57,7 +59,8 @@ impl Buffer {
 }
 
 /// Where remote states are placed in time, to interpolate between them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Reflect, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[reflect(Debug, Default, PartialEq)]
 pub enum Timeline {
     /// When their owner sent them (every update packet carries its clock),
     /// mapped to this peer's clock by the least-delayed packet of the last

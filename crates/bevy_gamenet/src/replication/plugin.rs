@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
 use bevy_ecs::prelude::*;
+use bevy_ecs::reflect::ReflectResource;
+use bevy_reflect::Reflect;
+use bevy_reflect::std_traits::ReflectDefault;
 #[cfg(feature = "memory")]
 use gamenet::MemoryTransport;
 use gamenet::PeerMeshBuilder;
@@ -26,7 +29,8 @@ use crate::link::SharedMesh;
 use crate::{Failures, GamenetSet};
 
 /// Settings of the plugin.
-#[derive(Resource, Debug, Clone)]
+#[derive(Resource, Reflect, Debug, Clone)]
+#[reflect(Resource, Debug, Default)]
 pub struct ReplicationSettings {
     /// Update packets per second.
     pub tick_hz: u32,

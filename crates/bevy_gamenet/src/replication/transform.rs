@@ -3,7 +3,10 @@
 //! taken from `Transform` on the owner, written to it on other peers.
 
 use bevy_ecs::prelude::*;
+use bevy_ecs::reflect::ReflectComponent;
 use bevy_math::{Quat, Vec2, Vec3};
+use bevy_reflect::Reflect;
+use bevy_reflect::std_traits::ReflectDefault;
 use bevy_transform::components::Transform;
 
 use super::{NetState, Remote, Replicated};
@@ -22,7 +25,8 @@ pub trait TransformState: NetState + PartialEq {
 /// A 2D `Transform`: x and y within ±16 384 units to 0.01 (21 bits each),
 /// the angle about z to a 65 536th of a turn; z and scale stay as each peer
 /// has them. 58 bits.
-#[derive(Component, Clone, Copy, PartialEq, Debug, Default, NetState)]
+#[derive(Component, Reflect, Clone, Copy, PartialEq, Debug, Default, NetState)]
+#[reflect(Component, Debug, Default, PartialEq)]
 #[require(Transform)]
 pub struct Transform2d {
     /// x and y.
@@ -49,7 +53,8 @@ impl TransformState for Transform2d {
 /// A 3D `Transform`: each axis within ±16 384 units to 0.001 (24 bits),
 /// the rotation in smallest-three form with 14 bits per component (about
 /// 0.01°); scale stays as each peer has it. 116 bits.
-#[derive(Component, Clone, Copy, PartialEq, Debug, Default, NetState)]
+#[derive(Component, Reflect, Clone, Copy, PartialEq, Debug, Default, NetState)]
+#[reflect(Component, Debug, Default, PartialEq)]
 #[require(Transform)]
 pub struct Transform3d {
     /// Position.

@@ -171,6 +171,7 @@ struct Later<I: Input> {
 /// an app that already has a session keeps it.
 pub struct ConnectRollback<I: Input> {
     builder: PeerMeshBuilder,
+    slots: Option<usize>,
     start: RollbackStart,
     key: u64,
     _input: PhantomData<fn() -> I>,
@@ -182,10 +183,18 @@ impl<I: Input> ConnectRollback<I> {
     pub fn new(builder: PeerMeshBuilder, start: RollbackStart, key: u64) -> Self {
         Self {
             builder,
+            slots: None,
             start,
             key,
             _input: PhantomData,
         }
+    }
+
+    /// Sets the session's player slots (say, the lobby's most players)
+    /// instead of the plugin's `num_players`.
+    pub fn slots(mut self, slots: usize) -> Self {
+        self.slots = Some(slots);
+        self
     }
 }
 
@@ -202,7 +211,10 @@ impl<I: Input> Command for ConnectRollback<I> {
             failures.push("rollback: connected before the app was built".into());
             return;
         };
-        let (config, schema) = (later.config.clone(), later.schema.clone());
+        let (mut config, schema) = (later.config.clone(), later.schema.clone());
+        if let Some(slots) = self.slots {
+            config.num_players = slots;
+        }
         world.remove_resource::<crate::state::Choosing>();
         let setup = Setup::Net(Box::new(self.builder), self.start, self.key);
         if let Some(mut socket) = start::<I>(&config, setup, &failures) {

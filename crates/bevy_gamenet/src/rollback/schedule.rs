@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bevy_ecs::prelude::*;
+use bevy_ecs::reflect::ReflectResource;
 use bevy_ecs::schedule::ScheduleLabel;
+use bevy_reflect::Reflect;
+use bevy_reflect::std_traits::ReflectDefault;
 use bevy_state::state::StateTransition;
 use bevy_time::Time;
 use gamenet::rollback::{Frame, Input, InputStatus, RollbackEvent};
@@ -33,7 +36,8 @@ pub struct ReadInputs;
 pub struct RollbackTime;
 
 /// The slots played on this peer.
-#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Resource, Reflect, Debug, Clone, Default, PartialEq, Eq)]
+#[reflect(Resource, Debug, Default, PartialEq)]
 pub struct LocalPlayers(pub Vec<usize>);
 
 /// Local inputs for the next frame, by slot; filled in [`ReadInputs`].
@@ -51,7 +55,8 @@ impl<I: Input> Default for LocalInputs<I> {
 pub struct PlayerInputs<I: Input>(pub Vec<(I, InputStatus)>);
 
 /// The frame being simulated (in the rollback schedule) or the next one.
-#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Resource, Reflect, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[reflect(Resource, Debug, Default, PartialEq)]
 pub struct RollbackFrame(pub Frame);
 
 /// A session event, as a Bevy message.

@@ -4,6 +4,8 @@
 use bevy_ecs::entity::EntityHashMap;
 use bevy_ecs::prelude::*;
 use bevy_ecs::query::QueryState;
+use bevy_ecs::reflect::ReflectComponent;
+use bevy_reflect::Reflect;
 use gamenet::rollback::Frame;
 
 use super::serde::{Frames, put_u32};
@@ -14,7 +16,8 @@ use super::{LoadContext, Ring, SnapshotError, Snapshotter, StageContext, Staged,
 /// Add it with [`AddRollback::add_rollback`] from systems of the rollback
 /// schedule (ids come from a rolled-back counter, so every peer hands out the
 /// same ones in the same order).
-#[derive(Component, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Component, Reflect, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[reflect(Component, Debug, PartialEq)]
 pub struct Rollback(pub u32);
 
 /// The next rollback id; rolled back itself.

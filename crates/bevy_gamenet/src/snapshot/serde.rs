@@ -3,13 +3,16 @@
 //! [`SnapshotLimits`] before anything is allocated for what it counts.
 
 use bevy_ecs::prelude::Resource;
+use bevy_ecs::reflect::ReflectResource;
+use bevy_reflect::Reflect;
 
 use super::SnapshotError;
 
 /// Bounds on a late-join snapshot from a peer, checked while it is decoded,
 /// before the world is touched (the rollback plugin inserts the defaults;
 /// replace the resource to change them).
-#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Resource, Reflect, Debug, Clone, Copy, PartialEq, Eq)]
+#[reflect(Resource, Debug, PartialEq)]
 pub struct SnapshotLimits {
     /// Largest snapshot, in bytes. Default 8 MiB (the mesh's message cap).
     pub max_bytes: usize,

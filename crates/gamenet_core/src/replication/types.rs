@@ -23,6 +23,7 @@ impl Schema {
 
 /// An entity's id, the same on every peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "reflect", derive(bevy_reflect::Reflect))]
 pub struct NetId(pub u64);
 
 /// What happened to replicated state.
