@@ -21,9 +21,8 @@ use crate::{ConnectionFailed, GamenetSet, PeerInterrupted, PeerJoined, PeerLeft,
 #[derive(States, Reflect, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[reflect(Debug, Default, PartialEq, Hash)]
 pub enum Connection {
-    /// Choosing a lobby: the app has [`LobbyPlugin`](crate::lobby::LobbyPlugin)
-    /// and has not connected yet (see
-    /// [`ConnectRollback`](crate::rollback::ConnectRollback)).
+    /// Choosing a lobby: the app has the lobby plugin (`lobby::LobbyPlugin`)
+    /// and has not connected yet (`rollback::ConnectRollback` connects).
     InLobby,
     /// No peer linked yet (or none left): reaching the signaling server,
     /// waiting for or linking to peers.

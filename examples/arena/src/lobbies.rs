@@ -4,7 +4,7 @@
 //! game connects once a lobby is chosen and starts when it is full.
 
 use bevy::prelude::*;
-use bevy_gamenet::lobby::{Lobbies, Lobby, LobbyAnswer, LobbyPlugin, LobbySpec};
+use bevy_gamenet::lobby::{Lobbies, LobbyAnswer, LobbyPlugin, LobbySpec};
 use bevy_gamenet::rollback::ConnectRollback;
 use gamenet::rollback::RollbackStart;
 
@@ -15,6 +15,17 @@ pub const MODE: &str = "arena";
 
 /// How often the list of open games is asked for again, in seconds.
 const RELIST_SECS: f32 = 2.0;
+
+/// Room and size of the game, for the lobby screen.
+#[derive(Resource, Debug, Clone)]
+pub struct Lobby {
+    /// The room's name (the join code).
+    pub room: String,
+    /// Players the game waits for.
+    pub players: usize,
+    /// How another player joins: a link on the web, a command natively.
+    pub invite: String,
+}
 
 /// What the player chose to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,11 +49,11 @@ pub struct LobbyFlow {
     /// What the player chose.
     pub choice: LobbyChoice,
     /// The open games, newest first, as last listed.
-    pub listed: Vec<Lobby>,
+    pub listed: Vec<bevy_gamenet::lobby::Lobby>,
     /// The last error, for the player.
     pub error: String,
     /// The lobby joined, once there is one.
-    pub joined: Option<Lobby>,
+    pub joined: Option<bevy_gamenet::lobby::Lobby>,
     /// The invitation link without its code (`…?lobby=` on the web).
     pub invite_base: String,
     /// This player's reconnect key.
@@ -111,7 +122,7 @@ fn ask(mut flow: ResMut<LobbyFlow>, lobbies: Res<Lobbies>, time: Res<Time>) {
 fn answers(
     mut flow: ResMut<LobbyFlow>,
     mut answers: MessageReader<LobbyAnswer>,
-    mut lobby: ResMut<crate::window::Lobby>,
+    mut lobby: ResMut<Lobby>,
     mut commands: Commands,
 ) {
     for answer in answers.read() {
@@ -124,7 +135,7 @@ fn answers(
                     ConnectRollback::<u8>::new(builder, RollbackStart::Players(max), flow.seed)
                         .slots(max),
                 );
-                *lobby = crate::window::Lobby {
+                *lobby = Lobby {
                     room: ticket.lobby.code.clone(),
                     players: max,
                     invite: format!("{}{}", flow.invite_base, ticket.lobby.code),

@@ -17,16 +17,7 @@ use crate::{
     ArenaPlugin, BALL_RADIUS, Ball, GOAL, HEIGHT, PLAYER_SIZE, Player, Score, WIDTH, keys,
 };
 
-/// Room and size of the game, for the lobby screen.
-#[derive(Resource, Debug, Clone)]
-pub struct Lobby {
-    /// The room's name (the join code).
-    pub room: String,
-    /// Players the game waits for.
-    pub players: usize,
-    /// How another player joins: a link on the web, a command natively.
-    pub invite: String,
-}
+pub use crate::lobbies::Lobby;
 
 /// How the game finds its players.
 pub enum Join {
