@@ -68,6 +68,7 @@ async function openPage(name, query, viewport = process.env.VIEWPORT ?? '960x640
   const context = await browser.newContext({ viewport: { width, height } });
   const page = await context.newPage();
   await page.addInitScript(HIDING);
+  await page.addInitScript(PIXELS);
   page.on('console', m => {
     // TAB_CONSOLE=all shows every console line of the tabs (the game's
     // tracing output), for reading a failure.
@@ -92,18 +93,27 @@ async function waitState(page, test, what, timeout = 60_000) {
   }
 }
 
+// In a tab: `window.__pixels(b64)` decodes a PNG (a screenshot of the tab)
+// to its RGBA bytes, width and height, for the checks below.
+const PIXELS = () => {
+  window.__pixels = async b64 => {
+    const blob = await (await fetch(`data:image/png;base64,${b64}`)).blob();
+    const bitmap = await createImageBitmap(blob);
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    const ctx = canvas.getContext('2d');
+    ctx.drawImage(bitmap, 0, 0);
+    const { width, height } = bitmap;
+    return { data: ctx.getImageData(0, 0, width, height).data, width, height };
+  };
+};
+
 // Saves a screenshot and returns how many distinct colours it has (a blank or
 // single-colour page has one or two).
 async function screenshot(page, name) {
   mkdirSync(artifacts, { recursive: true });
   const png = await page.screenshot({ path: `${artifacts}/${name}.png` });
   return page.evaluate(async b64 => {
-    const blob = await (await fetch(`data:image/png;base64,${b64}`)).blob();
-    const bitmap = await createImageBitmap(blob);
-    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-    const ctx = canvas.getContext('2d');
-    ctx.drawImage(bitmap, 0, 0);
-    const data = ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+    const { data } = await window.__pixels(b64);
     const colours = new Set();
     for (let i = 0; i < data.length; i += 4 * 7) {
       colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
@@ -190,13 +200,7 @@ async function goalsShown(page, name) {
   mkdirSync(artifacts, { recursive: true });
   const png = await page.screenshot({ path: `${artifacts}/${name}.png` });
   return page.evaluate(async b64 => {
-    const blob = await (await fetch(`data:image/png;base64,${b64}`)).blob();
-    const bitmap = await createImageBitmap(blob);
-    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-    const ctx = canvas.getContext('2d');
-    ctx.drawImage(bitmap, 0, 0);
-    const { width, height } = bitmap;
-    const data = ctx.getImageData(0, 0, width, height).data;
+    const { data, width, height } = await window.__pixels(b64);
     const near = (i, [r, g, b]) =>
       Math.abs(data[i] - r) < 40 && Math.abs(data[i + 1] - g) < 40 && Math.abs(data[i + 2] - b) < 40;
     // Rows where the colour shows within the band of columns.
