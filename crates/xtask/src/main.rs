@@ -35,6 +35,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -101,8 +102,16 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Set by `cargo xtask test`: its builds are made once, so they skip
+/// incremental compilation, whose caches would take several GiB of disk.
+static ONE_SHOT: AtomicBool = AtomicBool::new(false);
+
 fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    if ONE_SHOT.load(Ordering::Relaxed) {
+        cmd.env("CARGO_INCREMENTAL", "0");
+    }
+    cmd
 }
 
 fn found(program: &str) -> bool {
@@ -280,6 +289,8 @@ fn web_game(root: &Path) -> Result<()> {
 }
 
 fn test(root: &Path, started: Instant) -> Result<()> {
+    ONE_SHOT.store(true, Ordering::Relaxed);
+    disk_report(root, "start");
     timed("setup", || setup(root))?;
     timed("fmt", || {
         run(cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -323,6 +334,9 @@ fn test(root: &Path, started: Instant) -> Result<()> {
         let smoke: Vec<&FuzzTarget> = FUZZ_TARGETS.iter().filter(|t| t.smoke).collect();
         run_fuzz(root, &smoke, FUZZ_SMOKE_SECONDS)
     })?;
+    // The fuzz build is not needed again in this run; its working corpus is kept.
+    remove_fuzz_builds(root)?;
+    disk_report(root, "before the tests");
     // The example game's tests and the end-to-end tests run it headless: its
     // window (Bevy's render stack, arena's only default feature) is not built
     // for them. Clippy above and the web build check the window's code.
@@ -333,12 +347,42 @@ fn test(root: &Path, started: Instant) -> Result<()> {
             &mut tally,
         )
     });
+    disk_report(root, "after the tests");
     eprintln!("xtask: test took {:.0?}", started.elapsed());
     println!(
         "tests: {} passed, {} failed, {} skipped",
         tally.passed, tally.failed, tally.ignored
     );
     tested
+}
+
+/// Removes the fuzz targets' builds under `fuzz/target`, keeping the
+/// working corpus.
+fn remove_fuzz_builds(root: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(root.join("fuzz/target")) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name() != "corpus" && entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Says how much disk the build directories take and how much is free, so
+/// that a run that fills the disk shows where it went.
+fn disk_report(root: &Path, when: &str) {
+    let du = output(
+        Command::new("du")
+            .args(["-sh", "--", "target", "fuzz/target"])
+            .current_dir(root),
+    );
+    let df = output(Command::new("df").args(["-h", "--output=avail"]).arg(root));
+    let sizes: Vec<&str> = du.lines().collect();
+    let free = df.lines().nth(1).unwrap_or("?").trim();
+    eprintln!("xtask: disk {when}: {}; {free} free", sizes.join(", "));
 }
 
 /// Runs `f` and says how long it took.
