@@ -252,3 +252,124 @@ fn a_bevy_game_is_created_as_a_lobby_and_joined_from_the_list() {
         },
     );
 }
+
+/// A game made with the one plugin: rollback and replication on one
+/// connection, the lobby by its code, the ICE servers from the server.
+fn one_plugin_app(server: &str, room: bevy_gamenet::Room, ice_refresh: Duration) -> App {
+    use bevy_gamenet::prelude::*;
+    let mut app = App::new();
+    app.add_plugins((
+        bevy_state::app::StatesPlugin,
+        GamenetPlugin::server(server)
+            .room(room)
+            .app_id("one-plugin-e2e")
+            .rollback::<u8>(RollbackConfig::default())
+            .replication(ReplicationConfig::default())
+            .ice_refresh(ice_refresh),
+    ))
+    .replicate_transform::<Transform2d>();
+    app.finish();
+    app.cleanup();
+    app
+}
+
+#[test]
+fn one_plugin_joins_a_lobby_by_code_with_the_servers_ice_and_fetches_them_again() {
+    use bevy_gamenet::DEFAULT_ICE_REFRESH;
+    use bevy_gamenet::prelude::*;
+    use bevy_gamenet::replication::ReplicationSocket;
+    use gamenet::lobby::{LobbyClient, LobbySpec};
+    use gamenet_e2e::{HOST, PORT, start_server_with};
+
+    isolated(
+        "one_plugin_joins_a_lobby_by_code_with_the_servers_ice_and_fetches_them_again",
+        || async {
+            let stun = format!("{HOST}:{}", PORT + 1);
+            let server = start_server_with(gamenet_signaling::Config {
+                stun_listen: Some(stun.parse().unwrap()),
+                ..gamenet_signaling::Config::default()
+            })
+            .await;
+            let lobby = LobbyClient::new(&server)
+                .create(&LobbySpec {
+                    name: "one plugin".into(),
+                    max_players: 2,
+                    ..LobbySpec::default()
+                })
+                .await
+                .expect("create a lobby");
+            // a fetches its ICE servers again every 400 ms (20 minutes by
+            // default), well within the server's 5 requests a second.
+            let quick = Duration::from_millis(400);
+            let mut a = one_plugin_app(&server, Room::Lobby(lobby.code.clone()), quick);
+            let mut b = one_plugin_app(
+                &server,
+                Room::Lobby(lobby.code.clone()),
+                DEFAULT_ICE_REFRESH,
+            );
+            let mut lost =
+                one_plugin_app(&server, Room::Lobby("ZZZZZZ".into()), DEFAULT_ICE_REFRESH);
+            let mut states = (vec![connection(&a)], vec![connection(&b)]);
+            let mut refreshed = Vec::new();
+            let mut failed = Vec::new();
+            let running = |app: &mut App| {
+                app.world_mut()
+                    .get_resource_mut::<RollbackSocket<u8>>()
+                    .and_then(|s| s.session().map(|s| s.is_running()))
+                    .unwrap_or(false)
+            };
+            for _ in 0..4000 {
+                a.update();
+                b.update();
+                lost.update();
+                for (app, seen) in [(&mut a, &mut states.0), (&mut b, &mut states.1)] {
+                    let now = connection(app);
+                    if seen.last() != Some(&now) {
+                        seen.push(now);
+                    }
+                }
+                refreshed.extend(drain::<IceRefreshed>(&mut a));
+                failed.extend(drain::<ConnectionFailed>(&mut lost));
+                if running(&mut a) && running(&mut b) && refreshed.len() >= 2 && !failed.is_empty()
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            println!(
+                "RESULT one plugin, lobby {}: a went {:?}, b went {:?}; a fetched ICE again {} times; a bad code: {:?}",
+                lobby.code,
+                states.0,
+                states.1,
+                refreshed.len(),
+                failed.first().map(|f| &f.error)
+            );
+            assert!(running(&mut a) && running(&mut b), "the game never started");
+            let path = [
+                Connection::InLobby,
+                Connection::Connecting,
+                Connection::Playing,
+            ];
+            assert_eq!(states.0, path);
+            assert_eq!(states.1, path);
+            // Rollback and replication on one connection.
+            for app in [&a, &b] {
+                assert!(app.world().contains_resource::<ReplicationSocket>());
+            }
+            assert!(
+                refreshed.len() >= 2,
+                "ICE servers fetched again {refreshed:?}"
+            );
+            for fresh in &refreshed {
+                assert_eq!(fresh.servers.len(), 1, "{fresh:?}");
+                assert_eq!(fresh.servers[0].urls, [format!("stun:{stun}")]);
+            }
+            let error = &failed.first().expect("a bad lobby code never failed").error;
+            assert!(
+                error.contains("lobby ZZZZZZ") && error.contains("404"),
+                "{error}"
+            );
+            assert_eq!(connection(&lost), Connection::Failed);
+        },
+    );
+}

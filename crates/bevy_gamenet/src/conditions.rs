@@ -7,7 +7,7 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::reflect::ReflectResource;
 use bevy_reflect::Reflect;
 use bevy_reflect::std_traits::ReflectDefault;
-use gamenet::{ConditionerConfig, PeerMesh};
+use gamenet::{ConditionerConfig, IceServer, PeerMesh};
 
 use crate::GamenetSet;
 
@@ -31,7 +31,32 @@ pub(crate) trait OnPeerMesh: Resource + Component<Mutability = Mutable> {
 /// Keeps the mesh of `S`'s conditioner as [`LinkConditions`] says.
 pub(crate) fn follow<S: OnPeerMesh>(app: &mut App) {
     app.init_resource::<LinkConditions>()
-        .add_systems(PreUpdate, apply::<S>.before(GamenetSet::ReceivePackets));
+        .init_resource::<FreshIce>()
+        .add_systems(
+            PreUpdate,
+            (apply::<S>, apply_ice::<S>).before(GamenetSet::ReceivePackets),
+        );
+}
+
+/// ICE servers fetched again from the signaling server, until the mesh
+/// takes them.
+#[derive(Resource, Default)]
+pub(crate) struct FreshIce(pub Option<Vec<IceServer>>);
+
+/// Hands fresh ICE servers to the app's mesh, for the connections it makes
+/// from now on.
+fn apply_ice<S: OnPeerMesh>(mut fresh: ResMut<FreshIce>, socket: Option<ResMut<S>>) {
+    let Some(mut socket) = socket else {
+        return;
+    };
+    let Some(mesh) = socket.peer_mesh() else {
+        return;
+    };
+    if let Some(servers) = fresh.0.take()
+        && let Err(error) = mesh.set_ice_servers(servers)
+    {
+        tracing::warn!("gamenet: the server's fresh ICE servers are unusable: {error}");
+    }
 }
 
 /// Adopts the builder's conditioner when the mesh first shows up (unless

@@ -1,14 +1,25 @@
 //! Bevy plugin for [`gamenet`]: peer-to-peer multiplayer over WebRTC data
 //! channels, natively and in the browser.
 //!
-//! [`GamenetPlugin`] drives a [`MeshSocket`] resource once a frame, in
-//! [`PreUpdate`], and turns what happened into Bevy messages: [`PeerJoined`],
-//! [`PeerLeft`], [`HandshakeFailed`] and [`MessageReceived`]. Systems send through
-//! `ResMut<MeshSocket>`, which dereferences to [`gamenet::PeerMesh`].
+//! [`GamenetPlugin`] is the one plugin a game adds. It takes where to play (a
+//! `gamenet-signaling` server and a [`Room`]: a name, quick-match or a lobby's
+//! join code) and what to run there: the mesh alone ([`MeshSocket`]),
+//! rollback ([`GamenetPlugin::rollback`]), replication
+//! ([`GamenetPlugin::replication`]) or both on one connection. The ICE
+//! servers come from the server, and are fetched again while the game runs.
 //!
-//! For rollback games, [`rollback::RollbackPlugin`] runs a rollback session
-//! instead: game logic in [`rollback::RollbackSchedule`], rolled-back types
-//! registered with [`rollback::RollbackApp`]. See `examples/rollback.rs`.
+//! The mesh's events come as Bevy messages: [`PeerJoined`], [`PeerLeft`],
+//! [`HandshakeFailed`] and [`MessageReceived`]. Systems of a mesh-only game
+//! send through `ResMut<MeshSocket>`, which dereferences to
+//! [`gamenet::PeerMesh`].
+//!
+//! Rollback game logic runs in [`rollback::RollbackSchedule`], with the
+//! rolled-back types registered with [`rollback::RollbackApp`] (see
+//! `examples/rollback.rs`). Replicated states are registered with
+//! [`replication::ReplicationApp`] (see `examples/transforms.rs`). Their
+//! plugins can also be added alone ([`rollback::RollbackPlugin`],
+//! [`replication::ReplicationPlugin`]), for a synctest or tests on a
+//! simulated network.
 //!
 //! Every layer runs its systems in the public [`GamenetSet`]s, in this order:
 //! packets in ([`GamenetSet::ReceivePackets`]) and what they mean
@@ -17,16 +28,16 @@
 //! [`PostUpdate`]. Order a game's own networking systems against them.
 //!
 //! In an app with Bevy's states (`StatesPlugin`, part of `DefaultPlugins`),
-//! every plugin keeps the [`Connection`] state: connecting, playing,
-//! reconnecting while a link is silent, failed ([`ConnectionFailed`] says
-//! why). Menus and overlays run `OnEnter` of its variants.
+//! every plugin keeps the [`Connection`] state: in a lobby, connecting,
+//! playing, reconnecting while a link is silent, failed ([`ConnectionFailed`]
+//! says why). Menus and overlays run `OnEnter` of its variants.
 //!
 //! `use bevy_gamenet::prelude::*;` brings in what a game uses most.
 //!
-//! [`lobby::LobbyPlugin`] finds the game to join through the server's
-//! lobbies (create, list, join by code) before connecting: the
-//! [`Connection`] state is `InLobby` until
-//! [`rollback::ConnectRollback`] connects the chosen lobby.
+//! [`lobby::LobbyPlugin`] lets the player choose the game to join through
+//! the server's lobbies (create, list, join by code) before connecting: the
+//! [`Connection`] state is `InLobby` until [`rollback::ConnectRollback`] or
+//! [`replication::ConnectReplication`] connects the chosen lobby.
 //!
 //! The public components and resources derive `bevy_reflect::Reflect` and are
 //! registered by every plugin, for inspectors and editors.
@@ -41,8 +52,7 @@
 //! ```no_run
 //! use bevy_app::{App, Update};
 //! use bevy_ecs::prelude::*;
-//! use bevy_gamenet::{GamenetPlugin, MeshSocket, MessageReceived, PeerJoined};
-//! use gamenet::{Channel, IceServer, PeerMesh};
+//! use bevy_gamenet::prelude::*;
 //!
 //! fn greet(mut joined: MessageReader<PeerJoined>, mut socket: ResMut<MeshSocket>) {
 //!     for PeerJoined(peer) in joined.read() {
@@ -56,11 +66,12 @@
 //!     }
 //! }
 //!
-//! let builder = PeerMesh::builder("ws://localhost:3000/room")
-//!     .app_id("my-game/1")
-//!     .ice_server(IceServer::none());
 //! App::new()
-//!     .add_plugins(GamenetPlugin::connect(builder))
+//!     .add_plugins(
+//!         GamenetPlugin::server("ws://localhost:3000")
+//!             .room(Room::Named("hello".into()))
+//!             .app_id("my-game/1"),
+//!     )
 //!     .add_systems(Update, (greet, show))
 //!     .run();
 //! ```
@@ -70,6 +81,7 @@ extern crate self as bevy_gamenet;
 
 mod clock;
 mod conditions;
+mod connect;
 pub mod diagnostics;
 mod link;
 pub mod lobby;
@@ -90,9 +102,10 @@ use bevy_ecs::prelude::*;
 
 pub use clock::NetClock;
 pub use conditions::LinkConditions;
+pub use connect::{DEFAULT_ICE_REFRESH, GamenetPlugin, IceRefreshed, Room};
 pub use mesh::{
-    ConnectionFailed, GamenetPlugin, HandshakeFailed, MeshSocket, MessageReceived, PeerInterrupted,
-    PeerJoined, PeerLeft, PeerResumed, SignalRefused,
+    ConnectionFailed, HandshakeFailed, MeshSocket, MessageReceived, PeerInterrupted, PeerJoined,
+    PeerLeft, PeerResumed, SignalRefused,
 };
 pub(crate) use mesh::{Failures, add_mesh_messages, spawn_driver, write_event};
 pub use state::Connection;

@@ -1,57 +1,16 @@
-//! The mesh plugin: [`MeshSocket`] driven once a frame, its events as Bevy
+//! The mesh: [`MeshSocket`] driven once a frame, its events as Bevy
 //! messages, its driver spawned on Bevy's IO task pool.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 
-use bevy_app::{App, Plugin, PreUpdate};
+use crate::GamenetSet;
+use bevy_app::{App, PreUpdate};
 use bevy_ecs::prelude::*;
 use gamenet::{
     Bytes, Channel, Event, HandshakeError, LeaveReason, MeshDriver, PeerId, PeerMesh,
     PeerMeshBuilder,
 };
-
-use crate::{GamenetSet, add_shared};
-
-/// Adds the gamenet messages and the system that drives [`MeshSocket`].
-///
-/// With [`GamenetPlugin::connect`] it also builds the mesh, spawns its driver on
-/// Bevy's IO task pool and inserts the resource; with [`GamenetPlugin::default`]
-/// the app inserts a [`MeshSocket`] itself when it wants to connect.
-#[derive(Default)]
-pub struct GamenetPlugin {
-    /// The mesh to build and connect when the plugin is added, if any.
-    connect: Option<PeerMeshBuilder>,
-}
-
-impl GamenetPlugin {
-    /// A plugin that connects with `builder` when added.
-    pub fn connect(builder: PeerMeshBuilder) -> Self {
-        Self {
-            connect: Some(builder),
-        }
-    }
-}
-
-impl Plugin for GamenetPlugin {
-    fn build(&self, app: &mut App) {
-        add_shared(app);
-        crate::conditions::follow::<MeshSocket>(app);
-        crate::diagnostics::measure_mesh::<MeshSocket>(app);
-        app.add_systems(PreUpdate, receive.in_set(GamenetSet::ReceivePackets));
-        if let Some(builder) = self.connect.clone() {
-            let failures = app.world().resource::<Failures>().clone();
-            if let Some((mesh, driver)) = failures.build("gamenet", builder) {
-                spawn_driver(driver, Some(failures));
-                app.insert_resource(MeshSocket(mesh));
-            }
-        }
-    }
-
-    fn finish(&self, app: &mut App) {
-        crate::state::init(app);
-    }
-}
 
 /// The peer mesh as a Bevy resource; dereferences to [`PeerMesh`].
 #[derive(Resource, Debug)]
@@ -64,7 +23,7 @@ impl MeshSocket {
     }
 
     /// Builds a mesh and spawns its driver on Bevy's IO task pool (a driver
-    /// that stops on an error is only logged: [`GamenetPlugin::connect`]
+    /// that stops on an error is only logged: [`GamenetPlugin`](crate::GamenetPlugin)
     /// also reports it as [`ConnectionFailed`]).
     pub fn connect(builder: PeerMeshBuilder) -> Result<Self, gamenet::Error> {
         let (mesh, driver) = builder.build()?;
@@ -207,7 +166,7 @@ pub struct MessageReceived {
 }
 
 /// Takes in what arrived and turns the mesh's events into messages.
-fn receive(world: &mut World) {
+pub(crate) fn receive(world: &mut World) {
     let Some(mut socket) = world.get_resource_mut::<MeshSocket>() else {
         return;
     };
@@ -277,16 +236,6 @@ pub(crate) fn add_mesh_messages(app: &mut App) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_plugin_runs_without_a_socket() {
-        let mut app = App::new();
-        app.add_plugins(GamenetPlugin::default());
-        app.update();
-        app.update();
-        let messages = app.world().resource::<Messages<PeerJoined>>();
-        assert!(messages.is_empty());
-    }
 
     #[test]
     fn the_resource_is_send_and_sync() {

@@ -11,9 +11,9 @@
 
 pub use crate::lobby::{Lobbies, LobbyAnswer, LobbyPlugin, LobbySpec, LobbyTicket};
 pub use crate::replication::{
-    AuthorityRequested, FromPeer, HandOver, HiddenFrom, NetEntity, NetMessage, NetState,
-    OwnerChanged, Remote, Replicated, ReplicationApp, ReplicationPlugin, ReplicationSettings,
-    RequestAuthority, ToPeers, Transform2d, Transform3d, TransformState,
+    AuthorityRequested, ConnectReplication, FromPeer, HandOver, HiddenFrom, NetEntity, NetMessage,
+    NetState, OwnerChanged, Remote, Replicated, ReplicationApp, ReplicationPlugin,
+    ReplicationSettings, RequestAuthority, ToPeers, Transform2d, Transform3d, TransformState,
 };
 pub use crate::rollback::Input;
 pub use crate::rollback::{
@@ -22,9 +22,9 @@ pub use crate::rollback::{
     SessionEvent,
 };
 pub use crate::{
-    Connection, ConnectionFailed, GamenetPlugin, GamenetSet, HandshakeFailed, LinkConditions,
-    MeshSocket, MessageReceived, NetClock, PeerInterrupted, PeerJoined, PeerLeft, PeerResumed,
-    SignalRefused,
+    Connection, ConnectionFailed, GamenetPlugin, GamenetSet, HandshakeFailed, IceRefreshed,
+    LinkConditions, MeshSocket, MessageReceived, NetClock, PeerInterrupted, PeerJoined, PeerLeft,
+    PeerResumed, Room, SignalRefused,
 };
 pub use gamenet::replication::ReplicationConfig;
 pub use gamenet::replication::quantize::{BoundedFloat, BoundedInt, Position, SmallestThree};

@@ -49,12 +49,14 @@ pub use crate::link::SharedMesh;
 pub use bevy_gamenet_derive::NetState;
 pub use components::{HiddenFrom, NetEntity, NetState, Remote, Replicated};
 pub use fields::{FieldReader, NetField, QuantizedFloats, QuantizedInt};
-pub use transform::{Transform2d, Transform3d, TransformState};
+pub use transform::{AsRotation, AsScale, AsTranslation, Transform2d, Transform3d, TransformState};
 
 /// What `#[derive(NetState)]` expands to uses; not part of the API.
 #[doc(hidden)]
 pub mod __derive {
     pub use super::fields::*;
+    pub use super::transform::{AsRotation, AsScale, AsTranslation};
+    pub use bevy_transform::components::Transform;
     pub use gamenet::replication::quantize::{BoundedFloat, BoundedInt, SmallestThree};
 }
 pub use diagnostics::{BYTES_PER_SEC, ENTITIES_IN_SCOPE};
@@ -62,5 +64,5 @@ pub use interpolation::Timeline;
 pub use messages::{
     AuthorityRequested, FromPeer, HandOver, NetMessage, OwnerChanged, RequestAuthority, ToPeers,
 };
-pub use plugin::{ReplicationApp, ReplicationPlugin, ReplicationSettings};
+pub use plugin::{ConnectReplication, ReplicationApp, ReplicationPlugin, ReplicationSettings};
 pub use socket::{AppTransport, ReplicationSocket};

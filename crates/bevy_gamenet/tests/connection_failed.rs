@@ -59,3 +59,25 @@ fn an_unreachable_signaling_server_is_reported() {
     );
     assert!(failed.error.contains("signaling"), "{}", failed.error);
 }
+
+#[test]
+fn a_server_that_cannot_be_reached_for_ice_servers_is_reported() {
+    // The one plugin asks the server for its ICE servers before connecting.
+    let mut app = App::new();
+    app.add_plugins(
+        GamenetPlugin::server("ws://127.0.0.1:9")
+            .room(Room::Named("room".into()))
+            .rollback::<u8>(RollbackConfig::default())
+            .replication(ReplicationConfig::default()),
+    );
+    app.finish();
+    let failed = failure(&mut app, Duration::from_secs(20)).expect("reported");
+    println!("RESULT {}", failed.error);
+    assert!(failed.error.contains("ICE servers"), "{}", failed.error);
+    assert!(
+        failed.error.contains("cannot be reached"),
+        "{}",
+        failed.error
+    );
+    assert!(!app.world().contains_resource::<RollbackSocket<u8>>());
+}

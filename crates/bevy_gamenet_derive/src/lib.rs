@@ -25,7 +25,12 @@ use syn::{Data, DeriveInput, Expr, ExprLit, ExprRange, ExprUnary, Fields, Lit, R
 /// - `serde, bytes = N`: any `Serialize + DeserializeOwned + Default` type
 ///   encoded with bitcode in at most N bytes;
 /// - `skip`: not sent (the default on other peers);
-/// - `jump`: shown without interpolation.
+/// - `jump`: shown without interpolation;
+/// - `transform = translation`, `rotation` or `scale`, with any of the
+///   above: the field stands for that part of the entity's `Transform`, and
+///   the derive implements `TransformState` (for `replicate_transform`)
+///   from the fields so marked (`Vec3` or `Vec2`; `Quat` or an `f32` angle
+///   about Z; `Vec3`, `Vec2` or a uniform `f32`).
 #[proc_macro_derive(NetState, attributes(net))]
 pub fn derive_net_state(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as DeriveInput);
@@ -82,6 +87,7 @@ struct Attrs {
     bytes: Option<usize>,
     skip: bool,
     jump: bool,
+    transform: Option<syn::Ident>,
 }
 
 fn derive(input: &DeriveInput) -> syn::Result<Tokens> {
@@ -104,6 +110,7 @@ fn derive(input: &DeriveInput) -> syn::Result<Tokens> {
     let mut reads = Vec::new();
     let mut lerps = Vec::new();
     let mut members = Vec::new();
+    let mut links = Vec::new();
     for (i, field) in data.fields.iter().enumerate() {
         let member = match &field.ident {
             Some(ident) => quote!(#ident),
@@ -114,7 +121,10 @@ fn derive(input: &DeriveInput) -> syn::Result<Tokens> {
         };
         let ty = &field.ty;
         let span = field.span();
-        let (codec, jump) = codec(field)?;
+        let (codec, jump, part) = codec(field)?;
+        if let Some(part) = part {
+            links.push(link(&d, &member, &part));
+        }
         let jumped = quote_spanned! {span=>
             if t < 1.0 { ::core::clone::Clone::clone(&self.#member) }
             else { ::core::clone::Clone::clone(&next.#member) }
@@ -183,7 +193,21 @@ fn derive(input: &DeriveInput) -> syn::Result<Tokens> {
     };
     let from_fields = build(&reads);
     let interpolate = build(&lerps);
+    let transform_state = (!links.is_empty()).then(|| {
+        let (copies, applies): (Vec<Tokens>, Vec<Tokens>) = links.into_iter().unzip();
+        quote! {
+            impl ::bevy_gamenet::replication::TransformState for #name {
+                fn copy_from(&mut self, t: &#d::Transform) {
+                    #(#copies;)*
+                }
+                fn apply(&self, t: &mut #d::Transform) {
+                    #(#applies;)*
+                }
+            }
+        }
+    });
     Ok(quote! {
+        #transform_state
         impl ::bevy_gamenet::replication::NetState for #name {
             const WIDTHS: &'static [u8] = {
                 const PARTS: &[&[u8]] = &[#(#widths),*];
@@ -211,8 +235,9 @@ fn derive(input: &DeriveInput) -> syn::Result<Tokens> {
     })
 }
 
-/// How `field` is stored, and whether it is shown without interpolation.
-fn codec(field: &syn::Field) -> syn::Result<(Codec, bool)> {
+/// How `field` is stored, whether it is shown without interpolation, and
+/// the part of the `Transform` it stands for.
+fn codec(field: &syn::Field) -> syn::Result<(Codec, bool, Option<syn::Ident>)> {
     let mut a = Attrs::default();
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("net")) {
         attr.parse_nested_meta(|meta| {
@@ -231,10 +256,20 @@ fn codec(field: &syn::Field) -> syn::Result<(Codec, bool)> {
                 "serde" => a.serde = true,
                 "skip" => a.skip = true,
                 "jump" => a.jump = true,
+                "transform" => {
+                    let part: syn::Ident = meta.value()?.parse()?;
+                    if !["translation", "rotation", "scale"].contains(&part.to_string().as_str()) {
+                        return Err(syn::Error::new(
+                            part.span(),
+                            "transform = translation, rotation or scale",
+                        ));
+                    }
+                    a.transform = Some(part);
+                }
                 _ => {
                     return Err(meta.error(
                         "unknown net attribute; expected range, precision, bits, rotation, \
-                         angle, serde, bytes, skip or jump",
+                         angle, serde, bytes, skip, jump or transform",
                     ));
                 }
             }
@@ -293,7 +328,26 @@ fn codec(field: &syn::Field) -> syn::Result<(Codec, bool)> {
     } else {
         Codec::Plain
     };
-    Ok((codec, a.jump))
+    Ok((codec, a.jump, a.transform))
+}
+
+/// How a field marked `transform = part` is taken from a `Transform` and
+/// written to one.
+fn link(d: &Tokens, member: &Tokens, part: &syn::Ident) -> (Tokens, Tokens) {
+    match part.to_string().as_str() {
+        "translation" => (
+            quote!(self.#member = #d::AsTranslation::from_translation(t.translation)),
+            quote!(t.translation = #d::AsTranslation::to_translation(&self.#member, t.translation)),
+        ),
+        "rotation" => (
+            quote!(self.#member = #d::AsRotation::from_rotation(t.rotation)),
+            quote!(t.rotation = #d::AsRotation::to_rotation(&self.#member)),
+        ),
+        _ => (
+            quote!(self.#member = #d::AsScale::from_scale(t.scale)),
+            quote!(t.scale = #d::AsScale::to_scale(&self.#member, t.scale)),
+        ),
+    }
 }
 
 /// A `range` attribute: its bounds (expressions), whether either is a

@@ -25,7 +25,9 @@
 //!
 //! Natively each request runs on a thread of its own (the futures need no
 //! particular runtime); in the browser it is a `fetch`. Requests time out after
-//! ten seconds. With auth on, set the token with [`LobbyClient::token`].
+//! ten seconds; a GET that times out or finds no server is tried twice more
+//! (after half a second, then a second). With auth on, set the token with
+//! [`LobbyClient::token`].
 
 use serde::{Deserialize, Serialize};
 
@@ -163,14 +165,14 @@ impl LobbyClient {
             path.push_str("&mode=");
             path.push_str(&encode(mode));
         }
-        let text = http::request(self.url(&path), None, self.token.clone()).await?;
+        let text = self.fetch(&path).await?;
         read::<Listing>(&text).map(|l| l.lobbies)
     }
 
     /// The lobby of join code `code`, public or private.
     pub async fn get(&self, code: &str) -> Result<Lobby, LobbyError> {
         let path = format!("/api/lobbies/{}", encode(code));
-        let text = http::request(self.url(&path), None, self.token.clone()).await?;
+        let text = self.fetch(&path).await?;
         read(&text)
     }
 
@@ -178,16 +180,38 @@ impl LobbyClient {
     /// fresh credentials): ask again before each connection, as TURN
     /// credentials expire.
     pub async fn ice_servers(&self) -> Result<Vec<IceServer>, LobbyError> {
-        let text = http::request(self.url("/api/ice"), None, self.token.clone()).await?;
+        let text = self.fetch("/api/ice").await?;
         IceServer::list_from_json(&text).map_err(|e| LobbyError::BadAnswer(e.to_string()))
     }
 
     /// The WebSocket URL that joins the lobby of join code `code`, for
     /// [`PeerMesh::builder`](crate::PeerMesh::builder).
     pub fn join_url(&self, code: &str) -> String {
-        let mut url = format!("{}/join/{}", self.ws, encode(code));
+        self.with_token(format!("{}/join/{}", self.ws, encode(code)))
+    }
+
+    /// The WebSocket URL of the room named `room`: everyone who asks for
+    /// that name meets there.
+    pub fn room_url(&self, room: &str) -> String {
+        self.with_token(format!("{}/{}", self.ws, encode(room)))
+    }
+
+    /// The WebSocket URL that puts this peer in the next quick-match group
+    /// of `players` in `mode` (any name; empty for the server's default).
+    pub fn quick_match_url(&self, mode: &str, players: usize) -> String {
+        let mut url = format!("{}/?next={players}", self.ws);
+        if !mode.is_empty() {
+            url.push_str("&mode=");
+            url.push_str(&encode(mode));
+        }
+        self.with_token(url)
+    }
+
+    /// `url` with the token in its query, if one is set.
+    fn with_token(&self, mut url: String) -> String {
         if let Some(token) = &self.token {
-            url.push_str("?token=");
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str("token=");
             url.push_str(&encode(token));
         }
         url
@@ -196,6 +220,24 @@ impl LobbyClient {
     /// The server's WebSocket base, `ws(s)://host:port`.
     pub fn server(&self) -> &str {
         &self.ws
+    }
+
+    /// A GET of `path`, tried again after a pause when the server could not
+    /// be reached or did not answer in time (GETs change nothing, so a
+    /// second try is safe); refusals and bad answers are final.
+    async fn fetch(&self, path: &str) -> Result<String, LobbyError> {
+        let mut pause = FIRST_PAUSE;
+        for _ in 1..GET_TRIES {
+            match http::request(self.url(path), None, self.token.clone()).await {
+                Err(LobbyError::Unreachable(why)) => {
+                    tracing::debug!("gamenet: {path}: {why}; trying again in {pause:?}");
+                    futures_timer::Delay::new(pause).await;
+                    pause *= 2;
+                }
+                answer => return answer,
+            }
+        }
+        http::request(self.url(path), None, self.token.clone()).await
     }
 
     fn url(&self, path: &str) -> String {
@@ -233,6 +275,10 @@ fn reason(status: u16, body: &str) -> LobbyError {
     LobbyError::Refused { status, reason }
 }
 
+/// Tries of a GET whose server cannot be reached.
+const GET_TRIES: u32 = 3;
+/// The pause before the second try; it doubles before each next one.
+const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 /// Longest a request may take.
 const TIMEOUT_SECS: u64 = 10;
 /// Largest answer read, in bytes.
@@ -397,6 +443,18 @@ mod tests {
         assert_eq!(
             client.join_url("ABCDEF"),
             "ws://127.0.0.1:3000/join/ABCDEF?token=t.k"
+        );
+        assert_eq!(
+            client.room_url("duel"),
+            "ws://127.0.0.1:3000/duel?token=t.k"
+        );
+        assert_eq!(
+            client.quick_match_url("ranked 2v2", 4),
+            "ws://127.0.0.1:3000/?next=4&mode=ranked%202v2&token=t.k"
+        );
+        assert_eq!(
+            LobbyClient::new("ws://h:1").quick_match_url("", 2),
+            "ws://h:1/?next=2"
         );
     }
 

@@ -63,6 +63,8 @@ pub struct ReplicationPlugin {
 enum On {
     /// A mesh of its own, connected with this builder.
     Mesh(Box<PeerMeshBuilder>),
+    /// A mesh made later, by [`ConnectReplication`].
+    Later,
     /// The rollback session's mesh, through a [`SharedMesh`] the rollback
     /// plugin serves.
     Rollback,
@@ -76,6 +78,15 @@ impl ReplicationPlugin {
     pub fn connect(builder: PeerMeshBuilder, config: ReplicationConfig) -> Self {
         Self {
             on: Mutex::new(Some(On::Mesh(Box::new(builder)))),
+            config,
+        }
+    }
+
+    /// Replicates with `config` once the app connects, with a
+    /// [`ConnectReplication`] command (after choosing a lobby, say).
+    pub fn manual(config: ReplicationConfig) -> Self {
+        Self {
+            on: Mutex::new(Some(On::Later)),
             config,
         }
     }
@@ -144,8 +155,46 @@ impl Plugin for ReplicationPlugin {
 
     fn finish(&self, app: &mut App) {
         crate::state::init(app);
-        if let Some(socket) = connect(app) {
-            app.insert_resource(socket);
+        let world = app.world_mut();
+        match world.remove_resource::<Pending>() {
+            Some(Pending(On::Later, config)) => {
+                world.insert_resource(Later(config));
+            }
+            Some(Pending(on, config)) => {
+                if let Some(socket) = connect(world, on, config) {
+                    world.insert_resource(socket);
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+/// The settings of a [`ReplicationPlugin::manual`] app, until it connects.
+#[derive(Resource)]
+struct Later(ReplicationConfig);
+
+/// Connects a [`ReplicationPlugin::manual`] app with `builder`, once it has
+/// chosen where to play; a failure comes as
+/// [`ConnectionFailed`](crate::ConnectionFailed).
+pub struct ConnectReplication(pub PeerMeshBuilder);
+
+impl Command for ConnectReplication {
+    type Out = ();
+
+    fn apply(self, world: &mut World) {
+        if world.contains_resource::<ReplicationSocket>() {
+            tracing::warn!("replication: already connected; the new connection is not made");
+            return;
+        }
+        let Some(Later(config)) = world.remove_resource::<Later>() else {
+            let failures = world.resource::<Failures>();
+            failures.push("replication: not a manual app, or connected before it was built".into());
+            return;
+        };
+        world.remove_resource::<crate::state::Choosing>();
+        if let Some(socket) = connect(world, On::Mesh(Box::new(self.0)), config) {
+            world.insert_resource(socket);
         }
     }
 }
@@ -154,24 +203,24 @@ impl Plugin for ReplicationPlugin {
 /// mesh of its own (its driver spawned) or the link to the rollback
 /// session's; none if the plugin was not asked to connect, or on an error
 /// (written as [`ConnectionFailed`](crate::ConnectionFailed)).
-fn connect(app: &mut App) -> Option<ReplicationSocket> {
-    let Pending(on, config) = app.world_mut().remove_resource::<Pending>()?;
+fn connect(world: &mut World, on: On, config: ReplicationConfig) -> Option<ReplicationSocket> {
     let schema = Schema {
-        types: app.world().resource::<Types>().widths.clone(),
+        types: world.resource::<Types>().widths.clone(),
     };
-    let failures = app.world().resource::<Failures>().clone();
+    let failures = world.resource::<Failures>().clone();
     let mut transport = match on {
         On::Mesh(builder) => {
             let (mesh, driver) = failures.build("replication", *builder)?;
             crate::spawn_driver(driver, Some(failures.clone()));
             AppTransport::Mesh(Box::new(mesh))
         }
-        On::Rollback => AppTransport::Rollback(app.world().resource::<SharedMesh>().clone()),
+        On::Rollback => AppTransport::Rollback(world.resource::<SharedMesh>().clone()),
+        On::Later => return None,
         #[cfg(feature = "memory")]
         On::Memory(transport) => AppTransport::Memory(transport),
     };
     // On the rollback session's mesh, the rollback plugin sets it.
-    gamenet::Transport::set_schema(&mut transport, crate::schema::of(app.world(), Vec::new()));
+    gamenet::Transport::set_schema(&mut transport, crate::schema::of(world, Vec::new()));
     match ReplicationNet::new(transport, config, schema) {
         Ok(net) => Some(ReplicationSocket(net)),
         Err(e) => {

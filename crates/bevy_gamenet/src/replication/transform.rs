@@ -22,6 +22,100 @@ pub trait TransformState: NetState + PartialEq {
     fn apply(&self, transform: &mut Transform);
 }
 
+/// A field that can stand for a `Transform`'s translation: `Vec3`, or
+/// `Vec2` on the XY plane (the `Transform`'s Z is kept). What
+/// `#[net(transform = translation)]` links.
+pub trait AsTranslation {
+    /// The field from a translation.
+    fn from_translation(translation: Vec3) -> Self;
+    /// The translation from the field; `old` is the one it replaces.
+    fn to_translation(&self, old: Vec3) -> Vec3;
+}
+
+impl AsTranslation for Vec3 {
+    fn from_translation(translation: Vec3) -> Self {
+        translation
+    }
+    fn to_translation(&self, _: Vec3) -> Vec3 {
+        *self
+    }
+}
+
+impl AsTranslation for Vec2 {
+    fn from_translation(translation: Vec3) -> Self {
+        translation.truncate()
+    }
+    fn to_translation(&self, old: Vec3) -> Vec3 {
+        self.extend(old.z)
+    }
+}
+
+/// A field that can stand for a `Transform`'s rotation: `Quat`, or an
+/// `f32` angle in radians about Z (2D). What `#[net(transform = rotation)]`
+/// links.
+pub trait AsRotation {
+    /// The field from a rotation.
+    fn from_rotation(rotation: Quat) -> Self;
+    /// The rotation from the field.
+    fn to_rotation(&self) -> Quat;
+}
+
+impl AsRotation for Quat {
+    fn from_rotation(rotation: Quat) -> Self {
+        rotation
+    }
+    fn to_rotation(&self) -> Quat {
+        *self
+    }
+}
+
+impl AsRotation for f32 {
+    fn from_rotation(rotation: Quat) -> Self {
+        let (axis, angle) = rotation.to_axis_angle();
+        if axis.z < 0.0 { -angle } else { angle }
+    }
+    fn to_rotation(&self) -> Quat {
+        Quat::from_rotation_z(*self)
+    }
+}
+
+/// A field that can stand for a `Transform`'s scale: `Vec3`, `Vec2` (the
+/// `Transform`'s Z kept) or a uniform `f32` (its X taken). What
+/// `#[net(transform = scale)]` links.
+pub trait AsScale {
+    /// The field from a scale.
+    fn from_scale(scale: Vec3) -> Self;
+    /// The scale from the field; `old` is the one it replaces.
+    fn to_scale(&self, old: Vec3) -> Vec3;
+}
+
+impl AsScale for Vec3 {
+    fn from_scale(scale: Vec3) -> Self {
+        scale
+    }
+    fn to_scale(&self, _: Vec3) -> Vec3 {
+        *self
+    }
+}
+
+impl AsScale for Vec2 {
+    fn from_scale(scale: Vec3) -> Self {
+        scale.truncate()
+    }
+    fn to_scale(&self, old: Vec3) -> Vec3 {
+        self.extend(old.z)
+    }
+}
+
+impl AsScale for f32 {
+    fn from_scale(scale: Vec3) -> Self {
+        scale.x
+    }
+    fn to_scale(&self, _: Vec3) -> Vec3 {
+        Vec3::splat(*self)
+    }
+}
+
 /// A 2D `Transform`: x and y within ±16 384 units to 0.01 (21 bits each),
 /// the angle about z to a 65 536th of a turn; z and scale stay as each peer
 /// has them. 58 bits.
@@ -30,24 +124,11 @@ pub trait TransformState: NetState + PartialEq {
 #[require(Transform)]
 pub struct Transform2d {
     /// x and y.
-    #[net(range = -16384.0..16384.0, precision = 0.01)]
+    #[net(range = -16384.0..16384.0, precision = 0.01, transform = translation)]
     pub translation: Vec2,
     /// Radians about z.
-    #[net(angle, bits = 16)]
+    #[net(angle, bits = 16, transform = rotation)]
     pub angle: f32,
-}
-
-impl TransformState for Transform2d {
-    fn copy_from(&mut self, t: &Transform) {
-        let (axis, angle) = t.rotation.to_axis_angle();
-        self.translation = t.translation.truncate();
-        self.angle = if axis.z < 0.0 { -angle } else { angle };
-    }
-
-    fn apply(&self, t: &mut Transform) {
-        t.translation = self.translation.extend(t.translation.z);
-        t.rotation = Quat::from_rotation_z(self.angle);
-    }
 }
 
 /// A 3D `Transform`: each axis within ±16 384 units to 0.001 (24 bits),
@@ -58,23 +139,11 @@ impl TransformState for Transform2d {
 #[require(Transform)]
 pub struct Transform3d {
     /// Position.
-    #[net(range = -16384.0..16384.0, precision = 0.001)]
+    #[net(range = -16384.0..16384.0, precision = 0.001, transform = translation)]
     pub translation: Vec3,
     /// Rotation.
-    #[net(rotation, bits = 14)]
+    #[net(rotation, bits = 14, transform = rotation)]
     pub rotation: Quat,
-}
-
-impl TransformState for Transform3d {
-    fn copy_from(&mut self, t: &Transform) {
-        self.translation = t.translation;
-        self.rotation = t.rotation;
-    }
-
-    fn apply(&self, t: &mut Transform) {
-        t.translation = self.translation;
-        t.rotation = self.rotation;
-    }
 }
 
 /// This peer's replicated entities whose `Transform` changed.
