@@ -373,3 +373,74 @@ fn one_plugin_joins_a_lobby_by_code_with_the_servers_ice_and_fetches_them_again(
         },
     );
 }
+
+#[test]
+fn one_plugin_replicates_in_a_named_room_and_links_a_quick_match() {
+    use bevy_gamenet::prelude::*;
+    use bevy_transform::components::Transform;
+
+    isolated(
+        "one_plugin_replicates_in_a_named_room_and_links_a_quick_match",
+        || async {
+            let server = start_server().await;
+            let replicating = || {
+                let mut app = App::new();
+                let room = Room::Named("replicated".into());
+                app.add_plugins(
+                    GamenetPlugin::server(&server)
+                        .room(room)
+                        .replication(ReplicationConfig::default()),
+                )
+                .replicate_transform::<Transform2d>();
+                app.finish();
+                app.cleanup();
+                app
+            };
+            let mesh_only = || {
+                let mut app = App::new();
+                let room = Room::QuickMatch {
+                    mode: "bevy-e2e".into(),
+                    players: 2,
+                };
+                app.add_plugins(GamenetPlugin::server(&server).room(room));
+                app
+            };
+            let (mut a, mut b) = (replicating(), replicating());
+            let (mut c, mut d) = (mesh_only(), mesh_only());
+            a.world_mut().spawn((
+                Transform::from_xyz(10.0, 20.0, 0.0),
+                Transform2d::default(),
+                Replicated,
+            ));
+            let mut seen = None;
+            let mut linked = (false, false);
+            for _ in 0..4000 {
+                for app in [&mut a, &mut b, &mut c, &mut d] {
+                    app.update();
+                }
+                linked.0 |= !drain::<PeerJoined>(&mut c).is_empty();
+                linked.1 |= !drain::<PeerJoined>(&mut d).is_empty();
+                let mut remote = b
+                    .world_mut()
+                    .query_filtered::<&Transform, bevy_ecs::query::With<Remote>>();
+                seen = remote.iter(b.world()).next().map(|t| t.translation);
+                if seen.is_some_and(|at| (at.x - 10.0).abs() < 0.02) && linked.0 && linked.1 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            println!(
+                "RESULT b sees a's entity at {seen:?}; the quick-match pair linked: {linked:?}"
+            );
+            let at = seen.expect("a's entity never reached b");
+            assert!(
+                (at.x - 10.0).abs() < 0.02 && (at.y - 20.0).abs() < 0.02,
+                "{at}"
+            );
+            assert_eq!(linked, (true, true), "the quick-match pair never linked");
+            for app in [&c, &d] {
+                assert!(app.world().contains_resource::<MeshSocket>());
+            }
+        },
+    );
+}
