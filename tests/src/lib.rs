@@ -126,6 +126,19 @@ pub async fn start_server_with(config: gamenet_signaling::Config) -> String {
     format!("ws://{HOST}:{PORT}")
 }
 
+/// Starts the real signaling server with its own STUN server on
+/// [`HOST`]:[`PORT`]` + 1` (what it hands out at `/api/ice`); returns its
+/// `ws://` URL and the STUN server's `host:port`.
+pub async fn start_server_with_stun() -> (String, String) {
+    let stun = format!("{HOST}:{}", PORT + 1);
+    let server = start_server_with(gamenet_signaling::Config {
+        stun_listen: Some(stun.parse().expect("address")),
+        ..gamenet_signaling::Config::default()
+    })
+    .await;
+    (server, stun)
+}
+
 /// Joins `room_url` with host candidates only and spawns the mesh's driver.
 pub fn join(room_url: &str, app_id: &str) -> Result<PeerMesh, gamenet::Error> {
     let (mesh, driver) = PeerMesh::builder(room_url)

@@ -279,17 +279,12 @@ fn one_plugin_joins_a_lobby_by_code_with_the_servers_ice_and_fetches_them_again(
     use bevy_gamenet::prelude::*;
     use bevy_gamenet::replication::ReplicationSocket;
     use gamenet::lobby::{LobbyClient, LobbySpec};
-    use gamenet_e2e::{HOST, PORT, start_server_with};
+    use gamenet_e2e::start_server_with_stun;
 
     isolated(
         "one_plugin_joins_a_lobby_by_code_with_the_servers_ice_and_fetches_them_again",
         || async {
-            let stun = format!("{HOST}:{}", PORT + 1);
-            let server = start_server_with(gamenet_signaling::Config {
-                stun_listen: Some(stun.parse().unwrap()),
-                ..gamenet_signaling::Config::default()
-            })
-            .await;
+            let (server, stun) = start_server_with_stun().await;
             let lobby = LobbyClient::new(&server)
                 .create(&LobbySpec {
                     name: "one plugin".into(),

@@ -6,19 +6,14 @@ use std::time::{Duration, Instant};
 
 use gamenet::PeerMesh;
 use gamenet::lobby::{LobbyClient, LobbyError, LobbySpec};
-use gamenet_e2e::{HOST, PORT, isolated, start_server_with, wait_joined};
+use gamenet_e2e::{isolated, start_server_with_stun, wait_joined};
 
 #[test]
 fn a_lobby_is_created_found_by_code_and_in_the_list_and_joined_by_three() {
     isolated(
         "a_lobby_is_created_found_by_code_and_in_the_list_and_joined_by_three",
         || async {
-            let stun = format!("{HOST}:{}", PORT + 1);
-            let server = start_server_with(gamenet_signaling::Config {
-                stun_listen: Some(stun.parse().unwrap()),
-                ..gamenet_signaling::Config::default()
-            })
-            .await;
+            let (server, stun) = start_server_with_stun().await;
             let client = LobbyClient::new(&server);
             let started = Instant::now();
             let spec = LobbySpec {
