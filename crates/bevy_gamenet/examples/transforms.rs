@@ -1,27 +1,26 @@
 //! Moving `Transform`s replicated between peers: each peer spins a square
 //! around the centre and prints where it sees everyone else's, interpolated.
 //!
-//! Start the server (`cargo run -p gamenet_signaling`), then in two or more
-//! terminals:
+//! Start the server (`cargo run -p gamenet_signaling`, on port 3000), then
+//! in two or more terminals:
 //!
 //! ```sh
-//! cargo run -p bevy_gamenet --example transforms -- ws://localhost:3000
+//! cargo run -p bevy_gamenet --example transforms
 //! ```
 
 use std::time::Duration;
 
-use bevy_app::{App, ScheduleRunnerPlugin, Startup, Update};
+use bevy_app::{App, ScheduleRunnerPlugin, Update};
 use bevy_ecs::prelude::*;
 use bevy_gamenet::prelude::*;
 use bevy_math::Vec2;
-use bevy_time::common_conditions::on_timer;
-use bevy_time::{Time, TimePlugin};
+use bevy_time::{Time, TimePlugin, common_conditions::on_timer};
 use bevy_transform::components::Transform;
 
 /// A square: its place (to 0.1) and angle (to a 4096th of a turn), taken
-/// from its `Transform` and written to the others' copies of it.
+/// from its `Transform` and written to the others' copies of it (it brings
+/// a `Transform` with it).
 #[derive(Component, Clone, Copy, PartialEq, Debug, Default, NetState)]
-#[require(Transform)]
 struct Square {
     #[net(range = -512.0..512.0, precision = 0.1, transform = translation)]
     at: Vec2,
@@ -45,25 +44,20 @@ fn show(others: Query<(&Remote, &Transform), With<Square>>) {
     }
 }
 
+/// One frame in 8 ms.
+const FRAME: Duration = Duration::from_millis(8);
+
 fn main() {
-    let server = std::env::args()
-        .nth(1)
-        .unwrap_or("ws://localhost:3000".into());
-    let every_second = on_timer(Duration::from_secs(1));
-    App::new()
-        .add_plugins((
-            ScheduleRunnerPlugin::run_loop(Duration::from_millis(8)),
-            TimePlugin,
-        ))
+    let mut app = App::new();
+    app.add_plugins((ScheduleRunnerPlugin::run_loop(FRAME), TimePlugin))
         .add_plugins(
-            GamenetPlugin::server(server)
+            GamenetPlugin::server("ws://localhost:3000")
                 .room(Room::Named("spin".into()))
                 .replication(ReplicationConfig::default()),
         )
         .replicate_transform::<Square>()
-        .add_systems(Startup, |mut commands: Commands| {
-            commands.spawn((Square::default(), Replicated));
-        })
-        .add_systems(Update, (spin, show.run_if(every_second)))
-        .run();
+        .add_systems(Update, spin)
+        .add_systems(Update, show.run_if(on_timer(Duration::from_secs(1))));
+    app.world_mut().spawn((Square::default(), Replicated));
+    app.run();
 }

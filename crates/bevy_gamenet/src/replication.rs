@@ -40,6 +40,7 @@ mod diagnostics;
 mod fields;
 mod interpolation;
 mod messages;
+mod parts;
 mod plugin;
 mod socket;
 mod systems;

@@ -55,24 +55,58 @@ pub struct Remote {
     pub owner: PeerId,
 }
 
-/// Registered state types, in registration order (the type index on the wire).
+/// Registered state types, in registration order (the type index on the
+/// wire): each state type is followed by its part type (see `parts`).
 #[derive(Resource, Default)]
 pub(super) struct Types {
     /// Each type's field widths, in bits.
     pub widths: Vec<Vec<u8>>,
     /// Each type's Rust name.
     pub names: Vec<&'static str>,
+    /// Whether each type is a part type.
+    pub parts: Vec<bool>,
+}
+
+impl Types {
+    /// Registers a state type and its part type; returns the state's index.
+    pub fn add(&mut self, name: &'static str, widths: &[u8]) -> u16 {
+        let ty = self.widths.len() as u16;
+        self.widths.push(widths.to_vec());
+        // A part: the entity's id in two fields, then the state's.
+        self.widths
+            .push([32, 32].iter().chain(widths).copied().collect());
+        self.names.extend([name, name]);
+        self.parts.extend([false, true]);
+        ty
+    }
+
+    /// Whether `ty` is a part type.
+    pub fn is_part(&self, ty: u16) -> bool {
+        self.parts.get(ty as usize).copied().unwrap_or(false)
+    }
 }
 
 /// Entities by replication id.
 #[derive(Resource, Default)]
-pub(super) struct Index(pub BTreeMap<NetId, Entity>, pub PublishedNow);
-
-/// This peer's entities given a replication id in this frame, by the
-/// publishing type (the id itself is inserted by deferred commands).
-#[derive(Default)]
-pub(super) struct PublishedNow(pub BTreeMap<Entity, u16>);
+pub(super) struct Index {
+    /// Entities by their own id (their first state's).
+    pub entities: BTreeMap<NetId, Entity>,
+    /// This peer's entities given their id in this frame (the
+    /// [`NetEntity`] itself is inserted by deferred commands).
+    pub published_now: BTreeMap<Entity, NetId>,
+    /// Entities by the ids of their further states.
+    pub parts: BTreeMap<NetId, Entity>,
+    /// Further states that arrived before their entity.
+    pub waiting: BTreeSet<NetId>,
+}
 
 /// The wire type index of a state type.
 #[derive(Resource)]
 pub(super) struct TypeIndex<T>(pub u16, pub PhantomData<fn() -> T>);
+
+impl<T> TypeIndex<T> {
+    /// The index of the state's part type.
+    pub fn part(&self) -> u16 {
+        self.0 + 1
+    }
+}

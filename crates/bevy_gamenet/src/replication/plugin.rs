@@ -10,6 +10,7 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::reflect::ReflectResource;
 use bevy_reflect::Reflect;
 use bevy_reflect::std_traits::ReflectDefault;
+use bevy_transform::components::Transform;
 #[cfg(feature = "memory")]
 use gamenet::MemoryTransport;
 use gamenet::PeerMeshBuilder;
@@ -22,7 +23,9 @@ use super::messages::{
     AuthorityRequested, FromPeer, HandOver, MessageIndex, MessageTypes, NetMessage, OwnerChanged,
     RequestAuthority, ToPeers, decode, send_messages,
 };
-use super::systems::{apply_remote, authority, despawned, publish, receive, send, visibility};
+use super::systems::{
+    apply_remote, authority, despawned, publish, receive, send, state_removed, visibility,
+};
 use super::transform::{TransformState, from_transforms, to_transforms};
 use super::{AppTransport, NetState, ReplicationSocket, diagnostics};
 use crate::link::SharedMesh;
@@ -230,17 +233,28 @@ fn connect(world: &mut World, on: On, config: ReplicationConfig) -> Option<Repli
     }
 }
 
+/// The publishing of one state type, by its index: they run in
+/// registration order, so an entity's first registered state is the entity
+/// on the wire and the others its parts.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Publish(u16);
+
 /// Registration of replicated state types and game events.
 pub trait ReplicationApp {
-    /// Replicates `T` (register in the same order on every peer). An entity
-    /// carries one replicated state: of two on the same entity, only the
-    /// first published is sent (and a warning logged); put what travels
-    /// together in one type.
+    /// Replicates `T` (register in the same order on every peer; the
+    /// handshake's schema hash names a mismatch). An entity may carry
+    /// several replicated states: the first registered of those it has when
+    /// first published is the entity on the wire, each other one (or one
+    /// added later) a part tied to it, shown, hidden, handed over and
+    /// despawned with it, and despawned alone when removed. Removing the
+    /// entity's first state sends it again as a new entity. What always
+    /// changes together is cheapest in one type.
     fn replicate<T: NetState>(&mut self) -> &mut Self;
 
     /// Replicates `T` and links it to the entity's `Transform` (see
     /// [`TransformState`]): [`Transform2d`](super::Transform2d) and
-    /// [`Transform3d`](super::Transform3d) are ready-made.
+    /// [`Transform3d`](super::Transform3d) are ready-made. `T` requires
+    /// `Transform` from then on, so spawning `T` alone is enough.
     fn replicate_transform<T: TransformState>(&mut self) -> &mut Self;
 
     /// Sends `M` as game events ([`ToPeers`]) and writes those that arrive
@@ -251,12 +265,10 @@ pub trait ReplicationApp {
 impl ReplicationApp for App {
     fn replicate<T: NetState>(&mut self) -> &mut Self {
         self.init_resource::<Types>();
-        let ty = {
-            let mut types = self.world_mut().resource_mut::<Types>();
-            types.widths.push(T::WIDTHS.to_vec());
-            types.names.push(std::any::type_name::<T>());
-            (types.widths.len() - 1) as u16
-        };
+        let ty = self
+            .world_mut()
+            .resource_mut::<Types>()
+            .add(std::any::type_name::<T>(), T::WIDTHS);
         crate::schema::register(
             self,
             format!(
@@ -266,6 +278,7 @@ impl ReplicationApp for App {
             ),
         );
         self.insert_resource(TypeIndex::<T>(ty, PhantomData))
+            .add_observer(state_removed::<T>)
             .add_systems(
                 PreUpdate,
                 apply_remote::<T>.in_set(GamenetSet::Receive).after(receive),
@@ -274,12 +287,16 @@ impl ReplicationApp for App {
                 PostUpdate,
                 publish::<T>
                     .in_set(GamenetSet::Send)
+                    .in_set(Publish(ty))
+                    .after(Publish(ty.wrapping_sub(2)))
                     .before(visibility)
                     .before(send),
             )
     }
 
     fn replicate_transform<T: TransformState>(&mut self) -> &mut Self {
+        // Already required when `T` says `#[require(Transform)]` itself.
+        let _ = self.try_register_required_components::<T, Transform>();
         self.replicate::<T>()
             .add_systems(
                 PreUpdate,
