@@ -59,11 +59,16 @@ pub(super) fn add(entity: Entity, ty: u16, id: NetId, buffer: Option<Buffer>) ->
             e.insert(Parts::default());
         }
         if let Some(mut parts) = e.get_mut::<Parts>() {
-            if parts.0.contains_key(&ty) {
-                tracing::warn!("replication: a second part of type {ty} for {entity}; ignored");
-                return;
+            match parts.0.get(&ty) {
+                // The same part spawned again (whole, after a lost message).
+                Some(part) if part.id == id => {}
+                Some(_) => {
+                    tracing::warn!("replication: a second part of type {ty} for {entity}; ignored");
+                }
+                None => {
+                    parts.0.insert(ty, Part { id, buffer });
+                }
             }
-            parts.0.insert(ty, Part { id, buffer });
         }
     }
 }

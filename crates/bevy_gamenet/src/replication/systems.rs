@@ -410,7 +410,9 @@ pub(super) fn publish<T: NetState>(
             }
             continue;
         };
-        match r.entity(of).map(|e| e.ty) {
+        // Not sent while the entity is not this peer's (handed away in
+        // this frame, say).
+        match r.entity(of).filter(|e| e.owner == r.id()).map(|e| e.ty) {
             None => {}
             Some(t) if t == ty.0 => {
                 let _ = r.set(of, &fields);
