@@ -264,4 +264,97 @@ mod tests {
         assert!(Cli::try_parse_from(["gamenet-signaling", "--stun-listen", "nowhere"]).is_err());
         assert!(Cli::try_parse_from(["gamenet-signaling", "--idle-timeout", "-1"]).is_err());
     }
+
+    /// The production guide, whose command lines and flags are checked here.
+    const GUIDE: &str = include_str!("../../docs/production.md");
+
+    /// Words of a shell line: split on spaces, `'…'` kept whole.
+    fn words(line: &str) -> Vec<String> {
+        let (mut words, mut word, mut quoted) = (Vec::new(), String::new(), false);
+        for c in line.chars() {
+            match c {
+                '\'' => quoted = !quoted,
+                ' ' if !quoted => {
+                    if !word.is_empty() {
+                        words.push(std::mem::take(&mut word));
+                    }
+                }
+                c => word.push(c),
+            }
+        }
+        words.extend((!word.is_empty()).then_some(word));
+        words
+    }
+
+    #[test]
+    fn the_production_guides_command_lines_parse() {
+        // Commands in its `sh` blocks, continued lines joined.
+        let mut commands = Vec::new();
+        let mut in_sh = false;
+        let mut line = String::new();
+        for l in GUIDE.lines() {
+            match l.trim() {
+                "```sh" => in_sh = true,
+                "```" => in_sh = false,
+                t if in_sh => {
+                    line.push_str(t.trim_end_matches('\\'));
+                    line.push(' ');
+                    if !t.ends_with('\\') {
+                        commands.push(std::mem::take(&mut line));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut parsed = 0;
+        for command in &commands {
+            // `VAR=value gamenet-signaling FLAGS…`, but for `--help`.
+            let words: Vec<String> = words(command)
+                .into_iter()
+                .skip_while(|w| w.contains('=') && !w.starts_with('-'))
+                .collect();
+            if !words
+                .first()
+                .is_some_and(|w| w.ends_with("gamenet-signaling"))
+                || words.iter().any(|w| w == "--help")
+            {
+                continue;
+            }
+            let config = match Cli::try_parse_from(&words) {
+                Ok(cli) => cli.config,
+                Err(e) => panic!("the guide's `{command}` does not parse: {e}"),
+            };
+            assert_eq!(config.stun_listen, Some("0.0.0.0:3479".parse().unwrap()));
+            assert_eq!(config.turn_urls.len(), 2, "{:?}", config.turn_urls);
+            parsed += 1;
+        }
+        assert_eq!(parsed, 1, "the guide's server command line: {commands:?}");
+    }
+
+    #[test]
+    fn every_flag_the_production_guide_names_is_the_servers() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let known: Vec<&str> = command
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .collect();
+        // Not the server's: cargo's, `--help`, and the token command's.
+        let others = ["release", "help", "subject", "ttl"];
+        let mut named = 0;
+        for word in GUIDE.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')) {
+            let Some(flag) = word.strip_prefix("--") else {
+                continue;
+            };
+            if !flag.starts_with(|c: char| c.is_ascii_lowercase()) || others.contains(&flag) {
+                continue;
+            }
+            assert!(
+                known.contains(&flag),
+                "the guide names --{flag}, which the server does not take"
+            );
+            named += 1;
+        }
+        assert!(named > 30, "the guide names {named} of the server's flags");
+    }
 }
