@@ -61,21 +61,18 @@ pub struct Remote {
 pub(super) struct Types {
     /// Each type's field widths, in bits.
     pub widths: Vec<Vec<u8>>,
-    /// Each type's Rust name.
-    pub names: Vec<&'static str>,
     /// Whether each type is a part type.
     pub parts: Vec<bool>,
 }
 
 impl Types {
     /// Registers a state type and its part type; returns the state's index.
-    pub fn add(&mut self, name: &'static str, widths: &[u8]) -> u16 {
+    pub fn add(&mut self, widths: &[u8]) -> u16 {
         let ty = self.widths.len() as u16;
         self.widths.push(widths.to_vec());
         // A part: the entity's id in two fields, then the state's.
         self.widths
             .push([32, 32].iter().chain(widths).copied().collect());
-        self.names.extend([name, name]);
         self.parts.extend([false, true]);
         ty
     }

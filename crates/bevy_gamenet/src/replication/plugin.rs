@@ -265,10 +265,7 @@ pub trait ReplicationApp {
 impl ReplicationApp for App {
     fn replicate<T: NetState>(&mut self) -> &mut Self {
         self.init_resource::<Types>();
-        let ty = self
-            .world_mut()
-            .resource_mut::<Types>()
-            .add(std::any::type_name::<T>(), T::WIDTHS);
+        let ty = self.world_mut().resource_mut::<Types>().add(T::WIDTHS);
         crate::schema::register(
             self,
             format!(
